@@ -1,0 +1,92 @@
+#include "config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "json_util.h"
+#include "cppnet/abi.h"
+
+namespace cppnet {
+
+int NetworkConfig::ContainerMtu(int underlay_mtu) const {
+  if (backend.type == "vxlan") return underlay_mtu - CPPNET_VXLAN_OVERHEAD;
+  if (backend.type == "udp") return underlay_mtu - 28;
+  return underlay_mtu;
+}
+
+absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
+  auto parsed = ParseJsonObject(text, "config");
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json& j = *parsed;
+  NetworkConfig c;
+
+  const nlohmann::json* net = FindKey(j, "Network");
+  if (!net || !net->is_string() || net->get<std::string>().empty())
+    return absl::InvalidArgumentError("config: Network is missing (e.g. \"Network\": \"10.5.0.0/16\")");
+  auto np = ParsePrefix4(net->get<std::string>(), /*strict=*/false);
+  if (!np.ok()) return absl::InvalidArgumentError(absl::StrCat("config: Network: ", np.status().message()));
+  c.network = *np;
+
+  int64_t sl = 0;
+  if (auto st = GetInt(j, "SubnetLen", &sl, "config"); !st.ok()) return st;
+  if (sl == 0) sl = c.network.len <= 22 ? 24 : c.network.len + 2;
+  if (sl > 30) return absl::InvalidArgumentError(absl::StrCat("config: SubnetLen must be less than /31 (got ", sl, ")"));
+  if (sl < c.network.len + 2)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: network must be able to accommodate at least four subnets (Network ",
+        FormatPrefix4(c.network), ", SubnetLen ", sl, ")"));
+  c.subnet_len = static_cast<uint8_t>(sl);
+  const uint32_t step = uint32_t{1} << (32 - c.subnet_len);
+  c.subnet_min = c.network.addr + step;
+  c.subnet_max = c.network.addr + (c.network.size() - step);
+
+  for (auto [field, out] : {std::pair{"SubnetMin", &c.subnet_min}, std::pair{"SubnetMax", &c.subnet_max}}) {
+    const nlohmann::json* v = FindKey(j, field);
+    if (!v || v->is_null()) continue;
+    if (!v->is_string()) return absl::InvalidArgumentError(absl::StrCat("config: ", field, " must be a string"));
+    auto ip = ParseIp4(v->get<std::string>());
+    if (!ip.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", field, ": ", ip.status().message()));
+    if (!c.network.contains(*ip))
+      return absl::InvalidArgumentError(absl::StrCat("config: ", field, " is not in the range of the Network (",
+                                                     FormatIp4(*ip), " not in ", FormatPrefix4(c.network), ")"));
+    if (*ip & (step - 1))
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: ", field, " is not on a SubnetLen boundary (", FormatIp4(*ip), ", /", sl, ")"));
+    *out = *ip;
+  }
+  if (c.subnet_min > c.subnet_max)
+    return absl::InvalidArgumentError(absl::StrCat("config: SubnetMin ", FormatIp4(c.subnet_min),
+                                                   " is greater than SubnetMax ", FormatIp4(c.subnet_max)));
+
+  if (const nlohmann::json* e6 = FindKey(j, "EnableIPv6"); e6 && e6->is_boolean()) c.enable_ipv6 = e6->get<bool>();
+
+  const nlohmann::json* be = FindKey(j, "Backend");
+  if (be && !be->is_null()) {
+    if (!be->is_object()) return absl::InvalidArgumentError("config: Backend must be an object");
+    const nlohmann::json* t = FindKey(*be, "Type");
+    if (t && !t->is_string()) return absl::InvalidArgumentError("config: Backend.Type must be a string");
+    if (t) c.backend.type = absl::AsciiStrToLower(t->get<std::string>());
+    if (c.backend.type != "vxlan" && c.backend.type != "udp" && c.backend.type != "host-gw")
+      return absl::InvalidArgumentError(absl::StrCat("config: unknown backend type \"", t->get<std::string>(),
+                                                     "\" (supported: vxlan, udp, host-gw)"));
+    int64_t vni = 1, port = 0;
+    if (auto st = GetInt(*be, "VNI", &vni, "config: Backend"); !st.ok()) return st;
+    if (auto st = GetInt(*be, "Port", &port, "config: Backend"); !st.ok()) return st;
+    if (vni < 0 || vni > 0xffffff)
+      return absl::InvalidArgumentError(absl::StrCat("config: Backend.VNI must be between 0 and 16777215 (got ", vni, ")"));
+    if (port < 0 || port > 65535)
+      return absl::InvalidArgumentError(absl::StrCat("config: Backend.Port must be between 1 and 65535 (got ", port, ")"));
+    c.backend.vni = static_cast<uint32_t>(vni == 0 ? 1 : vni);
+    c.backend.port = static_cast<uint16_t>(port);
+    if (const nlohmann::json* dr = FindKey(*be, "DirectRouting"); dr && !dr->is_null()) {
+      if (!dr->is_boolean()) return absl::InvalidArgumentError("config: Backend.DirectRouting must be true or false");
+      c.backend.direct_routing = dr->get<bool>();
+    }
+  }
+  if (c.backend.port == 0) c.backend.port = c.backend.type == "vxlan" ? CPPNET_VXLAN_PORT_DEFAULT : c.backend.type == "udp" ? 8285 : 0;
+  return c;
+}
+
+}  // namespace cppnet

@@ -1,0 +1,35 @@
+// The cluster config at <prefix>/config, as flanneld reads it.
+#pragma once
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+#include "net.h"
+
+namespace cppnet {
+
+struct BackendConfig {
+  std::string type = "udp";  // flanneld's default when Backend is absent
+  uint32_t vni = 1;
+  uint16_t port = 0;  // 0 until defaulted per type
+  bool direct_routing = false;
+};
+
+struct NetworkConfig {
+  Prefix4 network;
+  uint8_t subnet_len = 0;
+  uint32_t subnet_min = 0;
+  uint32_t subnet_max = 0;
+  BackendConfig backend;
+  bool enable_ipv6 = false;
+
+  Prefix4 SubnetAt(uint32_t addr) const { return Prefix4{addr, subnet_len}; }
+  // MTU that containers must use for this backend on an underlay of `underlay_mtu`.
+  int ContainerMtu(int underlay_mtu) const;
+};
+
+// Parses and validates; every error names the field and the value.
+absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view json);
+
+}  // namespace cppnet

@@ -1,0 +1,150 @@
+#include "maps.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace cppnet {
+
+const std::array<CounterInfo, CPPNET_CNT_MAX>& Counters() {
+#define TRAFFIC(id, name, help) CounterInfo{name, help, false},
+#define DROP(id, name, help) CounterInfo{name, help, true},
+  static const std::array<CounterInfo, CPPNET_CNT_MAX> kCounters = {
+      CPPNET_TRAFFIC_COUNTERS(TRAFFIC) CPPNET_DROP_REASONS(DROP)};
+#undef TRAFFIC
+#undef DROP
+  return kCounters;
+}
+
+const char* BackendName(uint8_t b) {
+  switch (b) {
+    case CPPNET_BACKEND_VXLAN: return "vxlan";
+    case CPPNET_BACKEND_UDP: return "udp";
+    case CPPNET_BACKEND_HOSTGW: return "host-gw";
+    default: return "none";
+  }
+}
+
+MapFds& MapFds::operator=(MapFds&& o) noexcept {
+  std::swap(routes_, o.routes_);
+  std::swap(config_, o.config_);
+  std::swap(stats_, o.stats_);
+  std::swap(owned_, o.owned_);
+  return *this;
+}
+
+MapFds::~MapFds() {
+  if (!owned_) return;
+  for (int fd : {routes_, config_, stats_})
+    if (fd >= 0) close(fd);
+}
+
+static bool IsBpffs(const std::string& path) {
+  struct statfs st{};
+  return statfs(path.c_str(), &st) == 0 && static_cast<unsigned long>(st.f_type) == BPF_FS_MAGIC;
+}
+
+absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
+  std::filesystem::path d(dir);
+  if (!IsBpffs(dir)) {
+    std::string parent = d.parent_path().string();
+    if (!IsBpffs(parent) && !std::filesystem::exists(d))
+      return absl::FailedPreconditionError(
+          absl::StrCat("bpffs is not mounted at ", parent, " (mount -t bpf bpf ", parent, ")"));
+    if (!std::filesystem::exists(d))
+      return absl::NotFoundError(absl::StrCat("no cppnet maps in ", dir, ": cppnet-agent has not run on this host"));
+    return absl::FailedPreconditionError(absl::StrCat(dir, " is not on a bpffs mount"));
+  }
+  int fds[3] = {-1, -1, -1};
+  const char* names[3] = {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS};
+  for (int i = 0; i < 3; i++) {
+    std::string path = absl::StrCat(dir, "/", names[i]);
+    fds[i] = bpf_obj_get(path.c_str());
+    if (fds[i] < 0) {
+      int err = errno;
+      for (int j = 0; j < i; j++) close(fds[j]);
+      if (err == ENOENT)
+        return absl::NotFoundError(absl::StrCat("map ", path, " not found: cppnet-agent has not run on this host"));
+      if (err == EPERM || err == EACCES)
+        return absl::PermissionDeniedError(absl::StrCat(path, ": permission denied (run as root)"));
+      return absl::InternalError(absl::StrCat(path, ": ", strerror(err)));
+    }
+  }
+  MapFds m(fds[0], fds[1], fds[2]);
+  m.owned_ = true;
+  return m;
+}
+
+absl::StatusOr<cppnet_config> ReadConfig(int fd) {
+  uint32_t zero = 0;
+  cppnet_config cfg{};
+  if (bpf_map_lookup_elem(fd, &zero, &cfg) != 0)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_CONFIG ": lookup: ", strerror(errno)));
+  return cfg;
+}
+
+absl::Status WriteConfig(int fd, const cppnet_config& cfg) {
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY) != 0)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_CONFIG ": update: ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+static cppnet_route_key KeyOf(const Prefix4& p) { return cppnet_route_key{p.len, htonl(p.addr)}; }
+
+absl::StatusOr<std::vector<RouteEntry>> ListRoutes(int fd) {
+  std::vector<RouteEntry> out;
+  cppnet_route_key key{}, next{};
+  void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    cppnet_route r{};
+    if (bpf_map_lookup_elem(fd, &next, &r) == 0)
+      out.push_back({Prefix4{ntohl(next.addr), static_cast<uint8_t>(next.prefixlen)}, r});
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": iterate: ", strerror(errno)));
+  return out;
+}
+
+absl::Status UpsertRoute(int fd, const Prefix4& subnet, const cppnet_route& route) {
+  cppnet_route_key k = KeyOf(subnet);
+  if (bpf_map_update_elem(fd, &k, &route, BPF_ANY) != 0)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": add ", FormatPrefix4(subnet), ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::Status DeleteRoute(int fd, const Prefix4& subnet) {
+  cppnet_route_key k = KeyOf(subnet);
+  if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": delete ", FormatPrefix4(subnet), ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int fd) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return absl::InternalError("cannot count possible CPUs");
+  std::array<cppnet_counter, CPPNET_CNT_MAX> sum{};
+  std::vector<cppnet_counter> percpu(ncpu);
+  for (uint32_t id = 0; id < CPPNET_CNT_MAX; id++) {
+    if (bpf_map_lookup_elem(fd, &id, percpu.data()) != 0)
+      return absl::InternalError(absl::StrCat("map " CPPNET_MAP_STATS ": lookup: ", strerror(errno)));
+    for (const auto& c : percpu) {
+      sum[id].packets += c.packets;
+      sum[id].bytes += c.bytes;
+    }
+  }
+  return sum;
+}
+
+}  // namespace cppnet

@@ -1,0 +1,58 @@
+// Access to cppnet's pinned BPF maps, shared by the agent and cppnetctl.
+#pragma once
+#include <array>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cppnet/abi.h"
+#include "net.h"
+
+namespace cppnet {
+
+struct CounterInfo {
+  const char* name;
+  const char* help;
+  bool is_drop;
+};
+// Names and descriptions of every counter, indexed by enum cppnet_counter_id.
+const std::array<CounterInfo, CPPNET_CNT_MAX>& Counters();
+
+struct RouteEntry {
+  Prefix4 subnet;
+  cppnet_route route;
+};
+
+const char* BackendName(uint8_t backend);
+
+// File descriptors of the three maps; closed on destruction.
+class MapFds {
+ public:
+  MapFds() = default;
+  MapFds(int routes, int config, int stats) : routes_(routes), config_(config), stats_(stats) {}
+  MapFds(MapFds&& o) noexcept { *this = std::move(o); }
+  MapFds& operator=(MapFds&& o) noexcept;
+  ~MapFds();
+  // Opens the maps pinned under `dir`; errors say whether bpffs is missing, the
+  // agent never ran, or permission is lacking.
+  static absl::StatusOr<MapFds> OpenPinned(const std::string& dir);
+
+  int routes() const { return routes_; }
+  int config() const { return config_; }
+  int stats() const { return stats_; }
+
+ private:
+  int routes_ = -1, config_ = -1, stats_ = -1;
+  bool owned_ = false;
+};
+
+absl::StatusOr<cppnet_config> ReadConfig(int config_fd);
+absl::Status WriteConfig(int config_fd, const cppnet_config& cfg);
+absl::StatusOr<std::vector<RouteEntry>> ListRoutes(int routes_fd);
+absl::Status UpsertRoute(int routes_fd, const Prefix4& subnet, const cppnet_route& route);
+absl::Status DeleteRoute(int routes_fd, const Prefix4& subnet);
+// Per-CPU counters summed over all CPUs.
+absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int stats_fd);
+
+}  // namespace cppnet

@@ -1,0 +1,96 @@
+#include "datapath.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "cppnet.skel.h"
+
+namespace cppnet {
+
+static std::string Err(int err) { return strerror(err < 0 ? -err : err); }
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_dir) {
+  std::unique_ptr<Datapath> dp(new Datapath());
+  dp->pin_dir_ = pin_dir;
+  if (!pin_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(pin_dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat(pin_dir, ": ", ec.message()));
+  }
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir.empty() ? nullptr : pin_dir.c_str());
+  dp->skel_ = cppnet_bpf__open_opts(&opts);
+  if (!dp->skel_) return absl::InternalError(absl::StrCat("BPF object cppnet: open: ", Err(errno)));
+  if (pin_dir.empty()) {
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_routes, nullptr);
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_config, nullptr);
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_stats, nullptr);
+  }
+  // Pinned maps from an earlier run are reused, so routes survive a restart.
+  if (int err = cppnet_bpf__load(dp->skel_); err)
+    return absl::InternalError(absl::StrCat("BPF object cppnet: load: ", Err(err),
+                                            err == -EPERM ? " (needs CAP_BPF/CAP_NET_ADMIN)" : ""));
+  dp->maps_ = MapFds(bpf_map__fd(dp->skel_->maps.cppnet_routes), bpf_map__fd(dp->skel_->maps.cppnet_config),
+                     bpf_map__fd(dp->skel_->maps.cppnet_stats));
+  return dp;
+}
+
+Datapath::~Datapath() {
+  if (skel_) cppnet_bpf__destroy(skel_);  // pinned links and tc filters stay
+}
+
+int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_encap); }
+int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_xdp_decap); }
+
+absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
+  std::string pin = absl::StrCat(pin_dir_, "/" CPPNET_LINK_XDP_PREFIX, ifname);
+  // A link pinned by an earlier agent: swap the program in place, no gap in forwarding.
+  if (bpf_link* old = bpf_link__open(pin.c_str())) {
+    bpf_link_info info{};
+    uint32_t len = sizeof(info);
+    bool same_dev = bpf_obj_get_info_by_fd(bpf_link__fd(old), &info, &len) == 0 && info.xdp.ifindex == (uint32_t)ifindex;
+    if (same_dev && bpf_link__update_program(old, skel_->progs.cppnet_xdp_decap) == 0) {
+      bpf_link__disconnect(old);
+      bpf_link__destroy(old);
+      return absl::OkStatus();
+    }
+    bpf_link__unpin(old);  // stale: interface gone or recreated
+    bpf_link__destroy(old);
+  }
+  bpf_link* link = bpf_program__attach_xdp(skel_->progs.cppnet_xdp_decap, ifindex);
+  if (!link) {
+    int err = errno;
+    return absl::InternalError(absl::StrCat("interface ", ifname, ": attach XDP: ", Err(err),
+                                            err == EBUSY ? " (another XDP program is attached)" : ""));
+  }
+  if (!pin_dir_.empty()) {
+    if (int err = bpf_link__pin(link, pin.c_str()); err) {
+      bpf_link__destroy(link);
+      return absl::InternalError(absl::StrCat("interface ", ifname, ": pin XDP link ", pin, ": ", Err(err)));
+    }
+  }
+  bpf_link__disconnect(link);  // keep it attached after we exit (pinned)
+  bpf_link__destroy(link);
+  return absl::OkStatus();
+}
+
+absl::Status Datapath::AttachTc(int ifindex, const std::string& ifname) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+  int err = bpf_tc_hook_create(&hook);
+  if (err && err != -EEXIST)
+    return absl::InternalError(absl::StrCat("interface ", ifname, ": create clsact qdisc: ", Err(err)));
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = encap_prog_fd(), .flags = BPF_TC_F_REPLACE, .handle = 0xc99,
+              .priority = 1);
+  if ((err = bpf_tc_attach(&hook, &opts)))
+    return absl::InternalError(absl::StrCat("interface ", ifname, ": attach tc ingress: ", Err(err)));
+  return absl::OkStatus();
+}
+
+}  // namespace cppnet

@@ -1,0 +1,27 @@
+// Interface discovery through libnl: the underlay (--iface, or the default route's
+// interface) and the container side (the interface carrying our subnet).
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/net.h"
+
+namespace cppnet {
+
+struct Interface {
+  int ifindex = 0;
+  std::string name;
+  int mtu = 0;
+  Mac mac{};
+  std::vector<Prefix4> addrs;  // IPv4 addresses (addr holds the host address, len its prefix)
+};
+
+// By name, or by an IPv4 address assigned to it.
+absl::StatusOr<Interface> FindInterface(const std::string& name_or_ip);
+absl::StatusOr<Interface> DefaultRouteInterface();
+// The first interface with an IPv4 address inside `subnet` (a Docker/CNI bridge).
+std::optional<Interface> InterfaceWithAddressIn(const Prefix4& subnet);
+
+}  // namespace cppnet

@@ -1,0 +1,102 @@
+/* Helpers shared by cppnet's BPF programs: maps, counters and bounded header access. */
+#ifndef CPPNET_BPF_COMMON_H
+#define CPPNET_BPF_COMMON_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "cppnet/abi.h"
+
+/* UAPI macros that vmlinux.h cannot carry. */
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define IP_DF 0x4000
+#define IP_MF_OFFSET 0x3fff
+#define IPPROTO_UDP_ 17
+#define IPPROTO_TCP_ 6
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#define VXLAN_FLAG_VNI 0x08
+#define ADJ_ROOM_ENCAP_L2(len) (((__u64)(len) & BPF_ADJ_ROOM_ENCAP_L2_MASK) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
+
+struct vxlanhdr_ {
+	__u8 flags;
+	__u8 reserved1[3];
+	__be32 vni_reserved; /* VNI in the upper 24 bits */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, CPPNET_ROUTES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cppnet_route_key);
+	__type(value, struct cppnet_route);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_routes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cppnet_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CPPNET_CNT_MAX);
+	__type(key, __u32);
+	__type(value, struct cppnet_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_stats SEC(".maps");
+
+static __always_inline void count(__u32 id, __u64 bytes)
+{
+	struct cppnet_counter *c = bpf_map_lookup_elem(&cppnet_stats, &id);
+
+	if (c) { /* per-CPU slot: no atomics needed */
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline struct cppnet_config *ready_config(void)
+{
+	__u32 zero = 0;
+	struct cppnet_config *cfg = bpf_map_lookup_elem(&cppnet_config, &zero);
+
+	return (cfg && (cfg->flags & CPPNET_CFG_READY)) ? cfg : 0;
+}
+
+static __always_inline int in_prefix(__be32 addr, __be32 net, __u8 len)
+{
+	__u32 mask = len ? bpf_htonl(~0u << (32 - len)) : 0;
+
+	return len <= 32 && (addr & mask) == net;
+}
+
+static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
+{
+	return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
+}
+
+static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
+{
+	__builtin_memcpy(dst, src, 6);
+}
+
+/* RFC 1071 checksum of a 20-byte IPv4 header without options. */
+static __always_inline __u16 ipv4_csum20(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+#endif

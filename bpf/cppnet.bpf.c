@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+/* cppnet datapath: VXLAN encapsulation on the container side (tc ingress of the
+ * bridge) and decapsulation on the underlay (XDP). Anything that is not overlay
+ * traffic returns to the stack untouched. */
+#include "common.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Outer UDP source port from the flow hash, in the ephemeral range the kernel's
+ * vxlan driver uses, so the underlay can spread flows (ECMP/RSS). */
+static __always_inline __u16 flow_src_port(struct __sk_buff *skb)
+{
+	__u32 hash = bpf_get_hash_recalc(skb);
+	const __u32 lo = 32768, hi = 61000;
+
+	return (__u16)((((__u64)hash * (hi - lo)) >> 32) + lo);
+}
+
+/* Length of the inner L3+L4 headers of a GSO packet, 0 when unknown. */
+static __always_inline __u32 gso_header_len(struct __sk_buff *skb, struct iphdr *ip, void *data_end)
+{
+	__u32 hlen = ip->ihl * 4;
+
+	if (ip->protocol == IPPROTO_TCP_) {
+		struct tcphdr *tcp = (void *)ip + (hlen & 0x3c);
+
+		if ((void *)(tcp + 1) > data_end)
+			return 0;
+		return hlen + tcp->doff * 4;
+	}
+	if (ip->protocol == IPPROTO_UDP_)
+		return hlen + 8;
+	return 0;
+}
+
+SEC("tc")
+int cppnet_tc_encap(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct cppnet_config *cfg;
+	struct cppnet_route *rt;
+	struct iphdr *ip;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+		return TC_ACT_OK;
+	cfg = ready_config();
+	if (!cfg || !in_prefix(ip->daddr, cfg->network_addr, cfg->network_len))
+		return TC_ACT_OK;
+
+	struct cppnet_route_key key = { .prefixlen = 32, .addr = ip->daddr };
+	rt = bpf_map_lookup_elem(&cppnet_routes, &key);
+	if (!rt)
+		return TC_ACT_OK;
+	/* TTL would expire: the stack answers with ICMP time-exceeded. */
+	if (ip->ttl <= 1)
+		return TC_ACT_OK;
+	if (rt->backend != CPPNET_BACKEND_VXLAN) {
+		count(CPPNET_CNT_DROP_BACKEND, skb->len);
+		return TC_ACT_SHOT;
+	}
+
+	__u32 inner_len = skb->len - ETH_HLEN;
+	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+		      BPF_F_ADJ_ROOM_ENCAP_L2_ETH | ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	if (skb->gso_size) {
+		/* Keep the segment size when segments already fit after encapsulation
+		 * (container MTU lowered as subnet.env says); else let the kernel shrink it. */
+		__u32 hdrs = gso_header_len(skb, ip, data_end);
+
+		if (hdrs && skb->gso_size + hdrs + CPPNET_VXLAN_OVERHEAD <= cfg->mtu)
+			flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
+	} else if (inner_len + CPPNET_VXLAN_OVERHEAD > cfg->mtu) {
+		count(CPPNET_CNT_DROP_TOO_BIG, skb->len);
+		return TC_ACT_SHOT;
+	}
+
+	/* We act as the router between container and overlay: decrement the TTL. */
+	__u16 old_ttl_proto = *(__u16 *)&ip->ttl;
+	__u8 tos = ip->tos;
+	__be16 id = ip->id;
+	__be16 df = ip->frag_off & bpf_htons(IP_DF);
+	ip->ttl--;
+	__u16 new_ttl_proto = *(__u16 *)&ip->ttl;
+	bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old_ttl_proto,
+			    new_ttl_proto, 2);
+
+	__u16 sport = flow_src_port(skb);
+	__u32 vni = rt->vni;
+	__u16 dport = rt->port;
+	__be32 daddr = rt->public_ip;
+	__u8 peer_mac[6];
+	mac_copy(peer_mac, rt->vtep_mac);
+
+	if (bpf_skb_adjust_room(skb, CPPNET_VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, flags)) {
+		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+		return TC_ACT_SHOT;
+	}
+
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	struct iphdr *oip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(oip + 1);
+	struct vxlanhdr_ *vx = (void *)(udp + 1);
+	struct ethhdr *ieth = (void *)(vx + 1);
+	if ((void *)(ieth + 1) > data_end) {
+		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+		return TC_ACT_SHOT;
+	}
+
+	__u32 outer_len = skb->len - ETH_HLEN;
+	oip->version = 4;
+	oip->ihl = 5;
+	oip->tos = tos;
+	oip->tot_len = bpf_htons((__u16)outer_len);
+	oip->id = id;
+	oip->frag_off = df;
+	oip->ttl = 64;
+	oip->protocol = IPPROTO_UDP_;
+	oip->check = 0;
+	oip->saddr = cfg->underlay_ip;
+	oip->daddr = daddr;
+	oip->check = ipv4_csum20(oip);
+
+	udp->source = bpf_htons(sport);
+	udp->dest = bpf_htons(dport);
+	udp->len = bpf_htons((__u16)(outer_len - sizeof(*oip)));
+	udp->check = 0; /* zero UDP checksum over IPv4, as flannel's vxlan device sends */
+
+	vx->flags = VXLAN_FLAG_VNI;
+	vx->reserved1[0] = vx->reserved1[1] = vx->reserved1[2] = 0;
+	vx->vni_reserved = bpf_htonl(vni << 8);
+
+	mac_copy(ieth->h_dest, peer_mac);
+	mac_copy(ieth->h_source, cfg->vtep_mac);
+	ieth->h_proto = bpf_htons(ETH_P_IP);
+
+	count(CPPNET_CNT_VXLAN_TX, skb->len);
+	/* The neighbour subsystem fills the outer Ethernet header (resolving ARP if needed). */
+	return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+}
+
+SEC("xdp")
+int cppnet_xdp_decap(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct cppnet_config *cfg;
+	struct iphdr *ip;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5 ||
+	    ip->protocol != IPPROTO_UDP_ || (ip->frag_off & bpf_htons(IP_MF_OFFSET)))
+		return XDP_PASS; /* fragments are reassembled by the stack */
+	cfg = ready_config();
+	if (!cfg || ip->daddr != cfg->underlay_ip)
+		return XDP_PASS;
+
+	__u32 hlen = (ip->ihl * 4) & 0x3c;
+	struct udphdr *udp = (void *)ip + hlen;
+	if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(cfg->port))
+		return XDP_PASS;
+
+	/* From here on the packet is addressed to our VXLAN endpoint. */
+	__u64 len = data_end - data;
+	struct vxlanhdr_ *vx = (void *)(udp + 1);
+	struct ethhdr *ieth = (void *)(vx + 1);
+	struct iphdr *iip = (void *)(ieth + 1);
+	if ((void *)(ieth + 1) > data_end) {
+		count(CPPNET_CNT_DROP_TRUNCATED, len);
+		return XDP_DROP;
+	}
+	if (!(vx->flags & VXLAN_FLAG_VNI)) {
+		count(CPPNET_CNT_DROP_VXLAN_FLAGS, len);
+		return XDP_DROP;
+	}
+	if (bpf_ntohl(vx->vni_reserved) >> 8 != cfg->vni) {
+		count(CPPNET_CNT_DROP_VNI_UNKNOWN, len);
+		return XDP_DROP;
+	}
+	if (!mac_equal(ieth->h_dest, cfg->vtep_mac)) {
+		count(CPPNET_CNT_DROP_VTEP_MAC, len);
+		return XDP_DROP;
+	}
+	if (ieth->h_proto != bpf_htons(ETH_P_IP)) {
+		count(CPPNET_CNT_DROP_INNER_NOT_IPV4, len);
+		return XDP_DROP;
+	}
+	if ((void *)(iip + 1) > data_end) {
+		count(CPPNET_CNT_DROP_TRUNCATED, len);
+		return XDP_DROP;
+	}
+	if (iip->version != 4 || iip->ihl < 5) {
+		count(CPPNET_CNT_DROP_INNER_BAD_IP, len);
+		return XDP_DROP;
+	}
+	/* Only our own subnet: never relay to arbitrary addresses. */
+	if (!in_prefix(iip->daddr, cfg->subnet_addr, cfg->subnet_len)) {
+		count(CPPNET_CNT_DROP_NOT_LOCAL, len);
+		return XDP_DROP;
+	}
+
+	__u8 underlay_mac[6];
+	mac_copy(underlay_mac, cfg->underlay_mac);
+	if (bpf_xdp_adjust_head(ctx, (int)(ETH_HLEN + hlen + sizeof(struct udphdr) + sizeof(struct vxlanhdr_)))) {
+		count(CPPNET_CNT_DROP_ENCAP_FAILED, len);
+		return XDP_DROP;
+	}
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	/* Hand the inner packet to the stack as if sent to the underlay device; the
+	 * stack routes it to the container bridge. */
+	mac_copy(eth->h_dest, underlay_mac);
+	count(CPPNET_CNT_VXLAN_RX, data_end - data);
+	return XDP_PASS;
+}

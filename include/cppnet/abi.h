@@ -1,0 +1,115 @@
+/* cppnet ABI shared by the BPF programs and the C++ agent/CLI.
+ * One definition of every map key/value, enum and pin name: BPF code includes it
+ * after vmlinux.h, C++ after <linux/types.h>. Layouts are fixed by static asserts. */
+#ifndef CPPNET_ABI_H
+#define CPPNET_ABI_H
+
+#ifndef __bpf__
+#include <linux/types.h>
+#endif
+
+#ifdef __cplusplus
+#define CPPNET_ASSERT_SIZE(type, size) static_assert(sizeof(type) == (size), #type " size is ABI")
+#else
+#define CPPNET_ASSERT_SIZE(type, size) _Static_assert(sizeof(type) == (size), #type " size is ABI")
+#endif
+
+#define CPPNET_PIN_DIR_DEFAULT "/sys/fs/bpf/cppnet"
+/* Map names are also the pin file names (libbpf LIBBPF_PIN_BY_NAME); max 15 chars. */
+#define CPPNET_MAP_ROUTES "cppnet_routes"
+#define CPPNET_MAP_CONFIG "cppnet_config"
+#define CPPNET_MAP_STATS "cppnet_stats"
+#define CPPNET_LINK_XDP_PREFIX "link_xdp_"
+#define CPPNET_ROUTES_MAX 65536
+
+#define CPPNET_VXLAN_PORT_DEFAULT 8472
+#define CPPNET_VXLAN_VNI_DEFAULT 1
+/* outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) */
+#define CPPNET_VXLAN_OVERHEAD 50
+
+enum cppnet_backend {
+	CPPNET_BACKEND_NONE = 0,
+	CPPNET_BACKEND_VXLAN = 1,
+	CPPNET_BACKEND_UDP = 2,
+	CPPNET_BACKEND_HOSTGW = 3,
+};
+
+enum cppnet_origin {
+	CPPNET_ORIGIN_LEASE = 0,
+	CPPNET_ORIGIN_STATIC = 1,
+};
+
+/* LPM trie key: prefixlen first, as the kernel requires; addr in network byte order. */
+struct cppnet_route_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+CPPNET_ASSERT_SIZE(struct cppnet_route_key, 8);
+
+/* How to reach a remote subnet. */
+struct cppnet_route {
+	__u32 public_ip;   /* peer underlay address, network byte order */
+	__u32 vni;         /* host byte order */
+	__u8 vtep_mac[6];  /* inner destination MAC (vxlan) */
+	__u16 port;        /* UDP destination port, host byte order */
+	__u8 backend;      /* enum cppnet_backend */
+	__u8 origin;       /* enum cppnet_origin */
+	__u8 pad[2];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_route, 20);
+
+#define CPPNET_CFG_READY 0x1 /* agent has filled the config; programs act only then */
+
+/* Local host state, single entry (key 0) of an array map. */
+struct cppnet_config {
+	__u32 subnet_addr;       /* our leased subnet, network byte order */
+	__u32 network_addr;      /* the cluster Network, network byte order */
+	__u32 underlay_ip;       /* our PublicIP, network byte order */
+	__u32 underlay_ifindex;
+	__u32 container_ifindex; /* bridge carrying our subnet, 0 until found */
+	__u32 vni;
+	__u16 port;              /* vxlan UDP port, host byte order */
+	__u16 mtu;               /* underlay MTU */
+	__u8 subnet_len;
+	__u8 network_len;
+	__u8 backend;
+	__u8 flags;              /* CPPNET_CFG_* */
+	__u8 underlay_mac[6];
+	__u8 vtep_mac[6];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
+
+/* Counters: X(id, name, help). Traffic counters first, then one per drop reason. */
+#define CPPNET_TRAFFIC_COUNTERS(X)                                                      \
+	X(VXLAN_TX, "vxlan_tx", "packets encapsulated into VXLAN and sent to a peer")      \
+	X(VXLAN_RX, "vxlan_rx", "VXLAN packets decapsulated and delivered to containers")
+
+#define CPPNET_DROP_REASONS(X)                                                             \
+	X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                      \
+	X(DROP_VXLAN_FLAGS, "vxlan_bad_flags", "VXLAN header without the valid-VNI flag")     \
+	X(DROP_VNI_UNKNOWN, "vxlan_unknown_vni", "VXLAN to our port with a VNI we do not serve") \
+	X(DROP_VTEP_MAC, "vxlan_wrong_mac", "inner destination MAC is not our VtepMAC")       \
+	X(DROP_INNER_NOT_IPV4, "inner_not_ipv4", "inner frame is not IPv4")                   \
+	X(DROP_INNER_BAD_IP, "inner_bad_ip", "inner IPv4 header invalid")                     \
+	X(DROP_NOT_LOCAL, "not_local_subnet", "decapsulated packet not for our subnet")        \
+	X(DROP_TOO_BIG, "too_big", "packet too big for the underlay after encapsulation")      \
+	X(DROP_BACKEND, "backend_unsupported", "route uses a backend this datapath lacks")      \
+	X(DROP_ENCAP_FAILED, "encap_failed", "kernel refused to grow or shrink the packet")
+
+#define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
+enum cppnet_counter_id {
+	CPPNET_TRAFFIC_COUNTERS(CPPNET_ENUM_ENTRY)
+	CPPNET_DROP_REASONS(CPPNET_ENUM_ENTRY)
+	CPPNET_CNT_MAX
+};
+#undef CPPNET_ENUM_ENTRY
+#define CPPNET_CNT_FIRST_DROP CPPNET_CNT_DROP_TRUNCATED
+
+/* Per-CPU value of the stats array (index = enum cppnet_counter_id). */
+struct cppnet_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+CPPNET_ASSERT_SIZE(struct cppnet_counter, 16);
+
+#endif /* CPPNET_ABI_H */

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what cppnet needs to build, test and demo on Debian bookworm. Idempotent.
+set -euo pipefail
+PKGS=(
+  build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  libnl-3-dev libnl-route-3-dev libabsl-dev libgtest-dev libgmock-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  nlohmann-json3-dev libcli11-dev libsystemd-dev
+  etcd-server etcd-client iproute2 iputils-ping iperf3 tcpdump tshark python3-scapy
+  libcpp-httplib-dev socat coreutils util-linux procps curl
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages (${missing[*]}) and not root" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${missing[*]}"
+apt-get update -qq
+# tshark asks whether non-root users may capture; answer no without prompting.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
