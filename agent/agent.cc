@@ -1,0 +1,405 @@
+#include "agent.h"
+
+#include <arpa/inet.h>
+#include <systemd/sd-daemon.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "core/subnet_env.h"
+#include "log.h"
+
+namespace cppnet {
+
+namespace {
+constexpr absl::Duration kMaxBackoff = absl::Seconds(5);
+constexpr absl::Duration kOutOfSubnetsMaxBackoff = absl::Seconds(10);
+constexpr absl::Duration kTick = absl::Seconds(1);
+}  // namespace
+
+Agent::Agent(AgentOptions opts, Interface underlay, uint32_t public_ip, std::unique_ptr<EtcdClient> etcd,
+             std::unique_ptr<Datapath> dp, AgentHealth* health)
+    : opts_(std::move(opts)),
+      underlay_(std::move(underlay)),
+      public_ip_(public_ip),
+      vtep_mac_(VtepMacFor(public_ip)),
+      etcd_(std::move(etcd)),
+      dp_(std::move(dp)),
+      health_(health) {}
+
+Agent::~Agent() {
+  Stop();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void Agent::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  etcd_->CancelWatch();
+  cv_.notify_all();
+}
+
+void Agent::SetNotReady(const std::string& why) {
+  health_->ready = false;
+  std::lock_guard<std::mutex> l(health_->mu);
+  health_->not_ready_reason = why;
+}
+
+void Agent::MarkEtcdOk() { health_->last_etcd_ok_unix = absl::ToUnixSeconds(absl::Now()); }
+
+// List, then watch from the next revision; relist after compaction or a broken
+// stream. Backs off 100 ms → 5 s while etcd is unreachable.
+void Agent::WatchLoop() {
+  const std::string prefix = opts_.etcd_prefix + "/";
+  absl::Duration backoff = absl::Milliseconds(100);
+  bool logged_down = false;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return;
+    }
+    auto range = etcd_->RangePrefix(prefix);
+    if (!range.ok()) {
+      if (!logged_down) LOG_ERROR("Failed to list ", prefix, ": ", range.status().message(), " (retrying)");
+      logged_down = true;
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_for(l, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
+      backoff = std::min(backoff * 2, kMaxBackoff);
+      continue;
+    }
+    if (logged_down) LOG_INFO("etcd ", etcd_->endpoints(), " is reachable again");
+    logged_down = false;
+    backoff = absl::Milliseconds(100);
+    MarkEtcdOk();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      changes_.push_back(Change{true, std::move(range->kvs), {}});
+    }
+    cv_.notify_all();
+    absl::Status st = etcd_->Watch(prefix, range->revision + 1, [&](EtcdWatchBatch b) {
+      MarkEtcdOk();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        changes_.push_back(Change{false, std::move(b.puts), std::move(b.deletes)});
+      }
+      cv_.notify_all();
+    });
+    if (absl::IsCancelled(st)) return;
+    LOG_WARN("Watch of ", prefix, " ended: ", st.message(), "; relisting");
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+int Agent::Run() {
+  LOG_INFO("cppnet-agent starting: underlay ", underlay_.name, " (", FormatIp4(public_ip_), ", MTU ", underlay_.mtu,
+           "), VtepMAC ", FormatMac(vtep_mac_), ", etcd ", etcd_->endpoints(), " prefix ", opts_.etcd_prefix);
+  watcher_ = std::thread([this] { WatchLoop(); });
+  for (;;) {
+    std::deque<Change> batch;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_for(l, absl::ToChronoMilliseconds(kTick), [&] { return stop_ || !changes_.empty(); });
+      if (stop_) break;
+      batch.swap(changes_);
+    }
+    for (Change& c : batch) Apply(std::move(c));
+    Tick();
+  }
+  sd_notify(0, "STOPPING=1");
+  if (opts_.release_on_exit && subnet_) {
+    auto del = etcd_->Delete(SubnetsPrefix() + FormatSubnetKey(*subnet_));
+    if (del.ok()) LOG_INFO("Released lease ", FormatPrefix4(*subnet_));
+    else LOG_ERROR("Failed to release lease ", FormatPrefix4(*subnet_), ": ", del.status().message());
+  }
+  LOG_INFO("cppnet-agent stopping; datapath stays attached and the lease stays in etcd");
+  return 0;
+}
+
+void Agent::Apply(Change c) {
+  const std::string cfg_key = ConfigKey();
+  if (c.snapshot) {
+    kvs_.clear();
+    synced_ = true;
+  }
+  for (EtcdKV& kv : c.puts) kvs_[kv.key] = std::move(kv);
+  for (const std::string& k : c.deletes) kvs_.erase(k);
+  auto it = kvs_.find(cfg_key);
+  OnConfigText(it == kvs_.end() ? std::nullopt : std::optional<std::string>(it->second.value));
+  if (subnet_ && !kvs_.count(SubnetsPrefix() + FormatSubnetKey(*subnet_))) {
+    LOG_WARN("Our lease ", FormatPrefix4(*subnet_), " disappeared from etcd; re-acquiring");
+    etcd_lease_id_ = 0;
+    renew_at_ = absl::InfinitePast();
+    retry_at_ = absl::InfinitePast();
+  }
+  Reconcile();
+}
+
+void Agent::OnConfigText(const std::optional<std::string>& text) {
+  if (text == config_text_ && (config_ || !text)) {
+    if (!text && !config_text_ && synced_ && !config_) {
+      static bool logged = false;
+      if (!logged) LOG_INFO("Waiting for the network config at ", ConfigKey());
+      logged = true;
+      SetNotReady(absl::StrCat("no config at ", ConfigKey()));
+    }
+    return;
+  }
+  if (text == config_text_) return;  // same bad config: already logged
+  config_text_ = text;
+  if (!text) {
+    LOG_WARN("Config ", ConfigKey(), " was deleted; keeping the current datapath");
+    SetNotReady(absl::StrCat("no config at ", ConfigKey()));
+    return;
+  }
+  auto parsed = ParseNetworkConfig(*text);
+  if (!parsed.ok()) {
+    LOG_ERROR("Bad config at ", ConfigKey(), ": ", parsed.status().message(), "; waiting for a good one");
+    SetNotReady(std::string(parsed.status().message()));
+    return;
+  }
+  if (parsed->backend.type != "vxlan") {
+    LOG_ERROR("Config ", ConfigKey(), ": backend type \"", parsed->backend.type,
+              "\" is not supported by this version (vxlan only); waiting for a vxlan config");
+    SetNotReady(absl::StrCat("backend ", parsed->backend.type, " not supported"));
+    return;
+  }
+  if (config_ && subnet_ && !parsed->network.contains(*subnet_)) {
+    LOG_ERROR("Config ", ConfigKey(), ": Network ", FormatPrefix4(parsed->network), " no longer contains our lease ",
+              FormatPrefix4(*subnet_), "; restart the agent to re-lease");
+    SetNotReady("Network changed");
+    return;
+  }
+  config_ = *parsed;
+  LOG_INFO("Network config: Network ", FormatPrefix4(config_->network), ", SubnetLen ", config_->subnet_len,
+           ", backend ", config_->backend.type, " (VNI ", config_->backend.vni, ", port ", config_->backend.port, ")");
+  if (datapath_active_) {
+    if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
+  }
+}
+
+void Agent::Tick() {
+  absl::Time now = absl::Now();
+  if (synced_ && config_ && now >= retry_at_) {
+    absl::Status st = absl::OkStatus();
+    if (etcd_lease_id_ == 0) {
+      st = AcquireLease();
+    } else if (now >= renew_at_) {
+      st = RenewLease();
+    }
+    if (st.ok() && subnet_ && etcd_lease_id_ && !datapath_active_) st = ActivateDatapath();
+    if (!st.ok()) {
+      bool out_of_subnets = absl::IsResourceExhausted(st);
+      LOG_ERROR(st.message(), " (retrying in ", absl::FormatDuration(backoff_), ")");
+      retry_at_ = now + backoff_;
+      backoff_ = std::min(backoff_ * 2, out_of_subnets ? kOutOfSubnetsMaxBackoff : kMaxBackoff);
+      if (!datapath_active_) SetNotReady(std::string(st.message()));
+    } else {
+      backoff_ = absl::Milliseconds(100);
+    }
+  }
+  if (datapath_active_) AttachContainerSide();
+  if (datapath_active_ && config_ && subnet_ && etcd_lease_id_) {
+    int64_t last = health_->last_etcd_ok_unix.load();
+    bool etcd_recent = absl::ToUnixSeconds(now) - last < 60 || last == 0;
+    if (etcd_recent && !health_->ready) {
+      health_->ready = true;
+      std::lock_guard<std::mutex> l(health_->mu);
+      health_->not_ready_reason.clear();
+    }
+  }
+}
+
+absl::Status Agent::AcquireLease() {
+  const NetworkConfig& cfg = *config_;
+  auto grant = etcd_->GrantLease(opts_.lease_ttl);
+  if (!grant.ok()) return grant.status();
+  MarkEtcdOk();
+  const int64_t lease_id = *grant;
+  Lease mine{public_ip_, "vxlan", cfg.backend.vni, vtep_mac_};
+  const std::string value = SerializeLease(mine);
+  auto done = [&](const Prefix4& s, const std::string& how) {
+    subnet_ = s;
+    kvs_[SubnetsPrefix() + FormatSubnetKey(s)] = EtcdKV{SubnetsPrefix() + FormatSubnetKey(s), value, 0, 0, lease_id};
+    etcd_lease_id_ = lease_id;
+    absl::Duration margin = opts_.renew_margin < opts_.lease_ttl ? opts_.renew_margin : opts_.lease_ttl * 2 / 3;
+    renew_at_ = absl::Now() + std::max(opts_.lease_ttl - margin, absl::Seconds(10));
+    health_->lease_acquisitions++;
+    LOG_INFO("Lease acquired: ", FormatPrefix4(s), " (", how, ")");
+    return absl::OkStatus();
+  };
+
+  auto fail = [&](absl::Status st) {  // do not leave an unused etcd lease behind
+    (void)etcd_->RevokeLease(lease_id);
+    return st;
+  };
+  // Fresh from etcd, not the watch cache: our own last write may still be in flight.
+  auto existing = etcd_->RangePrefix(SubnetsPrefix());
+  if (!existing.ok()) return fail(existing.status());
+  // 1. A lease that already carries our PublicIP: take it over with our current data.
+  std::vector<Prefix4> taken;
+  for (const EtcdKV& kv : existing->kvs) {
+    const std::string& key = kv.key;
+    absl::string_view name = key;
+    if (!absl::ConsumePrefix(&name, SubnetsPrefix())) continue;
+    auto s = ParseSubnetKey(name);
+    if (!s.ok()) continue;
+    taken.push_back(*s);
+    auto l = ParseLease(kv.value);
+    if (!l.ok() || l->public_ip != public_ip_ || !cfg.network.contains(*s) || s->len != cfg.subnet_len) continue;
+    auto ok = etcd_->ReplaceIfUnchanged(key, value, lease_id, kv.mod_revision);
+    if (!ok.ok()) return fail(ok.status());
+    if (*ok) return done(*s, "reclaimed the lease of this PublicIP");
+  }
+  // 2. The subnet we had before (subnet.env), when its key is free.
+  if (auto prev = ReadSubnetFromEnvFile(opts_.subnet_file)) {
+    Prefix4 s{prev->addr & Prefix4{0, cfg.subnet_len}.mask(), cfg.subnet_len};
+    if (cfg.network.contains(s) && s.addr >= cfg.subnet_min && s.addr <= cfg.subnet_max &&
+        std::none_of(taken.begin(), taken.end(), [&](const Prefix4& t) { return t.overlaps(s); })) {
+      auto ok = etcd_->CreateIfAbsent(SubnetsPrefix() + FormatSubnetKey(s), value, lease_id);
+      if (!ok.ok()) return fail(ok.status());
+      if (*ok) return done(s, absl::StrCat("from ", opts_.subnet_file));
+    }
+  }
+  // 3. A random free one, as flanneld picks.
+  LOG_INFO("Picking subnet in range ", FormatIp4(cfg.subnet_min), " ... ", FormatIp4(cfg.subnet_max));
+  std::vector<Prefix4> free = FreeSubnets(cfg, taken, 1 << 16);
+  if (free.empty()) return fail(absl::ResourceExhaustedError(absl::StrCat("out of subnets in ", FormatPrefix4(cfg.network))));
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::shuffle(free.begin(), free.end(), rng);
+  for (size_t i = 0; i < free.size() && i < 8; i++) {
+    auto ok = etcd_->CreateIfAbsent(SubnetsPrefix() + FormatSubnetKey(free[i]), value, lease_id);
+    if (!ok.ok()) return fail(ok.status());
+    if (*ok) return done(free[i], "new");
+  }
+  return fail(absl::UnavailableError("every subnet tried was taken concurrently; retrying"));
+}
+
+absl::Status Agent::RenewLease() {
+  auto ttl = etcd_->KeepAliveOnce(etcd_lease_id_);
+  if (!ttl.ok()) return ttl.status();
+  MarkEtcdOk();
+  if (*ttl <= absl::ZeroDuration()) {
+    LOG_WARN("etcd lease of ", FormatPrefix4(*subnet_), " expired; re-acquiring");
+    etcd_lease_id_ = 0;
+    return absl::OkStatus();
+  }
+  absl::Duration margin = opts_.renew_margin < *ttl ? opts_.renew_margin : *ttl * 2 / 3;
+  renew_at_ = absl::Now() + std::max(*ttl - margin, absl::Seconds(10));
+  return absl::OkStatus();
+}
+
+absl::Status Agent::ActivateDatapath() {
+  const NetworkConfig& cfg = *config_;
+  const int mtu = cfg.ContainerMtu(underlay_.mtu);
+  SubnetEnv env{cfg.network, *subnet_, mtu, opts_.ip_masq};
+  if (auto st = WriteFileAtomically(opts_.subnet_file, RenderSubnetEnv(env)); !st.ok())
+    return absl::InternalError(absl::StrCat("subnet file ", st.message()));
+
+  cppnet_config c{};
+  c.subnet_addr = htonl(subnet_->addr);
+  c.subnet_len = subnet_->len;
+  c.network_addr = htonl(cfg.network.addr);
+  c.network_len = cfg.network.len;
+  c.underlay_ip = htonl(public_ip_);
+  c.underlay_ifindex = underlay_.ifindex;
+  c.container_ifindex = container_ifindex_;
+  c.vni = cfg.backend.vni;
+  c.port = cfg.backend.port;
+  c.mtu = static_cast<uint16_t>(underlay_.mtu);
+  c.backend = CPPNET_BACKEND_VXLAN;
+  c.flags = CPPNET_CFG_READY;
+  memcpy(c.underlay_mac, underlay_.mac.data(), 6);
+  memcpy(c.vtep_mac, vtep_mac_.data(), 6);
+  if (auto st = WriteConfig(dp_->maps().config(), c); !st.ok()) return st;
+  if (!datapath_active_) {
+    if (auto st = dp_->AttachXdp(underlay_.ifindex, underlay_.name); !st.ok()) return st;
+    LOG_INFO("Datapath attached: XDP on ", underlay_.name, "; subnet file ", opts_.subnet_file, " (MTU ", mtu, ")");
+    datapath_active_ = true;
+    sd_notify(0, absl::StrCat("READY=1\nSTATUS=Lease ", FormatPrefix4(*subnet_)).c_str());
+  }
+  Reconcile();
+  return absl::OkStatus();
+}
+
+// The container side appears when Docker/CNI creates the bridge from subnet.env.
+void Agent::AttachContainerSide() {
+  std::optional<Interface> ifc;
+  if (!opts_.container_iface.empty()) {
+    auto f = FindInterface(opts_.container_iface);
+    if (f.ok()) ifc = *f;
+  } else {
+    ifc = InterfaceWithAddressIn(*subnet_);
+  }
+  if (!ifc || ifc->ifindex == container_ifindex_) return;
+  if (auto st = dp_->AttachTc(ifc->ifindex, ifc->name); !st.ok()) {
+    LOG_ERROR(st.message());
+    return;
+  }
+  container_ifindex_ = ifc->ifindex;
+  if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
+    cfg->container_ifindex = container_ifindex_;
+    (void)WriteConfig(dp_->maps().config(), *cfg);
+  }
+  LOG_INFO("Container side: tc ingress on ", ifc->name, " (ifindex ", ifc->ifindex, ")");
+}
+
+void Agent::Reconcile() {
+  if (!synced_ || !config_ || !datapath_active_) return;
+  std::vector<LeaseRecord> records;
+  for (const auto& [key, kv] : kvs_)
+    if (absl::StartsWith(key, SubnetsPrefix())) records.push_back({key, kv.value, kv.create_revision});
+  LeaseSet want = SelectPeerLeases(*config_, SubnetsPrefix(), subnet_, std::move(records));
+
+  std::string skip_log;
+  for (const SkippedLease& s : want.skipped) absl::StrAppend(&skip_log, s.key, s.reason);
+  if (skip_log != last_skip_log_) {  // log each distinct set of problems once
+    for (const SkippedLease& s : want.skipped) LOG_WARN("Skipping lease ", s.key, ": ", s.reason);
+    last_skip_log_ = skip_log;
+  }
+  health_->leases_skipped = static_cast<int64_t>(want.skipped.size());
+
+  auto have = ListRoutes(dp_->maps().routes());
+  if (!have.ok()) {
+    LOG_ERROR(have.status().message());
+    return;
+  }
+  std::map<Prefix4, cppnet_route> current;
+  for (const RouteEntry& e : *have) current[e.subnet] = e.route;
+  for (const auto& [subnet, r] : current) {
+    if (r.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet)) continue;
+    if (auto st = DeleteRoute(dp_->maps().routes(), subnet); !st.ok()) LOG_ERROR(st.message());
+    else LOG_INFO("Subnet removed: ", FormatPrefix4(subnet));
+  }
+  int64_t n = 0;
+  for (const auto& [subnet, peer] : want.routes) {
+    cppnet_route r{};
+    r.public_ip = htonl(peer.lease.public_ip);
+    r.vni = config_->backend.vni;
+    memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
+    r.port = config_->backend.port;
+    r.backend = CPPNET_BACKEND_VXLAN;
+    r.origin = CPPNET_ORIGIN_LEASE;
+    auto cur = current.find(subnet);
+    if (cur != current.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;  // operator's entry wins
+    n++;
+    if (cur != current.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
+    if (auto st = UpsertRoute(dp_->maps().routes(), subnet, r); !st.ok()) {
+      LOG_ERROR(st.message());
+      continue;
+    }
+    if (cur == current.end())
+      LOG_INFO("Subnet added: ", FormatPrefix4(subnet), " via ", FormatIp4(peer.lease.public_ip));
+    else
+      LOG_INFO("Subnet updated: ", FormatPrefix4(subnet), " via ", FormatIp4(peer.lease.public_ip));
+  }
+  health_->routes = n;
+}
+
+}  // namespace cppnet

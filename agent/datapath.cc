@@ -52,7 +52,8 @@ int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet
 absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
   std::string pin = absl::StrCat(pin_dir_, "/" CPPNET_LINK_XDP_PREFIX, ifname);
   // A link pinned by an earlier agent: swap the program in place, no gap in forwarding.
-  if (bpf_link* old = bpf_link__open(pin.c_str())) {
+  bpf_link* old = std::filesystem::exists(pin) ? bpf_link__open(pin.c_str()) : nullptr;
+  if (old) {
     bpf_link_info info{};
     uint32_t len = sizeof(info);
     bool same_dev = bpf_obj_get_info_by_fd(bpf_link__fd(old), &info, &len) == 0 && info.xdp.ifindex == (uint32_t)ifindex;

@@ -1,0 +1,298 @@
+#include "etcd_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "etcd.grpc.pb.h"
+
+namespace cppnet {
+
+namespace pb = etcdserverpb;
+
+struct EtcdClient::Stubs {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::KV::Stub> kv;
+  std::unique_ptr<pb::Lease::Stub> lease;
+  std::unique_ptr<pb::Watch::Stub> watch;
+};
+
+namespace {
+
+constexpr auto kCallTimeout = std::chrono::seconds(5);
+
+void SetDeadline(grpc::ClientContext* ctx) { ctx->set_deadline(std::chrono::system_clock::now() + kCallTimeout); }
+
+absl::StatusCode ToAbsl(grpc::StatusCode c) { return static_cast<absl::StatusCode>(static_cast<int>(c)); }
+
+const char* CodeName(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::StatusCode::UNAVAILABLE: return "unavailable";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "deadline exceeded";
+    case grpc::StatusCode::PERMISSION_DENIED: return "permission denied";
+    case grpc::StatusCode::UNAUTHENTICATED: return "unauthenticated";
+    case grpc::StatusCode::NOT_FOUND: return "not found";
+    case grpc::StatusCode::OUT_OF_RANGE: return "out of range";
+    case grpc::StatusCode::CANCELLED: return "cancelled";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "invalid argument";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "failed precondition";
+    default: return "error";
+  }
+}
+
+EtcdKV FromPb(const pb::KeyValue& kv) {
+  return EtcdKV{kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(), kv.lease()};
+}
+
+}  // namespace
+
+std::string PrefixRangeEnd(const std::string& prefix) {
+  std::string end = prefix;
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() = static_cast<char>(end.back() + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // whole key space
+}
+
+#define ETCD_ERR(op, key, st)                                                                           \
+  absl::Status(ToAbsl((st).error_code()), absl::StrCat("etcd ", endpoints_, ": ", op, " ", key, ": ", \
+                                                       CodeName((st).error_code()), ": ", (st).error_message()))
+
+absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const std::string& endpoints) {
+  std::vector<std::string> addrs;
+  bool all_ipv4 = true;
+  for (absl::string_view e : absl::StrSplit(endpoints, ',', absl::SkipWhitespace())) {
+    e = absl::StripAsciiWhitespace(e);
+    if (absl::ConsumePrefix(&e, "https://"))
+      return absl::InvalidArgumentError(absl::StrCat("--etcd-endpoints: ", e, ": TLS endpoints are not supported yet"));
+    absl::ConsumePrefix(&e, "http://");
+    absl::ConsumeSuffix(&e, "/");
+    std::vector<std::string> hp = absl::StrSplit(e, absl::MaxSplits(':', 1));
+    if (hp.size() != 2 || hp[0].empty() || hp[1].empty())
+      return absl::InvalidArgumentError(absl::StrCat("--etcd-endpoints: \"", e, "\" is not host:port"));
+    all_ipv4 &= hp[0].find_first_not_of("0123456789.") == std::string::npos;
+    addrs.emplace_back(e);
+  }
+  if (addrs.empty()) return absl::InvalidArgumentError("--etcd-endpoints: no endpoint given");
+  // Several IP endpoints: one channel that fails over between them.
+  std::string target = all_ipv4 ? absl::StrCat("ipv4:", absl::StrJoin(addrs, ",")) : absl::StrCat("dns:///", addrs[0]);
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);  // etcd's minimum is 5 s; stay well above
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  std::unique_ptr<EtcdClient> c(new EtcdClient());
+  c->endpoints_ = absl::StrJoin(addrs, ",");
+  c->stubs_ = std::make_unique<Stubs>();
+  c->stubs_->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  c->stubs_->kv = pb::KV::NewStub(c->stubs_->channel);
+  c->stubs_->lease = pb::Lease::NewStub(c->stubs_->channel);
+  c->stubs_->watch = pb::Watch::NewStub(c->stubs_->channel);
+  return c;
+}
+
+EtcdClient::~EtcdClient() = default;
+
+absl::StatusOr<EtcdRange> EtcdClient::RangePrefix(const std::string& prefix) {
+  pb::RangeRequest req;
+  req.set_key(prefix);
+  req.set_range_end(PrefixRangeEnd(prefix));
+  pb::RangeResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = stubs_->kv->Range(&ctx, req, &resp);
+  if (!st.ok()) return ETCD_ERR("range", prefix, st);
+  EtcdRange r;
+  r.revision = resp.header().revision();
+  for (const auto& kv : resp.kvs()) r.kvs.push_back(FromPb(kv));
+  return r;
+}
+
+absl::StatusOr<std::optional<EtcdKV>> EtcdClient::Get(const std::string& key) {
+  pb::RangeRequest req;
+  req.set_key(key);
+  pb::RangeResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = stubs_->kv->Range(&ctx, req, &resp);
+  if (!st.ok()) return ETCD_ERR("get", key, st);
+  if (resp.kvs_size() == 0) return std::optional<EtcdKV>();
+  return std::optional<EtcdKV>(FromPb(resp.kvs(0)));
+}
+
+absl::Status EtcdClient::Put(const std::string& key, const std::string& value, int64_t lease) {
+  pb::PutRequest req;
+  req.set_key(key);
+  req.set_value(value);
+  req.set_lease(lease);
+  pb::PutResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = stubs_->kv->Put(&ctx, req, &resp);
+  if (!st.ok()) return ETCD_ERR("put", key, st);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> EtcdClient::Delete(const std::string& key) {
+  pb::DeleteRangeRequest req;
+  req.set_key(key);
+  pb::DeleteRangeResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = stubs_->kv->DeleteRange(&ctx, req, &resp);
+  if (!st.ok()) return ETCD_ERR("delete", key, st);
+  return resp.deleted();
+}
+
+static absl::StatusOr<bool> PutTxn(pb::KV::Stub* kv, const std::string& endpoints, pb::Compare cmp,
+                                   const std::string& key, const std::string& value, int64_t lease) {
+  pb::TxnRequest req;
+  *req.add_compare() = std::move(cmp);
+  pb::PutRequest* put = req.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(value);
+  put->set_lease(lease);
+  pb::TxnResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = kv->Txn(&ctx, req, &resp);
+  if (!st.ok())
+    return absl::Status(ToAbsl(st.error_code()), absl::StrCat("etcd ", endpoints, ": txn ", key, ": ",
+                                                              CodeName(st.error_code()), ": ", st.error_message()));
+  return resp.succeeded();
+}
+
+absl::StatusOr<bool> EtcdClient::CreateIfAbsent(const std::string& key, const std::string& value, int64_t lease) {
+  pb::Compare cmp;
+  cmp.set_key(key);
+  cmp.set_target(pb::Compare::CREATE);
+  cmp.set_result(pb::Compare::EQUAL);
+  cmp.set_create_revision(0);
+  return PutTxn(stubs_->kv.get(), endpoints_, std::move(cmp), key, value, lease);
+}
+
+absl::StatusOr<bool> EtcdClient::ReplaceIfUnchanged(const std::string& key, const std::string& value, int64_t lease,
+                                                    int64_t mod_revision) {
+  pb::Compare cmp;
+  cmp.set_key(key);
+  cmp.set_target(pb::Compare::MOD);
+  cmp.set_result(pb::Compare::EQUAL);
+  cmp.set_mod_revision(mod_revision);
+  return PutTxn(stubs_->kv.get(), endpoints_, std::move(cmp), key, value, lease);
+}
+
+absl::StatusOr<int64_t> EtcdClient::GrantLease(absl::Duration ttl) {
+  pb::LeaseGrantRequest req;
+  req.set_ttl(absl::ToInt64Seconds(ttl));
+  pb::LeaseGrantResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = stubs_->lease->LeaseGrant(&ctx, req, &resp);
+  if (!st.ok()) return ETCD_ERR("lease grant", absl::FormatDuration(ttl), st);
+  if (!resp.error().empty())
+    return absl::InternalError(absl::StrCat("etcd ", endpoints_, ": lease grant: ", resp.error()));
+  return resp.id();
+}
+
+absl::StatusOr<absl::Duration> EtcdClient::KeepAliveOnce(int64_t lease_id) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  auto stream = stubs_->lease->LeaseKeepAlive(&ctx);
+  pb::LeaseKeepAliveRequest req;
+  req.set_id(lease_id);
+  pb::LeaseKeepAliveResponse resp;
+  bool ok = stream->Write(req) && stream->Read(&resp);
+  stream->WritesDone();
+  grpc::Status st = stream->Finish();
+  if (!ok || !st.ok()) {
+    if (st.ok()) st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed");
+    return ETCD_ERR("lease keep-alive", absl::StrCat(lease_id), st);
+  }
+  return absl::Seconds(resp.ttl());
+}
+
+absl::Status EtcdClient::RevokeLease(int64_t lease_id) {
+  pb::LeaseRevokeRequest req;
+  req.set_id(lease_id);
+  pb::LeaseRevokeResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = stubs_->lease->LeaseRevoke(&ctx, req, &resp);
+  if (!st.ok()) return ETCD_ERR("lease revoke", absl::StrCat(lease_id), st);
+  return absl::OkStatus();
+}
+
+absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision,
+                               const std::function<void(EtcdWatchBatch)>& on_batch) {
+  grpc::ClientContext ctx;
+  {
+    std::lock_guard<std::mutex> l(watch_mu_);
+    if (watch_cancelled_) return absl::CancelledError("watch cancelled");
+    watch_ctx_ = &ctx;
+  }
+  struct Clear {
+    EtcdClient* c;
+    ~Clear() {
+      std::lock_guard<std::mutex> l(c->watch_mu_);
+      c->watch_ctx_ = nullptr;
+    }
+  } clear{this};
+
+  auto stream = stubs_->watch->Watch(&ctx);
+  pb::WatchRequest req;
+  pb::WatchCreateRequest* create = req.mutable_create_request();
+  create->set_key(prefix);
+  create->set_range_end(PrefixRangeEnd(prefix));
+  create->set_start_revision(start_revision);
+  create->set_progress_notify(true);
+  if (!stream->Write(req)) {
+    grpc::Status st = stream->Finish();
+    return ETCD_ERR("watch", prefix, st);
+  }
+  pb::WatchResponse resp;
+  while (stream->Read(&resp)) {
+    if (resp.compact_revision() > 0) {
+      ctx.TryCancel();
+      stream->Finish();
+      return absl::OutOfRangeError(absl::StrCat("etcd ", endpoints_, ": watch ", prefix, ": revision ", start_revision,
+                                                " compacted (now ", resp.compact_revision(), ")"));
+    }
+    if (resp.canceled()) {
+      ctx.TryCancel();
+      stream->Finish();
+      return absl::AbortedError(absl::StrCat("etcd ", endpoints_, ": watch ", prefix, ": cancelled by server: ",
+                                             resp.cancel_reason()));
+    }
+    if (resp.events_size() == 0) continue;
+    EtcdWatchBatch b;
+    b.revision = resp.header().revision();
+    for (const auto& ev : resp.events()) {
+      if (ev.type() == pb::Event::DELETE)
+        b.deletes.push_back(ev.kv().key());
+      else
+        b.puts.push_back(FromPb(ev.kv()));
+    }
+    on_batch(std::move(b));
+  }
+  grpc::Status st = stream->Finish();
+  if (st.error_code() == grpc::StatusCode::CANCELLED) return absl::CancelledError("watch cancelled");
+  if (st.ok()) st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "watch stream closed");
+  return ETCD_ERR("watch", prefix, st);
+}
+
+void EtcdClient::CancelWatch() {
+  std::lock_guard<std::mutex> l(watch_mu_);
+  watch_cancelled_ = true;
+  if (watch_ctx_) watch_ctx_->TryCancel();
+}
+
+}  // namespace cppnet

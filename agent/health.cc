@@ -1,0 +1,62 @@
+#include "health.h"
+
+#include <httplib.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/maps.h"
+
+namespace cppnet {
+
+HealthServer::HealthServer(AgentHealth* health, std::string bpffs_dir)
+    : health_(health), bpffs_dir_(std::move(bpffs_dir)), server_(std::make_unique<httplib::Server>()) {}
+
+HealthServer::~HealthServer() {
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status HealthServer::Start(const std::string& ip, int port) {
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    if (health_->ready) {
+      res.set_content("ready\n", "text/plain");
+      return;
+    }
+    std::lock_guard<std::mutex> l(health_->mu);
+    res.status = 503;
+    res.set_content(absl::StrCat("not ready: ", health_->not_ready_reason, "\n"), "text/plain");
+  });
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    std::string out = absl::StrCat(
+        "# HELP cppnet_ready 1 when the lease is held and the datapath attached.\n# TYPE cppnet_ready gauge\n",
+        "cppnet_ready ", health_->ready ? 1 : 0, "\n",
+        "# HELP cppnet_routes Routes to other hosts' subnets installed from leases.\n# TYPE cppnet_routes gauge\n",
+        "cppnet_routes ", health_->routes.load(), "\n",
+        "# HELP cppnet_leases_skipped Leases in etcd skipped as malformed, foreign or overlapping.\n",
+        "# TYPE cppnet_leases_skipped gauge\ncppnet_leases_skipped ", health_->leases_skipped.load(), "\n",
+        "# HELP cppnet_lease_acquisitions_total Subnet leases acquired by this agent.\n",
+        "# TYPE cppnet_lease_acquisitions_total counter\ncppnet_lease_acquisitions_total ",
+        health_->lease_acquisitions.load(), "\n");
+    if (auto maps = MapFds::OpenPinned(bpffs_dir_); maps.ok()) {
+      if (auto stats = ReadStats(maps->stats()); stats.ok()) {
+        absl::StrAppend(&out, "# HELP cppnet_packets_total Datapath packets by counter (drops carry a reason).\n",
+                        "# TYPE cppnet_packets_total counter\n");
+        for (size_t i = 0; i < stats->size(); i++) {
+          const CounterInfo& c = Counters()[i];
+          absl::StrAppend(&out, "cppnet_packets_total{", c.is_drop ? "reason" : "counter", "=\"", c.name, "\"} ",
+                          (*stats)[i].packets, "\n");
+        }
+      }
+    }
+    res.set_content(out, "text/plain; version=0.0.4");
+  });
+  if (!server_->bind_to_port(ip.c_str(), port))
+    return absl::UnavailableError(absl::StrCat("health endpoint ", ip, ":", port, ": cannot listen: ", strerror(errno)));
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+}  // namespace cppnet

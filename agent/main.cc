@@ -1,0 +1,108 @@
+// cppnet-agent entry point: flags (also from CPPNET_* environment variables),
+// start-up checks with one-line errors, signals, then the agent loop.
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+
+#include <cstdio>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "agent.h"
+#include "health.h"
+#include "log.h"
+
+using namespace cppnet;
+
+namespace {
+
+int Fail(const std::string& msg) {
+  fprintf(stderr, "cppnet-agent: %s\n", msg.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  AgentOptions o;
+  std::string ttl = "24h";
+  int renew_minutes = 60;
+  CLI::App app{"cppnet-agent: Flannel-compatible overlay network agent with an eBPF datapath"};
+  app.set_version_flag("--version", "cppnet-agent 0.1.0");
+  auto env = [](const char* name) { return std::string("CPPNET_") + name; };
+  app.add_option("--etcd-endpoints", o.etcd_endpoints, "etcd endpoints, comma separated")->envname(env("ETCD_ENDPOINTS"))->capture_default_str();
+  app.add_option("--etcd-prefix", o.etcd_prefix, "etcd prefix of the network config and leases")->envname(env("ETCD_PREFIX"))->capture_default_str();
+  app.add_option("--iface", o.iface, "underlay interface (name or IP); default: interface of the default route")->envname(env("IFACE"));
+  app.add_option("--public-ip", o.public_ip, "IP published to other hosts; default: the underlay interface's first IPv4")->envname(env("PUBLIC_IP"));
+  app.add_option("--subnet-file", o.subnet_file, "where to write the subnet environment")->envname(env("SUBNET_FILE"))->capture_default_str();
+  app.add_option("--subnet-lease-ttl", ttl, "TTL of the etcd lease bound to our subnet (e.g. 24h, 90s)")->envname(env("SUBNET_LEASE_TTL"))->capture_default_str();
+  app.add_option("--subnet-lease-renew-margin", renew_minutes, "renew the lease this many minutes before it expires")->envname(env("SUBNET_LEASE_RENEW_MARGIN"))->check(CLI::Range(1, 1440))->capture_default_str();
+  app.add_flag("--ip-masq", o.ip_masq, "record FLANNEL_IPMASQ=true in the subnet file")->envname(env("IP_MASQ"));
+  app.add_option("--healthz-ip", o.healthz_ip, "address of the health endpoint")->envname(env("HEALTHZ_IP"))->capture_default_str();
+  app.add_option("--healthz-port", o.healthz_port, "port of the health endpoint (0 = off)")->envname(env("HEALTHZ_PORT"))->check(CLI::Range(0, 65535))->capture_default_str();
+  app.add_option("--bpffs-dir", o.bpffs_dir, "where maps and links are pinned")->envname(env("BPFFS_DIR"))->capture_default_str();
+  app.add_option("--container-iface", o.container_iface, "container-side interface; default: the one carrying our subnet")->envname(env("CONTAINER_IFACE"));
+  app.add_flag("--release-on-exit", o.release_on_exit, "delete our lease from etcd on SIGTERM")->envname(env("RELEASE_ON_EXIT"));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fprintf(stderr, "cppnet-agent: %s\nRun cppnet-agent --help for the flags.\n", e.what());
+    return 2;
+  }
+  auto usage = [](const std::string& msg) {
+    fprintf(stderr, "cppnet-agent: %s\n", msg.c_str());
+    return 2;
+  };
+  if (!absl::ParseDuration(ttl, &o.lease_ttl) || o.lease_ttl < absl::Seconds(10))
+    return usage(absl::StrCat("--subnet-lease-ttl: invalid duration \"", ttl, "\" (e.g. 24h, 90s; at least 10s)"));
+  o.renew_margin = absl::Minutes(renew_minutes);
+  uint32_t public_ip = 0;
+  if (!o.public_ip.empty()) {
+    auto ip = ParseIp4(o.public_ip);
+    if (!ip.ok()) return usage(absl::StrCat("--public-ip: ", ip.status().message()));
+    public_ip = *ip;
+  }
+  auto etcd = EtcdClient::Create(o.etcd_endpoints);
+  if (!etcd.ok()) return usage(std::string(etcd.status().message()));
+
+  auto underlay = o.iface.empty() ? DefaultRouteInterface() : FindInterface(o.iface);
+  if (!underlay.ok()) return Fail(std::string(underlay.status().message()));
+  if (public_ip == 0) {
+    if (underlay->addrs.empty()) return Fail(absl::StrCat("interface ", underlay->name, ": has no IPv4 address (set --public-ip)"));
+    public_ip = underlay->addrs[0].addr;
+  }
+  auto dp = Datapath::Load(o.bpffs_dir);
+  if (!dp.ok()) {
+    auto maps = MapFds::OpenPinned(o.bpffs_dir);  // a clearer cause when bpffs is missing
+    if (!maps.ok() && absl::IsFailedPrecondition(maps.status())) return Fail(std::string(maps.status().message()));
+    return Fail(std::string(dp.status().message()));
+  }
+
+  // Signals are taken by a dedicated thread; every other thread blocks them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  AgentHealth health;
+  HealthServer hs(&health, o.bpffs_dir);
+  if (o.healthz_port != 0) {
+    if (auto st = hs.Start(o.healthz_ip, o.healthz_port); !st.ok()) return Fail(std::string(st.message()));
+  }
+  Agent agent(o, *underlay, public_ip, std::move(*etcd), std::move(*dp), &health);
+  std::thread sig([&] {
+    int s = 0;
+    sigwait(&sigs, &s);
+    LOG_INFO("Received ", strsignal(s), ", shutting down");
+    agent.Stop();
+  });
+  sig.detach();
+  return agent.Run();
+}

@@ -1,0 +1,150 @@
+// cppnetctl: inspect cppnet's datapath state from the pinned maps (works while the
+// agent is down). Exit codes: 0 ok, 1 failure, 2 usage error.
+#include <arpa/inet.h>
+#include <net/if.h>
+
+#include <cstdio>
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/maps.h"
+#include "core/net.h"
+
+using namespace cppnet;
+using nlohmann::ordered_json;
+
+namespace {
+
+struct Globals {
+  std::string bpffs_dir = CPPNET_PIN_DIR_DEFAULT;
+  bool json = false;
+};
+
+int Fail(const absl::Status& st) {
+  fprintf(stderr, "cppnetctl: %s\n", std::string(st.message()).c_str());
+  return 1;
+}
+
+Mac MacOf(const __u8* p) {
+  Mac m;
+  std::copy(p, p + 6, m.begin());
+  return m;
+}
+
+std::string IfName(uint32_t ifindex) {
+  char buf[IF_NAMESIZE] = {};
+  return ifindex && if_indextoname(ifindex, buf) ? buf : "";
+}
+
+int ShowRoutes(const Globals& g, const MapFds& m) {
+  auto routes = ListRoutes(m.routes());
+  if (!routes.ok()) return Fail(routes.status());
+  if (g.json) {
+    ordered_json arr = ordered_json::array();
+    for (const RouteEntry& e : *routes)
+      arr.push_back({{"subnet", FormatPrefix4(e.subnet)},
+                     {"backend", BackendName(e.route.backend)},
+                     {"public_ip", FormatIp4(ntohl(e.route.public_ip))},
+                     {"vtep_mac", FormatMac(MacOf(e.route.vtep_mac))},
+                     {"vni", e.route.vni},
+                     {"port", e.route.port},
+                     {"origin", e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease"}});
+    printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  printf("%-18s %-8s %-15s %-17s %-8s %-5s %s\n", "SUBNET", "BACKEND", "PUBLIC IP", "VTEP MAC", "VNI", "PORT", "ORIGIN");
+  for (const RouteEntry& e : *routes)
+    printf("%-18s %-8s %-15s %-17s %-8u %-5u %s\n", FormatPrefix4(e.subnet).c_str(), BackendName(e.route.backend),
+           FormatIp4(ntohl(e.route.public_ip)).c_str(), FormatMac(MacOf(e.route.vtep_mac)).c_str(), e.route.vni,
+           e.route.port, e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease");
+  return 0;
+}
+
+int ShowConfig(const Globals& g, const MapFds& m) {
+  auto c = ReadConfig(m.config());
+  if (!c.ok()) return Fail(c.status());
+  Prefix4 subnet{ntohl(c->subnet_addr), c->subnet_len}, network{ntohl(c->network_addr), c->network_len};
+  ordered_json j = {{"ready", (c->flags & CPPNET_CFG_READY) != 0},
+                    {"subnet", FormatPrefix4(subnet)},
+                    {"network", FormatPrefix4(network)},
+                    {"backend", BackendName(c->backend)},
+                    {"vni", c->vni},
+                    {"port", c->port},
+                    {"public_ip", FormatIp4(ntohl(c->underlay_ip))},
+                    {"underlay_ifindex", c->underlay_ifindex},
+                    {"underlay_iface", IfName(c->underlay_ifindex)},
+                    {"underlay_mac", FormatMac(MacOf(c->underlay_mac))},
+                    {"underlay_mtu", c->mtu},
+                    {"vtep_mac", FormatMac(MacOf(c->vtep_mac))},
+                    {"container_ifindex", c->container_ifindex},
+                    {"container_iface", IfName(c->container_ifindex)}};
+  if (g.json) {
+    printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string v = it->is_string() ? it->get<std::string>() : it->dump();
+    printf("%-18s %s\n", (it.key() + ":").c_str(), v.c_str());
+  }
+  return 0;
+}
+
+int ShowStats(const Globals& g, const MapFds& m) {
+  auto stats = ReadStats(m.stats());
+  if (!stats.ok()) return Fail(stats.status());
+  const auto& info = Counters();
+  if (g.json) {
+    ordered_json traffic = ordered_json::object(), drops = ordered_json::object();
+    for (size_t i = 0; i < stats->size(); i++)
+      (info[i].is_drop ? drops : traffic)[info[i].name] = {{"packets", (*stats)[i].packets}, {"bytes", (*stats)[i].bytes}};
+    printf("%s\n", ordered_json{{"traffic", traffic}, {"drops", drops}}.dump(2).c_str());
+    return 0;
+  }
+  printf("%-26s %12s %14s  %s\n", "COUNTER", "PACKETS", "BYTES", "MEANING");
+  for (size_t i = 0; i < stats->size(); i++)
+    printf("%-26s %12llu %14llu  %s\n", absl::StrCat(info[i].is_drop ? "drop/" : "", info[i].name).c_str(),
+           static_cast<unsigned long long>((*stats)[i].packets), static_cast<unsigned long long>((*stats)[i].bytes),
+           info[i].help);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Globals g;
+  CLI::App app{"cppnetctl: inspect the cppnet datapath (pinned BPF maps)"};
+  app.require_subcommand(1);
+  app.add_option("--bpffs-dir", g.bpffs_dir, "where cppnet-agent pins its maps")->envname("CPPNET_BPFFS_DIR")->capture_default_str();
+  app.add_flag("--json", g.json, "machine-readable output");
+  CLI::App* show = app.add_subcommand("show", "show datapath state");
+  show->require_subcommand(1);
+  using Handler = std::function<int(const Globals&, const MapFds&)>;
+  // One command table: name, help, handler.
+  const std::vector<std::tuple<std::string, std::string, Handler>> table = {
+      {"routes", "routes to other hosts' subnets", ShowRoutes},
+      {"config", "this host's lease, underlay and backend as the datapath sees them", ShowConfig},
+      {"stats", "packet counters, drops by reason (summed over CPUs)", ShowStats},
+  };
+  Handler chosen;
+  for (const auto& [name, help, fn] : table) {
+    CLI::App* sub = show->add_subcommand(name, help);
+    sub->add_flag("--json", g.json, "machine-readable output");
+    sub->callback([&chosen, fn = fn] { chosen = fn; });
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fprintf(stderr, "cppnetctl: %s\nRun cppnetctl --help for the commands.\n", e.what());
+    return 2;
+  }
+  auto maps = MapFds::OpenPinned(g.bpffs_dir);
+  if (!maps.ok()) return Fail(maps.status());
+  return chosen(g, *maps);
+}

@@ -1,0 +1,110 @@
+// cppnet-agent: leases a subnet from etcd the way flanneld does, keeps the BPF
+// route map equal to the other hosts' leases, and attaches the datapath.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/config.h"
+#include "core/lease.h"
+#include "datapath.h"
+#include "etcd_client.h"
+#include "netlink.h"
+
+namespace cppnet {
+
+struct AgentOptions {
+  std::string etcd_endpoints = "http://127.0.0.1:2379";
+  std::string etcd_prefix = "/coreos.com/network";
+  std::string iface;
+  std::string public_ip;
+  std::string subnet_file = "/run/flannel/subnet.env";
+  std::string healthz_ip = "127.0.0.1";
+  int healthz_port = 9471;
+  std::string bpffs_dir = CPPNET_PIN_DIR_DEFAULT;
+  std::string container_iface;
+  absl::Duration lease_ttl = absl::Hours(24);
+  absl::Duration renew_margin = absl::Minutes(60);
+  bool ip_masq = false;
+  bool release_on_exit = false;
+};
+
+// What /readyz and /metrics report; written by the agent loop, read by the HTTP thread.
+struct AgentHealth {
+  std::atomic<bool> ready{false};
+  std::atomic<int64_t> last_etcd_ok_unix{0};
+  std::atomic<int64_t> routes{0};
+  std::atomic<int64_t> leases_skipped{0};
+  std::atomic<int64_t> lease_acquisitions{0};
+  std::mutex mu;
+  std::string not_ready_reason = "starting";
+};
+
+class Agent {
+ public:
+  Agent(AgentOptions opts, Interface underlay, uint32_t public_ip, std::unique_ptr<EtcdClient> etcd,
+        std::unique_ptr<Datapath> dp, AgentHealth* health);
+  ~Agent();
+  // Runs until Stop(); returns the exit status.
+  int Run();
+  void Stop();
+
+ private:
+  struct Change {  // from the watch thread
+    bool snapshot = false;
+    std::vector<EtcdKV> puts;
+    std::vector<std::string> deletes;
+  };
+
+  void WatchLoop();
+  void Apply(Change c);
+  void OnConfigText(const std::optional<std::string>& text);
+  void Tick();
+  absl::Status AcquireLease();
+  absl::Status RenewLease();
+  absl::Status ActivateDatapath();
+  void AttachContainerSide();
+  void Reconcile();
+  void SetNotReady(const std::string& why);
+  void MarkEtcdOk();
+  std::string SubnetsPrefix() const { return opts_.etcd_prefix + "/subnets/"; }
+  std::string ConfigKey() const { return opts_.etcd_prefix + "/config"; }
+
+  AgentOptions opts_;
+  Interface underlay_;
+  uint32_t public_ip_;
+  Mac vtep_mac_;
+  std::unique_ptr<EtcdClient> etcd_;
+  std::unique_ptr<Datapath> dp_;
+  AgentHealth* health_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Change> changes_;
+  bool stop_ = false;
+  std::thread watcher_;
+
+  // Loop state (agent thread only).
+  bool synced_ = false;
+  std::map<std::string, EtcdKV> kvs_;  // everything under the prefix
+  std::optional<std::string> config_text_;
+  std::optional<NetworkConfig> config_;
+  std::optional<Prefix4> subnet_;  // our lease
+  int64_t etcd_lease_id_ = 0;
+  absl::Time renew_at_ = absl::InfiniteFuture();
+  absl::Time retry_at_ = absl::InfinitePast();
+  absl::Duration backoff_ = absl::Milliseconds(100);
+  bool datapath_active_ = false;
+  int container_ifindex_ = 0;
+  std::string last_skip_log_;
+};
+
+}  // namespace cppnet

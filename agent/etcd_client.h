@@ -1,0 +1,85 @@
+// A small etcd v3 client over gRPC: KV, Lease and Watch, with errors that name
+// the endpoint, the operation, the key and etcd's status.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace grpc {
+class Channel;
+class ClientContext;
+}  // namespace grpc
+
+namespace cppnet {
+
+struct EtcdKV {
+  std::string key;
+  std::string value;
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+  int64_t lease = 0;
+};
+
+struct EtcdRange {
+  std::vector<EtcdKV> kvs;
+  int64_t revision = 0;  // store revision the range was read at
+};
+
+struct EtcdWatchBatch {
+  int64_t revision = 0;
+  std::vector<EtcdKV> puts;
+  std::vector<std::string> deletes;
+};
+
+class EtcdClient {
+ public:
+  // endpoints: "http://198.18.0.254:2379,…" (scheme optional).
+  static absl::StatusOr<std::unique_ptr<EtcdClient>> Create(const std::string& endpoints);
+  ~EtcdClient();
+
+  absl::StatusOr<EtcdRange> RangePrefix(const std::string& prefix);
+  absl::StatusOr<std::optional<EtcdKV>> Get(const std::string& key);
+  absl::Status Put(const std::string& key, const std::string& value, int64_t lease = 0);
+  absl::StatusOr<int64_t> Delete(const std::string& key);
+  // Txn: put only if the key does not exist (create_revision == 0). false: it exists.
+  absl::StatusOr<bool> CreateIfAbsent(const std::string& key, const std::string& value, int64_t lease);
+  // Txn: put only if the key is unchanged since mod_revision. false: it changed.
+  absl::StatusOr<bool> ReplaceIfUnchanged(const std::string& key, const std::string& value, int64_t lease,
+                                          int64_t mod_revision);
+  // Returns the lease ID.
+  absl::StatusOr<int64_t> GrantLease(absl::Duration ttl);
+  // One keep-alive round trip; returns the remaining TTL (<= 0: lease is gone).
+  absl::StatusOr<absl::Duration> KeepAliveOnce(int64_t lease_id);
+  absl::Status RevokeLease(int64_t lease_id);
+
+  // Streams changes under `prefix` from `start_revision` until the stream breaks,
+  // the watch is compacted (returns OutOfRange), or CancelWatch() is called.
+  absl::Status Watch(const std::string& prefix, int64_t start_revision,
+                     const std::function<void(EtcdWatchBatch)>& on_batch);
+  void CancelWatch();
+
+  const std::string& endpoints() const { return endpoints_; }
+
+ private:
+  EtcdClient() = default;
+  struct Stubs;
+  std::unique_ptr<Stubs> stubs_;
+  std::string endpoints_;
+  std::mutex watch_mu_;
+  grpc::ClientContext* watch_ctx_ = nullptr;
+  bool watch_cancelled_ = false;
+};
+
+// The exclusive end of the key range holding every key that starts with prefix.
+std::string PrefixRangeEnd(const std::string& prefix);
+
+}  // namespace cppnet

@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""Network-namespace lab for cppnet: an underlay switch with etcd, hosts running
+cppnet-agent (or configured like flanneld with kernel tools), containers on each
+host's bridge. Everything carries a unique prefix and is removed on exit.
+
+Safety (DESIGN.md §6): nothing is attached to or changed in the root network
+namespace; every address is in 198.18.0.0/15; only PIDs started here are killed.
+"""
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("CPPNET_BUILD_DIR", os.path.join(ROOT, "build"))
+AGENT = os.path.join(BUILD, "agent", "cppnet-agent")
+CTL = os.path.join(BUILD, "cli", "cppnetctl")
+SWITCH_IP = "198.18.0.254"
+ETCD = f"http://{SWITCH_IP}:2379"
+PREFIX = "/coreos.com/network"
+VXLAN_CONFIG = {"Network": "198.19.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}
+
+
+class LabError(Exception):
+    pass
+
+
+def run(cmd, check=True, timeout=60, input=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+    if check and p.returncode != 0:
+        raise LabError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
+    return p
+
+
+def wait_for(what, fn, timeout=20.0, interval=0.1):
+    """Poll fn() until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except LabError as e:
+            last = e
+        time.sleep(interval)
+    raise LabError(f"timed out after {timeout}s waiting for {what} (last: {last})")
+
+
+class Host:
+    def __init__(self, lab, index, ns):
+        self.lab, self.index, self.ns = lab, index, ns
+        self.ip = f"198.18.0.{index}"
+        self.holder = None   # process owning this host's mount namespace
+        self.agent = None
+        self.log_path = os.path.join(lab.dir, f"agent-h{index}.log")
+        self.containers = []
+
+    def cmd(self, argv):
+        """argv run inside this host: its netns and its private mounts (bpffs, /run)."""
+        return ["nsenter", f"--target={self.holder.pid}", "--mount", "--net", "--"] + list(argv)
+
+    def sh(self, script, check=True, timeout=60):
+        return run(self.cmd(["sh", "-c", script]), check=check, timeout=timeout)
+
+    def start_agent(self, *extra, config_iface="eth0"):
+        args = [AGENT, f"--etcd-endpoints={ETCD}", f"--iface={config_iface}", "--subnet-lease-ttl=60s",
+                "--subnet-lease-renew-margin=1"] + list(extra)
+        log = open(self.log_path, "a")
+        self.agent = subprocess.Popen(self.cmd(args), stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
+        self.lab.pids.append(self.agent)
+        return self.agent
+
+    def stop_agent(self, sig=signal.SIGTERM):
+        if self.agent and self.agent.poll() is None:
+            self.agent.send_signal(sig)
+            try:
+                self.agent.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait()
+        self.agent = None
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def subnet_env(self, timeout=30):
+        def read():
+            p = self.sh("cat /run/flannel/subnet.env 2>/dev/null", check=False)
+            return p.stdout if "FLANNEL_SUBNET=" in p.stdout else None
+        text = wait_for(f"subnet.env on h{self.index}", read, timeout)
+        return dict(line.split("=", 1) for line in text.split())
+
+    def ctl(self, *args, check=True):
+        return run(self.cmd([CTL] + list(args)), check=check)
+
+    def routes(self):
+        p = self.ctl("show", "routes", "--json", check=False)
+        return {r["subnet"]: r for r in json.loads(p.stdout)} if p.returncode == 0 else {}
+
+    def add_bridge_and_containers(self, subnet_cidr_gw, mtu, count=2):
+        """As Docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU: bridge cni0 + veths."""
+        iface = ipaddress.ip_interface(subnet_cidr_gw)
+        net = iface.network
+        self.sh(f"ip link add cni0 type bridge && ip link set cni0 mtu {mtu} && "
+                f"ip addr add {subnet_cidr_gw} dev cni0 && ip link set cni0 up")
+        for j in range(count):
+            cns = f"{self.ns}c{j + 1}"
+            run(["ip", "netns", "add", cns])
+            self.lab.namespaces.append(cns)
+            addr = net.network_address + 2 + j
+            run(["ip", "-n", self.ns, "link", "add", f"veth{j + 1}", "mtu", str(mtu), "type", "veth",
+                 "peer", "name", "eth0", "mtu", str(mtu), "netns", cns])
+            self.sh(f"ip link set veth{j + 1} master cni0 && ip link set veth{j + 1} up")
+            for c in (["link", "set", "lo", "up"], ["addr", "add", f"{addr}/{net.prefixlen}", "dev", "eth0"],
+                      ["link", "set", "eth0", "up"], ["route", "add", "default", "via", str(iface.ip)]):
+                run(["ip", "-n", cns, *c])
+            self.containers.append(Container(cns, str(addr), self))
+        return self.containers
+
+
+class Container:
+    def __init__(self, ns, ip, host):
+        self.ns, self.ip, self.host = ns, ip, host
+
+    def exec(self, argv, **kw):
+        return run(["ip", "netns", "exec", self.ns] + list(argv), **kw)
+
+    def ping(self, ip, count=1, timeout=5):
+        return self.exec(["ping", "-n", "-c", str(count), "-W", "2", ip], check=False, timeout=timeout + 5)
+
+    def popen(self, argv):
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns] + list(argv), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.host.lab.pids.append(p)
+        return p
+
+    def __repr__(self):
+        return f"{self.ns}({self.ip})"
+
+
+SINK = r"""
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); s.settimeout(30)
+print("listening", flush=True)
+c, _ = s.accept(); c.settimeout(30); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest(), flush=True)
+"""
+
+SOURCE = r"""
+import hashlib, os, socket, sys
+data = os.urandom(int(sys.argv[3]))
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+s.sendall(data); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
+print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
+"""
+
+
+def tcp_transfer(src, dst, size=2 << 20, port=5001):
+    """Send `size` random bytes src→dst over TCP; returns (sent, received) as (len, sha256)."""
+    sink = dst.popen(["python3", "-c", SINK, str(port)])
+    try:
+        line = sink.stdout.readline()
+        if "listening" not in line:
+            raise LabError(f"sink in {dst} did not start: {sink.stderr.read()}")
+        sent = src.exec(["python3", "-c", SOURCE, dst.ip, str(port), str(size)], timeout=60).stdout.split()
+        out, _ = sink.communicate(timeout=30)
+        return tuple(sent), tuple(out.split())
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+            sink.wait()
+
+
+class Lab:
+    def __init__(self, name="lab"):
+        self.prefix = f"cpn{secrets.token_hex(3)}"
+        self.dir = tempfile.mkdtemp(prefix=f"cppnet-{name}-")
+        self.sw = f"{self.prefix}-sw"
+        self.namespaces = []
+        self.pids = []
+        self.hosts = {}
+        self.etcd = None
+
+    # --- lifecycle -----------------------------------------------------------
+    def __enter__(self):
+        try:
+            self._setup_switch()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        for p in reversed(self.pids):  # only processes this lab started
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
+        deadline = time.monotonic() + 10
+        for p in self.pids:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for h in self.hosts.values():
+            if h.holder and h.holder.poll() is None:
+                h.holder.kill()
+                h.holder.wait()
+        for ns in reversed(self.namespaces):
+            run(["ip", "netns", "del", ns], check=False)
+        self.namespaces.clear()
+        if os.environ.get("CPPNET_KEEP_LOGS") is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- topology --------------------------------------------------------------
+    def _setup_switch(self):
+        run(["ip", "netns", "add", self.sw])
+        self.namespaces.append(self.sw)
+        for c in (["link", "set", "lo", "up"], ["link", "add", "br0", "type", "bridge"],
+                  ["addr", "add", f"{SWITCH_IP}/24", "dev", "br0"], ["link", "set", "br0", "up"]):
+            run(["ip", "-n", self.sw, *c])
+
+    def start_etcd(self):
+        data = os.path.join(self.dir, "etcd")
+        log = open(os.path.join(self.dir, "etcd.log"), "w")
+        self.etcd = subprocess.Popen(
+            ["ip", "netns", "exec", self.sw, "etcd", "--name", "lab", "--data-dir", data,
+             "--listen-client-urls", ETCD, "--advertise-client-urls", ETCD,
+             "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+             "--initial-cluster", "lab=http://127.0.0.1:2380", "--logger", "zap", "--log-level", "error"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.pids.append(self.etcd)
+        wait_for("etcd to serve", lambda: self.etcdctl("endpoint", "health", check=False).returncode == 0, 30, 0.2)
+
+    def etcdctl(self, *args, check=True):
+        return run(["ip", "netns", "exec", self.sw, "etcdctl", f"--endpoints={ETCD}", *args], check=check)
+
+    def put_config(self, cfg=None):
+        self.etcdctl("put", f"{PREFIX}/config", cfg if isinstance(cfg, str) else json.dumps(cfg or VXLAN_CONFIG))
+
+    def leases(self):
+        out = self.etcdctl("get", "--prefix", f"{PREFIX}/subnets/").stdout.splitlines()
+        return {out[i].rsplit("/", 1)[1]: out[i + 1] for i in range(0, len(out) - 1, 2)}
+
+    def add_host(self, index, mtu=1500):
+        ns = f"{self.prefix}-h{index}"
+        run(["ip", "netns", "add", ns])
+        self.namespaces.append(ns)
+        h = Host(self, index, ns)
+        run(["ip", "-n", self.sw, "link", "add", f"p{index}", "type", "veth", "peer", "name", "eth0", "netns", ns])
+        run(["ip", "-n", self.sw, "link", "set", f"p{index}", "master", "br0", "up"])
+        for c in (["link", "set", "lo", "up"], ["link", "set", "eth0", "mtu", str(mtu)],
+                  ["addr", "add", f"{h.ip}/24", "dev", "eth0"], ["link", "set", "eth0", "up"]):
+            run(["ip", "-n", ns, *c])
+        # The host routes between underlay and its bridge, as a Docker host does.
+        for k in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
+            run(["ip", "netns", "exec", ns, "sysctl", "-qw", k])
+        # Own mount namespace: sysfs of this netns, private bpffs, private /run (subnet.env).
+        h.holder = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "sh", "-c",
+             "mount -t bpf bpf /sys/fs/bpf && mount -t tmpfs tmpfs /run && mkdir -p /run/flannel && "
+             "echo ready && exec sleep 86400"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if h.holder.stdout.readline().strip() != "ready":
+            raise LabError(f"mount namespace of {ns}: {h.holder.stderr.read()}")
+        self.hosts[index] = h
+        return h
+
+    def flannel_host(self, index, subnet, vni=1, port=8472, ttl=600):
+        """A host configured only with kernel tools, as flanneld's vxlan backend does."""
+        h = self.add_host(index)
+        net = ipaddress.ip_network(subnet)
+        h.sh(f"ip link add flannel.{vni} type vxlan id {vni} local {h.ip} dev eth0 dstport {port} nolearning && "
+             f"ip link set flannel.{vni} mtu 1450 && ip addr add {net.network_address}/32 dev flannel.{vni} && "
+             f"ip link set flannel.{vni} up")
+        mac = h.sh(f"cat /sys/class/net/flannel.{vni}/address").stdout.strip()
+        lease_id = self.etcdctl("lease", "grant", str(ttl)).stdout.split()[1]
+        value = json.dumps({"PublicIP": h.ip, "PublicIPv6": None, "BackendType": "vxlan",
+                            "BackendData": {"VNI": vni, "VtepMAC": mac}})
+        self.etcdctl("put", f"--lease={lease_id}", f"{PREFIX}/subnets/{net.network_address}-{net.prefixlen}", value)
+        h.flannel_vni = vni
+        return h, f"{net.network_address + 1}/{net.prefixlen}"
+
+    def flannel_sync(self, h):
+        """What flanneld does on every lease event: neighbour, FDB and onlink route per peer."""
+        dev = f"flannel.{h.flannel_vni}"
+        for key, value in self.leases().items():
+            lease = json.loads(value)
+            if lease["PublicIP"] == h.ip:
+                continue
+            net = ipaddress.ip_network(key.replace("-", "/"))
+            mac = lease["BackendData"]["VtepMAC"]
+            h.sh(f"ip neigh replace {net.network_address} lladdr {mac} dev {dev} nud permanent && "
+                 f"bridge fdb replace {mac} dev {dev} dst {lease['PublicIP']} self permanent && "
+                 f"ip route replace {net} via {net.network_address} dev {dev} onlink")
+
+
+def require_root():
+    if os.geteuid() != 0:
+        print("SKIP: the namespace lab needs root")
+        raise SystemExit(77)
+    for tool in ("etcd", "etcdctl", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            print(f"SKIP: {tool} is not installed (scripts/install-deps.sh)")
+            raise SystemExit(77)
+    for b in (AGENT, CTL):
+        if not os.path.exists(b):
+            raise SystemExit(f"{b} is not built")
