@@ -357,12 +357,14 @@ void Agent::Reconcile() {
     if (absl::StartsWith(key, SubnetsPrefix())) records.push_back({key, kv.value, kv.create_revision});
   LeaseSet want = SelectPeerLeases(*config_, SubnetsPrefix(), subnet_, std::move(records));
 
-  std::string skip_log;
-  for (const SkippedLease& s : want.skipped) absl::StrAppend(&skip_log, s.key, s.reason);
-  if (skip_log != last_skip_log_) {  // log each distinct set of problems once
-    for (const SkippedLease& s : want.skipped) LOG_WARN("Skipping lease ", s.key, ": ", s.reason);
-    last_skip_log_ = skip_log;
+  // Log each skipped lease once per reason, not on every change of other leases.
+  std::map<std::string, std::string> skipped;
+  for (const SkippedLease& s : want.skipped) {
+    auto it = skip_logged_.find(s.key);
+    if (it == skip_logged_.end() || it->second != s.reason) LOG_WARN("Skipping lease ", s.key, ": ", s.reason);
+    skipped[s.key] = s.reason;
   }
+  skip_logged_.swap(skipped);
   health_->leases_skipped = static_cast<int64_t>(want.skipped.size());
 
   auto have = ListRoutes(dp_->maps().routes());

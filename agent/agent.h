@@ -104,7 +104,7 @@ class Agent {
   absl::Duration backoff_ = absl::Milliseconds(100);
   bool datapath_active_ = false;
   int container_ifindex_ = 0;
-  std::string last_skip_log_;
+  std::map<std::string, std::string> skip_logged_;  // key → reason last logged
 };
 
 }  // namespace cppnet

@@ -1,6 +1,9 @@
 // cppnet-agent entry point: flags (also from CPPNET_* environment variables),
 // start-up checks with one-line errors, signals, then the agent loop.
+#include <bpf/libbpf.h>
 #include <signal.h>
+
+#include <cstdarg>
 #include <systemd/sd-daemon.h>
 
 #include <cstdio>
@@ -18,6 +21,19 @@ using namespace cppnet;
 
 namespace {
 
+// libbpf's warnings go to our log; "Exclusivity flag on" is the expected answer when
+// the clsact qdisc already exists (agent restart) and says nothing useful.
+int LibbpfLog(enum libbpf_print_level level, const char* fmt, va_list ap) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char buf[512];
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  std::string line(buf);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  if (line.find("Exclusivity flag on") != std::string::npos) return 0;
+  LOG_WARN("libbpf: ", line);
+  return 0;
+}
+
 int Fail(const std::string& msg) {
   fprintf(stderr, "cppnet-agent: %s\n", msg.c_str());
   return 1;
@@ -26,6 +42,14 @@ int Fail(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Block SIGTERM/SIGINT before any thread exists (gRPC starts its own), so only
+  // the sigwait thread below receives them and shutdown is always orderly.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  libbpf_set_print(LibbpfLog);
   AgentOptions o;
   std::string ttl = "24h";
   int renew_minutes = 60;
@@ -83,13 +107,6 @@ int main(int argc, char** argv) {
     if (!maps.ok() && absl::IsFailedPrecondition(maps.status())) return Fail(std::string(maps.status().message()));
     return Fail(std::string(dp.status().message()));
   }
-
-  // Signals are taken by a dedicated thread; every other thread blocks them.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   AgentHealth health;
   HealthServer hs(&health, o.bpffs_dir);

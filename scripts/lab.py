@@ -125,7 +125,13 @@ class Host:
                       ["link", "set", "eth0", "up"], ["route", "add", "default", "via", str(iface.ip)]):
                 run(["ip", "-n", cns, *c])
             self.containers.append(Container(cns, str(addr), self))
+        if self.agent is not None:  # what an operator checks: the agent has taken the bridge
+            wait_for(f"h{self.index} agent to attach to cni0", lambda: self.config().get("container_iface") == "cni0")
         return self.containers
+
+    def config(self):
+        p = self.ctl("show", "config", "--json", check=False)
+        return json.loads(p.stdout) if p.returncode == 0 else {}
 
 
 class Container:

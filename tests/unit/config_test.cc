@@ -1,0 +1,76 @@
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+
+namespace cppnet {
+namespace {
+
+TEST(Config, VxlanWithDefaults) {
+  auto c = ParseNetworkConfig(R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->subnet_len, 24);
+  EXPECT_EQ(FormatIp4(c->subnet_min), "10.5.1.0");
+  EXPECT_EQ(FormatIp4(c->subnet_max), "10.5.255.0");
+  EXPECT_EQ(c->backend.type, "vxlan");
+  EXPECT_EQ(c->backend.vni, 1u);
+  EXPECT_EQ(c->backend.port, 8472);
+  EXPECT_EQ(c->ContainerMtu(1500), 1450);
+}
+
+TEST(Config, SubnetLenDefaultForSmallNetworks) {
+  auto c = ParseNetworkConfig(R"({"Network":"10.5.0.0/23"})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->subnet_len, 25);
+}
+
+TEST(Config, MissingBackendIsUdpAndKeysAreCaseInsensitive) {
+  auto c = ParseNetworkConfig(R"({"network":"10.5.0.0/16","subnetlen":26,"Unknown":true})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->backend.type, "udp");
+  EXPECT_EQ(c->backend.port, 8285);
+  EXPECT_EQ(c->subnet_len, 26);
+  EXPECT_EQ(c->ContainerMtu(1500), 1472);
+}
+
+TEST(Config, ExplicitRangeAndBackendOptions) {
+  auto c = ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.10.0",
+      "SubnetMax":"198.19.20.0","Backend":{"Type":"vxlan","VNI":42,"Port":4789,"DirectRouting":true}})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(FormatIp4(c->subnet_min), "198.19.10.0");
+  EXPECT_EQ(FormatIp4(c->subnet_max), "198.19.20.0");
+  EXPECT_EQ(c->backend.vni, 42u);
+  EXPECT_EQ(c->backend.port, 4789);
+  EXPECT_TRUE(c->backend.direct_routing);
+}
+
+struct BadCase {
+  const char* json;
+  const char* error;
+};
+
+TEST(Config, RejectsBadConfigNamingFieldAndValue) {
+  const BadCase cases[] = {
+      {"not json", "config: not valid JSON"},
+      {"[1,2]", "not an object"},
+      {"{}", "Network is missing"},
+      {R"({"Network":"10.5.0.0/40"})", "invalid prefix \"10.5.0.0/40\""},
+      {R"({"Network":"10.5.0.0/16","SubnetLen":31})", "SubnetLen must be less than /31 (got 31)"},
+      {R"({"Network":"10.5.0.0/16","SubnetLen":17})", "network must be able to accommodate at least four subnets"},
+      {R"({"Network":"10.5.0.0/16","SubnetLen":"24"})", "SubnetLen must be an integer"},
+      {R"({"Network":"10.5.0.0/16","SubnetMin":"10.6.0.0"})", "SubnetMin is not in the range of the Network (10.6.0.0"},
+      {R"({"Network":"10.5.0.0/16","SubnetMax":"10.5.3.7"})", "SubnetMax is not on a SubnetLen boundary (10.5.3.7"},
+      {R"({"Network":"10.5.0.0/16","SubnetMin":"10.5.9.0","SubnetMax":"10.5.3.0"})", "is greater than SubnetMax"},
+      {R"({"Network":"10.5.0.0/16","Backend":{"Type":"gre"}})", "unknown backend type \"gre\""},
+      {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}})", "VNI must be between 0 and 16777215"},
+      {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","Port":70000}})", "Port must be between 1 and 65535"},
+      {R"({"Network":"10.5.0.0/16","Backend":"vxlan"})", "Backend must be an object"},
+  };
+  for (const BadCase& c : cases) {
+    auto r = ParseNetworkConfig(c.json);
+    ASSERT_FALSE(r.ok()) << c.json;
+    EXPECT_NE(r.status().message().find(c.error), std::string::npos) << r.status().message() << " for " << c.json;
+  }
+}
+
+}  // namespace
+}  // namespace cppnet

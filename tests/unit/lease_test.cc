@@ -1,0 +1,95 @@
+#include "core/lease.h"
+
+#include <gtest/gtest.h>
+
+namespace cppnet {
+namespace {
+
+const char* kPrefix = "/coreos.com/network/subnets/";
+
+NetworkConfig Vxlan() { return *ParseNetworkConfig(R"({"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}})"); }
+
+std::string VxLease(const char* ip, const char* mac) {
+  return std::string(R"({"PublicIP":")") + ip + R"(","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":")" + mac + R"("}})";
+}
+
+TEST(Lease, ParsesFlanneldJsonWithUnknownFields) {
+  auto l = ParseLease(R"({"PublicIP":"198.18.0.7","PublicIPv6":null,"BackendType":"vxlan",
+      "BackendData":{"VNI":1,"VtepMAC":"5a:1b:2c:3d:4e:5f"},"Future":{"x":1}})");
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(FormatIp4(l->public_ip), "198.18.0.7");
+  EXPECT_EQ(l->backend_type, "vxlan");
+  EXPECT_EQ(l->vni, 1u);
+  EXPECT_EQ(FormatMac(*l->vtep_mac), "5a:1b:2c:3d:4e:5f");
+}
+
+TEST(Lease, SerializesExactlyAsFlanneld) {
+  Lease l{0xc6120003, "vxlan", 1, VtepMacFor(0xc6120003)};
+  EXPECT_EQ(SerializeLease(l),
+            R"({"PublicIP":"198.18.0.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:63:c6:12:00:03"}})");
+  auto back = ParseLease(SerializeLease(l));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->public_ip, l.public_ip);
+  EXPECT_EQ(back->vtep_mac, l.vtep_mac);
+}
+
+TEST(Lease, RejectsMalformed) {
+  for (const char* bad : {"", "{", R"({"BackendType":"vxlan"})", R"({"PublicIP":"1.2.3"})", R"({"PublicIP":"0.0.0.0"})",
+                          R"({"PublicIP":"198.18.0.1","BackendData":{"VNI":"x"}})",
+                          R"({"PublicIP":"198.18.0.1","BackendData":{"VtepMAC":"zz"}})"})
+    EXPECT_FALSE(ParseLease(bad).ok()) << bad;
+}
+
+TEST(Lease, SelectsValidPeersAndSkipsTheRestWithReasons) {
+  std::vector<LeaseRecord> recs = {
+      {std::string(kPrefix) + "198.19.1.0-24", VxLease("198.18.0.1", "0e:00:00:00:00:01"), 10},  // ours
+      {std::string(kPrefix) + "198.19.2.0-24", VxLease("198.18.0.2", "0e:00:00:00:00:02"), 11},
+      {std::string(kPrefix) + "198.19.3.0-25", VxLease("198.18.0.3", "0e:00:00:00:00:03"), 12},  // other len: ok
+      {std::string(kPrefix) + "10.9.0.0-24", VxLease("198.18.0.4", "0e:00:00:00:00:04"), 13},
+      {std::string(kPrefix) + "198.19.5.0-24", "{not json", 14},
+      {std::string(kPrefix) + "198.19.6.1-24", VxLease("198.18.0.6", "0e:00:00:00:00:06"), 15},
+      {std::string(kPrefix) + "198.19.7.0-24", R"({"PublicIP":"198.18.0.7"})", 16},  // udp lease
+      {std::string(kPrefix) + "198.19.8.0-24", R"({"PublicIP":"198.18.0.8","BackendType":"vxlan","BackendData":{"VNI":1}})", 17},
+      {std::string(kPrefix) + "198.19.2.0-23", VxLease("198.18.0.9", "0e:00:00:00:00:09"), 18},  // overlaps older
+      {std::string(kPrefix) + "198.19.0.0-23", VxLease("198.18.0.10", "0e:00:00:00:00:0a"), 19},  // overlaps ours
+      {std::string(kPrefix) + "198.19.9.0-24", VxLease("198.18.0.11", "01:00:00:00:00:0b"), 20},  // multicast MAC
+      {"/coreos.com/network/config", "{}", 1},
+  };
+  LeaseSet s = SelectPeerLeases(Vxlan(), kPrefix, Prefix4{0xc6130100, 24}, recs);
+  ASSERT_EQ(s.routes.size(), 2u);
+  EXPECT_TRUE(s.routes.count(Prefix4{0xc6130200, 24}));
+  EXPECT_TRUE(s.routes.count(Prefix4{0xc6130300, 25}));
+  std::map<std::string, std::string> why;
+  for (const auto& k : s.skipped) why[k.key.substr(std::string(kPrefix).size())] = k.reason;
+  EXPECT_EQ(why.size(), 8u);
+  EXPECT_NE(why["10.9.0.0-24"].find("outside the Network"), std::string::npos);
+  EXPECT_NE(why["198.19.5.0-24"].find("not valid JSON"), std::string::npos);
+  EXPECT_NE(why["198.19.6.1-24"].find("host bits"), std::string::npos);
+  EXPECT_NE(why["198.19.7.0-24"].find("backend type \"udp\""), std::string::npos);
+  EXPECT_NE(why["198.19.8.0-24"].find("without a VtepMAC"), std::string::npos);
+  EXPECT_NE(why["198.19.2.0-23"].find("overlaps the older lease 198.19.2.0/24"), std::string::npos);
+  EXPECT_NE(why["198.19.0.0-23"].find("overlaps our subnet"), std::string::npos);
+  EXPECT_NE(why["198.19.9.0-24"].find("not unicast"), std::string::npos);
+}
+
+TEST(Lease, OlderLeaseWinsRegardlessOfListingOrder) {
+  std::vector<LeaseRecord> recs = {
+      {std::string(kPrefix) + "198.19.2.0-23", VxLease("198.18.0.9", "0e:00:00:00:00:09"), 5},
+      {std::string(kPrefix) + "198.19.2.0-24", VxLease("198.18.0.2", "0e:00:00:00:00:02"), 50},
+  };
+  LeaseSet s = SelectPeerLeases(Vxlan(), kPrefix, std::nullopt, recs);
+  ASSERT_EQ(s.routes.size(), 1u);
+  EXPECT_TRUE(s.routes.count(Prefix4{0xc6130200, 23}));
+}
+
+TEST(Lease, FreeSubnetsRespectRangeAndTaken) {
+  auto cfg = *ParseNetworkConfig(R"({"Network":"198.19.0.0/22","SubnetLen":24})");
+  EXPECT_EQ(FreeSubnets(cfg, {}, 100).size(), 3u);  // .1 .2 .3 (SubnetMin skips the first)
+  auto free = FreeSubnets(cfg, {Prefix4{0xc6130100, 24}, Prefix4{0xc6130300, 24}}, 100);
+  ASSERT_EQ(free.size(), 1u);
+  EXPECT_EQ(FormatPrefix4(free[0]), "198.19.2.0/24");
+  EXPECT_TRUE(FreeSubnets(cfg, {Prefix4{0xc6130000, 22}}, 100).empty());
+}
+
+}  // namespace
+}  // namespace cppnet

@@ -1,0 +1,63 @@
+#include "core/net.h"
+
+#include <gtest/gtest.h>
+
+namespace cppnet {
+namespace {
+
+TEST(Net, ParsesAndFormatsAddresses) {
+  EXPECT_EQ(*ParseIp4("198.18.0.1"), 0xc6120001u);
+  EXPECT_EQ(FormatIp4(0xc6120001u), "198.18.0.1");
+  EXPECT_FALSE(ParseIp4("198.18.0").ok());
+  EXPECT_FALSE(ParseIp4("198.18.0.256").ok());
+  EXPECT_FALSE(ParseIp4("").ok());
+}
+
+TEST(Net, PrefixesAreStrictAboutHostBits) {
+  auto p = ParsePrefix4("10.5.0.0/16");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(FormatPrefix4(*p), "10.5.0.0/16");
+  EXPECT_FALSE(ParsePrefix4("10.5.0.1/16").ok());
+  EXPECT_EQ(FormatPrefix4(*ParsePrefix4("10.5.0.1/16", false)), "10.5.0.0/16");
+  EXPECT_FALSE(ParsePrefix4("10.5.0.0/33").ok());
+  EXPECT_FALSE(ParsePrefix4("10.5.0.0").ok());
+}
+
+TEST(Net, SubnetKeysUseFlannelsForm) {
+  auto k = ParseSubnetKey("10.5.52.0-24");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(FormatPrefix4(*k), "10.5.52.0/24");
+  EXPECT_EQ(FormatSubnetKey(*k), "10.5.52.0-24");
+  for (const char* bad : {"10.5.52.1-24", "10.5.52.0-33", "10.5.52.0-0", "10.5.52.0/24", "garbage", "10.5.52.0-"})
+    EXPECT_FALSE(ParseSubnetKey(bad).ok()) << bad;
+}
+
+TEST(Net, PrefixArithmetic) {
+  Prefix4 net{0xc6130000, 16}, a{0xc6130100, 24}, b{0xc6140000, 24};
+  EXPECT_TRUE(net.contains(a));
+  EXPECT_FALSE(net.contains(b));
+  EXPECT_TRUE(net.overlaps(a));
+  EXPECT_TRUE(a.overlaps(net));
+  EXPECT_FALSE(a.overlaps(b));
+  EXPECT_EQ(a.size(), 256u);
+  EXPECT_EQ((Prefix4{0, 0}.mask()), 0u);
+}
+
+TEST(Net, MacAddresses) {
+  auto m = ParseMac("0e:63:C6:12:00:01");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(FormatMac(*m), "0e:63:c6:12:00:01");
+  EXPECT_FALSE(ParseMac("0e:63:c6:12:00").ok());
+  EXPECT_FALSE(ParseMac("0e:63:c6:12:00:zz").ok());
+}
+
+TEST(Net, VtepMacIsStableLocallyAdministeredUnicast) {
+  Mac a = VtepMacFor(0xc6120001), b = VtepMacFor(0xc6120001), c = VtepMacFor(0xc6120002);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_EQ(a[0] & 0x02, 0x02);  // locally administered
+  EXPECT_EQ(a[0] & 0x01, 0x00);  // unicast
+}
+
+}  // namespace
+}  // namespace cppnet

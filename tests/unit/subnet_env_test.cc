@@ -1,0 +1,44 @@
+#include "core/subnet_env.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace cppnet {
+namespace {
+
+TEST(SubnetEnv, RendersFlanneldVariables) {
+  SubnetEnv e{Prefix4{0x0a050000, 16}, Prefix4{0x0a053400, 24}, 1450, false};
+  EXPECT_EQ(RenderSubnetEnv(e),
+            "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.52.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
+}
+
+TEST(SubnetEnv, WritesAtomicallyAndReadsBack) {
+  auto dir = std::filesystem::temp_directory_path() / ("cppnet-env-" + std::to_string(getpid()));
+  std::string path = (dir / "flannel" / "subnet.env").string();
+  SubnetEnv e{Prefix4{0x0a050000, 16}, Prefix4{0x0a053400, 24}, 1450, true};
+  ASSERT_TRUE(WriteFileAtomically(path, RenderSubnetEnv(e)).ok());
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str(), RenderSubnetEnv(e));
+  auto back = ReadSubnetFromEnvFile(path);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(FormatPrefix4(*back), "10.5.52.0/24");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SubnetEnv, ErrorsNameThePath) {
+  auto st = WriteFileAtomically("/proc/cppnet-no/subnet.env", "x");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("/proc/cppnet-no"), std::string::npos) << st.message();
+  EXPECT_FALSE(ReadSubnetFromEnvFile("/nonexistent/subnet.env").has_value());
+}
+
+}  // namespace
+}  // namespace cppnet
