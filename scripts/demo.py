@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""cppnet demo in a namespace lab; see scripts/demo.sh."""
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lab as L  # noqa: E402
+
+STATE = "/run/cppnet-demo.json"
+
+
+def step(text):
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def show(cmd, out):
+    print(f"$ {cmd}\n{out.rstrip()}", flush=True)
+
+
+def cleanup_kept():
+    if not os.path.exists(STATE):
+        print("demo: no kept lab found")
+        return 0
+    with open(STATE) as f:
+        st = json.load(f)
+    for pid in st["pids"]:  # only the processes the demo started
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    time.sleep(1)
+    for pid in st["pids"]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for ns in reversed(st["namespaces"]):
+        L.run(["ip", "netns", "del", ns], check=False)
+    os.remove(STATE)
+    print(f"demo: removed lab {st['prefix']}")
+    return 0
+
+
+def main():
+    if "--cleanup" in sys.argv:
+        return cleanup_kept()
+    keep = "--keep" in sys.argv
+    if keep and os.path.exists(STATE):
+        print("demo: a kept lab exists; run scripts/demo.sh --cleanup first")
+        return 1
+    L.require_root()
+    lab = L.Lab("demo")
+    try:
+        lab.__enter__()
+        step("etcd on the lab underlay (198.18.0.254), network config as flanneld reads it")
+        lab.start_etcd()
+        lab.put_config()
+        show(f"etcdctl get {L.PREFIX}/config", lab.etcdctl("get", f"{L.PREFIX}/config").stdout)
+
+        step("three hosts start cppnet-agent (each a network + mount namespace, underlay eth0)")
+        hosts = [lab.add_host(i) for i in (1, 2, 3)]
+        for h in hosts:
+            h.start_agent()
+        for h in hosts:
+            env = h.subnet_env()
+            show(f"[host{h.index}] cat /run/flannel/subnet.env", "\n".join(f"{k}={v}" for k, v in env.items()))
+            # What Docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU.
+            h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"])
+            print(f"[host{h.index}] bridge cni0 {env['FLANNEL_SUBNET']}, containers "
+                  + ", ".join(c.ip for c in h.containers))
+        show(f"etcdctl get --prefix {L.PREFIX}/subnets/",
+             "\n".join(f"{k}  {v}" for k, v in lab.leases().items()))
+        L.wait_for("routes", lambda: all(len(h.routes()) == 2 for h in hosts))
+
+        step("containers on different hosts talk over the BPF VXLAN overlay")
+        a, b, c = hosts[0].containers[0], hosts[1].containers[1], hosts[2].containers[0]
+        for s, d in ((a, b), (b, c), (c, a)):
+            p = s.ping(d.ip, count=3, timeout=8)
+            show(f"[{s.ip}] ping -c 3 {d.ip}", "\n".join(p.stdout.splitlines()[-2:]))
+        sent, got = L.tcp_transfer(a, c, size=16 << 20)
+        ok = sent == got
+        show(f"[{a.ip}] send 16 MiB over TCP to {c.ip}",
+             f"sent sha256 {sent[1][:16]}…  received sha256 {got[1][:16]}…  {'MATCH' if ok else 'MISMATCH'}")
+
+        step("datapath state on host1, from the pinned BPF maps")
+        show("[host1] cppnetctl show routes", hosts[0].ctl("show", "routes").stdout)
+        stats = json.loads(hosts[0].ctl("show", "stats", "--json").stdout)["traffic"]
+        show("[host1] cppnetctl show stats (traffic)",
+             "\n".join(f"{k:10} {v['packets']:>8} packets {v['bytes']:>12} bytes" for k, v in stats.items()))
+        show("[host1] agent log", hosts[0].log())
+        if not ok:
+            print("demo: TCP transfer corrupted", file=sys.stderr)
+            return 1
+        if keep:
+            with open(STATE, "w") as f:
+                json.dump({"prefix": lab.prefix, "namespaces": lab.namespaces,
+                           "pids": [p.pid for p in lab.pids] + [h.holder.pid for h in hosts]}, f)
+            step("lab kept running")
+            print(f"enter host1:      nsenter --target={hosts[0].holder.pid} --mount --net bash\n"
+                  f"enter a container: ip netns exec {a.ns} bash\n"
+                  f"remove it all:     scripts/demo.sh --cleanup")
+            return 0
+        step("cleaning up")
+        return 0
+    finally:
+        if not keep:
+            lab.close()
+            left = [ns for ns in L.run(["ip", "netns", "list"]).stdout.split() if ns.startswith(lab.prefix)]
+            print("demo: removed every namespace and process it created" if not left else f"demo: left {left}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

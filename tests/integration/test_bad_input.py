@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Bad input gets a clear one-line error naming the object and the cause: usage
+errors exit 2; a missing interface exits 1; an unreachable etcd, a missing or bad
+config keep the agent running (not ready, not busy-looping) until things are good."""
+import os
+import subprocess
+import time
+
+from common import L, run_scenario
+
+
+def agent_usage(c):
+    cases = [
+        (["--bogus"], "--bogus"),
+        (["--subnet-lease-ttl=soon"], "--subnet-lease-ttl: invalid duration \"soon\""),
+        (["--public-ip=198.18.0"], "--public-ip: invalid IPv4 address \"198.18.0\""),
+        (["--healthz-port=70000"], "--healthz-port"),
+        (["--etcd-endpoints=http://nohostport"], "--etcd-endpoints: \"nohostport\" is not host:port"),
+    ]
+    for args, msg in cases:
+        p = subprocess.run([L.AGENT] + args, capture_output=True, text=True, timeout=10)
+        c.check(f"cppnet-agent {' '.join(args)}: exit 2 and names the problem", p.returncode == 2 and msg in p.stderr,
+                f"rc={p.returncode} {p.stderr!r}")
+    p = subprocess.run([L.AGENT, "--help"], capture_output=True, text=True, timeout=10)
+    c.check("cppnet-agent --help lists the flags", p.returncode == 0 and "--etcd-endpoints" in p.stdout
+            and "--subnet-file" in p.stdout)
+    p = subprocess.run([L.CTL, "show", "nothing"], capture_output=True, text=True, timeout=10)
+    c.check("cppnetctl unknown command: exit 2", p.returncode == 2, p.stderr)
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def scenario(lab, c):
+    agent_usage(c)
+    h = lab.add_host(1)
+
+    p = h.ctl("show", "routes", check=False)
+    c.check("cppnetctl before the agent ever ran: says so, exit 1", p.returncode == 1 and
+            "cppnet-agent has not run on this host" in p.stderr, p.stderr)
+    p = h.ctl("--bpffs-dir=/run/nothere/cppnet", "show", "routes", check=False)
+    c.check("cppnetctl without bpffs: says how to mount it", p.returncode == 1 and "bpffs is not mounted" in p.stderr,
+            p.stderr)
+    p = L.run(h.cmd([L.AGENT, "--iface=eth9", f"--etcd-endpoints={L.ETCD}"]), check=False, timeout=20)
+    c.check("missing interface: exit 1 naming it", p.returncode == 1 and "interface eth9: no such device" in p.stderr,
+            p.stderr)
+
+    # etcd not there yet: the agent keeps retrying with backoff, without spinning.
+    h.start_agent()
+    L.wait_for("unreachable etcd logged", lambda: "Failed to list /coreos.com/network/" in h.log(), timeout=15)
+    t0 = cpu_ticks(h.agent.pid)
+    time.sleep(3)  # measuring idle CPU over a fixed window, not synchronising
+    used = cpu_ticks(h.agent.pid) - t0
+    c.check(f"etcd unreachable: agent alive, idle ({used} CPU ticks in 3 s)", h.agent.poll() is None and used < 30)
+    c.check("etcd unreachable: error names the endpoint and status",
+            "198.18.0.254:2379" in h.log() and "unavailable" in h.log())
+
+    lab.start_etcd()
+    L.wait_for("agent waits for config", lambda: "Waiting for the network config at /coreos.com/network/config"
+               in h.log(), timeout=15)
+    for bad, msg in [('{"Network":"198.19.0.0/16","SubnetLen":31}', "SubnetLen must be less than /31"),
+                     ('{"Network":"198.19.0.0/16","Backend":{"Type":"gre"}}', 'unknown backend type "gre"'),
+                     ('{"Network": ', "config: not valid JSON"),
+                     ('{"Network":"198.19.0.0/16","Backend":{"Type":"udp"}}', 'backend type "udp" is not supported')]:
+        lab.put_config(bad)
+        L.wait_for(f"log of {msg}", lambda: msg in h.log(), timeout=10)
+        ready = h.sh("curl -s -w ' %{http_code}' http://127.0.0.1:9471/readyz", check=False).stdout
+        c.check(f"bad config ({msg}): logged, /readyz 503, agent running",
+                ready.endswith("503") and h.agent.poll() is None, ready)
+    c.check("bad config: no subnet.env, no lease written",
+            h.sh("test -e /run/flannel/subnet.env", check=False).returncode != 0 and not lab.leases())
+    lab.put_config()
+    env = h.subnet_env(timeout=15)
+    c.check("good config after bad ones: lease acquired and subnet.env written", env["FLANNEL_MTU"] == "1450", env)
+    L.wait_for("ready", lambda: h.sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9471/readyz",
+                                      check=False).stdout == "200", timeout=10)
+    c.check("/readyz 200 after the good config", True)
+
+    # Out of subnets: a second host on a network with room for one lease waits and retries.
+    lab.put_config('{"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.7.0","SubnetMax":"198.19.7.0",'
+                   '"Backend":{"Type":"vxlan"}}')
+    h2 = lab.add_host(2)
+    lab.etcdctl("put", "/coreos.com/network/subnets/198.19.7.0-24",
+                '{"PublicIP":"198.18.0.77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:77"}}')
+    h2.start_agent()
+    L.wait_for("out of subnets", lambda: "out of subnets in 198.19.0.0/16" in h2.log(), timeout=15)
+    c.check("no free subnet: 'out of subnets' logged, agent keeps running", h2.agent.poll() is None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_scenario("badinput", scenario))
