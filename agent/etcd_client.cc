@@ -45,6 +45,15 @@ const char* CodeName(grpc::StatusCode c) {
   }
 }
 
+// One unary call with the standard deadline.
+template <typename Stub, typename Req, typename Resp>
+grpc::Status Unary(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
+                   Resp* resp) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  return (stub->*method)(&ctx, req, resp);
+}
+
 EtcdKV FromPb(const pb::KeyValue& kv) {
   return EtcdKV{kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(), kv.lease()};
 }
@@ -63,9 +72,10 @@ std::string PrefixRangeEnd(const std::string& prefix) {
   return std::string(1, '\0');  // whole key space
 }
 
-#define ETCD_ERR(op, key, st)                                                                           \
-  absl::Status(ToAbsl((st).error_code()), absl::StrCat("etcd ", endpoints_, ": ", op, " ", key, ": ", \
-                                                       CodeName((st).error_code()), ": ", (st).error_message()))
+absl::Status EtcdClient::Error(absl::string_view op, absl::string_view key, const grpc::Status& st) const {
+  return absl::Status(ToAbsl(st.error_code()), absl::StrCat("etcd ", endpoints_, ": ", op, " ", key, ": ",
+                                                            CodeName(st.error_code()), ": ", st.error_message()));
+}
 
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const std::string& endpoints) {
   std::vector<std::string> addrs;
@@ -107,10 +117,8 @@ absl::StatusOr<EtcdRange> EtcdClient::RangePrefix(const std::string& prefix) {
   req.set_key(prefix);
   req.set_range_end(PrefixRangeEnd(prefix));
   pb::RangeResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
-  grpc::Status st = stubs_->kv->Range(&ctx, req, &resp);
-  if (!st.ok()) return ETCD_ERR("range", prefix, st);
+  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::Range, req, &resp);
+  if (!st.ok()) return Error("range", prefix, st);
   EtcdRange r;
   r.revision = resp.header().revision();
   for (const auto& kv : resp.kvs()) r.kvs.push_back(FromPb(kv));
@@ -121,10 +129,8 @@ absl::StatusOr<std::optional<EtcdKV>> EtcdClient::Get(const std::string& key) {
   pb::RangeRequest req;
   req.set_key(key);
   pb::RangeResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
-  grpc::Status st = stubs_->kv->Range(&ctx, req, &resp);
-  if (!st.ok()) return ETCD_ERR("get", key, st);
+  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::Range, req, &resp);
+  if (!st.ok()) return Error("get", key, st);
   if (resp.kvs_size() == 0) return std::optional<EtcdKV>();
   return std::optional<EtcdKV>(FromPb(resp.kvs(0)));
 }
@@ -135,10 +141,8 @@ absl::Status EtcdClient::Put(const std::string& key, const std::string& value, i
   req.set_value(value);
   req.set_lease(lease);
   pb::PutResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
-  grpc::Status st = stubs_->kv->Put(&ctx, req, &resp);
-  if (!st.ok()) return ETCD_ERR("put", key, st);
+  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::Put, req, &resp);
+  if (!st.ok()) return Error("put", key, st);
   return absl::OkStatus();
 }
 
@@ -146,28 +150,22 @@ absl::StatusOr<int64_t> EtcdClient::Delete(const std::string& key) {
   pb::DeleteRangeRequest req;
   req.set_key(key);
   pb::DeleteRangeResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
-  grpc::Status st = stubs_->kv->DeleteRange(&ctx, req, &resp);
-  if (!st.ok()) return ETCD_ERR("delete", key, st);
+  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::DeleteRange, req, &resp);
+  if (!st.ok()) return Error("delete", key, st);
   return resp.deleted();
 }
 
-static absl::StatusOr<bool> PutTxn(pb::KV::Stub* kv, const std::string& endpoints, pb::Compare cmp,
-                                   const std::string& key, const std::string& value, int64_t lease) {
+absl::StatusOr<bool> EtcdClient::PutIf(const pb::Compare& cmp, const std::string& key, const std::string& value,
+                                       int64_t lease) {
   pb::TxnRequest req;
-  *req.add_compare() = std::move(cmp);
+  *req.add_compare() = cmp;
   pb::PutRequest* put = req.add_success()->mutable_request_put();
   put->set_key(key);
   put->set_value(value);
   put->set_lease(lease);
   pb::TxnResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
-  grpc::Status st = kv->Txn(&ctx, req, &resp);
-  if (!st.ok())
-    return absl::Status(ToAbsl(st.error_code()), absl::StrCat("etcd ", endpoints, ": txn ", key, ": ",
-                                                              CodeName(st.error_code()), ": ", st.error_message()));
+  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::Txn, req, &resp);
+  if (!st.ok()) return Error("txn", key, st);
   return resp.succeeded();
 }
 
@@ -177,7 +175,7 @@ absl::StatusOr<bool> EtcdClient::CreateIfAbsent(const std::string& key, const st
   cmp.set_target(pb::Compare::CREATE);
   cmp.set_result(pb::Compare::EQUAL);
   cmp.set_create_revision(0);
-  return PutTxn(stubs_->kv.get(), endpoints_, std::move(cmp), key, value, lease);
+  return PutIf(cmp, key, value, lease);
 }
 
 absl::StatusOr<bool> EtcdClient::ReplaceIfUnchanged(const std::string& key, const std::string& value, int64_t lease,
@@ -187,17 +185,15 @@ absl::StatusOr<bool> EtcdClient::ReplaceIfUnchanged(const std::string& key, cons
   cmp.set_target(pb::Compare::MOD);
   cmp.set_result(pb::Compare::EQUAL);
   cmp.set_mod_revision(mod_revision);
-  return PutTxn(stubs_->kv.get(), endpoints_, std::move(cmp), key, value, lease);
+  return PutIf(cmp, key, value, lease);
 }
 
 absl::StatusOr<int64_t> EtcdClient::GrantLease(absl::Duration ttl) {
   pb::LeaseGrantRequest req;
   req.set_ttl(absl::ToInt64Seconds(ttl));
   pb::LeaseGrantResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
-  grpc::Status st = stubs_->lease->LeaseGrant(&ctx, req, &resp);
-  if (!st.ok()) return ETCD_ERR("lease grant", absl::FormatDuration(ttl), st);
+  grpc::Status st = Unary(stubs_->lease.get(), &pb::Lease::Stub::LeaseGrant, req, &resp);
+  if (!st.ok()) return Error("lease grant", absl::FormatDuration(ttl), st);
   if (!resp.error().empty())
     return absl::InternalError(absl::StrCat("etcd ", endpoints_, ": lease grant: ", resp.error()));
   return resp.id();
@@ -215,7 +211,7 @@ absl::StatusOr<absl::Duration> EtcdClient::KeepAliveOnce(int64_t lease_id) {
   grpc::Status st = stream->Finish();
   if (!ok || !st.ok()) {
     if (st.ok()) st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed");
-    return ETCD_ERR("lease keep-alive", absl::StrCat(lease_id), st);
+    return Error("lease keep-alive", absl::StrCat(lease_id), st);
   }
   return absl::Seconds(resp.ttl());
 }
@@ -224,10 +220,8 @@ absl::Status EtcdClient::RevokeLease(int64_t lease_id) {
   pb::LeaseRevokeRequest req;
   req.set_id(lease_id);
   pb::LeaseRevokeResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
-  grpc::Status st = stubs_->lease->LeaseRevoke(&ctx, req, &resp);
-  if (!st.ok()) return ETCD_ERR("lease revoke", absl::StrCat(lease_id), st);
+  grpc::Status st = Unary(stubs_->lease.get(), &pb::Lease::Stub::LeaseRevoke, req, &resp);
+  if (!st.ok()) return Error("lease revoke", absl::StrCat(lease_id), st);
   return absl::OkStatus();
 }
 
@@ -256,7 +250,7 @@ absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision
   create->set_progress_notify(true);
   if (!stream->Write(req)) {
     grpc::Status st = stream->Finish();
-    return ETCD_ERR("watch", prefix, st);
+    return Error("watch", prefix, st);
   }
   pb::WatchResponse resp;
   while (stream->Read(&resp)) {
@@ -286,7 +280,7 @@ absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision
   grpc::Status st = stream->Finish();
   if (st.error_code() == grpc::StatusCode::CANCELLED) return absl::CancelledError("watch cancelled");
   if (st.ok()) st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "watch stream closed");
-  return ETCD_ERR("watch", prefix, st);
+  return Error("watch", prefix, st);
 }
 
 void EtcdClient::CancelWatch() {

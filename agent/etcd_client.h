@@ -12,12 +12,17 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace grpc {
 class Channel;
 class ClientContext;
+class Status;
 }  // namespace grpc
+namespace etcdserverpb {
+class Compare;
+}
 
 namespace cppnet {
 
@@ -71,6 +76,11 @@ class EtcdClient {
 
  private:
   EtcdClient() = default;
+  // "etcd <endpoints>: <op> <key>: <status>: <message>"
+  absl::Status Error(absl::string_view op, absl::string_view key, const grpc::Status& st) const;
+  // Txn: put when `cmp` holds; false when it does not.
+  absl::StatusOr<bool> PutIf(const etcdserverpb::Compare& cmp, const std::string& key, const std::string& value,
+                             int64_t lease);
   struct Stubs;
   std::unique_ptr<Stubs> stubs_;
   std::string endpoints_;
