@@ -132,26 +132,31 @@ void Agent::Apply(Change c) {
   for (const std::string& k : c.deletes) kvs_.erase(k);
   auto it = kvs_.find(cfg_key);
   OnConfigText(it == kvs_.end() ? std::nullopt : std::optional<std::string>(it->second.value));
-  if (subnet_ && !kvs_.count(SubnetsPrefix() + FormatSubnetKey(*subnet_))) {
-    LOG_WARN("Our lease ", FormatPrefix4(*subnet_), " disappeared from etcd; re-acquiring");
-    etcd_lease_id_ = 0;
-    renew_at_ = absl::InfinitePast();
-    retry_at_ = absl::InfinitePast();
+  const std::string own_key = subnet_ ? SubnetsPrefix() + FormatSubnetKey(*subnet_) : "";
+  if (etcd_lease_id_ && !kvs_.count(own_key)) {
+    // Confirm with etcd: a relist read just before our own write would look the same.
+    auto cur = etcd_->Get(own_key);
+    if (cur.ok() && cur->has_value()) {
+      kvs_[own_key] = **cur;
+    } else if (cur.ok()) {
+      LOG_WARN("Our lease ", FormatPrefix4(*subnet_), " disappeared from etcd; re-acquiring");
+      (void)etcd_->RevokeLease(etcd_lease_id_);  // no key is bound to it any more
+      etcd_lease_id_ = 0;
+      retry_at_ = absl::InfinitePast();
+    }
   }
   Reconcile();
 }
 
 void Agent::OnConfigText(const std::optional<std::string>& text) {
-  if (text == config_text_ && (config_ || !text)) {
-    if (!text && !config_text_ && synced_ && !config_) {
-      static bool logged = false;
-      if (!logged) LOG_INFO("Waiting for the network config at ", ConfigKey());
-      logged = true;
+  if (text == config_text_) {  // unchanged; a bad one was already logged
+    if (!text && !waiting_logged_) {
+      LOG_INFO("Waiting for the network config at ", ConfigKey());
       SetNotReady(absl::StrCat("no config at ", ConfigKey()));
+      waiting_logged_ = true;
     }
     return;
   }
-  if (text == config_text_) return;  // same bad config: already logged
   config_text_ = text;
   if (!text) {
     LOG_WARN("Config ", ConfigKey(), " was deleted; keeping the current datapath");

@@ -96,6 +96,7 @@ class Agent {
   bool synced_ = false;
   std::map<std::string, EtcdKV> kvs_;  // everything under the prefix
   std::optional<std::string> config_text_;
+  bool waiting_logged_ = false;
   std::optional<NetworkConfig> config_;
   std::optional<Prefix4> subnet_;  // our lease
   int64_t etcd_lease_id_ = 0;

@@ -25,7 +25,10 @@ CTL = os.path.join(BUILD, "cli", "cppnetctl")
 SWITCH_IP = "198.18.0.254"
 ETCD = f"http://{SWITCH_IP}:2379"
 PREFIX = "/coreos.com/network"
-VXLAN_CONFIG = {"Network": "198.19.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}
+# Agents lease from 198.19.1.0–198.19.199.0; 198.19.200.0 and up are left for leases
+# that tests write by hand (flanneld hosts, malformed leases), so they never collide.
+VXLAN_CONFIG = {"Network": "198.19.0.0/16", "SubnetLen": 24, "SubnetMax": "198.19.199.0",
+                "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}
 
 
 class LabError(Exception):

@@ -38,13 +38,15 @@ class Checker:
 def run_scenario(name, scenario):
     L.require_root()
     c = Checker()
-    lab = None
     try:
         with L.Lab(name) as lab:
-            scenario(lab, c)
+            try:
+                scenario(lab, c)
+            except Exception as e:  # report with the agents' logs while they exist, then clean up
+                return c.finish(lab, e)
             return c.finish(lab)
-    except Exception as e:  # report, clean up (Lab.__exit__ ran), fail
-        return c.finish(lab, e)
+    except Exception as e:  # the lab itself could not be built
+        return c.finish(None, e)
 
 
 def cross_pairs(hosts):

@@ -80,10 +80,10 @@ def scenario(lab, c):
     c.check("/readyz 200 after the good config", True)
 
     # Out of subnets: a second host on a network with room for one lease waits and retries.
-    lab.put_config('{"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.7.0","SubnetMax":"198.19.7.0",'
+    lab.put_config('{"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.210.0","SubnetMax":"198.19.210.0",'
                    '"Backend":{"Type":"vxlan"}}')
     h2 = lab.add_host(2)
-    lab.etcdctl("put", "/coreos.com/network/subnets/198.19.7.0-24",
+    lab.etcdctl("put", "/coreos.com/network/subnets/198.19.210.0-24",
                 '{"PublicIP":"198.18.0.77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:77"}}')
     h2.start_agent()
     L.wait_for("out of subnets", lambda: "out of subnets in 198.19.0.0/16" in h2.log(), timeout=15)

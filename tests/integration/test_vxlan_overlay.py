@@ -122,6 +122,14 @@ def scenario(lab, c):
     c.check("restarted agent reclaims the same subnet", f"Lease acquired: {h3.subnet}" in h3.log().split("starting")[-1])
     p = h1.containers[0].ping(h3.containers[0].ip, count=1)
     c.check("traffic resumes after restart", p.returncode == 0)
+    # Our own lease deleted by hand while the agent runs: it is re-acquired, same subnet.
+    lab.etcdctl("del", SUBNETS + h3.subnet.replace("/", "-"))
+    L.wait_for("lease re-acquired", lambda: h3.subnet.replace("/", "-") in lab.leases(), timeout=10)
+    c.check("own lease deleted while running: re-acquired (same subnet), no restart",
+            "disappeared from etcd; re-acquiring" in h3.log() and h3.agent.poll() is None)
+    L.wait_for("route back on h1", lambda: h3.subnet in h1.routes(), timeout=10)
+    p = h1.containers[0].ping(h3.containers[0].ip, count=1)
+    c.check("traffic flows after the re-acquisition", p.returncode == 0)
     h3.stop_agent(signal.SIGINT)
     c.check("SIGINT exits cleanly", "shutting down" in h3.log().split("starting")[-1])
 
