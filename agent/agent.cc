@@ -123,21 +123,31 @@ int Agent::Run() {
 }
 
 void Agent::Apply(Change c) {
-  const std::string cfg_key = ConfigKey();
+  const std::string cfg_key = ConfigKey(), prefix = SubnetsPrefix();
   if (c.snapshot) {
-    kvs_.clear();
+    leases_.clear();
+    config_in_store_.reset();
     synced_ = true;
   }
-  for (EtcdKV& kv : c.puts) kvs_[kv.key] = std::move(kv);
-  for (const std::string& k : c.deletes) kvs_.erase(k);
-  auto it = kvs_.find(cfg_key);
-  OnConfigText(it == kvs_.end() ? std::nullopt : std::optional<std::string>(it->second.value));
-  const std::string own_key = subnet_ ? SubnetsPrefix() + FormatSubnetKey(*subnet_) : "";
-  if (etcd_lease_id_ && !kvs_.count(own_key)) {
+  for (EtcdKV& kv : c.puts) {
+    if (kv.key == cfg_key)
+      config_in_store_ = std::move(kv.value);
+    else if (absl::StartsWith(kv.key, prefix))
+      leases_[kv.key] = ParseLeaseRecord(prefix, LeaseRecord{kv.key, kv.value, kv.create_revision});
+  }
+  for (const std::string& k : c.deletes) {
+    if (k == cfg_key)
+      config_in_store_.reset();
+    else
+      leases_.erase(k);
+  }
+  OnConfigText(config_in_store_);
+  const std::string own_key = subnet_ ? prefix + FormatSubnetKey(*subnet_) : "";
+  if (etcd_lease_id_ && !leases_.count(own_key)) {
     // Confirm with etcd: a relist read just before our own write would look the same.
     auto cur = etcd_->Get(own_key);
     if (cur.ok() && cur->has_value()) {
-      kvs_[own_key] = **cur;
+      leases_[own_key] = ParseLeaseRecord(prefix, LeaseRecord{own_key, (*cur)->value, (*cur)->create_revision});
     } else if (cur.ok()) {
       LOG_WARN("Our lease ", FormatPrefix4(*subnet_), " disappeared from etcd; re-acquiring");
       (void)etcd_->RevokeLease(etcd_lease_id_);  // no key is bound to it any more
@@ -231,7 +241,8 @@ absl::Status Agent::AcquireLease() {
   const std::string value = SerializeLease(mine);
   auto done = [&](const Prefix4& s, const std::string& how) {
     subnet_ = s;
-    kvs_[SubnetsPrefix() + FormatSubnetKey(s)] = EtcdKV{SubnetsPrefix() + FormatSubnetKey(s), value, 0, 0, lease_id};
+    const std::string key = SubnetsPrefix() + FormatSubnetKey(s);
+    leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, value, 0});
     etcd_lease_id_ = lease_id;
     absl::Duration margin = opts_.renew_margin < opts_.lease_ttl ? opts_.renew_margin : opts_.lease_ttl * 2 / 3;
     renew_at_ = absl::Now() + std::max(opts_.lease_ttl - margin, absl::Seconds(10));
@@ -357,10 +368,10 @@ void Agent::AttachContainerSide() {
 
 void Agent::Reconcile() {
   if (!synced_ || !config_ || !datapath_active_) return;
-  std::vector<LeaseRecord> records;
-  for (const auto& [key, kv] : kvs_)
-    if (absl::StartsWith(key, SubnetsPrefix())) records.push_back({key, kv.value, kv.create_revision});
-  LeaseSet want = SelectPeerLeases(*config_, SubnetsPrefix(), subnet_, std::move(records));
+  std::vector<const ParsedLeaseRecord*> records;
+  records.reserve(leases_.size());
+  for (const auto& [key, rec] : leases_) records.push_back(&rec);
+  LeaseSet want = SelectPeerLeases(*config_, subnet_, std::move(records));
 
   // Log each skipped lease once per reason, not on every change of other leases.
   std::map<std::string, std::string> skipped;
@@ -372,17 +383,28 @@ void Agent::Reconcile() {
   skip_logged_.swap(skipped);
   health_->leases_skipped = static_cast<int64_t>(want.skipped.size());
 
-  auto have = ListRoutes(dp_->maps().routes());
-  if (!have.ok()) {
-    LOG_ERROR(have.status().message());
-    return;
+  if (!installed_loaded_) {  // what an earlier run (or an operator) left in the pinned map
+    auto have = ListRoutes(dp_->maps().routes());
+    if (!have.ok()) {
+      LOG_ERROR(have.status().message());
+      return;
+    }
+    for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
+    installed_loaded_ = true;
   }
-  std::map<Prefix4, cppnet_route> current;
-  for (const RouteEntry& e : *have) current[e.subnet] = e.route;
-  for (const auto& [subnet, r] : current) {
-    if (r.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet)) continue;
-    if (auto st = DeleteRoute(dp_->maps().routes(), subnet); !st.ok()) LOG_ERROR(st.message());
-    else LOG_INFO("Subnet removed: ", FormatPrefix4(subnet));
+  for (auto it = installed_.begin(); it != installed_.end();) {
+    const Prefix4 subnet = it->first;
+    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet)) {
+      ++it;
+      continue;
+    }
+    if (auto st = DeleteRoute(dp_->maps().routes(), subnet); !st.ok()) {
+      LOG_ERROR(st.message());
+      ++it;
+      continue;
+    }
+    LOG_INFO("Subnet removed: ", FormatPrefix4(subnet));
+    it = installed_.erase(it);
   }
   int64_t n = 0;
   for (const auto& [subnet, peer] : want.routes) {
@@ -393,18 +415,17 @@ void Agent::Reconcile() {
     r.port = config_->backend.port;
     r.backend = CPPNET_BACKEND_VXLAN;
     r.origin = CPPNET_ORIGIN_LEASE;
-    auto cur = current.find(subnet);
-    if (cur != current.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;  // operator's entry wins
+    auto cur = installed_.find(subnet);
+    if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;  // operator's entry wins
     n++;
-    if (cur != current.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
+    if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
     if (auto st = UpsertRoute(dp_->maps().routes(), subnet, r); !st.ok()) {
       LOG_ERROR(st.message());
       continue;
     }
-    if (cur == current.end())
-      LOG_INFO("Subnet added: ", FormatPrefix4(subnet), " via ", FormatIp4(peer.lease.public_ip));
-    else
-      LOG_INFO("Subnet updated: ", FormatPrefix4(subnet), " via ", FormatIp4(peer.lease.public_ip));
+    LOG_INFO(cur == installed_.end() ? "Subnet added: " : "Subnet updated: ", FormatPrefix4(subnet), " via ",
+             FormatIp4(peer.lease.public_ip));
+    installed_[subnet] = r;
   }
   health_->routes = n;
 }

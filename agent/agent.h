@@ -94,8 +94,9 @@ class Agent {
 
   // Loop state (agent thread only).
   bool synced_ = false;
-  std::map<std::string, EtcdKV> kvs_;  // everything under the prefix
-  std::optional<std::string> config_text_;
+  std::map<std::string, ParsedLeaseRecord> leases_;  // <prefix>/subnets/*, parsed on arrival
+  std::optional<std::string> config_in_store_;       // <prefix>/config as etcd has it
+  std::optional<std::string> config_text_;           // the config last acted on
   bool waiting_logged_ = false;
   std::optional<NetworkConfig> config_;
   std::optional<Prefix4> subnet_;  // our lease
@@ -106,6 +107,10 @@ class Agent {
   bool datapath_active_ = false;
   int container_ifindex_ = 0;
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
+  // What the routes map holds, read once when the datapath is activated and kept
+  // in step with every change we make, so an etcd event costs no map walk.
+  std::map<Prefix4, cppnet_route> installed_;
+  bool installed_loaded_ = false;
 };
 
 }  // namespace cppnet

@@ -6,7 +6,7 @@ PKGS=(
   libnl-3-dev libnl-route-3-dev libabsl-dev libgtest-dev libgmock-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libcli11-dev libsystemd-dev
-  etcd-server etcd-client iproute2 iputils-ping iperf3 tcpdump tshark python3-scapy
+  etcd-server etcd-client iproute2 iputils-ping iperf3 sockperf tcpdump tshark python3-scapy
   libcpp-httplib-dev socat coreutils util-linux procps curl
 )
 missing=()

@@ -71,53 +71,80 @@ static std::string ValidatePeer(const NetworkConfig& cfg, const Prefix4& subnet,
   return "";
 }
 
-LeaseSet SelectPeerLeases(const NetworkConfig& cfg, absl::string_view prefix, std::optional<Prefix4> own,
-                          std::vector<LeaseRecord> records) {
+// Accepted subnets never overlap each other, so in address order only the nearest
+// one at or below p's address and the first one above it can overlap p: O(log n).
+static const Prefix4* FindOverlap(const std::map<Prefix4, PeerRoute>& accepted, const Prefix4& p) {
+  auto it = accepted.upper_bound(Prefix4{p.addr, 32});
+  if (it != accepted.begin() && std::prev(it)->first.overlaps(p)) return &std::prev(it)->first;
+  if (it != accepted.end() && it->first.overlaps(p)) return &it->first;
+  return nullptr;
+}
+
+ParsedLeaseRecord ParseLeaseRecord(absl::string_view prefix, const LeaseRecord& r) {
+  absl::string_view name = r.key;
+  absl::ConsumePrefix(&name, prefix);
+  return ParsedLeaseRecord{r.key, r.create_revision, ParseSubnetKey(name), ParseLease(r.value)};
+}
+
+LeaseSet SelectPeerLeases(const NetworkConfig& cfg, std::optional<Prefix4> own,
+                          std::vector<const ParsedLeaseRecord*> records) {
   LeaseSet out;
   // The older lease wins an overlap, as the one the network already routes to.
-  std::sort(records.begin(), records.end(), [](const LeaseRecord& a, const LeaseRecord& b) {
-    return a.create_revision != b.create_revision ? a.create_revision < b.create_revision : a.key < b.key;
+  std::sort(records.begin(), records.end(), [](const ParsedLeaseRecord* a, const ParsedLeaseRecord* b) {
+    return a->create_revision != b->create_revision ? a->create_revision < b->create_revision : a->key < b->key;
   });
-  for (const LeaseRecord& r : records) {
-    absl::string_view name = r.key;
-    if (!absl::ConsumePrefix(&name, prefix)) continue;
-    auto subnet = ParseSubnetKey(name);
-    if (!subnet.ok()) {
-      out.skipped.push_back({r.key, std::string(subnet.status().message())});
+  for (const ParsedLeaseRecord* r : records) {
+    if (!r->subnet.ok()) {
+      out.skipped.push_back({r->key, std::string(r->subnet.status().message())});
       continue;
     }
-    if (own && *subnet == *own) continue;  // our own lease
-    auto lease = ParseLease(r.value);
-    if (!lease.ok()) {
-      out.skipped.push_back({r.key, std::string(lease.status().message())});
+    const Prefix4& subnet = *r->subnet;
+    if (own && subnet == *own) continue;  // our own lease
+    if (!r->lease.ok()) {
+      out.skipped.push_back({r->key, std::string(r->lease.status().message())});
       continue;
     }
-    if (std::string why = ValidatePeer(cfg, *subnet, *lease); !why.empty()) {
-      out.skipped.push_back({r.key, why});
+    if (std::string why = ValidatePeer(cfg, subnet, *r->lease); !why.empty()) {
+      out.skipped.push_back({r->key, why});
       continue;
     }
-    if (own && subnet->overlaps(*own)) {
-      out.skipped.push_back({r.key, absl::StrCat("overlaps our subnet ", FormatPrefix4(*own))});
+    if (own && subnet.overlaps(*own)) {
+      out.skipped.push_back({r->key, absl::StrCat("overlaps our subnet ", FormatPrefix4(*own))});
       continue;
     }
-    auto clash = std::find_if(out.routes.begin(), out.routes.end(),
-                              [&](const auto& kv) { return kv.first.overlaps(*subnet); });
-    if (clash != out.routes.end()) {
-      out.skipped.push_back({r.key, absl::StrCat("overlaps the older lease ", FormatPrefix4(clash->first))});
+    if (const Prefix4* clash = FindOverlap(out.routes, subnet)) {
+      out.skipped.push_back({r->key, absl::StrCat("overlaps the older lease ", FormatPrefix4(*clash))});
       continue;
     }
-    out.routes[*subnet] = PeerRoute{*subnet, *lease};
+    out.routes[subnet] = PeerRoute{subnet, *r->lease};
   }
   return out;
 }
 
+LeaseSet SelectPeerLeases(const NetworkConfig& cfg, absl::string_view prefix, std::optional<Prefix4> own,
+                          const std::vector<LeaseRecord>& records) {
+  std::vector<ParsedLeaseRecord> parsed;
+  for (const LeaseRecord& r : records)
+    if (absl::StartsWith(r.key, prefix)) parsed.push_back(ParseLeaseRecord(prefix, r));
+  std::vector<const ParsedLeaseRecord*> ptrs;
+  for (const auto& p : parsed) ptrs.push_back(&p);
+  return SelectPeerLeases(cfg, own, std::move(ptrs));
+}
+
 std::vector<Prefix4> FreeSubnets(const NetworkConfig& cfg, const std::vector<Prefix4>& taken, size_t limit) {
+  // One sweep in address order: a candidate is used when any taken prefix that starts
+  // at or before its last address ends at or after its first one.
+  std::vector<Prefix4> sorted = taken;
+  std::sort(sorted.begin(), sorted.end());
   std::vector<Prefix4> free;
   const uint64_t step = uint64_t{1} << (32 - cfg.subnet_len);
+  size_t j = 0;
+  int64_t max_end = -1;
   for (uint64_t a = cfg.subnet_min; a <= cfg.subnet_max && free.size() < limit; a += step) {
-    Prefix4 cand{static_cast<uint32_t>(a), cfg.subnet_len};
-    bool used = std::any_of(taken.begin(), taken.end(), [&](const Prefix4& t) { return t.overlaps(cand); });
-    if (!used) free.push_back(cand);
+    const uint64_t last = a + step - 1;
+    for (; j < sorted.size() && sorted[j].addr <= last; j++)
+      max_end = std::max<int64_t>(max_end, int64_t{sorted[j].addr} + (sorted[j].len ? sorted[j].size() : uint64_t{1} << 32) - 1);
+    if (max_end < static_cast<int64_t>(a)) free.push_back(Prefix4{static_cast<uint32_t>(a), cfg.subnet_len});
   }
   return free;
 }

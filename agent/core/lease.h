@@ -54,10 +54,22 @@ struct LeaseSet {
   std::vector<SkippedLease> skipped;
 };
 
+// A lease record parsed once, when it arrives from etcd.
+struct ParsedLeaseRecord {
+  std::string key;
+  int64_t create_revision = 0;
+  absl::StatusOr<Prefix4> subnet;  // from the key
+  absl::StatusOr<Lease> lease;     // from the value
+};
+ParsedLeaseRecord ParseLeaseRecord(absl::string_view subnets_prefix, const LeaseRecord& r);
+
 // Applies DESIGN §2: inside the Network, valid key/PublicIP/VtepMAC, same backend
 // type, no overlap with ours or an older accepted lease. `own` may be empty.
+LeaseSet SelectPeerLeases(const NetworkConfig& cfg, std::optional<Prefix4> own,
+                          std::vector<const ParsedLeaseRecord*> records);
+// Convenience form for raw records (keys outside subnets_prefix are ignored).
 LeaseSet SelectPeerLeases(const NetworkConfig& cfg, absl::string_view subnets_prefix,
-                          std::optional<Prefix4> own, std::vector<LeaseRecord> records);
+                          std::optional<Prefix4> own, const std::vector<LeaseRecord>& records);
 
 // Free subnets between SubnetMin and SubnetMax that overlap no taken one.
 std::vector<Prefix4> FreeSubnets(const NetworkConfig& cfg, const std::vector<Prefix4>& taken, size_t limit);

@@ -93,3 +93,35 @@ TEST(Lease, FreeSubnetsRespectRangeAndTaken) {
 
 }  // namespace
 }  // namespace cppnet
+
+namespace cppnet {
+namespace {
+
+TEST(Lease, FreeSubnetsHandlesLargeAndNestedTakenSets) {
+  auto cfg = *ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":30})");
+  std::vector<Prefix4> taken;
+  for (uint32_t i = 1; i <= 10000; i++) taken.push_back(Prefix4{0xc6130000 + i * 4, 30});
+  taken.push_back(Prefix4{0xc613c000, 18});  // covers 198.19.192.0 - 198.19.255.255
+  auto free = FreeSubnets(cfg, taken, 1 << 20);
+  // 16383 candidates (SubnetMin skips the first), minus 10000 taken, minus the /18's 4096 (none overlap).
+  EXPECT_EQ(free.size(), 16383u - 10000u - 4096u);
+  for (const Prefix4& f : free)
+    for (const Prefix4& t : {Prefix4{0xc613c000, 18}, Prefix4{0xc6130004, 30}}) EXPECT_FALSE(f.overlaps(t));
+}
+
+TEST(Lease, SelectionScalesToTenThousandLeases) {
+  auto cfg = *ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":30,"Backend":{"Type":"vxlan"}})");
+  std::vector<LeaseRecord> recs;
+  for (uint32_t i = 1; i <= 10000; i++)
+    recs.push_back({"/p/" + FormatSubnetKey(Prefix4{0xc6130000 + i * 4, 30}),
+                    R"({"PublicIP":"198.18.0.9","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}})",
+                    static_cast<int64_t>(i)});
+  recs.push_back({"/p/198.19.0.0-20", R"({"PublicIP":"198.18.0.8","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:08"}})", 99999});
+  LeaseSet s = SelectPeerLeases(cfg, "/p/", std::nullopt, recs);
+  EXPECT_EQ(s.routes.size(), 10000u);
+  ASSERT_EQ(s.skipped.size(), 1u);  // the newer /20 overlaps many older /30s
+  EXPECT_NE(s.skipped[0].reason.find("overlaps the older lease 198.19.0.4/30"), std::string::npos) << s.skipped[0].reason;
+}
+
+}  // namespace
+}  // namespace cppnet

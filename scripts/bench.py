@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""cppnet benchmarks, side by side in one run (see scripts/bench.sh).
+
+Topology: one underlay switch; for each mode a pair of hosts (veth underlay, MTU 1500)
+with one container each behind the host's bridge. Modes:
+  underlay       host to host, no overlay (the ceiling)
+  kernel-hostgw  kernel routes to the peer's subnet via its underlay IP (flanneld host-gw)
+  kernel-vxlan   a kernel vxlan device exactly like flanneld's flannel.1
+  cppnet-vxlan   cppnet-agent with the vxlan backend
+  cppnet-udp, cppnet-hostgw: n/a until those backends exist.
+Every repeat runs all modes back to back, so machine drift cancels in the ratios;
+the median of the per-repeat ratios is reported. Client and server are pinned to
+different CPUs."""
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lab as L  # noqa: E402
+
+MODES = ["underlay", "kernel-hostgw", "kernel-vxlan", "cppnet-vxlan", "cppnet-udp", "cppnet-hostgw"]
+NA = {"cppnet-udp": "udp backend not implemented yet", "cppnet-hostgw": "host-gw backend not implemented yet"}
+METRICS = [  # key, label, unit, higher is better
+    ("tcp1_gbps", "TCP 1 stream", "Gbit/s", True),
+    ("tcp4_gbps", "TCP 4 streams", "Gbit/s", True),
+    ("rr_p50_us", "TCP RR p50", "us", False),
+    ("rr_avg_us", "TCP RR avg", "us", False),
+    ("rr_p99_us", "TCP RR p99", "us", False),
+    ("udp64_kpps", "UDP 64B rate", "kpps", True),
+]
+
+
+class Endpoint:
+    """Where a workload runs: a host namespace (underlay mode) or a container."""
+
+    def __init__(self, argv_prefix, ip, lab):
+        self.prefix, self.ip, self.lab = argv_prefix, ip, lab
+
+    def run(self, argv, timeout=120):
+        return L.run(self.prefix + argv, timeout=timeout)
+
+    def popen(self, argv):
+        p = subprocess.Popen(self.prefix + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lab.pids.append(p)
+        return p
+
+
+def build(lab, args):
+    """Every mode's host pair, configured at once."""
+    pairs = {}
+    lab.start_etcd()
+    cfg = dict(L.VXLAN_CONFIG, SubnetMin="198.19.10.0")
+    lab.put_config(cfg)
+    # kernel-hostgw (its hosts also serve the underlay mode: no programs attached there)
+    g1, g2 = lab.add_host(1), lab.add_host(2)
+    for h, mine, peer, peer_ip in ((g1, 1, 2, g2.ip), (g2, 2, 1, g1.ip)):
+        h.add_bridge_and_containers(f"198.19.{mine}.1/24", 1500, count=1)
+        h.sh(f"ip route add 198.19.{peer}.0/24 via {peer_ip}")
+    pairs["underlay"] = (Endpoint(g1.cmd([]), g1.ip, lab), Endpoint(g2.cmd([]), g2.ip, lab))
+    pairs["kernel-hostgw"] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip, lab)
+                                   for c in (g1.containers[0], g2.containers[0]))
+    # kernel-vxlan, exactly as flanneld configures flannel.1
+    v1, _ = lab.flannel_host(3, "198.19.3.0/24")
+    v2, _ = lab.flannel_host(4, "198.19.4.0/24")
+    for h, n in ((v1, 3), (v2, 4)):
+        h.add_bridge_and_containers(f"198.19.{n}.1/24", 1450, count=1)
+    lab.flannel_sync(v1)
+    lab.flannel_sync(v2)
+    pairs["kernel-vxlan"] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip, lab)
+                                  for c in (v1.containers[0], v2.containers[0]))
+    # cppnet-vxlan
+    c1, c2 = lab.add_host(5), lab.add_host(6)
+    for h in (c1, c2):
+        h.start_agent()
+    for h in (c1, c2):
+        env = h.subnet_env()
+        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
+    L.wait_for("cppnet routes", lambda: len(c1.routes()) >= 3 and len(c2.routes()) >= 3)
+    pairs["cppnet-vxlan"] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip, lab)
+                                  for c in (c1.containers[0], c2.containers[0]))
+    for mode, (a, b) in pairs.items():  # sanity: the path works before it is measured
+        p = L.run(a.prefix + ["ping", "-c", "1", "-W", "2", b.ip], check=False)
+        if p.returncode != 0:
+            raise L.LabError(f"{mode}: {a.ip} cannot reach {b.ip}")
+    return pairs, (c1, c2)
+
+
+def pinned(cpu, argv):
+    return ["taskset", "-c", str(cpu)] + argv
+
+
+def iperf_tcp(a, b, streams, secs):
+    srv = b.popen(pinned(0, ["iperf3", "-s", "-1", "-p", "5201"]))
+    L.wait_for("iperf3 server", lambda: ":5201" in b.run(["ss", "-ltn"]).stdout, 10, 0.05)
+    out = a.run(pinned(1, ["iperf3", "-c", b.ip, "-p", "5201", "-t", str(secs), "-P", str(streams), "-J"]),
+                timeout=secs + 30)
+    srv.wait(timeout=10)
+    return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def iperf_udp64(a, b, secs):
+    srv = b.popen(pinned(0, ["iperf3", "-s", "-1", "-p", "5202"]))
+    L.wait_for("iperf3 server", lambda: ":5202" in b.run(["ss", "-ltn"]).stdout, 10, 0.05)
+    out = a.run(pinned(1, ["iperf3", "-c", b.ip, "-p", "5202", "-u", "-l", "64", "-b", "0", "-t", str(secs), "-J"]),
+                timeout=secs + 30)
+    srv.wait(timeout=10)
+    s = json.loads(out.stdout)["end"]["sum"]
+    return (s["packets"] - s["lost_packets"]) / s["seconds"] / 1e3
+
+
+def sockperf_rr(a, b, secs):
+    srv = b.popen(pinned(0, ["sockperf", "server", "--tcp", "-i", b.ip, "-p", "11111"]))
+    try:
+        L.wait_for("sockperf server", lambda: ":11111" in b.run(["ss", "-ltn"]).stdout, 10, 0.05)
+        out = a.run(pinned(1, ["sockperf", "ping-pong", "--tcp", "-i", b.ip, "-p", "11111", "-m", "64", "-t", str(secs)]),
+                    timeout=secs + 30).stdout
+    finally:
+        srv.terminate()
+        srv.wait(timeout=10)
+    # sockperf reports one-way latency (half the round trip), in microseconds.
+    avg = float(re.search(r"avg-lat(?:ency)?=\s*([\d.]+)", out).group(1))
+    p50 = float(re.search(r"percentile 50\.000 =\s*([\d.]+)", out).group(1))
+    p99 = float(re.search(r"percentile 99\.000 =\s*([\d.]+)", out).group(1))
+    return avg, p50, p99
+
+
+def wait_quiet(max_wait=30):
+    """Wait (bounded) for the 1-minute load to drop; returns what was seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        load = float(open("/proc/loadavg").read().split()[0])
+        if load < 0.5 or time.monotonic() > deadline:
+            return load
+        time.sleep(1)
+
+
+def measure(pair, secs, rr_secs):
+    a, b = pair
+    r = {"tcp1_gbps": iperf_tcp(a, b, 1, secs), "tcp4_gbps": iperf_tcp(a, b, 4, secs)}
+    r["rr_avg_us"], r["rr_p50_us"], r["rr_p99_us"] = sockperf_rr(a, b, rr_secs)
+    r["udp64_kpps"] = iperf_udp64(a, b, rr_secs)
+    return r
+
+
+def report(samples, modes):
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    lines = []
+    hdr = f"{'mode':14}" + "".join(f"{label + ' (' + unit + ')':>22}" for _, label, unit, _ in METRICS)
+    lines.append(hdr)
+    for mode in MODES:
+        if mode not in modes:
+            lines.append(f"{mode:14}" + f"{'n/a: ' + NA.get(mode, ''):>22}")
+            continue
+        row = f"{mode:14}"
+        for key, *_ in METRICS:
+            row += f"{med([s[mode][key] for s in samples]):>22.2f}"
+        lines.append(row)
+    for base in ("underlay", "kernel-vxlan"):
+        lines.append(f"\nratio to {base} (median of per-repeat ratios; >1 is better for throughput/rate, <1 for latency)")
+        lines.append(hdr)
+        for mode in modes:
+            row = f"{mode:14}"
+            for key, *_ in METRICS:
+                row += f"{med([s[mode][key] / s[base][key] for s in samples]):>22.2f}"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10, help="TCP throughput duration")
+    ap.add_argument("--rr-seconds", type=int, default=5, help="latency and UDP rate duration")
+    ap.add_argument("--out", default=os.path.join(L.BUILD, "bench", "results.json"))
+    args = ap.parse_args()
+    L.require_root()
+    modes = [m for m in MODES if m not in NA]
+    samples, loads = [], []
+    with L.Lab("bench") as lab:
+        pairs, _ = build(lab, args)
+        for rep in range(args.repeats):
+            loads.append(wait_quiet())
+            print(f"repeat {rep + 1}/{args.repeats} (load {loads[-1]:.2f})", flush=True)
+            s = {}
+            for mode in modes:
+                s[mode] = measure(pairs[mode], args.seconds, args.rr_seconds)
+                print(f"  {mode:14} " + "  ".join(f"{k}={v:.2f}" for k, v in s[mode].items()), flush=True)
+            samples.append(s)
+    text = report(samples, modes)
+    print("\n" + text)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"date": datetime.datetime.utcnow().isoformat() + "Z", "kernel": os.uname().release,
+                   "cpus": os.cpu_count(), "args": vars(args), "load_before_repeat": loads,
+                   "not_available": NA, "samples": samples, "table": text}, f, indent=1)
+    print(f"\nraw samples: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
