@@ -148,6 +148,45 @@ def measure(pair, secs, rr_secs):
     return r
 
 
+CP_BENCH = os.path.join(L.BUILD, "tests", "cp_bench")
+BPF_BENCH = os.path.join(L.BUILD, "tests", "bpf_bench")
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/status") as f:
+        rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return int(fields[11]) + int(fields[12]), rss_kb
+
+
+def control_plane(leases, changes):
+    """Start-up sync of `leases` existing leases, RSS and idle CPU, then lease→map latency."""
+    with L.Lab("cpbench") as lab:
+        lab.start_etcd()
+        lab.put_config({"Network": "198.19.0.0/16", "SubnetLen": 30, "Backend": {"Type": "vxlan"}})
+        h = lab.add_host(1)
+        env = {**os.environ, "CPPNET_ETCD_ENDPOINTS": L.ETCD}
+        subprocess.run(h.cmd([CP_BENCH, "fill", str(leases)]), check=True, env=env, timeout=600)
+        t0 = time.monotonic_ns()
+        h.start_agent()
+        done = subprocess.run(h.cmd([CP_BENCH, "wait-count", str(leases), "60"]), check=True, env=env,
+                              capture_output=True, text=True, timeout=90)
+        sync_s = (int(done.stdout) - t0) / 1e9
+        time.sleep(2)  # let start-up work settle before measuring idle cost
+        cpu0, _ = proc_stat(h.agent.pid)
+        idle_window = 10
+        time.sleep(idle_window)  # a measurement window, not synchronisation
+        cpu1, rss_kb = proc_stat(h.agent.pid)
+        idle_cpu_pct = 100.0 * (cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / idle_window
+        lat = subprocess.run(h.cmd([CP_BENCH, "latency", str(changes), str(leases + 1)]), env=env,
+                             capture_output=True, text=True, timeout=900)
+        if lat.returncode != 0:
+            raise L.LabError(f"cp_bench latency: {lat.stderr or lat.stdout}")
+        return {"leases": leases, "startup_sync_s": round(sync_s, 3), "rss_mb": round(rss_kb / 1024, 1),
+                "idle_cpu_percent": round(idle_cpu_pct, 2), **json.loads(lat.stdout)}
+
+
 def report(samples, modes):
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     lines = []
@@ -178,8 +217,31 @@ def main():
     ap.add_argument("--seconds", type=int, default=10, help="TCP throughput duration")
     ap.add_argument("--rr-seconds", type=int, default=5, help="latency and UDP rate duration")
     ap.add_argument("--out", default=os.path.join(L.BUILD, "bench", "results.json"))
+    ap.add_argument("--parts", default="datapath,micro,control",
+                    help="comma list of: datapath (the mode table), micro (BPF_PROG_TEST_RUN), control")
+    ap.add_argument("--leases", type=int, default=10000)
+    ap.add_argument("--changes", type=int, default=1000)
     args = ap.parse_args()
     L.require_root()
+    parts = args.parts.split(",")
+    result = {"date": datetime.datetime.utcnow().isoformat() + "Z", "kernel": os.uname().release,
+              "cpus": os.cpu_count(), "args": vars(args)}
+    if "micro" in parts:
+        out = L.run([BPF_BENCH, "1000000"], timeout=300).stdout
+        result["micro"] = json.loads(out)
+        print("BPF_PROG_TEST_RUN ns/packet:", json.dumps(result["micro"]["ns_per_packet"]), flush=True)
+    if "control" in parts:
+        result["control_plane"] = control_plane(args.leases, args.changes)
+        print("control plane:", json.dumps(result["control_plane"]), flush=True)
+    if "datapath" in parts:
+        datapath(args, result)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nresults and raw samples: {args.out}")
+
+
+def datapath(args, result):
     modes = [m for m in MODES if m not in NA]
     samples, loads = [], []
     with L.Lab("bench") as lab:
@@ -193,13 +255,8 @@ def main():
                 print(f"  {mode:14} " + "  ".join(f"{k}={v:.2f}" for k, v in s[mode].items()), flush=True)
             samples.append(s)
     text = report(samples, modes)
-    print("\n" + text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"date": datetime.datetime.utcnow().isoformat() + "Z", "kernel": os.uname().release,
-                   "cpus": os.cpu_count(), "args": vars(args), "load_before_repeat": loads,
-                   "not_available": NA, "samples": samples, "table": text}, f, indent=1)
-    print(f"\nraw samples: {args.out}")
+    print("\n" + text, flush=True)
+    result.update({"load_before_repeat": loads, "not_available": NA, "samples": samples, "table": text})
 
 
 if __name__ == "__main__":
