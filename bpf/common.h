@@ -85,6 +85,16 @@ static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
 	__builtin_memcpy(dst, src, 6);
 }
 
+/* TTL - 1 with an incremental checksum update (RFC 1624), as the kernel's
+ * ip_decrease_ttl(): no helper call, packet pointers stay valid. */
+static __always_inline void ip_decrease_ttl(struct iphdr *ip)
+{
+	__u32 check = (__u32)ip->check + (__u32)bpf_htons(0x0100);
+
+	ip->check = (__sum16)(check + (check >= 0xffff));
+	ip->ttl--;
+}
+
 /* RFC 1071 checksum of a 20-byte IPv4 header without options. */
 static __always_inline __u16 ipv4_csum20(const struct iphdr *ip)
 {

@@ -6,13 +6,34 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Outer UDP source port from the flow hash, in the ephemeral range the kernel's
- * vxlan driver uses, so the underlay can spread flows (ECMP/RSS). */
-static __always_inline __u16 flow_src_port(struct __sk_buff *skb)
+static __always_inline __u32 mix32(__u32 h)
 {
-	__u32 hash = bpf_get_hash_recalc(skb);
-	const __u32 lo = 32768, hi = 61000;
+	h ^= h >> 16;
+	h *= 0x7feb352d;
+	h ^= h >> 15;
+	h *= 0x846ca68b;
+	return h ^ (h >> 16);
+}
 
+/* Outer UDP source port from the flow hash, in the ephemeral range the kernel's
+ * vxlan driver uses, so the underlay can spread flows (ECMP/RSS). The socket's hash
+ * is used when the skb carries one (TCP re-rolls it after timeouts, moving a stuck
+ * flow to another path); otherwise a mix of the 5-tuple, which costs far less than
+ * running the flow dissector (bpf_get_hash_recalc) for every packet. */
+static __always_inline __u16 flow_src_port(struct __sk_buff *skb, struct iphdr *ip, void *data_end)
+{
+	const __u32 lo = 32768, hi = 61000;
+	__u32 hash = skb->hash;
+
+	if (!hash) {
+		__u32 ports = 0;
+		__u32 *l4 = (void *)ip + ((ip->ihl * 4) & 0x3c);
+
+		if ((ip->protocol == IPPROTO_TCP_ || ip->protocol == IPPROTO_UDP_) &&
+		    !(ip->frag_off & bpf_htons(IP_MF_OFFSET)) && (void *)(l4 + 1) <= data_end)
+			ports = *l4;
+		hash = mix32(ip->saddr ^ mix32(ip->daddr ^ mix32(ports ^ ip->protocol)));
+	}
 	return (__u16)((((__u64)hash * (hi - lo)) >> 32) + lo);
 }
 
@@ -79,17 +100,13 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 
+	__u16 sport = flow_src_port(skb, ip, data_end);
 	/* We act as the router between container and overlay: decrement the TTL. */
-	__u16 old_ttl_proto = *(__u16 *)&ip->ttl;
+	ip_decrease_ttl(ip);
 	__u8 tos = ip->tos;
 	__be16 id = ip->id;
 	__be16 df = ip->frag_off & bpf_htons(IP_DF);
-	ip->ttl--;
-	__u16 new_ttl_proto = *(__u16 *)&ip->ttl;
-	bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old_ttl_proto,
-			    new_ttl_proto, 2);
 
-	__u16 sport = flow_src_port(skb);
 	__u32 vni = rt->vni;
 	__u16 dport = rt->port;
 	__be32 daddr = rt->public_ip;

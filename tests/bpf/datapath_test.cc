@@ -99,11 +99,28 @@ class DatapathTest : public ::testing::Test {
 
 uint16_t SportOf(const Bytes& out) { return out.size() > 36 ? (out[34] << 8) | out[35] : 0; }
 
+// The datapath's source port for a flow without a socket hash (as in these tests),
+// written out independently: lowbias32 mix of the 5-tuple, scaled into 32768..60999.
+uint32_t Mix(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x7feb352d;
+  h ^= h >> 15;
+  h *= 0x846ca68b;
+  return h ^ (h >> 16);
+}
+uint16_t ExpectedSport(uint32_t saddr, uint32_t daddr, uint8_t proto, uint16_t sport, uint16_t dport) {
+  // The program mixes the raw (network order) words as a little-endian host loads them.
+  uint32_t s = htonl(saddr), d = htonl(daddr), ports = htons(sport) | (uint32_t{htons(dport)} << 16);
+  uint32_t h = Mix(s ^ Mix(d ^ Mix(ports ^ proto)));
+  return static_cast<uint16_t>(((uint64_t{h} * (61000 - 32768)) >> 32) + 32768);
+}
+
 TEST_F(DatapathTest, EncapsulatesTcpToRemoteSubnetExactly) {
   Bytes ip = Ip4(kC1, kC2, Tcp(40000, 80, 100), {.tos = 0x10, .id = 0x4242, .ttl = 64});
   RunResult r = RunProg(g_dp->encap_prog_fd(), ContainerFrame(ip));
   ASSERT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
   uint16_t sport = SportOf(r.out);
+  EXPECT_EQ(sport, ExpectedSport(kC1, kC2, 6, 40000, 80));
   EXPECT_GE(sport, 32768);
   EXPECT_LT(sport, 61000);
   Bytes expected = Encapsulated(Ip4(kC1, kC2, Tcp(40000, 80, 100), {.tos = 0x10, .id = 0x4242, .ttl = 63}),
@@ -124,6 +141,7 @@ TEST_F(DatapathTest, EncapsulatesInnerIpv4OptionsUntouched) {
   RunResult r = RunProg(g_dp->encap_prog_fd(), ContainerFrame(ip));
   ASSERT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
   Bytes after = Ip4(kC1, kC2, Udp(5000, 53, Bytes(30, 0xab)), {.id = 7, .df = false, .ttl = 9, .proto = 17, .options = opts});
+  EXPECT_EQ(SportOf(r.out), ExpectedSport(kC1, kC2, 17, 5000, 53));
   EXPECT_EQ(Hex(r.out), Hex(Encapsulated(after, SportOf(r.out), 7, false, 0)));
 }
 
