@@ -54,6 +54,30 @@ static __always_inline __u32 gso_header_len(struct __sk_buff *skb, struct iphdr 
 	return 0;
 }
 
+/* Outer IPv4 + UDP header in front of an encapsulated packet of `outer_len` bytes
+ * (from the outer IP header on). UDP checksum 0, as flanneld's vxlan and udp send. */
+static __always_inline void write_outer(struct iphdr *oip, struct udphdr *udp, const struct cppnet_config *cfg,
+					__be32 daddr, __u16 dport, __u16 sport, __u8 tos, __be16 id, __be16 df,
+					__u32 outer_len)
+{
+	oip->version = 4;
+	oip->ihl = 5;
+	oip->tos = tos;
+	oip->tot_len = bpf_htons((__u16)outer_len);
+	oip->id = id;
+	oip->frag_off = df;
+	oip->ttl = 64;
+	oip->protocol = IPPROTO_UDP_;
+	oip->check = 0;
+	oip->saddr = cfg->underlay_ip;
+	oip->daddr = daddr;
+	oip->check = ipv4_csum20(oip);
+	udp->source = bpf_htons(sport);
+	udp->dest = bpf_htons(dport);
+	udp->len = bpf_htons((__u16)(outer_len - sizeof(*oip)));
+	udp->check = 0;
+}
+
 SEC("tc")
 int cppnet_tc_encap(struct __sk_buff *skb)
 {
@@ -80,22 +104,40 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	/* TTL would expire: the stack answers with ICMP time-exceeded. */
 	if (ip->ttl <= 1)
 		return TC_ACT_OK;
-	if (rt->backend != CPPNET_BACKEND_VXLAN) {
+
+	const __u8 backend = rt->backend;
+	const __be32 daddr = rt->public_ip;
+	if (backend == CPPNET_BACKEND_HOSTGW) {
+		/* Routed unchanged, the peer's PublicIP as next hop; the neighbour layer
+		 * resolves its MAC on the underlay. */
+		if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size) {
+			count(CPPNET_CNT_DROP_TOO_BIG, skb->len);
+			return TC_ACT_SHOT;
+		}
+		ip_decrease_ttl(ip);
+		struct bpf_redir_neigh nh = { .nh_family = 2 /* AF_INET */, .ipv4_nh = daddr };
+		count(CPPNET_CNT_HOSTGW_TX, skb->len);
+		return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
+	}
+	if (backend != CPPNET_BACKEND_VXLAN && backend != CPPNET_BACKEND_UDP) {
 		count(CPPNET_CNT_DROP_BACKEND, skb->len);
 		return TC_ACT_SHOT;
 	}
+	const int vxlan = backend == CPPNET_BACKEND_VXLAN;
+	const __u32 overhead = vxlan ? CPPNET_VXLAN_OVERHEAD : CPPNET_UDP_OVERHEAD;
 
 	__u32 inner_len = skb->len - ETH_HLEN;
-	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-		      BPF_F_ADJ_ROOM_ENCAP_L2_ETH | ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+	if (vxlan)
+		flags |= BPF_F_ADJ_ROOM_ENCAP_L2_ETH | ADJ_ROOM_ENCAP_L2(ETH_HLEN);
 	if (skb->gso_size) {
 		/* Keep the segment size when segments already fit after encapsulation
 		 * (container MTU lowered as subnet.env says); else let the kernel shrink it. */
 		__u32 hdrs = gso_header_len(skb, ip, data_end);
 
-		if (hdrs && skb->gso_size + hdrs + CPPNET_VXLAN_OVERHEAD <= cfg->mtu)
+		if (hdrs && skb->gso_size + hdrs + overhead <= cfg->mtu)
 			flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
-	} else if (inner_len + CPPNET_VXLAN_OVERHEAD > cfg->mtu) {
+	} else if (inner_len + overhead > cfg->mtu) {
 		count(CPPNET_CNT_DROP_TOO_BIG, skb->len);
 		return TC_ACT_SHOT;
 	}
@@ -106,14 +148,12 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	__u8 tos = ip->tos;
 	__be16 id = ip->id;
 	__be16 df = ip->frag_off & bpf_htons(IP_DF);
-
 	__u32 vni = rt->vni;
 	__u16 dport = rt->port;
-	__be32 daddr = rt->public_ip;
 	__u8 peer_mac[6];
 	mac_copy(peer_mac, rt->vtep_mac);
 
-	if (bpf_skb_adjust_room(skb, CPPNET_VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, flags)) {
+	if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags)) {
 		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
 		return TC_ACT_SHOT;
 	}
@@ -123,41 +163,26 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	eth = data;
 	struct iphdr *oip = (void *)(eth + 1);
 	struct udphdr *udp = (void *)(oip + 1);
-	struct vxlanhdr_ *vx = (void *)(udp + 1);
-	struct ethhdr *ieth = (void *)(vx + 1);
-	if ((void *)(ieth + 1) > data_end) {
+	if ((void *)(udp + 1) > data_end) {
 		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
 		return TC_ACT_SHOT;
 	}
-
-	__u32 outer_len = skb->len - ETH_HLEN;
-	oip->version = 4;
-	oip->ihl = 5;
-	oip->tos = tos;
-	oip->tot_len = bpf_htons((__u16)outer_len);
-	oip->id = id;
-	oip->frag_off = df;
-	oip->ttl = 64;
-	oip->protocol = IPPROTO_UDP_;
-	oip->check = 0;
-	oip->saddr = cfg->underlay_ip;
-	oip->daddr = daddr;
-	oip->check = ipv4_csum20(oip);
-
-	udp->source = bpf_htons(sport);
-	udp->dest = bpf_htons(dport);
-	udp->len = bpf_htons((__u16)(outer_len - sizeof(*oip)));
-	udp->check = 0; /* zero UDP checksum over IPv4, as flannel's vxlan device sends */
-
-	vx->flags = VXLAN_FLAG_VNI;
-	vx->reserved1[0] = vx->reserved1[1] = vx->reserved1[2] = 0;
-	vx->vni_reserved = bpf_htonl(vni << 8);
-
-	mac_copy(ieth->h_dest, peer_mac);
-	mac_copy(ieth->h_source, cfg->vtep_mac);
-	ieth->h_proto = bpf_htons(ETH_P_IP);
-
-	count(CPPNET_CNT_VXLAN_TX, skb->len);
+	write_outer(oip, udp, cfg, daddr, dport, sport, tos, id, df, skb->len - ETH_HLEN);
+	if (vxlan) {
+		struct vxlanhdr_ *vx = (void *)(udp + 1);
+		struct ethhdr *ieth = (void *)(vx + 1);
+		if ((void *)(ieth + 1) > data_end) {
+			count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+			return TC_ACT_SHOT;
+		}
+		vx->flags = VXLAN_FLAG_VNI;
+		vx->reserved1[0] = vx->reserved1[1] = vx->reserved1[2] = 0;
+		vx->vni_reserved = bpf_htonl(vni << 8);
+		mac_copy(ieth->h_dest, peer_mac);
+		mac_copy(ieth->h_source, cfg->vtep_mac);
+		ieth->h_proto = bpf_htons(ETH_P_IP);
+	}
+	count(vxlan ? CPPNET_CNT_VXLAN_TX : CPPNET_CNT_UDP_TX, skb->len);
 	/* The neighbour subsystem fills the outer Ethernet header (resolving ARP if needed). */
 	return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
 }
@@ -186,30 +211,41 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 	if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(cfg->port))
 		return XDP_PASS;
 
-	/* From here on the packet is addressed to our VXLAN endpoint. */
+	/* From here on the packet is addressed to our tunnel endpoint. */
 	__u64 len = data_end - data;
-	struct vxlanhdr_ *vx = (void *)(udp + 1);
-	struct ethhdr *ieth = (void *)(vx + 1);
-	struct iphdr *iip = (void *)(ieth + 1);
-	if ((void *)(ieth + 1) > data_end) {
-		count(CPPNET_CNT_DROP_TRUNCATED, len);
-		return XDP_DROP;
-	}
-	if (!(vx->flags & VXLAN_FLAG_VNI)) {
-		count(CPPNET_CNT_DROP_VXLAN_FLAGS, len);
-		return XDP_DROP;
-	}
-	if (bpf_ntohl(vx->vni_reserved) >> 8 != cfg->vni) {
-		count(CPPNET_CNT_DROP_VNI_UNKNOWN, len);
-		return XDP_DROP;
-	}
-	if (!mac_equal(ieth->h_dest, cfg->vtep_mac)) {
-		count(CPPNET_CNT_DROP_VTEP_MAC, len);
-		return XDP_DROP;
-	}
-	if (ieth->h_proto != bpf_htons(ETH_P_IP)) {
-		count(CPPNET_CNT_DROP_INNER_NOT_IPV4, len);
-		return XDP_DROP;
+	const int vxlan = cfg->backend == CPPNET_BACKEND_VXLAN;
+	struct iphdr *iip;
+	__u32 strip; /* bytes removed so that an Ethernet header directly precedes the inner IP */
+	if (vxlan) {
+		struct vxlanhdr_ *vx = (void *)(udp + 1);
+		struct ethhdr *ieth = (void *)(vx + 1);
+		if ((void *)(ieth + 1) > data_end) {
+			count(CPPNET_CNT_DROP_TRUNCATED, len);
+			return XDP_DROP;
+		}
+		if (!(vx->flags & VXLAN_FLAG_VNI)) {
+			count(CPPNET_CNT_DROP_VXLAN_FLAGS, len);
+			return XDP_DROP;
+		}
+		if (bpf_ntohl(vx->vni_reserved) >> 8 != cfg->vni) {
+			count(CPPNET_CNT_DROP_VNI_UNKNOWN, len);
+			return XDP_DROP;
+		}
+		if (!mac_equal(ieth->h_dest, cfg->vtep_mac)) {
+			count(CPPNET_CNT_DROP_VTEP_MAC, len);
+			return XDP_DROP;
+		}
+		if (ieth->h_proto != bpf_htons(ETH_P_IP)) {
+			count(CPPNET_CNT_DROP_INNER_NOT_IPV4, len);
+			return XDP_DROP;
+		}
+		iip = (void *)(ieth + 1);
+		strip = ETH_HLEN + hlen + sizeof(struct udphdr) + sizeof(struct vxlanhdr_); /* inner Ethernet stays */
+	} else if (cfg->backend == CPPNET_BACKEND_UDP) {
+		iip = (void *)(udp + 1); /* flanneld's udp: the payload is the inner IP packet */
+		strip = hlen + sizeof(struct udphdr);     /* leaves room for a new Ethernet header */
+	} else {
+		return XDP_PASS; /* host-gw: nothing is encapsulated */
 	}
 	if ((void *)(iip + 1) > data_end) {
 		count(CPPNET_CNT_DROP_TRUNCATED, len);
@@ -227,7 +263,7 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 
 	__u8 underlay_mac[6];
 	mac_copy(underlay_mac, cfg->underlay_mac);
-	if (bpf_xdp_adjust_head(ctx, (int)(ETH_HLEN + hlen + sizeof(struct udphdr) + sizeof(struct vxlanhdr_)))) {
+	if (bpf_xdp_adjust_head(ctx, (int)strip)) {
 		count(CPPNET_CNT_DROP_ENCAP_FAILED, len);
 		return XDP_DROP;
 	}
@@ -239,6 +275,10 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 	/* Hand the inner packet to the stack as if sent to the underlay device; the
 	 * stack routes it to the container bridge. */
 	mac_copy(eth->h_dest, underlay_mac);
-	count(CPPNET_CNT_VXLAN_RX, data_end - data);
+	if (!vxlan) {
+		mac_copy(eth->h_source, underlay_mac);
+		eth->h_proto = bpf_htons(ETH_P_IP);
+	}
+	count(vxlan ? CPPNET_CNT_VXLAN_RX : CPPNET_CNT_UDP_RX, data_end - data);
 	return XDP_PASS;
 }

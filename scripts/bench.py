@@ -164,7 +164,9 @@ def control_plane(leases, changes):
     """Start-up sync of `leases` existing leases, RSS and idle CPU, then lease→map latency."""
     with L.Lab("cpbench") as lab:
         lab.start_etcd()
-        lab.put_config({"Network": "198.19.0.0/16", "SubnetLen": 30, "Backend": {"Type": "vxlan"}})
+        # cp_bench writes subnets from 198.19.0.4 up; the agent leases above them.
+        lab.put_config({"Network": "198.19.0.0/16", "SubnetLen": 30, "SubnetMin": "198.19.200.0",
+                        "Backend": {"Type": "vxlan"}})
         h = lab.add_host(1)
         env = {**os.environ, "CPPNET_ETCD_ENDPOINTS": L.ETCD}
         subprocess.run(h.cmd([CP_BENCH, "fill", str(leases)]), check=True, env=env, timeout=600)

@@ -24,8 +24,11 @@
 
 #define CPPNET_VXLAN_PORT_DEFAULT 8472
 #define CPPNET_VXLAN_VNI_DEFAULT 1
+#define CPPNET_UDP_PORT_DEFAULT 8285
 /* outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) */
 #define CPPNET_VXLAN_OVERHEAD 50
+/* outer IPv4 (20) + UDP (8); the inner IP packet follows directly (flanneld's udp backend) */
+#define CPPNET_UDP_OVERHEAD 28
 
 enum cppnet_backend {
 	CPPNET_BACKEND_NONE = 0,
@@ -82,7 +85,10 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 /* Counters: X(id, name, help). Traffic counters first, then one per drop reason. */
 #define CPPNET_TRAFFIC_COUNTERS(X)                                                      \
 	X(VXLAN_TX, "vxlan_tx", "packets encapsulated into VXLAN and sent to a peer")      \
-	X(VXLAN_RX, "vxlan_rx", "VXLAN packets decapsulated and delivered to containers")
+	X(VXLAN_RX, "vxlan_rx", "VXLAN packets decapsulated and delivered to containers")  \
+	X(UDP_TX, "udp_tx", "packets encapsulated into UDP (udp backend) and sent")       \
+	X(UDP_RX, "udp_rx", "UDP-encapsulated packets decapsulated and delivered")         \
+	X(HOSTGW_TX, "hostgw_tx", "packets forwarded to a peer as next hop (host-gw)")
 
 #define CPPNET_DROP_REASONS(X)                                                             \
 	X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                      \

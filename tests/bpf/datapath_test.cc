@@ -21,7 +21,11 @@ namespace {
 Datapath* g_dp = nullptr;
 
 const uint32_t kUnderA = 0xc6120001;  // 198.18.0.1 (us)
-const uint32_t kUnderB = 0xc6120002;  // 198.18.0.2 (peer)
+const uint32_t kUnderB = 0xc6120002;  // 198.18.0.2 (vxlan peer)
+const uint32_t kUnderC = 0xc6120003;  // 198.18.0.3 (udp-backend peer)
+const uint32_t kUnderD = 0xc6120004;  // 198.18.0.4 (host-gw peer)
+const uint32_t kC3 = 0xc6130305;      // 198.19.3.5, container behind C
+const uint32_t kC4 = 0xc6130405;      // 198.19.4.5, container behind D
 const Mac kUnderMacA{0x02, 0, 0, 0, 0, 0x01};
 const Mac kUnderMacB{0x02, 0, 0, 0, 0, 0x02};
 const Mac kBridgeMac{0x02, 0xbb, 0, 0, 0, 0x01};
@@ -82,6 +86,15 @@ class DatapathTest : public ::testing::Test {
     rt.port = 8472;
     rt.backend = CPPNET_BACKEND_VXLAN;
     ASSERT_TRUE(UpsertRoute(m.routes(), Prefix4{0xc6130200, 24}, rt).ok());
+    cppnet_route udp{};  // a udp-backend peer
+    udp.public_ip = htonl(kUnderC);
+    udp.port = 8285;
+    udp.backend = CPPNET_BACKEND_UDP;
+    ASSERT_TRUE(UpsertRoute(m.routes(), Prefix4{0xc6130300, 24}, udp).ok());
+    cppnet_route gw{};  // a host-gw peer
+    gw.public_ip = htonl(kUnderD);
+    gw.backend = CPPNET_BACKEND_HOSTGW;
+    ASSERT_TRUE(UpsertRoute(m.routes(), Prefix4{0xc6130400, 24}, gw).ok());
   }
   uint64_t Counter(uint32_t id) {
     auto s = ReadStats(g_dp->maps().stats());
@@ -261,6 +274,81 @@ TEST_F(DatapathTest, EncapThenDecapOnThePeerRoundTrips) {
   RunResult dec = RunProg(g_dp->decap_prog_fd(), wire);
   ASSERT_EQ(dec.retval, static_cast<uint32_t>(XDP_PASS));
   EXPECT_EQ(Hex(dec.out), Hex(Cat({Eth(kUnderMacB, kVtepA, 0x0800), Ip4(kC1, kC2, Tcp(40000, 80, 300), {.ttl = 19})})));
+}
+
+TEST_F(DatapathTest, UdpBackendCarriesTheInnerIpPacketAsPayload) {
+  uint64_t before = Counter(CPPNET_CNT_UDP_TX);
+  RunResult r = RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC3, Tcp(40000, 443, 200), {.id = 9})));
+  ASSERT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  EXPECT_EQ(SportOf(r.out), ExpectedSport(kC1, kC3, 6, 40000, 443));
+  Bytes inner_after = Ip4(kC1, kC3, Tcp(40000, 443, 200), {.id = 9, .ttl = 63});
+  Bytes expected = Cat({Eth(kBridgeMac, kContainerMac, 0x0800),
+                        Ip4(kUnderA, kUnderC, Udp(SportOf(r.out), 8285, inner_after), {.id = 9, .df = true, .proto = 17})});
+  EXPECT_EQ(Hex(r.out), Hex(expected));
+  EXPECT_EQ(Counter(CPPNET_CNT_UDP_TX), before + 1);
+  // 28 bytes of overhead: 1472 bytes of inner packet fit a 1500 underlay, 1473 do not.
+  EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC3, Tcp(1, 2, 1472 - 40)))).retval,
+            static_cast<uint32_t>(TC_ACT_REDIRECT));
+  EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC3, Tcp(1, 2, 1473 - 40)))).retval,
+            static_cast<uint32_t>(TC_ACT_SHOT));
+}
+
+TEST_F(DatapathTest, HostGwForwardsUnchangedButForTheTtl) {
+  uint64_t before = Counter(CPPNET_CNT_HOSTGW_TX);
+  RunResult r = RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC4, Tcp(1, 2, 100), {.ttl = 30})));
+  ASSERT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  EXPECT_EQ(Hex(r.out), Hex(ContainerFrame(Ip4(kC1, kC4, Tcp(1, 2, 100), {.ttl = 29}))));
+  EXPECT_EQ(Counter(CPPNET_CNT_HOSTGW_TX), before + 1);
+  // Full-size packets pass: host-gw adds no header (MTU = underlay).
+  EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC4, Tcp(1, 2, 1460)))).retval,
+            static_cast<uint32_t>(TC_ACT_REDIRECT));
+}
+
+class UdpDecapTest : public DatapathTest {
+ protected:
+  void SetUp() override {
+    DatapathTest::SetUp();
+    cppnet_config c = ConfigFor(kUnderA, kUnderMacA, 0xc6130100);
+    c.backend = CPPNET_BACKEND_UDP;
+    c.port = 8285;
+    ASSERT_TRUE(WriteConfig(g_dp->maps().config(), c).ok());
+  }
+};
+
+TEST_F(UdpDecapTest, DecapsulatesUdpBackendExactly) {
+  Bytes inner = Ip4(kC3, kC1, Tcp(443, 40000, 64));
+  RunResult r = RunProg(g_dp->decap_prog_fd(), FromPeer(inner, 8285));
+  ASSERT_EQ(r.retval, static_cast<uint32_t>(XDP_PASS));
+  EXPECT_EQ(Hex(r.out), Hex(Cat({Eth(kUnderMacA, kUnderMacA, 0x0800), inner})));
+}
+
+TEST_F(UdpDecapTest, BadAndForeignPackets) {
+  Bytes inner = Ip4(kC3, kC1, Tcp(443, 40000, 64));
+  const DecapCase cases[] = {
+      {"VXLAN port while running udp", FromPeer(Vxlan(kVni, InnerToC1()), 8472), XDP_PASS, -1},
+      {"truncated inner IPv4", FromPeer(Bytes(inner.begin(), inner.begin() + 12), 8285), XDP_DROP, CPPNET_CNT_DROP_TRUNCATED},
+      {"inner not IPv4", FromPeer([&] { Bytes b = inner; b[0] = 0x60; return b; }(), 8285), XDP_DROP, CPPNET_CNT_DROP_INNER_BAD_IP},
+      {"inner destination not our subnet", FromPeer(Ip4(kC3, 0xc6130909, Tcp(1, 2, 5)), 8285), XDP_DROP, CPPNET_CNT_DROP_NOT_LOCAL},
+  };
+  for (const DecapCase& c : cases) {
+    uint64_t before = c.drop_counter >= 0 ? Counter(c.drop_counter) : 0;
+    RunResult r = RunProg(g_dp->decap_prog_fd(), c.frame);
+    EXPECT_EQ(r.retval, c.verdict) << c.name;
+    if (c.drop_counter >= 0)
+      EXPECT_EQ(Counter(c.drop_counter), before + 1) << c.name;
+    else
+      EXPECT_EQ(r.out, c.frame) << c.name;
+  }
+}
+
+TEST_F(DatapathTest, HostGwHostDecapsulatesNothing) {
+  cppnet_config c = ConfigFor(kUnderA, kUnderMacA, 0xc6130100);
+  c.backend = CPPNET_BACKEND_HOSTGW;
+  ASSERT_TRUE(WriteConfig(g_dp->maps().config(), c).ok());
+  Bytes vx = FromPeer(Vxlan(kVni, InnerToC1()));
+  RunResult r = RunProg(g_dp->decap_prog_fd(), vx);
+  EXPECT_EQ(r.retval, static_cast<uint32_t>(XDP_PASS));
+  EXPECT_EQ(r.out, vx);
 }
 
 }  // namespace
