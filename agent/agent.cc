@@ -179,10 +179,9 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     SetNotReady(std::string(parsed.status().message()));
     return;
   }
-  if (parsed->backend.type != "vxlan") {
-    LOG_ERROR("Config ", ConfigKey(), ": backend type \"", parsed->backend.type,
-              "\" is not supported by this version (vxlan only); waiting for a vxlan config");
-    SetNotReady(absl::StrCat("backend ", parsed->backend.type, " not supported"));
+  if (parsed->backend.direct_routing) {
+    LOG_ERROR("Config ", ConfigKey(), ": Backend.DirectRouting is not supported yet; waiting for a config without it");
+    SetNotReady("DirectRouting not supported");
     return;
   }
   if (config_ && subnet_ && !parsed->network.contains(*subnet_)) {
@@ -191,9 +190,20 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     SetNotReady("Network changed");
     return;
   }
+  const bool backend_changed = config_ && (config_->backend.type != parsed->backend.type ||
+                                           config_->backend.vni != parsed->backend.vni ||
+                                           config_->backend.port != parsed->backend.port);
   config_ = *parsed;
   LOG_INFO("Network config: Network ", FormatPrefix4(config_->network), ", SubnetLen ", config_->subnet_len,
            ", backend ", config_->backend.type, " (VNI ", config_->backend.vni, ", port ", config_->backend.port, ")");
+  if (backend_changed && etcd_lease_id_) {
+    // Peers install only leases of the configured type: publish ours with the new one.
+    auto st = etcd_->Put(SubnetsPrefix() + FormatSubnetKey(*subnet_), SerializeLease(OwnLease()), etcd_lease_id_);
+    if (st.ok())
+      LOG_INFO("Backend changed to ", config_->backend.type, ": lease ", FormatPrefix4(*subnet_), " re-published");
+    else
+      LOG_ERROR("Backend changed to ", config_->backend.type, ": re-publishing the lease failed: ", st.message());
+  }
   if (datapath_active_) {
     if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
   }
@@ -220,6 +230,16 @@ void Agent::Tick() {
     }
   }
   if (datapath_active_) AttachContainerSide();
+  if (datapath_active_ && now >= underlay_check_at_) {
+    // host-gw reachability depends on the underlay's prefixes: follow their changes.
+    underlay_check_at_ = now + absl::Seconds(5);
+    auto cur = FindInterface(underlay_.name);
+    if (cur.ok() && cur->addrs != underlay_.addrs) {
+      LOG_INFO("Underlay ", underlay_.name, " addresses changed; re-evaluating routes");
+      underlay_.addrs = cur->addrs;
+      Reconcile();
+    }
+  }
   if (datapath_active_ && config_ && subnet_ && etcd_lease_id_) {
     int64_t last = health_->last_etcd_ok_unix.load();
     bool etcd_recent = absl::ToUnixSeconds(now) - last < 60 || last == 0;
@@ -237,8 +257,7 @@ absl::Status Agent::AcquireLease() {
   if (!grant.ok()) return grant.status();
   MarkEtcdOk();
   const int64_t lease_id = *grant;
-  Lease mine{public_ip_, "vxlan", cfg.backend.vni, vtep_mac_};
-  const std::string value = SerializeLease(mine);
+  const std::string value = SerializeLease(OwnLease());
   auto done = [&](const Prefix4& s, const std::string& how) {
     subnet_ = s;
     const std::string key = SubnetsPrefix() + FormatSubnetKey(s);
@@ -297,6 +316,15 @@ absl::Status Agent::AcquireLease() {
   return fail(absl::UnavailableError("every subnet tried was taken concurrently; retrying"));
 }
 
+Lease Agent::OwnLease() const {
+  if (config_->backend.type == "vxlan") return Lease{public_ip_, "vxlan", config_->backend.vni, vtep_mac_};
+  return Lease{public_ip_, config_->backend.type, 0, std::nullopt};
+}
+
+static uint8_t BackendId(const std::string& type) {
+  return type == "vxlan" ? CPPNET_BACKEND_VXLAN : type == "udp" ? CPPNET_BACKEND_UDP : CPPNET_BACKEND_HOSTGW;
+}
+
 absl::Status Agent::RenewLease() {
   auto ttl = etcd_->KeepAliveOnce(etcd_lease_id_);
   if (!ttl.ok()) return ttl.status();
@@ -329,7 +357,7 @@ absl::Status Agent::ActivateDatapath() {
   c.vni = cfg.backend.vni;
   c.port = cfg.backend.port;
   c.mtu = static_cast<uint16_t>(underlay_.mtu);
-  c.backend = CPPNET_BACKEND_VXLAN;
+  c.backend = BackendId(cfg.backend.type);
   c.flags = CPPNET_CFG_READY;
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
@@ -372,6 +400,21 @@ void Agent::Reconcile() {
   records.reserve(leases_.size());
   for (const auto& [key, rec] : leases_) records.push_back(&rec);
   LeaseSet want = SelectPeerLeases(*config_, subnet_, std::move(records));
+  if (config_->backend.type == "host-gw") {
+    // host-gw needs the peer on our L2 segment: its PublicIP inside an underlay prefix.
+    for (auto it = want.routes.begin(); it != want.routes.end();) {
+      const uint32_t pip = it->second.lease.public_ip;
+      if (std::any_of(underlay_.addrs.begin(), underlay_.addrs.end(),
+                      [&](const Prefix4& a) { return Prefix4{a.addr & a.mask(), a.len}.contains(pip); })) {
+        ++it;
+        continue;
+      }
+      want.skipped.push_back({SubnetsPrefix() + FormatSubnetKey(it->first),
+                              absl::StrCat("network is unreachable: host-gw peer ", FormatIp4(pip), " of ",
+                                           FormatPrefix4(it->first), " is not on the L2 segment of ", underlay_.name)});
+      it = want.routes.erase(it);
+    }
+  }
 
   // Log each skipped lease once per reason, not on every change of other leases.
   std::map<std::string, std::string> skipped;
@@ -410,10 +453,12 @@ void Agent::Reconcile() {
   for (const auto& [subnet, peer] : want.routes) {
     cppnet_route r{};
     r.public_ip = htonl(peer.lease.public_ip);
-    r.vni = config_->backend.vni;
-    memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
+    r.backend = BackendId(config_->backend.type);
+    if (r.backend == CPPNET_BACKEND_VXLAN) {
+      r.vni = config_->backend.vni;
+      memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
+    }
     r.port = config_->backend.port;
-    r.backend = CPPNET_BACKEND_VXLAN;
     r.origin = CPPNET_ORIGIN_LEASE;
     auto cur = installed_.find(subnet);
     if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;  // operator's entry wins

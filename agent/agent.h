@@ -74,6 +74,7 @@ class Agent {
   void AttachContainerSide();
   void Reconcile();
   void SetNotReady(const std::string& why);
+  Lease OwnLease() const;  // what we publish for the current config
   void MarkEtcdOk();
   std::string SubnetsPrefix() const { return opts_.etcd_prefix + "/subnets/"; }
   std::string ConfigKey() const { return opts_.etcd_prefix + "/config"; }
@@ -103,6 +104,7 @@ class Agent {
   int64_t etcd_lease_id_ = 0;
   absl::Time renew_at_ = absl::InfiniteFuture();
   absl::Time retry_at_ = absl::InfinitePast();
+  absl::Time underlay_check_at_ = absl::InfinitePast();
   absl::Duration backoff_ = absl::Milliseconds(100);
   bool datapath_active_ = false;
   int container_ifindex_ = 0;

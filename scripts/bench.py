@@ -6,8 +6,8 @@ with one container each behind the host's bridge. Modes:
   underlay       host to host, no overlay (the ceiling)
   kernel-hostgw  kernel routes to the peer's subnet via its underlay IP (flanneld host-gw)
   kernel-vxlan   a kernel vxlan device exactly like flanneld's flannel.1
-  cppnet-vxlan   cppnet-agent with the vxlan backend
-  cppnet-udp, cppnet-hostgw: n/a until those backends exist.
+  cppnet-vxlan, cppnet-udp, cppnet-hostgw
+                 cppnet-agent with that backend (one etcd prefix per backend)
 Every repeat runs all modes back to back, so machine drift cancels in the ratios;
 the median of the per-repeat ratios is reported. Client and server are pinned to
 different CPUs."""
@@ -25,14 +25,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab as L  # noqa: E402
 
 MODES = ["underlay", "kernel-hostgw", "kernel-vxlan", "cppnet-vxlan", "cppnet-udp", "cppnet-hostgw"]
-NA = {"cppnet-udp": "udp backend not implemented yet", "cppnet-hostgw": "host-gw backend not implemented yet"}
+NA = {}  # mode -> why it cannot be measured yet
 METRICS = [  # key, label, unit, higher is better
-    ("tcp1_gbps", "TCP 1 stream", "Gbit/s", True),
-    ("tcp4_gbps", "TCP 4 streams", "Gbit/s", True),
-    ("rr_p50_us", "TCP RR p50", "us", False),
-    ("rr_avg_us", "TCP RR avg", "us", False),
-    ("rr_p99_us", "TCP RR p99", "us", False),
-    ("udp64_kpps", "UDP 64B rate", "kpps", True),
+    ("tcp1_gbps", "TCP x1", "Gbit/s", True),
+    ("tcp4_gbps", "TCP x4", "Gbit/s", True),
+    ("rr_p50_us", "RR p50", "us", False),
+    ("rr_avg_us", "RR avg", "us", False),
+    ("rr_p99_us", "RR p99", "us", False),
+    ("udp64_kpps", "UDP 64B", "kpps", True),
 ]
 
 
@@ -74,21 +74,25 @@ def build(lab, args):
     lab.flannel_sync(v2)
     pairs["kernel-vxlan"] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip, lab)
                                   for c in (v1.containers[0], v2.containers[0]))
-    # cppnet-vxlan
-    c1, c2 = lab.add_host(5), lab.add_host(6)
-    for h in (c1, c2):
-        h.start_agent()
-    for h in (c1, c2):
-        env = h.subnet_env()
-        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
-    L.wait_for("cppnet routes", lambda: len(c1.routes()) >= 3 and len(c2.routes()) >= 3)
-    pairs["cppnet-vxlan"] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip, lab)
-                                  for c in (c1.containers[0], c2.containers[0]))
+    # cppnet, one host pair and one etcd prefix per backend
+    for n, (mode, backend) in enumerate((("cppnet-vxlan", "vxlan"), ("cppnet-udp", "udp"),
+                                         ("cppnet-hostgw", "host-gw"))):
+        prefix = f"/bench/{backend}"
+        lab.put_config(dict(cfg, Backend={"Type": backend}), prefix=prefix)
+        c1, c2 = lab.add_host(5 + 2 * n), lab.add_host(6 + 2 * n)
+        for h in (c1, c2):
+            h.start_agent(f"--etcd-prefix={prefix}")
+        for h in (c1, c2):
+            env = h.subnet_env()
+            h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
+        L.wait_for(f"{mode} routes", lambda: len(c1.routes()) == 1 and len(c2.routes()) == 1)
+        pairs[mode] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip, lab)
+                            for c in (c1.containers[0], c2.containers[0]))
     for mode, (a, b) in pairs.items():  # sanity: the path works before it is measured
         p = L.run(a.prefix + ["ping", "-c", "1", "-W", "2", b.ip], check=False)
         if p.returncode != 0:
             raise L.LabError(f"{mode}: {a.ip} cannot reach {b.ip}")
-    return pairs, (c1, c2)
+    return pairs
 
 
 def pinned(cpu, argv):
@@ -192,15 +196,15 @@ def control_plane(leases, changes):
 def report(samples, modes):
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     lines = []
-    hdr = f"{'mode':14}" + "".join(f"{label + ' (' + unit + ')':>22}" for _, label, unit, _ in METRICS)
+    hdr = f"{'mode':14}" + "".join(f"{label + ' (' + unit + ')':>17}" for _, label, unit, _ in METRICS)
     lines.append(hdr)
     for mode in MODES:
         if mode not in modes:
-            lines.append(f"{mode:14}" + f"{'n/a: ' + NA.get(mode, ''):>22}")
+            lines.append(f"{mode:14}  n/a: {NA.get(mode, '')}")
             continue
         row = f"{mode:14}"
         for key, *_ in METRICS:
-            row += f"{med([s[mode][key] for s in samples]):>22.2f}"
+            row += f"{med([s[mode][key] for s in samples]):>17.2f}"
         lines.append(row)
     for base in ("underlay", "kernel-vxlan"):
         lines.append(f"\nratio to {base} (median of per-repeat ratios; >1 is better for throughput/rate, <1 for latency)")
@@ -208,7 +212,7 @@ def report(samples, modes):
         for mode in modes:
             row = f"{mode:14}"
             for key, *_ in METRICS:
-                row += f"{med([s[mode][key] / s[base][key] for s in samples]):>22.2f}"
+                row += f"{med([s[mode][key] / s[base][key] for s in samples]):>17.2f}"
             lines.append(row)
     return "\n".join(lines)
 
@@ -247,7 +251,7 @@ def datapath(args, result):
     modes = [m for m in MODES if m not in NA]
     samples, loads = [], []
     with L.Lab("bench") as lab:
-        pairs, _ = build(lab, args)
+        pairs = build(lab, args)
         for rep in range(args.repeats):
             loads.append(wait_quiet())
             print(f"repeat {rep + 1}/{args.repeats} (load {loads[-1]:.2f})", flush=True)

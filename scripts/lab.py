@@ -262,18 +262,19 @@ class Lab:
     def etcdctl(self, *args, check=True):
         return run(["ip", "netns", "exec", self.sw, "etcdctl", f"--endpoints={ETCD}", *args], check=check)
 
-    def put_config(self, cfg=None):
-        self.etcdctl("put", f"{PREFIX}/config", cfg if isinstance(cfg, str) else json.dumps(cfg or VXLAN_CONFIG))
+    def put_config(self, cfg=None, prefix=PREFIX):
+        self.etcdctl("put", f"{prefix}/config", cfg if isinstance(cfg, str) else json.dumps(cfg or VXLAN_CONFIG))
 
     def leases(self):
         out = self.etcdctl("get", "--prefix", f"{PREFIX}/subnets/").stdout.splitlines()
         return {out[i].rsplit("/", 1)[1]: out[i + 1] for i in range(0, len(out) - 1, 2)}
 
-    def add_host(self, index, mtu=1500):
+    def add_host(self, index, mtu=1500, ip=None):
         ns = f"{self.prefix}-h{index}"
         run(["ip", "netns", "add", ns])
         self.namespaces.append(ns)
         h = Host(self, index, ns)
+        h.ip = ip or h.ip
         run(["ip", "-n", self.sw, "link", "add", f"p{index}", "type", "veth", "peer", "name", "eth0", "netns", ns])
         run(["ip", "-n", self.sw, "link", "set", f"p{index}", "master", "br0", "up"])
         for c in (["link", "set", "lo", "up"], ["link", "set", "eth0", "mtu", str(mtu)],

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""The udp and host-gw backends and switching backends at run time: container
+traffic across hosts (ping, checksummed TCP), the wire format on the underlay, the
+MTU in subnet.env, flanneld's lease JSON, and a host-gw peer off our L2 segment."""
+import json
+import subprocess
+
+from common import L, run_scenario
+
+SUBNETS = "/coreos.com/network/subnets/"
+
+
+def config(backend):
+    return dict(L.VXLAN_CONFIG, Backend=backend)
+
+
+def capture(lab, port, bpf_filter, action, count=2):
+    """tcpdump on the switch port towards a host while `action` runs: hex of each packet from the IP header."""
+    p = subprocess.Popen(["ip", "netns", "exec", lab.sw, "tcpdump", "-i", port, "-n", "-l", "-x", "-c", str(count),
+                          bpf_filter], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lab.pids.append(p)
+    L.wait_for("tcpdump listening", lambda: "listening" in p.stderr.readline(), 10, 0)
+    action()
+    out, _ = p.communicate(timeout=15)
+    packets, cur = [], ""
+    for line in out.splitlines():
+        if line.startswith("\t0x"):
+            cur += "".join(line.split(":", 1)[1].split())
+        elif cur:
+            packets.append(bytes.fromhex(cur))
+            cur = ""
+    if cur:
+        packets.append(bytes.fromhex(cur))
+    return packets
+
+
+def traffic(c, a, b, label):
+    for s, d in ((a, b), (b, a)):
+        p = s.ping(d.ip)
+        c.check(f"{label}: ping {s.ip} -> {d.ip}", p.returncode == 0, p.stdout[-200:])
+    for s, d, port in ((a, b, 5001), (b, a, 5002)):
+        sent, got = L.tcp_transfer(s, d, port=port)
+        c.check(f"{label}: TCP 2 MiB {s.ip} -> {d.ip}, sha256 matches", sent == got, f"{sent} {got}")
+
+
+def routes_are(hosts, backend):
+    return all(len(h.routes()) == len(hosts) - 1 and all(r["backend"] == backend for r in h.routes().values())
+               for h in hosts)
+
+
+def scenario(lab, c):
+    lab.start_etcd()
+    lab.put_config(config({"Type": "udp"}))
+    hosts = [lab.add_host(1), lab.add_host(2)]
+    for h in hosts:
+        h.start_agent()
+    for h in hosts:
+        env = h.subnet_env()
+        c.check(f"udp: h{h.index} FLANNEL_MTU is underlay - 28", env["FLANNEL_MTU"] == "1472", env)
+        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
+        h.subnet = env["FLANNEL_SUBNET"].replace(".1/", ".0/")
+    lease = json.loads(lab.leases()[hosts[0].subnet.replace("/", "-")])
+    c.check("udp: lease as flanneld's udp backend writes it",
+            lease["BackendType"] == "udp" and lease["BackendData"] is None and lease["PublicIP"] == hosts[0].ip, lease)
+    L.wait_for("udp routes", lambda: routes_are(hosts, "udp"))
+    r = hosts[0].routes()[hosts[1].subnet]
+    c.check("udp: route to the peer on port 8285", r["port"] == 8285 and r["public_ip"] == hosts[1].ip, r)
+    a, b = hosts[0].containers[0], hosts[1].containers[0]
+    traffic(c, a, b, "udp")
+    pkts = capture(lab, "p2", f"udp dst port 8285 and dst host {hosts[1].ip}", lambda: a.ping(b.ip, count=2))
+    ok = len(pkts) == 2 and all(p[9] == 17 and p[22:24] == (8285).to_bytes(2, "big") and p[28] == 0x45
+                                and ".".join(map(str, p[28 + 12:28 + 16])) == a.ip
+                                and ".".join(map(str, p[28 + 16:28 + 20])) == b.ip for p in pkts)
+    c.check("udp on the wire: UDP to port 8285 whose payload is the inner IPv4 packet", ok, [p[:48].hex() for p in pkts])
+
+    # Switch the backend at run time: leases are re-published, no agent restarts.
+    pids = [h.agent.pid for h in hosts]
+    lab.put_config(config({"Type": "vxlan"}))
+    L.wait_for("vxlan leases", lambda: all(json.loads(v)["BackendType"] == "vxlan" for v in lab.leases().values()), 10)
+    L.wait_for("vxlan routes", lambda: routes_are(hosts, "vxlan"), 10)
+    c.check("udp -> vxlan: leases re-published and routes switched, same agents",
+            [h.agent.pid for h in hosts] == pids and all("re-published" in h.log() for h in hosts))
+    p = a.ping(b.ip, count=2)
+    c.check("udp -> vxlan: ping works after the switch", p.returncode == 0, p.stdout[-200:])
+    c.check("udp -> vxlan: subnet.env now has the vxlan MTU", hosts[0].subnet_env()["FLANNEL_MTU"] == "1450")
+
+    lab.put_config(config({"Type": "host-gw"}))
+    L.wait_for("host-gw routes", lambda: routes_are(hosts, "host-gw"), 10)
+    c.check("vxlan -> host-gw: routes switched", all(r["public_ip"] in (hosts[0].ip, hosts[1].ip)
+                                                      for h in hosts for r in h.routes().values()))
+    c.check("host-gw: FLANNEL_MTU is the underlay MTU", hosts[0].subnet_env()["FLANNEL_MTU"] == "1500")
+    traffic(c, a, b, "host-gw")
+    pkts = capture(lab, "p2", f"icmp and host {b.ip}", lambda: a.ping(b.ip, count=1))
+    c.check("host-gw on the wire: container packets routed unencapsulated",
+            len(pkts) == 2 and all(p[9] == 1 for p in pkts), [p[:20].hex() for p in pkts])
+
+    # A host-gw peer that is not on our L2 segment: skipped with a clear error, nothing breaks.
+    far = lab.add_host(3, ip="198.18.1.3")
+    # It reaches etcd (host routes both ways), but shares no prefix with the other hosts.
+    far.sh(f"ip route add {L.SWITCH_IP}/32 dev eth0")
+    L.run(["ip", "-n", lab.sw, "route", "add", "198.18.1.3/32", "dev", "br0"])
+    far.start_agent()
+    far_subnet = far.subnet_env()["FLANNEL_SUBNET"].replace(".1/", ".0/")
+    L.wait_for("unreachable logged", lambda: "network is unreachable" in hosts[0].log(), 10)
+    line = next(l for l in hosts[0].log().splitlines() if "network is unreachable" in l)
+    c.check("host-gw peer off-segment: error names the subnet and PublicIP",
+            far_subnet in line and "198.18.1.3" in line, line)
+    c.check("host-gw peer off-segment: no route, agents keep running",
+            far_subnet not in hosts[0].routes() and all(h.agent.poll() is None for h in hosts + [far]))
+    metrics = hosts[0].sh("curl -s http://127.0.0.1:9471/metrics").stdout
+    c.check("host-gw peer off-segment: counted in cppnet_leases_skipped", "cppnet_leases_skipped 1" in metrics,
+            metrics[:300])
+    traffic(c, a, b, "host-gw after the off-segment peer")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_scenario("backends", scenario))
