@@ -362,9 +362,21 @@ absl::Status Agent::ActivateDatapath() {
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
   if (auto st = WriteConfig(dp_->maps().config(), c); !st.ok()) return st;
+  // Only the tunnel backends need XDP on the underlay: host-gw receives plain routed
+  // packets, and an idle XDP program is not free (on a veth it even takes the peer's
+  // segmentation offload away).
+  const bool want_xdp = cfg.backend.type != "host-gw";
+  if (!datapath_active_ || want_xdp != xdp_attached_) {
+    if (want_xdp) {
+      if (auto st = dp_->AttachXdp(underlay_.ifindex, underlay_.name); !st.ok()) return st;
+    } else {
+      dp_->DetachXdp(underlay_.name);
+    }
+    xdp_attached_ = want_xdp;
+  }
   if (!datapath_active_) {
-    if (auto st = dp_->AttachXdp(underlay_.ifindex, underlay_.name); !st.ok()) return st;
-    LOG_INFO("Datapath attached: XDP on ", underlay_.name, "; subnet file ", opts_.subnet_file, " (MTU ", mtu, ")");
+    LOG_INFO("Datapath attached: ", want_xdp ? "XDP decapsulation on " : "no XDP needed (host-gw) on ", underlay_.name,
+             ", tc encapsulation on the container bridge; subnet file ", opts_.subnet_file, " (MTU ", mtu, ")");
     datapath_active_ = true;
     sd_notify(0, absl::StrCat("READY=1\nSTATUS=Lease ", FormatPrefix4(*subnet_)).c_str());
   }

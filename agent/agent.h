@@ -107,6 +107,7 @@ class Agent {
   absl::Time underlay_check_at_ = absl::InfinitePast();
   absl::Duration backoff_ = absl::Milliseconds(100);
   bool datapath_active_ = false;
+  bool xdp_attached_ = false;
   int container_ifindex_ = 0;
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   // What the routes map holds, read once when the datapath is activated and kept

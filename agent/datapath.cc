@@ -82,6 +82,15 @@ absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
   return absl::OkStatus();
 }
 
+void Datapath::DetachXdp(const std::string& ifname) {
+  std::string pin = absl::StrCat(pin_dir_, "/" CPPNET_LINK_XDP_PREFIX, ifname);
+  if (!std::filesystem::exists(pin)) return;
+  if (bpf_link* link = bpf_link__open(pin.c_str())) {
+    bpf_link__unpin(link);
+    bpf_link__destroy(link);  // the last reference: the program leaves the interface
+  }
+}
+
 absl::Status Datapath::AttachTc(int ifindex, const std::string& ifname) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
   int err = bpf_tc_hook_create(&hook);

@@ -20,6 +20,8 @@ class Datapath {
 
   // XDP decapsulation on the underlay, through a bpf_link pinned in pin_dir.
   absl::Status AttachXdp(int ifindex, const std::string& ifname);
+  // Removes our XDP program (the pinned link) from the interface, if there is one.
+  void DetachXdp(const std::string& ifname);
   // tc ingress encapsulation on the container-facing interface (replaces ours in place).
   absl::Status AttachTc(int ifindex, const std::string& ifname);
 

@@ -199,14 +199,16 @@ def report(samples, modes):
     hdr = f"{'mode':14}" + "".join(f"{label + ' (' + unit + ')':>17}" for _, label, unit, _ in METRICS)
     lines.append(hdr)
     for mode in MODES:
+        if mode in NA:
+            lines.append(f"{mode:14}  n/a: {NA[mode]}")
+            continue
         if mode not in modes:
-            lines.append(f"{mode:14}  n/a: {NA.get(mode, '')}")
             continue
         row = f"{mode:14}"
         for key, *_ in METRICS:
             row += f"{med([s[mode][key] for s in samples]):>17.2f}"
         lines.append(row)
-    for base in ("underlay", "kernel-vxlan"):
+    for base in [b for b in ("underlay", "kernel-vxlan") if b in modes]:
         lines.append(f"\nratio to {base} (median of per-repeat ratios; >1 is better for throughput/rate, <1 for latency)")
         lines.append(hdr)
         for mode in modes:
@@ -225,6 +227,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(L.BUILD, "bench", "results.json"))
     ap.add_argument("--parts", default="datapath,micro,control",
                     help="comma list of: datapath (the mode table), micro (BPF_PROG_TEST_RUN), control")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma list of modes to measure (default: all)")
     ap.add_argument("--leases", type=int, default=10000)
     ap.add_argument("--changes", type=int, default=1000)
     args = ap.parse_args()
@@ -248,7 +251,8 @@ def main():
 
 
 def datapath(args, result):
-    modes = [m for m in MODES if m not in NA]
+    wanted = args.modes.split(",")
+    modes = [m for m in MODES if m not in NA and m in wanted]
     samples, loads = [], []
     with L.Lab("bench") as lab:
         pairs = build(lab, args)

@@ -82,6 +82,8 @@ def scenario(lab, c):
             [h.agent.pid for h in hosts] == pids and all("re-published" in h.log() for h in hosts))
     p = a.ping(b.ip, count=2)
     c.check("udp -> vxlan: ping works after the switch", p.returncode == 0, p.stdout[-200:])
+    c.check("vxlan: XDP decapsulation attached to the underlay",
+            all("prog/xdp" in h.sh("ip -d link show eth0").stdout for h in hosts))
     c.check("udp -> vxlan: subnet.env now has the vxlan MTU", hosts[0].subnet_env()["FLANNEL_MTU"] == "1450")
 
     lab.put_config(config({"Type": "host-gw"}))
@@ -89,6 +91,8 @@ def scenario(lab, c):
     c.check("vxlan -> host-gw: routes switched", all(r["public_ip"] in (hosts[0].ip, hosts[1].ip)
                                                       for h in hosts for r in h.routes().values()))
     c.check("host-gw: FLANNEL_MTU is the underlay MTU", hosts[0].subnet_env()["FLANNEL_MTU"] == "1500")
+    L.wait_for("XDP detached", lambda: all("prog/xdp" not in h.sh("ip -d link show eth0").stdout for h in hosts), 10)
+    c.check("host-gw: no XDP program left on the underlay (nothing to decapsulate)", True)
     traffic(c, a, b, "host-gw")
     pkts = capture(lab, "p2", f"icmp and host {b.ip}", lambda: a.ping(b.ip, count=1))
     c.check("host-gw on the wire: container packets routed unencapsulated",
