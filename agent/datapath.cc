@@ -58,8 +58,7 @@ absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
     uint32_t len = sizeof(info);
     bool same_dev = bpf_obj_get_info_by_fd(bpf_link__fd(old), &info, &len) == 0 && info.xdp.ifindex == (uint32_t)ifindex;
     if (same_dev && bpf_link__update_program(old, skel_->progs.cppnet_xdp_decap) == 0) {
-      bpf_link__disconnect(old);
-      bpf_link__destroy(old);
+      bpf_link__destroy(old);  // closes our fd only: the pin keeps the link attached
       return absl::OkStatus();
     }
     bpf_link__unpin(old);  // stale: interface gone or recreated
@@ -77,7 +76,9 @@ absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
       return absl::InternalError(absl::StrCat("interface ", ifname, ": pin XDP link ", pin, ": ", Err(err)));
     }
   }
-  bpf_link__disconnect(link);  // keep it attached after we exit (pinned)
+  // Closing our fd leaves the link attached through its pin, so it outlives the agent;
+  // removing the pin then really detaches it (DetachXdp). Without a pin dir (tests),
+  // this detaches at once.
   bpf_link__destroy(link);
   return absl::OkStatus();
 }
