@@ -96,10 +96,7 @@ class DatapathTest : public ::testing::Test {
     gw.backend = CPPNET_BACKEND_HOSTGW;
     ASSERT_TRUE(UpsertRoute(m.routes(), Prefix4{0xc6130400, 24}, gw).ok());
   }
-  uint64_t Counter(uint32_t id) {
-    auto s = ReadStats(g_dp->maps().stats());
-    return s.ok() ? (*s)[id].packets : ~0ull;
-  }
+  uint64_t Counter(uint32_t id);
   // Inner packet from container C1 on A to C2 on B, as it reaches the bridge.
   Bytes ContainerFrame(const Bytes& ip) { return Cat({Eth(kBridgeMac, kContainerMac, 0x0800), ip}); }
   // What the encapsulation must produce for inner IP packet `inner_ip` (after TTL-1).
@@ -232,6 +229,27 @@ struct DecapCase {
   int drop_counter;  // -1: passed untouched
 };
 
+uint64_t Packets(uint32_t id) {
+  auto s = ReadStats(g_dp->maps().stats());
+  return s.ok() ? (*s)[id].packets : ~0ull;
+}
+uint64_t DatapathTest::Counter(uint32_t id) { return Packets(id); }
+
+// Each case through XDP decapsulation: the verdict, and either the drop counter
+// moving by one or the frame passing untouched.
+template <size_t N>
+void CheckDecap(const DecapCase (&cases)[N]) {
+  for (const DecapCase& c : cases) {
+    uint64_t before = c.drop_counter >= 0 ? Packets(c.drop_counter) : 0;
+    RunResult r = RunProg(g_dp->decap_prog_fd(), c.frame);
+    EXPECT_EQ(r.retval, c.verdict) << c.name;
+    if (c.drop_counter >= 0)
+      EXPECT_EQ(Packets(c.drop_counter), before + 1) << c.name;
+    else
+      EXPECT_EQ(r.out, c.frame) << c.name;
+  }
+}
+
 TEST_F(DatapathTest, DecapBadAndForeignPackets) {
   Bytes good = FromPeer(Vxlan(kVni, InnerToC1()));
   const DecapCase cases[] = {
@@ -251,15 +269,7 @@ TEST_F(DatapathTest, DecapBadAndForeignPackets) {
       {"inner IPv4 bad version", FromPeer(Vxlan(kVni, [] { Bytes b = InnerToC1(); b[14] = 0x65; return b; }())), XDP_DROP, CPPNET_CNT_DROP_INNER_BAD_IP},
       {"inner destination not our subnet", FromPeer(Vxlan(kVni, Cat({Eth(kVtepA, kVtepB, 0x0800), Ip4(kC2, 0xc6130909, Tcp(1, 2, 5))}))), XDP_DROP, CPPNET_CNT_DROP_NOT_LOCAL},
   };
-  for (const DecapCase& c : cases) {
-    uint64_t before = c.drop_counter >= 0 ? Counter(c.drop_counter) : 0;
-    RunResult r = RunProg(g_dp->decap_prog_fd(), c.frame);
-    EXPECT_EQ(r.retval, c.verdict) << c.name;
-    if (c.drop_counter >= 0)
-      EXPECT_EQ(Counter(c.drop_counter), before + 1) << c.name;
-    else
-      EXPECT_EQ(r.out, c.frame) << c.name;
-  }
+  CheckDecap(cases);
 }
 
 TEST_F(DatapathTest, EncapThenDecapOnThePeerRoundTrips) {
@@ -330,15 +340,7 @@ TEST_F(UdpDecapTest, BadAndForeignPackets) {
       {"inner not IPv4", FromPeer([&] { Bytes b = inner; b[0] = 0x60; return b; }(), 8285), XDP_DROP, CPPNET_CNT_DROP_INNER_BAD_IP},
       {"inner destination not our subnet", FromPeer(Ip4(kC3, 0xc6130909, Tcp(1, 2, 5)), 8285), XDP_DROP, CPPNET_CNT_DROP_NOT_LOCAL},
   };
-  for (const DecapCase& c : cases) {
-    uint64_t before = c.drop_counter >= 0 ? Counter(c.drop_counter) : 0;
-    RunResult r = RunProg(g_dp->decap_prog_fd(), c.frame);
-    EXPECT_EQ(r.retval, c.verdict) << c.name;
-    if (c.drop_counter >= 0)
-      EXPECT_EQ(Counter(c.drop_counter), before + 1) << c.name;
-    else
-      EXPECT_EQ(r.out, c.frame) << c.name;
-  }
+  CheckDecap(cases);
 }
 
 TEST_F(DatapathTest, HostGwHostDecapsulatesNothing) {
