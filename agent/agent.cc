@@ -447,13 +447,22 @@ void Agent::Reconcile() {
     for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
     installed_loaded_ = true;
   }
+  const int routes_fd = dp_->maps().routes();
+  // An operator may have replaced one of our entries with a static one (cppnetctl
+  // route add) since we wrote it: never overwrite or remove those.
+  auto now_static = [&](const Prefix4& subnet) {
+    auto cur = LookupRoute(routes_fd, subnet);
+    if (!cur || cur->origin != CPPNET_ORIGIN_STATIC) return false;
+    installed_[subnet] = *cur;
+    return true;
+  };
   for (auto it = installed_.begin(); it != installed_.end();) {
     const Prefix4 subnet = it->first;
-    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet)) {
+    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet) || now_static(subnet)) {
       ++it;
       continue;
     }
-    if (auto st = DeleteRoute(dp_->maps().routes(), subnet); !st.ok()) {
+    if (auto st = DeleteRoute(routes_fd, subnet); !st.ok()) {
       LOG_ERROR(st.message());
       ++it;
       continue;
@@ -476,9 +485,19 @@ void Agent::Reconcile() {
     if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;  // operator's entry wins
     n++;
     if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
-    if (auto st = UpsertRoute(dp_->maps().routes(), subnet, r); !st.ok()) {
-      LOG_ERROR(st.message());
+    // A new entry goes in only where nothing stands; an existing one is rewritten
+    // unless it has become static.
+    absl::StatusOr<bool> added = cur == installed_.end() ? InsertRouteIfAbsent(routes_fd, subnet, r) : false;
+    if (!added.ok()) {
+      LOG_ERROR(added.status().message());
       continue;
+    }
+    if (!*added) {
+      if (now_static(subnet)) continue;
+      if (auto st = UpsertRoute(routes_fd, subnet, r); !st.ok()) {
+        LOG_ERROR(st.message());
+        continue;
+      }
     }
     LOG_INFO(cur == installed_.end() ? "Subnet added: " : "Subnet updated: ", FormatPrefix4(subnet), " via ",
              FormatIp4(peer.lease.public_ip));

@@ -4,6 +4,7 @@
 #include <net/if.h>
 
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "core/maps.h"
 #include "core/net.h"
@@ -113,6 +115,83 @@ int ShowStats(const Globals& g, const MapFds& m) {
   return 0;
 }
 
+int Usage(const std::string& msg) {
+  fprintf(stderr, "cppnetctl: %s\n", msg.c_str());
+  return 2;
+}
+
+const char* kRouteAddUsage =
+    "usage: route add CIDR via IP [backend vxlan|udp|host-gw] [vtep-mac MAC] [vni N] [port P]";
+
+// Static route: kept in the routes map with origin "static", never touched by the agent.
+int RouteAdd(const MapFds& m, const std::vector<std::string>& a) {
+  if (a.size() < 3 || a[1] != "via" || a.size() % 2 == 0) return Usage(std::string("route add: ") + kRouteAddUsage);
+  auto subnet = ParsePrefix4(a[0]);
+  if (!subnet.ok()) return Usage(absl::StrCat("route add: ", subnet.status().message()));
+  auto via = ParseIp4(a[2]);
+  if (!via.ok()) return Usage(absl::StrCat("route add: via: ", via.status().message()));
+  auto cfg = ReadConfig(m.config());
+  if (!cfg.ok()) return Fail(cfg.status());
+  if (!(cfg->flags & CPPNET_CFG_READY))
+    return Fail(absl::FailedPreconditionError("route add: cppnet-agent has not set up this host yet (no lease)"));
+  const Prefix4 network{ntohl(cfg->network_addr), cfg->network_len}, own{ntohl(cfg->subnet_addr), cfg->subnet_len};
+  const std::string what = absl::StrCat("route add ", FormatPrefix4(*subnet), ": ");
+  if (!network.contains(*subnet))
+    return Fail(absl::InvalidArgumentError(absl::StrCat(what, "outside the Network ", FormatPrefix4(network),
+                                                        " (cppnet routes only overlay subnets)")));
+  if (subnet->overlaps(own))
+    return Fail(absl::InvalidArgumentError(absl::StrCat(what, "overlaps this host's subnet ", FormatPrefix4(own))));
+  cppnet_route r{};
+  r.public_ip = htonl(*via);
+  r.backend = cfg->backend;
+  r.vni = cfg->vni;
+  r.port = cfg->port;
+  Mac vtep = VtepMacFor(*via);  // what a cppnet peer publishes; name another with vtep-mac
+  bool port_given = false;
+  for (size_t i = 3; i + 1 < a.size(); i += 2) {
+    const std::string &k = a[i], &v = a[i + 1];
+    if (k == "backend") {
+      if (v == "vxlan") r.backend = CPPNET_BACKEND_VXLAN;
+      else if (v == "udp") r.backend = CPPNET_BACKEND_UDP;
+      else if (v == "host-gw") r.backend = CPPNET_BACKEND_HOSTGW;
+      else return Usage(absl::StrCat("route add: unknown backend \"", v, "\" (vxlan, udp, host-gw)"));
+    } else if (k == "vtep-mac") {
+      auto mac = ParseMac(v);
+      if (!mac.ok()) return Usage(absl::StrCat("route add: vtep-mac: ", mac.status().message()));
+      vtep = *mac;
+    } else if (k == "vni" || k == "port") {
+      int n = 0;
+      if (!absl::SimpleAtoi(v, &n) || n < (k == "vni" ? 0 : 1) || n > (k == "vni" ? 0xffffff : 65535))
+        return Usage(absl::StrCat("route add: invalid ", k, " \"", v, "\""));
+      if (k == "vni") r.vni = static_cast<uint32_t>(n);
+      else r.port = static_cast<uint16_t>(n), port_given = true;
+    } else {
+      return Usage(absl::StrCat("route add: unknown option \"", k, "\"; ", kRouteAddUsage));
+    }
+  }
+  if (!port_given && r.backend != cfg->backend)
+    r.port = r.backend == CPPNET_BACKEND_VXLAN ? CPPNET_VXLAN_PORT_DEFAULT
+             : r.backend == CPPNET_BACKEND_UDP ? CPPNET_UDP_PORT_DEFAULT : 0;
+  if (r.backend == CPPNET_BACKEND_VXLAN) memcpy(r.vtep_mac, vtep.data(), 6);
+  r.origin = CPPNET_ORIGIN_STATIC;
+  if (auto st = UpsertRoute(m.routes(), *subnet, r); !st.ok()) return Fail(st);
+  return 0;
+}
+
+int RouteDel(const MapFds& m, const std::vector<std::string>& a) {
+  if (a.size() != 1) return Usage("route del: usage: route del CIDR");
+  auto subnet = ParsePrefix4(a[0]);
+  if (!subnet.ok()) return Usage(absl::StrCat("route del: ", subnet.status().message()));
+  auto cur = ExactRoute(m.routes(), *subnet);
+  if (!cur.ok()) return Fail(cur.status());
+  const std::string what = absl::StrCat("route del ", FormatPrefix4(*subnet), ": ");
+  if (!cur->has_value()) return Fail(absl::NotFoundError(what + "no such route"));
+  if ((*cur)->origin != CPPNET_ORIGIN_STATIC)
+    return Fail(absl::FailedPreconditionError(what + "a lease route; it goes when its lease is deleted from etcd"));
+  if (auto st = DeleteRoute(m.routes(), *subnet); !st.ok()) return Fail(st);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -134,6 +213,22 @@ int main(int argc, char** argv) {
   for (const auto& [name, help, fn] : table) {
     CLI::App* sub = show->add_subcommand(name, help);
     sub->add_flag("--json", g.json, "machine-readable output");
+    sub->callback([&chosen, fn = fn] { chosen = fn; });
+  }
+  CLI::App* route = app.add_subcommand("route", "static routes in the datapath (kept apart from lease routes)");
+  route->require_subcommand(1);
+  std::vector<std::string> route_args;
+  const std::vector<std::tuple<std::string, std::string, Handler>> route_table = {
+      {"list", "all routes, lease and static", ShowRoutes},
+      {"add", "route add CIDR via IP [backend B] [vtep-mac MAC] [vni N] [port P]",
+       [&route_args](const Globals&, const MapFds& m) { return RouteAdd(m, route_args); }},
+      {"del", "route del CIDR (static routes only)",
+       [&route_args](const Globals&, const MapFds& m) { return RouteDel(m, route_args); }},
+  };
+  for (const auto& [name, help, fn] : route_table) {
+    CLI::App* sub = route->add_subcommand(name, help);
+    sub->add_flag("--json", g.json, "machine-readable output");
+    if (name != "list") sub->add_option("args", route_args, "arguments")->required();
     sub->callback([&chosen, fn = fn] { chosen = fn; });
   }
   try {

@@ -294,18 +294,20 @@ class Lab:
         self.hosts[index] = h
         return h
 
-    def flannel_host(self, index, subnet, vni=1, port=8472, ttl=600):
-        """A host configured only with kernel tools, as flanneld's vxlan backend does."""
+    def flannel_host(self, index, subnet, vni=1, port=8472, ttl=600, lease=True):
+        """A host configured only with kernel tools, as flanneld's vxlan backend does
+        (lease=False: a VTEP that publishes nothing, reachable only by static route)."""
         h = self.add_host(index)
         net = ipaddress.ip_network(subnet)
         h.sh(f"ip link add flannel.{vni} type vxlan id {vni} local {h.ip} dev eth0 dstport {port} nolearning && "
              f"ip link set flannel.{vni} mtu 1450 && ip addr add {net.network_address}/32 dev flannel.{vni} && "
              f"ip link set flannel.{vni} up")
-        mac = h.sh(f"cat /sys/class/net/flannel.{vni}/address").stdout.strip()
-        lease_id = self.etcdctl("lease", "grant", str(ttl)).stdout.split()[1]
-        value = json.dumps({"PublicIP": h.ip, "PublicIPv6": None, "BackendType": "vxlan",
-                            "BackendData": {"VNI": vni, "VtepMAC": mac}})
-        self.etcdctl("put", f"--lease={lease_id}", f"{PREFIX}/subnets/{net.network_address}-{net.prefixlen}", value)
+        h.vtep_mac = h.sh(f"cat /sys/class/net/flannel.{vni}/address").stdout.strip()
+        if lease:
+            lease_id = self.etcdctl("lease", "grant", str(ttl)).stdout.split()[1]
+            value = json.dumps({"PublicIP": h.ip, "PublicIPv6": None, "BackendType": "vxlan",
+                                "BackendData": {"VNI": vni, "VtepMAC": h.vtep_mac}})
+            self.etcdctl("put", f"--lease={lease_id}", f"{PREFIX}/subnets/{net.network_address}-{net.prefixlen}", value)
         h.flannel_vni = vni
         return h, f"{net.network_address + 1}/{net.prefixlen}"
 

@@ -124,6 +124,38 @@ absl::Status UpsertRoute(int fd, const Prefix4& subnet, const cppnet_route& rout
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> InsertRouteIfAbsent(int fd, const Prefix4& subnet, const cppnet_route& route) {
+  cppnet_route_key k = KeyOf(subnet);
+  if (bpf_map_update_elem(fd, &k, &route, BPF_NOEXIST) == 0) return true;
+  if (errno == EEXIST) return false;
+  return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": add ", FormatPrefix4(subnet), ": ", strerror(errno)));
+}
+
+std::optional<cppnet_route> LookupRoute(int fd, const Prefix4& subnet) {
+  cppnet_route_key k = KeyOf(subnet);
+  cppnet_route r{};
+  if (bpf_map_lookup_elem(fd, &k, &r) != 0) return std::nullopt;
+  return r;
+}
+
+absl::StatusOr<std::optional<cppnet_route>> ExactRoute(int fd, const Prefix4& subnet) {
+  // Walking keys finds exact prefixes; route maps hold at most tens of thousands.
+  cppnet_route_key want = KeyOf(subnet), key{}, next{};
+  void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (next.prefixlen == want.prefixlen && next.addr == want.addr) {
+      cppnet_route r{};
+      if (bpf_map_lookup_elem(fd, &next, &r) != 0) break;
+      return std::optional<cppnet_route>(r);
+    }
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT && errno != 0)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": lookup ", FormatPrefix4(subnet), ": ", strerror(errno)));
+  return std::optional<cppnet_route>();
+}
+
 absl::Status DeleteRoute(int fd, const Prefix4& subnet) {
   cppnet_route_key k = KeyOf(subnet);
   if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT)

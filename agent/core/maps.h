@@ -1,6 +1,7 @@
 // Access to cppnet's pinned BPF maps, shared by the agent and cppnetctl.
 #pragma once
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,13 @@ absl::Status WriteConfig(int config_fd, const cppnet_config& cfg);
 absl::StatusOr<std::vector<RouteEntry>> ListRoutes(int routes_fd);
 absl::Status UpsertRoute(int routes_fd, const Prefix4& subnet, const cppnet_route& route);
 absl::Status DeleteRoute(int routes_fd, const Prefix4& subnet);
+// Adds the route only when no entry for exactly `subnet` exists; false when one does.
+absl::StatusOr<bool> InsertRouteIfAbsent(int routes_fd, const Prefix4& subnet, const cppnet_route& route);
+// Longest-prefix lookup: the entry for `subnet` when one exists for exactly it.
+std::optional<cppnet_route> LookupRoute(int routes_fd, const Prefix4& subnet);
+// The entry for exactly `subnet`, if there is one (an LPM lookup alone would also
+// return a shorter covering prefix).
+absl::StatusOr<std::optional<cppnet_route>> ExactRoute(int routes_fd, const Prefix4& subnet);
 // Per-CPU counters summed over all CPUs.
 absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int stats_fd);
 

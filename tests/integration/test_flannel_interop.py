@@ -52,6 +52,47 @@ def scenario(lab, c):
     c.check("cppnet counted no drops talking to a kernel vxlan peer",
             all(v["packets"] == 0 for v in cs["drops"].values()), cs["drops"])
 
+    static_routes(lab, c, cpp)
+
+
+def static_routes(lab, c, cpp):
+    """A kernel VTEP that publishes no lease, reached with `cppnetctl route add`."""
+    h1, h2 = cpp
+    f2, gw2 = lab.flannel_host(4, "198.19.202.0/24", lease=False)
+    f2.add_bridge_and_containers(gw2, 1450, count=1)
+    lab.flannel_sync(f2)
+    net = "198.19.202.0/24"
+    p = h1.ctl("route", "add", net, "via", f2.ip, "vtep-mac", f2.vtep_mac, check=False)
+    c.check("route add: accepted", p.returncode == 0, p.stderr)
+    r = h1.routes().get(net, {})
+    c.check("route list: static entry with the given VtepMAC", r.get("origin") == "static"
+            and r.get("vtep_mac") == f2.vtep_mac and r.get("public_ip") == f2.ip, r)
+    a, b = h1.containers[0], f2.containers[0]
+    p = a.ping(b.ip)
+    c.check("static route carries traffic to the lease-less VTEP", p.returncode == 0, p.stdout[-200:])
+    # A lease for the same subnet: h2 installs it, h1 keeps its static entry.
+    key = "/coreos.com/network/subnets/198.19.202.0-24"
+    lab.etcdctl("put", key, json.dumps({"PublicIP": "198.18.0.77", "BackendType": "vxlan",
+                                       "BackendData": {"VNI": 1, "VtepMAC": "0e:00:00:00:00:77"}}))
+    L.wait_for("h2 installs the lease route", lambda: h2.routes().get(net, {}).get("public_ip") == "198.18.0.77")
+    r = h1.routes().get(net, {})
+    c.check("static entry survives a lease for the same subnet", r.get("origin") == "static"
+            and r.get("public_ip") == f2.ip, r)
+    lab.etcdctl("del", key)
+    L.wait_for("h2 removes it", lambda: net not in h2.routes())
+    c.check("static entry survives that lease's deletion", h1.routes().get(net, {}).get("origin") == "static")
+    p = h1.ctl("route", "del", h2.subnet, check=False)
+    c.check("route del of a lease route: refused, exit 1", p.returncode == 1 and "a lease route" in p.stderr, p.stderr)
+    p = h1.ctl("route", "add", "10.9.0.0/24", "via", f2.ip, check=False)
+    c.check("route add outside the Network: refused naming it", p.returncode == 1
+            and "outside the Network 198.19.0.0/16" in p.stderr, p.stderr)
+    p = h1.ctl("route", "add", net, "through", f2.ip, check=False)
+    c.check("route add with bad syntax: usage, exit 2", p.returncode == 2 and "usage: route add" in p.stderr, p.stderr)
+    p = h1.ctl("route", "del", net, check=False)
+    c.check("route del: static route removed", p.returncode == 0 and net not in h1.routes(), p.stderr)
+    p = a.ping(b.ip)
+    c.check("no route after route del: no traffic", p.returncode != 0)
+
 
 if __name__ == "__main__":
     raise SystemExit(run_scenario("flannel", scenario))
