@@ -54,6 +54,62 @@ static __always_inline __u32 gso_header_len(struct __sk_buff *skb, struct iphdr 
 	return 0;
 }
 
+/* A DF packet that will not fit the underlay after encapsulation becomes an ICMP
+ * "fragmentation needed" (RFC 1191) from the container gateway back to its sender,
+ * so path-MTU discovery works instead of the packet vanishing. Packets without DF,
+ * or with IP options, are dropped and counted. */
+#define FRAG_NEEDED_LEN (ETH_HLEN + 20 + 8 + 28) /* eth, IPv4, ICMP, quoted IPv4 header + 8 bytes */
+
+static __always_inline int too_big(struct __sk_buff *skb, const struct cppnet_config *cfg, __u16 next_hop_mtu)
+{
+	__u8 buf[FRAG_NEEDED_LEN] = {};
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	count(CPPNET_CNT_DROP_TOO_BIG, skb->len);
+	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || !(ip->frag_off & bpf_htons(IP_DF)))
+		return TC_ACT_SHOT;
+	struct ethhdr reth = { .h_proto = bpf_htons(ETH_P_IP) };
+	mac_copy(reth.h_dest, eth->h_source);
+	mac_copy(reth.h_source, eth->h_dest);
+	struct iphdr rip = {
+		.version = 4,
+		.ihl = 5,
+		.tos = 0xc0, /* internetwork control, as the kernel sends ICMP errors */
+		.tot_len = bpf_htons(FRAG_NEEDED_LEN - ETH_HLEN),
+		.ttl = 64,
+		.protocol = 1, /* ICMP */
+		.saddr = bpf_htonl(bpf_ntohl(cfg->subnet_addr) + 1), /* the bridge: FLANNEL_SUBNET's address */
+		.daddr = ip->saddr,
+	};
+	rip.check = ipv4_csum20(&rip);
+	__builtin_memcpy(buf, &reth, ETH_HLEN);
+	__builtin_memcpy(buf + ETH_HLEN, &rip, 20);
+	__u8 *icmp = buf + ETH_HLEN + 20;
+	icmp[0] = 3; /* destination unreachable */
+	icmp[1] = 4; /* fragmentation needed and DF set */
+	icmp[6] = next_hop_mtu >> 8;
+	icmp[7] = next_hop_mtu & 0xff;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, icmp + 8, 28))
+		return TC_ACT_SHOT;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < 36; i += 2)
+		sum += *(__u16 *)(icmp + i);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	__u16 csum = (__u16)~sum;
+	__builtin_memcpy(icmp + 2, &csum, 2);
+
+	if (bpf_skb_change_tail(skb, FRAG_NEEDED_LEN, 0) || bpf_skb_store_bytes(skb, 0, buf, FRAG_NEEDED_LEN, 0))
+		return TC_ACT_SHOT;
+	count(CPPNET_CNT_FRAG_NEEDED_TX, FRAG_NEEDED_LEN);
+	/* Back out of the bridge towards the sender. */
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 /* Outer IPv4 + UDP header in front of an encapsulated packet of `outer_len` bytes
  * (from the outer IP header on). UDP checksum 0, as flanneld's vxlan and udp send. */
 static __always_inline void write_outer(struct iphdr *oip, struct udphdr *udp, const struct cppnet_config *cfg,
@@ -110,10 +166,8 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	if (backend == CPPNET_BACKEND_HOSTGW) {
 		/* Routed unchanged, the peer's PublicIP as next hop; the neighbour layer
 		 * resolves its MAC on the underlay. */
-		if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size) {
-			count(CPPNET_CNT_DROP_TOO_BIG, skb->len);
-			return TC_ACT_SHOT;
-		}
+		if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size)
+			return too_big(skb, cfg, cfg->mtu);
 		ip_decrease_ttl(ip);
 		struct bpf_redir_neigh nh = { .nh_family = 2 /* AF_INET */, .ipv4_nh = daddr };
 		count(CPPNET_CNT_HOSTGW_TX, skb->len);
@@ -138,8 +192,7 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 		if (hdrs && skb->gso_size + hdrs + overhead <= cfg->mtu)
 			flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
 	} else if (inner_len + overhead > cfg->mtu) {
-		count(CPPNET_CNT_DROP_TOO_BIG, skb->len);
-		return TC_ACT_SHOT;
+		return too_big(skb, cfg, cfg->mtu - overhead);
 	}
 
 	__u16 sport = flow_src_port(skb, ip, data_end);

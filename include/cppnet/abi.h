@@ -88,7 +88,8 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 	X(VXLAN_RX, "vxlan_rx", "VXLAN packets decapsulated and delivered to containers")  \
 	X(UDP_TX, "udp_tx", "packets encapsulated into UDP (udp backend) and sent")       \
 	X(UDP_RX, "udp_rx", "UDP-encapsulated packets decapsulated and delivered")         \
-	X(HOSTGW_TX, "hostgw_tx", "packets forwarded to a peer as next hop (host-gw)")
+	X(HOSTGW_TX, "hostgw_tx", "packets forwarded to a peer as next hop (host-gw)")      \
+	X(FRAG_NEEDED_TX, "frag_needed_tx", "ICMP fragmentation-needed sent back for too-big DF packets")
 
 #define CPPNET_DROP_REASONS(X)                                                             \
 	X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                      \

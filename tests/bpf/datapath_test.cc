@@ -180,11 +180,37 @@ TEST_F(DatapathTest, EncapLeavesOtherTrafficUntouched) {
   }
 }
 
-TEST_F(DatapathTest, EncapDropsTooBigPacketWithReason) {
-  uint64_t before = Counter(CPPNET_CNT_DROP_TOO_BIG);
-  RunResult r = RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC2, Tcp(1, 2, 1460))));
+// What the container should get back for a too-big DF packet `orig_ip`.
+Bytes FragNeeded(const Bytes& orig_ip, uint16_t mtu) {
+  Bytes icmp(36, 0);
+  icmp[0] = 3;
+  icmp[1] = 4;
+  icmp[6] = static_cast<uint8_t>(mtu >> 8);
+  icmp[7] = static_cast<uint8_t>(mtu & 0xff);
+  std::copy(orig_ip.begin(), orig_ip.begin() + 28, icmp.begin() + 8);
+  uint16_t c = Csum(icmp.data(), icmp.size());
+  icmp[2] = c >> 8;
+  icmp[3] = c & 0xff;
+  return Cat({Eth(kContainerMac, kBridgeMac, 0x0800),
+              Ip4(0xc6130101 /* the bridge, 198.19.1.1 */, kC1, icmp, {.tos = 0xc0, .id = 0, .df = false, .ttl = 64, .proto = 1})});
+}
+
+TEST_F(DatapathTest, TooBigDfPacketGetsFragmentationNeeded) {
+  uint64_t sent = Counter(CPPNET_CNT_FRAG_NEEDED_TX), dropped = Counter(CPPNET_CNT_DROP_TOO_BIG);
+  Bytes ip = Ip4(kC1, kC2, Tcp(40000, 80, 1460));  // 1500 bytes, DF: 1550 after VXLAN
+  RunResult r = RunProg(g_dp->encap_prog_fd(), ContainerFrame(ip));
+  EXPECT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  EXPECT_EQ(Hex(r.out), Hex(FragNeeded(ip, 1450)));
+  EXPECT_EQ(Counter(CPPNET_CNT_FRAG_NEEDED_TX), sent + 1);
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_TOO_BIG), dropped + 1);
+}
+
+TEST_F(DatapathTest, TooBigPacketWithoutDfIsDroppedWithReason) {
+  uint64_t before = Counter(CPPNET_CNT_DROP_TOO_BIG), sent = Counter(CPPNET_CNT_FRAG_NEEDED_TX);
+  RunResult r = RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC2, Tcp(1, 2, 1460), {.df = false})));
   EXPECT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_SHOT));
   EXPECT_EQ(Counter(CPPNET_CNT_DROP_TOO_BIG), before + 1);
+  EXPECT_EQ(Counter(CPPNET_CNT_FRAG_NEEDED_TX), sent);
 }
 
 TEST_F(DatapathTest, NothingHappensBeforeTheAgentIsReady) {
@@ -299,8 +325,8 @@ TEST_F(DatapathTest, UdpBackendCarriesTheInnerIpPacketAsPayload) {
   // 28 bytes of overhead: 1472 bytes of inner packet fit a 1500 underlay, 1473 do not.
   EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC3, Tcp(1, 2, 1472 - 40)))).retval,
             static_cast<uint32_t>(TC_ACT_REDIRECT));
-  EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC3, Tcp(1, 2, 1473 - 40)))).retval,
-            static_cast<uint32_t>(TC_ACT_SHOT));
+  Bytes big = Ip4(kC1, kC3, Tcp(1, 2, 1473 - 40));
+  EXPECT_EQ(Hex(RunProg(g_dp->encap_prog_fd(), ContainerFrame(big)).out), Hex(FragNeeded(big, 1472)));
 }
 
 TEST_F(DatapathTest, HostGwForwardsUnchangedButForTheTtl) {
@@ -309,9 +335,11 @@ TEST_F(DatapathTest, HostGwForwardsUnchangedButForTheTtl) {
   ASSERT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
   EXPECT_EQ(Hex(r.out), Hex(ContainerFrame(Ip4(kC1, kC4, Tcp(1, 2, 100), {.ttl = 29}))));
   EXPECT_EQ(Counter(CPPNET_CNT_HOSTGW_TX), before + 1);
-  // Full-size packets pass: host-gw adds no header (MTU = underlay).
+  // Full-size packets pass: host-gw adds no header (MTU = underlay); larger ones do not.
   EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), ContainerFrame(Ip4(kC1, kC4, Tcp(1, 2, 1460)))).retval,
             static_cast<uint32_t>(TC_ACT_REDIRECT));
+  Bytes big = Ip4(kC1, kC4, Tcp(1, 2, 1461));
+  EXPECT_EQ(Hex(RunProg(g_dp->encap_prog_fd(), ContainerFrame(big)).out), Hex(FragNeeded(big, 1500)));
 }
 
 class UdpDecapTest : public DatapathTest {

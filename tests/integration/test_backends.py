@@ -43,6 +43,21 @@ def traffic(c, a, b, label):
         c.check(f"{label}: TCP 2 MiB {s.ip} -> {d.ip}, sha256 matches", sent == got, f"{sent} {got}")
 
 
+def path_mtu(c, host, a, b, mtu):
+    """Container left at MTU 1500 (Docker without --mtu): too-big DF packets get ICMP
+    fragmentation-needed with the overlay MTU, and TCP still gets through."""
+    host.sh("ip link set cni0 mtu 1500 && for v in $(ls /sys/class/net | grep ^veth); do ip link set $v mtu 1500; done")
+    a.exec(["ip", "link", "set", "eth0", "mtu", "1500"])
+    p = a.exec(["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", b.ip], check=False)
+    c.check(f"MTU 1500 container: ping -M do -s 1472 reports frag needed (mtu = {mtu}), no timeout",
+            f"mtu = {mtu}" in p.stdout + p.stderr, (p.stdout + p.stderr)[-300:])
+    stats = json.loads(host.ctl("show", "stats", "--json").stdout)
+    c.check("frag-needed counted", stats["traffic"]["frag_needed_tx"]["packets"] > 0, stats["traffic"])
+    sent, got = L.tcp_transfer(a, b, port=5003)
+    c.check("MTU 1500 container: TCP 2 MiB across, sha256 matches", sent == got, f"{sent} {got}")
+    a.exec(["ip", "link", "set", "eth0", "mtu", str(mtu)])
+
+
 def routes_are(hosts, backend):
     return all(len(h.routes()) == len(hosts) - 1 and all(r["backend"] == backend for r in h.routes().values())
                for h in hosts)
@@ -72,6 +87,7 @@ def scenario(lab, c):
                                 and ".".join(map(str, p[28 + 12:28 + 16])) == a.ip
                                 and ".".join(map(str, p[28 + 16:28 + 20])) == b.ip for p in pkts)
     c.check("udp on the wire: UDP to port 8285 whose payload is the inner IPv4 packet", ok, [p[:48].hex() for p in pkts])
+    path_mtu(c, hosts[0], a, b, 1472)
 
     # Switch the backend at run time: leases are re-published, no agent restarts.
     pids = [h.agent.pid for h in hosts]
