@@ -179,11 +179,6 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     SetNotReady(std::string(parsed.status().message()));
     return;
   }
-  if (parsed->backend.direct_routing) {
-    LOG_ERROR("Config ", ConfigKey(), ": Backend.DirectRouting is not supported yet; waiting for a config without it");
-    SetNotReady("DirectRouting not supported");
-    return;
-  }
   if (config_ && subnet_ && !parsed->network.contains(*subnet_)) {
     LOG_ERROR("Config ", ConfigKey(), ": Network ", FormatPrefix4(parsed->network), " no longer contains our lease ",
               FormatPrefix4(*subnet_), "; restart the agent to re-lease");
@@ -191,6 +186,7 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     return;
   }
   const bool backend_changed = config_ && (config_->backend.type != parsed->backend.type ||
+                                           config_->backend.direct_routing != parsed->backend.direct_routing ||
                                            config_->backend.vni != parsed->backend.vni ||
                                            config_->backend.port != parsed->backend.port);
   config_ = *parsed;
@@ -412,12 +408,16 @@ void Agent::Reconcile() {
   records.reserve(leases_.size());
   for (const auto& [key, rec] : leases_) records.push_back(&rec);
   LeaseSet want = SelectPeerLeases(*config_, subnet_, std::move(records));
+  // host-gw needs the peer on our L2 segment: its PublicIP inside an underlay prefix.
+  // With vxlan DirectRouting such peers are reached host-gw style, the others by vxlan.
+  auto onlink = [&](uint32_t ip) {
+    return std::any_of(underlay_.addrs.begin(), underlay_.addrs.end(),
+                       [&](const Prefix4& a) { return Prefix4{a.addr & a.mask(), a.len}.contains(ip); });
+  };
   if (config_->backend.type == "host-gw") {
-    // host-gw needs the peer on our L2 segment: its PublicIP inside an underlay prefix.
     for (auto it = want.routes.begin(); it != want.routes.end();) {
       const uint32_t pip = it->second.lease.public_ip;
-      if (std::any_of(underlay_.addrs.begin(), underlay_.addrs.end(),
-                      [&](const Prefix4& a) { return Prefix4{a.addr & a.mask(), a.len}.contains(pip); })) {
+      if (onlink(pip)) {
         ++it;
         continue;
       }
@@ -475,11 +475,13 @@ void Agent::Reconcile() {
     cppnet_route r{};
     r.public_ip = htonl(peer.lease.public_ip);
     r.backend = BackendId(config_->backend.type);
+    if (config_->backend.direct_routing && r.backend == CPPNET_BACKEND_VXLAN && onlink(peer.lease.public_ip))
+      r.backend = CPPNET_BACKEND_HOSTGW;
     if (r.backend == CPPNET_BACKEND_VXLAN) {
       r.vni = config_->backend.vni;
       memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
     }
-    r.port = config_->backend.port;
+    r.port = r.backend == CPPNET_BACKEND_HOSTGW ? 0 : config_->backend.port;
     r.origin = CPPNET_ORIGIN_LEASE;
     auto cur = installed_.find(subnet);
     if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;  // operator's entry wins

@@ -4,6 +4,7 @@ traffic across hosts (ping, checksummed TCP), the wire format on the underlay, t
 MTU in subnet.env, flanneld's lease JSON, and a host-gw peer off our L2 segment."""
 import json
 import subprocess
+import time
 
 from common import L, run_scenario
 
@@ -102,8 +103,16 @@ def scenario(lab, c):
             all("prog/xdp" in h.sh("ip -d link show eth0").stdout for h in hosts))
     c.check("udp -> vxlan: subnet.env now has the vxlan MTU", hosts[0].subnet_env()["FLANNEL_MTU"] == "1450")
 
+    # Measure the disruption of the switch: 400 pings 10 ms apart across it.
+    pinger = a.popen(["ping", "-n", "-q", "-i", "0.01", "-c", "400", "-W", "1", b.ip])
+    time.sleep(1)  # part of the measurement window: traffic flows before the switch
     lab.put_config(config({"Type": "host-gw"}))
     L.wait_for("host-gw routes", lambda: routes_are(hosts, "host-gw"), 10)
+    out, _ = pinger.communicate(timeout=30)
+    received = int(out.split(" received")[0].split(",")[-1])
+    gap_ms = (400 - received) * 10
+    c.check(f"vxlan -> host-gw switch: {400 - received} of 400 pings lost (~{gap_ms} ms of disruption)",
+            gap_ms <= 2000, out[-200:])
     c.check("vxlan -> host-gw: routes switched", all(r["public_ip"] in (hosts[0].ip, hosts[1].ip)
                                                       for h in hosts for r in h.routes().values()))
     c.check("host-gw: FLANNEL_MTU is the underlay MTU", hosts[0].subnet_env()["FLANNEL_MTU"] == "1500")
@@ -131,6 +140,19 @@ def scenario(lab, c):
     c.check("host-gw peer off-segment: counted in cppnet_leases_skipped", "cppnet_leases_skipped 1" in metrics,
             metrics[:300])
     traffic(c, a, b, "host-gw after the off-segment peer")
+
+    # vxlan with DirectRouting: the same-segment peer host-gw style, the other by vxlan.
+    far.sh("ip route add 198.18.0.0/24 dev eth0")  # L2 reachable, but no shared prefix
+    for h in hosts:
+        h.sh("ip route add 198.18.1.3/32 dev eth0")
+    far.add_bridge_and_containers(far.subnet_env()["FLANNEL_SUBNET"], 1450, count=1)
+    lab.put_config(config({"Type": "vxlan", "DirectRouting": True}))
+    L.wait_for("mixed routes", lambda: hosts[0].routes().get(hosts[1].subnet, {}).get("backend") == "host-gw"
+               and hosts[0].routes().get(far_subnet, {}).get("backend") == "vxlan", 15)
+    c.check("DirectRouting: same-segment peer host-gw, off-segment peer vxlan (per peer)", True)
+    c.check("DirectRouting: host-gw entry carries no tunnel port", hosts[0].routes()[hosts[1].subnet]["port"] == 0)
+    traffic(c, a, b, "DirectRouting same segment")
+    traffic(c, a, far.containers[0], "DirectRouting across segments (vxlan)")
 
 
 if __name__ == "__main__":

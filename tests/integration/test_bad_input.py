@@ -64,8 +64,8 @@ def scenario(lab, c):
     for bad, msg in [('{"Network":"198.19.0.0/16","SubnetLen":31}', "SubnetLen must be less than /31"),
                      ('{"Network":"198.19.0.0/16","Backend":{"Type":"gre"}}', 'unknown backend type "gre"'),
                      ('{"Network": ', "config: not valid JSON"),
-                     ('{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}',
-                      "DirectRouting is not supported yet")]:
+                     ('{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan","DirectRouting":"yes"}}',
+                      "Backend.DirectRouting must be true or false")]:
         lab.put_config(bad)
         L.wait_for(f"log of {msg}", lambda: msg in h.log(), timeout=10)
         ready = h.sh("curl -s -w ' %{http_code}' http://127.0.0.1:9471/readyz", check=False).stdout
