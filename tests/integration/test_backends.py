@@ -102,6 +102,7 @@ def scenario(lab, c):
     c.check("vxlan: XDP decapsulation attached to the underlay",
             all("prog/xdp" in h.sh("ip -d link show eth0").stdout for h in hosts))
     c.check("udp -> vxlan: subnet.env now has the vxlan MTU", hosts[0].subnet_env()["FLANNEL_MTU"] == "1450")
+    path_mtu(c, hosts[0], a, b, 1450)
 
     # Measure the disruption of the switch: 400 pings 10 ms apart across it.
     pinger = a.popen(["ping", "-n", "-q", "-i", "0.01", "-c", "400", "-W", "1", b.ip])
