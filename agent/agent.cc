@@ -317,10 +317,6 @@ Lease Agent::OwnLease() const {
   return Lease{public_ip_, config_->backend.type, 0, std::nullopt};
 }
 
-static uint8_t BackendId(const std::string& type) {
-  return type == "vxlan" ? CPPNET_BACKEND_VXLAN : type == "udp" ? CPPNET_BACKEND_UDP : CPPNET_BACKEND_HOSTGW;
-}
-
 absl::Status Agent::RenewLease() {
   auto ttl = etcd_->KeepAliveOnce(etcd_lease_id_);
   if (!ttl.ok()) return ttl.status();
@@ -353,7 +349,7 @@ absl::Status Agent::ActivateDatapath() {
   c.vni = cfg.backend.vni;
   c.port = cfg.backend.port;
   c.mtu = static_cast<uint16_t>(underlay_.mtu);
-  c.backend = BackendId(cfg.backend.type);
+  c.backend = *BackendFromName(cfg.backend.type);  // validated by ParseNetworkConfig
   c.flags = CPPNET_CFG_READY;
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
@@ -474,7 +470,7 @@ void Agent::Reconcile() {
   for (const auto& [subnet, peer] : want.routes) {
     cppnet_route r{};
     r.public_ip = htonl(peer.lease.public_ip);
-    r.backend = BackendId(config_->backend.type);
+    r.backend = *BackendFromName(config_->backend.type);
     if (config_->backend.direct_routing && r.backend == CPPNET_BACKEND_VXLAN && onlink(peer.lease.public_ip))
       r.backend = CPPNET_BACKEND_HOSTGW;
     if (r.backend == CPPNET_BACKEND_VXLAN) {

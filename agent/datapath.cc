@@ -17,6 +17,11 @@ namespace cppnet {
 
 static std::string Err(int err) { return strerror(err < 0 ? -err : err); }
 
+// Where the XDP link on `ifname` is pinned, so restarts find and update it.
+static std::string XdpPin(const std::string& dir, const std::string& ifname) {
+  return absl::StrCat(dir, "/" CPPNET_LINK_XDP_PREFIX, ifname);
+}
+
 absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_dir) {
   std::unique_ptr<Datapath> dp(new Datapath());
   dp->pin_dir_ = pin_dir;
@@ -50,7 +55,7 @@ int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet
 int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_xdp_decap); }
 
 absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
-  std::string pin = absl::StrCat(pin_dir_, "/" CPPNET_LINK_XDP_PREFIX, ifname);
+  const std::string pin = XdpPin(pin_dir_, ifname);
   // A link pinned by an earlier agent: swap the program in place, no gap in forwarding.
   bpf_link* old = std::filesystem::exists(pin) ? bpf_link__open(pin.c_str()) : nullptr;
   if (old) {
@@ -84,7 +89,7 @@ absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
 }
 
 void Datapath::DetachXdp(const std::string& ifname) {
-  std::string pin = absl::StrCat(pin_dir_, "/" CPPNET_LINK_XDP_PREFIX, ifname);
+  const std::string pin = XdpPin(pin_dir_, ifname);
   if (!std::filesystem::exists(pin)) return;
   if (bpf_link* link = bpf_link__open(pin.c_str())) {
     bpf_link__unpin(link);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "core/config.h"
 #include "core/maps.h"
 #include "core/net.h"
 
@@ -151,10 +152,9 @@ int RouteAdd(const MapFds& m, const std::vector<std::string>& a) {
   for (size_t i = 3; i + 1 < a.size(); i += 2) {
     const std::string &k = a[i], &v = a[i + 1];
     if (k == "backend") {
-      if (v == "vxlan") r.backend = CPPNET_BACKEND_VXLAN;
-      else if (v == "udp") r.backend = CPPNET_BACKEND_UDP;
-      else if (v == "host-gw") r.backend = CPPNET_BACKEND_HOSTGW;
-      else return Usage(absl::StrCat("route add: unknown backend \"", v, "\" (vxlan, udp, host-gw)"));
+      auto b = BackendFromName(v);
+      if (!b) return Usage(absl::StrCat("route add: unknown backend \"", v, "\" (vxlan, udp, host-gw)"));
+      r.backend = *b;
     } else if (k == "vtep-mac") {
       auto mac = ParseMac(v);
       if (!mac.ok()) return Usage(absl::StrCat("route add: vtep-mac: ", mac.status().message()));
@@ -169,9 +169,7 @@ int RouteAdd(const MapFds& m, const std::vector<std::string>& a) {
       return Usage(absl::StrCat("route add: unknown option \"", k, "\"; ", kRouteAddUsage));
     }
   }
-  if (!port_given && r.backend != cfg->backend)
-    r.port = r.backend == CPPNET_BACKEND_VXLAN ? CPPNET_VXLAN_PORT_DEFAULT
-             : r.backend == CPPNET_BACKEND_UDP ? CPPNET_UDP_PORT_DEFAULT : 0;
+  if (!port_given && r.backend != cfg->backend) r.port = DefaultBackendPort(r.backend);
   if (r.backend == CPPNET_BACKEND_VXLAN) memcpy(r.vtep_mac, vtep.data(), 6);
   r.origin = CPPNET_ORIGIN_STATIC;
   if (auto st = UpsertRoute(m.routes(), *subnet, r); !st.ok()) return Fail(st);

@@ -10,9 +10,29 @@
 
 namespace cppnet {
 
+std::optional<uint8_t> BackendFromName(absl::string_view type) {
+  if (type == "vxlan") return CPPNET_BACKEND_VXLAN;
+  if (type == "udp") return CPPNET_BACKEND_UDP;
+  if (type == "host-gw") return CPPNET_BACKEND_HOSTGW;
+  return std::nullopt;
+}
+
+const char* BackendName(uint8_t b) {
+  switch (b) {
+    case CPPNET_BACKEND_VXLAN: return "vxlan";
+    case CPPNET_BACKEND_UDP: return "udp";
+    case CPPNET_BACKEND_HOSTGW: return "host-gw";
+    default: return "none";
+  }
+}
+
+uint16_t DefaultBackendPort(uint8_t b) {
+  return b == CPPNET_BACKEND_VXLAN ? CPPNET_VXLAN_PORT_DEFAULT : b == CPPNET_BACKEND_UDP ? CPPNET_UDP_PORT_DEFAULT : 0;
+}
+
 int NetworkConfig::ContainerMtu(int underlay_mtu) const {
   if (backend.type == "vxlan") return underlay_mtu - CPPNET_VXLAN_OVERHEAD;
-  if (backend.type == "udp") return underlay_mtu - 28;
+  if (backend.type == "udp") return underlay_mtu - CPPNET_UDP_OVERHEAD;
   return underlay_mtu;
 }
 
@@ -68,7 +88,7 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
     const nlohmann::json* t = FindKey(*be, "Type");
     if (t && !t->is_string()) return absl::InvalidArgumentError("config: Backend.Type must be a string");
     if (t) c.backend.type = absl::AsciiStrToLower(t->get<std::string>());
-    if (c.backend.type != "vxlan" && c.backend.type != "udp" && c.backend.type != "host-gw")
+    if (!BackendFromName(c.backend.type))
       return absl::InvalidArgumentError(absl::StrCat("config: unknown backend type \"", t->get<std::string>(),
                                                      "\" (supported: vxlan, udp, host-gw)"));
     int64_t vni = 1, port = 0;
@@ -85,7 +105,7 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
       c.backend.direct_routing = dr->get<bool>();
     }
   }
-  if (c.backend.port == 0) c.backend.port = c.backend.type == "vxlan" ? CPPNET_VXLAN_PORT_DEFAULT : c.backend.type == "udp" ? 8285 : 0;
+  if (c.backend.port == 0) c.backend.port = DefaultBackendPort(*BackendFromName(c.backend.type));
   return c;
 }
 

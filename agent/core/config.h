@@ -1,6 +1,7 @@
 // The cluster config at <prefix>/config, as flanneld reads it.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include "absl/strings/string_view.h"
 
@@ -28,6 +29,13 @@ struct NetworkConfig {
   // MTU that containers must use for this backend on an underlay of `underlay_mtu`.
   int ContainerMtu(int underlay_mtu) const;
 };
+
+// The backends by name, as the config and leases spell them, and as the datapath
+// numbers them (enum cppnet_backend).
+std::optional<uint8_t> BackendFromName(absl::string_view type);
+const char* BackendName(uint8_t backend);
+// Backend.Port when the config does not set it: vxlan 8472, udp 8285, host-gw none.
+uint16_t DefaultBackendPort(uint8_t backend);
 
 // Parses and validates; every error names the field and the value.
 absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view json);

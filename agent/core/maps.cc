@@ -25,15 +25,6 @@ const std::array<CounterInfo, CPPNET_CNT_MAX>& Counters() {
   return kCounters;
 }
 
-const char* BackendName(uint8_t b) {
-  switch (b) {
-    case CPPNET_BACKEND_VXLAN: return "vxlan";
-    case CPPNET_BACKEND_UDP: return "udp";
-    case CPPNET_BACKEND_HOSTGW: return "host-gw";
-    default: return "none";
-  }
-}
-
 MapFds& MapFds::operator=(MapFds&& o) noexcept {
   std::swap(routes_, o.routes_);
   std::swap(config_, o.config_);

@@ -25,8 +25,6 @@ struct RouteEntry {
   cppnet_route route;
 };
 
-const char* BackendName(uint8_t backend);
-
 // File descriptors of the three maps; closed on destruction.
 class MapFds {
  public:

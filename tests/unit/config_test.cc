@@ -74,3 +74,21 @@ TEST(Config, RejectsBadConfigNamingFieldAndValue) {
 
 }  // namespace
 }  // namespace cppnet
+
+namespace cppnet {
+namespace {
+
+TEST(Config, BackendNamesIdsAndPortsRoundTrip) {
+  for (const char* name : {"vxlan", "udp", "host-gw"}) {
+    auto id = BackendFromName(name);
+    ASSERT_TRUE(id.has_value()) << name;
+    EXPECT_STREQ(BackendName(*id), name);
+  }
+  EXPECT_FALSE(BackendFromName("gre").has_value());
+  EXPECT_EQ(DefaultBackendPort(*BackendFromName("vxlan")), 8472);
+  EXPECT_EQ(DefaultBackendPort(*BackendFromName("udp")), 8285);
+  EXPECT_EQ(DefaultBackendPort(*BackendFromName("host-gw")), 0);
+}
+
+}  // namespace
+}  // namespace cppnet
