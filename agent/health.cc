@@ -10,8 +10,8 @@
 
 namespace cppnet {
 
-HealthServer::HealthServer(AgentHealth* health, std::string bpffs_dir)
-    : health_(health), bpffs_dir_(std::move(bpffs_dir)), server_(std::make_unique<httplib::Server>()) {}
+HealthServer::HealthServer(AgentHealth* health, int stats_fd)
+    : health_(health), stats_fd_(stats_fd), server_(std::make_unique<httplib::Server>()) {}
 
 HealthServer::~HealthServer() {
   server_->stop();
@@ -40,15 +40,13 @@ absl::Status HealthServer::Start(const std::string& ip, int port) {
         "# HELP cppnet_lease_acquisitions_total Subnet leases acquired by this agent.\n",
         "# TYPE cppnet_lease_acquisitions_total counter\ncppnet_lease_acquisitions_total ",
         health_->lease_acquisitions.load(), "\n");
-    if (auto maps = MapFds::OpenPinned(bpffs_dir_); maps.ok()) {
-      if (auto stats = ReadStats(maps->stats()); stats.ok()) {
-        absl::StrAppend(&out, "# HELP cppnet_packets_total Datapath packets by counter (drops carry a reason).\n",
-                        "# TYPE cppnet_packets_total counter\n");
-        for (size_t i = 0; i < stats->size(); i++) {
-          const CounterInfo& c = Counters()[i];
-          absl::StrAppend(&out, "cppnet_packets_total{", c.is_drop ? "reason" : "counter", "=\"", c.name, "\"} ",
-                          (*stats)[i].packets, "\n");
-        }
+    if (auto stats = ReadStats(stats_fd_); stats.ok()) {
+      absl::StrAppend(&out, "# HELP cppnet_packets_total Datapath packets by counter (drops carry a reason).\n",
+                      "# TYPE cppnet_packets_total counter\n");
+      for (size_t i = 0; i < stats->size(); i++) {
+        const CounterInfo& c = Counters()[i];
+        absl::StrAppend(&out, "cppnet_packets_total{", c.is_drop ? "reason" : "counter", "=\"", c.name, "\"} ",
+                        (*stats)[i].packets, "\n");
       }
     }
     res.set_content(out, "text/plain; version=0.0.4");

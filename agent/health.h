@@ -15,13 +15,14 @@ namespace cppnet {
 
 class HealthServer {
  public:
-  HealthServer(AgentHealth* health, std::string bpffs_dir);
+  // stats_fd: the agent's own per-CPU stats map, read on each /metrics scrape.
+  HealthServer(AgentHealth* health, int stats_fd);
   ~HealthServer();
   absl::Status Start(const std::string& ip, int port);
 
  private:
   AgentHealth* health_;
-  std::string bpffs_dir_;
+  int stats_fd_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

@@ -109,11 +109,13 @@ int main(int argc, char** argv) {
   }
 
   AgentHealth health;
-  HealthServer hs(&health, o.bpffs_dir);
+  const int stats_fd = (*dp)->maps().stats();
+  Agent agent(o, *underlay, public_ip, std::move(*etcd), std::move(*dp), &health);
+  // Declared after the agent, so it stops before the agent's maps are closed.
+  HealthServer hs(&health, stats_fd);
   if (o.healthz_port != 0) {
     if (auto st = hs.Start(o.healthz_ip, o.healthz_port); !st.ok()) return Fail(std::string(st.message()));
   }
-  Agent agent(o, *underlay, public_ip, std::move(*etcd), std::move(*dp), &health);
   std::thread sig([&] {
     int s = 0;
     sigwait(&sigs, &s);

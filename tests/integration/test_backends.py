@@ -140,6 +140,9 @@ def scenario(lab, c):
     metrics = hosts[0].sh("curl -s http://127.0.0.1:9471/metrics").stdout
     c.check("host-gw peer off-segment: counted in cppnet_leases_skipped", "cppnet_leases_skipped 1" in metrics,
             metrics[:300])
+    c.check("/metrics exports the datapath counters by name",
+            'cppnet_packets_total{counter="hostgw_tx"}' in metrics
+            and 'cppnet_packets_total{reason="too_big"}' in metrics, metrics[-400:])
     traffic(c, a, b, "host-gw after the off-segment peer")
 
     # vxlan with DirectRouting: the same-segment peer host-gw style, the other by vxlan.
