@@ -91,14 +91,14 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
     if (!BackendFromName(c.backend.type))
       return absl::InvalidArgumentError(absl::StrCat("config: unknown backend type \"", t->get<std::string>(),
                                                      "\" (supported: vxlan, udp, host-gw)"));
-    int64_t vni = 1, port = 0;
+    int64_t vni = CPPNET_VXLAN_VNI_DEFAULT, port = 0;
     if (auto st = GetInt(*be, "VNI", &vni, "config: Backend"); !st.ok()) return st;
     if (auto st = GetInt(*be, "Port", &port, "config: Backend"); !st.ok()) return st;
     if (vni < 0 || vni > 0xffffff)
       return absl::InvalidArgumentError(absl::StrCat("config: Backend.VNI must be between 0 and 16777215 (got ", vni, ")"));
     if (port < 0 || port > 65535)
       return absl::InvalidArgumentError(absl::StrCat("config: Backend.Port must be between 1 and 65535 (got ", port, ")"));
-    c.backend.vni = static_cast<uint32_t>(vni == 0 ? 1 : vni);
+    c.backend.vni = static_cast<uint32_t>(vni == 0 ? CPPNET_VXLAN_VNI_DEFAULT : vni);
     c.backend.port = static_cast<uint16_t>(port);
     if (const nlohmann::json* dr = FindKey(*be, "DirectRouting"); dr && !dr->is_null()) {
       if (!dr->is_boolean()) return absl::InvalidArgumentError("config: Backend.DirectRouting must be true or false");

@@ -110,7 +110,6 @@ enum cppnet_counter_id {
 	CPPNET_CNT_MAX
 };
 #undef CPPNET_ENUM_ENTRY
-#define CPPNET_CNT_FIRST_DROP CPPNET_CNT_DROP_TRUNCATED
 
 /* Per-CPU value of the stats array (index = enum cppnet_counter_id). */
 struct cppnet_counter {
