@@ -354,10 +354,14 @@ absl::Status Agent::ActivateDatapath() {
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
   if (auto st = WriteConfig(dp_->maps().config(), c); !st.ok()) return st;
-  // Only the tunnel backends need XDP on the underlay: host-gw receives plain routed
-  // packets, and an idle XDP program is not free (on a veth it even takes the peer's
-  // segmentation offload away).
-  const bool want_xdp = cfg.backend.type != "host-gw";
+  if (!datapath_active_) {
+    if (auto st = dp_->AttachUnderlay(underlay_.ifindex, underlay_.name); !st.ok()) return st;
+  }
+  // XDP opens tunnel packets earliest, but only the tunnel backends need it, and on a
+  // veth underlay an XDP program takes segmentation offload away from the peer, which
+  // costs far more than it saves: there the tc program decapsulates.
+  const bool xdp_decap = opts_.decap == "xdp" || (opts_.decap == "auto" && underlay_.kind != "veth");
+  const bool want_xdp = xdp_decap && cfg.backend.type != "host-gw";
   if (!datapath_active_ || want_xdp != xdp_attached_) {
     if (want_xdp) {
       if (auto st = dp_->AttachXdp(underlay_.ifindex, underlay_.name); !st.ok()) return st;
@@ -367,8 +371,9 @@ absl::Status Agent::ActivateDatapath() {
     xdp_attached_ = want_xdp;
   }
   if (!datapath_active_) {
-    LOG_INFO("Datapath attached: ", want_xdp ? "XDP decapsulation on " : "no XDP needed (host-gw) on ", underlay_.name,
-             ", tc encapsulation on the container bridge; subnet file ", opts_.subnet_file, " (MTU ", mtu, ")");
+    LOG_INFO("Datapath attached: tc ingress on ", underlay_.name,
+             want_xdp ? " with XDP decapsulation" : cfg.backend.type == "host-gw" ? "" : " (decapsulation in tc)",
+             ", tc encapsulation on the container side; subnet file ", opts_.subnet_file, " (MTU ", mtu, ")");
     datapath_active_ = true;
     sd_notify(0, absl::StrCat("READY=1\nSTATUS=Lease ", FormatPrefix4(*subnet_)).c_str());
   }
@@ -385,17 +390,47 @@ void Agent::AttachContainerSide() {
   } else {
     ifc = InterfaceWithAddressIn(*subnet_);
   }
-  if (!ifc || ifc->ifindex == container_ifindex_) return;
-  if (auto st = dp_->AttachTc(ifc->ifindex, ifc->name); !st.ok()) {
-    LOG_ERROR(st.message());
-    return;
+  if (ifc && ifc->ifindex != container_ifindex_) {
+    if (auto st = dp_->AttachEncap(ifc->ifindex, ifc->name); !st.ok()) {
+      LOG_ERROR(st.message());
+      return;
+    }
+    container_ifindex_ = ifc->ifindex;
+    ports_.clear();
+    if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
+      cfg->container_ifindex = container_ifindex_;
+      (void)WriteConfig(dp_->maps().config(), *cfg);
+    }
+    LOG_INFO("Container side: tc ingress on ", ifc->name, " (ifindex ", ifc->ifindex, ") and its ports");
   }
-  container_ifindex_ = ifc->ifindex;
-  if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
-    cfg->container_ifindex = container_ifindex_;
-    (void)WriteConfig(dp_->maps().config(), *cfg);
+  if (container_ifindex_) AttachContainerPorts();
+}
+
+// Each container veth on the bridge gets the encapsulation program too, so overlay
+// traffic leaves before crossing the bridge, and the program learns the container
+// for direct delivery. Endpoints of veths that are gone are forgotten.
+void Agent::AttachContainerPorts() {
+  auto ports = PortsOf(container_ifindex_);
+  if (!ports.ok()) return;
+  std::map<int, std::string> now;
+  for (const Interface& p : *ports) {
+    if (p.kind != "veth") continue;
+    auto it = ports_.find(p.ifindex);
+    if (it != ports_.end() && it->second == p.name) {
+      now.insert(*it);
+      continue;
+    }
+    if (auto st = dp_->AttachEncap(p.ifindex, p.name); !st.ok()) {
+      LOG_WARN("Container port: ", st.message());
+      continue;
+    }
+    now.emplace(p.ifindex, p.name);
   }
-  LOG_INFO("Container side: tc ingress on ", ifc->name, " (ifindex ", ifc->ifindex, ")");
+  ports_ = std::move(now);
+  auto eps = ListEndpoints(dp_->maps().endpoints());
+  if (!eps.ok()) return;
+  for (const EndpointEntry& e : *eps)
+    if (!ports_.count(static_cast<int>(e.endpoint.ifindex))) (void)DeleteEndpoint(dp_->maps().endpoints(), e.addr);
 }
 
 void Agent::Reconcile() {

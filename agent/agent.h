@@ -35,6 +35,9 @@ struct AgentOptions {
   absl::Duration renew_margin = absl::Minutes(60);
   bool ip_masq = false;
   bool release_on_exit = false;
+  // Where tunnel packets are opened: "xdp", "tc", or "auto" (tc on a veth underlay,
+  // where an XDP program would take segmentation offload away from the peer; else xdp).
+  std::string decap = "auto";
 };
 
 // What /readyz and /metrics report; written by the agent loop, read by the HTTP thread.
@@ -72,6 +75,7 @@ class Agent {
   absl::Status RenewLease();
   absl::Status ActivateDatapath();
   void AttachContainerSide();
+  void AttachContainerPorts();
   void Reconcile();
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
@@ -109,6 +113,7 @@ class Agent {
   bool datapath_active_ = false;
   bool xdp_attached_ = false;
   int container_ifindex_ = 0;
+  std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   // What the routes map holds, read once when the datapath is activated and kept
   // in step with every change we make, so an etcd event costs no map walk.

@@ -37,13 +37,14 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_routes, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_config, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_stats, nullptr);
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_endpoint, nullptr);
   }
   // Pinned maps from an earlier run are reused, so routes survive a restart.
   if (int err = cppnet_bpf__load(dp->skel_); err)
     return absl::InternalError(absl::StrCat("BPF object cppnet: load: ", Err(err),
                                             err == -EPERM ? " (needs CAP_BPF/CAP_NET_ADMIN)" : ""));
   dp->maps_ = MapFds(bpf_map__fd(dp->skel_->maps.cppnet_routes), bpf_map__fd(dp->skel_->maps.cppnet_config),
-                     bpf_map__fd(dp->skel_->maps.cppnet_stats));
+                     bpf_map__fd(dp->skel_->maps.cppnet_stats), bpf_map__fd(dp->skel_->maps.cppnet_endpoint));
   return dp;
 }
 
@@ -52,6 +53,7 @@ Datapath::~Datapath() {
 }
 
 int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_encap); }
+int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_underlay); }
 int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_xdp_decap); }
 
 absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
@@ -97,12 +99,22 @@ void Datapath::DetachXdp(const std::string& ifname) {
   }
 }
 
-absl::Status Datapath::AttachTc(int ifindex, const std::string& ifname) {
+absl::Status Datapath::AttachEncap(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(encap_prog_fd(), ifindex, ifname);
+}
+
+absl::Status Datapath::AttachUnderlay(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(underlay_prog_fd(), ifindex, ifname);
+}
+
+// cls_bpf in direct-action mode under a fixed handle/priority, so a restarted agent
+// replaces its own filter in place (bookworm's libbpf 1.1 has no tcx links).
+absl::Status Datapath::AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
   int err = bpf_tc_hook_create(&hook);
   if (err && err != -EEXIST)
     return absl::InternalError(absl::StrCat("interface ", ifname, ": create clsact qdisc: ", Err(err)));
-  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = encap_prog_fd(), .flags = BPF_TC_F_REPLACE, .handle = 0xc99,
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = 0xc99,
               .priority = 1);
   if ((err = bpf_tc_attach(&hook, &opts)))
     return absl::InternalError(absl::StrCat("interface ", ifname, ": attach tc ingress: ", Err(err)));

@@ -22,15 +22,20 @@ class Datapath {
   absl::Status AttachXdp(int ifindex, const std::string& ifname);
   // Removes our XDP program (the pinned link) from the interface, if there is one.
   void DetachXdp(const std::string& ifname);
-  // tc ingress encapsulation on the container-facing interface (replaces ours in place).
-  absl::Status AttachTc(int ifindex, const std::string& ifname);
+  // tc ingress encapsulation on a container-facing interface: the bridge and each
+  // container veth (replaces ours in place).
+  absl::Status AttachEncap(int ifindex, const std::string& ifname);
+  // tc ingress on the underlay: decapsulation and delivery into containers.
+  absl::Status AttachUnderlay(int ifindex, const std::string& ifname);
 
   int encap_prog_fd() const;
+  int underlay_prog_fd() const;
   int decap_prog_fd() const;
   const MapFds& maps() const { return maps_; }
 
  private:
   Datapath() = default;
+  absl::Status AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname);
   cppnet_bpf* skel_ = nullptr;
   std::string pin_dir_;
   MapFds maps_;

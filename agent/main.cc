@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--healthz-port", o.healthz_port, "port of the health endpoint (0 = off)")->envname(env("HEALTHZ_PORT"))->check(CLI::Range(0, 65535))->capture_default_str();
   app.add_option("--bpffs-dir", o.bpffs_dir, "where maps and links are pinned")->envname(env("BPFFS_DIR"))->capture_default_str();
   app.add_option("--container-iface", o.container_iface, "container-side interface; default: the one carrying our subnet")->envname(env("CONTAINER_IFACE"));
+  app.add_option("--decap", o.decap, "where tunnel packets are decapsulated: xdp, tc, or auto (tc on veth underlays)")->envname(env("DECAP"))->check(CLI::IsMember({"auto", "xdp", "tc"}))->capture_default_str();
   app.add_flag("--release-on-exit", o.release_on_exit, "delete our lease from etcd on SIGTERM")->envname(env("RELEASE_ON_EXIT"));
   try {
     app.parse(argc, argv);

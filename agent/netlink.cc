@@ -24,7 +24,7 @@ struct Snapshot {
   Cache links, addrs;
 };
 
-absl::StatusOr<Snapshot> Take() {
+absl::StatusOr<Snapshot> Take(bool with_addrs = true) {
   Snapshot s;
   s.sock.reset(nl_socket_alloc());
   if (!s.sock) return absl::InternalError("netlink: cannot allocate socket");
@@ -34,6 +34,7 @@ absl::StatusOr<Snapshot> Take() {
   if (int err = rtnl_link_alloc_cache(s.sock.get(), AF_UNSPEC, &c); err < 0)
     return absl::InternalError(absl::StrCat("netlink: list links: ", nl_geterror(err)));
   s.links.reset(c);
+  if (!with_addrs) return s;
   if (int err = rtnl_addr_alloc_cache(s.sock.get(), &c); err < 0)
     return absl::InternalError(absl::StrCat("netlink: list addresses: ", nl_geterror(err)));
   s.addrs.reset(c);
@@ -45,8 +46,9 @@ Interface Describe(const Snapshot& s, rtnl_link* link) {
   i.ifindex = rtnl_link_get_ifindex(link);
   i.name = rtnl_link_get_name(link);
   i.mtu = static_cast<int>(rtnl_link_get_mtu(link));
+  if (const char* kind = rtnl_link_get_type(link)) i.kind = kind;
   if (nl_addr* a = rtnl_link_get_addr(link); a && nl_addr_get_len(a) == 6) memcpy(i.mac.data(), nl_addr_get_binary_addr(a), 6);
-  for (nl_object* o = nl_cache_get_first(s.addrs.get()); o; o = nl_cache_get_next(o)) {
+  for (nl_object* o = s.addrs ? nl_cache_get_first(s.addrs.get()) : nullptr; o; o = nl_cache_get_next(o)) {
     auto* addr = reinterpret_cast<rtnl_addr*>(o);
     if (rtnl_addr_get_ifindex(addr) != i.ifindex || rtnl_addr_get_family(addr) != AF_INET) continue;
     nl_addr* local = rtnl_addr_get_local(addr);
@@ -110,6 +112,17 @@ std::optional<Interface> InterfaceWithAddressIn(const Prefix4& subnet) {
       if (subnet.contains(a.addr)) return i;
   }
   return std::nullopt;
+}
+
+absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex) {
+  auto s = Take(/*with_addrs=*/false);
+  if (!s.ok()) return s.status();
+  std::vector<Interface> out;
+  for (nl_object* o = nl_cache_get_first(s->links.get()); o; o = nl_cache_get_next(o)) {
+    auto* link = reinterpret_cast<rtnl_link*>(o);
+    if (rtnl_link_get_master(link) == master_ifindex) out.push_back(Describe(*s, link));
+  }
+  return out;
 }
 
 }  // namespace cppnet

@@ -15,6 +15,7 @@ struct Interface {
   std::string name;
   int mtu = 0;
   Mac mac{};
+  std::string kind;            // rtnetlink link kind ("veth", "bridge", ...), empty for hardware
   std::vector<Prefix4> addrs;  // IPv4 addresses (addr holds the host address, len its prefix)
 };
 
@@ -23,5 +24,7 @@ absl::StatusOr<Interface> FindInterface(const std::string& name_or_ip);
 absl::StatusOr<Interface> DefaultRouteInterface();
 // The first interface with an IPv4 address inside `subnet` (a Docker/CNI bridge).
 std::optional<Interface> InterfaceWithAddressIn(const Prefix4& subnet);
+// Interfaces enslaved to `master_ifindex` (the ports of a bridge), by ifindex.
+absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex);
 
 }  // namespace cppnet

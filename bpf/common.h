@@ -16,6 +16,7 @@
 #define IPPROTO_TCP_ 6
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
+#define PACKET_HOST 0
 #define VXLAN_FLAG_VNI 0x08
 #define ADJ_ROOM_ENCAP_L2(len) (((__u64)(len) & BPF_ADJ_ROOM_ENCAP_L2_MASK) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
 
@@ -49,6 +50,14 @@ struct {
 	__type(value, struct cppnet_counter);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cppnet_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CPPNET_ENDPOINTS_MAX);
+	__type(key, __u32);
+	__type(value, struct cppnet_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_endpoint SEC(".maps");
 
 static __always_inline void count(__u32 id, __u64 bytes)
 {

@@ -1,7 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-/* cppnet datapath: VXLAN encapsulation on the container side (tc ingress of the
- * bridge) and decapsulation on the underlay (XDP). Anything that is not overlay
- * traffic returns to the stack untouched. */
+/* cppnet datapath.
+ * - cppnet_tc_encap, tc ingress of the container veths (and of the bridge, for ports
+ *   not attached yet): encapsulates (vxlan/udp) or routes (host-gw) overlay traffic
+ *   straight out of the underlay, and learns where each local container lives.
+ * - cppnet_tc_underlay, tc ingress of the underlay: decapsulates, and delivers overlay
+ *   packets for our subnet straight into the container (bpf_redirect_peer), skipping
+ *   IP forwarding, the bridge and a backlog queue. GSO packets stay whole.
+ * - cppnet_xdp_decap, XDP on the underlay (optional): earliest decapsulation for NICs
+ *   where XDP leaves GRO intact; hands the inner packet to the tc program above.
+ * Anything that is not overlay traffic returns to the stack untouched. */
 #include "common.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -134,6 +141,18 @@ static __always_inline void write_outer(struct iphdr *oip, struct udphdr *udp, c
 	udp->check = 0;
 }
 
+static __always_inline void learn_endpoint(__u32 ifindex, const struct ethhdr *eth, __be32 addr)
+{
+	struct cppnet_endpoint *ep = bpf_map_lookup_elem(&cppnet_endpoint, &addr);
+
+	if (ep && ep->ifindex == ifindex && mac_equal(ep->mac, eth->h_source) && mac_equal(ep->gw_mac, eth->h_dest))
+		return;
+	struct cppnet_endpoint n = { .ifindex = ifindex };
+	mac_copy(n.mac, eth->h_source);
+	mac_copy(n.gw_mac, eth->h_dest);
+	bpf_map_update_elem(&cppnet_endpoint, &addr, &n, BPF_ANY);
+}
+
 SEC("tc")
 int cppnet_tc_encap(struct __sk_buff *skb)
 {
@@ -160,6 +179,11 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	/* TTL would expire: the stack answers with ICMP time-exceeded. */
 	if (ip->ttl <= 1)
 		return TC_ACT_OK;
+
+	/* Only frames this veth carries from its container reach here with the gateway's
+	 * MAC as destination; remember them for the receive path. */
+	if (skb->ifindex != cfg->container_ifindex && in_prefix(ip->saddr, cfg->subnet_addr, cfg->subnet_len))
+		learn_endpoint(skb->ifindex, eth, ip->saddr);
 
 	const __u8 backend = rt->backend;
 	const __be32 daddr = rt->public_ip;
@@ -240,93 +264,111 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
 }
 
+enum decap_verdict { DECAP_NOT_OURS, DECAP_DROP, DECAP_OK };
+
+/* Is this UDP packet to our underlay address a tunnel packet we must open? `ip` is
+ * a validated IPv4 header without MF/offset. On DECAP_OK, *strip is the number of
+ * bytes between the outer Ethernet header and the inner IPv4 header; on DECAP_DROP,
+ * *reason is the counter to charge. */
+static __always_inline int decap_check(struct iphdr *ip, void *data_end, const struct cppnet_config *cfg,
+				       __u32 *strip, __u32 *reason, int *vxlan)
+{
+	__u32 hlen = (ip->ihl * 4) & 0x3c;
+	struct udphdr *udp = (void *)ip + hlen;
+	struct iphdr *iip;
+
+	if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(cfg->port))
+		return DECAP_NOT_OURS;
+	*vxlan = cfg->backend == CPPNET_BACKEND_VXLAN;
+	if (*vxlan) {
+		struct vxlanhdr_ *vx = (void *)(udp + 1);
+		struct ethhdr *ieth = (void *)(vx + 1);
+
+		*reason = CPPNET_CNT_DROP_TRUNCATED;
+		if ((void *)(ieth + 1) > data_end)
+			return DECAP_DROP;
+		*reason = CPPNET_CNT_DROP_VXLAN_FLAGS;
+		if (!(vx->flags & VXLAN_FLAG_VNI))
+			return DECAP_DROP;
+		*reason = CPPNET_CNT_DROP_VNI_UNKNOWN;
+		if (bpf_ntohl(vx->vni_reserved) >> 8 != cfg->vni)
+			return DECAP_DROP;
+		*reason = CPPNET_CNT_DROP_VTEP_MAC;
+		if (!mac_equal(ieth->h_dest, cfg->vtep_mac))
+			return DECAP_DROP;
+		*reason = CPPNET_CNT_DROP_INNER_NOT_IPV4;
+		if (ieth->h_proto != bpf_htons(ETH_P_IP))
+			return DECAP_DROP;
+		iip = (void *)(ieth + 1);
+		*strip = hlen + sizeof(struct udphdr) + sizeof(struct vxlanhdr_) + ETH_HLEN;
+	} else if (cfg->backend == CPPNET_BACKEND_UDP) {
+		iip = (void *)(udp + 1); /* flanneld's udp: the payload is the inner IP packet */
+		*strip = hlen + sizeof(struct udphdr);
+	} else {
+		return DECAP_NOT_OURS; /* host-gw: nothing is encapsulated */
+	}
+	*reason = CPPNET_CNT_DROP_TRUNCATED;
+	if ((void *)(iip + 1) > data_end)
+		return DECAP_DROP;
+	*reason = CPPNET_CNT_DROP_INNER_BAD_IP;
+	if (iip->version != 4 || iip->ihl < 5)
+		return DECAP_DROP;
+	/* Only our own subnet: never relay to arbitrary addresses. */
+	*reason = CPPNET_CNT_DROP_NOT_LOCAL;
+	if (!in_prefix(iip->daddr, cfg->subnet_addr, cfg->subnet_len))
+		return DECAP_DROP;
+	return DECAP_OK;
+}
+
+/* The outer IPv4 header of a packet that may be a tunnel packet for us, or NULL. */
+static __always_inline struct iphdr *tunnel_ip(void *data, void *data_end, const struct cppnet_config *cfg)
+{
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->version != 4 ||
+	    ip->ihl < 5 || ip->protocol != IPPROTO_UDP_ || (ip->frag_off & bpf_htons(IP_MF_OFFSET)) ||
+	    ip->daddr != cfg->underlay_ip)
+		return 0; /* fragments are reassembled by the stack */
+	return ip;
+}
+
 SEC("xdp")
 int cppnet_xdp_decap(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct cppnet_config *cfg;
+	struct cppnet_config *cfg = ready_config();
+	__u32 strip = 0, reason = 0;
+	int vxlan = 0;
 	struct iphdr *ip;
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if (!cfg || !(ip = tunnel_ip(data, data_end, cfg)))
 		return XDP_PASS;
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5 ||
-	    ip->protocol != IPPROTO_UDP_ || (ip->frag_off & bpf_htons(IP_MF_OFFSET)))
-		return XDP_PASS; /* fragments are reassembled by the stack */
-	cfg = ready_config();
-	if (!cfg || ip->daddr != cfg->underlay_ip)
-		return XDP_PASS;
-
-	__u32 hlen = (ip->ihl * 4) & 0x3c;
-	struct udphdr *udp = (void *)ip + hlen;
-	if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(cfg->port))
-		return XDP_PASS;
-
-	/* From here on the packet is addressed to our tunnel endpoint. */
 	__u64 len = data_end - data;
-	const int vxlan = cfg->backend == CPPNET_BACKEND_VXLAN;
-	struct iphdr *iip;
-	__u32 strip; /* bytes removed so that an Ethernet header directly precedes the inner IP */
-	if (vxlan) {
-		struct vxlanhdr_ *vx = (void *)(udp + 1);
-		struct ethhdr *ieth = (void *)(vx + 1);
-		if ((void *)(ieth + 1) > data_end) {
-			count(CPPNET_CNT_DROP_TRUNCATED, len);
-			return XDP_DROP;
-		}
-		if (!(vx->flags & VXLAN_FLAG_VNI)) {
-			count(CPPNET_CNT_DROP_VXLAN_FLAGS, len);
-			return XDP_DROP;
-		}
-		if (bpf_ntohl(vx->vni_reserved) >> 8 != cfg->vni) {
-			count(CPPNET_CNT_DROP_VNI_UNKNOWN, len);
-			return XDP_DROP;
-		}
-		if (!mac_equal(ieth->h_dest, cfg->vtep_mac)) {
-			count(CPPNET_CNT_DROP_VTEP_MAC, len);
-			return XDP_DROP;
-		}
-		if (ieth->h_proto != bpf_htons(ETH_P_IP)) {
-			count(CPPNET_CNT_DROP_INNER_NOT_IPV4, len);
-			return XDP_DROP;
-		}
-		iip = (void *)(ieth + 1);
-		strip = ETH_HLEN + hlen + sizeof(struct udphdr) + sizeof(struct vxlanhdr_); /* inner Ethernet stays */
-	} else if (cfg->backend == CPPNET_BACKEND_UDP) {
-		iip = (void *)(udp + 1); /* flanneld's udp: the payload is the inner IP packet */
-		strip = hlen + sizeof(struct udphdr);     /* leaves room for a new Ethernet header */
-	} else {
-		return XDP_PASS; /* host-gw: nothing is encapsulated */
-	}
-	if ((void *)(iip + 1) > data_end) {
-		count(CPPNET_CNT_DROP_TRUNCATED, len);
-		return XDP_DROP;
-	}
-	if (iip->version != 4 || iip->ihl < 5) {
-		count(CPPNET_CNT_DROP_INNER_BAD_IP, len);
-		return XDP_DROP;
-	}
-	/* Only our own subnet: never relay to arbitrary addresses. */
-	if (!in_prefix(iip->daddr, cfg->subnet_addr, cfg->subnet_len)) {
-		count(CPPNET_CNT_DROP_NOT_LOCAL, len);
+	int v = decap_check(ip, data_end, cfg, &strip, &reason, &vxlan);
+	if (v == DECAP_NOT_OURS)
+		return XDP_PASS;
+	if (v == DECAP_DROP) {
+		count(reason, len);
 		return XDP_DROP;
 	}
 
 	__u8 underlay_mac[6];
 	mac_copy(underlay_mac, cfg->underlay_mac);
+	/* Dropping `strip` bytes from the front leaves ETH_HLEN bytes before the inner IP
+	 * header: the inner Ethernet header (vxlan) or room for a new one (udp). */
 	if (bpf_xdp_adjust_head(ctx, (int)strip)) {
 		count(CPPNET_CNT_DROP_ENCAP_FAILED, len);
 		return XDP_DROP;
 	}
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	eth = data;
+	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
-	/* Hand the inner packet to the stack as if sent to the underlay device; the
-	 * stack routes it to the container bridge. */
+	/* Hand the inner packet to the stack as if sent to the underlay device; the tc
+	 * program there delivers it to the container. */
 	mac_copy(eth->h_dest, underlay_mac);
 	if (!vxlan) {
 		mac_copy(eth->h_source, underlay_mac);
@@ -334,4 +376,75 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 	}
 	count(vxlan ? CPPNET_CNT_VXLAN_RX : CPPNET_CNT_UDP_RX, data_end - data);
 	return XDP_PASS;
+}
+
+/* Delivers an IPv4 packet for our subnet (Ethernet header in front) to its container:
+ * into the container's namespace when we know its veth, else through the bridge
+ * (the neighbour layer resolves the MAC), else to the stack. Like a router: TTL - 1. */
+static __always_inline int deliver(struct __sk_buff *skb, const struct cppnet_config *cfg)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	if ((void *)(ip + 1) > data_end || ip->ttl <= 1)
+		return TC_ACT_OK; /* the stack answers with ICMP time-exceeded */
+	__be32 daddr = ip->daddr;
+	struct cppnet_endpoint *ep = bpf_map_lookup_elem(&cppnet_endpoint, &daddr);
+	if (ep) {
+		ip_decrease_ttl(ip);
+		mac_copy(eth->h_dest, ep->mac);
+		mac_copy(eth->h_source, ep->gw_mac);
+		count(CPPNET_CNT_DELIVER_PEER, skb->len);
+		return bpf_redirect_peer(ep->ifindex, 0);
+	}
+	if (!cfg->container_ifindex)
+		return TC_ACT_OK;
+	ip_decrease_ttl(ip);
+	count(CPPNET_CNT_DELIVER_BRIDGE, skb->len);
+	return bpf_redirect_neigh(cfg->container_ifindex, 0, 0, 0);
+}
+
+SEC("tc")
+int cppnet_tc_underlay(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct cppnet_config *cfg;
+
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	cfg = ready_config();
+	if (!cfg)
+		return TC_ACT_OK;
+	if (tunnel_ip(data, data_end, cfg)) {
+		__u32 strip = 0, reason = 0;
+		int vxlan = 0;
+		int v = decap_check(ip, data_end, cfg, &strip, &reason, &vxlan);
+
+		if (v == DECAP_NOT_OURS)
+			return TC_ACT_OK;
+		if (v == DECAP_DROP) {
+			count(reason, skb->len);
+			return TC_ACT_SHOT;
+		}
+		/* Remove everything between the outer Ethernet header and the inner IP
+		 * header. FIXED_GSO: a GSO packet's segment size is the inner one already. */
+		if (bpf_skb_adjust_room(skb, -(__s32)strip, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO)) {
+			count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+			return TC_ACT_SHOT;
+		}
+		count(vxlan ? CPPNET_CNT_VXLAN_RX : CPPNET_CNT_UDP_RX, skb->len);
+		return deliver(skb, cfg);
+	}
+	/* Overlay traffic that arrives unencapsulated: host-gw peers route it to us, and
+	 * the XDP program passes up what it decapsulated. Traffic from outside the cluster
+	 * network stays with the stack (and its firewall). */
+	if (skb->pkt_type == PACKET_HOST && ip->version == 4 && in_prefix(ip->daddr, cfg->subnet_addr, cfg->subnet_len) &&
+	    in_prefix(ip->saddr, cfg->network_addr, cfg->network_len))
+		return deliver(skb, cfg);
+	return TC_ACT_OK;
 }

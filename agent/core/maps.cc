@@ -29,13 +29,14 @@ MapFds& MapFds::operator=(MapFds&& o) noexcept {
   std::swap(routes_, o.routes_);
   std::swap(config_, o.config_);
   std::swap(stats_, o.stats_);
+  std::swap(endpoints_, o.endpoints_);
   std::swap(owned_, o.owned_);
   return *this;
 }
 
 MapFds::~MapFds() {
   if (!owned_) return;
-  for (int fd : {routes_, config_, stats_})
+  for (int fd : {routes_, config_, stats_, endpoints_})
     if (fd >= 0) close(fd);
 }
 
@@ -55,9 +56,10 @@ absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
       return absl::NotFoundError(absl::StrCat("no cppnet maps in ", dir, ": cppnet-agent has not run on this host"));
     return absl::FailedPreconditionError(absl::StrCat(dir, " is not on a bpffs mount"));
   }
-  int fds[3] = {-1, -1, -1};
-  const char* names[3] = {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS};
-  for (int i = 0; i < 3; i++) {
+  constexpr int kMaps = 4;
+  int fds[kMaps] = {-1, -1, -1, -1};
+  const char* names[kMaps] = {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS, CPPNET_MAP_ENDPOINTS};
+  for (int i = 0; i < kMaps; i++) {
     std::string path = absl::StrCat(dir, "/", names[i]);
     fds[i] = bpf_obj_get(path.c_str());
     if (fds[i] < 0) {
@@ -70,7 +72,7 @@ absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
       return absl::InternalError(absl::StrCat(path, ": ", strerror(err)));
     }
   }
-  MapFds m(fds[0], fds[1], fds[2]);
+  MapFds m(fds[0], fds[1], fds[2], fds[3]);
   m.owned_ = true;
   return m;
 }
@@ -152,6 +154,28 @@ absl::Status DeleteRoute(int fd, const Prefix4& subnet) {
   if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT)
     return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": delete ", FormatPrefix4(subnet), ": ", strerror(errno)));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int fd) {
+  std::vector<EndpointEntry> out;
+  uint32_t key = 0, next = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    cppnet_endpoint ep{};
+    if (bpf_map_lookup_elem(fd, &next, &ep) == 0) out.push_back({ntohl(next), ep});
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ENDPOINTS ": iterate: ", strerror(errno)));
+  return out;
+}
+
+absl::Status DeleteEndpoint(int fd, uint32_t addr) {
+  uint32_t key = htonl(addr);
+  if (bpf_map_delete_elem(fd, &key) == 0 || errno == ENOENT) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat("map " CPPNET_MAP_ENDPOINTS ": delete ", FormatIp4(addr), ": ", strerror(errno)));
 }
 
 absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int fd) {

@@ -25,11 +25,17 @@ struct RouteEntry {
   cppnet_route route;
 };
 
-// File descriptors of the three maps; closed on destruction.
+struct EndpointEntry {
+  uint32_t addr;  // host byte order
+  cppnet_endpoint endpoint;
+};
+
+// File descriptors of the maps; closed on destruction when opened from pins.
 class MapFds {
  public:
   MapFds() = default;
-  MapFds(int routes, int config, int stats) : routes_(routes), config_(config), stats_(stats) {}
+  MapFds(int routes, int config, int stats, int endpoints)
+      : routes_(routes), config_(config), stats_(stats), endpoints_(endpoints) {}
   MapFds(MapFds&& o) noexcept { *this = std::move(o); }
   MapFds& operator=(MapFds&& o) noexcept;
   ~MapFds();
@@ -40,9 +46,10 @@ class MapFds {
   int routes() const { return routes_; }
   int config() const { return config_; }
   int stats() const { return stats_; }
+  int endpoints() const { return endpoints_; }
 
  private:
-  int routes_ = -1, config_ = -1, stats_ = -1;
+  int routes_ = -1, config_ = -1, stats_ = -1, endpoints_ = -1;
   bool owned_ = false;
 };
 
@@ -58,6 +65,9 @@ std::optional<cppnet_route> LookupRoute(int routes_fd, const Prefix4& subnet);
 // The entry for exactly `subnet`, if there is one (an LPM lookup alone would also
 // return a shorter covering prefix).
 absl::StatusOr<std::optional<cppnet_route>> ExactRoute(int routes_fd, const Prefix4& subnet);
+// Local containers the datapath has learned, by address.
+absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int endpoints_fd);
+absl::Status DeleteEndpoint(int endpoints_fd, uint32_t addr);
 // Per-CPU counters summed over all CPUs.
 absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int stats_fd);
 

@@ -19,8 +19,10 @@
 #define CPPNET_MAP_ROUTES "cppnet_routes"
 #define CPPNET_MAP_CONFIG "cppnet_config"
 #define CPPNET_MAP_STATS "cppnet_stats"
+#define CPPNET_MAP_ENDPOINTS "cppnet_endpoint"
 #define CPPNET_LINK_XDP_PREFIX "link_xdp_"
 #define CPPNET_ROUTES_MAX 65536
+#define CPPNET_ENDPOINTS_MAX 16384
 
 #define CPPNET_VXLAN_PORT_DEFAULT 8472
 #define CPPNET_VXLAN_VNI_DEFAULT 1
@@ -61,6 +63,16 @@ struct cppnet_route {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_route, 20);
 
+/* A container on this host, by its IPv4 address (network byte order): where the
+ * receive path delivers straight into the container's namespace (bpf_redirect_peer).
+ * Learned by the container-side program from the container's own packets. */
+struct cppnet_endpoint {
+	__u32 ifindex;    /* host end of the container's veth */
+	__u8 mac[6];      /* the container's MAC */
+	__u8 gw_mac[6];   /* the MAC the container sends to for its gateway */
+};
+CPPNET_ASSERT_SIZE(struct cppnet_endpoint, 16);
+
 #define CPPNET_CFG_READY 0x1 /* agent has filled the config; programs act only then */
 
 /* Local host state, single entry (key 0) of an array map. */
@@ -89,7 +101,9 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 	X(UDP_TX, "udp_tx", "packets encapsulated into UDP (udp backend) and sent")       \
 	X(UDP_RX, "udp_rx", "UDP-encapsulated packets decapsulated and delivered")         \
 	X(HOSTGW_TX, "hostgw_tx", "packets forwarded to a peer as next hop (host-gw)")      \
-	X(FRAG_NEEDED_TX, "frag_needed_tx", "ICMP fragmentation-needed sent back for too-big DF packets")
+	X(FRAG_NEEDED_TX, "frag_needed_tx", "ICMP fragmentation-needed sent back for too-big DF packets") \
+	X(DELIVER_PEER, "deliver_direct", "overlay packets delivered straight into a container (bpf_redirect_peer)") \
+	X(DELIVER_BRIDGE, "deliver_bridge", "overlay packets handed to the container bridge (endpoint not learned yet)")
 
 #define CPPNET_DROP_REASONS(X)                                                             \
 	X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                      \

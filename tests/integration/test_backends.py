@@ -68,8 +68,9 @@ def scenario(lab, c):
     lab.start_etcd()
     lab.put_config(config({"Type": "udp"}))
     hosts = [lab.add_host(1), lab.add_host(2)]
-    for h in hosts:
-        h.start_agent()
+    # Both decapsulation paths: XDP on h1 (forced), tc on h2 (auto on a veth underlay).
+    hosts[0].start_agent("--decap=xdp")
+    hosts[1].start_agent()
     for h in hosts:
         env = h.subnet_env()
         c.check(f"udp: h{h.index} FLANNEL_MTU is underlay - 28", env["FLANNEL_MTU"] == "1472", env)
@@ -83,6 +84,10 @@ def scenario(lab, c):
     c.check("udp: route to the peer on port 8285", r["port"] == 8285 and r["public_ip"] == hosts[1].ip, r)
     a, b = hosts[0].containers[0], hosts[1].containers[0]
     traffic(c, a, b, "udp")
+    for h in hosts:
+        t = json.loads(h.ctl("show", "stats", "--json").stdout)["traffic"]
+        c.check(f"udp: h{h.index} delivers straight into the container once it is learned",
+                t["deliver_direct"]["packets"] > 0 and t["udp_rx"]["packets"] > 0, t)
     pkts = capture(lab, "p2", f"udp dst port 8285 and dst host {hosts[1].ip}", lambda: a.ping(b.ip, count=2))
     ok = len(pkts) == 2 and all(p[9] == 17 and p[22:24] == (8285).to_bytes(2, "big") and p[28] == 0x45
                                 and ".".join(map(str, p[28 + 12:28 + 16])) == a.ip
@@ -99,8 +104,9 @@ def scenario(lab, c):
             [h.agent.pid for h in hosts] == pids and all("re-published" in h.log() for h in hosts))
     p = a.ping(b.ip, count=2)
     c.check("udp -> vxlan: ping works after the switch", p.returncode == 0, p.stdout[-200:])
-    c.check("vxlan: XDP decapsulation attached to the underlay",
-            all("prog/xdp" in h.sh("ip -d link show eth0").stdout for h in hosts))
+    c.check("vxlan: XDP decapsulation on h1 (--decap=xdp), none on h2 (tc on a veth underlay)",
+            "prog/xdp" in hosts[0].sh("ip -d link show eth0").stdout
+            and "prog/xdp" not in hosts[1].sh("ip -d link show eth0").stdout)
     c.check("udp -> vxlan: subnet.env now has the vxlan MTU", hosts[0].subnet_env()["FLANNEL_MTU"] == "1450")
     path_mtu(c, hosts[0], a, b, 1450)
 
