@@ -115,8 +115,10 @@ int main(int argc, char** argv) {
     return Cat({Eth(kMacA, kMacB, 0x0800),
                 Ip4(kUnderB, kUnderA, Udp(50000, 8472, Vxlan(1, Cat({Eth(va, vb, 0x0800), Ip4(0xc6130205, 0xc6130102, Tcp(80, 40000, ip.size() - 40))}))), {.proto = 17})});
   };
-  const int enc = (*dp)->encap_prog_fd(), dec = (*dp)->decap_prog_fd();
+  const int enc = (*dp)->encap_prog_fd(), dec = (*dp)->decap_prog_fd(), und = (*dp)->underlay_prog_fd();
   const int tc0 = TrivialProg(BPF_PROG_TYPE_SCHED_CLS, 0), xdp0 = TrivialProg(BPF_PROG_TYPE_XDP, XDP_PASS);
+  // The container's first packet teaches the datapath where it lives (direct delivery).
+  (void)NsPerPacket(enc, container(inner(64)), 1, 1);
   const int samples = static_cast<int>(std::min<uint32_t>(repeat / 10, 100000));
   struct Row {
     const char* name;
@@ -126,11 +128,15 @@ int main(int argc, char** argv) {
       {"tc_encap_1400", MutatingNsPerPacket(enc, tc0, container(inner(1400)), samples, repeat)},
       {"xdp_decap_64", MutatingNsPerPacket(dec, xdp0, vxlan(inner(64)), samples, repeat)},
       {"xdp_decap_1400", MutatingNsPerPacket(dec, xdp0, vxlan(inner(1400)), samples, repeat)},
+      // tc decapsulation + delivery into the learned container (bpf_redirect_peer).
+      {"tc_decap_64", MutatingNsPerPacket(und, tc0, vxlan(inner(64)), samples, repeat)},
+      {"tc_decap_1400", MutatingNsPerPacket(und, tc0, vxlan(inner(1400)), samples, repeat)},
       {"tc_trivial_baseline", NsPerPacket(tc0, container(inner(64)), repeat)},
       {"xdp_trivial_baseline", NsPerPacket(xdp0, vxlan(inner(64)), repeat)},
       // Not overlay traffic: container to a host outside the Network, host TCP on the underlay.
       {"tc_pass_not_overlay", NsPerPacket(enc, container(Ip4(0xc6130102, 0xc6120009, Tcp(1, 2, 24))), repeat)},
       {"tc_pass_unleased_subnet", NsPerPacket(enc, container(Ip4(0xc6130102, 0xc613ff09, Tcp(1, 2, 24))), repeat)},
+      {"tc_pass_underlay_tcp", NsPerPacket(und, Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))}), repeat)},
       {"xdp_pass_underlay_tcp", NsPerPacket(dec, Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))}), repeat)},
   };
   printf("{\"repeat\": %u, \"ns_per_packet\": {", repeat);
