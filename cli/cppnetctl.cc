@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -65,6 +66,29 @@ int ShowRoutes(const Globals& g, const MapFds& m) {
     printf("%-18s %-8s %-15s %-17s %-8u %-5u %s\n", FormatPrefix4(e.subnet).c_str(), BackendName(e.route.backend),
            FormatIp4(ntohl(e.route.public_ip)).c_str(), FormatMac(MacOf(e.route.vtep_mac)).c_str(), e.route.vni,
            e.route.port, e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease");
+  return 0;
+}
+
+// Containers on this host that the receive path delivers to directly.
+int ShowEndpoints(const Globals& g, const MapFds& m) {
+  auto eps = ListEndpoints(m.endpoints());
+  if (!eps.ok()) return Fail(eps.status());
+  std::sort(eps->begin(), eps->end(), [](const EndpointEntry& a, const EndpointEntry& b) { return a.addr < b.addr; });
+  if (g.json) {
+    ordered_json arr = ordered_json::array();
+    for (const EndpointEntry& e : *eps)
+      arr.push_back({{"ip", FormatIp4(e.addr)},
+                     {"mac", FormatMac(MacOf(e.endpoint.mac))},
+                     {"gateway_mac", FormatMac(MacOf(e.endpoint.gw_mac))},
+                     {"ifindex", e.endpoint.ifindex},
+                     {"iface", IfName(e.endpoint.ifindex)}});
+    printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  printf("%-15s %-17s %-17s %s\n", "IP", "MAC", "GATEWAY MAC", "HOST VETH");
+  for (const EndpointEntry& e : *eps)
+    printf("%-15s %-17s %-17s %s (%u)\n", FormatIp4(e.addr).c_str(), FormatMac(MacOf(e.endpoint.mac)).c_str(),
+           FormatMac(MacOf(e.endpoint.gw_mac)).c_str(), IfName(e.endpoint.ifindex).c_str(), e.endpoint.ifindex);
   return 0;
 }
 
@@ -204,6 +228,7 @@ int main(int argc, char** argv) {
   // One command table: name, help, handler.
   const std::vector<std::tuple<std::string, std::string, Handler>> table = {
       {"routes", "routes to other hosts' subnets", ShowRoutes},
+      {"endpoints", "local containers learned for direct delivery (IP, MAC, host veth)", ShowEndpoints},
       {"config", "this host's lease, underlay and backend as the datapath sees them", ShowConfig},
       {"stats", "packet counters, drops by reason (summed over CPUs)", ShowStats},
   };

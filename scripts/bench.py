@@ -134,14 +134,26 @@ def sockperf_rr(a, b, secs):
     return avg, p50, p99
 
 
-def wait_quiet(max_wait=30):
-    """Wait (bounded) for the 1-minute load to drop; returns what was seen."""
+def cpu_busy(window=0.5):
+    """Fraction of all CPUs' time spent busy over `window` seconds (/proc/stat)."""
+    def sample():
+        f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(f), f[3] + f[4]  # total, idle + iowait
+    t0, i0 = sample()
+    time.sleep(window)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(max_wait=5):
+    """Wait (bounded) until the CPUs are idle (under 10 % busy over half a second):
+    the 1-minute load average lags far behind, so the current CPU use decides.
+    Returns (busy fraction last seen, 1-minute load) for the log."""
     deadline = time.monotonic() + max_wait
     while True:
-        load = float(open("/proc/loadavg").read().split()[0])
-        if load < 0.5 or time.monotonic() > deadline:
-            return load
-        time.sleep(1)
+        busy = cpu_busy()
+        if busy < 0.10 or time.monotonic() > deadline:
+            return busy, float(open("/proc/loadavg").read().split()[0])
 
 
 def measure(pair, secs, rr_secs):
@@ -164,7 +176,7 @@ def proc_stat(pid):
     return int(fields[11]) + int(fields[12]), rss_kb
 
 
-def control_plane(leases, changes):
+def control_plane(leases, changes, idle_window=10):
     """Start-up sync of `leases` existing leases, RSS and idle CPU, then lease→map latency."""
     with L.Lab("cpbench") as lab:
         lab.start_etcd()
@@ -179,9 +191,8 @@ def control_plane(leases, changes):
         done = subprocess.run(h.cmd([CP_BENCH, "wait-count", str(leases), "60"]), check=True, env=env,
                               capture_output=True, text=True, timeout=90)
         sync_s = (int(done.stdout) - t0) / 1e9
-        time.sleep(2)  # let start-up work settle before measuring idle cost
+        time.sleep(min(2, idle_window))  # let start-up work settle before measuring idle cost
         cpu0, _ = proc_stat(h.agent.pid)
-        idle_window = 10
         time.sleep(idle_window)  # a measurement window, not synchronisation
         cpu1, rss_kb = proc_stat(h.agent.pid)
         idle_cpu_pct = 100.0 * (cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / idle_window
@@ -223,24 +234,28 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10, help="TCP throughput duration")
-    ap.add_argument("--rr-seconds", type=int, default=5, help="latency and UDP rate duration")
+    ap.add_argument("--rr-seconds", type=int, default=3, help="latency and UDP rate duration")
     ap.add_argument("--out", default=os.path.join(L.BUILD, "bench", "results.json"))
     ap.add_argument("--parts", default="datapath,micro,control",
                     help="comma list of: datapath (the mode table), micro (BPF_PROG_TEST_RUN), control")
     ap.add_argument("--modes", default=",".join(MODES), help="comma list of modes to measure (default: all)")
     ap.add_argument("--leases", type=int, default=10000)
     ap.add_argument("--changes", type=int, default=1000)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run (ctest bench.quick): every part and mode once, about a second each")
     args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.seconds, args.rr_seconds, args.leases, args.changes = 1, 1, 1, 200, 50
     L.require_root()
     parts = args.parts.split(",")
     result = {"date": datetime.datetime.utcnow().isoformat() + "Z", "kernel": os.uname().release,
               "cpus": os.cpu_count(), "args": vars(args)}
     if "micro" in parts:
-        out = L.run([BPF_BENCH, "1000000"], timeout=300).stdout
+        out = L.run([BPF_BENCH, "10000" if args.quick else "1000000"], timeout=300).stdout
         result["micro"] = json.loads(out)
         print("BPF_PROG_TEST_RUN ns/packet:", json.dumps(result["micro"]["ns_per_packet"]), flush=True)
     if "control" in parts:
-        result["control_plane"] = control_plane(args.leases, args.changes)
+        result["control_plane"] = control_plane(args.leases, args.changes, 1 if args.quick else 10)
         print("control plane:", json.dumps(result["control_plane"]), flush=True)
     if "datapath" in parts:
         datapath(args, result)
@@ -248,6 +263,11 @@ def main():
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     print(f"\nresults and raw samples: {args.out}")
+    if args.quick:  # the smoke test: every figure was measured
+        figures = [v for m in result.get("samples", [{}])[0].values() for v in m.values()]
+        figures += list(result.get("micro", {}).get("ns_per_packet", {}).values())
+        if not figures or any(not v or v <= 0 for v in figures):
+            sys.exit("bench --quick: a figure is missing or zero")
 
 
 def datapath(args, result):
@@ -257,8 +277,9 @@ def datapath(args, result):
     with L.Lab("bench") as lab:
         pairs = build(lab, args)
         for rep in range(args.repeats):
-            loads.append(wait_quiet())
-            print(f"repeat {rep + 1}/{args.repeats} (load {loads[-1]:.2f})", flush=True)
+            busy, load = wait_quiet()
+            loads.append({"cpu_busy": round(busy, 3), "loadavg_1m": load})
+            print(f"repeat {rep + 1}/{args.repeats} (CPU busy {busy * 100:.0f} %, load {load:.2f})", flush=True)
             s = {}
             for mode in modes:
                 s[mode] = measure(pairs[mode], args.seconds, args.rr_seconds)
@@ -266,7 +287,7 @@ def datapath(args, result):
             samples.append(s)
     text = report(samples, modes)
     print("\n" + text, flush=True)
-    result.update({"load_before_repeat": loads, "not_available": NA, "samples": samples, "table": text})
+    result.update({"quiet_before_repeat": loads, "not_available": NA, "samples": samples, "table": text})
 
 
 if __name__ == "__main__":

@@ -84,6 +84,13 @@ def scenario(lab, c):
             stats["traffic"]["vxlan_tx"]["packets"] > 0 and stats["traffic"]["vxlan_rx"]["packets"] > 0, stats)
     c.check("show stats: no drops on a clean run", all(v["packets"] == 0 for v in stats["drops"].values()),
             stats["drops"])
+    c.check("received traffic delivered straight into the containers (bpf_redirect_peer)",
+            stats["traffic"]["deliver_direct"]["packets"] > 0, stats["traffic"])
+    for h in hosts:
+        eps = {e["ip"]: e for e in json.loads(h.ctl("show", "endpoints", "--json").stdout)}
+        want = {ct.ip for ct in h.containers}
+        c.check(f"show endpoints on h{h.index}: its containers, each on its host veth",
+                set(eps) == want and all(e["iface"].startswith("veth") for e in eps.values()), eps)
     cfg = json.loads(h1.ctl("show", "config", "--json").stdout)
     c.check("show config: subnet, VtepMAC and the container bridge", cfg["subnet"] == h1.subnet and cfg["ready"]
             and cfg["container_iface"] == "cni0" and cfg["vtep_mac"].startswith("0e:63"), cfg)
