@@ -1,5 +1,7 @@
 #include "agent.h"
 
+#include "masq.h"
+
 #include <arpa/inet.h>
 #include <systemd/sd-daemon.h>
 
@@ -101,6 +103,11 @@ int Agent::Run() {
   LOG_INFO("cppnet-agent starting: underlay ", underlay_.name, " (", FormatIp4(public_ip_), ", MTU ", underlay_.mtu,
            "), VtepMAC ", FormatMac(vtep_mac_), ", etcd ", etcd_->endpoints(), " prefix ", opts_.etcd_prefix);
   watcher_ = std::thread([this] { WatchLoop(); });
+  // systemd WatchdogSec=: ping at half the interval from this loop, so a wedged loop
+  // gets the agent restarted.
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+  absl::Time next_watchdog = absl::InfinitePast();
   for (;;) {
     std::deque<Change> batch;
     {
@@ -111,6 +118,10 @@ int Agent::Run() {
     }
     for (Change& c : batch) Apply(std::move(c));
     Tick();
+    if (watchdog && absl::Now() >= next_watchdog) {
+      sd_notify(0, "WATCHDOG=1");
+      next_watchdog = absl::Now() + absl::Microseconds(watchdog_usec / 2);
+    }
   }
   sd_notify(0, "STOPPING=1");
   if (opts_.release_on_exit && subnet_) {
@@ -357,6 +368,7 @@ absl::Status Agent::ActivateDatapath() {
   if (!datapath_active_) {
     if (auto st = dp_->AttachUnderlay(underlay_.ifindex, underlay_.name); !st.ok()) return st;
   }
+  SyncMasquerade();
   // XDP opens tunnel packets earliest, but only the tunnel backends need it, and on a
   // veth underlay an XDP program takes segmentation offload away from the peer, which
   // costs far more than it saves: there the tc program decapsulates.
@@ -379,6 +391,24 @@ absl::Status Agent::ActivateDatapath() {
   }
   Reconcile();
   return absl::OkStatus();
+}
+
+// --ip-masq: flanneld's masquerading rules for our Network and subnet; without the
+// flag, a table left by an earlier run with it is removed. Failures are logged and
+// retried on the next activation; forwarding does not depend on them.
+void Agent::SyncMasquerade() {
+  std::optional<std::pair<Prefix4, Prefix4>> want;
+  if (opts_.ip_masq) want.emplace(config_->network, *subnet_);
+  if (masq_synced_ && want == masq_) return;
+  absl::Status st = want ? InstallMasquerade(want->first, want->second) : RemoveMasquerade();
+  if (!st.ok()) {
+    LOG_ERROR("IP masquerading: ", st.message());
+    return;
+  }
+  if (want)
+    LOG_INFO("IP masquerading: traffic from ", FormatPrefix4(want->first), " leaving it is masqueraded (nftables table ip cppnet)");
+  masq_ = want;
+  masq_synced_ = true;
 }
 
 // The container side appears when Docker/CNI creates the bridge from subnet.env.

@@ -76,6 +76,7 @@ class Agent {
   absl::Status ActivateDatapath();
   void AttachContainerSide();
   void AttachContainerPorts();
+  void SyncMasquerade();
   void Reconcile();
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
@@ -113,6 +114,8 @@ class Agent {
   bool datapath_active_ = false;
   bool xdp_attached_ = false;
   int container_ifindex_ = 0;
+  std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
+  bool masq_synced_ = false;
   std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   // What the routes map holds, read once when the datapath is activated and kept

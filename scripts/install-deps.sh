@@ -3,11 +3,11 @@
 set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
-  libnl-3-dev libnl-route-3-dev libabsl-dev libgtest-dev libgmock-dev
+  libnl-3-dev libnl-route-3-dev libnftables-dev libabsl-dev libgtest-dev libgmock-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libcli11-dev libsystemd-dev
   etcd-server etcd-client iproute2 iputils-ping iperf3 sockperf tcpdump tshark python3-scapy
-  libcpp-httplib-dev socat coreutils util-linux procps curl
+  nftables libcpp-httplib-dev socat coreutils util-linux procps curl
 )
 missing=()
 for p in "${PKGS[@]}"; do

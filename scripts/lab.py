@@ -73,12 +73,12 @@ class Host:
     def sh(self, script, check=True, timeout=60):
         return run(self.cmd(["sh", "-c", script]), check=check, timeout=timeout)
 
-    def start_agent(self, *extra, config_iface="eth0"):
+    def start_agent(self, *extra, config_iface="eth0", env=None):
         args = [AGENT, f"--etcd-endpoints={ETCD}", f"--iface={config_iface}", "--subnet-lease-ttl=60s",
                 "--subnet-lease-renew-margin=1"] + list(extra)
         log = open(self.log_path, "a")
         self.agent = subprocess.Popen(self.cmd(args), stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL)
+                                      stdin=subprocess.DEVNULL, env=None if env is None else {**os.environ, **env})
         self.lab.pids.append(self.agent)
         return self.agent
 
