@@ -2,7 +2,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +24,7 @@ struct EtcdClient::Stubs {
   std::unique_ptr<pb::KV::Stub> kv;
   std::unique_ptr<pb::Lease::Stub> lease;
   std::unique_ptr<pb::Watch::Stub> watch;
+  std::unique_ptr<pb::Auth::Stub> auth;
 };
 
 namespace {
@@ -45,13 +50,14 @@ const char* CodeName(grpc::StatusCode c) {
   }
 }
 
-// One unary call with the standard deadline.
-template <typename Stub, typename Req, typename Resp>
-grpc::Status Unary(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
-                   Resp* resp) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
-  return (stub->*method)(&ctx, req, resp);
+absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": ", strerror(errno)));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (ss.str().find("-----BEGIN") == std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": not a PEM file"));
+  return ss.str();
 }
 
 EtcdKV FromPb(const pb::KeyValue& kv) {
@@ -77,13 +83,12 @@ absl::Status EtcdClient::Error(absl::string_view op, absl::string_view key, cons
                                                             CodeName(st.error_code()), ": ", st.error_message()));
 }
 
-absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const std::string& endpoints) {
-  std::vector<std::string> addrs;
-  bool all_ipv4 = true;
-  for (absl::string_view e : absl::StrSplit(endpoints, ',', absl::SkipWhitespace())) {
+absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions& o) {
+  std::vector<std::string> addrs, hosts;
+  bool all_ipv4 = true, tls = !o.cafile.empty() || !o.certfile.empty() || !o.keyfile.empty();
+  for (absl::string_view e : absl::StrSplit(o.endpoints, ',', absl::SkipWhitespace())) {
     e = absl::StripAsciiWhitespace(e);
-    if (absl::ConsumePrefix(&e, "https://"))
-      return absl::InvalidArgumentError(absl::StrCat("--etcd-endpoints: ", e, ": TLS endpoints are not supported yet"));
+    if (absl::ConsumePrefix(&e, "https://")) tls = true;
     absl::ConsumePrefix(&e, "http://");
     absl::ConsumeSuffix(&e, "/");
     std::vector<std::string> hp = absl::StrSplit(e, absl::MaxSplits(':', 1));
@@ -91,8 +96,13 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const std::string
       return absl::InvalidArgumentError(absl::StrCat("--etcd-endpoints: \"", e, "\" is not host:port"));
     all_ipv4 &= hp[0].find_first_not_of("0123456789.") == std::string::npos;
     addrs.emplace_back(e);
+    hosts.push_back(hp[0]);
   }
   if (addrs.empty()) return absl::InvalidArgumentError("--etcd-endpoints: no endpoint given");
+  if (o.certfile.empty() != o.keyfile.empty())
+    return absl::InvalidArgumentError("--etcd-certfile and --etcd-keyfile go together");
+  if (o.username.empty() && !o.password.empty())
+    return absl::InvalidArgumentError("--etcd-password needs --etcd-username");
   // Several IP endpoints: one channel that fails over between them.
   std::string target = all_ipv4 ? absl::StrCat("ipv4:", absl::StrJoin(addrs, ",")) : absl::StrCat("dns:///", addrs[0]);
   grpc::ChannelArguments args;
@@ -100,14 +110,72 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const std::string
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);  // etcd's minimum is 5 s; stay well above
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (tls) {
+    grpc::SslCredentialsOptions ssl;
+    if (!o.cafile.empty()) {
+      auto pem = ReadPem("--etcd-cafile", o.cafile);
+      if (!pem.ok()) return pem.status();
+      ssl.pem_root_certs = *pem;
+    }
+    if (!o.certfile.empty()) {
+      auto cert = ReadPem("--etcd-certfile", o.certfile);
+      if (!cert.ok()) return cert.status();
+      auto key = ReadPem("--etcd-keyfile", o.keyfile);
+      if (!key.ok()) return key.status();
+      ssl.pem_cert_chain = *cert;
+      ssl.pem_private_key = *key;
+    }
+    creds = grpc::SslCredentials(ssl);
+    // The certificate is checked against the first endpoint's host (one name for the
+    // whole list, as the channel fails over between the addresses).
+    if (addrs.size() > 1) args.SetSslTargetNameOverride(hosts[0]);
+  }
   std::unique_ptr<EtcdClient> c(new EtcdClient());
   c->endpoints_ = absl::StrJoin(addrs, ",");
+  c->username_ = o.username;
+  c->password_ = o.password;
   c->stubs_ = std::make_unique<Stubs>();
-  c->stubs_->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  c->stubs_->channel = grpc::CreateCustomChannel(target, creds, args);
   c->stubs_->kv = pb::KV::NewStub(c->stubs_->channel);
   c->stubs_->lease = pb::Lease::NewStub(c->stubs_->channel);
   c->stubs_->watch = pb::Watch::NewStub(c->stubs_->channel);
+  c->stubs_->auth = pb::Auth::NewStub(c->stubs_->channel);
   return c;
+}
+
+grpc::Status EtcdClient::Prepare(grpc::ClientContext* ctx, bool deadline) {
+  if (deadline) SetDeadline(ctx);
+  if (username_.empty()) return grpc::Status::OK;
+  std::lock_guard<std::mutex> l(token_mu_);
+  if (token_.empty()) {
+    pb::AuthenticateRequest req;
+    req.set_name(username_);
+    req.set_password(password_);
+    pb::AuthenticateResponse resp;
+    grpc::ClientContext actx;
+    SetDeadline(&actx);
+    grpc::Status st = stubs_->auth->Authenticate(&actx, req, &resp);
+    if (!st.ok())
+      return grpc::Status(st.error_code(), absl::StrCat("authenticate as ", username_, ": ", st.error_message()));
+    token_ = resp.token();
+  }
+  ctx->AddMetadata("token", token_);
+  return grpc::Status::OK;
+}
+
+template <typename Stub, typename Req, typename Resp>
+grpc::Status EtcdClient::Unary(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                               const Req& req, Resp* resp) {
+  for (int attempt = 0;; attempt++) {
+    grpc::ClientContext ctx;
+    if (grpc::Status st = Prepare(&ctx); !st.ok()) return st;
+    grpc::Status st = (stub->*method)(&ctx, req, resp);
+    // Simple tokens expire when unused; get a new one and retry once.
+    if (st.error_code() != grpc::StatusCode::UNAUTHENTICATED || username_.empty() || attempt > 0) return st;
+    std::lock_guard<std::mutex> l(token_mu_);
+    token_.clear();
+  }
 }
 
 EtcdClient::~EtcdClient() = default;
@@ -201,7 +269,7 @@ absl::StatusOr<int64_t> EtcdClient::GrantLease(absl::Duration ttl) {
 
 absl::StatusOr<absl::Duration> EtcdClient::KeepAliveOnce(int64_t lease_id) {
   grpc::ClientContext ctx;
-  SetDeadline(&ctx);
+  if (grpc::Status st = Prepare(&ctx); !st.ok()) return Error("lease keep-alive", absl::StrCat(lease_id), st);
   auto stream = stubs_->lease->LeaseKeepAlive(&ctx);
   pb::LeaseKeepAliveRequest req;
   req.set_id(lease_id);
@@ -211,6 +279,10 @@ absl::StatusOr<absl::Duration> EtcdClient::KeepAliveOnce(int64_t lease_id) {
   grpc::Status st = stream->Finish();
   if (!ok || !st.ok()) {
     if (st.ok()) st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed");
+    if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      std::lock_guard<std::mutex> l(token_mu_);
+      token_.clear();
+    }
     return Error("lease keep-alive", absl::StrCat(lease_id), st);
   }
   return absl::Seconds(resp.ttl());
@@ -241,6 +313,7 @@ absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision
     }
   } clear{this};
 
+  if (grpc::Status st = Prepare(&ctx, /*deadline=*/false); !st.ok()) return Error("watch", prefix, st);
   auto stream = stubs_->watch->Watch(&ctx);
   pb::WatchRequest req;
   pb::WatchCreateRequest* create = req.mutable_create_request();
@@ -279,6 +352,10 @@ absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision
   }
   grpc::Status st = stream->Finish();
   if (st.error_code() == grpc::StatusCode::CANCELLED) return absl::CancelledError("watch cancelled");
+  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {  // renew the token on the next attempt
+    std::lock_guard<std::mutex> l(token_mu_);
+    token_.clear();
+  }
   if (st.ok()) st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "watch stream closed");
   return Error("watch", prefix, st);
 }

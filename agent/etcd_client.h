@@ -45,10 +45,20 @@ struct EtcdWatchBatch {
   std::vector<std::string> deletes;
 };
 
+struct EtcdOptions {
+  std::string endpoints;  // "http://198.18.0.254:2379,…" (scheme optional; https:// = TLS)
+  // TLS: CA bundle to verify etcd (system roots when empty), client certificate + key.
+  std::string cafile, certfile, keyfile;
+  // etcd authentication (etcdctl user …; auth enable).
+  std::string username, password;
+};
+
 class EtcdClient {
  public:
-  // endpoints: "http://198.18.0.254:2379,…" (scheme optional).
-  static absl::StatusOr<std::unique_ptr<EtcdClient>> Create(const std::string& endpoints);
+  static absl::StatusOr<std::unique_ptr<EtcdClient>> Create(const EtcdOptions& opts);
+  static absl::StatusOr<std::unique_ptr<EtcdClient>> Create(const std::string& endpoints) {
+    return Create(EtcdOptions{.endpoints = endpoints});
+  }
   ~EtcdClient();
 
   absl::StatusOr<EtcdRange> RangePrefix(const std::string& prefix);
@@ -78,12 +88,21 @@ class EtcdClient {
   EtcdClient() = default;
   // "etcd <endpoints>: <op> <key>: <status>: <message>"
   absl::Status Error(absl::string_view op, absl::string_view key, const grpc::Status& st) const;
+  // Deadline and auth token on a call; authenticates first when a user is set.
+  grpc::Status Prepare(grpc::ClientContext* ctx, bool deadline = true);
+  // One unary call; with authentication, an expired token is renewed and the call retried once.
+  template <typename Stub, typename Req, typename Resp>
+  grpc::Status Unary(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                     const Req& req, Resp* resp);
   // Txn: put when `cmp` holds; false when it does not.
   absl::StatusOr<bool> PutIf(const etcdserverpb::Compare& cmp, const std::string& key, const std::string& value,
                              int64_t lease);
   struct Stubs;
   std::unique_ptr<Stubs> stubs_;
   std::string endpoints_;
+  std::string username_, password_;
+  std::mutex token_mu_;
+  std::string token_;  // etcd auth token, empty until authenticated
   std::mutex watch_mu_;
   grpc::ClientContext* watch_ctx_ = nullptr;
   bool watch_cancelled_ = false;

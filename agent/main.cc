@@ -51,19 +51,25 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   libbpf_set_print(LibbpfLog);
   AgentOptions o;
+  EtcdOptions etcd_opts;
   std::string ttl = "24h";
   int renew_minutes = 60;
   CLI::App app{"cppnet-agent: Flannel-compatible overlay network agent with an eBPF datapath"};
   app.set_version_flag("--version", "cppnet-agent 0.1.0");
   auto env = [](const char* name) { return std::string("CPPNET_") + name; };
   app.add_option("--etcd-endpoints", o.etcd_endpoints, "etcd endpoints, comma separated")->envname(env("ETCD_ENDPOINTS"))->capture_default_str();
+  app.add_option("--etcd-cafile", etcd_opts.cafile, "CA bundle that signed etcd's certificate (TLS)")->envname(env("ETCD_CAFILE"));
+  app.add_option("--etcd-certfile", etcd_opts.certfile, "client certificate for etcd (TLS)")->envname(env("ETCD_CERTFILE"));
+  app.add_option("--etcd-keyfile", etcd_opts.keyfile, "client key for etcd (TLS)")->envname(env("ETCD_KEYFILE"));
+  app.add_option("--etcd-username", etcd_opts.username, "etcd user (authentication)")->envname(env("ETCD_USERNAME"));
+  app.add_option("--etcd-password", etcd_opts.password, "etcd password (prefer CPPNET_ETCD_PASSWORD)")->envname(env("ETCD_PASSWORD"));
   app.add_option("--etcd-prefix", o.etcd_prefix, "etcd prefix of the network config and leases")->envname(env("ETCD_PREFIX"))->capture_default_str();
   app.add_option("--iface", o.iface, "underlay interface (name or IP); default: interface of the default route")->envname(env("IFACE"));
   app.add_option("--public-ip", o.public_ip, "IP published to other hosts; default: the underlay interface's first IPv4")->envname(env("PUBLIC_IP"));
   app.add_option("--subnet-file", o.subnet_file, "where to write the subnet environment")->envname(env("SUBNET_FILE"))->capture_default_str();
   app.add_option("--subnet-lease-ttl", ttl, "TTL of the etcd lease bound to our subnet (e.g. 24h, 90s)")->envname(env("SUBNET_LEASE_TTL"))->capture_default_str();
   app.add_option("--subnet-lease-renew-margin", renew_minutes, "renew the lease this many minutes before it expires")->envname(env("SUBNET_LEASE_RENEW_MARGIN"))->check(CLI::Range(1, 1440))->capture_default_str();
-  app.add_flag("--ip-masq", o.ip_masq, "record FLANNEL_IPMASQ=true in the subnet file")->envname(env("IP_MASQ"));
+  app.add_flag("--ip-masq", o.ip_masq, "masquerade container traffic leaving the cluster network (nftables)")->envname(env("IP_MASQ"));
   app.add_option("--healthz-ip", o.healthz_ip, "address of the health endpoint")->envname(env("HEALTHZ_IP"))->capture_default_str();
   app.add_option("--healthz-port", o.healthz_port, "port of the health endpoint (0 = off)")->envname(env("HEALTHZ_PORT"))->check(CLI::Range(0, 65535))->capture_default_str();
   app.add_option("--bpffs-dir", o.bpffs_dir, "where maps and links are pinned")->envname(env("BPFFS_DIR"))->capture_default_str();
@@ -93,7 +99,8 @@ int main(int argc, char** argv) {
     if (!ip.ok()) return usage(absl::StrCat("--public-ip: ", ip.status().message()));
     public_ip = *ip;
   }
-  auto etcd = EtcdClient::Create(o.etcd_endpoints);
+  etcd_opts.endpoints = o.etcd_endpoints;
+  auto etcd = EtcdClient::Create(etcd_opts);
   if (!etcd.ok()) return usage(std::string(etcd.status().message()));
 
   auto underlay = o.iface.empty() ? DefaultRouteInterface() : FindInterface(o.iface);

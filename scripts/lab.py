@@ -74,7 +74,7 @@ class Host:
         return run(self.cmd(["sh", "-c", script]), check=check, timeout=timeout)
 
     def start_agent(self, *extra, config_iface="eth0", env=None):
-        args = [AGENT, f"--etcd-endpoints={ETCD}", f"--iface={config_iface}", "--subnet-lease-ttl=60s",
+        args = [AGENT, f"--etcd-endpoints={self.lab.etcd_url}", f"--iface={config_iface}", "--subnet-lease-ttl=60s",
                 "--subnet-lease-renew-margin=1"] + list(extra)
         log = open(self.log_path, "a")
         self.agent = subprocess.Popen(self.cmd(args), stdout=log, stderr=subprocess.STDOUT,
@@ -195,6 +195,28 @@ def tcp_transfer(src, dst, size=2 << 20, port=5001):
             sink.wait()
 
 
+ROOT_PASSWORD = "lab-root-pw"
+AGENT_PASSWORD = "lab-agent-pw"
+
+
+def make_pki(d):
+    """A throw-away CA, a server certificate for etcd on the switch and a client certificate."""
+    os.makedirs(d, exist_ok=True)
+    f = {n: os.path.join(d, n) for n in ("ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key")}
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run(["openssl", "req", "-x509", *ec, "-keyout", f["ca.key"], "-out", f["ca.crt"], "-subj", "/CN=cppnet-lab-ca",
+         "-days", "2"])
+    for name, ext in (("server", f"subjectAltName=IP:{SWITCH_IP},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        csr, extfile = os.path.join(d, f"{name}.csr"), os.path.join(d, f"{name}.ext")
+        with open(extfile, "w") as fh:
+            fh.write(ext + "\n")
+        run(["openssl", "req", *ec, "-keyout", f[f"{name}.key"], "-out", csr, "-subj", f"/CN=cppnet-{name}"])
+        run(["openssl", "x509", "-req", "-in", csr, "-CA", f["ca.crt"], "-CAkey", f["ca.key"], "-CAcreateserial",
+             "-out", f[f"{name}.crt"], "-days", "2", "-extfile", extfile])
+    return f
+
+
 class Lab:
     def __init__(self, name="lab"):
         self.prefix = f"cpn{secrets.token_hex(3)}"
@@ -204,6 +226,9 @@ class Lab:
         self.pids = []
         self.hosts = {}
         self.etcd = None
+        self.etcd_url = ETCD
+        self.etcdctl_flags = []  # TLS files and credentials, once etcd is started with them
+        self.pki = {}
 
     # --- lifecycle -----------------------------------------------------------
     def __enter__(self):
@@ -247,20 +272,41 @@ class Lab:
                   ["addr", "add", f"{SWITCH_IP}/24", "dev", "br0"], ["link", "set", "br0", "up"]):
             run(["ip", "-n", self.sw, *c])
 
-    def start_etcd(self):
+    def start_etcd(self, tls=False, auth=False):
+        """etcd on the switch. tls: HTTPS with client certificates (files in self.pki);
+        auth: authentication enabled, user "cppnet" (password AGENT_PASSWORD) may read
+        and write the network prefix."""
         data = os.path.join(self.dir, "etcd")
         log = open(os.path.join(self.dir, "etcd.log"), "w")
+        extra = []
+        if tls:
+            self.pki = make_pki(os.path.join(self.dir, "pki"))
+            self.etcd_url = f"https://{SWITCH_IP}:2379"
+            extra = ["--cert-file", self.pki["server.crt"], "--key-file", self.pki["server.key"],
+                     "--trusted-ca-file", self.pki["ca.crt"], "--client-cert-auth"]
+            self.etcdctl_flags = ["--cacert", self.pki["ca.crt"], "--cert", self.pki["client.crt"],
+                                  "--key", self.pki["client.key"]]
         self.etcd = subprocess.Popen(
             ["ip", "netns", "exec", self.sw, "etcd", "--name", "lab", "--data-dir", data,
-             "--listen-client-urls", ETCD, "--advertise-client-urls", ETCD,
+             "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
              "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-             "--initial-cluster", "lab=http://127.0.0.1:2380", "--logger", "zap", "--log-level", "error"],
+             "--initial-cluster", "lab=http://127.0.0.1:2380", "--logger", "zap", "--log-level", "error", *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.pids.append(self.etcd)
         wait_for("etcd to serve", lambda: self.etcdctl("endpoint", "health", check=False).returncode == 0, 30, 0.2)
+        if auth:
+            for cmd in (["user", "add", f"root:{ROOT_PASSWORD}", "--interactive=false"],
+                        ["role", "add", "cppnet"],
+                        ["role", "grant-permission", "cppnet", "--prefix=true", "readwrite", PREFIX + "/"],
+                        ["user", "add", f"cppnet:{AGENT_PASSWORD}", "--interactive=false"],
+                        ["user", "grant-role", "cppnet", "cppnet"],
+                        ["auth", "enable"]):
+                self.etcdctl(*cmd)
+            self.etcdctl_flags += ["--user", f"root:{ROOT_PASSWORD}"]
 
     def etcdctl(self, *args, check=True):
-        return run(["ip", "netns", "exec", self.sw, "etcdctl", f"--endpoints={ETCD}", *args], check=check)
+        return run(["ip", "netns", "exec", self.sw, "etcdctl", f"--endpoints={self.etcd_url}", *self.etcdctl_flags,
+                    *args], check=check)
 
     def put_config(self, cfg=None, prefix=PREFIX):
         self.etcdctl("put", f"{prefix}/config", cfg if isinstance(cfg, str) else json.dumps(cfg or VXLAN_CONFIG))
