@@ -304,6 +304,11 @@ class Lab:
                 self.etcdctl(*cmd)
             self.etcdctl_flags += ["--user", f"root:{ROOT_PASSWORD}"]
 
+    def stop_etcd(self):
+        """etcd down (its data stays: start_etcd() brings the same cluster back)."""
+        self.etcd.terminate()
+        self.etcd.wait(timeout=15)
+
     def etcdctl(self, *args, check=True):
         return run(["ip", "netns", "exec", self.sw, "etcdctl", f"--endpoints={self.etcd_url}", *self.etcdctl_flags,
                     *args], check=check)
