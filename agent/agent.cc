@@ -30,7 +30,12 @@ Agent::Agent(AgentOptions opts, Interface underlay, uint32_t public_ip, std::uni
       vtep_mac_(VtepMacFor(public_ip)),
       etcd_(std::move(etcd)),
       dp_(std::move(dp)),
-      health_(health) {}
+      health_(health) {
+  // What the datapath served before this start (pinned config): lets a restart after
+  // a PublicIP change recognise its own old lease instead of leasing a second subnet.
+  if (auto prev = ReadConfig(dp_->maps().config()); prev.ok() && (prev->flags & CPPNET_CFG_READY))
+    prev_public_ip_ = ntohl(prev->underlay_ip);
+}
 
 Agent::~Agent() {
   Stop();
@@ -238,12 +243,16 @@ void Agent::Tick() {
   }
   if (datapath_active_) AttachContainerSide();
   if (datapath_active_ && now >= underlay_check_at_) {
-    // host-gw reachability depends on the underlay's prefixes: follow their changes.
-    underlay_check_at_ = now + absl::Seconds(5);
+    // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
+    // and our PublicIP may change under us (DHCP, renumbering).
+    underlay_check_at_ = now + absl::Seconds(1);
     auto cur = FindInterface(underlay_.name);
     if (cur.ok() && cur->addrs != underlay_.addrs) {
       LOG_INFO("Underlay ", underlay_.name, " addresses changed; re-evaluating routes");
       underlay_.addrs = cur->addrs;
+      const bool still_ours = std::any_of(cur->addrs.begin(), cur->addrs.end(),
+                                          [&](const Prefix4& a) { return a.addr == public_ip_; });
+      if (opts_.public_ip.empty() && !still_ours && !cur->addrs.empty()) ChangePublicIp(cur->addrs[0].addr);
       Reconcile();
     }
   }
@@ -299,14 +308,30 @@ absl::Status Agent::AcquireLease() {
     if (!ok.ok()) return fail(ok.status());
     if (*ok) return done(*s, "reclaimed the lease of this PublicIP");
   }
-  // 2. The subnet we had before (subnet.env), when its key is free.
+  // 2. The subnet we had before (subnet.env), when its key is free, or still held by
+  //    our own lease under the PublicIP we had before (changed while we were down).
   if (auto prev = ReadSubnetFromEnvFile(opts_.subnet_file)) {
     Prefix4 s{prev->addr & Prefix4{0, cfg.subnet_len}.mask(), cfg.subnet_len};
+    const std::string key = SubnetsPrefix() + FormatSubnetKey(s);
     if (cfg.network.contains(s) && s.addr >= cfg.subnet_min && s.addr <= cfg.subnet_max &&
         std::none_of(taken.begin(), taken.end(), [&](const Prefix4& t) { return t.overlaps(s); })) {
-      auto ok = etcd_->CreateIfAbsent(SubnetsPrefix() + FormatSubnetKey(s), value, lease_id);
+      auto ok = etcd_->CreateIfAbsent(key, value, lease_id);
       if (!ok.ok()) return fail(ok.status());
       if (*ok) return done(s, absl::StrCat("from ", opts_.subnet_file));
+    }
+    if (prev_public_ip_ && prev_public_ip_ != public_ip_) {
+      for (const EtcdKV& kv : existing->kvs) {
+        if (kv.key != key) continue;
+        auto l = ParseLease(kv.value);
+        if (!l.ok() || l->public_ip != prev_public_ip_) break;
+        auto ok = etcd_->ReplaceIfUnchanged(key, value, lease_id, kv.mod_revision);
+        if (!ok.ok()) return fail(ok.status());
+        if (*ok) {
+          (void)etcd_->RevokeLease(kv.lease);  // the old etcd lease has nothing left to hold
+          return done(s, absl::StrCat("ours from before the PublicIP change ", FormatIp4(prev_public_ip_), " -> ",
+                                      FormatIp4(public_ip_)));
+        }
+      }
     }
   }
   // 3. A random free one, as flanneld picks.
@@ -321,6 +346,26 @@ absl::Status Agent::AcquireLease() {
     if (*ok) return done(free[i], "new");
   }
   return fail(absl::UnavailableError("every subnet tried was taken concurrently; retrying"));
+}
+
+// Our address moved: publish the same subnet under the new PublicIP (no second lease)
+// and point the datapath at it.
+void Agent::ChangePublicIp(uint32_t ip) {
+  LOG_INFO("PublicIP changed from ", FormatIp4(public_ip_), " to ", FormatIp4(ip));
+  public_ip_ = ip;
+  vtep_mac_ = VtepMacFor(ip);
+  etcd_->Reconnect();  // connections from the old address are dead
+  if (subnet_ && etcd_lease_id_) {
+    const std::string key = SubnetsPrefix() + FormatSubnetKey(*subnet_);
+    const std::string value = SerializeLease(OwnLease());
+    if (auto st = etcd_->Put(key, value, etcd_lease_id_); st.ok()) {
+      leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, value, 0});
+      LOG_INFO("Lease ", FormatPrefix4(*subnet_), " re-published with PublicIP ", FormatIp4(ip));
+    } else {
+      LOG_ERROR("Re-publishing lease ", FormatPrefix4(*subnet_), " with PublicIP ", FormatIp4(ip), ": ", st.message());
+    }
+  }
+  if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
 }
 
 Lease Agent::OwnLease() const {

@@ -77,6 +77,7 @@ class Agent {
   void AttachContainerSide();
   void AttachContainerPorts();
   void SyncMasquerade();
+  void ChangePublicIp(uint32_t ip);
   void Reconcile();
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
@@ -87,6 +88,7 @@ class Agent {
   AgentOptions opts_;
   Interface underlay_;
   uint32_t public_ip_;
+  uint32_t prev_public_ip_ = 0;  // from the pinned datapath config of the previous run
   Mac vtep_mac_;
   std::unique_ptr<EtcdClient> etcd_;
   std::unique_ptr<Datapath> dp_;

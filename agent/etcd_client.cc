@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,10 @@ namespace cppnet {
 namespace pb = etcdserverpb;
 
 struct EtcdClient::Stubs {
+  // How to (re)build the channel.
+  std::string target;
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  grpc::ChannelArguments args;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::KV::Stub> kv;
   std::unique_ptr<pb::Lease::Stub> lease;
@@ -110,6 +115,8 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);  // etcd's minimum is 5 s; stay well above
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // Our own connections: Reconnect() must not get the process-wide pool's old ones back.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (tls) {
     grpc::SslCredentialsOptions ssl;
@@ -135,13 +142,35 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
   c->endpoints_ = absl::StrJoin(addrs, ",");
   c->username_ = o.username;
   c->password_ = o.password;
-  c->stubs_ = std::make_unique<Stubs>();
-  c->stubs_->channel = grpc::CreateCustomChannel(target, creds, args);
-  c->stubs_->kv = pb::KV::NewStub(c->stubs_->channel);
-  c->stubs_->lease = pb::Lease::NewStub(c->stubs_->channel);
-  c->stubs_->watch = pb::Watch::NewStub(c->stubs_->channel);
-  c->stubs_->auth = pb::Auth::NewStub(c->stubs_->channel);
+  c->stubs_ = Connect(target, creds, args);
   return c;
+}
+
+std::shared_ptr<EtcdClient::Stubs> EtcdClient::Connect(const std::string& target,
+                                                      std::shared_ptr<grpc::ChannelCredentials> creds,
+                                                      const grpc::ChannelArguments& args) {
+  auto s = std::make_shared<Stubs>();
+  s->target = target;
+  s->creds = std::move(creds);
+  s->args = args;
+  s->channel = grpc::CreateCustomChannel(s->target, s->creds, s->args);
+  s->kv = pb::KV::NewStub(s->channel);
+  s->lease = pb::Lease::NewStub(s->channel);
+  s->watch = pb::Watch::NewStub(s->channel);
+  s->auth = pb::Auth::NewStub(s->channel);
+  return s;
+}
+
+std::shared_ptr<EtcdClient::Stubs> EtcdClient::stubs() const { return std::atomic_load(&stubs_); }
+
+void EtcdClient::Reconnect() {
+  auto old = stubs();
+  std::atomic_store(&stubs_, Connect(old->target, old->creds, old->args));
+  std::lock_guard<std::mutex> l(watch_mu_);
+  if (watch_ctx_) {
+    watch_interrupted_ = true;
+    watch_ctx_->TryCancel();
+  }
 }
 
 grpc::Status EtcdClient::Prepare(grpc::ClientContext* ctx, bool deadline) {
@@ -155,7 +184,7 @@ grpc::Status EtcdClient::Prepare(grpc::ClientContext* ctx, bool deadline) {
     pb::AuthenticateResponse resp;
     grpc::ClientContext actx;
     SetDeadline(&actx);
-    grpc::Status st = stubs_->auth->Authenticate(&actx, req, &resp);
+    grpc::Status st = stubs()->auth->Authenticate(&actx, req, &resp);
     if (!st.ok())
       return grpc::Status(st.error_code(), absl::StrCat("authenticate as ", username_, ": ", st.error_message()));
     token_ = resp.token();
@@ -185,7 +214,7 @@ absl::StatusOr<EtcdRange> EtcdClient::RangePrefix(const std::string& prefix) {
   req.set_key(prefix);
   req.set_range_end(PrefixRangeEnd(prefix));
   pb::RangeResponse resp;
-  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::Range, req, &resp);
+  grpc::Status st = Unary(stubs()->kv.get(), &pb::KV::Stub::Range, req, &resp);
   if (!st.ok()) return Error("range", prefix, st);
   EtcdRange r;
   r.revision = resp.header().revision();
@@ -197,7 +226,7 @@ absl::StatusOr<std::optional<EtcdKV>> EtcdClient::Get(const std::string& key) {
   pb::RangeRequest req;
   req.set_key(key);
   pb::RangeResponse resp;
-  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::Range, req, &resp);
+  grpc::Status st = Unary(stubs()->kv.get(), &pb::KV::Stub::Range, req, &resp);
   if (!st.ok()) return Error("get", key, st);
   if (resp.kvs_size() == 0) return std::optional<EtcdKV>();
   return std::optional<EtcdKV>(FromPb(resp.kvs(0)));
@@ -209,7 +238,7 @@ absl::Status EtcdClient::Put(const std::string& key, const std::string& value, i
   req.set_value(value);
   req.set_lease(lease);
   pb::PutResponse resp;
-  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::Put, req, &resp);
+  grpc::Status st = Unary(stubs()->kv.get(), &pb::KV::Stub::Put, req, &resp);
   if (!st.ok()) return Error("put", key, st);
   return absl::OkStatus();
 }
@@ -218,7 +247,7 @@ absl::StatusOr<int64_t> EtcdClient::Delete(const std::string& key) {
   pb::DeleteRangeRequest req;
   req.set_key(key);
   pb::DeleteRangeResponse resp;
-  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::DeleteRange, req, &resp);
+  grpc::Status st = Unary(stubs()->kv.get(), &pb::KV::Stub::DeleteRange, req, &resp);
   if (!st.ok()) return Error("delete", key, st);
   return resp.deleted();
 }
@@ -232,7 +261,7 @@ absl::StatusOr<bool> EtcdClient::PutIf(const pb::Compare& cmp, const std::string
   put->set_value(value);
   put->set_lease(lease);
   pb::TxnResponse resp;
-  grpc::Status st = Unary(stubs_->kv.get(), &pb::KV::Stub::Txn, req, &resp);
+  grpc::Status st = Unary(stubs()->kv.get(), &pb::KV::Stub::Txn, req, &resp);
   if (!st.ok()) return Error("txn", key, st);
   return resp.succeeded();
 }
@@ -260,7 +289,7 @@ absl::StatusOr<int64_t> EtcdClient::GrantLease(absl::Duration ttl) {
   pb::LeaseGrantRequest req;
   req.set_ttl(absl::ToInt64Seconds(ttl));
   pb::LeaseGrantResponse resp;
-  grpc::Status st = Unary(stubs_->lease.get(), &pb::Lease::Stub::LeaseGrant, req, &resp);
+  grpc::Status st = Unary(stubs()->lease.get(), &pb::Lease::Stub::LeaseGrant, req, &resp);
   if (!st.ok()) return Error("lease grant", absl::FormatDuration(ttl), st);
   if (!resp.error().empty())
     return absl::InternalError(absl::StrCat("etcd ", endpoints_, ": lease grant: ", resp.error()));
@@ -270,7 +299,8 @@ absl::StatusOr<int64_t> EtcdClient::GrantLease(absl::Duration ttl) {
 absl::StatusOr<absl::Duration> EtcdClient::KeepAliveOnce(int64_t lease_id) {
   grpc::ClientContext ctx;
   if (grpc::Status st = Prepare(&ctx); !st.ok()) return Error("lease keep-alive", absl::StrCat(lease_id), st);
-  auto stream = stubs_->lease->LeaseKeepAlive(&ctx);
+  auto s = stubs();
+  auto stream = s->lease->LeaseKeepAlive(&ctx);
   pb::LeaseKeepAliveRequest req;
   req.set_id(lease_id);
   pb::LeaseKeepAliveResponse resp;
@@ -292,7 +322,7 @@ absl::Status EtcdClient::RevokeLease(int64_t lease_id) {
   pb::LeaseRevokeRequest req;
   req.set_id(lease_id);
   pb::LeaseRevokeResponse resp;
-  grpc::Status st = Unary(stubs_->lease.get(), &pb::Lease::Stub::LeaseRevoke, req, &resp);
+  grpc::Status st = Unary(stubs()->lease.get(), &pb::Lease::Stub::LeaseRevoke, req, &resp);
   if (!st.ok()) return Error("lease revoke", absl::StrCat(lease_id), st);
   return absl::OkStatus();
 }
@@ -314,7 +344,8 @@ absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision
   } clear{this};
 
   if (grpc::Status st = Prepare(&ctx, /*deadline=*/false); !st.ok()) return Error("watch", prefix, st);
-  auto stream = stubs_->watch->Watch(&ctx);
+  auto s = stubs();
+  auto stream = s->watch->Watch(&ctx);
   pb::WatchRequest req;
   pb::WatchCreateRequest* create = req.mutable_create_request();
   create->set_key(prefix);
@@ -351,7 +382,11 @@ absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision
     on_batch(std::move(b));
   }
   grpc::Status st = stream->Finish();
-  if (st.error_code() == grpc::StatusCode::CANCELLED) return absl::CancelledError("watch cancelled");
+  if (st.error_code() == grpc::StatusCode::CANCELLED) {
+    std::lock_guard<std::mutex> l(watch_mu_);
+    if (!std::exchange(watch_interrupted_, false)) return absl::CancelledError("watch cancelled");
+    return absl::UnavailableError(absl::StrCat("etcd ", endpoints_, ": watch ", prefix, ": reconnecting"));
+  }
   if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {  // renew the token on the next attempt
     std::lock_guard<std::mutex> l(token_mu_);
     token_.clear();

@@ -17,6 +17,8 @@
 
 namespace grpc {
 class Channel;
+class ChannelArguments;
+class ChannelCredentials;
 class ClientContext;
 class Status;
 }  // namespace grpc
@@ -81,6 +83,9 @@ class EtcdClient {
   absl::Status Watch(const std::string& prefix, int64_t start_revision,
                      const std::function<void(EtcdWatchBatch)>& on_batch);
   void CancelWatch();
+  // New connections to etcd (e.g. our address changed and the old TCP connections are
+  // dead); a running watch ends with Unavailable so its caller relists.
+  void Reconnect();
 
   const std::string& endpoints() const { return endpoints_; }
 
@@ -98,7 +103,10 @@ class EtcdClient {
   absl::StatusOr<bool> PutIf(const etcdserverpb::Compare& cmp, const std::string& key, const std::string& value,
                              int64_t lease);
   struct Stubs;
-  std::unique_ptr<Stubs> stubs_;
+  static std::shared_ptr<Stubs> Connect(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
+                                        const grpc::ChannelArguments& args);
+  std::shared_ptr<Stubs> stubs() const;  // the current connection (swapped by Reconnect)
+  std::shared_ptr<Stubs> stubs_;
   std::string endpoints_;
   std::string username_, password_;
   std::mutex token_mu_;
@@ -106,6 +114,7 @@ class EtcdClient {
   std::mutex watch_mu_;
   grpc::ClientContext* watch_ctx_ = nullptr;
   bool watch_cancelled_ = false;
+  bool watch_interrupted_ = false;
 };
 
 // The exclusive end of the key range holding every key that starts with prefix.

@@ -102,7 +102,30 @@ def scenario(lab, c):
     c.check("bridge recreated: the agent attached to it within seconds and traffic flows",
             "Container side: tc ingress on cni0" in h2.log().split("cppnet-agent starting")[-1])
 
-    # 6. Two agents racing for the last free subnet.
+    # 6. PublicIP changes: the same subnet is re-published under the new address, never
+    #    a second lease. While the agent runs, and while it is down.
+    def leases_of_h1():
+        return {k: json.loads(v)["PublicIP"] for k, v in lab.leases().items()
+                if k == subnet1.replace(".1/", ".0-")}
+    for new_ip, running in (("198.18.0.31", True), ("198.18.0.41", False)):
+        if not running:
+            h1.agent.terminate()
+            h1.agent.wait(timeout=10)
+        old_ip = h1.ip
+        h1.sh(f"ip addr del {old_ip}/24 dev eth0 && ip addr add {new_ip}/24 dev eth0")
+        h1.ip = new_ip
+        if not running:
+            h1.start_agent()
+        L.wait_for(f"lease re-published with {new_ip}", lambda: list(leases_of_h1().values()) == [new_ip], 10)
+        n = sum(1 for v in lab.leases().values() if json.loads(v)["PublicIP"] in (old_ip, new_ip))
+        c.check(f"PublicIP {old_ip} -> {new_ip} ({'agent running' if running else 'while the agent was down'}): "
+                "same subnet, one lease", n == 1 and h1.subnet_env()["FLANNEL_SUBNET"] == subnet1, lab.leases())
+        L.wait_for("peer route follows", lambda: h2.routes().get(subnet1.replace(".1/", ".0/"), {}).get("public_ip")
+                   == new_ip, 10)
+        L.wait_for("ping after the PublicIP change", lambda: b.ping(a.ip).returncode == 0, 10, 0.2)
+        c.check(f"PublicIP {new_ip}: peers follow and traffic flows", True)
+
+    # 7. Two agents racing for the last free subnet.
     race = "/race"
     lab.put_config(dict(L.VXLAN_CONFIG, SubnetMin="198.19.77.0", SubnetMax="198.19.77.0"), prefix=race)
     h4, h5 = lab.add_host(4), lab.add_host(5)
