@@ -72,6 +72,7 @@ void Agent::WatchLoop() {
     }
     auto range = etcd_->RangePrefix(prefix);
     if (!range.ok()) {
+      health_->etcd_errors++;
       if (!logged_down) LOG_ERROR("Failed to list ", prefix, ": ", range.status().message(), " (retrying)");
       logged_down = true;
       std::unique_lock<std::mutex> l(mu_);
@@ -97,6 +98,8 @@ void Agent::WatchLoop() {
       cv_.notify_all();
     });
     if (absl::IsCancelled(st)) return;
+    health_->etcd_reconnects++;
+    if (!absl::IsOutOfRange(st)) health_->etcd_errors++;  // compaction is not an etcd failure
     LOG_WARN("Watch of ", prefix, " ended: ", st.message(), "; relisting");
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait_for(l, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
@@ -121,7 +124,13 @@ int Agent::Run() {
       if (stop_) break;
       batch.swap(changes_);
     }
-    for (Change& c : batch) Apply(std::move(c));
+    if (!batch.empty()) {
+      const absl::Time t0 = absl::Now();
+      for (Change& c : batch) Apply(std::move(c));
+      health_->syncs++;
+      health_->sync_micros += absl::ToInt64Microseconds(absl::Now() - t0);
+      health_->leases = static_cast<int64_t>(leases_.size());
+    }
     Tick();
     if (watchdog && absl::Now() >= next_watchdog) {
       sd_notify(0, "WATCHDOG=1");
@@ -233,6 +242,7 @@ void Agent::Tick() {
     if (st.ok() && subnet_ && etcd_lease_id_ && !datapath_active_) st = ActivateDatapath();
     if (!st.ok()) {
       bool out_of_subnets = absl::IsResourceExhausted(st);
+      if (!absl::IsResourceExhausted(st)) health_->etcd_errors++;
       LOG_ERROR(st.message(), " (retrying in ", absl::FormatDuration(backoff_), ")");
       retry_at_ = now + backoff_;
       backoff_ = std::min(backoff_ * 2, out_of_subnets ? kOutOfSubnetsMaxBackoff : kMaxBackoff);

@@ -47,6 +47,11 @@ struct AgentHealth {
   std::atomic<int64_t> routes{0};
   std::atomic<int64_t> leases_skipped{0};
   std::atomic<int64_t> lease_acquisitions{0};
+  std::atomic<int64_t> leases{0};            // keys under <prefix>/subnets/
+  std::atomic<int64_t> etcd_errors{0};       // failed etcd operations
+  std::atomic<int64_t> etcd_reconnects{0};   // watch re-established after a break
+  std::atomic<int64_t> syncs{0};             // etcd change batches applied to the datapath
+  std::atomic<int64_t> sync_micros{0};       // total time spent applying them
   std::mutex mu;
   std::string not_ready_reason = "starting";
 };

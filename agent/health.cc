@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/maps.h"
 
 namespace cppnet {
@@ -39,7 +40,21 @@ absl::Status HealthServer::Start(const std::string& ip, int port) {
         "# TYPE cppnet_leases_skipped gauge\ncppnet_leases_skipped ", health_->leases_skipped.load(), "\n",
         "# HELP cppnet_lease_acquisitions_total Subnet leases acquired by this agent.\n",
         "# TYPE cppnet_lease_acquisitions_total counter\ncppnet_lease_acquisitions_total ",
-        health_->lease_acquisitions.load(), "\n");
+        health_->lease_acquisitions.load(), "\n",
+        "# HELP cppnet_leases Subnet leases in etcd under the prefix (all hosts).\n# TYPE cppnet_leases gauge\n",
+        "cppnet_leases ", health_->leases.load(), "\n",
+        "# HELP cppnet_etcd_errors_total Failed etcd operations (list, watch, lease, put).\n",
+        "# TYPE cppnet_etcd_errors_total counter\ncppnet_etcd_errors_total ", health_->etcd_errors.load(), "\n",
+        "# HELP cppnet_etcd_reconnects_total Watches re-established (with a relist) after a break.\n",
+        "# TYPE cppnet_etcd_reconnects_total counter\ncppnet_etcd_reconnects_total ", health_->etcd_reconnects.load(),
+        "\n",
+        "# HELP cppnet_etcd_last_ok_timestamp_seconds When etcd last answered.\n",
+        "# TYPE cppnet_etcd_last_ok_timestamp_seconds gauge\ncppnet_etcd_last_ok_timestamp_seconds ",
+        health_->last_etcd_ok_unix.load(), "\n",
+        "# HELP cppnet_sync_duration_seconds Time to apply etcd changes to the datapath maps.\n",
+        "# TYPE cppnet_sync_duration_seconds summary\n",
+        "cppnet_sync_duration_seconds_sum ", absl::StrFormat("%.6f", health_->sync_micros.load() / 1e6), "\n",
+        "cppnet_sync_duration_seconds_count ", health_->syncs.load(), "\n");
     if (auto stats = ReadStats(stats_fd_); stats.ok()) {
       absl::StrAppend(&out, "# HELP cppnet_packets_total Datapath packets by counter (drops carry a reason).\n",
                       "# TYPE cppnet_packets_total counter\n");
@@ -47,6 +62,13 @@ absl::Status HealthServer::Start(const std::string& ip, int port) {
         const CounterInfo& c = Counters()[i];
         absl::StrAppend(&out, "cppnet_packets_total{", c.is_drop ? "reason" : "counter", "=\"", c.name, "\"} ",
                         (*stats)[i].packets, "\n");
+      }
+      absl::StrAppend(&out, "# HELP cppnet_bytes_total Datapath bytes by counter (drops carry a reason).\n",
+                      "# TYPE cppnet_bytes_total counter\n");
+      for (size_t i = 0; i < stats->size(); i++) {
+        const CounterInfo& c = Counters()[i];
+        absl::StrAppend(&out, "cppnet_bytes_total{", c.is_drop ? "reason" : "counter", "=\"", c.name, "\"} ",
+                        (*stats)[i].bytes, "\n");
       }
     }
     res.set_content(out, "text/plain; version=0.0.4");

@@ -63,6 +63,13 @@ def scenario(lab, c):
     c.check(f"etcd outage under ping every 50 ms: {sent - got} of {sent} lost", sent == 500 and got == sent, out)
     L.wait_for("etcd reachable again logged", lambda: all("is reachable again" in h.log() for h in (h1, h2)), 20)
     c.check("agents reconnect and say so", True)
+    m = dict(line.rsplit(" ", 1) for line in h1.sh("curl -s http://127.0.0.1:9471/metrics").stdout.splitlines()
+             if line and not line.startswith("#"))
+    c.check("/metrics after the outage: etcd errors and reconnects counted, leases and sync latency reported",
+            float(m["cppnet_etcd_errors_total"]) > 0 and float(m["cppnet_etcd_reconnects_total"]) > 0
+            and m["cppnet_leases"] == "2" and float(m["cppnet_sync_duration_seconds_count"]) > 0
+            and m["cppnet_routes"] == "1" and float(m['cppnet_bytes_total{counter="vxlan_tx"}']) > 0,
+            {k: v for k, v in m.items() if "packets" not in k and "bytes" not in k})
     h3 = lab.add_host(3)
     h3.start_agent()
     env = h3.subnet_env()
