@@ -304,6 +304,34 @@ class Lab:
                 self.etcdctl(*cmd)
             self.etcdctl_flags += ["--user", f"root:{ROOT_PASSWORD}"]
 
+    def start_etcd_cluster(self, n=3):
+        """n etcd members on the switch (198.18.0.251, .252, …); agents get all of them."""
+        ips = [f"198.18.0.{251 + i}" for i in range(n)]
+        for ip in ips:
+            run(["ip", "-n", self.sw, "addr", "add", f"{ip}/24", "dev", "br0"])
+        cluster = ",".join(f"m{i}=http://{ip}:2380" for i, ip in enumerate(ips))
+        self.members = {}
+        for i, ip in enumerate(ips):
+            log = open(os.path.join(self.dir, f"etcd-m{i}.log"), "w")
+            p = subprocess.Popen(
+                ["ip", "netns", "exec", self.sw, "etcd", "--name", f"m{i}", "--data-dir",
+                 os.path.join(self.dir, f"etcd-m{i}"), "--listen-client-urls", f"http://{ip}:2379",
+                 "--advertise-client-urls", f"http://{ip}:2379", "--listen-peer-urls", f"http://{ip}:2380",
+                 "--initial-advertise-peer-urls", f"http://{ip}:2380", "--initial-cluster", cluster,
+                 "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.pids.append(p)
+            self.members[f"http://{ip}:2379"] = p
+        self.etcd_url = ",".join(self.members)
+        wait_for("etcd cluster to serve",
+                 lambda: self.etcdctl("endpoint", "health", "--cluster", check=False).returncode == 0, 60, 0.3)
+
+    def etcd_leader(self):
+        """Client URL of the current leader, None during an election."""
+        p = self.etcdctl("endpoint", "status", "-w", "json", check=False)
+        st = json.loads(p.stdout) if p.returncode == 0 else []
+        return next((e["Endpoint"] for e in st if e["Status"]["leader"] == e["Status"]["header"]["member_id"]), None)
+
     def stop_etcd(self):
         """etcd down (its data stays: start_etcd() brings the same cluster back)."""
         self.etcd.terminate()
