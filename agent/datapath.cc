@@ -17,6 +17,10 @@ namespace cppnet {
 
 static std::string Err(int err) { return strerror(err < 0 ? -err : err); }
 
+// Our tc filters: cls_bpf under this handle and priority on a clsact ingress hook.
+constexpr uint32_t kTcHandle = 0xc99;
+constexpr uint32_t kTcPriority = 1;
+
 // Where the XDP link on `ifname` is pinned, so restarts find and update it.
 static std::string XdpPin(const std::string& dir, const std::string& ifname) {
   return absl::StrCat(dir, "/" CPPNET_LINK_XDP_PREFIX, ifname);
@@ -114,11 +118,61 @@ absl::Status Datapath::AttachTcIngress(int prog_fd, int ifindex, const std::stri
   int err = bpf_tc_hook_create(&hook);
   if (err && err != -EEXIST)
     return absl::InternalError(absl::StrCat("interface ", ifname, ": create clsact qdisc: ", Err(err)));
-  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = 0xc99,
-              .priority = 1);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle,
+              .priority = kTcPriority);
   if ((err = bpf_tc_attach(&hook, &opts)))
     return absl::InternalError(absl::StrCat("interface ", ifname, ": attach tc ingress: ", Err(err)));
   return absl::OkStatus();
+}
+
+// The name of the program behind a tc filter, "" when it cannot be read.
+static std::string ProgName(uint32_t prog_id) {
+  int fd = bpf_prog_get_fd_by_id(prog_id);
+  if (fd < 0) return "";
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  std::string name = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "";
+  close(fd);
+  return name;
+}
+
+absl::StatusOr<std::vector<std::string>> Datapath::Cleanup(const std::string& pin_dir) {
+  std::vector<std::string> done;
+  if (struct if_nameindex* names = if_nameindex()) {
+    for (struct if_nameindex* n = names; n->if_index; n++) {
+      LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(n->if_index), .attach_point = BPF_TC_INGRESS);
+      LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+      if (bpf_tc_query(&hook, &opts) != 0) continue;
+      // Ours only: same handle/priority with a cppnet program.
+      if (ProgName(opts.prog_id).rfind("cppnet_", 0) != 0) continue;
+      LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
+      if (int err = bpf_tc_detach(&hook, &del); err) {
+        if_freenameindex(names);
+        return absl::InternalError(absl::StrCat("interface ", n->if_name, ": remove tc filter: ", Err(err)));
+      }
+      done.push_back(absl::StrCat("tc ingress filter on ", n->if_name));
+    }
+    if_freenameindex(names);
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(pin_dir, ec)) return done;
+  for (const auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(CPPNET_LINK_XDP_PREFIX, 0) == 0) {
+      if (bpf_link* link = bpf_link__open(e.path().c_str())) {
+        bpf_link__unpin(link);
+        bpf_link__destroy(link);  // the last reference: XDP leaves the interface
+        done.push_back(absl::StrCat("XDP program on ", name.substr(strlen(CPPNET_LINK_XDP_PREFIX))));
+        continue;
+      }
+    }
+    if (name.rfind("cppnet_", 0) != 0) continue;  // not one of our maps: leave it
+    if (unlink(e.path().c_str()) != 0)
+      return absl::InternalError(absl::StrCat(e.path().string(), ": ", strerror(errno)));
+    done.push_back(absl::StrCat("map ", e.path().string()));
+  }
+  if (std::filesystem::is_empty(pin_dir, ec) && rmdir(pin_dir.c_str()) == 0) done.push_back(pin_dir);
+  return done;
 }
 
 }  // namespace cppnet

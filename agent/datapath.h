@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -27,6 +28,11 @@ class Datapath {
   absl::Status AttachEncap(int ifindex, const std::string& ifname);
   // tc ingress on the underlay: decapsulation and delivery into containers.
   absl::Status AttachUnderlay(int ifindex, const std::string& ifname);
+
+  // Uninstall: removes every cppnet tc filter in this network namespace (recognised by
+  // handle, priority and program name), the pinned XDP links and maps under pin_dir.
+  // Returns one line per object removed. The agent must not be running.
+  static absl::StatusOr<std::vector<std::string>> Cleanup(const std::string& pin_dir);
 
   int encap_prog_fd() const;
   int underlay_prog_fd() const;

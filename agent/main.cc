@@ -8,12 +8,14 @@
 
 #include <cstdio>
 #include <thread>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "agent.h"
+#include "masq.h"
 #include "health.h"
 #include "log.h"
 
@@ -75,6 +77,8 @@ int main(int argc, char** argv) {
   app.add_option("--bpffs-dir", o.bpffs_dir, "where maps and links are pinned")->envname(env("BPFFS_DIR"))->capture_default_str();
   app.add_option("--container-iface", o.container_iface, "container-side interface; default: the one carrying our subnet")->envname(env("CONTAINER_IFACE"));
   app.add_option("--decap", o.decap, "where tunnel packets are decapsulated: xdp, tc, or auto (tc on veth underlays)")->envname(env("DECAP"))->check(CLI::IsMember({"auto", "xdp", "tc"}))->capture_default_str();
+  bool cleanup = false;
+  app.add_flag("--cleanup", cleanup, "uninstall: remove cppnet's tc/XDP programs, pinned maps, nftables table and subnet file, then exit (stop the agent first)");
   app.add_flag("--release-on-exit", o.release_on_exit, "delete our lease from etcd on SIGTERM")->envname(env("RELEASE_ON_EXIT"));
   try {
     app.parse(argc, argv);
@@ -90,6 +94,15 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cppnet-agent: %s\n", msg.c_str());
     return 2;
   };
+  if (cleanup) {
+    auto removed = Datapath::Cleanup(o.bpffs_dir);
+    if (!removed.ok()) return Fail(std::string(removed.status().message()));
+    for (const std::string& r : *removed) printf("removed %s\n", r.c_str());
+    if (auto st = RemoveMasquerade(); !st.ok()) fprintf(stderr, "cppnet-agent: %s\n", std::string(st.message()).c_str());
+    if (unlink(o.subnet_file.c_str()) == 0) printf("removed %s\n", o.subnet_file.c_str());
+    printf("cppnet datapath removed; the lease stays in etcd until its TTL (or delete it with etcdctl)\n");
+    return 0;
+  }
   if (!absl::ParseDuration(ttl, &o.lease_ttl) || o.lease_ttl < absl::Seconds(10))
     return usage(absl::StrCat("--subnet-lease-ttl: invalid duration \"", ttl, "\" (e.g. 24h, 90s; at least 10s)"));
   o.renew_margin = absl::Minutes(renew_minutes);

@@ -91,6 +91,34 @@ def scenario(lab, c):
         c.check("overlay still works after the restart", p.returncode == 0, p.stdout[-200:])
         notify.close()
 
+    # Uninstall: stop the agent, then cppnet-agent --cleanup removes every trace.
+    h1.agent.terminate()
+    h1.agent.wait(timeout=10)
+    h1.start_agent("--ip-masq", "--decap=xdp")
+    L.wait_for("masq + XDP in place", lambda: h1.sh("nft list table ip cppnet", check=False).returncode == 0
+               and "prog/xdp" in h1.sh("ip -d link show eth0").stdout, 10)
+    h1.agent.terminate()
+    h1.agent.wait(timeout=10)
+    p = L.run(h1.cmd([L.AGENT, "--cleanup"]), check=False, timeout=30)
+    c.check("--cleanup: exit 0, lists what it removed", p.returncode == 0 and "tc ingress filter on eth0" in p.stdout
+            and "tc ingress filter on cni0" in p.stdout and "tc ingress filter on veth1" in p.stdout
+            and "XDP program on eth0" in p.stdout and "cppnet_routes" in p.stdout, p.stdout + p.stderr)
+    left = {
+        "tc filters": h1.sh("for d in eth0 cni0 veth1; do tc filter show dev $d ingress; done").stdout.strip(),
+        "xdp": "prog/xdp" in h1.sh("ip -d link show eth0").stdout,
+        "pins": h1.sh("ls /sys/fs/bpf/cppnet 2>/dev/null", check=False).stdout.strip(),
+        "nft": h1.sh("nft list table ip cppnet", check=False).returncode == 0,
+        "subnet.env": h1.sh("test -e /run/flannel/subnet.env", check=False).returncode == 0,
+    }
+    c.check("--cleanup: no tc filter, XDP program, pinned map, nftables table or subnet file left",
+            not any(left.values()), left)
+    p = h1.ctl("show", "routes", check=False)
+    c.check("after --cleanup cppnetctl says the agent has not run", p.returncode == 1 and "has not run" in p.stderr,
+            p.stderr)
+    p = L.run(h1.cmd([L.AGENT, "--cleanup"]), check=False, timeout=30)
+    c.check("--cleanup again: nothing to do, exit 0", p.returncode == 0 and "removed" not in p.stdout.replace(
+        "cppnet datapath removed", ""), p.stdout)
+
 
 if __name__ == "__main__":
     raise SystemExit(run_scenario("ops", scenario))
