@@ -217,6 +217,9 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
   config_ = *parsed;
   LOG_INFO("Network config: Network ", FormatPrefix4(config_->network), ", SubnetLen ", config_->subnet_len,
            ", backend ", config_->backend.type, " (VNI ", config_->backend.vni, ", port ", config_->backend.port, ")");
+  if (config_->enable_ipv6)
+    LOG_WARN("Config: EnableIPv6 with IPv6Network ", FormatPrefix6(*config_->ipv6_network),
+             " is valid, but this version forwards IPv4 only: no IPv6 subnet is leased");
   if (backend_changed && etcd_lease_id_) {
     // Peers install only leases of the configured type: publish ours with the new one.
     auto st = etcd_->Put(SubnetsPrefix() + FormatSubnetKey(*subnet_), SerializeLease(OwnLease()), etcd_lease_id_);

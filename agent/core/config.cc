@@ -36,6 +36,47 @@ int NetworkConfig::ContainerMtu(int underlay_mtu) const {
   return underlay_mtu;
 }
 
+// IPv6Network, IPv6SubnetLen (default 64, or prefix + 2 for networks longer than /62),
+// IPv6SubnetMin/Max (default: the second and the last subnet), with flanneld's checks.
+static absl::Status ParseIpv6Part(const nlohmann::json& j, NetworkConfig* c) {
+  const nlohmann::json* net = FindKey(j, "IPv6Network");
+  if (!net || !net->is_string() || net->get<std::string>().empty())
+    return absl::InvalidArgumentError("config: EnableIPv6 is true but IPv6Network is missing (e.g. \"2001:db8::/48\")");
+  auto np = ParsePrefix6(net->get<std::string>());
+  if (!np.ok()) return absl::InvalidArgumentError(absl::StrCat("config: IPv6Network: ", np.status().message()));
+  c->ipv6_network = *np;
+  int64_t sl = 0;
+  if (auto st = GetInt(j, "IPv6SubnetLen", &sl, "config"); !st.ok()) return st;
+  if (sl == 0) sl = np->len <= 62 ? 64 : np->len + 2;
+  if (sl > 126)
+    return absl::InvalidArgumentError(absl::StrCat("config: IPv6SubnetLen must be less than /127 (got ", sl, ")"));
+  if (sl < np->len + 2)
+    return absl::InvalidArgumentError(absl::StrCat("config: IPv6Network must be able to accommodate at least four "
+                                                   "subnets (IPv6Network ", FormatPrefix6(*np), ", IPv6SubnetLen ", sl, ")"));
+  c->ipv6_subnet_len = static_cast<uint8_t>(sl);
+  const unsigned __int128 step = static_cast<unsigned __int128>(1) << (128 - sl);
+  c->ipv6_subnet_min = np->addr + step;
+  c->ipv6_subnet_max = (np->addr | ~np->mask()) - (step - 1);
+  for (auto [field, out] : {std::pair{"IPv6SubnetMin", &c->ipv6_subnet_min}, std::pair{"IPv6SubnetMax", &c->ipv6_subnet_max}}) {
+    const nlohmann::json* v = FindKey(j, field);
+    if (!v || v->is_null()) continue;
+    if (!v->is_string()) return absl::InvalidArgumentError(absl::StrCat("config: ", field, " must be a string"));
+    auto ip = ParseIp6(v->get<std::string>());
+    if (!ip.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", field, ": ", ip.status().message()));
+    if (!np->contains(*ip))
+      return absl::InvalidArgumentError(absl::StrCat("config: ", field, " is not in the range of the IPv6Network (",
+                                                     FormatIp6(*ip), " not in ", FormatPrefix6(*np), ")"));
+    if (*ip & (step - 1))
+      return absl::InvalidArgumentError(absl::StrCat("config: ", field, " is not on a IPv6SubnetLen boundary (",
+                                                     FormatIp6(*ip), ", /", sl, ")"));
+    *out = *ip;
+  }
+  if (c->ipv6_subnet_min > c->ipv6_subnet_max)
+    return absl::InvalidArgumentError(absl::StrCat("config: IPv6SubnetMin ", FormatIp6(c->ipv6_subnet_min),
+                                                   " is greater than IPv6SubnetMax ", FormatIp6(c->ipv6_subnet_max)));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
   auto parsed = ParseJsonObject(text, "config");
   if (!parsed.ok()) return parsed.status();
@@ -80,7 +121,17 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat("config: SubnetMin ", FormatIp4(c.subnet_min),
                                                    " is greater than SubnetMax ", FormatIp4(c.subnet_max)));
 
-  if (const nlohmann::json* e6 = FindKey(j, "EnableIPv6"); e6 && e6->is_boolean()) c.enable_ipv6 = e6->get<bool>();
+  for (auto [field, out] : {std::pair{"EnableIPv4", &c.enable_ipv4}, std::pair{"EnableIPv6", &c.enable_ipv6}}) {
+    const nlohmann::json* v = FindKey(j, field);
+    if (!v || v->is_null()) continue;
+    if (!v->is_boolean()) return absl::InvalidArgumentError(absl::StrCat("config: ", field, " must be true or false"));
+    *out = v->get<bool>();
+  }
+  if (!c.enable_ipv4)
+    return absl::InvalidArgumentError("config: EnableIPv4 is false: IPv6-only networks are not supported by this version");
+  if (c.enable_ipv6) {
+    if (auto st = ParseIpv6Part(j, &c); !st.ok()) return st;
+  }
 
   const nlohmann::json* be = FindKey(j, "Backend");
   if (be && !be->is_null()) {

@@ -74,4 +74,35 @@ Mac VtepMacFor(uint32_t ip) {
              static_cast<uint8_t>(ip >> 8), static_cast<uint8_t>(ip)};
 }
 
+absl::StatusOr<unsigned __int128> ParseIp6(absl::string_view s) {
+  in6_addr a{};
+  if (s.find(':') == absl::string_view::npos || inet_pton(AF_INET6, std::string(s).c_str(), &a) != 1)
+    return absl::InvalidArgumentError(absl::StrCat("\"", s, "\" is not an IPv6 address"));
+  unsigned __int128 v = 0;
+  for (uint8_t b : a.s6_addr) v = (v << 8) | b;
+  return v;
+}
+
+std::string FormatIp6(unsigned __int128 ip) {
+  in6_addr a{};
+  for (int i = 15; i >= 0; i--, ip >>= 8) a.s6_addr[i] = static_cast<uint8_t>(ip & 0xff);
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET6, &a, buf, sizeof(buf));
+  return buf;
+}
+
+absl::StatusOr<Prefix6> ParsePrefix6(absl::string_view s) {
+  size_t slash = s.find('/');
+  int len = 0;
+  if (slash == absl::string_view::npos || !absl::SimpleAtoi(s.substr(slash + 1), &len) || len < 0 || len > 128)
+    return absl::InvalidArgumentError(absl::StrCat("\"", s, "\" is not an IPv6 prefix (e.g. 2001:db8::/48)"));
+  auto ip = ParseIp6(s.substr(0, slash));
+  if (!ip.ok()) return ip.status();
+  Prefix6 p{0, static_cast<uint8_t>(len)};
+  p.addr = *ip & p.mask();
+  return p;
+}
+
+std::string FormatPrefix6(const Prefix6& p) { return absl::StrCat(FormatIp6(p.addr), "/", p.len); }
+
 }  // namespace cppnet

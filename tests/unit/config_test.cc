@@ -48,6 +48,24 @@ struct BadCase {
   const char* error;
 };
 
+TEST(Config, DualStackDefaultsAsFlanneld) {
+  auto c = ParseNetworkConfig(R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48"})");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_TRUE(c->enable_ipv4);
+  EXPECT_TRUE(c->enable_ipv6);
+  EXPECT_EQ(FormatPrefix6(*c->ipv6_network), "2001:db8::/48");
+  EXPECT_EQ(c->ipv6_subnet_len, 64);
+  EXPECT_EQ(FormatIp6(c->ipv6_subnet_min), "2001:db8:0:1::");
+  EXPECT_EQ(FormatIp6(c->ipv6_subnet_max), "2001:db8:0:ffff::");
+  auto small = ParseNetworkConfig(R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/120"})");
+  ASSERT_TRUE(small.ok()) << small.status().message();
+  EXPECT_EQ(small->ipv6_subnet_len, 122);
+  // IPv6 fields are ignored unless EnableIPv6 is set.
+  auto off = ParseNetworkConfig(R"({"Network":"10.5.0.0/16","IPv6Network":"garbage"})");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->ipv6_network.has_value());
+}
+
 TEST(Config, RejectsBadConfigNamingFieldAndValue) {
   const BadCase cases[] = {
       {"not json", "config: not valid JSON"},
@@ -64,6 +82,18 @@ TEST(Config, RejectsBadConfigNamingFieldAndValue) {
       {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}})", "VNI must be between 0 and 16777215"},
       {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","Port":70000}})", "Port must be between 1 and 65535"},
       {R"({"Network":"10.5.0.0/16","Backend":"vxlan"})", "Backend must be an object"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv4":false})", "IPv6-only networks are not supported"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":"yes"})", "EnableIPv6 must be true or false"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":true})", "EnableIPv6 is true but IPv6Network is missing"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"10.6.0.0/16"})", "IPv6Network: \"10.6.0.0\" is not an IPv6 address"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetLen":127})",
+       "IPv6SubnetLen must be less than /127 (got 127)"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/64","IPv6SubnetLen":65})",
+       "IPv6Network must be able to accommodate at least four subnets"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMin":"2001:db9::"})",
+       "IPv6SubnetMin is not in the range of the IPv6Network (2001:db9::"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMax":"2001:db8:0:5::1"})",
+       "IPv6SubnetMax is not on a IPv6SubnetLen boundary (2001:db8:0:5::1"},
   };
   for (const BadCase& c : cases) {
     auto r = ParseNetworkConfig(c.json);
