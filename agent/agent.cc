@@ -65,45 +65,72 @@ void Agent::WatchLoop() {
   const std::string prefix = opts_.etcd_prefix + "/";
   absl::Duration backoff = absl::Milliseconds(100);
   bool logged_down = false;
+  int64_t next_rev = 0;  // where the watch resumes; 0: list first
+  auto back_up = [&] {
+    if (!logged_down) return;
+    LOG_INFO("etcd ", etcd_->endpoints(), " is reachable again");
+    logged_down = false;
+  };
+  auto wait = [&] {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  };
   for (;;) {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (stop_) return;
     }
-    auto range = etcd_->RangePrefix(prefix);
-    if (!range.ok()) {
-      health_->etcd_errors++;
-      if (!logged_down) LOG_ERROR("Failed to list ", prefix, ": ", range.status().message(), " (retrying)");
-      logged_down = true;
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait_for(l, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
-      backoff = std::min(backoff * 2, kMaxBackoff);
-      continue;
-    }
-    if (logged_down) LOG_INFO("etcd ", etcd_->endpoints(), " is reachable again");
-    logged_down = false;
-    backoff = absl::Milliseconds(100);
-    MarkEtcdOk();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      changes_.push_back(Change{true, std::move(range->kvs), {}});
-    }
-    cv_.notify_all();
-    absl::Status st = etcd_->Watch(prefix, range->revision + 1, [&](EtcdWatchBatch b) {
+    if (next_rev == 0) {
+      auto range = etcd_->RangePrefix(prefix);
+      if (!range.ok()) {
+        health_->etcd_errors++;
+        if (!logged_down) LOG_ERROR("Failed to list ", prefix, ": ", range.status().message(), " (retrying)");
+        logged_down = true;
+        wait();
+        continue;
+      }
+      back_up();
+      backoff = absl::Milliseconds(100);
       MarkEtcdOk();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        changes_.push_back(Change{true, std::move(range->kvs), {}});
+      }
+      cv_.notify_all();
+      next_rev = range->revision + 1;
+    }
+    bool store_rewound = false;
+    absl::Status st = etcd_->Watch(prefix, next_rev, [&](EtcdWatchBatch b) {
+      MarkEtcdOk();
+      if (b.created) {
+        back_up();
+        backoff = absl::Milliseconds(100);
+        // A store behind what we have seen (etcd restored from an older snapshot):
+        // resuming would wait for revisions that mean something else. Relist.
+        store_rewound = b.revision < next_rev - 1;
+        return !store_rewound;
+      }
+      next_rev = std::max(next_rev, b.last_event_revision + 1);
       {
         std::lock_guard<std::mutex> l(mu_);
         changes_.push_back(Change{false, std::move(b.puts), std::move(b.deletes)});
       }
       cv_.notify_all();
+      return true;
     });
     if (absl::IsCancelled(st)) return;
     health_->etcd_reconnects++;
-    if (!absl::IsOutOfRange(st)) health_->etcd_errors++;  // compaction is not an etcd failure
-    LOG_WARN("Watch of ", prefix, " ended: ", st.message(), "; relisting");
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
-    backoff = std::min(backoff * 2, kMaxBackoff);
+    if (absl::IsOutOfRange(st) || store_rewound) {
+      LOG_WARN("Watch of ", prefix, ": ", store_rewound ? "etcd's store is older than what we saw" : st.message(),
+               "; relisting");
+      next_rev = 0;
+      continue;
+    }
+    health_->etcd_errors++;
+    if (!logged_down) LOG_WARN("Watch of ", prefix, " broke: ", st.message(), "; resuming from revision ", next_rev);
+    logged_down = true;
+    wait();
   }
 }
 

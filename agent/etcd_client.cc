@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -328,7 +329,7 @@ absl::Status EtcdClient::RevokeLease(int64_t lease_id) {
 }
 
 absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision,
-                               const std::function<void(EtcdWatchBatch)>& on_batch) {
+                               const std::function<bool(EtcdWatchBatch)>& on_batch) {
   grpc::ClientContext ctx;
   {
     std::lock_guard<std::mutex> l(watch_mu_);
@@ -370,16 +371,22 @@ absl::Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision
       return absl::AbortedError(absl::StrCat("etcd ", endpoints_, ": watch ", prefix, ": cancelled by server: ",
                                              resp.cancel_reason()));
     }
-    if (resp.events_size() == 0) continue;
+    if (resp.events_size() == 0 && !resp.created()) continue;  // progress notification
     EtcdWatchBatch b;
+    b.created = resp.created();
     b.revision = resp.header().revision();
     for (const auto& ev : resp.events()) {
+      b.last_event_revision = std::max(b.last_event_revision, ev.kv().mod_revision());
       if (ev.type() == pb::Event::DELETE)
         b.deletes.push_back(ev.kv().key());
       else
         b.puts.push_back(FromPb(ev.kv()));
     }
-    on_batch(std::move(b));
+    if (!on_batch(std::move(b))) {
+      ctx.TryCancel();
+      stream->Finish();
+      return absl::AbortedError(absl::StrCat("etcd ", endpoints_, ": watch ", prefix, ": stopped"));
+    }
   }
   grpc::Status st = stream->Finish();
   if (st.error_code() == grpc::StatusCode::CANCELLED) {

@@ -42,7 +42,9 @@ struct EtcdRange {
 };
 
 struct EtcdWatchBatch {
-  int64_t revision = 0;
+  bool created = false;        // the watch is established (no events yet)
+  int64_t revision = 0;        // store revision in the response header
+  int64_t last_event_revision = 0;  // highest revision among the events
   std::vector<EtcdKV> puts;
   std::vector<std::string> deletes;
 };
@@ -79,9 +81,10 @@ class EtcdClient {
   absl::Status RevokeLease(int64_t lease_id);
 
   // Streams changes under `prefix` from `start_revision` until the stream breaks,
-  // the watch is compacted (returns OutOfRange), or CancelWatch() is called.
+  // the revision is compacted (returns OutOfRange), on_batch returns false (Aborted),
+  // or CancelWatch() is called (Cancelled).
   absl::Status Watch(const std::string& prefix, int64_t start_revision,
-                     const std::function<void(EtcdWatchBatch)>& on_batch);
+                     const std::function<bool(EtcdWatchBatch)>& on_batch);
   void CancelWatch();
   // New connections to etcd (e.g. our address changed and the old TCP connections are
   // dead); a running watch ends with Unavailable so its caller relists.
