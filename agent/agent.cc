@@ -7,11 +7,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
+#include "core/paths.h"
 #include "core/subnet_env.h"
+#include "core/vlan.h"
 #include "log.h"
 
 namespace cppnet {
@@ -282,6 +285,7 @@ void Agent::Tick() {
     }
   }
   if (datapath_active_) AttachContainerSide();
+  LoadNetworks();
   if (datapath_active_ && now >= underlay_check_at_) {
     // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
     // and our PublicIP may change under us (DHCP, renumbering).
@@ -386,6 +390,29 @@ absl::Status Agent::AcquireLease() {
     if (*ok) return done(free[i], "new");
   }
   return fail(absl::UnavailableError("every subnet tried was taken concurrently; retrying"));
+}
+
+// VLAN networks defined with `cppnetctl network create` (networks.d/*.json), re-read
+// when the directory changes. This version validates and reports them; the VLAN
+// datapath that serves them is not built yet.
+void Agent::LoadNetworks() {
+  const std::string dir = NetworksDir(opts_.config_dir);
+  std::string sig;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    absl::StrAppend(&sig, e.path().filename().string(), ":",
+                    std::filesystem::last_write_time(e.path(), ec).time_since_epoch().count(), ";");
+  if (sig == networks_signature_) return;
+  networks_signature_ = sig;
+  auto nets = LoadVlanNetworks(dir);
+  if (!nets.ok()) {
+    LOG_ERROR("VLAN networks: ", nets.status().message());
+    return;
+  }
+  for (const VlanNetwork& n : *nets)
+    LOG_INFO("VLAN network ", n.name, ": ", n.driver, " ", n.mode, " on ", n.trunk, ", VLAN ",
+             n.vlan ? absl::StrCat(n.vlan) : "untagged", ", ", n.subnets4.size() + n.subnets6.size(), " subnet(s)");
+  if (nets->empty() && !sig.empty()) LOG_INFO("VLAN networks: none defined in ", dir);
 }
 
 // Our address moved: publish the same subnet under the new PublicIP (no second lease)

@@ -38,6 +38,7 @@ struct AgentOptions {
   // Where tunnel packets are opened: "xdp", "tc", or "auto" (tc on a veth underlay,
   // where an XDP program would take segmentation offload away from the peer; else xdp).
   std::string decap = "auto";
+  std::string config_dir = "/etc/cppnet";  // VLAN networks in networks.d/
 };
 
 // What /readyz and /metrics report; written by the agent loop, read by the HTTP thread.
@@ -83,6 +84,7 @@ class Agent {
   void AttachContainerPorts();
   void SyncMasquerade();
   void ChangePublicIp(uint32_t ip);
+  void LoadNetworks();
   void Reconcile();
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
@@ -123,7 +125,8 @@ class Agent {
   int container_ifindex_ = 0;
   std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
   bool masq_synced_ = false;
-  std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
+  std::map<int, std::string> ports_;
+  std::string networks_signature_ = "-";  // names and mtimes of networks.d/*.json last loaded  // container veths with our tc program, by ifindex
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   // What the routes map holds, read once when the datapath is activated and kept
   // in step with every change we make, so an etcd event costs no map walk.

@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "agent.h"
+#include "core/paths.h"
 #include "masq.h"
 #include "health.h"
 #include "log.h"
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
   app.add_option("--healthz-ip", o.healthz_ip, "address of the health endpoint")->envname(env("HEALTHZ_IP"))->capture_default_str();
   app.add_option("--healthz-port", o.healthz_port, "port of the health endpoint (0 = off)")->envname(env("HEALTHZ_PORT"))->check(CLI::Range(0, 65535))->capture_default_str();
   app.add_option("--bpffs-dir", o.bpffs_dir, "where maps and links are pinned")->envname(env("BPFFS_DIR"))->capture_default_str();
+  app.add_option("--config-dir", o.config_dir, "host configuration: VLAN networks in networks.d/")->envname(env("CONFIG_DIR"))->capture_default_str();
   app.add_option("--container-iface", o.container_iface, "container-side interface; default: the one carrying our subnet")->envname(env("CONTAINER_IFACE"));
   app.add_option("--decap", o.decap, "where tunnel packets are decapsulated: xdp, tc, or auto (tc on veth underlays)")->envname(env("DECAP"))->check(CLI::IsMember({"auto", "xdp", "tc"}))->capture_default_str();
   bool cleanup = false;
@@ -128,6 +131,17 @@ int main(int argc, char** argv) {
     if (!maps.ok() && absl::IsFailedPrecondition(maps.status())) return Fail(std::string(maps.status().message()));
     return Fail(std::string(dp.status().message()));
   }
+
+  // cppnetctl network … checks that an agent runs on this host.
+  std::error_code ec;
+  std::filesystem::create_directories(kRunDir, ec);
+  if (FILE* f = fopen(kAgentPidFile, "w")) {
+    fprintf(f, "%d\n", getpid());
+    fclose(f);
+  }
+  struct PidFile {
+    ~PidFile() { unlink(kAgentPidFile); }
+  } pid_file;
 
   AgentHealth health;
   const int stats_fd = (*dp)->maps().stats();

@@ -2,10 +2,14 @@
 // agent is down). Exit codes: 0 ok, 1 failure, 2 usage error.
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 
@@ -15,9 +19,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/config.h"
 #include "core/maps.h"
 #include "core/net.h"
+#include "core/paths.h"
+#include "core/subnet_env.h"
+#include "core/vlan.h"
 
 using namespace cppnet;
 using nlohmann::ordered_json;
@@ -26,6 +34,7 @@ namespace {
 
 struct Globals {
   std::string bpffs_dir = CPPNET_PIN_DIR_DEFAULT;
+  std::string config_dir = kConfigDirDefault;
   bool json = false;
 };
 
@@ -137,6 +146,100 @@ int ShowStats(const Globals& g, const MapFds& m) {
     printf("%-26s %12llu %14llu  %s\n", absl::StrCat(info[i].is_drop ? "drop/" : "", info[i].name).c_str(),
            static_cast<unsigned long long>((*stats)[i].packets), static_cast<unsigned long long>((*stats)[i].bytes),
            info[i].help);
+  return 0;
+}
+
+// --- VLAN networks (Docker's macvlan/ipvlan syntax) -----------------------------
+
+// The agent owns the VLAN datapath: network changes are refused when it is not running.
+absl::Status AgentRunning() {
+  FILE* f = fopen(kAgentPidFile, "r");
+  int pid = 0;
+  if (f) {
+    if (fscanf(f, "%d", &pid) != 1) pid = 0;
+    fclose(f);
+  }
+  if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
+    return absl::FailedPreconditionError(
+        absl::StrCat("cppnet-agent is not running on this host (", kAgentPidFile,
+                     "): start it first, it loads and serves the VLAN networks"));
+  return absl::OkStatus();
+}
+
+std::string VlanText(const VlanNetwork& n) { return n.vlan ? absl::StrCat(n.vlan) : "untagged"; }
+
+ordered_json NetworkJson(const VlanNetwork& n) {
+  ordered_json subnets = ordered_json::array(), gateways = ordered_json::array();
+  for (const auto& s : n.subnets4) {
+    subnets.push_back(FormatPrefix4(s.subnet));
+    gateways.push_back(FormatIp4(s.gateway));
+  }
+  for (const auto& s : n.subnets6) {
+    subnets.push_back(FormatPrefix6(s.subnet));
+    gateways.push_back(FormatIp6(s.gateway));
+  }
+  return {{"name", n.name},     {"driver", n.driver},   {"mode", n.mode},         {"parent", n.parent},
+          {"vlan", n.vlan},     {"subnets", subnets},   {"gateways", gateways},   {"internal", n.internal}};
+}
+
+int NetworkCreate(const Globals& g, const NetworkCreateArgs& args) {
+  if (auto st = AgentRunning(); !st.ok()) return Fail(st);
+  const std::string dir = NetworksDir(g.config_dir);
+  auto existing = LoadVlanNetworks(dir);
+  if (!existing.ok()) return Fail(existing.status());
+  auto n = BuildVlanNetwork(args, *existing, [](const std::string& ifname) { return if_nametoindex(ifname.c_str()) != 0; });
+  if (!n.ok()) return Fail(n.status());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Fail(absl::InternalError(absl::StrCat(dir, ": ", ec.message())));
+  if (auto st = WriteFileAtomically(absl::StrCat(dir, "/", n->name, ".json"), SerializeVlanNetwork(*n)); !st.ok())
+    return Fail(st);
+  printf("%s\n", n->name.c_str());
+  return 0;
+}
+
+int NetworkDelete(const Globals& g, const std::vector<std::string>& names) {
+  if (auto st = AgentRunning(); !st.ok()) return Fail(st);
+  int rc = 0;
+  for (const std::string& name : names) {
+    const std::string path = absl::StrCat(NetworksDir(g.config_dir), "/", name, ".json");
+    if (name.find('/') != std::string::npos || unlink(path.c_str()) != 0) {
+      fprintf(stderr, "cppnetctl: network %s not found\n", name.c_str());
+      rc = 1;
+      continue;
+    }
+    printf("%s\n", name.c_str());
+  }
+  return rc;
+}
+
+int NetworkList(const Globals& g, const std::string& only) {
+  auto nets = LoadVlanNetworks(NetworksDir(g.config_dir));
+  if (!nets.ok()) return Fail(nets.status());
+  if (!only.empty()) {
+    auto it = std::find_if(nets->begin(), nets->end(), [&](const VlanNetwork& n) { return n.name == only; });
+    if (it == nets->end()) return Fail(absl::NotFoundError(absl::StrCat("network ", only, " not found")));
+    if (g.json) {
+      printf("%s\n", NetworkJson(*it).dump(2).c_str());
+    } else {
+      printf("%s", SerializeVlanNetwork(*it).c_str());
+    }
+    return 0;
+  }
+  if (g.json) {
+    ordered_json arr = ordered_json::array();
+    for (const VlanNetwork& n : *nets) arr.push_back(NetworkJson(n));
+    printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  printf("%-16s %-8s %-9s %-12s %-9s %s\n", "NAME", "DRIVER", "MODE", "PARENT", "VLAN", "SUBNETS");
+  for (const VlanNetwork& n : *nets) {
+    std::vector<std::string> subs;
+    for (const auto& s : n.subnets4) subs.push_back(FormatPrefix4(s.subnet));
+    for (const auto& s : n.subnets6) subs.push_back(FormatPrefix6(s.subnet));
+    printf("%-16s %-8s %-9s %-12s %-9s %s\n", n.name.c_str(), n.driver.c_str(), n.mode.c_str(), n.parent.c_str(),
+           VlanText(n).c_str(), absl::StrJoin(subs, ",").c_str());
+  }
   return 0;
 }
 
@@ -254,6 +357,39 @@ int main(int argc, char** argv) {
     if (name != "list") sub->add_option("args", route_args, "arguments")->required();
     sub->callback([&chosen, fn = fn] { chosen = fn; });
   }
+  // network create|delete|list|show: definitions in <config-dir>/networks.d, served by the agent.
+  app.add_option("--config-dir", g.config_dir, "host configuration (VLAN networks in networks.d/)")
+      ->envname("CPPNET_CONFIG_DIR")->capture_default_str();
+  CLI::App* network = app.add_subcommand("network", "VLAN networks (Docker's macvlan/ipvlan syntax)");
+  network->require_subcommand(1);
+  std::function<int()> net_chosen;
+  NetworkCreateArgs create;
+  std::vector<std::string> net_names;
+  std::string show_name;
+  CLI::App* ncreate = network->add_subcommand("create", "network create -d macvlan|ipvlan --subnet CIDR ... -o parent=eth1.10 NAME");
+  ncreate->add_option("-d,--driver", create.driver, "macvlan (default) or ipvlan");
+  ncreate->add_option("--subnet", create.subnets, "subnet in CIDR form; repeat for dual stack")->take_all();
+  ncreate->add_option("--gateway", create.gateways, "gateway of the subnet of its family; repeatable")->take_all();
+  ncreate->add_option("--ip-range", create.ip_range, "allocate container addresses from this range");
+  ncreate->add_option("--aux-address", create.aux_addresses, "name=IP reserved, never given to a container")->take_all();
+  ncreate->add_flag("--ipv6", create.ipv6, "enable the IPv6 subnet");
+  ncreate->add_flag("--internal", create.internal, "no default route to the outside");
+  ncreate->add_option("-o,--opt", create.options, "parent=IF[.VLAN], macvlan_mode=..., ipvlan_mode=...")->take_all();
+  ncreate->add_option("name", create.name, "network name")->required();
+  ncreate->callback([&] { net_chosen = [&] { return NetworkCreate(g, create); }; });
+  CLI::App* ndelete = network->add_subcommand("delete", "network delete NAME...");
+  ndelete->alias("rm");
+  ndelete->add_option("names", net_names, "network names")->required();
+  ndelete->callback([&] { net_chosen = [&] { return NetworkDelete(g, net_names); }; });
+  CLI::App* nlist = network->add_subcommand("list", "all VLAN networks on this host");
+  nlist->alias("ls");
+  nlist->add_flag("--json", g.json, "machine-readable output");
+  nlist->callback([&] { net_chosen = [&] { return NetworkList(g, ""); }; });
+  CLI::App* nshow = network->add_subcommand("show", "network show NAME");
+  nshow->alias("inspect");
+  nshow->add_flag("--json", g.json, "machine-readable output");
+  nshow->add_option("name", show_name, "network name")->required();
+  nshow->callback([&] { net_chosen = [&] { return NetworkList(g, show_name); }; });
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -262,6 +398,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cppnetctl: %s\nRun cppnetctl --help for the commands.\n", e.what());
     return 2;
   }
+  if (net_chosen) return net_chosen();
   auto maps = MapFds::OpenPinned(g.bpffs_dir);
   if (!maps.ok()) return Fail(maps.status());
   return chosen(g, *maps);

@@ -362,11 +362,14 @@ class Lab:
         # The host routes between underlay and its bridge, as a Docker host does.
         for k in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
             run(["ip", "netns", "exec", ns, "sysctl", "-qw", k])
-        # Own mount namespace: sysfs of this netns, private bpffs, private /run (subnet.env).
+        # Own mount namespace: sysfs of this netns, private bpffs, private /run (subnet.env,
+        # agent pid) and /etc/cppnet (VLAN networks); the empty mount point is all the
+        # host's /etc gets.
+        os.makedirs("/etc/cppnet", exist_ok=True)
         h.holder = subprocess.Popen(
             ["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "sh", "-c",
              "mount -t bpf bpf /sys/fs/bpf && mount -t tmpfs tmpfs /run && mkdir -p /run/flannel && "
-             "echo ready && exec sleep 86400"],
+             "mount -t tmpfs tmpfs /etc/cppnet && echo ready && exec sleep 86400"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if h.holder.stdout.readline().strip() != "ready":
             raise LabError(f"mount namespace of {ns}: {h.holder.stderr.read()}")
