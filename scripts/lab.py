@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("CPPNET_BUILD_DIR", os.path.join(ROOT, "build"))
 AGENT = os.path.join(BUILD, "agent", "cppnet-agent")
 CTL = os.path.join(BUILD, "cli", "cppnetctl")
+CNI = os.path.join(BUILD, "cli", "cppnet")  # the CNI plugin
 SWITCH_IP = "198.18.0.254"
 ETCD = f"http://{SWITCH_IP}:2379"
 PREFIX = "/coreos.com/network"

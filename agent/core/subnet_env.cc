@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 
@@ -31,6 +32,36 @@ std::optional<Prefix4> ReadSubnetFromEnvFile(const std::string& path) {
     if (p.ok()) return *p;
   }
   return std::nullopt;
+}
+
+absl::StatusOr<SubnetEnv> ReadSubnetEnvFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": ", strerror(errno)));
+  SubnetEnv e;
+  bool net = false, sub = false, mtu = false;
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view v = line;
+    if (absl::ConsumePrefix(&v, "FLANNEL_NETWORK=")) {
+      auto p = ParsePrefix4(v, /*strict=*/false);
+      if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": FLANNEL_NETWORK: ", p.status().message()));
+      e.network = *p;
+      net = true;
+    } else if (absl::ConsumePrefix(&v, "FLANNEL_SUBNET=")) {
+      auto p = ParsePrefix4(v, /*strict=*/false);
+      if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": FLANNEL_SUBNET: ", p.status().message()));
+      e.subnet = Prefix4{p->addr & p->mask(), p->len};
+      sub = true;
+    } else if (absl::ConsumePrefix(&v, "FLANNEL_MTU=")) {
+      mtu = absl::SimpleAtoi(v, &e.mtu) && e.mtu >= 576;
+      if (!mtu) return absl::InvalidArgumentError(absl::StrCat(path, ": FLANNEL_MTU: \"", v, "\" is not an MTU"));
+    } else if (absl::ConsumePrefix(&v, "FLANNEL_IPMASQ=")) {
+      e.ipmasq = v == "true";
+    }
+  }
+  if (!net || !sub || !mtu)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": FLANNEL_NETWORK, FLANNEL_SUBNET and FLANNEL_MTU are required"));
+  return e;
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {

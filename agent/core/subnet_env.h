@@ -19,6 +19,8 @@ struct SubnetEnv {
 std::string RenderSubnetEnv(const SubnetEnv& env);
 // The subnet we had last time, if the file exists and holds one.
 std::optional<Prefix4> ReadSubnetFromEnvFile(const std::string& path);
+// The whole file as RenderSubnetEnv writes it (what the CNI plugin reads); errors name the file.
+absl::StatusOr<SubnetEnv> ReadSubnetEnvFile(const std::string& path);
 // Write to a temporary file in the same directory, fsync, rename: readers never see half a file.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
 

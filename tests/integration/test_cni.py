@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""The cppnet CNI plugin, called the way a container runtime calls it (CNI_* environment,
+network configuration on stdin): ADD attaches a container to the overlay through the
+standard bridge plugin and host-local IPAM over the leased subnet, traffic crosses hosts,
+CHECK passes, DEL removes every trace and is idempotent; VERSION; errors in CNI's format."""
+import json
+import subprocess
+
+from common import L, run_scenario
+
+CNI_PATH = "/usr/lib/cni"
+
+
+def conf(**extra):
+    return json.dumps({"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "cppnet", "network": "overlay", **extra})
+
+
+def call(host, command, netns, cid, stdin, ifname="eth0"):
+    env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={cid}", f"CNI_NETNS={netns}", f"CNI_IFNAME={ifname}",
+           f"CNI_PATH={CNI_PATH}"]
+    p = subprocess.run(host.cmd(["env", *env, L.CNI]), input=stdin, capture_output=True, text=True, timeout=30)
+    try:
+        out = json.loads(p.stdout) if p.stdout.strip() else {}
+    except json.JSONDecodeError:
+        out = {"raw": p.stdout}
+    return p.returncode, out
+
+
+def container(lab, host):
+    """A container's network namespace as a runtime holds it: a process's /proc/PID/ns/net."""
+    p = subprocess.Popen(host.cmd(["unshare", "--net", "sleep", "600"]), stdin=subprocess.DEVNULL)
+    lab.pids.append(p)
+    L.wait_for("container netns", lambda: subprocess.run(["readlink", f"/proc/{p.pid}/ns/net"], capture_output=True,
+                                                         text=True).stdout != subprocess.run(
+        ["readlink", f"/proc/{host.holder.pid}/ns/net"], capture_output=True, text=True).stdout, 5, 0.05)
+    return p, f"/proc/{p.pid}/ns/net"
+
+
+def in_netns(netns, argv, **kw):
+    return subprocess.run(["nsenter", f"--net={netns}", "--", *argv], capture_output=True, text=True, **kw)
+
+
+def scenario(lab, c):
+    lab.start_etcd()
+    lab.put_config(L.VXLAN_CONFIG)
+    h1, h2 = lab.add_host(1), lab.add_host(2)
+    for h in (h1, h2):
+        h.start_agent()
+        h.subnet_env()
+    L.wait_for("routes", lambda: len(h1.routes()) == 1 and len(h2.routes()) == 1)
+
+    rc, out = call(h1, "VERSION", "", "", "")
+    c.check("VERSION lists 1.0.0", rc == 0 and "1.0.0" in out.get("supportedVersions", []), out)
+
+    results = {}
+    for h in (h1, h2):
+        _, ns = container(lab, h)
+        rc, out = call(h, "ADD", ns, f"c{h.index}", conf())
+        ip = out.get("ips", [{}])[0].get("address", "")
+        subnet = h.subnet_env()["FLANNEL_SUBNET"]
+        c.check(f"ADD on h{h.index}: result with an address of the leased subnet {subnet}",
+                rc == 0 and ip.startswith(subnet.rsplit(".", 1)[0] + ".") and out.get("cniVersion") == "1.0.0", out)
+        results[h.index] = (ns, ip.split("/")[0], out)
+    link = in_netns(results[1][0], ["ip", "-o", "link", "show", "eth0"]).stdout.split()
+    mtu = link[link.index("mtu") + 1] if "mtu" in link else link
+    c.check("the container's MTU is FLANNEL_MTU", mtu == h1.subnet_env()["FLANNEL_MTU"], mtu)
+    L.wait_for("agent attached to cni0", lambda: h1.config().get("container_iface") == "cni0", 10)
+    p = in_netns(results[1][0], ["ping", "-n", "-c", "2", "-W", "2", results[2][1]], timeout=15)
+    c.check("containers made by the CNI plugin reach each other across hosts", p.returncode == 0, p.stdout[-200:])
+
+    ns1, ip1, res1 = results[1]
+    rc, out = call(h1, "CHECK", ns1, "c1", conf(prevResult=res1))
+    c.check("CHECK with the ADD result passes", rc == 0, out)
+    rc, out = call(h1, "DEL", ns1, "c1", conf())
+    gone = in_netns(ns1, ["ip", "-o", "link", "show", "eth0"]).returncode != 0
+    leases = h1.sh("ls /run/cppnet/ipam/cppnet-overlay 2>/dev/null", check=False).stdout.split()
+    c.check("DEL removes the interface and releases the address", rc == 0 and gone and ip1 not in leases,
+            (rc, out, leases))
+    rc, out = call(h1, "DEL", ns1, "c1", conf())
+    c.check("DEL again: nothing to do, success", rc == 0, out)
+
+    # Errors in CNI's format: {"code", "msg"} on stdout, exit status 1.
+    errors = [
+        (conf(network="vlan99"), 7, "network vlan99 not found"),
+        (json.dumps({"cniVersion": "1.0.0", "name": "x", "type": "cppnet"}), 7, "\"network\" is required"),
+        ("{not json", 6, "not a JSON object"),
+        (conf(cniVersion="9.9.9"), 1, "cniVersion 9.9.9 is not supported"),
+        (conf(subnetFile="/run/nonexistent.env"), 5, "/run/nonexistent.env"),
+    ]
+    for stdin, code, msg in errors:
+        rc, out = call(h1, "ADD", ns1, "c9", stdin)
+        c.check(f"error {code}: {msg}", rc == 1 and out.get("code") == code and msg in out.get("msg", ""), out)
+    rc, out = call(h1, "", ns1, "c9", conf())
+    c.check("no CNI_COMMAND: error 4", rc == 1 and out.get("code") == 4, out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_scenario("cni", scenario))
