@@ -56,19 +56,16 @@ absl::Status HealthServer::Start(const std::string& ip, int port) {
         "cppnet_sync_duration_seconds_sum ", absl::StrFormat("%.6f", health_->sync_micros.load() / 1e6), "\n",
         "cppnet_sync_duration_seconds_count ", health_->syncs.load(), "\n");
     if (auto stats = ReadStats(stats_fd_); stats.ok()) {
-      absl::StrAppend(&out, "# HELP cppnet_packets_total Datapath packets by counter (drops carry a reason).\n",
-                      "# TYPE cppnet_packets_total counter\n");
-      for (size_t i = 0; i < stats->size(); i++) {
-        const CounterInfo& c = Counters()[i];
-        absl::StrAppend(&out, "cppnet_packets_total{", c.is_drop ? "reason" : "counter", "=\"", c.name, "\"} ",
-                        (*stats)[i].packets, "\n");
-      }
-      absl::StrAppend(&out, "# HELP cppnet_bytes_total Datapath bytes by counter (drops carry a reason).\n",
-                      "# TYPE cppnet_bytes_total counter\n");
-      for (size_t i = 0; i < stats->size(); i++) {
-        const CounterInfo& c = Counters()[i];
-        absl::StrAppend(&out, "cppnet_bytes_total{", c.is_drop ? "reason" : "counter", "=\"", c.name, "\"} ",
-                        (*stats)[i].bytes, "\n");
+      // Same labels for both families: counter=… for traffic, reason=… for drops.
+      for (bool bytes : {false, true}) {
+        const char* metric = bytes ? "cppnet_bytes_total" : "cppnet_packets_total";
+        absl::StrAppend(&out, "# HELP ", metric, " Datapath ", bytes ? "bytes" : "packets",
+                        " by counter (drops carry a reason).\n# TYPE ", metric, " counter\n");
+        for (size_t i = 0; i < stats->size(); i++) {
+          const CounterInfo& c = Counters()[i];
+          absl::StrAppend(&out, metric, "{", c.is_drop ? "reason" : "counter", "=\"", c.name, "\"} ",
+                          bytes ? (*stats)[i].bytes : (*stats)[i].packets, "\n");
+        }
       }
     }
     res.set_content(out, "text/plain; version=0.0.4");

@@ -49,6 +49,34 @@ def run_scenario(name, scenario):
         return c.finish(None, e)
 
 
+def overlay_hosts(lab, n=2, containers=1):
+    """n hosts running agents (etcd and config already in place), each with `containers`
+    containers behind its bridge (0: none), once every host has a route to every other."""
+    hosts = [lab.add_host(i + 1) for i in range(n)]
+    for h in hosts:
+        h.start_agent()
+    for h in hosts:
+        env = h.subnet_env()
+        if containers:
+            h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=containers)
+    L.wait_for("routes", lambda: all(len(h.routes()) == n - 1 for h in hosts))
+    return hosts
+
+
+def late_join(lab, c, index, known_by, src, what):
+    """A host (with one container) joins now: known_by learns its subnet and `src` reaches it."""
+    h = lab.add_host(index)
+    h.start_agent()
+    env = h.subnet_env()
+    h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
+    before = len(known_by.routes())
+    L.wait_for(f"h{index} known to h{known_by.index}", lambda: len(known_by.routes()) > before or
+               h.subnet_env()["FLANNEL_SUBNET"].replace(".1/", ".0/") in known_by.routes(), 20)
+    p = src.ping(h.containers[0].ip)
+    c.check(f"a host joining {what} is reachable", p.returncode == 0, p.stdout[-200:])
+    return h
+
+
 def cross_pairs(hosts):
     cs = [c for h in hosts for c in h.containers]
     return [(a, b) for i, a in enumerate(cs) for b in cs[i + 1:] if a.host is not b.host]

@@ -6,7 +6,7 @@ CHECK passes, DEL removes every trace and is idempotent; VERSION; errors in CNI'
 import json
 import subprocess
 
-from common import L, run_scenario
+from common import L, overlay_hosts, run_scenario
 
 CNI_PATH = "/usr/lib/cni"
 
@@ -43,11 +43,7 @@ def in_netns(netns, argv, **kw):
 def scenario(lab, c):
     lab.start_etcd()
     lab.put_config(L.VXLAN_CONFIG)
-    h1, h2 = lab.add_host(1), lab.add_host(2)
-    for h in (h1, h2):
-        h.start_agent()
-        h.subnet_env()
-    L.wait_for("routes", lambda: len(h1.routes()) == 1 and len(h2.routes()) == 1)
+    h1, h2 = overlay_hosts(lab, containers=0)
 
     rc, out = call(h1, "VERSION", "", "", "")
     c.check("VERSION lists 1.0.0", rc == 0 and "1.0.0" in out.get("supportedVersions", []), out)

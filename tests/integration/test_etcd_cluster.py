@@ -6,19 +6,13 @@ import json
 import re
 import time
 
-from common import L, run_scenario
+from common import L, late_join, overlay_hosts, run_scenario
 
 
 def scenario(lab, c):
     lab.start_etcd_cluster(3)
     lab.put_config(L.VXLAN_CONFIG)
-    h1, h2 = lab.add_host(1), lab.add_host(2)
-    for h in (h1, h2):
-        h.start_agent()
-    for h in (h1, h2):
-        env = h.subnet_env()
-        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
-    L.wait_for("routes", lambda: len(h1.routes()) == 1 and len(h2.routes()) == 1)
+    h1, h2 = overlay_hosts(lab)
     a, b = h1.containers[0], h2.containers[0]
     c.check("3-member cluster: agents leased through the endpoint list", len(lab.leases()) == 2, lab.leases())
 
@@ -42,13 +36,7 @@ def scenario(lab, c):
     time.sleep(22)  # a renewal period, not synchronisation
     leases = lab.leases()
     c.check("both leases still held a renewal period after the failover", len(leases) == 2, leases)
-    h3 = lab.add_host(3)
-    h3.start_agent()
-    env = h3.subnet_env()
-    h3.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
-    L.wait_for("h3 known to h1", lambda: len(h1.routes()) == 2, 20)
-    p = a.ping(h3.containers[0].ip)
-    c.check("a host joining after the failover is reachable", p.returncode == 0, p.stdout[-200:])
+    late_join(lab, c, 3, h1, a, "after the failover")
     out, _ = pinger.communicate(timeout=60)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     c.check(f"continuous ping across the failover: {int(m.group(1)) - int(m.group(2))} of {m.group(1)} lost",

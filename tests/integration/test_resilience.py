@@ -10,7 +10,7 @@ import re
 import signal
 import time
 
-from common import L, run_scenario
+from common import L, late_join, overlay_hosts, run_scenario
 
 
 def cpu_seconds(pid):
@@ -27,13 +27,7 @@ def ping_loss(out):
 def scenario(lab, c):
     lab.start_etcd()
     lab.put_config(L.VXLAN_CONFIG)
-    h1, h2 = lab.add_host(1), lab.add_host(2)
-    for h in (h1, h2):
-        h.start_agent()
-    for h in (h1, h2):
-        env = h.subnet_env()
-        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
-    L.wait_for("routes", lambda: len(h1.routes()) == 1 and len(h2.routes()) == 1)
+    h1, h2 = overlay_hosts(lab)
     a, b = h1.containers[0], h2.containers[0]
     subnet1 = h1.subnet_env()["FLANNEL_SUBNET"]
 
@@ -71,13 +65,7 @@ def scenario(lab, c):
             and m["cppnet_leases"] == "2" and float(m["cppnet_sync_duration_seconds_count"]) > 0
             and m["cppnet_routes"] == "1" and float(m['cppnet_bytes_total{counter="vxlan_tx"}']) > 0,
             {k: v for k, v in m.items() if "packets" not in k and "bytes" not in k})
-    h3 = lab.add_host(3)
-    h3.start_agent()
-    env = h3.subnet_env()
-    h3.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
-    L.wait_for("h3 known to h1", lambda: len(h1.routes()) == 2, 15)
-    p = a.ping(h3.containers[0].ip)
-    c.check("a host that joins after the outage is reachable", p.returncode == 0, p.stdout[-200:])
+    late_join(lab, c, 3, h1, a, "after the outage")
 
     # 3. Compaction while the watches are live: no relist loop, changes keep arriving.
     fake = {"PublicIP": "198.18.0.9", "BackendType": "vxlan", "BackendData": {"VNI": 1, "VtepMAC": "0e:00:00:00:00:09"}}
@@ -115,7 +103,7 @@ def scenario(lab, c):
 
     # 5. Container bridge deleted and recreated (Docker restarting): re-attached.
     old = h2.config()["container_ifindex"]
-    h2.sh(f"ip link del cni0 && ip link add cni0 type bridge && ip link set cni0 mtu {env['FLANNEL_MTU']} && "
+    h2.sh(f"ip link del cni0 && ip link add cni0 type bridge && ip link set cni0 mtu {h2.subnet_env()['FLANNEL_MTU']} && "
           f"ip addr add {h2.subnet_env()['FLANNEL_SUBNET']} dev cni0 && ip link set veth1 master cni0 && "
           "ip link set cni0 up")
     L.wait_for("new bridge attached", lambda: h2.config().get("container_ifindex") not in (old, None, 0), 5)
