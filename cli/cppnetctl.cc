@@ -22,10 +22,12 @@
 #include "absl/strings/str_join.h"
 #include "core/config.h"
 #include "core/maps.h"
+#include "core/lease.h"
 #include "core/net.h"
 #include "core/paths.h"
 #include "core/subnet_env.h"
 #include "core/vlan.h"
+#include "etcd_client.h"
 
 using namespace cppnet;
 using nlohmann::ordered_json;
@@ -35,6 +37,8 @@ namespace {
 struct Globals {
   std::string bpffs_dir = CPPNET_PIN_DIR_DEFAULT;
   std::string config_dir = kConfigDirDefault;
+  EtcdOptions etcd;  // show leases --etcd-endpoints …: read etcd instead of the maps
+  std::string etcd_prefix = "/coreos.com/network";
   bool json = false;
 };
 
@@ -75,6 +79,66 @@ int ShowRoutes(const Globals& g, const MapFds& m) {
     printf("%-18s %-8s %-15s %-17s %-8u %-5u %s\n", FormatPrefix4(e.subnet).c_str(), BackendName(e.route.backend),
            FormatIp4(ntohl(e.route.public_ip)).c_str(), FormatMac(MacOf(e.route.vtep_mac)).c_str(), e.route.vni,
            e.route.port, e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease");
+  return 0;
+}
+
+// Leases: from the pinned maps (our own from the config, the others' from the lease
+// routes), or with --etcd-endpoints straight from etcd, each key as it stands there.
+int ShowLeases(const Globals& g, const MapFds* m) {
+  struct Row {
+    std::string subnet, public_ip, backend, vtep_mac, note;
+  };
+  std::vector<Row> rows;
+  if (!g.etcd.endpoints.empty()) {
+    auto etcd = EtcdClient::Create(g.etcd);
+    if (!etcd.ok()) return Fail(etcd.status());
+    const std::string prefix = g.etcd_prefix + "/subnets/";
+    auto range = (*etcd)->RangePrefix(prefix);
+    if (!range.ok()) return Fail(range.status());
+    for (const EtcdKV& kv : range->kvs) {
+      absl::string_view name = kv.key;
+      name.remove_prefix(prefix.size());
+      auto subnet = ParseSubnetKey(name);
+      auto lease = ParseLease(kv.value);
+      Row r{subnet.ok() ? FormatPrefix4(*subnet) : std::string(name), "", "", "", ""};
+      if (!subnet.ok()) r.note = std::string(subnet.status().message());
+      if (lease.ok()) {
+        r.public_ip = FormatIp4(lease->public_ip);
+        r.backend = lease->backend_type.empty() ? "udp" : lease->backend_type;
+        if (lease->vtep_mac) r.vtep_mac = FormatMac(*lease->vtep_mac);
+      } else {
+        r.note = std::string(lease.status().message());
+      }
+      rows.push_back(r);
+    }
+  } else {
+    auto c = ReadConfig(m->config());
+    if (!c.ok()) return Fail(c.status());
+    if (c->flags & CPPNET_CFG_READY)
+      rows.push_back({FormatPrefix4(Prefix4{ntohl(c->subnet_addr), c->subnet_len}), FormatIp4(ntohl(c->underlay_ip)),
+                      BackendName(c->backend), c->backend == CPPNET_BACKEND_VXLAN ? FormatMac(MacOf(c->vtep_mac)) : "",
+                      "this host"});
+    auto routes = ListRoutes(m->routes());
+    if (!routes.ok()) return Fail(routes.status());
+    for (const RouteEntry& e : *routes)
+      if (e.route.origin == CPPNET_ORIGIN_LEASE)
+        rows.push_back({FormatPrefix4(e.subnet), FormatIp4(ntohl(e.route.public_ip)), BackendName(e.route.backend),
+                        e.route.backend == CPPNET_BACKEND_VXLAN ? FormatMac(MacOf(e.route.vtep_mac)) : "", ""});
+  }
+  if (g.json) {
+    ordered_json arr = ordered_json::array();
+    for (const Row& r : rows) {
+      ordered_json j = {{"subnet", r.subnet}, {"public_ip", r.public_ip}, {"backend", r.backend}, {"vtep_mac", r.vtep_mac}};
+      if (!r.note.empty()) j["note"] = r.note;
+      arr.push_back(j);
+    }
+    printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  printf("%-18s %-15s %-8s %-17s %s\n", "SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "NOTE");
+  for (const Row& r : rows)
+    printf("%-18s %-15s %-8s %-17s %s\n", r.subnet.c_str(), r.public_ip.c_str(), r.backend.c_str(), r.vtep_mac.c_str(),
+           r.note.c_str());
   return 0;
 }
 
@@ -330,16 +394,31 @@ int main(int argc, char** argv) {
   using Handler = std::function<int(const Globals&, const MapFds&)>;
   // One command table: name, help, handler.
   const std::vector<std::tuple<std::string, std::string, Handler>> table = {
+      {"leases", "subnet leases: this host's and the others' (from the maps, or etcd with --etcd-endpoints)",
+       [](const Globals& g, const MapFds& m) { return ShowLeases(g, &m); }},
       {"routes", "routes to other hosts' subnets", ShowRoutes},
       {"endpoints", "local containers learned for direct delivery (IP, MAC, host veth)", ShowEndpoints},
       {"config", "this host's lease, underlay and backend as the datapath sees them", ShowConfig},
       {"stats", "packet counters, drops by reason (summed over CPUs)", ShowStats},
   };
   Handler chosen;
+  bool leases_from_etcd = false;
   for (const auto& [name, help, fn] : table) {
     CLI::App* sub = show->add_subcommand(name, help);
     sub->add_flag("--json", g.json, "machine-readable output");
     sub->callback([&chosen, fn = fn] { chosen = fn; });
+    if (name != "leases") continue;
+    sub->add_option("--etcd-endpoints", g.etcd.endpoints, "read the leases from etcd")->envname("CPPNET_ETCD_ENDPOINTS");
+    sub->add_option("--etcd-prefix", g.etcd_prefix, "etcd prefix")->envname("CPPNET_ETCD_PREFIX")->capture_default_str();
+    sub->add_option("--etcd-cafile", g.etcd.cafile, "TLS: CA of etcd's certificate")->envname("CPPNET_ETCD_CAFILE");
+    sub->add_option("--etcd-certfile", g.etcd.certfile, "TLS: client certificate")->envname("CPPNET_ETCD_CERTFILE");
+    sub->add_option("--etcd-keyfile", g.etcd.keyfile, "TLS: client key")->envname("CPPNET_ETCD_KEYFILE");
+    sub->add_option("--etcd-username", g.etcd.username, "etcd user")->envname("CPPNET_ETCD_USERNAME");
+    sub->add_option("--etcd-password", g.etcd.password, "etcd password")->envname("CPPNET_ETCD_PASSWORD");
+    sub->callback([&chosen, &leases_from_etcd, &g] {
+      leases_from_etcd = !g.etcd.endpoints.empty();
+      chosen = [](const Globals& gg, const MapFds& m) { return ShowLeases(gg, &m); };
+    });
   }
   CLI::App* route = app.add_subcommand("route", "static routes in the datapath (kept apart from lease routes)");
   route->require_subcommand(1);
@@ -399,6 +478,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (net_chosen) return net_chosen();
+  if (leases_from_etcd) return ShowLeases(g, nullptr);  // no maps needed
   auto maps = MapFds::OpenPinned(g.bpffs_dir);
   if (!maps.ok()) return Fail(maps.status());
   return chosen(g, *maps);

@@ -107,6 +107,12 @@ def scenario(lab, c):
     routes = h1.routes()
     c.check("malformed/foreign leases not installed", not any(k.replace("-", "/") in routes for k in bad), routes)
     c.check("agents still running after bad leases", all(h.agent.poll() is None for h in hosts))
+    mine = json.loads(h1.ctl("show", "leases", "--json").stdout)
+    c.check("show leases (from the maps): this host's lease first, then the installed ones",
+            mine[0].get("note") == "this host" and mine[0]["subnet"] == h1.subnet and len(mine) == len(hosts), mine)
+    all_ = {r["subnet"]: r for r in json.loads(h1.ctl("show", "leases", "--json", f"--etcd-endpoints={L.ETCD}").stdout)}
+    c.check("show leases --etcd-endpoints: every key in etcd, bad ones with the reason",
+            h1.subnet in all_ and "note" in all_["198.19.250.0/24"] and "note" in all_["198.19.252.7-24"], all_)
     for k in bad:
         lab.etcdctl("del", SUBNETS + k)
 
