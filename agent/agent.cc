@@ -276,11 +276,17 @@ void Agent::Tick() {
     if (!st.ok()) {
       bool out_of_subnets = absl::IsResourceExhausted(st);
       if (!absl::IsResourceExhausted(st)) health_->etcd_errors++;
-      LOG_ERROR(st.message(), " (retrying in ", absl::FormatDuration(backoff_), ")");
+      // Every failure while backing off, then once a minute: a long etcd outage must
+      // not fill the journal.
+      if (backoff_ < kMaxBackoff || now - last_retry_log_ >= absl::Minutes(1)) {
+        LOG_ERROR(st.message(), " (retrying in ", absl::FormatDuration(backoff_), ")");
+        last_retry_log_ = now;
+      }
       retry_at_ = now + backoff_;
       backoff_ = std::min(backoff_ * 2, out_of_subnets ? kOutOfSubnetsMaxBackoff : kMaxBackoff);
       if (!datapath_active_) SetNotReady(std::string(st.message()));
     } else {
+      if (backoff_ > absl::Milliseconds(100)) LOG_INFO("Lease operations succeed again");
       backoff_ = absl::Milliseconds(100);
     }
   }

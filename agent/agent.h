@@ -120,6 +120,7 @@ class Agent {
   absl::Time retry_at_ = absl::InfinitePast();
   absl::Time underlay_check_at_ = absl::InfinitePast();
   absl::Duration backoff_ = absl::Milliseconds(100);
+  absl::Time last_retry_log_ = absl::InfinitePast();
   bool datapath_active_ = false;
   bool xdp_attached_ = false;
   int container_ifindex_ = 0;
