@@ -43,7 +43,26 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_stats, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_endpoint, nullptr);
   }
-  // Pinned maps from an earlier run are reused, so routes survive a restart.
+  // Pinned maps from an earlier run are reused, so routes survive a restart. A pinned
+  // map whose layout an upgrade changed cannot be reused: it is replaced by a new one
+  // (the agent refills routes and config from etcd; counters restart from zero).
+  if (!pin_dir.empty()) {
+    bpf_map* map;
+    bpf_object__for_each_map(map, dp->skel_->obj) {
+      const char* pin = bpf_map__pin_path(map);
+      int fd = pin ? bpf_obj_get(pin) : -1;
+      if (fd < 0) continue;
+      bpf_map_info info{};
+      uint32_t len = sizeof(info);
+      const bool same = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == bpf_map__type(map) &&
+                        info.key_size == bpf_map__key_size(map) && info.value_size == bpf_map__value_size(map) &&
+                        info.max_entries == bpf_map__max_entries(map) && info.map_flags == bpf_map__map_flags(map);
+      close(fd);
+      if (same) continue;
+      dp->replaced_maps_.push_back(bpf_map__name(map));
+      unlink(pin);
+    }
+  }
   if (int err = cppnet_bpf__load(dp->skel_); err)
     return absl::InternalError(absl::StrCat("BPF object cppnet: load: ", Err(err),
                                             err == -EPERM ? " (needs CAP_BPF/CAP_NET_ADMIN)" : ""));

@@ -38,6 +38,8 @@ class Datapath {
   int underlay_prog_fd() const;
   int decap_prog_fd() const;
   const MapFds& maps() const { return maps_; }
+  // Pinned maps from an earlier version whose layout differed, replaced at Load.
+  const std::vector<std::string>& replaced_maps() const { return replaced_maps_; }
 
  private:
   Datapath() = default;
@@ -45,6 +47,7 @@ class Datapath {
   cppnet_bpf* skel_ = nullptr;
   std::string pin_dir_;
   MapFds maps_;
+  std::vector<std::string> replaced_maps_;
 };
 
 }  // namespace cppnet

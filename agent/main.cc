@@ -143,6 +143,9 @@ int main(int argc, char** argv) {
     ~PidFile() { unlink(kAgentPidFile); }
   } pid_file;
 
+  for (const std::string& name : (*dp)->replaced_maps())
+    LOG_WARN("Pinned map ", name, " in ", o.bpffs_dir, " had another layout (an upgrade): replaced by a new one");
+
   AgentHealth health;
   const int stats_fd = (*dp)->maps().stats();
   Agent agent(o, *underlay, public_ip, std::move(*etcd), std::move(*dp), &health);

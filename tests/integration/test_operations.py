@@ -91,6 +91,22 @@ def scenario(lab, c):
         c.check("overlay still works after the restart", p.returncode == 0, p.stdout[-200:])
         notify.close()
 
+    # Upgrade across a map layout change: a pinned map of another shape (as an older
+    # version left it) is replaced, the agent starts and forwards.
+    h2.agent.terminate()
+    h2.agent.wait(timeout=10)
+    h2.sh("rm /sys/fs/bpf/cppnet/cppnet_stats && bpftool map create /sys/fs/bpf/cppnet/cppnet_stats "
+          "type percpu_array key 4 value 16 entries 3 name cppnet_stats")
+    h2.start_agent()
+    warning = "Pinned map cppnet_stats in /sys/fs/bpf/cppnet had another layout"
+    L.wait_for("h2 agent up again", lambda: "Datapath attached" in h2.log().split(warning)[-1]
+               if warning in h2.log() else False, 15)
+    c.check("upgrade: a pinned map with an old layout is replaced, with a warning", True)
+    p = b.ping(a.ip)
+    stats = json.loads(h2.ctl("show", "stats", "--json").stdout)
+    c.check("upgrade: traffic flows and the new counters count", p.returncode == 0
+            and stats["traffic"]["vxlan_tx"]["packets"] > 0, (p.stdout[-200:], stats["traffic"]))
+
     # Uninstall: stop the agent, then cppnet-agent --cleanup removes every trace.
     h1.agent.terminate()
     h1.agent.wait(timeout=10)

@@ -36,8 +36,10 @@ def scenario(lab, c):
     time.sleep(0.5)  # part of the measurement window: traffic before the restart
     h1.agent.terminate()
     h1.agent.wait(timeout=10)
+    starts = h1.log().count("cppnet-agent starting")
     h1.start_agent()
-    L.wait_for("h1 ready again", lambda: "Datapath attached" in h1.log().split("cppnet-agent starting")[-1], 15)
+    L.wait_for("h1 ready again", lambda: h1.log().count("cppnet-agent starting") > starts
+               and "Datapath attached" in h1.log().split("cppnet-agent starting")[-1], 15)
     out, _ = pinger.communicate(timeout=30)
     sent, got = ping_loss(out)
     c.check(f"agent restart under ping every 10 ms: {sent - got} of {sent} lost", sent == 300 and got == sent, out)
