@@ -42,6 +42,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_config, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_stats, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_endpoint, nullptr);
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_ep, nullptr);
   }
   // Pinned maps from an earlier run are reused, so routes survive a restart. A pinned
   // map whose layout an upgrade changed cannot be reused: it is replaced by a new one
@@ -77,6 +78,8 @@ Datapath::~Datapath() {
 
 int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_encap); }
 int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_underlay); }
+int Datapath::trunk_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_trunk); }
+int Datapath::vlan_ep_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_ep); }
 int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_xdp_decap); }
 
 absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {

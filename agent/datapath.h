@@ -37,6 +37,8 @@ class Datapath {
   int encap_prog_fd() const;
   int underlay_prog_fd() const;
   int decap_prog_fd() const;
+  int trunk_prog_fd() const;   // VLAN networks, work in progress (not attached yet)
+  int vlan_ep_fd() const;
   const MapFds& maps() const { return maps_; }
   // Pinned maps from an earlier version whose layout differed, replaced at Load.
   const std::vector<std::string>& replaced_maps() const { return replaced_maps_; }

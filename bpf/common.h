@@ -17,6 +17,8 @@
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 #define PACKET_HOST 0
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88a8
 #define VXLAN_FLAG_VNI 0x08
 #define ADJ_ROOM_ENCAP_L2(len) (((__u64)(len) & BPF_ADJ_ROOM_ENCAP_L2_MASK) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
 
@@ -58,6 +60,14 @@ struct {
 	__type(value, struct cppnet_endpoint);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cppnet_endpoint SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CPPNET_VLAN_EP_MAX);
+	__type(key, struct cppnet_vlan_ep_key);
+	__type(value, struct cppnet_vlan_ep);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_ep SEC(".maps");
 
 static __always_inline void count(__u32 id, __u64 bytes)
 {

@@ -448,3 +448,55 @@ int cppnet_tc_underlay(struct __sk_buff *skb)
 		return deliver(skb, cfg);
 	return TC_ACT_OK;
 }
+
+/* VLAN networks (work in progress: not attached by the agent yet). tc ingress of a
+ * trunk: a frame tagged with a VLAN that has an endpoint with the destination MAC is
+ * untagged and switched into that endpoint's namespace. Anything else (other VLANs,
+ * stacked 802.1ad/802.1Q tags, the host's own traffic) is left to the stack. The core
+ * usually untags 802.1Q before tc (skb->vlan_tci); a tag can also still be in the data. */
+struct vlan_hdr_ {
+	__be16 tci;
+	__be16 proto;
+};
+
+SEC("tc")
+int cppnet_tc_trunk(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u16 vid = 0;
+
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_OK;
+	if (skb->vlan_present) {
+		if (skb->vlan_proto != bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021Q) ||
+		    eth->h_proto == bpf_htons(ETH_P_8021AD))
+			return TC_ACT_OK;
+		vid = skb->vlan_tci & 0xfff;
+	} else if (eth->h_proto == bpf_htons(ETH_P_8021Q)) {
+		struct vlan_hdr_ *vh = (void *)(eth + 1);
+
+		if ((void *)(vh + 1) > data_end) {
+			count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
+			return TC_ACT_SHOT;
+		}
+		if (vh->proto == bpf_htons(ETH_P_8021Q) || vh->proto == bpf_htons(ETH_P_8021AD))
+			return TC_ACT_OK; /* stacked tags: not a VLAN network of ours */
+		vid = bpf_ntohs(vh->tci) & 0xfff;
+	} else if (eth->h_proto == bpf_htons(ETH_P_8021AD)) {
+		return TC_ACT_OK; /* 802.1ad (QinQ) service tag: not ours */
+	}
+	struct cppnet_vlan_ep_key key = { .trunk_ifindex = skb->ifindex, .vlan = vid };
+	mac_copy(key.mac, eth->h_dest);
+	struct cppnet_vlan_ep *ep = bpf_map_lookup_elem(&cppnet_vlan_ep, &key);
+	if (!ep)
+		return TC_ACT_OK;
+	const __u32 ifindex = ep->ifindex;
+	if (vid && bpf_skb_vlan_pop(skb)) {
+		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+		return TC_ACT_SHOT;
+	}
+	count(CPPNET_CNT_VLAN_RX, skb->len);
+	return bpf_redirect_peer(ifindex, 0);
+}

@@ -73,6 +73,23 @@ struct cppnet_endpoint {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_endpoint, 16);
 
+/* VLAN networks: an endpoint (container) of a VLAN network, found by the trunk a
+ * frame arrives on, its 802.1Q id (0 = untagged) and the destination MAC. */
+#define CPPNET_MAP_VLAN_EP "cppnet_vlan_ep"
+#define CPPNET_VLAN_EP_MAX 4096
+struct cppnet_vlan_ep_key {
+	__u32 trunk_ifindex;
+	__u16 vlan;
+	__u8 mac[6];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_ep_key, 12);
+
+struct cppnet_vlan_ep {
+	__u32 ifindex;  /* host end of the endpoint's veth */
+	__u32 network;  /* index of the VLAN network (agent's numbering) */
+};
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_ep, 8);
+
 #define CPPNET_CFG_READY 0x1 /* agent has filled the config; programs act only then */
 
 /* Local host state, single entry (key 0) of an array map. */
@@ -103,7 +120,8 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 	X(HOSTGW_TX, "hostgw_tx", "packets forwarded to a peer as next hop (host-gw)")      \
 	X(FRAG_NEEDED_TX, "frag_needed_tx", "ICMP fragmentation-needed sent back for too-big DF packets") \
 	X(DELIVER_PEER, "deliver_direct", "overlay packets delivered straight into a container (bpf_redirect_peer)") \
-	X(DELIVER_BRIDGE, "deliver_bridge", "overlay packets handed to the container bridge (endpoint not learned yet)")
+	X(DELIVER_BRIDGE, "deliver_bridge", "overlay packets handed to the container bridge (endpoint not learned yet)") \
+	X(VLAN_RX, "vlan_rx", "trunk frames untagged and delivered to a VLAN network endpoint")
 
 #define CPPNET_DROP_REASONS(X)                                                             \
 	X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                      \

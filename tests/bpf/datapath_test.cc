@@ -486,6 +486,53 @@ TEST_F(DatapathTest, UnderlayTcLeavesHostTrafficToTheStack) {
   }
 }
 
+// VLAN networks (datapath in progress): trunk ingress untags and switches frames of a
+// VLAN to the endpoint with the destination MAC; everything else is left alone.
+TEST_F(DatapathTest, TrunkUntagsFramesForAVlanEndpoint) {
+  const Mac kEp{0x02, 0x42, 0, 0, 0, 0x10}, kPeer{0x02, 0x42, 0, 0, 0, 0x99};
+  cppnet_vlan_ep_key key{};
+  key.trunk_ifindex = 1;  // the test harness runs on lo
+  key.vlan = 10;
+  memcpy(key.mac, kEp.data(), 6);
+  cppnet_vlan_ep ep{.ifindex = 7, .network = 1};
+  ASSERT_EQ(bpf_map_update_elem(g_dp->vlan_ep_fd(), &key, &ep, BPF_ANY), 0) << strerror(errno);
+  auto tagged = [&](uint16_t tpid, uint16_t vid, const Bytes& rest) {
+    return Cat({Bytes(kEp.begin(), kEp.end()), Bytes(kPeer.begin(), kPeer.end()),
+                Bytes{static_cast<uint8_t>(tpid >> 8), static_cast<uint8_t>(tpid), static_cast<uint8_t>(vid >> 8),
+                      static_cast<uint8_t>(vid)},
+                rest});
+  };
+  const Bytes ip = Ip4(0x0a000a02, 0x0a000a03, Tcp(1, 2, 20));
+  const Bytes payload = Cat({Bytes{0x08, 0x00}, ip});  // inner ethertype + IPv4
+  uint64_t rx = Counter(CPPNET_CNT_VLAN_RX);
+  RunResult r = RunProg(g_dp->trunk_prog_fd(), tagged(0x8100, 10, payload));
+  ASSERT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  EXPECT_EQ(Hex(r.out), Hex(Cat({Eth(kEp, kPeer, 0x0800), ip})));  // the tag is gone, nothing else changed
+  EXPECT_EQ(Counter(CPPNET_CNT_VLAN_RX), rx + 1);
+  // Priority bits do not change the VLAN.
+  EXPECT_EQ(RunProg(g_dp->trunk_prog_fd(), tagged(0x8100, 0xa00a, payload)).retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+
+  const PassCase cases[] = {
+      {"another VLAN (no network uses it here)", tagged(0x8100, 20, payload)},
+      {"untagged frame to the endpoint's MAC (the network is tagged)", Cat({Eth(kEp, kPeer, 0x0800), ip})},
+      {"VLAN 10 to another MAC", [&] { Bytes b = tagged(0x8100, 10, payload); b[5] = 0x11; return b; }()},
+      {"802.1ad service tag (QinQ)", tagged(0x88a8, 10, Cat({Bytes{0x81, 0x00, 0x00, 0x0a}, payload}))},
+      {"stacked 802.1Q tags", tagged(0x8100, 10, Cat({Bytes{0x81, 0x00, 0x00, 0x0a}, payload}))},
+      {"ARP on the trunk, untagged", Cat({Eth(Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, kPeer, 0x0806), Bytes(28, 1)})},
+  };
+  for (const PassCase& c : cases) {
+    RunResult p = RunProg(g_dp->trunk_prog_fd(), c.frame);
+    EXPECT_EQ(p.retval, static_cast<uint32_t>(TC_ACT_OK)) << c.name;
+    EXPECT_EQ(p.out, c.frame) << c.name;
+  }
+  uint64_t truncated = Counter(CPPNET_CNT_DROP_TRUNCATED);
+  Bytes cut = tagged(0x8100, 10, {});
+  cut.resize(16);  // the tag claims 4 bytes, 2 are there
+  EXPECT_EQ(RunProg(g_dp->trunk_prog_fd(), cut).retval, static_cast<uint32_t>(TC_ACT_SHOT));
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_TRUNCATED), truncated + 1);
+  ASSERT_EQ(bpf_map_delete_elem(g_dp->vlan_ep_fd(), &key), 0);
+}
+
 }  // namespace
 }  // namespace cppnet::test
 
