@@ -252,7 +252,7 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
              " is valid, but this version forwards IPv4 only: no IPv6 subnet is leased");
   if (backend_changed && etcd_lease_id_) {
     // Peers install only leases of the configured type: publish ours with the new one.
-    auto st = etcd_->Put(SubnetsPrefix() + FormatSubnetKey(*subnet_), SerializeLease(OwnLease()), etcd_lease_id_);
+    auto st = RepublishLease();
     if (st.ok())
       LOG_INFO("Backend changed to ", config_->backend.type, ": lease ", FormatPrefix4(*subnet_), " re-published");
     else
@@ -429,16 +429,23 @@ void Agent::ChangePublicIp(uint32_t ip) {
   vtep_mac_ = VtepMacFor(ip);
   etcd_->Reconnect();  // connections from the old address are dead
   if (subnet_ && etcd_lease_id_) {
-    const std::string key = SubnetsPrefix() + FormatSubnetKey(*subnet_);
-    const std::string value = SerializeLease(OwnLease());
-    if (auto st = etcd_->Put(key, value, etcd_lease_id_); st.ok()) {
-      leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, value, 0});
+    if (auto st = RepublishLease(); st.ok()) {
       LOG_INFO("Lease ", FormatPrefix4(*subnet_), " re-published with PublicIP ", FormatIp4(ip));
     } else {
       LOG_ERROR("Re-publishing lease ", FormatPrefix4(*subnet_), " with PublicIP ", FormatIp4(ip), ": ", st.message());
     }
   }
   if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
+}
+
+// Our lease, rewritten in place under the same etcd lease with our current data
+// (backend, PublicIP); the cache is updated at once rather than by the watch echo.
+absl::Status Agent::RepublishLease() {
+  const std::string key = SubnetsPrefix() + FormatSubnetKey(*subnet_);
+  const std::string value = SerializeLease(OwnLease());
+  if (auto st = etcd_->Put(key, value, etcd_lease_id_); !st.ok()) return st;
+  leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, value, 0});
+  return absl::OkStatus();
 }
 
 Lease Agent::OwnLease() const {

@@ -84,6 +84,7 @@ class Agent {
   void AttachContainerPorts();
   void SyncMasquerade();
   void ChangePublicIp(uint32_t ip);
+  absl::Status RepublishLease();
   void LoadNetworks();
   void Reconcile();
   void SetNotReady(const std::string& why);

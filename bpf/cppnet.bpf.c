@@ -320,17 +320,12 @@ static __always_inline int decap_check(struct iphdr *ip, void *data_end, const s
 	return DECAP_OK;
 }
 
-/* The outer IPv4 header of a packet that may be a tunnel packet for us, or NULL. */
-static __always_inline struct iphdr *tunnel_ip(void *data, void *data_end, const struct cppnet_config *cfg)
+/* May this IPv4 header (bounds already checked) start a tunnel packet for us: whole
+ * (fragments are reassembled by the stack) UDP to our underlay address? */
+static __always_inline int to_our_tunnel(const struct iphdr *ip, const struct cppnet_config *cfg)
 {
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-
-	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->version != 4 ||
-	    ip->ihl < 5 || ip->protocol != IPPROTO_UDP_ || (ip->frag_off & bpf_htons(IP_MF_OFFSET)) ||
-	    ip->daddr != cfg->underlay_ip)
-		return 0; /* fragments are reassembled by the stack */
-	return ip;
+	return ip->version == 4 && ip->ihl >= 5 && ip->protocol == IPPROTO_UDP_ &&
+	       !(ip->frag_off & bpf_htons(IP_MF_OFFSET)) && ip->daddr == cfg->underlay_ip;
 }
 
 SEC("xdp")
@@ -338,12 +333,16 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct cppnet_config *cfg = ready_config();
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct cppnet_config *cfg;
 	__u32 strip = 0, reason = 0;
 	int vxlan = 0;
-	struct iphdr *ip;
 
-	if (!cfg || !(ip = tunnel_ip(data, data_end, cfg)))
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	cfg = ready_config();
+	if (!cfg || !to_our_tunnel(ip, cfg))
 		return XDP_PASS;
 	__u64 len = data_end - data;
 	int v = decap_check(ip, data_end, cfg, &strip, &reason, &vxlan);
@@ -364,7 +363,7 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 	}
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
+	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
 	/* Hand the inner packet to the stack as if sent to the underlay device; the tc
@@ -420,7 +419,7 @@ int cppnet_tc_underlay(struct __sk_buff *skb)
 	cfg = ready_config();
 	if (!cfg)
 		return TC_ACT_OK;
-	if (tunnel_ip(data, data_end, cfg)) {
+	if (to_our_tunnel(ip, cfg)) {
 		__u32 strip = 0, reason = 0;
 		int vxlan = 0;
 		int v = decap_check(ip, data_end, cfg, &strip, &reason, &vxlan);

@@ -415,9 +415,9 @@ int main(int argc, char** argv) {
     sub->add_option("--etcd-keyfile", g.etcd.keyfile, "TLS: client key")->envname("CPPNET_ETCD_KEYFILE");
     sub->add_option("--etcd-username", g.etcd.username, "etcd user")->envname("CPPNET_ETCD_USERNAME");
     sub->add_option("--etcd-password", g.etcd.password, "etcd password")->envname("CPPNET_ETCD_PASSWORD");
-    sub->callback([&chosen, &leases_from_etcd, &g] {
+    sub->callback([&chosen, &leases_from_etcd, &g, fn = fn] {
       leases_from_etcd = !g.etcd.endpoints.empty();
-      chosen = [](const Globals& gg, const MapFds& m) { return ShowLeases(gg, &m); };
+      chosen = fn;
     });
   }
   CLI::App* route = app.add_subcommand("route", "static routes in the datapath (kept apart from lease routes)");
