@@ -43,6 +43,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_stats, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_endpoint, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_ep, nullptr);
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_net, nullptr);
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_port, nullptr);
   }
   // Pinned maps from an earlier run are reused, so routes survive a restart. A pinned
   // map whose layout an upgrade changed cannot be reused: it is replaced by a new one
@@ -67,6 +69,14 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
   if (int err = cppnet_bpf__load(dp->skel_); err)
     return absl::InternalError(absl::StrCat("BPF object cppnet: load: ", Err(err),
                                             err == -EPERM ? " (needs CAP_BPF/CAP_NET_ADMIN)" : ""));
+  // The CNI plugin attaches this program to the endpoints it creates: pinned, it is
+  // the one this agent loaded (a restarted agent replaces the pin).
+  if (!pin_dir.empty()) {
+    const std::string pin = absl::StrCat(pin_dir, "/" CPPNET_PIN_PROG_VLAN_PORT);
+    unlink(pin.c_str());
+    if (int err = bpf_program__pin(dp->skel_->progs.cppnet_tc_vlan_port, pin.c_str()); err)
+      return absl::InternalError(absl::StrCat("BPF program cppnet_tc_vlan_port: pin ", pin, ": ", Err(err)));
+  }
   dp->maps_ = MapFds(bpf_map__fd(dp->skel_->maps.cppnet_routes), bpf_map__fd(dp->skel_->maps.cppnet_config),
                      bpf_map__fd(dp->skel_->maps.cppnet_stats), bpf_map__fd(dp->skel_->maps.cppnet_endpoint));
   return dp;
@@ -79,7 +89,11 @@ Datapath::~Datapath() {
 int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_encap); }
 int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_underlay); }
 int Datapath::trunk_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_trunk); }
-int Datapath::vlan_ep_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_ep); }
+int Datapath::vlan_port_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_vlan_port); }
+VlanMaps Datapath::vlan_maps() const {
+  return VlanMaps(bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),
+                  bpf_map__fd(skel_->maps.cppnet_vlan_port));
+}
 int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_xdp_decap); }
 
 absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
@@ -131,6 +145,14 @@ absl::Status Datapath::AttachEncap(int ifindex, const std::string& ifname) {
 
 absl::Status Datapath::AttachUnderlay(int ifindex, const std::string& ifname) {
   return AttachTcIngress(underlay_prog_fd(), ifindex, ifname);
+}
+
+absl::Status Datapath::AttachTrunk(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(trunk_prog_fd(), ifindex, ifname);
+}
+
+absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(vlan_port_prog_fd(), ifindex, ifname);
 }
 
 // cls_bpf in direct-action mode under a fixed handle/priority, so a restarted agent

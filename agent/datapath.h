@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/maps.h"
+#include "core/vlan_maps.h"
 
 struct cppnet_bpf;
 
@@ -37,8 +38,13 @@ class Datapath {
   int encap_prog_fd() const;
   int underlay_prog_fd() const;
   int decap_prog_fd() const;
-  int trunk_prog_fd() const;   // VLAN networks, work in progress (not attached yet)
-  int vlan_ep_fd() const;
+  // VLAN networks: the trunk demultiplexer (on trunks that are not the underlay; the
+  // underlay program has it built in) and the endpoint program on host veths.
+  absl::Status AttachTrunk(int ifindex, const std::string& ifname);
+  absl::Status AttachVlanPort(int ifindex, const std::string& ifname);
+  int trunk_prog_fd() const;
+  int vlan_port_prog_fd() const;
+  VlanMaps vlan_maps() const;  // not owning
   const MapFds& maps() const { return maps_; }
   // Pinned maps from an earlier version whose layout differed, replaced at Load.
   const std::vector<std::string>& replaced_maps() const { return replaced_maps_; }

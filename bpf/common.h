@@ -19,6 +19,8 @@
 #define PACKET_HOST 0
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88a8
+#define ETH_P_ARP 0x0806
+#define ETH_P_IPV6 0x86dd
 #define VXLAN_FLAG_VNI 0x08
 #define ADJ_ROOM_ENCAP_L2(len) (((__u64)(len) & BPF_ADJ_ROOM_ENCAP_L2_MASK) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
 
@@ -68,6 +70,22 @@ struct {
 	__type(value, struct cppnet_vlan_ep);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cppnet_vlan_ep SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CPPNET_VLAN_NET_MAX);
+	__type(key, struct cppnet_vlan_net_key);
+	__type(value, struct cppnet_vlan_net);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_net SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CPPNET_VLAN_EP_MAX);
+	__type(key, __u32);
+	__type(value, struct cppnet_vlan_port);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_port SEC(".maps");
 
 static __always_inline void count(__u32 id, __u64 bytes)
 {

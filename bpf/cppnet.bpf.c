@@ -8,8 +8,11 @@
  *   IP forwarding, the bridge and a backlog queue. GSO packets stay whole.
  * - cppnet_xdp_decap, XDP on the underlay (optional): earliest decapsulation for NICs
  *   where XDP leaves GRO intact; hands the inner packet to the tc program above.
- * Anything that is not overlay traffic returns to the stack untouched. */
+ * - cppnet_tc_trunk (tc ingress of a VLAN trunk) and cppnet_tc_vlan_port (tc ingress
+ *   of a VLAN endpoint's host veth): VLAN networks, see vlan.h.
+ * Anything that is not overlay or VLAN network traffic returns to the stack untouched. */
 #include "common.h"
+#include "vlan.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -414,10 +417,22 @@ int cppnet_tc_underlay(struct __sk_buff *skb)
 	struct iphdr *ip = (void *)(eth + 1);
 	struct cppnet_config *cfg;
 
-	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_OK;
 	cfg = ready_config();
-	if (!cfg)
+	/* The underlay may also be a VLAN trunk: tagged frames, and untagged ones when an
+	 * untagged VLAN network shares it (a flag, to spare overlay packets the lookup). */
+	if (skb->vlan_present || eth->h_proto != bpf_htons(ETH_P_IP) || (cfg && (cfg->flags & CPPNET_CFG_UNTAGGED_VLAN))) {
+		int v = vlan_from_trunk(skb);
+
+		if (v != VLAN_NOT_OURS)
+			return v;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		eth = data;
+		ip = (void *)(eth + 1);
+	}
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || skb->vlan_present || !cfg)
 		return TC_ACT_OK;
 	if (to_our_tunnel(ip, cfg)) {
 		__u32 strip = 0, reason = 0;
@@ -448,54 +463,82 @@ int cppnet_tc_underlay(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-/* VLAN networks (work in progress: not attached by the agent yet). tc ingress of a
- * trunk: a frame tagged with a VLAN that has an endpoint with the destination MAC is
- * untagged and switched into that endpoint's namespace. Anything else (other VLANs,
- * stacked 802.1ad/802.1Q tags, the host's own traffic) is left to the stack. The core
- * usually untags 802.1Q before tc (skb->vlan_tci); a tag can also still be in the data. */
-struct vlan_hdr_ {
-	__be16 tci;
-	__be16 proto;
-};
-
+/* tc ingress of a trunk that is not the underlay. */
 SEC("tc")
 int cppnet_tc_trunk(struct __sk_buff *skb)
+{
+	int v = vlan_from_trunk(skb);
+
+	return v == VLAN_NOT_OURS ? TC_ACT_OK : v;
+}
+
+/* tc ingress of an endpoint's host veth: the endpoint's frames. Nothing an endpoint
+ * sends reaches the host's stack (as with Linux macvlan/ipvlan, endpoints cannot talk
+ * to the parent host): each frame is switched, sent out of the trunk, or dropped. */
+SEC("tc")
+int cppnet_tc_vlan_port(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	__u16 vid = 0;
+	__u32 self = skb->ifindex;
+	struct cppnet_vlan_port *port = bpf_map_lookup_elem(&cppnet_vlan_port, &self);
 
-	if ((void *)(eth + 1) > data_end)
-		return TC_ACT_OK;
-	if (skb->vlan_present) {
-		if (skb->vlan_proto != bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021Q) ||
-		    eth->h_proto == bpf_htons(ETH_P_8021AD))
-			return TC_ACT_OK;
-		vid = skb->vlan_tci & 0xfff;
-	} else if (eth->h_proto == bpf_htons(ETH_P_8021Q)) {
-		struct vlan_hdr_ *vh = (void *)(eth + 1);
+	if (!port) {
+		count(CPPNET_CNT_DROP_VLAN_NO_PORT, skb->len);
+		return TC_ACT_SHOT;
+	}
+	const __u32 trunk = port->trunk_ifindex;
+	const __u16 vid = port->vlan;
+	const __u8 mode = port->mode;
+	struct cppnet_vlan_net_key nk = { .trunk_ifindex = trunk, .vlan = vid };
+	struct cppnet_vlan_net *net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk);
+	if (!net || (void *)(eth + 1) > data_end) {
+		count(net ? CPPNET_CNT_DROP_TRUNCATED : CPPNET_CNT_DROP_VLAN_NO_PORT, skb->len);
+		return TC_ACT_SHOT;
+	}
+	if (!mac_equal(eth->h_source, port->mac)) {
+		count(CPPNET_CNT_DROP_VLAN_SOURCE, skb->len);
+		return TC_ACT_SHOT;
+	}
+	__sync_fetch_and_add(&port->tx_packets, 1);
+	__sync_fetch_and_add(&port->tx_bytes, skb->len);
+	const int bcast = eth->h_dest[0] & 1;
+	struct cppnet_vlan_ep *ep = 0;
 
-		if ((void *)(vh + 1) > data_end) {
-			count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
+	if (mode == CPPNET_VLAN_IPVLAN_L3) {
+		/* Routed: endpoints have no neighbours (NOARP) and reach only what is routed. */
+		if (bcast || eth->h_proto == bpf_htons(ETH_P_ARP)) {
+			count(CPPNET_CNT_DROP_VLAN_L3, skb->len);
 			return TC_ACT_SHOT;
 		}
-		if (vh->proto == bpf_htons(ETH_P_8021Q) || vh->proto == bpf_htons(ETH_P_8021AD))
-			return TC_ACT_OK; /* stacked tags: not a VLAN network of ours */
-		vid = bpf_ntohs(vh->tci) & 0xfff;
-	} else if (eth->h_proto == bpf_htons(ETH_P_8021AD)) {
-		return TC_ACT_OK; /* 802.1ad (QinQ) service tag: not ours */
+		ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
+		if (!ep || ep->ifindex == self) {
+			count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
+			return TC_ACT_SHOT;
+		}
+	} else if (bcast) {
+		if (mode == CPPNET_VLAN_MACVLAN_BRIDGE || mode == CPPNET_VLAN_IPVLAN_L2) {
+			count(CPPNET_CNT_VLAN_LOCAL, skb->len);
+			vlan_flood(skb, net, self);
+		}
+	} else if (mode == CPPNET_VLAN_MACVLAN_BRIDGE) {
+		ep = vlan_ep_by_mac(trunk, vid, eth->h_dest);
+	} else if (mode == CPPNET_VLAN_IPVLAN_L2 && mac_equal(eth->h_dest, net->trunk_mac)) {
+		ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
 	}
-	struct cppnet_vlan_ep_key key = { .trunk_ifindex = skb->ifindex, .vlan = vid };
-	mac_copy(key.mac, eth->h_dest);
-	struct cppnet_vlan_ep *ep = bpf_map_lookup_elem(&cppnet_vlan_ep, &key);
-	if (!ep)
-		return TC_ACT_OK;
-	const __u32 ifindex = ep->ifindex;
-	if (vid && bpf_skb_vlan_pop(skb)) {
+	if (ep && ep->ifindex != self) {
+		const __u32 target = ep->ifindex;
+		count(CPPNET_CNT_VLAN_LOCAL, skb->len);
+		port_count(target, skb->len);
+		return bpf_redirect_peer(target, 0);
+	}
+	/* To the wire: private and vepa always (vepa's switch may hairpin it back),
+	 * bridge/l2 for what is not local. */
+	if (vid && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), vid)) {
 		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
 		return TC_ACT_SHOT;
 	}
-	count(CPPNET_CNT_VLAN_RX, skb->len);
-	return bpf_redirect_peer(ifindex, 0);
+	count(CPPNET_CNT_VLAN_TX, skb->len);
+	return bpf_redirect(trunk, 0);
 }

@@ -45,7 +45,7 @@ static bool IsBpffs(const std::string& path) {
   return statfs(path.c_str(), &st) == 0 && static_cast<unsigned long>(st.f_type) == BPF_FS_MAGIC;
 }
 
-absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
+absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const char*> names, int* fds) {
   std::filesystem::path d(dir);
   if (!IsBpffs(dir)) {
     std::string parent = d.parent_path().string();
@@ -56,11 +56,9 @@ absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
       return absl::NotFoundError(absl::StrCat("no cppnet maps in ", dir, ": cppnet-agent has not run on this host"));
     return absl::FailedPreconditionError(absl::StrCat(dir, " is not on a bpffs mount"));
   }
-  constexpr int kMaps = 4;
-  int fds[kMaps] = {-1, -1, -1, -1};
-  const char* names[kMaps] = {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS, CPPNET_MAP_ENDPOINTS};
-  for (int i = 0; i < kMaps; i++) {
-    std::string path = absl::StrCat(dir, "/", names[i]);
+  int i = 0;
+  for (const char* name : names) {
+    std::string path = absl::StrCat(dir, "/", name);
     fds[i] = bpf_obj_get(path.c_str());
     if (fds[i] < 0) {
       int err = errno;
@@ -71,7 +69,16 @@ absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
         return absl::PermissionDeniedError(absl::StrCat(path, ": permission denied (run as root)"));
       return absl::InternalError(absl::StrCat(path, ": ", strerror(err)));
     }
+    i++;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
+  int fds[4];
+  if (auto st = OpenPinnedMaps(dir, {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS, CPPNET_MAP_ENDPOINTS}, fds);
+      !st.ok())
+    return st;
   MapFds m(fds[0], fds[1], fds[2], fds[3]);
   m.owned_ = true;
   return m;

@@ -1,6 +1,7 @@
 // Access to cppnet's pinned BPF maps, shared by the agent and cppnetctl.
 #pragma once
 #include <array>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,10 @@ class MapFds {
   int routes_ = -1, config_ = -1, stats_ = -1, endpoints_ = -1;
   bool owned_ = false;
 };
+
+// Opens the maps pinned under `dir` by name into fds[0..], all or none; errors say
+// whether bpffs is missing, the agent never ran, or permission is lacking.
+absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const char*> names, int* fds);
 
 absl::StatusOr<cppnet_config> ReadConfig(int config_fd);
 absl::Status WriteConfig(int config_fd, const cppnet_config& cfg);

@@ -73,24 +73,83 @@ struct cppnet_endpoint {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_endpoint, 16);
 
-/* VLAN networks: an endpoint (container) of a VLAN network, found by the trunk a
- * frame arrives on, its 802.1Q id (0 = untagged) and the destination MAC. */
+/* VLAN networks (Docker's macvlan/ipvlan on an 802.1Q trunk, done in BPF).
+ * A network is identified on this host by its trunk and VLAN id (0 = untagged): one
+ * network per (trunk, VLAN). Its endpoints are veth pairs; the host end carries
+ * cppnet_tc_vlan_port (the endpoint's egress), the trunk carries the demultiplexer. */
 #define CPPNET_MAP_VLAN_EP "cppnet_vlan_ep"
-#define CPPNET_VLAN_EP_MAX 4096
+#define CPPNET_MAP_VLAN_NET "cppnet_vlan_net"
+#define CPPNET_MAP_VLAN_PORT "cppnet_vlan_port"
+/* The endpoint program, pinned so the CNI plugin attaches what the agent loaded. */
+#define CPPNET_PIN_PROG_VLAN_PORT "cppnet_prog_vport"
+#define CPPNET_VLAN_EP_MAX 16384
+#define CPPNET_VLAN_NET_MAX 4096
+#define CPPNET_VLAN_PORTS_MAX 32 /* endpoints of one network on one host */
+
+enum cppnet_vlan_mode {
+	CPPNET_VLAN_MACVLAN_BRIDGE = 0,
+	CPPNET_VLAN_MACVLAN_VEPA = 1,
+	CPPNET_VLAN_MACVLAN_PRIVATE = 2,
+	CPPNET_VLAN_MACVLAN_PASSTHRU = 3,
+	CPPNET_VLAN_IPVLAN_L2 = 4,
+	CPPNET_VLAN_IPVLAN_L3 = 5,
+};
+
+enum cppnet_vlan_addr_kind {
+	CPPNET_VLAN_ADDR_MAC = 0,  /* macvlan modes: frames are found by destination MAC */
+	CPPNET_VLAN_ADDR_IPV4 = 1, /* ipvlan: endpoints share the trunk's MAC, found by IP */
+	CPPNET_VLAN_ADDR_IPV6 = 2,
+};
+
+/* An endpoint by (trunk, VLAN, its MAC or one of its IPs). */
 struct cppnet_vlan_ep_key {
 	__u32 trunk_ifindex;
 	__u16 vlan;
-	__u8 mac[6];
+	__u8 kind;     /* enum cppnet_vlan_addr_kind */
+	__u8 pad;
+	__u8 addr[16]; /* MAC in the first 6 bytes, IPv4 in the first 4, or IPv6 */
 };
-CPPNET_ASSERT_SIZE(struct cppnet_vlan_ep_key, 12);
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_ep_key, 24);
 
 struct cppnet_vlan_ep {
-	__u32 ifindex;  /* host end of the endpoint's veth */
-	__u32 network;  /* index of the VLAN network (agent's numbering) */
+	__u32 ifindex; /* host end of the endpoint's veth */
+	__u8 mac[6];   /* the endpoint's MAC */
+	__u8 pad[2];
 };
-CPPNET_ASSERT_SIZE(struct cppnet_vlan_ep, 8);
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_ep, 12);
+
+struct cppnet_vlan_net_key {
+	__u32 trunk_ifindex;
+	__u16 vlan;
+	__u16 pad;
+};
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_net_key, 8);
+
+/* A network with endpoints on this host; ports = the host veths of its endpoints,
+ * the flood list for broadcast and multicast. */
+struct cppnet_vlan_net {
+	__u8 mode;         /* enum cppnet_vlan_mode */
+	__u8 nports;
+	__u8 trunk_mac[6]; /* ipvlan: the MAC every endpoint shares */
+	__u32 ports[CPPNET_VLAN_PORTS_MAX];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_net, 136);
+
+/* An endpoint's host veth (key: its ifindex): where its frames go, and its counters
+ * (updated atomically by the datapath). */
+struct cppnet_vlan_port {
+	__u32 trunk_ifindex;
+	__u16 vlan;
+	__u8 mode;   /* enum cppnet_vlan_mode */
+	__u8 pad;
+	__u8 mac[6]; /* the endpoint's MAC (frames with another source are dropped) */
+	__u8 pad2[2];
+	__u64 rx_packets, rx_bytes, tx_packets, tx_bytes;
+};
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_port, 48);
 
 #define CPPNET_CFG_READY 0x1 /* agent has filled the config; programs act only then */
+#define CPPNET_CFG_UNTAGGED_VLAN 0x2 /* an untagged VLAN network uses the underlay as trunk */
 
 /* Local host state, single entry (key 0) of an array map. */
 struct cppnet_config {
@@ -121,7 +180,9 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 	X(FRAG_NEEDED_TX, "frag_needed_tx", "ICMP fragmentation-needed sent back for too-big DF packets") \
 	X(DELIVER_PEER, "deliver_direct", "overlay packets delivered straight into a container (bpf_redirect_peer)") \
 	X(DELIVER_BRIDGE, "deliver_bridge", "overlay packets handed to the container bridge (endpoint not learned yet)") \
-	X(VLAN_RX, "vlan_rx", "trunk frames untagged and delivered to a VLAN network endpoint")
+	X(VLAN_RX, "vlan_rx", "trunk frames untagged and delivered to a VLAN network endpoint") \
+	X(VLAN_TX, "vlan_tx", "endpoint frames tagged and sent out of the trunk")               \
+	X(VLAN_LOCAL, "vlan_local", "frames switched between endpoints on this host (bridge, ipvlan)")
 
 #define CPPNET_DROP_REASONS(X)                                                             \
 	X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                      \
@@ -133,7 +194,12 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 	X(DROP_NOT_LOCAL, "not_local_subnet", "decapsulated packet not for our subnet")        \
 	X(DROP_TOO_BIG, "too_big", "packet too big for the underlay after encapsulation")      \
 	X(DROP_BACKEND, "backend_unsupported", "route uses a backend this datapath lacks")      \
-	X(DROP_ENCAP_FAILED, "encap_failed", "kernel refused to grow or shrink the packet")
+	X(DROP_ENCAP_FAILED, "encap_failed", "kernel refused to grow or shrink the packet")      \
+	X(DROP_VLAN_NO_PORT, "vlan_no_port", "frame from a veth that is no VLAN endpoint (any more)") \
+	X(DROP_VLAN_SOURCE, "vlan_bad_source", "endpoint sent with a MAC that is not its own")     \
+	X(DROP_VLAN_LOOP, "vlan_looped", "our own endpoint's frame came back from the wire")       \
+	X(DROP_VLAN_L3, "vlan_l3_no_l2", "broadcast, multicast or ARP from an ipvlan l3 endpoint")  \
+	X(DROP_VLAN_NO_ROUTE, "vlan_no_route", "ipvlan l3: destination is no endpoint on this host")
 
 #define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
 enum cppnet_counter_id {

@@ -1,0 +1,200 @@
+#include "vlan_maps.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "maps.h"
+
+namespace cppnet {
+
+uint8_t VlanModeId(const std::string& driver, const std::string& mode) {
+  if (driver == "ipvlan") return mode == "l3" ? CPPNET_VLAN_IPVLAN_L3 : CPPNET_VLAN_IPVLAN_L2;
+  if (mode == "vepa") return CPPNET_VLAN_MACVLAN_VEPA;
+  if (mode == "private") return CPPNET_VLAN_MACVLAN_PRIVATE;
+  if (mode == "passthru") return CPPNET_VLAN_MACVLAN_PASSTHRU;
+  return CPPNET_VLAN_MACVLAN_BRIDGE;
+}
+
+std::string VlanModeName(uint8_t mode) {
+  switch (mode) {
+    case CPPNET_VLAN_MACVLAN_BRIDGE: return "macvlan bridge";
+    case CPPNET_VLAN_MACVLAN_VEPA: return "macvlan vepa";
+    case CPPNET_VLAN_MACVLAN_PRIVATE: return "macvlan private";
+    case CPPNET_VLAN_MACVLAN_PASSTHRU: return "macvlan passthru";
+    case CPPNET_VLAN_IPVLAN_L2: return "ipvlan l2";
+    case CPPNET_VLAN_IPVLAN_L3: return "ipvlan l3";
+  }
+  return absl::StrCat("mode ", mode);
+}
+
+VlanMaps& VlanMaps::operator=(VlanMaps&& o) noexcept {
+  std::swap(ep_, o.ep_);
+  std::swap(net_, o.net_);
+  std::swap(port_, o.port_);
+  std::swap(owned_, o.owned_);
+  return *this;
+}
+
+VlanMaps::~VlanMaps() {
+  if (!owned_) return;
+  for (int fd : {ep_, net_, port_})
+    if (fd >= 0) close(fd);
+}
+
+absl::StatusOr<VlanMaps> VlanMaps::OpenPinned(const std::string& dir) {
+  int fds[3];
+  if (auto st = OpenPinnedMaps(dir, {CPPNET_MAP_VLAN_EP, CPPNET_MAP_VLAN_NET, CPPNET_MAP_VLAN_PORT}, fds); !st.ok())
+    return st;
+  VlanMaps m(fds[0], fds[1], fds[2]);
+  m.owned_ = true;
+  return m;
+}
+
+static std::vector<cppnet_vlan_ep_key> AddrKeys(const VlanEndpointSpec& s) {
+  std::vector<cppnet_vlan_ep_key> keys;
+  auto base = [&](uint8_t kind) {
+    cppnet_vlan_ep_key k{};
+    k.trunk_ifindex = s.trunk_ifindex;
+    k.vlan = s.vlan;
+    k.kind = kind;
+    return k;
+  };
+  if (s.mode != CPPNET_VLAN_IPVLAN_L2 && s.mode != CPPNET_VLAN_IPVLAN_L3) {
+    auto k = base(CPPNET_VLAN_ADDR_MAC);
+    memcpy(k.addr, s.mac.data(), 6);
+    keys.push_back(k);
+    return keys;
+  }
+  for (uint32_t ip : s.ipv4) {
+    auto k = base(CPPNET_VLAN_ADDR_IPV4);
+    uint32_t be = htonl(ip);
+    memcpy(k.addr, &be, 4);
+    keys.push_back(k);
+  }
+  for (unsigned __int128 ip : s.ipv6) {
+    auto k = base(CPPNET_VLAN_ADDR_IPV6);
+    for (int i = 0; i < 16; i++) k.addr[i] = static_cast<uint8_t>(ip >> (8 * (15 - i)));
+    keys.push_back(k);
+  }
+  return keys;
+}
+
+std::string FormatVlanAddr(const cppnet_vlan_ep_key& k) {
+  if (k.kind == CPPNET_VLAN_ADDR_MAC) {
+    Mac m;
+    memcpy(m.data(), k.addr, 6);
+    return FormatMac(m);
+  }
+  if (k.kind == CPPNET_VLAN_ADDR_IPV4) {
+    uint32_t be;
+    memcpy(&be, k.addr, 4);
+    return FormatIp4(ntohl(be));
+  }
+  unsigned __int128 ip = 0;
+  for (int i = 0; i < 16; i++) ip = (ip << 8) | k.addr[i];
+  return FormatIp6(ip);
+}
+
+absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) {
+  cppnet_vlan_net_key nk{s.trunk_ifindex, s.vlan, 0};
+  cppnet_vlan_net net{};
+  const bool have_net = bpf_map_lookup_elem(m.net(), &nk, &net) == 0;
+  if (!have_net) {
+    net.mode = s.mode;
+    memcpy(net.trunk_mac, s.trunk_mac.data(), 6);
+  }
+  bool listed = false;
+  for (int i = 0; i < net.nports; i++) listed |= net.ports[i] == s.host_ifindex;
+  if (!listed) {
+    if (s.mode == CPPNET_VLAN_MACVLAN_PASSTHRU && net.nports > 0)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "network ", s.network, " is in macvlan passthru mode and already has an endpoint on this host (only one allowed)"));
+    if (net.nports >= CPPNET_VLAN_PORTS_MAX)
+      return absl::ResourceExhaustedError(absl::StrCat("network ", s.network, " already has ", CPPNET_VLAN_PORTS_MAX,
+                                                       " endpoints on this host, the most one network can have"));
+  }
+  const auto keys = AddrKeys(s);
+  for (const auto& k : keys) {
+    cppnet_vlan_ep cur{};
+    if (bpf_map_lookup_elem(m.ep(), &k, &cur) == 0 && cur.ifindex != s.host_ifindex)
+      return absl::AlreadyExistsError(
+          absl::StrCat("network ", s.network, ": address ", FormatVlanAddr(k), " is already used by another endpoint"));
+  }
+  cppnet_vlan_port port{};
+  port.trunk_ifindex = s.trunk_ifindex;
+  port.vlan = s.vlan;
+  port.mode = s.mode;
+  memcpy(port.mac, s.mac.data(), 6);
+  auto fail = [&](const char* map, int err) {
+    (void)UnregisterVlanEndpoint(m, s.host_ifindex);
+    return absl::InternalError(absl::StrCat("network ", s.network, ": map ", map, ": update: ", strerror(err)));
+  };
+  if (bpf_map_update_elem(m.port(), &s.host_ifindex, &port, BPF_ANY) != 0) return fail(CPPNET_MAP_VLAN_PORT, errno);
+  cppnet_vlan_ep ep{};
+  ep.ifindex = s.host_ifindex;
+  memcpy(ep.mac, s.mac.data(), 6);
+  for (const auto& k : keys)
+    if (bpf_map_update_elem(m.ep(), &k, &ep, BPF_ANY) != 0) return fail(CPPNET_MAP_VLAN_EP, errno);
+  if (!listed) net.ports[net.nports++] = s.host_ifindex;
+  if (bpf_map_update_elem(m.net(), &nk, &net, BPF_ANY) != 0) return fail(CPPNET_MAP_VLAN_NET, errno);
+  return absl::OkStatus();
+}
+
+absl::Status UnregisterVlanEndpoint(const VlanMaps& m, uint32_t host_ifindex) {
+  auto addrs = ListVlanAddrs(m.ep());
+  if (!addrs.ok()) return addrs.status();
+  for (const auto& a : *addrs)
+    if (a.ep.ifindex == host_ifindex && bpf_map_delete_elem(m.ep(), &a.key) != 0 && errno != ENOENT)
+      return absl::InternalError(absl::StrCat("map " CPPNET_MAP_VLAN_EP ": delete ", FormatVlanAddr(a.key), ": ",
+                                              strerror(errno)));
+  auto nets = ListVlanNets(m.net());
+  if (!nets.ok()) return nets.status();
+  for (auto n : *nets) {
+    int kept = 0;
+    for (int i = 0; i < n.net.nports && i < CPPNET_VLAN_PORTS_MAX; i++)
+      if (n.net.ports[i] != host_ifindex) n.net.ports[kept++] = n.net.ports[i];
+    if (kept == n.net.nports) continue;
+    for (int i = kept; i < CPPNET_VLAN_PORTS_MAX; i++) n.net.ports[i] = 0;
+    n.net.nports = static_cast<uint8_t>(kept);
+    // The last endpoint gone: the trunk stops claiming the VLAN's frames.
+    int rc = kept ? bpf_map_update_elem(m.net(), &n.key, &n.net, BPF_ANY) : bpf_map_delete_elem(m.net(), &n.key);
+    if (rc != 0 && errno != ENOENT)
+      return absl::InternalError(absl::StrCat("map " CPPNET_MAP_VLAN_NET ": update: ", strerror(errno)));
+  }
+  if (bpf_map_delete_elem(m.port(), &host_ifindex) != 0 && errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_VLAN_PORT ": delete: ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+// Every entry of a hash map, keys and values of the given types.
+template <typename K, typename V, typename Out>
+static absl::StatusOr<std::vector<Out>> Dump(int fd, const char* name) {
+  std::vector<Out> out;
+  K key{}, next{};
+  const K* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    V v{};
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.push_back(Out{next, v});
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return absl::InternalError(absl::StrCat("map ", name, ": iterate: ", strerror(errno)));
+  return out;
+}
+
+absl::StatusOr<std::vector<VlanPortEntry>> ListVlanPorts(int fd) {
+  return Dump<uint32_t, cppnet_vlan_port, VlanPortEntry>(fd, CPPNET_MAP_VLAN_PORT);
+}
+absl::StatusOr<std::vector<VlanAddrEntry>> ListVlanAddrs(int fd) {
+  return Dump<cppnet_vlan_ep_key, cppnet_vlan_ep, VlanAddrEntry>(fd, CPPNET_MAP_VLAN_EP);
+}
+absl::StatusOr<std::vector<VlanNetEntry>> ListVlanNets(int fd) {
+  return Dump<cppnet_vlan_net_key, cppnet_vlan_net, VlanNetEntry>(fd, CPPNET_MAP_VLAN_NET);
+}
+
+}  // namespace cppnet
