@@ -1,5 +1,7 @@
 #include "agent.h"
 
+#include <net/if.h>
+
 #include "masq.h"
 
 #include <arpa/inet.h>
@@ -292,6 +294,7 @@ void Agent::Tick() {
   }
   if (datapath_active_) AttachContainerSide();
   LoadNetworks();
+  SyncVlanDatapath();
   if (datapath_active_ && now >= underlay_check_at_) {
     // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
     // and our PublicIP may change under us (DHCP, renumbering).
@@ -399,8 +402,8 @@ absl::Status Agent::AcquireLease() {
 }
 
 // VLAN networks defined with `cppnetctl network create` (networks.d/*.json), re-read
-// when the directory changes. This version validates and reports them; the VLAN
-// datapath that serves them is not built yet.
+// when the directory changes. Their endpoints are attached by the CNI plugin; the agent
+// owns the trunk side (SyncVlanDatapath).
 void Agent::LoadNetworks() {
   const std::string dir = NetworksDir(opts_.config_dir);
   std::string sig;
@@ -419,6 +422,59 @@ void Agent::LoadNetworks() {
     LOG_INFO("VLAN network ", n.name, ": ", n.driver, " ", n.mode, " on ", n.trunk, ", VLAN ",
              n.vlan ? absl::StrCat(n.vlan) : "untagged", ", ", n.subnets4.size() + n.subnets6.size(), " subnet(s)");
   if (nets->empty() && !sig.empty()) LOG_INFO("VLAN networks: none defined in ", dir);
+  vlan_networks_ = std::move(*nets);
+  trunks_.clear();  // re-check every trunk against the new definitions
+  if (datapath_active_) {
+    if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
+      const uint8_t flags = UntaggedVlanOnUnderlay() ? (cfg->flags | CPPNET_CFG_UNTAGGED_VLAN)
+                                                     : (cfg->flags & ~CPPNET_CFG_UNTAGGED_VLAN);
+      if (flags != cfg->flags) {
+        cfg->flags = flags;
+        (void)WriteConfig(dp_->maps().config(), *cfg);
+      }
+    }
+  }
+}
+
+bool Agent::UntaggedVlanOnUnderlay() const {
+  return std::any_of(vlan_networks_.begin(), vlan_networks_.end(),
+                     [&](const VlanNetwork& n) { return n.vlan == 0 && n.trunk == underlay_.name; });
+}
+
+// The trunk side of the VLAN networks: the demultiplexer on every trunk a network
+// names (the underlay's own program has it built in), attached again when a trunk
+// reappears. Endpoints attached by an earlier agent get this agent's program (an
+// upgrade takes effect at once); endpoints whose veth is gone (container deleted
+// without CNI DEL) are removed from the maps.
+void Agent::SyncVlanDatapath() {
+  for (const VlanNetwork& n : vlan_networks_) {
+    const int ifindex = static_cast<int>(if_nametoindex(n.trunk.c_str()));
+    auto it = trunks_.find(n.trunk);
+    if (!ifindex || (it != trunks_.end() && it->second == ifindex)) continue;
+    const bool underlay = n.trunk == underlay_.name;
+    absl::Status st = underlay ? dp_->AttachUnderlay(ifindex, n.trunk) : dp_->AttachTrunk(ifindex, n.trunk);
+    if (!st.ok()) {
+      LOG_ERROR("VLAN trunk: ", st.message());
+      continue;
+    }
+    trunks_[n.trunk] = ifindex;
+    LOG_INFO("VLAN trunk ", n.trunk, ": tc ingress", underlay ? " (shared with the overlay underlay)" : "");
+  }
+  VlanMaps maps = dp_->vlan_maps();
+  auto ports = ListVlanPorts(maps.port());
+  if (!ports.ok()) return;
+  for (const VlanPortEntry& p : *ports) {
+    char name[IF_NAMESIZE] = {};
+    if (!if_indextoname(p.ifindex, name)) {
+      if (auto st = UnregisterVlanEndpoint(maps, p.ifindex); st.ok())
+        LOG_INFO("VLAN endpoint on ifindex ", p.ifindex, " is gone; removed from the maps");
+      continue;
+    }
+    if (!vlan_ports_attached_) {
+      if (auto st = dp_->AttachVlanPort(static_cast<int>(p.ifindex), name); !st.ok()) LOG_WARN("VLAN endpoint: ", st.message());
+    }
+  }
+  vlan_ports_attached_ = true;
 }
 
 // Our address moved: publish the same subnet under the new PublicIP (no second lease)
@@ -486,7 +542,7 @@ absl::Status Agent::ActivateDatapath() {
   c.port = cfg.backend.port;
   c.mtu = static_cast<uint16_t>(underlay_.mtu);
   c.backend = *BackendFromName(cfg.backend.type);  // validated by ParseNetworkConfig
-  c.flags = CPPNET_CFG_READY;
+  c.flags = CPPNET_CFG_READY | (UntaggedVlanOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
   if (auto st = WriteConfig(dp_->maps().config(), c); !st.ok()) return st;

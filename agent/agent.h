@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "core/config.h"
 #include "core/lease.h"
+#include "core/vlan.h"
 #include "datapath.h"
 #include "etcd_client.h"
 #include "netlink.h"
@@ -86,6 +87,8 @@ class Agent {
   void ChangePublicIp(uint32_t ip);
   absl::Status RepublishLease();
   void LoadNetworks();
+  void SyncVlanDatapath();
+  bool UntaggedVlanOnUnderlay() const;
   void Reconcile();
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
@@ -127,8 +130,11 @@ class Agent {
   int container_ifindex_ = 0;
   std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
   bool masq_synced_ = false;
-  std::map<int, std::string> ports_;
-  std::string networks_signature_ = "-";  // names and mtimes of networks.d/*.json last loaded  // container veths with our tc program, by ifindex
+  std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
+  std::string networks_signature_ = "-";  // names and mtimes of networks.d/*.json last loaded
+  std::vector<VlanNetwork> vlan_networks_;
+  std::map<std::string, int> trunks_;      // trunk name → ifindex our program is attached to
+  bool vlan_ports_attached_ = false;       // endpoints re-attached to this agent's program
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   // What the routes map holds, read once when the datapath is activated and kept
   // in step with every change we make, so an etcd event costs no map walk.

@@ -11,15 +11,13 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "core/tc.h"
 #include "cppnet.skel.h"
 
 namespace cppnet {
 
 static std::string Err(int err) { return strerror(err < 0 ? -err : err); }
 
-// Our tc filters: cls_bpf under this handle and priority on a clsact ingress hook.
-constexpr uint32_t kTcHandle = 0xc99;
-constexpr uint32_t kTcPriority = 1;
 
 // Where the XDP link on `ifname` is pinned, so restarts find and update it.
 static std::string XdpPin(const std::string& dir, const std::string& ifname) {
@@ -153,20 +151,6 @@ absl::Status Datapath::AttachTrunk(int ifindex, const std::string& ifname) {
 
 absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname) {
   return AttachTcIngress(vlan_port_prog_fd(), ifindex, ifname);
-}
-
-// cls_bpf in direct-action mode under a fixed handle/priority, so a restarted agent
-// replaces its own filter in place (bookworm's libbpf 1.1 has no tcx links).
-absl::Status Datapath::AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname) {
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
-  int err = bpf_tc_hook_create(&hook);
-  if (err && err != -EEXIST)
-    return absl::InternalError(absl::StrCat("interface ", ifname, ": create clsact qdisc: ", Err(err)));
-  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle,
-              .priority = kTcPriority);
-  if ((err = bpf_tc_attach(&hook, &opts)))
-    return absl::InternalError(absl::StrCat("interface ", ifname, ": attach tc ingress: ", Err(err)));
-  return absl::OkStatus();
 }
 
 // The name of the program behind a tc filter, "" when it cannot be read.

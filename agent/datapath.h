@@ -51,7 +51,6 @@ class Datapath {
 
  private:
   Datapath() = default;
-  absl::Status AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname);
   cppnet_bpf* skel_ = nullptr;
   std::string pin_dir_;
   MapFds maps_;

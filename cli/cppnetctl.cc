@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -27,6 +28,7 @@
 #include "core/paths.h"
 #include "core/subnet_env.h"
 #include "core/vlan.h"
+#include "core/vlan_maps.h"
 #include "etcd_client.h"
 
 using namespace cppnet;
@@ -162,6 +164,73 @@ int ShowEndpoints(const Globals& g, const MapFds& m) {
   for (const EndpointEntry& e : *eps)
     printf("%-15s %-17s %-17s %s (%u)\n", FormatIp4(e.addr).c_str(), FormatMac(MacOf(e.endpoint.mac)).c_str(),
            FormatMac(MacOf(e.endpoint.gw_mac)).c_str(), IfName(e.endpoint.ifindex).c_str(), e.endpoint.ifindex);
+  return 0;
+}
+
+// VLAN networks with their endpoints on this host: definitions from networks.d, the
+// endpoints, their addresses and counters from the maps.
+int ShowVlans(const Globals& g, const MapFds&) {
+  auto maps = VlanMaps::OpenPinned(g.bpffs_dir);
+  if (!maps.ok()) return Fail(maps.status());
+  auto ports = ListVlanPorts(maps->port());
+  if (!ports.ok()) return Fail(ports.status());
+  auto addrs = ListVlanAddrs(maps->ep());
+  if (!addrs.ok()) return Fail(addrs.status());
+  auto defs = LoadVlanNetworks(NetworksDir(g.config_dir));
+  std::vector<VlanNetwork> nets = defs.ok() ? *defs : std::vector<VlanNetwork>{};
+  auto owner = [&](const cppnet_vlan_port& p) -> const VlanNetwork* {
+    for (const VlanNetwork& n : nets)
+      if (n.vlan == p.vlan && n.trunk == IfName(p.trunk_ifindex)) return &n;
+    return nullptr;
+  };
+  ordered_json out = ordered_json::array();
+  auto endpoints_of = [&](const VlanNetwork* net, uint32_t trunk, uint16_t vlan) {
+    ordered_json eps = ordered_json::array();
+    for (const VlanPortEntry& p : *ports) {
+      if (net ? owner(p.port) != net : (p.port.trunk_ifindex != trunk || p.port.vlan != vlan)) continue;
+      std::vector<std::string> ips;
+      for (const VlanAddrEntry& a : *addrs)
+        if (a.ep.ifindex == p.ifindex && a.key.kind != CPPNET_VLAN_ADDR_MAC) ips.push_back(FormatVlanAddr(a.key));
+      std::sort(ips.begin(), ips.end());
+      eps.push_back({{"iface", IfName(p.ifindex)}, {"ifindex", p.ifindex}, {"mac", FormatMac(MacOf(p.port.mac))},
+                     {"ips", ips}, {"rx_packets", p.port.rx_packets}, {"rx_bytes", p.port.rx_bytes},
+                     {"tx_packets", p.port.tx_packets}, {"tx_bytes", p.port.tx_bytes}});
+    }
+    return eps;
+  };
+  for (const VlanNetwork& n : nets) {
+    std::vector<std::string> subnets;
+    for (const auto& s : n.subnets4) subnets.push_back(FormatPrefix4(s.subnet));
+    for (const auto& s : n.subnets6) subnets.push_back(FormatPrefix6(s.subnet));
+    out.push_back({{"name", n.name}, {"driver", n.driver}, {"mode", n.mode}, {"parent", n.parent}, {"trunk", n.trunk},
+                   {"vlan", n.vlan}, {"subnets", subnets}, {"endpoints", endpoints_of(&n, 0, 0)}});
+  }
+  // Endpoints whose network definition was deleted while they were attached.
+  std::set<std::pair<uint32_t, uint16_t>> orphans;
+  for (const VlanPortEntry& p : *ports)
+    if (!owner(p.port)) orphans.insert({p.port.trunk_ifindex, p.port.vlan});
+  for (const auto& [trunk, vlan] : orphans)
+    out.push_back({{"name", "(definition deleted)"}, {"trunk", IfName(trunk)}, {"vlan", vlan},
+                   {"endpoints", endpoints_of(nullptr, trunk, vlan)}});
+  if (g.json) {
+    printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  printf("%-16s %-17s %-10s %-5s %-15s %-17s %-30s %s\n", "NETWORK", "MODE", "PARENT", "VLAN", "ENDPOINT", "MAC", "IPS",
+         "RX/TX PACKETS");
+  for (const auto& n : out) {
+    const std::string mode = n.contains("driver") ? absl::StrCat(n["driver"].get<std::string>(), " ", n["mode"].get<std::string>()) : "";
+    const std::string parent = n.contains("parent") ? n["parent"].get<std::string>() : n["trunk"].get<std::string>();
+    const std::string vlan = n["vlan"].get<int>() ? absl::StrCat(n["vlan"].get<int>()) : "-";
+    if (n["endpoints"].empty())
+      printf("%-16s %-17s %-10s %-5s %s\n", n["name"].get<std::string>().c_str(), mode.c_str(), parent.c_str(), vlan.c_str(), "-");
+    for (const auto& e : n["endpoints"])
+      printf("%-16s %-17s %-10s %-5s %-15s %-17s %-30s %llu/%llu\n", n["name"].get<std::string>().c_str(), mode.c_str(),
+             parent.c_str(), vlan.c_str(), e["iface"].get<std::string>().c_str(), e["mac"].get<std::string>().c_str(),
+             absl::StrJoin(e["ips"].get<std::vector<std::string>>(), ",").c_str(),
+             static_cast<unsigned long long>(e["rx_packets"].get<uint64_t>()),
+             static_cast<unsigned long long>(e["tx_packets"].get<uint64_t>()));
+  }
   return 0;
 }
 
@@ -398,6 +467,7 @@ int main(int argc, char** argv) {
        [](const Globals& g, const MapFds& m) { return ShowLeases(g, &m); }},
       {"routes", "routes to other hosts' subnets", ShowRoutes},
       {"endpoints", "local containers learned for direct delivery (IP, MAC, host veth)", ShowEndpoints},
+      {"vlans", "VLAN networks: endpoints on this host, their MACs, IPs and counters", ShowVlans},
       {"config", "this host's lease, underlay and backend as the datapath sees them", ShowConfig},
       {"stats", "packet counters, drops by reason (summed over CPUs)", ShowStats},
   };

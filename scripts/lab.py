@@ -218,6 +218,25 @@ def make_pki(d):
     return f
 
 
+class Capture:
+    """tcpdump writing a pcap inside a namespace (prefix_argv enters it); returns once it
+    listens. stop() gives the frames as `tcpdump -e` prints them (802.1Q tags included)."""
+    def __init__(self, lab, prefix_argv, iface, filt=()):
+        self.path = os.path.join(lab.dir, f"cap-{secrets.token_hex(4)}.pcap")
+        self.p = subprocess.Popen(list(prefix_argv) + ["tcpdump", "-i", iface, "-Z", "root", "--immediate-mode", "-U", "-nn", "-w", self.path, *filt],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lab.pids.append(self.p)
+        line = self.p.stderr.readline()
+        if "listening" not in line:
+            raise LabError(f"tcpdump on {iface}: {line}")
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            self.p.wait(timeout=10)
+        return run(["tcpdump", "-r", self.path, "-e", "-nn"], check=False).stdout
+
+
 class Lab:
     def __init__(self, name="lab"):
         self.prefix = f"cpn{secrets.token_hex(3)}"
@@ -376,6 +395,19 @@ class Lab:
             raise LabError(f"mount namespace of {ns}: {h.holder.stderr.read()}")
         self.hosts[index] = h
         return h
+
+    def add_trunk(self, hosts, name="eth1"):
+        """A second link from each host to the switch (bridge br1 there): a VLAN trunk."""
+        if not run(["ip", "-n", self.sw, "link", "show", "br1"], check=False).returncode == 0:
+            for c in (["link", "add", "br1", "type", "bridge"], ["link", "set", "br1", "up"]):
+                run(["ip", "-n", self.sw, *c])
+        for h in hosts:
+            run(["ip", "-n", self.sw, "link", "add", f"t{h.index}", "type", "veth", "peer", "name", name, "netns", h.ns])
+            run(["ip", "-n", self.sw, "link", "set", f"t{h.index}", "master", "br1", "up"])
+            run(["ip", "-n", h.ns, "link", "set", name, "up"])
+
+    def capture(self, prefix_argv, iface, filt=()):
+        return Capture(self, prefix_argv, iface, filt)
 
     def flannel_host(self, index, subnet, vni=1, port=8472, ttl=600, lease=True):
         """A host configured only with kernel tools, as flanneld's vxlan backend does

@@ -64,11 +64,12 @@ static std::vector<cppnet_vlan_ep_key> AddrKeys(const VlanEndpointSpec& s) {
     k.kind = kind;
     return k;
   };
+  // macvlan frames are found by MAC, ipvlan ones by IP; the IPs of macvlan endpoints
+  // are kept too, for cppnetctl show vlans.
   if (s.mode != CPPNET_VLAN_IPVLAN_L2 && s.mode != CPPNET_VLAN_IPVLAN_L3) {
     auto k = base(CPPNET_VLAN_ADDR_MAC);
     memcpy(k.addr, s.mac.data(), 6);
     keys.push_back(k);
-    return keys;
   }
   for (uint32_t ip : s.ipv4) {
     auto k = base(CPPNET_VLAN_ADDR_IPV4);

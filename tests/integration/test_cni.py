@@ -4,40 +4,11 @@ network configuration on stdin): ADD attaches a container to the overlay through
 standard bridge plugin and host-local IPAM over the leased subnet, traffic crosses hosts,
 CHECK passes, DEL removes every trace and is idempotent; VERSION; errors in CNI's format."""
 import json
-import subprocess
 
-from common import L, overlay_hosts, run_scenario
-
-CNI_PATH = "/usr/lib/cni"
-
+from common import L, cni_call as call, container, in_netns, overlay_hosts, run_scenario
 
 def conf(**extra):
     return json.dumps({"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "cppnet", "network": "overlay", **extra})
-
-
-def call(host, command, netns, cid, stdin, ifname="eth0"):
-    env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={cid}", f"CNI_NETNS={netns}", f"CNI_IFNAME={ifname}",
-           f"CNI_PATH={CNI_PATH}"]
-    p = subprocess.run(host.cmd(["env", *env, L.CNI]), input=stdin, capture_output=True, text=True, timeout=30)
-    try:
-        out = json.loads(p.stdout) if p.stdout.strip() else {}
-    except json.JSONDecodeError:
-        out = {"raw": p.stdout}
-    return p.returncode, out
-
-
-def container(lab, host):
-    """A container's network namespace as a runtime holds it: a process's /proc/PID/ns/net."""
-    p = subprocess.Popen(host.cmd(["unshare", "--net", "sleep", "600"]), stdin=subprocess.DEVNULL)
-    lab.pids.append(p)
-    L.wait_for("container netns", lambda: subprocess.run(["readlink", f"/proc/{p.pid}/ns/net"], capture_output=True,
-                                                         text=True).stdout != subprocess.run(
-        ["readlink", f"/proc/{host.holder.pid}/ns/net"], capture_output=True, text=True).stdout, 5, 0.05)
-    return p, f"/proc/{p.pid}/ns/net"
-
-
-def in_netns(netns, argv, **kw):
-    return subprocess.run(["nsenter", f"--net={netns}", "--", *argv], capture_output=True, text=True, **kw)
 
 
 def scenario(lab, c):

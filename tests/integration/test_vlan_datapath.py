@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""VLAN networks end to end (issue 6): two hosts joined by a trunk (eth1, to a switch),
+containers attached through the CNI plugin as a runtime attaches them, on VLAN 10 and
+VLAN 20 of both hosts. Same-VLAN endpoints reach each other across hosts over IPv4 and
+IPv6; frames carry their VLAN's 802.1Q tag on the trunk; other VLANs never see them
+(captured, not only failed pings); unknown VLANs reach nobody; each mode's local
+switching (bridge, private, vepa, passthru, ipvlan l2/l3); a VLAN network on the
+overlay's own underlay; CNI ADD/CHECK/DEL leave nothing behind."""
+import json
+import re
+
+from common import L, cni_call, container, in_netns, run_scenario
+
+SW = None  # argv prefix entering the switch namespace
+
+
+def conf(network, **extra):
+    return json.dumps({"cniVersion": "1.0.0", "name": network, "type": "cppnet", "network": network, **extra})
+
+
+class Endpoint:
+    def __init__(self, lab, host, network, cid, **extra):
+        self.host, self.network, self.cid = host, network, cid
+        self.proc, self.netns = container(lab, host)
+        self.rc, self.result = cni_call(host, "ADD", self.netns, cid, conf(network, **extra))
+        ips = [i["address"].split("/")[0] for i in self.result.get("ips", [])]
+        self.ip4 = next((a for a in ips if ":" not in a), None)
+        self.ip6 = next((a for a in ips if ":" in a), None)
+        self.mac = (self.result.get("interfaces") or [{}])[0].get("mac")
+
+    def run(self, argv, **kw):
+        return in_netns(self.netns, argv, timeout=30, **kw)
+
+    def ping(self, ip, count=2):
+        return self.run(["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2", ip])
+
+    def delete(self):
+        return cni_call(self.host, "DEL", self.netns, self.cid, conf(self.network))
+
+
+def sw_capture(lab, port, filt=()):
+    return lab.capture(["ip", "netns", "exec", lab.sw], port, filt)
+
+
+def create(h, *args):
+    return h.ctl("network", "create", *args)
+
+
+def scenario(lab, c):
+    lab.start_etcd()
+    lab.put_config(L.VXLAN_CONFIG)
+    h1, h2 = lab.add_host(1), lab.add_host(2)
+    lab.add_trunk([h1, h2])
+    for h in (h1, h2):
+        h.start_agent()
+        h.subnet_env()
+        # The same networks on both hosts (Docker's local scope); h2 hands out the upper
+        # half of each subnet through the runtime's IPAM config.
+        create(h, "-d", "macvlan", "--subnet", "198.18.10.0/24", "--gateway", "198.18.10.1", "--ipv6",
+               "--subnet", "2001:db8:10::/64", "--gateway", "2001:db8:10::1", "-o", "parent=eth1.10", "vlan10")
+        create(h, "-d", "macvlan", "--subnet", "198.18.20.0/24", "-o", "parent=eth1.20", "vlan20")
+    L.wait_for("agents attached to the trunk", lambda: all("VLAN trunk eth1: tc ingress" in h.log() for h in (h1, h2)), 10)
+
+    upper10 = {"ipam": {"type": "host-local", "ranges": [
+        [{"subnet": "198.18.10.0/24", "rangeStart": "198.18.10.128", "gateway": "198.18.10.1"}],
+        [{"subnet": "2001:db8:10::/64", "rangeStart": "2001:db8:10::8000", "gateway": "2001:db8:10::1"}]]}}
+    upper20 = {"ipam": {"type": "host-local", "ranges": [[{"subnet": "198.18.20.0/24", "rangeStart": "198.18.20.128"}]]}}
+    a1 = Endpoint(lab, h1, "vlan10", "a1")
+    a2 = Endpoint(lab, h2, "vlan10", "a2", **upper10)
+    a3 = Endpoint(lab, h1, "vlan10", "a3")
+    b1 = Endpoint(lab, h1, "vlan20", "b1")
+    b2 = Endpoint(lab, h2, "vlan20", "b2", **upper20)
+    c.check("CNI ADD on both hosts: addresses from the network's subnets, Docker-style MAC 02:42:<IPv4>",
+            all(e.rc == 0 for e in (a1, a2, a3, b1, b2)) and a1.ip4 == "198.18.10.2" and a2.ip4 == "198.18.10.128"
+            and a1.ip6 == "2001:db8:10::2" and a1.mac == "02:42:c6:12:0a:02", [a1.result, a2.result])
+    route = a1.run(["ip", "route", "show", "default"]).stdout
+    c.check("endpoint has a default route via the network's gateway", "via 198.18.10.1 dev eth0" in route, route)
+
+    # Same VLAN across hosts, IPv4 and IPv6 (neighbour discovery through the trunk), with
+    # the tag on the wire and nothing of it on the other VLAN's endpoints.
+    trunk = sw_capture(lab, "t2")
+    other = lab.capture(["nsenter", f"--net={b2.netns}", "--"], "eth0")
+    p4 = a1.ping(a2.ip4)
+    p6 = a1.ping(a2.ip6)
+    c.check("VLAN 10: h1 endpoint reaches h2 endpoint over IPv4", p4.returncode == 0, p4.stdout[-300:])
+    c.check("VLAN 10: ... and over IPv6 (NDP across the trunk)", p6.returncode == 0, p6.stdout[-300:])
+    p = b1.ping(b2.ip4)
+    c.check("VLAN 20: h1 endpoint reaches h2 endpoint", p.returncode == 0, p.stdout[-300:])
+    wire, seen = trunk.stop(), other.stop()
+    tagged = [ln for ln in wire.splitlines() if a1.mac in ln and "ICMP echo request" in ln]
+    c.check("on the trunk, VLAN 10 frames carry 802.1Q tag 10", tagged and all("vlan 10," in ln for ln in tagged),
+            wire[-800:])
+    c.check("... and ICMPv6 neighbour discovery carries it too",
+            any("vlan 10," in ln and "neighbor solicitation" in ln for ln in wire.splitlines()), wire[-800:])
+    c.check("VLAN 20 frames carry tag 20",
+            any("vlan 20," in ln and b1.mac in ln for ln in wire.splitlines()), wire[-800:])
+    c.check("the VLAN 20 endpoint on h2 saw no frame of VLAN 10 (capture)",
+            a1.mac not in seen and a2.mac not in seen and "198.18.10." not in seen and b1.mac in seen, seen[-800:])
+
+    # Bridge mode switches between local endpoints inside the host: nothing on the wire.
+    trunk = sw_capture(lab, "t1", ["icmp", "or", "(vlan", "and", "icmp)"])
+    p = a1.ping(a3.ip4)
+    wire = trunk.stop()
+    c.check("macvlan bridge: local endpoints reach each other inside the host (nothing on the trunk)",
+            p.returncode == 0 and a3.ip4 not in wire, p.stdout[-200:] + wire[-400:])
+
+    # A frame of a VLAN no network uses, and one of VLAN 10, both to a1's MAC.
+    inject = ("from scapy.all import Ether, Dot1Q, IP, ICMP, sendp\n"
+              "for vid, ident in ((99, 0x9999), (10, 0x1010)):\n"
+              f"    sendp(Ether(dst='{a1.mac}', src='02:42:00:00:99:99')/Dot1Q(vlan=vid)/"
+              f"IP(src='198.18.10.99', dst='{a1.ip4}')/ICMP(id=ident), iface='t1', verbose=0)\n")
+    cap = lab.capture(["nsenter", f"--net={a1.netns}", "--"], "eth0", ["icmp"])
+    L.run(["ip", "netns", "exec", lab.sw, "/usr/bin/python3", "-c", inject])
+    L.wait_for("VLAN 10 frame delivered", lambda: "id 4112" in L.run(["tcpdump", "-r", cap.path, "-nn", "-v"],
+                                                                      check=False).stdout, 10)
+    got = cap.stop()
+    c.check("a frame of VLAN 99 (no network uses it) reaches no endpoint; VLAN 10 does",
+            "id 39321" not in got and "id 4112" in got, got)
+
+    modes(lab, c, h1, h2)
+    shared_underlay(lab, c, h1, h2)
+    lifecycle(lab, c, h1, [a1, a2, a3, b1, b2])
+
+
+def modes(lab, c, h1, h2):
+    # private: no local switching, and the switch's reflection is not accepted either.
+    create(h1, "-d", "macvlan", "--subnet", "198.18.30.0/24", "-o", "parent=eth1.30", "-o", "macvlan_mode=private", "priv")
+    create(h1, "-d", "macvlan", "--subnet", "198.18.40.0/24", "-o", "parent=eth1.40", "-o", "macvlan_mode=vepa", "vepa")
+    create(h1, "-d", "macvlan", "--subnet", "198.18.50.0/24", "-o", "parent=eth1.50", "-o", "macvlan_mode=passthru", "pt")
+    create(h1, "-d", "ipvlan", "--subnet", "198.18.60.0/24", "-o", "parent=eth1.60", "ipv60")
+    create(h2, "-d", "ipvlan", "--subnet", "198.18.60.0/24", "--ip-range", "198.18.60.128/25", "-o", "parent=eth1.60",
+           "ipv60")
+    create(h1, "-d", "ipvlan", "--subnet", "198.18.70.0/24", "-o", "parent=eth1.70", "-o", "ipvlan_mode=l3", "ipv70")
+    # The switch port reflects frames back to their sender, as a VEPA switch does.
+    L.run(["ip", "netns", "exec", lab.sw, "bridge", "link", "set", "dev", "t1", "hairpin", "on"])
+    p1, p2 = Endpoint(lab, h1, "priv", "p1"), Endpoint(lab, h1, "priv", "p2")
+    p = p1.ping(p2.ip4, count=1)
+    c.check("macvlan private: local endpoints cannot reach each other", p.returncode != 0 and p1.rc == 0 and p2.rc == 0,
+            p.stdout[-200:])
+    v1, v2 = Endpoint(lab, h1, "vepa", "v1"), Endpoint(lab, h1, "vepa", "v2")
+    trunk = sw_capture(lab, "t1", ["icmp", "or", "(vlan", "and", "icmp)"])
+    p = v1.ping(v2.ip4)
+    wire = trunk.stop()
+    c.check("macvlan vepa: local endpoints talk through the switch (hairpin), tagged on the wire",
+            p.returncode == 0 and any("vlan 40," in ln and v2.ip4 in ln for ln in wire.splitlines()),
+            p.stdout[-200:] + wire[-400:])
+    t1 = Endpoint(lab, h1, "pt", "t1")
+    t2 = Endpoint(lab, h1, "pt", "t2")
+    c.check("macvlan passthru: the first endpoint attaches, a second is refused naming the network",
+            t1.rc == 0 and t2.rc == 1 and "network pt is in macvlan passthru mode" in t2.result.get("msg", ""),
+            t2.result)
+    gone = h1.sh(f"ls /run/cppnet/ipam/pt", check=False).stdout.split()
+    c.check("... and the refused ADD left no address allocated", t1.ip4 in gone and len(
+        [x for x in gone if x.startswith("198.")]) == 1, gone)
+
+    i1, i2, i3 = Endpoint(lab, h1, "ipv60", "i1"), Endpoint(lab, h2, "ipv60", "i2"), Endpoint(lab, h1, "ipv60", "i3")
+    h1mac = h1.sh("cat /sys/class/net/eth1/address").stdout.strip()
+    c.check("ipvlan l2: endpoints share the parent's MAC", i1.mac == h1mac and i3.mac == h1mac, (i1.mac, h1mac))
+    p, q = i1.ping(i2.ip4), i1.ping(i3.ip4)
+    c.check("ipvlan l2: reaches the other host's endpoint and the local one (demultiplexed by IP)",
+            p.returncode == 0 and q.returncode == 0, p.stdout[-200:] + q.stdout[-200:])
+
+    l1, l2 = Endpoint(lab, h1, "ipv70", "l1"), Endpoint(lab, h1, "ipv70", "l2")
+    trunk = sw_capture(lab, "t1", ["arp", "or", "(vlan", "and", "arp)"])
+    p = l1.ping(l2.ip4)
+    wire = trunk.stop()
+    route = l1.run(["ip", "route", "show", "default"]).stdout
+    link = l1.run(["ip", "link", "show", "eth0"]).stdout
+    c.check("ipvlan l3: endpoints are routed to each other, default route via the device, NOARP",
+            p.returncode == 0 and route.startswith("default dev eth0") and "NOARP" in link, p.stdout[-200:] + route + link)
+    c.check("ipvlan l3: no ARP on the wire", not any("vlan 70" in ln or "198.18.70." in ln for ln in wire.splitlines()),
+            wire[-400:])
+
+
+def shared_underlay(lab, c, h1, h2):
+    """The overlay's underlay (eth0) as trunk too: one tc program on it does both."""
+    for h, rng in ((h1, "198.18.80.0/25"), (h2, "198.18.80.128/25")):
+        create(h, "-d", "macvlan", "--subnet", "198.18.80.0/24", "--ip-range", rng, "-o", "parent=eth0.80", "u80")
+    L.wait_for("agents attached the underlay as trunk", lambda: all(
+        "VLAN trunk eth0: tc ingress (shared with the overlay underlay)" in h.log() for h in (h1, h2)), 10)
+    u1, u2 = Endpoint(lab, h1, "u80", "u1"), Endpoint(lab, h2, "u80", "u2")
+    p = u1.ping(u2.ip4)
+    c.check("VLAN network on the overlay's underlay: endpoints reach each other", p.returncode == 0, p.stdout[-200:])
+    p = L.run(h1.cmd(["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", h2.ip]), check=False)
+    c.check("... and the host's own traffic on it still passes", p.returncode == 0, p.stdout[-200:])
+    filters = h1.sh("tc filter show dev eth0 ingress").stdout
+    c.check("one tc program on the shared interface (cppnet_tc_underlay)",
+            filters.count(" handle ") == 1 and "name cppnet_tc_under" in filters, filters)
+
+
+def lifecycle(lab, c, h1, eps):
+    shown = json.loads(h1.ctl("show", "vlans", "--json").stdout)
+    v10 = next(n for n in shown if n["name"] == "vlan10")
+    a1 = next(e for e in v10["endpoints"] if e["mac"] == eps[0].mac)
+    c.check("cppnetctl show vlans: networks, endpoints, MACs, IPs, counters",
+            v10["vlan"] == 10 and v10["parent"] == "eth1.10" and eps[0].ip4 in a1["ips"] and eps[0].ip6 in a1["ips"]
+            and a1["tx_packets"] > 0 and a1["rx_packets"] > 0, v10)
+    text = h1.ctl("show", "vlans").stdout
+    c.check("show vlans (table) lists the endpoint", eps[0].mac in text and "macvlan bridge" in text, text)
+    a1e = eps[0]
+    rc, out = cni_call(h1, "CHECK", a1e.netns, a1e.cid, conf("vlan10", prevResult=a1e.result))
+    c.check("CNI CHECK with the ADD result passes", rc == 0, out)
+    host_veths = lambda: set(re.findall(r"\d+: (cv[0-9a-f]+)@", h1.sh("ip -o link show").stdout))
+    before = host_veths()
+    rc, out = a1e.delete()
+    after = host_veths()
+    shown = json.loads(h1.ctl("show", "vlans", "--json").stdout)
+    v10 = next(n for n in shown if n["name"] == "vlan10")
+    leases = h1.sh("ls /run/cppnet/ipam/vlan10", check=False).stdout
+    c.check("CNI DEL: veth gone, endpoint gone from the maps, addresses released",
+            rc == 0 and len(before - after) == 1 and all(e["mac"] != a1e.mac for e in v10["endpoints"])
+            and a1e.ip4 not in leases and a1e.ip6 not in leases,
+            (rc, out, before - after, v10, leases))
+    rc, out = a1e.delete()
+    c.check("CNI DEL again: nothing to do, success", rc == 0, out)
+    rc, out = cni_call(h1, "CHECK", a1e.netns, a1e.cid, conf("vlan10", prevResult=a1e.result))
+    c.check("CNI CHECK after DEL fails naming the missing veth", rc == 1 and "is missing" in out.get("msg", ""), out)
+    p = eps[2].ping(eps[1].ip4, count=1)
+    c.check("the other endpoints keep working", p.returncode == 0, p.stdout[-200:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_scenario("vlan_datapath", scenario))
