@@ -4,6 +4,8 @@
 #   scripts/demo.sh            run the demo and remove everything it created
 #   scripts/demo.sh --keep     leave the lab running to explore (prints how)
 #   scripts/demo.sh --cleanup  remove a lab left by --keep
+#   scripts/demo.sh --vlan     VLAN networks instead: two VLANs on an 802.1Q trunk between
+#                              two hosts, containers attached by the CNI plugin, isolation
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,8 +1,6 @@
 """Shared helpers for the namespace-lab integration tests: a checker that prints
 one line per assertion and a summary, and dumps agent logs when something fails."""
-import json
 import os
-import subprocess
 import sys
 import traceback
 
@@ -84,30 +82,5 @@ def cross_pairs(hosts):
     return [(a, b) for i, a in enumerate(cs) for b in cs[i + 1:] if a.host is not b.host]
 
 
-CNI_PATH = "/usr/lib/cni"
-
-
-def cni_call(host, command, netns, cid, stdin, ifname="eth0"):
-    """The cppnet CNI plugin run as a runtime runs it: CNI_* environment, config on stdin."""
-    env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={cid}", f"CNI_NETNS={netns}", f"CNI_IFNAME={ifname}",
-           f"CNI_PATH={CNI_PATH}"]
-    p = subprocess.run(host.cmd(["env", *env, L.CNI]), input=stdin, capture_output=True, text=True, timeout=30)
-    try:
-        out = json.loads(p.stdout) if p.stdout.strip() else {}
-    except json.JSONDecodeError:
-        out = {"raw": p.stdout}
-    return p.returncode, out
-
-
-def container(lab, host):
-    """A container's network namespace as a runtime holds it: a process's /proc/PID/ns/net."""
-    p = subprocess.Popen(host.cmd(["unshare", "--net", "sleep", "600"]), stdin=subprocess.DEVNULL)
-    lab.pids.append(p)
-    L.wait_for("container netns", lambda: subprocess.run(["readlink", f"/proc/{p.pid}/ns/net"], capture_output=True,
-                                                         text=True).stdout != subprocess.run(
-        ["readlink", f"/proc/{host.holder.pid}/ns/net"], capture_output=True, text=True).stdout, 5, 0.05)
-    return p, f"/proc/{p.pid}/ns/net"
-
-
-def in_netns(netns, argv, **kw):
-    return subprocess.run(["nsenter", f"--net={netns}", "--", *argv], capture_output=True, text=True, **kw)
+# The CNI helpers live in the lab (the demo uses them too).
+cni_call, container, in_netns = L.cni_call, L.container, L.in_netns

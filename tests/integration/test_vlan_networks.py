@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """VLAN network definitions (issue 6, first part): `cppnetctl network create|list|show|
 delete` with Docker's syntax and error wording, kept in /etc/cppnet/networks.d and
-loaded by the agent; refused while no agent runs. (The VLAN datapath is not built yet.)"""
+loaded by the agent; refused while no agent runs. (Traffic: test_vlan_datapath.py.)"""
 import json
 
 from common import L, run_scenario
