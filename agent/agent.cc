@@ -143,6 +143,10 @@ int Agent::Run() {
   LOG_INFO("cppnet-agent starting: underlay ", underlay_.name, " (", FormatIp4(public_ip_), ", MTU ", underlay_.mtu,
            "), VtepMAC ", FormatMac(vtep_mac_), ", etcd ", etcd_->endpoints(), " prefix ", opts_.etcd_prefix);
   watcher_ = std::thread([this] { WatchLoop(); });
+  if (auto r = VlanResolver::Start(dp_->vlan_miss_fd(), dp_->vlan_maps().net()); r.ok())
+    resolver_ = std::move(*r);
+  else
+    LOG_ERROR("ipvlan l3 next-hop resolution unavailable: ", r.status().message());
   // systemd WatchdogSec=: ping at half the interval from this loop, so a wedged loop
   // gets the agent restarted.
   uint64_t watchdog_usec = 0;

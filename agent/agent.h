@@ -19,6 +19,7 @@
 #include "datapath.h"
 #include "etcd_client.h"
 #include "netlink.h"
+#include "vlan_resolver.h"
 
 namespace cppnet {
 
@@ -140,6 +141,7 @@ class Agent {
   // in step with every change we make, so an etcd event costs no map walk.
   std::map<Prefix4, cppnet_route> installed_;
   bool installed_loaded_ = false;
+  std::unique_ptr<VlanResolver> resolver_;  // after dp_: stops before the maps go
 };
 
 }  // namespace cppnet

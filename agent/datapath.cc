@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_ep, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_net, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_port, nullptr);
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_nbr, nullptr);
   }
   // Pinned maps from an earlier run are reused, so routes survive a restart. A pinned
   // map whose layout an upgrade changed cannot be reused: it is replaced by a new one
@@ -88,6 +89,7 @@ int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet
 int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_underlay); }
 int Datapath::trunk_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_trunk); }
 int Datapath::vlan_port_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_vlan_port); }
+int Datapath::vlan_miss_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_miss); }
 VlanMaps Datapath::vlan_maps() const {
   return VlanMaps(bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),
                   bpf_map__fd(skel_->maps.cppnet_vlan_port));

@@ -87,6 +87,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cppnet_vlan_port SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CPPNET_VLAN_EP_MAX);
+	__type(key, struct cppnet_vlan_ep_key);
+	__type(value, struct cppnet_vlan_nbr);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_nbr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} cppnet_vlan_miss SEC(".maps");
+
 static __always_inline void count(__u32 id, __u64 bytes)
 {
 	struct cppnet_counter *c = bpf_map_lookup_elem(&cppnet_stats, &id);

@@ -507,13 +507,17 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 	struct cppnet_vlan_ep *ep = 0;
 
 	if (mode == CPPNET_VLAN_IPVLAN_L3) {
-		/* Routed: endpoints have no neighbours (NOARP) and reach only what is routed. */
+		/* Routed: endpoints have no neighbours (NOARP); the host resolves next hops. */
 		if (bcast || eth->h_proto == bpf_htons(ETH_P_ARP)) {
 			count(CPPNET_CNT_DROP_VLAN_L3, skb->len);
 			return TC_ACT_SHOT;
 		}
 		ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
-		if (!ep || ep->ifindex == self) {
+		if (!ep) {
+			int v = vlan_l3_out(skb, net, trunk, vid, eth->h_proto);
+			if (v != VLAN_NOT_OURS)
+				return v;
+		} else if (ep->ifindex == self) {
 			count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
 			return TC_ACT_SHOT;
 		}

@@ -75,6 +75,200 @@ static __always_inline void vlan_flood(struct __sk_buff *skb, const struct cppne
 }
 
 #define VLAN_NOT_OURS (-1)
+#define IPPROTO_ICMPV6_ 58
+#define ND_NS 135
+#define ND_NA 136
+
+/* ---- ipvlan l3: the host is the endpoints' router on the VLAN (as the parent is
+ * for Linux ipvlan l3). It answers ARP and neighbour solicitations for their
+ * addresses (proxy), learns next hops from ARP/ND on the trunk, and asks the agent to
+ * resolve the ones it does not know. */
+
+static __always_inline void nbr_learn(__u32 trunk, __u16 vid, __u8 kind, const void *addr, __u32 len, const __u8 *mac)
+{
+	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = kind };
+	struct cppnet_vlan_nbr n = {};
+
+	__builtin_memcpy(k.addr, addr, len == 4 ? 4 : 16);
+	mac_copy(n.mac, mac);
+	bpf_map_update_elem(&cppnet_vlan_nbr, &k, &n, BPF_ANY);
+}
+
+static __always_inline struct cppnet_vlan_ep *l3_endpoint(__u32 trunk, __u16 vid, __u8 kind, const void *addr)
+{
+	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = kind };
+
+	__builtin_memcpy(k.addr, addr, kind == CPPNET_VLAN_ADDR_IPV4 ? 4 : 16);
+	return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
+}
+
+/* Ethernet/IPv4 ARP, as on the wire. */
+struct arp_eth_ {
+	__be16 htype, ptype;
+	__u8 hlen, plen;
+	__be16 op;
+	__u8 sha[6], spa[4], tha[6], tpa[4];
+} __attribute__((packed));
+
+/* ICMPv6 checksum of a 32-byte neighbour advertisement (RFC 4443 pseudo-header). */
+struct nd_pseudo_ {
+	__u8 src[16], dst[16];
+	__be32 len, nxt;
+	__u8 icmp[32];
+};
+
+static __always_inline __u16 csum_fold_(__s64 sum)
+{
+	__u32 s = (__u32)sum;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/* Trunk ingress of an ipvlan l3 network: ARP and neighbour discovery. Returns a tc
+ * verdict, or VLAN_NOT_OURS for everything else. */
+static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet_vlan_net *net, __u32 trunk,
+				      __u16 vid, __be16 proto, __u32 l3)
+{
+	__u8 smac[6];
+
+	if (bpf_skb_load_bytes(skb, 6, smac, 6))
+		return VLAN_NOT_OURS;
+	if (proto == bpf_htons(ETH_P_ARP)) {
+		struct arp_eth_ a;
+
+		if (bpf_skb_load_bytes(skb, l3, &a, sizeof(a)) || a.htype != bpf_htons(1) ||
+		    a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
+			return VLAN_NOT_OURS;
+		if (*(__u32 *)a.spa)
+			nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, 4, a.sha);
+		if (a.op == bpf_htons(1) && l3_endpoint(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.tpa)) {
+			/* Answer for the endpoint, from the trunk's MAC (ipvlan: it is theirs). */
+			__u8 ip[4];
+			__builtin_memcpy(ip, a.tpa, 4);
+			a.op = bpf_htons(2);
+			mac_copy(a.tha, a.sha);
+			__builtin_memcpy(a.tpa, a.spa, 4);
+			mac_copy(a.sha, net->trunk_mac);
+			__builtin_memcpy(a.spa, ip, 4);
+			if (bpf_skb_store_bytes(skb, l3, &a, sizeof(a), 0) || bpf_skb_store_bytes(skb, 0, smac, 6, 0) ||
+			    bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0))
+				return TC_ACT_SHOT;
+			count(CPPNET_CNT_VLAN_PROXY, skb->len);
+			return bpf_redirect(trunk, 0); /* back out, still tagged */
+		}
+		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+	}
+	if (proto != bpf_htons(ETH_P_IPV6))
+		return VLAN_NOT_OURS;
+	struct {
+		__be32 vtcfl;
+		__be16 plen;
+		__u8 nxt, hop;
+		__u8 src[16], dst[16];
+		__u8 type, code;
+		__be16 csum;
+		__be32 flags;
+		__u8 target[16];
+	} nd;
+	if (bpf_skb_load_bytes(skb, l3, &nd, sizeof(nd)) || nd.nxt != IPPROTO_ICMPV6_ || nd.hop != 255 ||
+	    (nd.type != ND_NS && nd.type != ND_NA))
+		return VLAN_NOT_OURS;
+	const int unspecified = !(*(__u64 *)nd.src | *(__u64 *)(nd.src + 8));
+	if (nd.type == ND_NA) {
+		nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target, 16, smac);
+		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+	}
+	if (!unspecified)
+		nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.src, 16, smac);
+	/* Answer only a solicitation with its source link-layer option (32 bytes), the
+	 * size of our advertisement, from a node that has an address (not DAD). */
+	if (unspecified || nd.plen != bpf_htons(32) || !l3_endpoint(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target))
+		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+	struct nd_pseudo_ ps = {};
+	__builtin_memcpy(ps.src, nd.target, 16);
+	__builtin_memcpy(ps.dst, nd.src, 16);
+	ps.len = bpf_htonl(32);
+	ps.nxt = bpf_htonl(IPPROTO_ICMPV6_);
+	ps.icmp[0] = ND_NA;
+	ps.icmp[4] = 0x60; /* solicited, override */
+	__builtin_memcpy(ps.icmp + 8, nd.target, 16);
+	ps.icmp[24] = 2; /* target link-layer address */
+	ps.icmp[25] = 1;
+	mac_copy(ps.icmp + 26, net->trunk_mac);
+	__u16 csum = csum_fold_(bpf_csum_diff(0, 0, (__be32 *)&ps, sizeof(ps), 0));
+	__builtin_memcpy(ps.icmp + 2, &csum, 2);
+	/* IPv6 addresses: from the target to the solicitor; then the advertisement. */
+	if (bpf_skb_store_bytes(skb, l3 + 8, ps.src, 32, 0) || bpf_skb_store_bytes(skb, l3 + 40, ps.icmp, 32, 0) ||
+	    bpf_skb_store_bytes(skb, 0, smac, 6, 0) || bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0))
+		return TC_ACT_SHOT;
+	count(CPPNET_CNT_VLAN_PROXY, skb->len);
+	return bpf_redirect(trunk, 0);
+}
+
+static __always_inline int in_prefix6(const __u8 *addr, const __u8 *net, __u8 len)
+{
+	for (int i = 0; i < 16; i++) {
+		int bits = (int)len - 8 * i;
+		__u8 mask = bits >= 8 ? 0xff : bits <= 0 ? 0 : (__u8)(0xff << (8 - bits));
+		if ((addr[i] & mask) != net[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* An l3 endpoint's packet for somewhere off this host: to the next hop on the VLAN
+ * (the destination inside the network's subnet, else its gateway) when its MAC is
+ * known; otherwise the agent is asked to resolve it and the packet is dropped, as a
+ * neighbour table without a queue would. Returns VLAN_NOT_OURS to send it on. */
+static __always_inline int vlan_l3_out(struct __sk_buff *skb, const struct cppnet_vlan_net *net, __u32 trunk,
+				       __u16 vid, __be16 proto)
+{
+	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid };
+	struct cppnet_vlan_miss ev = { .trunk_ifindex = trunk, .vlan = vid };
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		__be32 a[2]; /* source, destination */
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, a, 8))
+			return TC_ACT_SHOT;
+		__be32 nh = net->subnet4_len && in_prefix(a[1], net->subnet4, net->subnet4_len) ? a[1] : net->gw4;
+		if (!nh) {
+			count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
+			return TC_ACT_SHOT;
+		}
+		k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV4;
+		__builtin_memcpy(k.addr, &nh, 4);
+		__builtin_memcpy(ev.src, &a[0], 4);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		__u8 a[32];
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, a, 32))
+			return TC_ACT_SHOT;
+		k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV6;
+		if (net->subnet6_len && in_prefix6(a + 16, net->subnet6, net->subnet6_len))
+			__builtin_memcpy(k.addr, a + 16, 16);
+		else
+			__builtin_memcpy(k.addr, net->gw6, 16);
+		if (!(*(__u64 *)k.addr | *(__u64 *)(k.addr + 8))) {
+			count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
+			return TC_ACT_SHOT;
+		}
+		__builtin_memcpy(ev.src, a, 16);
+	} else {
+		count(CPPNET_CNT_DROP_VLAN_L3, skb->len);
+		return TC_ACT_SHOT;
+	}
+	struct cppnet_vlan_nbr *n = bpf_map_lookup_elem(&cppnet_vlan_nbr, &k);
+	if (!n) {
+		__builtin_memcpy(ev.target, k.addr, 16);
+		bpf_ringbuf_output(&cppnet_vlan_miss, &ev, sizeof(ev), 0);
+		count(CPPNET_CNT_DROP_VLAN_UNRESOLVED, skb->len);
+		return TC_ACT_SHOT;
+	}
+	if (bpf_skb_store_bytes(skb, 0, n->mac, 6, 0))
+		return TC_ACT_SHOT;
+	return VLAN_NOT_OURS;
+}
 
 /* tc ingress of a trunk (the underlay program calls it too). Returns a tc verdict, or
  * VLAN_NOT_OURS for frames of no VLAN network here (the host's own traffic, other
@@ -128,6 +322,16 @@ static __always_inline int vlan_from_trunk(struct __sk_buff *skb)
 			return VLAN_NOT_OURS; /* untagged: the host's own frames */
 		count(CPPNET_CNT_DROP_VLAN_LOOP, skb->len);
 		return TC_ACT_SHOT;
+	}
+	if (mode == CPPNET_VLAN_IPVLAN_L3) {
+		int v = vlan_l3_nd(skb, net, trunk, vid, proto, l3);
+		if (v != VLAN_NOT_OURS)
+			return v;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		eth = data;
+		if ((void *)(eth + 1) > data_end)
+			return VLAN_NOT_OURS;
 	}
 	if (eth->h_dest[0] & 1) {
 		if (mode == CPPNET_VLAN_IPVLAN_L3)

@@ -491,6 +491,14 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
   VlanEndpointSpec spec{.network = n.name, .trunk_ifindex = static_cast<uint32_t>(trunk->ifindex), .trunk_mac = trunk->mac,
                         .vlan = n.vlan, .mode = mode, .host_ifindex = static_cast<uint32_t>(host_ifindex), .mac = mac,
                         .ipv4 = v4, .ipv6 = v6};
+  if (!n.subnets4.empty()) {
+    spec.subnet4 = n.subnets4[0].subnet;
+    if (!n.internal) spec.gw4 = n.subnets4[0].gateway;
+  }
+  if (!n.subnets6.empty()) {
+    spec.subnet6 = n.subnets6[0].subnet;
+    if (!n.internal) spec.gw6 = n.subnets6[0].gateway;
+  }
   if (auto st = RegisterVlanEndpoint(*maps, spec); !st.ok()) return undo(st, kInvalidConfig);
   if (auto st = AttachTcIngress(prog, host_ifindex, host); !st.ok()) return undo(st);
   close(prog);

@@ -55,6 +55,11 @@ absl::StatusOr<VlanMaps> VlanMaps::OpenPinned(const std::string& dir) {
   return m;
 }
 
+// Network byte order, as in packets.
+static void Ip6Bytes(unsigned __int128 ip, uint8_t* out) {
+  for (int i = 0; i < 16; i++) out[i] = static_cast<uint8_t>(ip >> (8 * (15 - i)));
+}
+
 static std::vector<cppnet_vlan_ep_key> AddrKeys(const VlanEndpointSpec& s) {
   std::vector<cppnet_vlan_ep_key> keys;
   auto base = [&](uint8_t kind) {
@@ -79,7 +84,7 @@ static std::vector<cppnet_vlan_ep_key> AddrKeys(const VlanEndpointSpec& s) {
   }
   for (unsigned __int128 ip : s.ipv6) {
     auto k = base(CPPNET_VLAN_ADDR_IPV6);
-    for (int i = 0; i < 16; i++) k.addr[i] = static_cast<uint8_t>(ip >> (8 * (15 - i)));
+    Ip6Bytes(ip, k.addr);
     keys.push_back(k);
   }
   return keys;
@@ -104,11 +109,16 @@ std::string FormatVlanAddr(const cppnet_vlan_ep_key& k) {
 absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) {
   cppnet_vlan_net_key nk{s.trunk_ifindex, s.vlan, 0};
   cppnet_vlan_net net{};
-  const bool have_net = bpf_map_lookup_elem(m.net(), &nk, &net) == 0;
-  if (!have_net) {
-    net.mode = s.mode;
-    memcpy(net.trunk_mac, s.trunk_mac.data(), 6);
-  }
+  (void)bpf_map_lookup_elem(m.net(), &nk, &net);  // absent: a new network entry
+  // The latest definition wins for what describes the network.
+  net.mode = s.mode;
+  memcpy(net.trunk_mac, s.trunk_mac.data(), 6);
+  net.subnet4 = htonl(s.subnet4.addr);
+  net.subnet4_len = s.subnet4.len;
+  net.gw4 = htonl(s.gw4);
+  net.subnet6_len = s.subnet6.len;
+  Ip6Bytes(s.subnet6.addr, net.subnet6);
+  Ip6Bytes(s.gw6, net.gw6);
   bool listed = false;
   for (int i = 0; i < net.nports; i++) listed |= net.ports[i] == s.host_ifindex;
   if (!listed) {

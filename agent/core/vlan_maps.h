@@ -45,6 +45,12 @@ struct VlanEndpointSpec {
   Mac mac{};                  // the endpoint's MAC (ipvlan: the trunk's)
   std::vector<uint32_t> ipv4;            // host byte order
   std::vector<unsigned __int128> ipv6;
+  // The network's first subnet of each family and its gateway (0: none, e.g.
+  // --internal): where ipvlan l3 routes.
+  Prefix4 subnet4;
+  uint32_t gw4 = 0;
+  Prefix6 subnet6;
+  unsigned __int128 gw6 = 0;
 };
 
 // Adds the endpoint: its port, its addresses, and its place in the network's flood

@@ -126,14 +126,44 @@ struct cppnet_vlan_net_key {
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_net_key, 8);
 
 /* A network with endpoints on this host; ports = the host veths of its endpoints,
- * the flood list for broadcast and multicast. */
+ * the flood list for broadcast and multicast. ipvlan l3 routes: to an address of the
+ * network's (first) subnet directly, to anything else through its gateway (0/:: = none). */
 struct cppnet_vlan_net {
 	__u8 mode;         /* enum cppnet_vlan_mode */
 	__u8 nports;
 	__u8 trunk_mac[6]; /* ipvlan: the MAC every endpoint shares */
 	__u32 ports[CPPNET_VLAN_PORTS_MAX];
+	__be32 subnet4;
+	__be32 gw4;
+	__u8 subnet4_len;
+	__u8 subnet6_len;
+	__u8 pad[2];
+	__u8 subnet6[16];
+	__u8 gw6[16];
 };
-CPPNET_ASSERT_SIZE(struct cppnet_vlan_net, 136);
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_net, 180);
+
+/* ipvlan l3 next hops on a VLAN (key kind IPv4/IPv6): learned from ARP and neighbour
+ * discovery on the trunk. */
+#define CPPNET_MAP_VLAN_NBR "cppnet_vlan_nbr"
+struct cppnet_vlan_nbr {
+	__u8 mac[6];
+	__u8 pad[2];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_nbr, 8);
+
+/* ipvlan l3: a next hop with no known MAC, for the agent to resolve (ARP request or
+ * neighbour solicitation on the VLAN). Ring buffer events. */
+#define CPPNET_MAP_VLAN_MISS "cppnet_vlan_miss"
+struct cppnet_vlan_miss {
+	__u32 trunk_ifindex;
+	__u16 vlan;
+	__u8 kind;      /* CPPNET_VLAN_ADDR_IPV4 or _IPV6 */
+	__u8 pad;
+	__u8 src[16];   /* the endpoint's address (sender of the request) */
+	__u8 target[16];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_miss, 40);
 
 /* An endpoint's host veth (key: its ifindex): where its frames go, and its counters
  * (updated atomically by the datapath). */
@@ -182,7 +212,8 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 	X(DELIVER_BRIDGE, "deliver_bridge", "overlay packets handed to the container bridge (endpoint not learned yet)") \
 	X(VLAN_RX, "vlan_rx", "trunk frames untagged and delivered to a VLAN network endpoint") \
 	X(VLAN_TX, "vlan_tx", "endpoint frames tagged and sent out of the trunk")               \
-	X(VLAN_LOCAL, "vlan_local", "frames switched between endpoints on this host (bridge, ipvlan)")
+	X(VLAN_LOCAL, "vlan_local", "frames switched between endpoints on this host (bridge, ipvlan)") \
+	X(VLAN_PROXY, "vlan_proxy", "ARP/neighbour solicitations for ipvlan l3 endpoints answered on the trunk")
 
 #define CPPNET_DROP_REASONS(X)                                                             \
 	X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                      \
@@ -199,7 +230,8 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 	X(DROP_VLAN_SOURCE, "vlan_bad_source", "endpoint sent with a MAC that is not its own")     \
 	X(DROP_VLAN_LOOP, "vlan_looped", "our own endpoint's frame came back from the wire")       \
 	X(DROP_VLAN_L3, "vlan_l3_no_l2", "broadcast, multicast or ARP from an ipvlan l3 endpoint")  \
-	X(DROP_VLAN_NO_ROUTE, "vlan_no_route", "ipvlan l3: destination is no endpoint on this host")
+	X(DROP_VLAN_NO_ROUTE, "vlan_no_route", "ipvlan l3: off the network's subnet and no gateway")   \
+	X(DROP_VLAN_UNRESOLVED, "vlan_unresolved", "ipvlan l3: next hop's MAC unknown yet (the agent resolves it)")
 
 #define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
 enum cppnet_counter_id {

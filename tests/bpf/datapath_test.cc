@@ -3,6 +3,7 @@
 // packets, verdict + drop counter for bad ones.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "core/maps.h"
+#include "core/nd.h"
 #include "datapath.h"
 #include "packet.h"
 
@@ -665,6 +667,88 @@ TEST_F(VlanTest, EndpointFramesAreSwitchedOrSentTaggedPerMode) {
                 "l3: no endpoint has the address");
   EXPECT_EQ(Counter(CPPNET_CNT_DROP_VLAN_L3), l3 + 1);
   EXPECT_EQ(Counter(CPPNET_CNT_DROP_VLAN_NO_ROUTE), no_route + 1);
+}
+
+// ipvlan l3 across hosts: the trunk answers ARP and neighbour solicitations for the
+// endpoints (proxy) and learns next hops; an endpoint's packet goes to its next hop's
+// MAC, or is reported to the agent (ring buffer) when that MAC is unknown.
+TEST_F(VlanTest, L3ProxiesArpAndNdAndResolvesNextHops) {
+  VlanEndpointSpec s{.network = "l3", .trunk_ifindex = 1, .trunk_mac = kTrunkMac, .vlan = 70,
+                     .mode = CPPNET_VLAN_IPVLAN_L3, .host_ifindex = 1, .mac = kTrunkMac, .ipv4 = {kV1}, .ipv6 = {kV6}};
+  s.subnet4 = Prefix4{0xc6120a00, 24};
+  s.subnet6 = Prefix6{kV6 - 2, 64};
+  ASSERT_TRUE(RegisterVlanEndpoint(g_dp->vlan_maps(), s).ok());
+  const int trunk = g_dp->trunk_prog_fd(), port = g_dp->vlan_port_prog_fd();
+  auto arp = [](uint16_t op, const Mac& sha, uint32_t spa, const Mac& tha, uint32_t tpa) {
+    Bytes b{0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0, static_cast<uint8_t>(op)};
+    b.insert(b.end(), sha.begin(), sha.end());
+    for (int i = 3; i >= 0; i--) b.push_back(static_cast<uint8_t>(spa >> (8 * i)));
+    b.insert(b.end(), tha.begin(), tha.end());
+    for (int i = 3; i >= 0; i--) b.push_back(static_cast<uint8_t>(tpa >> (8 * i)));
+    return b;
+  };
+  const Mac kZero{};
+  uint64_t proxy = Counter(CPPNET_CNT_VLAN_PROXY);
+  RunResult r = RunProg(trunk, Tagged(kBcast, kWire, 0x8100, 70, arp(1, kWire, kV9, kZero, kV1)));
+  EXPECT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT)) << "ARP request for the endpoint: answered";
+  EXPECT_EQ(Hex(r.out), Hex(Tagged(kWire, kTrunkMac, 0x8100, 70, arp(2, kTrunkMac, kV1, kWire, kV9))));
+  EXPECT_EQ(Counter(CPPNET_CNT_VLAN_PROXY), proxy + 1);
+  ExpectVerdict(trunk, Tagged(kBcast, kWire, 0x8100, 70, arp(1, kWire, kV9, kZero, kV2)), TC_ACT_SHOT,
+                "ARP for an address no endpoint has: consumed, not answered");
+
+  // The solicitation the agent sends (core/nd.h), answered with an advertisement.
+  auto bytes6 = [](unsigned __int128 a) {
+    Bytes b;
+    for (int i = 15; i >= 0; i--) b.push_back(static_cast<uint8_t>(a >> (8 * i)));
+    return b;
+  };
+  const unsigned __int128 kPeer6 = kV6 + 7;
+  const Bytes ns = BuildNeighborSolicitation(kWire, 70, bytes6(kPeer6).data(), bytes6(kV6).data());
+  r = RunProg(trunk, ns);
+  ASSERT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT)) << "NS for the endpoint: answered";
+  Bytes na = {136, 0, 0, 0, 0x60, 0, 0, 0};
+  Bytes t = bytes6(kV6);
+  na.insert(na.end(), t.begin(), t.end());
+  na.insert(na.end(), {2, 1});
+  na.insert(na.end(), kTrunkMac.begin(), kTrunkMac.end());
+  const uint16_t csum = Icmp6Checksum(bytes6(kV6).data(), bytes6(kPeer6).data(), na.data(), na.size());
+  na[2] = static_cast<uint8_t>(csum >> 8);
+  na[3] = static_cast<uint8_t>(csum);
+  const Bytes want = Tagged(kWire, kTrunkMac, 0x8100, 70,
+                            Cat({Bytes{0x86, 0xdd, 0x60, 0, 0, 0, 0, 32, 58, 255}, bytes6(kV6), bytes6(kPeer6), na}));
+  EXPECT_EQ(Hex(r.out), Hex(want));
+
+  // Egress: next hops learned above are used; unknown ones are reported.
+  r = RunProg(port, Cat({Eth(kTrunkMac, kTrunkMac, 0x0800), Ip4(kV1, kV9, Tcp(1, 2, 0))}));
+  EXPECT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT)) << "to a learned next hop";
+  EXPECT_EQ(Hex(Bytes(r.out.begin(), r.out.begin() + 12)), Hex(Cat({Bytes(kWire.begin(), kWire.end()),
+                                                                     Bytes(kTrunkMac.begin(), kTrunkMac.end())})));
+  std::vector<cppnet_vlan_miss> misses;
+  ring_buffer* rb = ring_buffer__new(
+      g_dp->vlan_miss_fd(),
+      [](void* ctx, void* data, size_t) {
+        static_cast<std::vector<cppnet_vlan_miss>*>(ctx)->push_back(*static_cast<cppnet_vlan_miss*>(data));
+        return 0;
+      },
+      &misses, nullptr);
+  ASSERT_NE(rb, nullptr);
+  uint64_t unresolved = Counter(CPPNET_CNT_DROP_VLAN_UNRESOLVED), no_route = Counter(CPPNET_CNT_DROP_VLAN_NO_ROUTE);
+  ExpectVerdict(port, Cat({Eth(kTrunkMac, kTrunkMac, 0x0800), Ip4(kV1, kV2, Tcp(1, 2, 0))}), TC_ACT_SHOT,
+                "next hop unknown");
+  ExpectVerdict(port, Cat({Eth(kTrunkMac, kTrunkMac, 0x0800), Ip4(kV1, 0xc6130101, Tcp(1, 2, 0))}), TC_ACT_SHOT,
+                "off the subnet, no gateway");
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_VLAN_UNRESOLVED), unresolved + 1);
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_VLAN_NO_ROUTE), no_route + 1);
+  ring_buffer__consume(rb);
+  ring_buffer__free(rb);
+  ASSERT_EQ(misses.size(), 1u);
+  uint32_t target, src;
+  memcpy(&target, misses[0].target, 4);
+  memcpy(&src, misses[0].src, 4);
+  EXPECT_EQ(ntohl(target), kV2);
+  EXPECT_EQ(ntohl(src), kV1);
+  EXPECT_EQ(misses[0].vlan, 70);
+  EXPECT_EQ(misses[0].kind, CPPNET_VLAN_ADDR_IPV4);
 }
 
 // The registry refuses what the datapath cannot serve, and changes nothing then.

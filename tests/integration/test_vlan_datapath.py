@@ -130,7 +130,9 @@ def modes(lab, c, h1, h2):
     create(h1, "-d", "ipvlan", "--subnet", "198.18.60.0/24", "-o", "parent=eth1.60", "ipv60")
     create(h2, "-d", "ipvlan", "--subnet", "198.18.60.0/24", "--ip-range", "198.18.60.128/25", "-o", "parent=eth1.60",
            "ipv60")
-    create(h1, "-d", "ipvlan", "--subnet", "198.18.70.0/24", "-o", "parent=eth1.70", "-o", "ipvlan_mode=l3", "ipv70")
+    for h in (h1, h2):
+        create(h, "-d", "ipvlan", "--subnet", "198.18.70.0/24", "--ipv6", "--subnet", "2001:db8:70::/64", "-o",
+               "parent=eth1.70", "-o", "ipvlan_mode=l3", "ipv70")
     # The switch port reflects frames back to their sender, as a VEPA switch does.
     L.run(["ip", "netns", "exec", lab.sw, "bridge", "link", "set", "dev", "t1", "hairpin", "on"])
     p1, p2 = Endpoint(lab, h1, "priv", "p1"), Endpoint(lab, h1, "priv", "p2")
@@ -168,8 +170,28 @@ def modes(lab, c, h1, h2):
     link = l1.run(["ip", "link", "show", "eth0"]).stdout
     c.check("ipvlan l3: endpoints are routed to each other, default route via the device, NOARP",
             p.returncode == 0 and route.startswith("default dev eth0") and "NOARP" in link, p.stdout[-200:] + route + link)
-    c.check("ipvlan l3: no ARP on the wire", not any("vlan 70" in ln or "198.18.70." in ln for ln in wire.splitlines()),
-            wire[-400:])
+    c.check("ipvlan l3: local endpoints need no ARP: none on the wire",
+            not any("vlan 70" in ln or "198.18.70." in ln for ln in wire.splitlines()), wire[-400:])
+
+    # Across hosts, the hosts route for their l3 endpoints: each answers ARP/ND for its
+    # endpoints (proxy) and resolves next hops itself; the endpoints never broadcast.
+    l4 = Endpoint(lab, h2, "ipv70", "l4", ipam={"type": "host-local", "ranges": [
+        [{"subnet": "198.18.70.0/24", "rangeStart": "198.18.70.128"}],
+        [{"subnet": "2001:db8:70::/64", "rangeStart": "2001:db8:70::8000"}]]})
+    trunk = sw_capture(lab, "t1", ["vlan", "70"])
+    p4 = l1.run(["ping", "-n", "-c", "3", "-i", "0.3", "-W", "2", l4.ip4])
+    p6 = l1.run(["ping", "-n", "-c", "3", "-i", "0.3", "-W", "2", l4.ip6])
+    wire = trunk.stop()
+    c.check("ipvlan l3: endpoints on different hosts reach each other over IPv4 and IPv6 (first packet resolves "
+            "the next hop)", p4.returncode == 0 and p6.returncode == 0, p4.stdout[-200:] + p6.stdout[-200:])
+    h2mac = h2.sh("cat /sys/class/net/eth1/address").stdout.strip()
+    arp = [ln for ln in wire.splitlines() if "ARP" in ln]
+    nd = [ln for ln in wire.splitlines() if "neighbor" in ln]
+    c.check("... ARP and neighbour discovery on VLAN 70 come from the hosts' trunk MACs, answers by proxy",
+            arp and nd and all(ln.split()[1] in (h1mac, h2mac) for ln in arp + nd)
+            and any("is-at " + h2mac in ln for ln in arp) and any("advertisement" in ln for ln in nd), wire[-1200:])
+    stats = json.loads(h2.ctl("show", "stats", "--json").stdout)["traffic"]
+    c.check("show stats counts the answers (vlan_proxy)", stats["vlan_proxy"]["packets"] >= 2, stats)
 
 
 def shared_underlay(lab, c, h1, h2):
