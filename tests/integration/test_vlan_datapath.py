@@ -8,6 +8,7 @@ switching (bridge, private, vepa, passthru, ipvlan l2/l3); a VLAN network on the
 overlay's own underlay; CNI ADD/CHECK/DEL leave nothing behind."""
 import json
 import re
+import subprocess
 
 from common import L, cni_call, container, in_netns, run_scenario
 
@@ -119,7 +120,9 @@ def scenario(lab, c):
 
     modes(lab, c, h1, h2)
     shared_underlay(lab, c, h1, h2)
-    lifecycle(lab, c, h1, [a1, a2, a3, b1, b2])
+    untagged(lab, c, h1, h2)
+    operations(lab, c, h1, a3, a2, b1)
+    lifecycle(lab, c, h1, [a1, a2, a3, b2])
 
 
 def modes(lab, c, h1, h2):
@@ -127,9 +130,10 @@ def modes(lab, c, h1, h2):
     create(h1, "-d", "macvlan", "--subnet", "198.18.30.0/24", "-o", "parent=eth1.30", "-o", "macvlan_mode=private", "priv")
     create(h1, "-d", "macvlan", "--subnet", "198.18.40.0/24", "-o", "parent=eth1.40", "-o", "macvlan_mode=vepa", "vepa")
     create(h1, "-d", "macvlan", "--subnet", "198.18.50.0/24", "-o", "parent=eth1.50", "-o", "macvlan_mode=passthru", "pt")
-    create(h1, "-d", "ipvlan", "--subnet", "198.18.60.0/24", "-o", "parent=eth1.60", "ipv60")
-    create(h2, "-d", "ipvlan", "--subnet", "198.18.60.0/24", "--ip-range", "198.18.60.128/25", "-o", "parent=eth1.60",
-           "ipv60")
+    create(h1, "-d", "ipvlan", "--subnet", "198.18.60.0/24", "--ipv6", "--subnet", "2001:db8:60::/64",
+           "-o", "parent=eth1.60", "ipv60")
+    create(h2, "-d", "ipvlan", "--subnet", "198.18.60.0/24", "--ip-range", "198.18.60.128/25", "--ipv6", "--subnet",
+           "2001:db8:60::/64", "-o", "parent=eth1.60", "ipv60")
     for h in (h1, h2):
         create(h, "-d", "ipvlan", "--subnet", "198.18.70.0/24", "--ipv6", "--subnet", "2001:db8:70::/64", "-o",
                "parent=eth1.70", "-o", "ipvlan_mode=l3", "ipv70")
@@ -155,12 +159,18 @@ def modes(lab, c, h1, h2):
     c.check("... and the refused ADD left no address allocated", t1.ip4 in gone and len(
         [x for x in gone if x.startswith("198.")]) == 1, gone)
 
-    i1, i2, i3 = Endpoint(lab, h1, "ipv60", "i1"), Endpoint(lab, h2, "ipv60", "i2"), Endpoint(lab, h1, "ipv60", "i3")
+    i1, i3 = Endpoint(lab, h1, "ipv60", "i1"), Endpoint(lab, h1, "ipv60", "i3")
+    i2 = Endpoint(lab, h2, "ipv60", "i2", ipam={"type": "host-local", "ranges": [
+        [{"subnet": "198.18.60.0/24", "rangeStart": "198.18.60.128"}],
+        [{"subnet": "2001:db8:60::/64", "rangeStart": "2001:db8:60::8000"}]]})
     h1mac = h1.sh("cat /sys/class/net/eth1/address").stdout.strip()
     c.check("ipvlan l2: endpoints share the parent's MAC", i1.mac == h1mac and i3.mac == h1mac, (i1.mac, h1mac))
     p, q = i1.ping(i2.ip4), i1.ping(i3.ip4)
     c.check("ipvlan l2: reaches the other host's endpoint and the local one (demultiplexed by IP)",
             p.returncode == 0 and q.returncode == 0, p.stdout[-200:] + q.stdout[-200:])
+    p = i1.ping(i2.ip6)
+    c.check("ipvlan l2: ... and over IPv6 (neighbour discovery with the shared MAC)", p.returncode == 0,
+            p.stdout[-200:])
 
     l1, l2 = Endpoint(lab, h1, "ipv70", "l1"), Endpoint(lab, h1, "ipv70", "l2")
     trunk = sw_capture(lab, "t1", ["arp", "or", "(vlan", "and", "arp)"])
@@ -208,6 +218,37 @@ def shared_underlay(lab, c, h1, h2):
     filters = h1.sh("tc filter show dev eth0 ingress").stdout
     c.check("one tc program on the shared interface (cppnet_tc_underlay)",
             filters.count(" handle ") == 1 and "name cppnet_tc_under" in filters, filters)
+
+
+def untagged(lab, c, h1, h2):
+    """parent=eth1: the network is the trunk's untagged traffic."""
+    for h, rng in ((h1, "198.18.90.0/25"), (h2, "198.18.90.128/25")):
+        create(h, "-d", "macvlan", "--subnet", "198.18.90.0/24", "--ip-range", rng, "-o", "parent=eth1", "flat")
+    f1, f2 = Endpoint(lab, h1, "flat", "f1"), Endpoint(lab, h2, "flat", "f2")
+    trunk = sw_capture(lab, "t1", ["icmp", "or", "(vlan", "and", "icmp)"])
+    p = f1.ping(f2.ip4)
+    wire = trunk.stop()
+    lines = [ln for ln in wire.splitlines() if f2.ip4 in ln]
+    c.check("untagged network (parent=eth1): endpoints reach each other, frames leave without a tag",
+            p.returncode == 0 and lines and not any("802.1Q" in ln for ln in lines), p.stdout[-200:] + wire[-400:])
+
+
+def operations(lab, c, h1, local, remote, doomed):
+    """Agent restart under traffic; an endpoint whose namespace vanished without CNI DEL."""
+    ping = subprocess.Popen(["nsenter", f"--net={local.netns}", "--", "ping", "-n", "-i", "0.02", "-c", "150", "-W", "1",
+                             remote.ip4], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lab.pids.append(ping)
+    h1.stop_agent()
+    h1.start_agent()
+    L.wait_for("agent restarted", lambda: h1.log().count("VLAN trunk eth1: tc ingress") >= 2, 15)
+    out, _ = ping.communicate(timeout=30)
+    c.check("agent restart under a 20 ms ping between VLAN endpoints: no loss", " 0% packet loss" in out,
+            out[-300:])
+    doomed.proc.kill()
+    doomed.proc.wait()
+    L.wait_for("vanished endpoint forgotten", lambda: doomed.mac not in h1.ctl("show", "vlans", "--json").stdout, 20)
+    c.check("an endpoint whose container vanished without CNI DEL is removed from the maps by the agent",
+            "is gone; removed from the maps" in h1.log(), h1.log()[-400:])
 
 
 def lifecycle(lab, c, h1, eps):
