@@ -334,7 +334,23 @@ int NetworkCreate(const Globals& g, const NetworkCreateArgs& args) {
 int NetworkDelete(const Globals& g, const std::vector<std::string>& names) {
   if (auto st = AgentRunning(); !st.ok()) return Fail(st);
   int rc = 0;
+  auto defs = LoadVlanNetworks(NetworksDir(g.config_dir));
+  auto maps = VlanMaps::OpenPinned(g.bpffs_dir);
+  auto ports = maps.ok() ? ListVlanPorts(maps->port()) : absl::StatusOr<std::vector<VlanPortEntry>>(
+                                                                std::vector<VlanPortEntry>{});
   for (const std::string& name : names) {
+    // As Docker: a network with attached containers stays (detach them with CNI DEL).
+    const VlanNetwork* def = nullptr;
+    if (defs.ok())
+      for (const VlanNetwork& n : *defs)
+        if (n.name == name) def = &n;
+    if (def && ports.ok() && std::any_of(ports->begin(), ports->end(), [&](const VlanPortEntry& p) {
+          return p.port.vlan == def->vlan && IfName(p.port.trunk_ifindex) == def->trunk;
+        })) {
+      fprintf(stderr, "cppnetctl: error while removing network: network %s has active endpoints\n", name.c_str());
+      rc = 1;
+      continue;
+    }
     const std::string path = absl::StrCat(NetworksDir(g.config_dir), "/", name, ".json");
     if (name.find('/') != std::string::npos || unlink(path.c_str()) != 0) {
       fprintf(stderr, "cppnetctl: network %s not found\n", name.c_str());

@@ -280,6 +280,19 @@ def lifecycle(lab, c, h1, eps):
     c.check("CNI CHECK after DEL fails naming the missing veth", rc == 1 and "is missing" in out.get("msg", ""), out)
     p = eps[2].ping(eps[1].ip4, count=1)
     c.check("the other endpoints keep working", p.returncode == 0, p.stdout[-200:])
+    p = h1.ctl("network", "delete", "vlan10", check=False)
+    c.check("network delete with attached endpoints: refused as Docker does",
+            p.returncode == 1 and "error while removing network: network vlan10 has active endpoints" in p.stderr,
+            p.stderr)
+
+    # Uninstall: every VLAN trace (trunk and endpoint programs, pinned program and maps).
+    h1.stop_agent()
+    p = L.run(h1.cmd([L.AGENT, "--cleanup"]), check=False, timeout=30)
+    filters = h1.sh("for d in $(ls /sys/class/net); do tc filter show dev $d ingress; done").stdout
+    pins = h1.sh("ls /sys/fs/bpf/cppnet 2>/dev/null", check=False).stdout
+    c.check("--cleanup removes the trunk and endpoint programs and the pinned maps and program",
+            p.returncode == 0 and "tc ingress filter on eth1" in p.stdout and "cppnet" not in filters and not pins.strip(),
+            p.stdout + filters + pins)
 
 
 if __name__ == "__main__":
