@@ -8,6 +8,11 @@ with one container each behind the host's bridge. Modes:
   kernel-vxlan   a kernel vxlan device exactly like flanneld's flannel.1
   cppnet-vxlan, cppnet-udp, cppnet-hostgw
                  cppnet-agent with that backend (one etcd prefix per backend)
+  kernel-macvlan a kernel macvlan (bridge mode) per container on the host's underlay,
+                 untagged (no 8021q in this kernel): Docker's macvlan driver
+  cppnet-macvlan, cppnet-vlan10
+                 cppnet VLAN networks (BPF macvlan bridge) on the underlay, untagged and
+                 on 802.1Q VLAN 10; containers attached by the CNI plugin
 Every repeat runs all modes back to back, so machine drift cancels in the ratios;
 the median of the per-repeat ratios is reported. Client and server are pinned to
 different CPUs."""
@@ -24,7 +29,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab as L  # noqa: E402
 
-MODES = ["underlay", "kernel-hostgw", "kernel-vxlan", "cppnet-vxlan", "cppnet-udp", "cppnet-hostgw"]
+MODES = ["underlay", "kernel-hostgw", "kernel-vxlan", "cppnet-vxlan", "cppnet-udp", "cppnet-hostgw",
+         "kernel-macvlan", "cppnet-macvlan", "cppnet-vlan10"]
+BASES = ("underlay", "kernel-vxlan", "kernel-macvlan")  # ratio tables
 NA = {}  # mode -> why it cannot be measured yet
 METRICS = [  # key, label, unit, higher is better
     ("tcp1_gbps", "TCP x1", "Gbit/s", True),
@@ -88,6 +95,38 @@ def build(lab, args):
         L.wait_for(f"{mode} routes", lambda: len(c1.routes()) == 1 and len(c2.routes()) == 1)
         pairs[mode] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip, lab)
                             for c in (c1.containers[0], c2.containers[0]))
+    # VLAN networks. Kernel macvlan: what Docker's driver creates (untagged here).
+    m1, m2 = lab.add_host(11), lab.add_host(12)
+    ends = []
+    for h, ip in ((m1, "198.18.110.1"), (m2, "198.18.110.2")):
+        cns = f"{h.ns}c1"
+        L.run(["ip", "netns", "add", cns])
+        lab.namespaces.append(cns)
+        L.run(["ip", "-n", h.ns, "link", "add", "mv0", "link", "eth0", "type", "macvlan", "mode", "bridge"])
+        L.run(["ip", "-n", h.ns, "link", "set", "mv0", "netns", cns])
+        for c in (["link", "set", "lo", "up"], ["addr", "add", f"{ip}/24", "dev", "mv0"], ["link", "set", "mv0", "up"]):
+            L.run(["ip", "-n", cns, *c])
+        ends.append(Endpoint(["ip", "netns", "exec", cns], ip, lab))
+    pairs["kernel-macvlan"] = tuple(ends)
+    # cppnet: the same as VLAN networks on the underlay, untagged and on VLAN 10.
+    lab.put_config(cfg, prefix="/bench/vlan")
+    p1, p2 = lab.add_host(13), lab.add_host(14)
+    for h in (p1, p2):
+        h.start_agent("--etcd-prefix=/bench/vlan")
+        h.subnet_env()
+    for mode, parent, third in (("cppnet-macvlan", "eth0", 111), ("cppnet-vlan10", "eth0.10", 100)):
+        ends = []
+        for h, rng in ((p1, 0), (p2, 128)):
+            h.ctl("network", "create", "-d", "macvlan", "--subnet", f"198.18.{third}.0/24", "--ip-range",
+                  f"198.18.{third}.{rng}/25", "-o", f"parent={parent}", f"n{third}")
+            _, netns = L.container(lab, h)
+            conf = json.dumps({"cniVersion": "1.0.0", "name": f"n{third}", "type": "cppnet", "network": f"n{third}"})
+            rc, out = L.cni_call(h, "ADD", netns, f"bench{third}", conf)
+            if rc != 0:
+                raise L.LabError(f"{mode}: CNI ADD: {out}")
+            ends.append(Endpoint(["nsenter", f"--net={netns}", "--"], out["ips"][0]["address"].split("/")[0], lab))
+        pairs[mode] = tuple(ends)
+    L.wait_for("cppnet VLAN trunk", lambda: all("VLAN trunk eth0" in h.log() for h in (p1, p2)), 10)
     for mode, (a, b) in pairs.items():  # sanity: the path works before it is measured
         p = L.run(a.prefix + ["ping", "-c", "1", "-W", "2", b.ip], check=False)
         if p.returncode != 0:
@@ -219,7 +258,7 @@ def report(samples, modes):
         for key, *_ in METRICS:
             row += f"{med([s[mode][key] for s in samples]):>17.2f}"
         lines.append(row)
-    for base in [b for b in ("underlay", "kernel-vxlan") if b in modes]:
+    for base in [b for b in BASES if b in modes]:
         lines.append(f"\nratio to {base} (median of per-repeat ratios; >1 is better for throughput/rate, <1 for latency)")
         lines.append(hdr)
         for mode in modes:
