@@ -313,7 +313,9 @@ Mac EndpointMac(const VlanNetwork& n, const Mac& trunk_mac, const std::vector<ui
   return m;
 }
 
-int VlanDel(const json& conf, const VlanNetwork& n) {
+// Also without the network's definition (deleted meanwhile): the endpoint is found by
+// its veth name; the address is released when the IPAM configuration is known.
+int VlanDel(const json& conf, const VlanNetwork* n) {
   const std::string host = HostVethName(Env("CNI_CONTAINERID"), Env("CNI_IFNAME"));
   const unsigned ifindex = if_nametoindex(host.c_str());
   if (ifindex) {
@@ -325,8 +327,11 @@ int VlanDel(const json& conf, const VlanNetwork& n) {
     if (!sk.ok()) return Error(kIoFailure, std::string(sk.status().message()));
     if (auto st = DeleteLink(sk->get(), host); !st.ok()) return Error(kIoFailure, std::string(st.message()));
   }
+  const bool own_ipam = conf.contains("ipam") && conf["ipam"].is_object() && conf["ipam"].contains("ranges");
+  if (!n && !own_ipam) return 0;
+  const json ipam_conf = IpamConf(conf, n ? *n : VlanNetwork{});
   std::string out;
-  if (Delegate("host-local", IpamConf(conf, n), &out, "DEL") != 0) {
+  if (Delegate(ipam_conf["ipam"].value("type", "host-local"), ipam_conf, &out, "DEL") != 0) {
     std::cout << out;
     return 1;
   }
@@ -508,7 +513,6 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
 }
 
 int VlanCommand(const std::string& cmd, const json& conf, const VlanNetwork& n) {
-  if (cmd == "DEL") return VlanDel(conf, n);
   if (cmd == "CHECK") return VlanCheck(conf, n);
   return VlanAdd(conf, n);
 }
@@ -548,21 +552,16 @@ int main() {
     }
     return Delegate("bridge", OverlayDelegate(conf, *env));
   }
-  const std::string def = absl::StrCat(NetworksDir(conf.value("configDir", kConfigDirDefault)), "/", network, ".json");
-  if (network.find('/') != std::string::npos || !std::filesystem::exists(def)) {
-    if (cmd == "DEL") return 0;
-    return Error(kInvalidConfig, absl::StrCat("network ", network, " not found: \"overlay\", or define it with "
-                                              "cppnetctl network create"));
-  }
   auto net = LoadVlanNetworks(NetworksDir(conf.value("configDir", kConfigDirDefault)));
   const VlanNetwork* n = nullptr;
   if (net.ok())
     for (const VlanNetwork& x : *net)
       if (x.name == network) n = &x;
+  if (cmd == "DEL") return VlanDel(conf, n);
   if (!n) {
-    if (cmd == "DEL") return 0;
-    return Error(kInvalidConfig, absl::StrCat("network ", network, ": ",
-                                              net.ok() ? "definition not found" : net.status().message()));
+    if (!net.ok()) return Error(kInvalidConfig, absl::StrCat("network ", network, ": ", net.status().message()));
+    return Error(kInvalidConfig, absl::StrCat("network ", network, " not found: \"overlay\", or define it with "
+                                              "cppnetctl network create"));
   }
   return VlanCommand(cmd, conf, *n);
 }

@@ -39,6 +39,10 @@ class Endpoint:
         return cni_call(self.host, "DEL", self.netns, self.cid, conf(self.network))
 
 
+def host_veths(h):
+    return set(re.findall(r"\d+: (cv[0-9a-f]+)@", h.sh("ip -o link show").stdout))
+
+
 def sw_capture(lab, port, filt=()):
     return lab.capture(["ip", "netns", "exec", lab.sw], port, filt)
 
@@ -231,6 +235,13 @@ def untagged(lab, c, h1, h2):
     lines = [ln for ln in wire.splitlines() if f2.ip4 in ln]
     c.check("untagged network (parent=eth1): endpoints reach each other, frames leave without a tag",
             p.returncode == 0 and lines and not any("802.1Q" in ln for ln in lines), p.stdout[-200:] + wire[-400:])
+    # The definition removed by hand under an attached endpoint: DEL still removes it.
+    h1.sh("rm /etc/cppnet/networks.d/flat.json")
+    before = host_veths(h1)
+    rc, out = f1.delete()
+    c.check("CNI DEL after the network's definition vanished: endpoint removed from maps and host",
+            rc == 0 and f1.mac not in h1.ctl("show", "vlans", "--json").stdout and len(before - host_veths(h1)) == 1,
+            out)
 
 
 def operations(lab, c, h1, local, remote, doomed):
@@ -263,10 +274,9 @@ def lifecycle(lab, c, h1, eps):
     a1e = eps[0]
     rc, out = cni_call(h1, "CHECK", a1e.netns, a1e.cid, conf("vlan10", prevResult=a1e.result))
     c.check("CNI CHECK with the ADD result passes", rc == 0, out)
-    host_veths = lambda: set(re.findall(r"\d+: (cv[0-9a-f]+)@", h1.sh("ip -o link show").stdout))
-    before = host_veths()
+    before = host_veths(h1)
     rc, out = a1e.delete()
-    after = host_veths()
+    after = host_veths(h1)
     shown = json.loads(h1.ctl("show", "vlans", "--json").stdout)
     v10 = next(n for n in shown if n["name"] == "vlan10")
     leases = h1.sh("ls /run/cppnet/ipam/vlan10", check=False).stdout
