@@ -306,13 +306,8 @@ class Lab:
                      "--trusted-ca-file", self.pki["ca.crt"], "--client-cert-auth"]
             self.etcdctl_flags = ["--cacert", self.pki["ca.crt"], "--cert", self.pki["client.crt"],
                                   "--key", self.pki["client.key"]]
-        self.etcd = subprocess.Popen(
-            ["ip", "netns", "exec", self.sw, "etcd", "--name", "lab", "--data-dir", data,
-             "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
-             "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-             "--initial-cluster", "lab=http://127.0.0.1:2380", "--logger", "zap", "--log-level", "error", *extra],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.pids.append(self.etcd)
+        self.etcd = self._etcd("lab", data, self.etcd_url, "http://127.0.0.1:2380", "lab=http://127.0.0.1:2380", log,
+                               extra)
         wait_for("etcd to serve", lambda: self.etcdctl("endpoint", "health", check=False).returncode == 0, 30, 0.2)
         if auth:
             for cmd in (["user", "add", f"root:{ROOT_PASSWORD}", "--interactive=false"],
@@ -324,6 +319,17 @@ class Lab:
                 self.etcdctl(*cmd)
             self.etcdctl_flags += ["--user", f"root:{ROOT_PASSWORD}"]
 
+    def _etcd(self, name, data, client_url, peer_url, cluster, log, extra):
+        """One etcd member in the switch namespace."""
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", self.sw, "etcd", "--name", name, "--data-dir", data,
+             "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+             "--initial-cluster", cluster, "--logger", "zap", "--log-level", "error", *extra],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.pids.append(p)
+        return p
+
     def start_etcd_cluster(self, n=3):
         """n etcd members on the switch (198.18.0.251, .252, …); agents get all of them."""
         ips = [f"198.18.0.{251 + i}" for i in range(n)]
@@ -333,15 +339,9 @@ class Lab:
         self.members = {}
         for i, ip in enumerate(ips):
             log = open(os.path.join(self.dir, f"etcd-m{i}.log"), "w")
-            p = subprocess.Popen(
-                ["ip", "netns", "exec", self.sw, "etcd", "--name", f"m{i}", "--data-dir",
-                 os.path.join(self.dir, f"etcd-m{i}"), "--listen-client-urls", f"http://{ip}:2379",
-                 "--advertise-client-urls", f"http://{ip}:2379", "--listen-peer-urls", f"http://{ip}:2380",
-                 "--initial-advertise-peer-urls", f"http://{ip}:2380", "--initial-cluster", cluster,
-                 "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            self.pids.append(p)
-            self.members[f"http://{ip}:2379"] = p
+            self.members[f"http://{ip}:2379"] = self._etcd(f"m{i}", os.path.join(self.dir, f"etcd-m{i}"),
+                                                           f"http://{ip}:2379", f"http://{ip}:2380", cluster, log,
+                                                           ["--initial-cluster-state", "new"])
         self.etcd_url = ",".join(self.members)
         wait_for("etcd cluster to serve",
                  lambda: self.etcdctl("endpoint", "health", "--cluster", check=False).returncode == 0, 60, 0.3)

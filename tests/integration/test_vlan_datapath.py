@@ -226,9 +226,14 @@ def shared_underlay(lab, c, h1, h2):
 
 def untagged(lab, c, h1, h2):
     """parent=eth1: the network is the trunk's untagged traffic."""
-    for h, rng in ((h1, "198.18.90.0/25"), (h2, "198.18.90.128/25")):
-        create(h, "-d", "macvlan", "--subnet", "198.18.90.0/24", "--ip-range", rng, "-o", "parent=eth1", "flat")
+    create(h1, "-d", "macvlan", "--subnet", "198.18.90.0/24", "--ip-range", "198.18.90.0/25", "--aux-address",
+           "router=198.18.90.2", "--internal", "-o", "parent=eth1", "flat")
+    create(h2, "-d", "macvlan", "--subnet", "198.18.90.0/24", "--ip-range", "198.18.90.128/25", "-o", "parent=eth1",
+           "flat")
     f1, f2 = Endpoint(lab, h1, "flat", "f1"), Endpoint(lab, h2, "flat", "f2")
+    route = f1.run(["ip", "route", "show", "default"]).stdout
+    c.check("--aux-address is never handed out; --internal: no default route",
+            f1.ip4 == "198.18.90.3" and route.strip() == "", (f1.ip4, route))
     trunk = sw_capture(lab, "t1", ["icmp", "or", "(vlan", "and", "icmp)"])
     p = f1.ping(f2.ip4)
     wire = trunk.stop()
