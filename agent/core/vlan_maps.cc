@@ -2,13 +2,17 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "maps.h"
+#include "paths.h"
 
 namespace cppnet {
 
@@ -106,7 +110,29 @@ std::string FormatVlanAddr(const cppnet_vlan_ep_key& k) {
   return FormatIp6(ip);
 }
 
+// Runtimes run CNI ADD/DEL for different containers concurrently, and the agent removes
+// vanished endpoints: the read-modify-write of a network's flood list is serialised
+// per host with an flock on /run/cppnet/vlan.lock (released when the fd closes).
+class VlanLock {
+ public:
+  VlanLock() {
+    std::error_code ec;
+    std::filesystem::create_directories(kRunDir, ec);
+    fd_ = open((std::string(kRunDir) + "/vlan.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) flock(fd_, LOCK_EX);
+  }
+  ~VlanLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex);
+
 absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) {
+  VlanLock lock;
   cppnet_vlan_net_key nk{s.trunk_ifindex, s.vlan, 0};
   cppnet_vlan_net net{};
   (void)bpf_map_lookup_elem(m.net(), &nk, &net);  // absent: a new network entry
@@ -142,7 +168,7 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
   port.mode = s.mode;
   memcpy(port.mac, s.mac.data(), 6);
   auto fail = [&](const char* map, int err) {
-    (void)UnregisterVlanEndpoint(m, s.host_ifindex);
+    (void)UnregisterLocked(m, s.host_ifindex);
     return absl::InternalError(absl::StrCat("network ", s.network, ": map ", map, ": update: ", strerror(err)));
   };
   if (bpf_map_update_elem(m.port(), &s.host_ifindex, &port, BPF_ANY) != 0) return fail(CPPNET_MAP_VLAN_PORT, errno);
@@ -157,6 +183,11 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
 }
 
 absl::Status UnregisterVlanEndpoint(const VlanMaps& m, uint32_t host_ifindex) {
+  VlanLock lock;
+  return UnregisterLocked(m, host_ifindex);
+}
+
+static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex) {
   auto addrs = ListVlanAddrs(m.ep());
   if (!addrs.ok()) return addrs.status();
   for (const auto& a : *addrs)

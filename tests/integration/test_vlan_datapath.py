@@ -122,11 +122,41 @@ def scenario(lab, c):
     c.check("a frame of VLAN 99 (no network uses it) reaches no endpoint; VLAN 10 does",
             "id 39321" not in got and "id 4112" in got, got)
 
+    concurrent_adds(lab, c, h1, b2)
     modes(lab, c, h1, h2)
     shared_underlay(lab, c, h1, h2)
     untagged(lab, c, h1, h2)
     operations(lab, c, h1, a3, a2, b1)
     lifecycle(lab, c, h1, [a1, a2, a3, b2])
+
+
+def concurrent_adds(lab, c, h1, remote):
+    """Runtimes attach containers in parallel: 6 ADDs at once into one network."""
+    nss = [container(lab, h1) for _ in range(6)]
+    procs = []
+    for i, (_, netns) in enumerate(nss):
+        env = [f"CNI_COMMAND=ADD", f"CNI_CONTAINERID=par{i}", f"CNI_NETNS={netns}", "CNI_IFNAME=eth0",
+               f"CNI_PATH={L.CNI_PATH}"]
+        procs.append(subprocess.Popen(h1.cmd(["env", *env, L.CNI]), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True))
+    for p in procs:
+        p.stdin.write(conf("vlan20"))
+        p.stdin.close()
+    results = [json.loads(p.stdout.read() or "{}") for p in procs]
+    for p in procs:
+        p.wait(timeout=30)
+    ips = [r.get("ips", [{}])[0].get("address", "").split("/")[0] for r in results]
+    c.check("6 concurrent CNI ADDs into one network: all succeed with distinct addresses",
+            all(p.returncode == 0 for p in procs) and len(set(ips)) == 6 and all(ips), results)
+    shown = json.loads(h1.ctl("show", "vlans", "--json").stdout)
+    v20 = next(n for n in shown if n["name"] == "vlan20")
+    c.check("... all 6 registered (flood list and addresses)", len(v20["endpoints"]) == 7, v20)
+    first = nss[0][1]
+    bad = [ip for ip in ips[1:] + [remote.ip4]
+           if in_netns(first, ["ping", "-n", "-c", "1", "-W", "2", ip], timeout=10).returncode != 0]
+    c.check("... and each reaches the others (ARP broadcast to every one) and the other host", not bad, bad)
+    for i, (_, netns) in enumerate(nss):
+        cni_call(h1, "DEL", netns, f"par{i}", conf("vlan20"))
 
 
 def modes(lab, c, h1, h2):
