@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_net, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_port, nullptr);
     bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_nbr, nullptr);
+    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_cnt, nullptr);
   }
   // Pinned maps from an earlier run are reused, so routes survive a restart. A pinned
   // map whose layout an upgrade changed cannot be reused: it is replaced by a new one
@@ -92,7 +93,7 @@ int Datapath::vlan_port_prog_fd() const { return bpf_program__fd(skel_->progs.cp
 int Datapath::vlan_miss_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_miss); }
 VlanMaps Datapath::vlan_maps() const {
   return VlanMaps(bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),
-                  bpf_map__fd(skel_->maps.cppnet_vlan_port));
+                  bpf_map__fd(skel_->maps.cppnet_vlan_port), bpf_map__fd(skel_->maps.cppnet_vlan_cnt));
 }
 int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_xdp_decap); }
 

@@ -88,6 +88,14 @@ struct {
 } cppnet_vlan_port SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, CPPNET_VLAN_EP_MAX);
+	__type(key, __u32);
+	__type(value, struct cppnet_vlan_cnt);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_cnt SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, CPPNET_VLAN_EP_MAX);
 	__type(key, struct cppnet_vlan_ep_key);

@@ -501,8 +501,7 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 		count(CPPNET_CNT_DROP_VLAN_SOURCE, skb->len);
 		return TC_ACT_SHOT;
 	}
-	__sync_fetch_and_add(&port->tx_packets, 1);
-	__sync_fetch_and_add(&port->tx_bytes, skb->len);
+	port_count(self, skb->len, 1);
 	const int bcast = eth->h_dest[0] & 1;
 	struct cppnet_vlan_ep *ep = 0;
 
@@ -534,7 +533,7 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 	if (ep && ep->ifindex != self) {
 		const __u32 target = ep->ifindex;
 		count(CPPNET_CNT_VLAN_LOCAL, skb->len);
-		port_count(target, skb->len);
+		port_count(target, skb->len, 0);
 		return bpf_redirect_peer(target, 0);
 	}
 	/* To the wire: private and vepa always (vepa's switch may hairpin it back),

@@ -48,13 +48,19 @@ static __always_inline struct cppnet_vlan_ep *vlan_ep_by_ip(struct __sk_buff *sk
 	return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
 }
 
-static __always_inline void port_count(__u32 ifindex, __u64 bytes)
+/* An endpoint's counters, per CPU: no atomics on the fast path. */
+static __always_inline void port_count(__u32 ifindex, __u64 bytes, int tx)
 {
-	struct cppnet_vlan_port *p = bpf_map_lookup_elem(&cppnet_vlan_port, &ifindex);
+	struct cppnet_vlan_cnt *c = bpf_map_lookup_elem(&cppnet_vlan_cnt, &ifindex);
 
-	if (p) {
-		__sync_fetch_and_add(&p->rx_packets, 1);
-		__sync_fetch_and_add(&p->rx_bytes, bytes);
+	if (!c)
+		return;
+	if (tx) {
+		c->tx_packets++;
+		c->tx_bytes += bytes;
+	} else {
+		c->rx_packets++;
+		c->rx_bytes += bytes;
 	}
 }
 
@@ -70,7 +76,7 @@ static __always_inline void vlan_flood(struct __sk_buff *skb, const struct cppne
 		if (!port || port == except)
 			continue;
 		if (bpf_clone_redirect(skb, port, 0) == 0)
-			port_count(port, skb->len);
+			port_count(port, skb->len, 0);
 	}
 }
 
@@ -365,7 +371,7 @@ static __always_inline int vlan_from_trunk(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	count(CPPNET_CNT_VLAN_RX, skb->len);
-	port_count(target, skb->len);
+	port_count(target, skb->len, 0);
 	return bpf_redirect_peer(target, 0);
 }
 

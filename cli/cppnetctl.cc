@@ -192,9 +192,10 @@ int ShowVlans(const Globals& g, const MapFds&) {
       for (const VlanAddrEntry& a : *addrs)
         if (a.ep.ifindex == p.ifindex && a.key.kind != CPPNET_VLAN_ADDR_MAC) ips.push_back(FormatVlanAddr(a.key));
       std::sort(ips.begin(), ips.end());
+      const cppnet_vlan_cnt cnt = ReadVlanCounters(maps->cnt(), p.ifindex);
       eps.push_back({{"iface", IfName(p.ifindex)}, {"ifindex", p.ifindex}, {"mac", FormatMac(MacOf(p.port.mac))},
-                     {"ips", ips}, {"rx_packets", p.port.rx_packets}, {"rx_bytes", p.port.rx_bytes},
-                     {"tx_packets", p.port.tx_packets}, {"tx_bytes", p.port.tx_bytes}});
+                     {"ips", ips}, {"rx_packets", cnt.rx_packets}, {"rx_bytes", cnt.rx_bytes},
+                     {"tx_packets", cnt.tx_packets}, {"tx_bytes", cnt.tx_bytes}});
     }
     return eps;
   };

@@ -2,10 +2,12 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -40,21 +42,24 @@ VlanMaps& VlanMaps::operator=(VlanMaps&& o) noexcept {
   std::swap(ep_, o.ep_);
   std::swap(net_, o.net_);
   std::swap(port_, o.port_);
+  std::swap(cnt_, o.cnt_);
   std::swap(owned_, o.owned_);
   return *this;
 }
 
 VlanMaps::~VlanMaps() {
   if (!owned_) return;
-  for (int fd : {ep_, net_, port_})
+  for (int fd : {ep_, net_, port_, cnt_})
     if (fd >= 0) close(fd);
 }
 
 absl::StatusOr<VlanMaps> VlanMaps::OpenPinned(const std::string& dir) {
-  int fds[3];
-  if (auto st = OpenPinnedMaps(dir, {CPPNET_MAP_VLAN_EP, CPPNET_MAP_VLAN_NET, CPPNET_MAP_VLAN_PORT}, fds); !st.ok())
+  int fds[4];
+  if (auto st = OpenPinnedMaps(dir, {CPPNET_MAP_VLAN_EP, CPPNET_MAP_VLAN_NET, CPPNET_MAP_VLAN_PORT, CPPNET_MAP_VLAN_CNT},
+                               fds);
+      !st.ok())
     return st;
-  VlanMaps m(fds[0], fds[1], fds[2]);
+  VlanMaps m(fds[0], fds[1], fds[2], fds[3]);
   m.owned_ = true;
   return m;
 }
@@ -172,6 +177,9 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
     return absl::InternalError(absl::StrCat("network ", s.network, ": map ", map, ": update: ", strerror(err)));
   };
   if (bpf_map_update_elem(m.port(), &s.host_ifindex, &port, BPF_ANY) != 0) return fail(CPPNET_MAP_VLAN_PORT, errno);
+  const std::vector<cppnet_vlan_cnt> zero(std::max(libbpf_num_possible_cpus(), 1));
+  if (bpf_map_update_elem(m.cnt(), &s.host_ifindex, zero.data(), BPF_NOEXIST) != 0 && errno != EEXIST)
+    return fail(CPPNET_MAP_VLAN_CNT, errno);
   cppnet_vlan_ep ep{};
   ep.ifindex = s.host_ifindex;
   memcpy(ep.mac, s.mac.data(), 6);
@@ -210,6 +218,8 @@ static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex) {
   }
   if (bpf_map_delete_elem(m.port(), &host_ifindex) != 0 && errno != ENOENT)
     return absl::InternalError(absl::StrCat("map " CPPNET_MAP_VLAN_PORT ": delete: ", strerror(errno)));
+  if (bpf_map_delete_elem(m.cnt(), &host_ifindex) != 0 && errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_VLAN_CNT ": delete: ", strerror(errno)));
   return absl::OkStatus();
 }
 
@@ -235,6 +245,19 @@ absl::StatusOr<std::vector<VlanPortEntry>> ListVlanPorts(int fd) {
 absl::StatusOr<std::vector<VlanAddrEntry>> ListVlanAddrs(int fd) {
   return Dump<cppnet_vlan_ep_key, cppnet_vlan_ep, VlanAddrEntry>(fd, CPPNET_MAP_VLAN_EP);
 }
+cppnet_vlan_cnt ReadVlanCounters(int fd, uint32_t host_ifindex) {
+  std::vector<cppnet_vlan_cnt> percpu(std::max(libbpf_num_possible_cpus(), 1));
+  cppnet_vlan_cnt sum{};
+  if (bpf_map_lookup_elem(fd, &host_ifindex, percpu.data()) != 0) return sum;
+  for (const auto& c : percpu) {
+    sum.rx_packets += c.rx_packets;
+    sum.rx_bytes += c.rx_bytes;
+    sum.tx_packets += c.tx_packets;
+    sum.tx_bytes += c.tx_bytes;
+  }
+  return sum;
+}
+
 absl::StatusOr<std::vector<VlanNetEntry>> ListVlanNets(int fd) {
   return Dump<cppnet_vlan_net_key, cppnet_vlan_net, VlanNetEntry>(fd, CPPNET_MAP_VLAN_NET);
 }

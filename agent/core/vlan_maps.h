@@ -16,12 +16,12 @@ namespace cppnet {
 uint8_t VlanModeId(const std::string& driver, const std::string& mode);
 std::string VlanModeName(uint8_t mode);
 
-// The three VLAN maps (cppnet_vlan_ep, _net, _port); closed on destruction when opened
-// from pins.
+// The VLAN maps the registry keeps (cppnet_vlan_ep, _net, _port, _cnt); closed on
+// destruction when opened from pins.
 class VlanMaps {
  public:
   VlanMaps() = default;
-  VlanMaps(int ep, int net, int port) : ep_(ep), net_(net), port_(port) {}
+  VlanMaps(int ep, int net, int port, int cnt) : ep_(ep), net_(net), port_(port), cnt_(cnt) {}
   VlanMaps(VlanMaps&& o) noexcept { *this = std::move(o); }
   VlanMaps& operator=(VlanMaps&& o) noexcept;
   ~VlanMaps();
@@ -29,9 +29,10 @@ class VlanMaps {
   int ep() const { return ep_; }
   int net() const { return net_; }
   int port() const { return port_; }
+  int cnt() const { return cnt_; }
 
  private:
-  int ep_ = -1, net_ = -1, port_ = -1;
+  int ep_ = -1, net_ = -1, port_ = -1, cnt_ = -1;
   bool owned_ = false;
 };
 
@@ -76,6 +77,8 @@ struct VlanNetEntry {
 absl::StatusOr<std::vector<VlanPortEntry>> ListVlanPorts(int port_fd);
 absl::StatusOr<std::vector<VlanAddrEntry>> ListVlanAddrs(int ep_fd);
 absl::StatusOr<std::vector<VlanNetEntry>> ListVlanNets(int net_fd);
+// An endpoint's counters summed over CPUs (zero when it has none).
+cppnet_vlan_cnt ReadVlanCounters(int cnt_fd, uint32_t host_ifindex);
 // "02:42:..", "198.18.10.2" or "2001:db8::2" for an address key.
 std::string FormatVlanAddr(const cppnet_vlan_ep_key& k);
 

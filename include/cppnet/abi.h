@@ -165,8 +165,7 @@ struct cppnet_vlan_miss {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_miss, 40);
 
-/* An endpoint's host veth (key: its ifindex): where its frames go, and its counters
- * (updated atomically by the datapath). */
+/* An endpoint's host veth (key: its ifindex): where its frames go. */
 struct cppnet_vlan_port {
 	__u32 trunk_ifindex;
 	__u16 vlan;
@@ -174,9 +173,15 @@ struct cppnet_vlan_port {
 	__u8 pad;
 	__u8 mac[6]; /* the endpoint's MAC (frames with another source are dropped) */
 	__u8 pad2[2];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_port, 16);
+
+/* Per-CPU traffic of an endpoint (key: its host veth's ifindex), created with it. */
+#define CPPNET_MAP_VLAN_CNT "cppnet_vlan_cnt"
+struct cppnet_vlan_cnt {
 	__u64 rx_packets, rx_bytes, tx_packets, tx_bytes;
 };
-CPPNET_ASSERT_SIZE(struct cppnet_vlan_port, 48);
+CPPNET_ASSERT_SIZE(struct cppnet_vlan_cnt, 32);
 
 #define CPPNET_CFG_READY 0x1 /* agent has filled the config; programs act only then */
 #define CPPNET_CFG_UNTAGGED_VLAN 0x2 /* an untagged VLAN network uses the underlay as trunk */

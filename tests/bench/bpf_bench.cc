@@ -10,10 +10,12 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../bpf/packet.h"
 #include "core/maps.h"
+#include "core/vlan_maps.h"
 #include "datapath.h"
 
 using namespace cppnet;
@@ -120,6 +122,27 @@ int main(int argc, char** argv) {
   // The container's first packet teaches the datapath where it lives (direct delivery).
   (void)NsPerPacket(enc, container(inner(64)), 1, 1);
   const int samples = static_cast<int>(std::min<uint32_t>(repeat / 10, 100000));
+  // VLAN network 10 on trunk lo: the measured endpoint's veth is lo itself (test runs
+  // see ifindex 1), a second endpoint has an ifindex no interface has.
+  const Mac kEp{0x02, 0x42, 0, 0, 0, 0x10}, kEp2{0x02, 0x42, 0, 0, 0, 0x11}, kWire{0x02, 0x42, 0, 0, 0, 0x99};
+  const Mac kEp3{0x02, 0x42, 0, 0, 0, 0x12};
+  const int port = (*dp)->vlan_port_prog_fd(), trunk = (*dp)->trunk_prog_fd();
+  const Bytes host_tcp = Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))});
+  double trunk_pass = 0;
+  for (auto [ifindex, mac, vlan] : {std::tuple<uint32_t, Mac, uint16_t>{1, kEp, 10}, {900007, kEp2, 10},
+                                    {900008, kEp3, 0}}) {
+    // The host's own traffic on a trunk with tagged networks only (before the untagged one).
+    if (!vlan) trunk_pass = NsPerPacket(trunk, host_tcp, repeat);
+    VlanEndpointSpec s{.network = "bench", .trunk_ifindex = 1, .trunk_mac = kMacA, .vlan = vlan,
+                       .mode = CPPNET_VLAN_MACVLAN_BRIDGE, .host_ifindex = ifindex, .mac = mac};
+    if (auto st = RegisterVlanEndpoint((*dp)->vlan_maps(), s); !st.ok()) {
+      fprintf(stderr, "bpf_bench: %s\n", std::string(st.message()).c_str());
+      return 1;
+    }
+  }
+  const Bytes v64 = Ip4(0xc6120a02, 0xc6120a03, Tcp(1, 2, 24));
+  const Bytes tagged = Cat({Bytes(kEp.begin(), kEp.end()), Bytes(kWire.begin(), kWire.end()),
+                            Bytes{0x81, 0x00, 0x00, 10, 0x08, 0x00}, v64});
   struct Row {
     const char* name;
     double ns;
@@ -138,6 +161,18 @@ int main(int argc, char** argv) {
       {"tc_pass_unleased_subnet", NsPerPacket(enc, container(Ip4(0xc6130102, 0xc613ff09, Tcp(1, 2, 24))), repeat)},
       {"tc_pass_underlay_tcp", NsPerPacket(und, Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))}), repeat)},
       {"xdp_pass_underlay_tcp", NsPerPacket(dec, Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))}), repeat)},
+      // VLAN networks: an endpoint's frame tagged out of the trunk, switched to a local
+      // endpoint; a tagged frame untagged and switched into its endpoint.
+      {"tc_vlan_port_to_wire_64", MutatingNsPerPacket(port, tc0, Cat({Eth(kWire, kEp, 0x0800), v64}), samples, repeat)},
+      {"tc_vlan_port_local_64", NsPerPacket(port, Cat({Eth(kEp2, kEp, 0x0800), v64}), repeat)},
+      // The tag is in the data here (test runs); on a real trunk the kernel has already
+      // moved it into skb metadata, where removing it costs nothing: the untagged
+      // network's figure is the demultiplexing itself.
+      {"tc_vlan_trunk_rx_64", MutatingNsPerPacket(trunk, tc0, tagged, samples, repeat)},
+      {"tc_vlan_trunk_rx_untagged_64", NsPerPacket(trunk, Cat({Eth(kEp3, kWire, 0x0800), v64}), repeat)},
+      {"tc_vlan_trunk_pass_64", trunk_pass},
+      // ... and on a trunk that also carries an untagged network (looked up for every frame).
+      {"tc_vlan_trunk_pass_untagged_net_64", NsPerPacket(trunk, host_tcp, repeat)},
   };
   printf("{\"repeat\": %u, \"ns_per_packet\": {", repeat);
   for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
