@@ -350,7 +350,9 @@ class Lab:
         """Client URL of the current leader, None during an election."""
         p = self.etcdctl("endpoint", "status", "-w", "json", check=False)
         st = json.loads(p.stdout) if p.returncode == 0 else []
-        return next((e["Endpoint"] for e in st if e["Status"]["leader"] == e["Status"]["header"]["member_id"]), None)
+        # During an election a member reports no leader (the field is left out of the JSON).
+        return next((e["Endpoint"] for e in st if e.get("Status", {}).get("leader")
+                     and e["Status"]["leader"] == e["Status"].get("header", {}).get("member_id")), None)
 
     def stop_etcd(self):
         """etcd down (its data stays: start_etcd() brings the same cluster back)."""
