@@ -427,7 +427,6 @@ void Agent::LoadNetworks() {
              n.vlan ? absl::StrCat(n.vlan) : "untagged", ", ", n.subnets4.size() + n.subnets6.size(), " subnet(s)");
   if (nets->empty() && !sig.empty()) LOG_INFO("VLAN networks: none defined in ", dir);
   vlan_networks_ = std::move(*nets);
-  trunks_.clear();  // re-check every trunk against the new definitions
   if (datapath_active_) {
     if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
       const uint8_t flags = UntaggedVlanOnUnderlay() ? (cfg->flags | CPPNET_CFG_UNTAGGED_VLAN)
@@ -460,6 +459,14 @@ void Agent::SyncVlanDatapath() {
     if (!st.ok()) {
       LOG_ERROR("VLAN trunk: ", st.message());
       continue;
+    }
+    if (it != trunks_.end()) {  // the trunk was recreated: its endpoints follow it
+      auto moved = MoveVlanTrunk(dp_->vlan_maps(), static_cast<uint32_t>(it->second), static_cast<uint32_t>(ifindex));
+      if (moved.ok())
+        LOG_INFO("VLAN trunk ", n.trunk, " was recreated (ifindex ", it->second, " -> ", ifindex, "): ", *moved,
+                 " endpoint(s) moved to it");
+      else
+        LOG_ERROR("VLAN trunk ", n.trunk, ": ", moved.status().message());
     }
     trunks_[n.trunk] = ifindex;
     LOG_INFO("VLAN trunk ", n.trunk, ": tc ingress", underlay ? " (shared with the overlay underlay)" : "");

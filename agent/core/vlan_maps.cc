@@ -223,6 +223,41 @@ static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int> MoveVlanTrunk(const VlanMaps& m, uint32_t old_ifindex, uint32_t new_ifindex) {
+  VlanLock lock;
+  auto fail = [](const char* map) {
+    return absl::InternalError(absl::StrCat("map ", map, ": move trunk: ", strerror(errno)));
+  };
+  auto nets = ListVlanNets(m.net());
+  if (!nets.ok()) return nets.status();
+  for (auto n : *nets) {
+    if (n.key.trunk_ifindex != old_ifindex) continue;
+    cppnet_vlan_net_key k = n.key;
+    k.trunk_ifindex = new_ifindex;
+    if (bpf_map_update_elem(m.net(), &k, &n.net, BPF_ANY) != 0) return fail(CPPNET_MAP_VLAN_NET);
+    bpf_map_delete_elem(m.net(), &n.key);
+  }
+  auto addrs = ListVlanAddrs(m.ep());
+  if (!addrs.ok()) return addrs.status();
+  for (auto a : *addrs) {
+    if (a.key.trunk_ifindex != old_ifindex) continue;
+    cppnet_vlan_ep_key k = a.key;
+    k.trunk_ifindex = new_ifindex;
+    if (bpf_map_update_elem(m.ep(), &k, &a.ep, BPF_ANY) != 0) return fail(CPPNET_MAP_VLAN_EP);
+    bpf_map_delete_elem(m.ep(), &a.key);
+  }
+  auto ports = ListVlanPorts(m.port());
+  if (!ports.ok()) return ports.status();
+  int moved = 0;
+  for (auto p : *ports) {
+    if (p.port.trunk_ifindex != old_ifindex) continue;
+    p.port.trunk_ifindex = new_ifindex;
+    if (bpf_map_update_elem(m.port(), &p.ifindex, &p.port, BPF_ANY) != 0) return fail(CPPNET_MAP_VLAN_PORT);
+    moved++;
+  }
+  return moved;
+}
+
 // Every entry of a hash map, keys and values of the given types.
 template <typename K, typename V, typename Out>
 static absl::StatusOr<std::vector<Out>> Dump(int fd, const char* name) {

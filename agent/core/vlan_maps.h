@@ -62,6 +62,11 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& spe
 // when there is none (CNI DEL is idempotent).
 absl::Status UnregisterVlanEndpoint(const VlanMaps& m, uint32_t host_ifindex);
 
+// A trunk was deleted and recreated under a new ifindex: moves every network, endpoint
+// address and endpoint of the old ifindex to the new one (next hops are relearned).
+// Returns the number of endpoints moved.
+absl::StatusOr<int> MoveVlanTrunk(const VlanMaps& m, uint32_t old_ifindex, uint32_t new_ifindex);
+
 struct VlanPortEntry {
   uint32_t ifindex;
   cppnet_vlan_port port;
