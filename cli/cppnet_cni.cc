@@ -384,6 +384,10 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
                                               prog_pin, ": ", strerror(errno), ")"));
   auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
   if (!maps.ok()) return Error(kTryAgainLater, std::string(maps.status().message()));
+  // A repeated ADD must not touch the endpoint the first one made (nor its address).
+  if (if_nametoindex(host.c_str()))
+    return Error(kIoFailure, absl::StrCat("network ", n.name, ": container ", Env("CNI_CONTAINERID"), " interface ",
+                                          ifname, " is already attached (veth ", host, "); DEL it first"));
   auto trunk = FindInterface(n.trunk);
   if (!trunk.ok()) return Error(kIoFailure, absl::StrCat("network ", n.name, ": parent ", n.parent, ": ", trunk.status().message()));
   const uint8_t mode = VlanModeId(n.driver, n.mode);

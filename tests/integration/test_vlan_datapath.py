@@ -314,6 +314,10 @@ def lifecycle(lab, c, h1, eps):
     text = h1.ctl("show", "vlans").stdout
     c.check("show vlans (table) lists the endpoint", eps[0].mac in text and "macvlan bridge" in text, text)
     a1e = eps[0]
+    rc, out = cni_call(h1, "ADD", a1e.netns, a1e.cid, conf("vlan10"))
+    p = a1e.ping(eps[1].ip4, count=1)
+    c.check("a repeated ADD is refused and leaves the attached endpoint working",
+            rc == 1 and "is already attached" in out.get("msg", "") and p.returncode == 0, (out, p.stdout[-200:]))
     rc, out = cni_call(h1, "CHECK", a1e.netns, a1e.cid, conf("vlan10", prevResult=a1e.result))
     c.check("CNI CHECK with the ADD result passes", rc == 0, out)
     before = host_veths(h1)
