@@ -15,12 +15,29 @@ struct vlan_hdr_ {
 	__be16 proto;
 };
 
+/* Address bytes of a key kind: MAC 6, IPv4 4, IPv6 16. */
+static __always_inline void vlan_addr_copy(__u8 *dst, const void *src, __u8 kind)
+{
+	if (kind == CPPNET_VLAN_ADDR_MAC)
+		__builtin_memcpy(dst, src, 6);
+	else if (kind == CPPNET_VLAN_ADDR_IPV4)
+		__builtin_memcpy(dst, src, 4);
+	else
+		__builtin_memcpy(dst, src, 16);
+}
+
+/* The endpoint with this MAC or IP on (trunk, VLAN). */
+static __always_inline struct cppnet_vlan_ep *vlan_ep_find(__u32 trunk, __u16 vid, __u8 kind, const void *addr)
+{
+	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = kind };
+
+	vlan_addr_copy(k.addr, addr, kind);
+	return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
+}
+
 static __always_inline struct cppnet_vlan_ep *vlan_ep_by_mac(__u32 trunk, __u16 vid, const __u8 *mac)
 {
-	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = CPPNET_VLAN_ADDR_MAC };
-
-	mac_copy(k.addr, mac);
-	return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
+	return vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_MAC, mac);
 }
 
 /* ipvlan: the endpoint owning the frame's destination IP (IPv4, IPv6, or an ARP's
@@ -90,22 +107,14 @@ static __always_inline void vlan_flood(struct __sk_buff *skb, const struct cppne
  * addresses (proxy), learns next hops from ARP/ND on the trunk, and asks the agent to
  * resolve the ones it does not know. */
 
-static __always_inline void nbr_learn(__u32 trunk, __u16 vid, __u8 kind, const void *addr, __u32 len, const __u8 *mac)
+static __always_inline void nbr_learn(__u32 trunk, __u16 vid, __u8 kind, const void *addr, const __u8 *mac)
 {
 	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = kind };
 	struct cppnet_vlan_nbr n = {};
 
-	__builtin_memcpy(k.addr, addr, len == 4 ? 4 : 16);
+	vlan_addr_copy(k.addr, addr, kind);
 	mac_copy(n.mac, mac);
 	bpf_map_update_elem(&cppnet_vlan_nbr, &k, &n, BPF_ANY);
-}
-
-static __always_inline struct cppnet_vlan_ep *l3_endpoint(__u32 trunk, __u16 vid, __u8 kind, const void *addr)
-{
-	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = kind };
-
-	__builtin_memcpy(k.addr, addr, kind == CPPNET_VLAN_ADDR_IPV4 ? 4 : 16);
-	return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
 }
 
 /* Ethernet/IPv4 ARP, as on the wire. */
@@ -148,8 +157,8 @@ static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet
 		    a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
 			return VLAN_NOT_OURS;
 		if (*(__u32 *)a.spa)
-			nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, 4, a.sha);
-		if (a.op == bpf_htons(1) && l3_endpoint(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.tpa)) {
+			nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, a.sha);
+		if (a.op == bpf_htons(1) && vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.tpa)) {
 			/* Answer for the endpoint, from the trunk's MAC (ipvlan: it is theirs). */
 			__u8 ip[4];
 			__builtin_memcpy(ip, a.tpa, 4);
@@ -183,14 +192,14 @@ static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet
 		return VLAN_NOT_OURS;
 	const int unspecified = !(*(__u64 *)nd.src | *(__u64 *)(nd.src + 8));
 	if (nd.type == ND_NA) {
-		nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target, 16, smac);
+		nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target, smac);
 		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
 	}
 	if (!unspecified)
-		nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.src, 16, smac);
+		nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.src, smac);
 	/* Answer only a solicitation with its source link-layer option (32 bytes), the
 	 * size of our advertisement, from a node that has an address (not DAD). */
-	if (unspecified || nd.plen != bpf_htons(32) || !l3_endpoint(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target))
+	if (unspecified || nd.plen != bpf_htons(32) || !vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target))
 		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
 	struct nd_pseudo_ ps = {};
 	__builtin_memcpy(ps.src, nd.target, 16);
