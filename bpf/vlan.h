@@ -330,9 +330,13 @@ static __always_inline int vlan_from_trunk(struct __sk_buff *skb)
 	const int ipvlan = mode == CPPNET_VLAN_IPVLAN_L2 || mode == CPPNET_VLAN_IPVLAN_L3;
 
 	/* One of our endpoints' frames reflected back by the switch: only vepa wants it
-	 * (that is how its endpoints reach each other); bridge already switched it here. */
+	 * (that is how its endpoints reach each other); bridge already switched it here.
+	 * Bridge unicast needs no source lookup: a frame for a local endpoint never left
+	 * the host, so a reflected one is for a MAC we do not serve and passes anyway. */
+	const int bcast = eth->h_dest[0] & 1;
 	if (ipvlan ? mac_equal(eth->h_source, net->trunk_mac)
-		   : mode != CPPNET_VLAN_MACVLAN_VEPA && vlan_ep_by_mac(trunk, vid, eth->h_source)) {
+		   : mode != CPPNET_VLAN_MACVLAN_VEPA && (bcast || mode != CPPNET_VLAN_MACVLAN_BRIDGE) &&
+			     vlan_ep_by_mac(trunk, vid, eth->h_source)) {
 		if (!vid)
 			return VLAN_NOT_OURS; /* untagged: the host's own frames */
 		count(CPPNET_CNT_DROP_VLAN_LOOP, skb->len);
@@ -348,7 +352,7 @@ static __always_inline int vlan_from_trunk(struct __sk_buff *skb)
 		if ((void *)(eth + 1) > data_end)
 			return VLAN_NOT_OURS;
 	}
-	if (eth->h_dest[0] & 1) {
+	if (bcast) {
 		if (mode == CPPNET_VLAN_IPVLAN_L3)
 			return vid ? TC_ACT_SHOT : VLAN_NOT_OURS; /* l3: no broadcast to endpoints */
 		if (vid && bpf_skb_vlan_pop(skb)) {
