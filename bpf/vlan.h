@@ -168,8 +168,10 @@ static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet
 			mac_copy(a.sha, net->trunk_mac);
 			__builtin_memcpy(a.spa, ip, 4);
 			if (bpf_skb_store_bytes(skb, l3, &a, sizeof(a), 0) || bpf_skb_store_bytes(skb, 0, smac, 6, 0) ||
-			    bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0))
+			    bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0)) {
+				count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
 				return TC_ACT_SHOT;
+			}
 			count(CPPNET_CNT_VLAN_PROXY, skb->len);
 			return bpf_redirect(trunk, 0); /* back out, still tagged */
 		}
@@ -216,8 +218,10 @@ static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet
 	__builtin_memcpy(ps.icmp + 2, &csum, 2);
 	/* IPv6 addresses: from the target to the solicitor; then the advertisement. */
 	if (bpf_skb_store_bytes(skb, l3 + 8, ps.src, 32, 0) || bpf_skb_store_bytes(skb, l3 + 40, ps.icmp, 32, 0) ||
-	    bpf_skb_store_bytes(skb, 0, smac, 6, 0) || bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0))
+	    bpf_skb_store_bytes(skb, 0, smac, 6, 0) || bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0)) {
+		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
 		return TC_ACT_SHOT;
+	}
 	count(CPPNET_CNT_VLAN_PROXY, skb->len);
 	return bpf_redirect(trunk, 0);
 }
@@ -246,7 +250,7 @@ static __always_inline int vlan_l3_out(struct __sk_buff *skb, const struct cppne
 	if (proto == bpf_htons(ETH_P_IP)) {
 		__be32 a[2]; /* source, destination */
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, a, 8))
-			return TC_ACT_SHOT;
+			goto truncated;
 		__be32 nh = net->subnet4_len && in_prefix(a[1], net->subnet4, net->subnet4_len) ? a[1] : net->gw4;
 		if (!nh) {
 			count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
@@ -258,7 +262,7 @@ static __always_inline int vlan_l3_out(struct __sk_buff *skb, const struct cppne
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		__u8 a[32];
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, a, 32))
-			return TC_ACT_SHOT;
+			goto truncated;
 		k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV6;
 		if (net->subnet6_len && in_prefix6(a + 16, net->subnet6, net->subnet6_len))
 			__builtin_memcpy(k.addr, a + 16, 16);
@@ -280,9 +284,14 @@ static __always_inline int vlan_l3_out(struct __sk_buff *skb, const struct cppne
 		count(CPPNET_CNT_DROP_VLAN_UNRESOLVED, skb->len);
 		return TC_ACT_SHOT;
 	}
-	if (bpf_skb_store_bytes(skb, 0, n->mac, 6, 0))
+	if (bpf_skb_store_bytes(skb, 0, n->mac, 6, 0)) {
+		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
 		return TC_ACT_SHOT;
+	}
 	return VLAN_NOT_OURS;
+truncated:
+	count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
+	return TC_ACT_SHOT;
 }
 
 /* tc ingress of a trunk (the underlay program calls it too). Returns a tc verdict, or
