@@ -452,8 +452,15 @@ bool Agent::UntaggedVlanOnUnderlay() const {
 void Agent::SyncVlanDatapath() {
   for (const VlanNetwork& n : vlan_networks_) {
     const int ifindex = static_cast<int>(if_nametoindex(n.trunk.c_str()));
+    if (!ifindex) {  // said once per disappearance, not every second
+      if (missing_trunks_.insert(n.trunk).second)
+        LOG_ERROR("VLAN network ", n.name, ": trunk ", n.trunk, ": no such device (its endpoints are cut off until it "
+                  "appears)");
+      continue;
+    }
+    if (missing_trunks_.erase(n.trunk)) LOG_INFO("VLAN trunk ", n.trunk, " is back");
     auto it = trunks_.find(n.trunk);
-    if (!ifindex || (it != trunks_.end() && it->second == ifindex)) continue;
+    if (it != trunks_.end() && it->second == ifindex) continue;
     const bool underlay = n.trunk == underlay_.name;
     absl::Status st = underlay ? dp_->AttachUnderlay(ifindex, n.trunk) : dp_->AttachTrunk(ifindex, n.trunk);
     if (!st.ok()) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -135,6 +136,7 @@ class Agent {
   std::string networks_signature_ = "-";  // names and mtimes of networks.d/*.json last loaded
   std::vector<VlanNetwork> vlan_networks_;
   std::map<std::string, int> trunks_;      // trunk name → ifindex our program is attached to
+  std::set<std::string> missing_trunks_;   // trunks reported missing (logged once)
   bool vlan_ports_attached_ = false;       // endpoints re-attached to this agent's program
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   // What the routes map holds, read once when the datapath is activated and kept

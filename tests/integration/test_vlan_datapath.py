@@ -292,11 +292,13 @@ def operations(lab, c, h1, local, remote, doomed):
             out[-300:])
     # The trunk deleted and recreated (a NIC reset, a re-plugged link): endpoints follow it.
     L.run(["ip", "-n", h1.ns, "link", "del", "eth1"])
+    L.wait_for("agent reports the missing trunk", lambda: "trunk eth1: no such device" in h1.log(), 10)
     lab.add_trunk([h1])
     L.wait_for("agent follows the recreated trunk", lambda: "was recreated" in h1.log(), 15)
     p = local.ping(remote.ip4)
-    c.check("trunk deleted and recreated: the agent moves its endpoints to it, traffic resumes",
-            p.returncode == 0 and "endpoint(s) moved to it" in h1.log(), p.stdout[-200:] + h1.log()[-300:])
+    c.check("trunk deleted (reported) and recreated: the agent moves its endpoints to it, traffic resumes",
+            p.returncode == 0 and "endpoint(s) moved to it" in h1.log() and "VLAN trunk eth1 is back" in h1.log(),
+            p.stdout[-200:] + h1.log()[-300:])
     doomed.proc.kill()
     doomed.proc.wait()
     L.wait_for("vanished endpoint forgotten", lambda: doomed.mac not in h1.ctl("show", "vlans", "--json").stdout, 20)
