@@ -36,15 +36,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
   dp->skel_ = cppnet_bpf__open_opts(&opts);
   if (!dp->skel_) return absl::InternalError(absl::StrCat("BPF object cppnet: open: ", Err(errno)));
   if (pin_dir.empty()) {
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_routes, nullptr);
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_config, nullptr);
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_stats, nullptr);
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_endpoint, nullptr);
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_ep, nullptr);
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_net, nullptr);
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_port, nullptr);
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_nbr, nullptr);
-    bpf_map__set_pin_path(dp->skel_->maps.cppnet_vlan_cnt, nullptr);
+    bpf_map* map;
+    bpf_object__for_each_map(map, dp->skel_->obj) bpf_map__set_pin_path(map, nullptr);
   }
   // Pinned maps from an earlier run are reused, so routes survive a restart. A pinned
   // map whose layout an upgrade changed cannot be reused: it is replaced by a new one
