@@ -12,24 +12,32 @@
 #include "absl/strings/str_cat.h"
 
 namespace cppnet {
+
+void NlSockDeleter::operator()(nl_sock* s) const { nl_socket_free(s); }
+
+absl::StatusOr<NlSock> NlConnect() {
+  NlSock sk(nl_socket_alloc());
+  if (!sk) return absl::InternalError("netlink: cannot allocate a socket");
+  if (int err = nl_connect(sk.get(), NETLINK_ROUTE); err < 0)
+    return absl::InternalError(absl::StrCat("netlink: connect: ", nl_geterror(err)));
+  return sk;
+}
+
 namespace {
 
-struct SockDeleter { void operator()(nl_sock* s) const { nl_socket_free(s); } };
 struct CacheDeleter { void operator()(nl_cache* c) const { nl_cache_free(c); } };
-using Sock = std::unique_ptr<nl_sock, SockDeleter>;
 using Cache = std::unique_ptr<nl_cache, CacheDeleter>;
 
 struct Snapshot {
-  Sock sock;
+  NlSock sock;
   Cache links, addrs;
 };
 
 absl::StatusOr<Snapshot> Take(bool with_addrs = true) {
   Snapshot s;
-  s.sock.reset(nl_socket_alloc());
-  if (!s.sock) return absl::InternalError("netlink: cannot allocate socket");
-  if (int err = nl_connect(s.sock.get(), NETLINK_ROUTE); err < 0)
-    return absl::InternalError(absl::StrCat("netlink: connect: ", nl_geterror(err)));
+  auto sock = NlConnect();
+  if (!sock.ok()) return sock.status();
+  s.sock = std::move(*sock);
   nl_cache* c = nullptr;
   if (int err = rtnl_link_alloc_cache(s.sock.get(), AF_UNSPEC, &c); err < 0)
     return absl::InternalError(absl::StrCat("netlink: list links: ", nl_geterror(err)));

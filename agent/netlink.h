@@ -1,6 +1,7 @@
 // Interface discovery through libnl: the underlay (--iface, or the default route's
 // interface) and the container side (the interface carrying our subnet).
 #pragma once
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -8,7 +9,16 @@
 #include "absl/status/statusor.h"
 #include "core/net.h"
 
+struct nl_sock;
+
 namespace cppnet {
+
+struct NlSockDeleter {
+  void operator()(nl_sock* s) const;
+};
+using NlSock = std::unique_ptr<nl_sock, NlSockDeleter>;
+// A connected NETLINK_ROUTE socket.
+absl::StatusOr<NlSock> NlConnect();
 
 struct Interface {
   int ifindex = 0;

@@ -147,17 +147,6 @@ json OverlayDelegate(const json& conf, const SubnetEnv& env) {
 // endpoint's MAC and addresses, the host end carrying cppnet_tc_vlan_port. The maps say
 // which trunk and VLAN it belongs to; the agent owns the trunk side.
 
-struct NlSockDeleter { void operator()(nl_sock* s) const { nl_socket_free(s); } };
-using NlSock = std::unique_ptr<nl_sock, NlSockDeleter>;
-
-absl::StatusOr<NlSock> NlConnect() {
-  NlSock sk(nl_socket_alloc());
-  if (!sk) return absl::InternalError("netlink: cannot allocate a socket");
-  if (int err = nl_connect(sk.get(), NETLINK_ROUTE); err < 0)
-    return absl::InternalError(absl::StrCat("netlink: connect: ", nl_geterror(err)));
-  return sk;
-}
-
 // Host end of the endpoint's veth: stable for (container, interface), so DEL finds it.
 std::string HostVethName(const std::string& container, const std::string& ifname) {
   uint64_t h = 1469598103934665603ULL;  // FNV-1a
