@@ -167,6 +167,12 @@ int ShowEndpoints(const Globals& g, const MapFds& m) {
   return 0;
 }
 
+// Whether an endpoint (from the maps) belongs to a network (from its definition): a
+// network is one VLAN of one trunk on this host.
+bool PortOf(const cppnet_vlan_port& p, const VlanNetwork& n) {
+  return p.vlan == n.vlan && IfName(p.trunk_ifindex) == n.trunk;
+}
+
 // VLAN networks with their endpoints on this host: definitions from networks.d, the
 // endpoints, their addresses and counters from the maps.
 int ShowVlans(const Globals& g, const MapFds&) {
@@ -180,7 +186,7 @@ int ShowVlans(const Globals& g, const MapFds&) {
   std::vector<VlanNetwork> nets = defs.ok() ? *defs : std::vector<VlanNetwork>{};
   auto owner = [&](const cppnet_vlan_port& p) -> const VlanNetwork* {
     for (const VlanNetwork& n : nets)
-      if (n.vlan == p.vlan && n.trunk == IfName(p.trunk_ifindex)) return &n;
+      if (PortOf(p, n)) return &n;
     return nullptr;
   };
   ordered_json out = ordered_json::array();
@@ -346,7 +352,7 @@ int NetworkDelete(const Globals& g, const std::vector<std::string>& names) {
       for (const VlanNetwork& n : *defs)
         if (n.name == name) def = &n;
     if (def && ports.ok() && std::any_of(ports->begin(), ports->end(), [&](const VlanPortEntry& p) {
-          return p.port.vlan == def->vlan && IfName(p.port.trunk_ifindex) == def->trunk;
+          return PortOf(p.port, *def);
         })) {
       fprintf(stderr, "cppnetctl: error while removing network: network %s has active endpoints\n", name.c_str());
       rc = 1;
