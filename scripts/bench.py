@@ -119,12 +119,10 @@ def build(lab, args):
         for h, rng in ((p1, 0), (p2, 128)):
             h.ctl("network", "create", "-d", "macvlan", "--subnet", f"198.18.{third}.0/24", "--ip-range",
                   f"198.18.{third}.{rng}/25", "-o", f"parent={parent}", f"n{third}")
-            _, netns = L.container(lab, h)
-            conf = json.dumps({"cniVersion": "1.0.0", "name": f"n{third}", "type": "cppnet", "network": f"n{third}"})
-            rc, out = L.cni_call(h, "ADD", netns, f"bench{third}", conf)
-            if rc != 0:
-                raise L.LabError(f"{mode}: CNI ADD: {out}")
-            ends.append(Endpoint(["nsenter", f"--net={netns}", "--"], out["ips"][0]["address"].split("/")[0], lab))
+            e = L.CniEndpoint(lab, h, f"n{third}", f"bench{third}")
+            if e.rc != 0:
+                raise L.LabError(f"{mode}: CNI ADD: {e.result}")
+            ends.append(Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab))
         pairs[mode] = tuple(ends)
     L.wait_for("cppnet VLAN trunk", lambda: all("VLAN trunk eth0" in h.log() for h in (p1, p2)), 10)
     for mode, (a, b) in pairs.items():  # sanity: the path works before it is measured

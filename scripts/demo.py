@@ -68,14 +68,11 @@ def vlan_demo(lab):
     eps = {}
     for h in hosts:
         for vid in (10, 20):
-            proc, netns = L.container(lab, h)
-            conf = json.dumps({"cniVersion": "1.0.0", "name": f"vlan{vid}", "type": "cppnet", "network": f"vlan{vid}"})
-            rc, out = L.cni_call(h, "ADD", netns, f"h{h.index}v{vid}", conf)
-            if rc != 0:
-                raise L.LabError(f"CNI ADD: {out}")
-            ip, mac = out["ips"][0]["address"].split("/")[0], out["interfaces"][0]["mac"]
-            eps[(h.index, vid)] = (netns, ip, mac)
-            print(f"[host{h.index}] VLAN {vid}: container {ip} mac {mac}")
+            e = L.CniEndpoint(lab, h, f"vlan{vid}", f"h{h.index}v{vid}")
+            if e.rc != 0:
+                raise L.LabError(f"CNI ADD: {e.result}")
+            eps[(h.index, vid)] = (e.netns, e.ip4, e.mac)
+            print(f"[host{h.index}] VLAN {vid}: container {e.ip4} mac {e.mac}")
 
     step("same VLAN across hosts: ping; the trunk carries 802.1Q tags (tcpdump on the switch port)")
     trunk = lab.capture(["ip", "netns", "exec", lab.sw], "t2", ["vlan", "and", "icmp"])

@@ -471,6 +471,33 @@ def in_netns(netns, argv, **kw):
     return subprocess.run(["nsenter", f"--net={netns}", "--", *argv], capture_output=True, text=True, **kw)
 
 
+def cni_conf(network, **extra):
+    """The network configuration a runtime passes for a cppnet network."""
+    return json.dumps({"cniVersion": "1.0.0", "name": network, "type": "cppnet", "network": network, **extra})
+
+
+class CniEndpoint:
+    """A container attached to a cppnet network through the CNI plugin, as a runtime does."""
+
+    def __init__(self, lab, host, network, cid, **extra):
+        self.host, self.network, self.cid = host, network, cid
+        self.proc, self.netns = container(lab, host)
+        self.rc, self.result = cni_call(host, "ADD", self.netns, cid, cni_conf(network, **extra))
+        ips = [i["address"].split("/")[0] for i in self.result.get("ips", [])]
+        self.ip4 = next((a for a in ips if ":" not in a), None)
+        self.ip6 = next((a for a in ips if ":" in a), None)
+        self.mac = (self.result.get("interfaces") or [{}])[0].get("mac")
+
+    def run(self, argv, **kw):
+        return in_netns(self.netns, argv, timeout=30, **kw)
+
+    def ping(self, ip, count=2):
+        return self.run(["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2", ip])
+
+    def delete(self):
+        return cni_call(self.host, "DEL", self.netns, self.cid, cni_conf(self.network))
+
+
 def require_root():
     if os.geteuid() != 0:
         print("SKIP: the namespace lab needs root")
