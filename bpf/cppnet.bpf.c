@@ -491,10 +491,12 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 	const __u32 trunk = port->trunk_ifindex;
 	const __u16 vid = port->vlan;
 	const __u8 mode = port->mode;
+	/* The network entry (flood list, l3 routes) is looked up only where it is needed:
+	 * unicast to a local endpoint or the wire does without it. */
 	struct cppnet_vlan_net_key nk = { .trunk_ifindex = trunk, .vlan = vid };
-	struct cppnet_vlan_net *net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk);
-	if (!net || (void *)(eth + 1) > data_end) {
-		count(net ? CPPNET_CNT_DROP_TRUNCATED : CPPNET_CNT_DROP_VLAN_NO_PORT, skb->len);
+	struct cppnet_vlan_net *net;
+	if ((void *)(eth + 1) > data_end) {
+		count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
 		return TC_ACT_SHOT;
 	}
 	if (!mac_equal(eth->h_source, port->mac)) {
@@ -513,6 +515,11 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 		}
 		ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
 		if (!ep) {
+			net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk);
+			if (!net) {
+				count(CPPNET_CNT_DROP_VLAN_NO_PORT, skb->len);
+				return TC_ACT_SHOT;
+			}
 			int v = vlan_l3_out(skb, net, trunk, vid, eth->h_proto);
 			if (v != VLAN_NOT_OURS)
 				return v;
@@ -521,13 +528,15 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		}
 	} else if (bcast) {
-		if (mode == CPPNET_VLAN_MACVLAN_BRIDGE || mode == CPPNET_VLAN_IPVLAN_L2) {
+		if ((mode == CPPNET_VLAN_MACVLAN_BRIDGE || mode == CPPNET_VLAN_IPVLAN_L2) &&
+		    (net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk))) {
 			count(CPPNET_CNT_VLAN_LOCAL, skb->len);
 			vlan_flood(skb, net, self);
 		}
 	} else if (mode == CPPNET_VLAN_MACVLAN_BRIDGE) {
 		ep = vlan_ep_by_mac(trunk, vid, eth->h_dest);
-	} else if (mode == CPPNET_VLAN_IPVLAN_L2 && mac_equal(eth->h_dest, net->trunk_mac)) {
+	} else if (mode == CPPNET_VLAN_IPVLAN_L2 && mac_equal(eth->h_dest, port->mac)) {
+		/* ipvlan endpoints carry the trunk's MAC: to it means to one of them. */
 		ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
 	}
 	if (ep && ep->ifindex != self) {
