@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -49,6 +50,9 @@ void VlanResolver::Resolve(const cppnet_vlan_miss& ev) {
   const bool v4 = ev.kind == CPPNET_VLAN_ADDR_IPV4;
   const std::string target(reinterpret_cast<const char*>(ev.target), v4 ? 4 : 16);
   const absl::Time now = absl::Now();
+  // Remember recent requests only: an endpoint sweeping its subnet must not grow this.
+  if (asked_.size() >= 4096)
+    std::erase_if(asked_, [&](const auto& kv) { return now - kv.second >= absl::Seconds(1); });
   auto& last = asked_[{ev.trunk_ifindex, ev.vlan, target}];
   if (now - last < absl::Seconds(1)) return;
   last = now;
