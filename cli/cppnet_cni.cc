@@ -380,13 +380,9 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
   auto trunk = FindInterface(n.trunk);
   if (!trunk.ok()) return Error(kIoFailure, absl::StrCat("network ", n.name, ": parent ", n.parent, ": ", trunk.status().message()));
   const uint8_t mode = VlanModeId(n.driver, n.mode);
-  if (mode == CPPNET_VLAN_MACVLAN_PASSTHRU) {  // refuse before allocating anything
-    cppnet_vlan_net_key nk{static_cast<uint32_t>(trunk->ifindex), n.vlan, 0};
-    cppnet_vlan_net cur{};
-    if (bpf_map_lookup_elem(maps->net(), &nk, &cur) == 0 && cur.nports > 0)
-      return Error(kInvalidConfig, absl::StrCat("network ", n.name, " is in macvlan passthru mode and already has an "
-                                                "endpoint on this host (only one allowed)"));
-  }
+  // Refused before anything is allocated (registration checks again, under its lock).
+  if (auto st = VlanNetworkHasRoom(*maps, n.name, static_cast<uint32_t>(trunk->ifindex), n.vlan, mode); !st.ok())
+    return Error(kInvalidConfig, std::string(st.message()));
 
   // Addresses first: nothing to undo if IPAM says no.
   const json ipam_conf = IpamConf(conf, n);

@@ -136,6 +136,25 @@ class VlanLock {
 
 static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex);
 
+// Whether a network entry takes one more endpoint.
+static absl::Status RoomFor(const std::string& network, uint8_t mode, const cppnet_vlan_net& net) {
+  if (mode == CPPNET_VLAN_MACVLAN_PASSTHRU && net.nports > 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "network ", network, " is in macvlan passthru mode and already has an endpoint on this host (only one allowed)"));
+  if (net.nports >= CPPNET_VLAN_PORTS_MAX)
+    return absl::ResourceExhaustedError(absl::StrCat("network ", network, " already has ", CPPNET_VLAN_PORTS_MAX,
+                                                     " endpoints on this host, the most one network can have"));
+  return absl::OkStatus();
+}
+
+absl::Status VlanNetworkHasRoom(const VlanMaps& m, const std::string& network, uint32_t trunk_ifindex, uint16_t vlan,
+                                uint8_t mode) {
+  cppnet_vlan_net_key nk{trunk_ifindex, vlan, 0};
+  cppnet_vlan_net net{};
+  if (bpf_map_lookup_elem(m.net(), &nk, &net) != 0) return absl::OkStatus();  // no endpoint yet
+  return RoomFor(network, mode, net);
+}
+
 absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) {
   VlanLock lock;
   cppnet_vlan_net_key nk{s.trunk_ifindex, s.vlan, 0};
@@ -152,14 +171,8 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
   Ip6Bytes(s.gw6, net.gw6);
   bool listed = false;
   for (int i = 0; i < net.nports; i++) listed |= net.ports[i] == s.host_ifindex;
-  if (!listed) {
-    if (s.mode == CPPNET_VLAN_MACVLAN_PASSTHRU && net.nports > 0)
-      return absl::FailedPreconditionError(absl::StrCat(
-          "network ", s.network, " is in macvlan passthru mode and already has an endpoint on this host (only one allowed)"));
-    if (net.nports >= CPPNET_VLAN_PORTS_MAX)
-      return absl::ResourceExhaustedError(absl::StrCat("network ", s.network, " already has ", CPPNET_VLAN_PORTS_MAX,
-                                                       " endpoints on this host, the most one network can have"));
-  }
+  if (!listed)
+    if (auto st = RoomFor(s.network, s.mode, net); !st.ok()) return st;
   const auto keys = AddrKeys(s);
   for (const auto& k : keys) {
     cppnet_vlan_ep cur{};

@@ -58,6 +58,10 @@ struct VlanEndpointSpec {
 // list. Refuses a second endpoint of a passthru network, a full network, and an
 // address another endpoint of the network owns; changes nothing then.
 absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& spec);
+// What RegisterVlanEndpoint would refuse for lack of room (a second passthru endpoint,
+// a full network), checked before anything is allocated for a new endpoint.
+absl::Status VlanNetworkHasRoom(const VlanMaps& m, const std::string& network, uint32_t trunk_ifindex, uint16_t vlan,
+                                uint8_t mode);
 // Removes every trace of the endpoint whose host veth had `host_ifindex`; no error
 // when there is none (CNI DEL is idempotent).
 absl::Status UnregisterVlanEndpoint(const VlanMaps& m, uint32_t host_ifindex);
