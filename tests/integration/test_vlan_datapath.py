@@ -273,6 +273,10 @@ def operations(lab, c, h1, local, remote, doomed):
     # The trunk deleted and recreated (a NIC reset, a re-plugged link): endpoints follow it.
     L.run(["ip", "-n", h1.ns, "link", "del", "eth1"])
     L.wait_for("agent reports the missing trunk", lambda: "trunk eth1: no such device" in h1.log(), 10)
+    orphan = Endpoint(lab, h1, "vlan10", "orphan")
+    c.check("CNI ADD while the trunk is missing: error naming the parent, no address taken",
+            orphan.rc == 1 and "parent eth1.10" in orphan.result.get("msg", "")
+            and "orphan" not in h1.sh("cat /run/cppnet/ipam/vlan10/* 2>/dev/null", check=False).stdout, orphan.result)
     lab.add_trunk([h1])
     L.wait_for("agent follows the recreated trunk", lambda: "was recreated" in h1.log(), 15)
     p = local.ping(remote.ip4)
