@@ -459,7 +459,7 @@ def cni_call(host, command, netns, cid, stdin, ifname="eth0"):
 
 def container(lab, host):
     """A container's network namespace as a runtime holds it: a process's /proc/PID/ns/net."""
-    p = subprocess.Popen(host.cmd(["unshare", "--net", "sleep", "600"]), stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(host.cmd(["unshare", "--net", "sleep", "infinity"]), stdin=subprocess.DEVNULL)
     lab.pids.append(p)
     wait_for("container netns", lambda: subprocess.run(["readlink", f"/proc/{p.pid}/ns/net"], capture_output=True,
                                                          text=True).stdout != subprocess.run(
