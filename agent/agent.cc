@@ -656,10 +656,34 @@ void Agent::AttachContainerPorts() {
     now.emplace(p.ifindex, p.name);
   }
   ports_ = std::move(now);
-  auto eps = ListEndpoints(dp_->maps().endpoints());
+  // A veth that is gone releases its address: only then may another veth bind it.
+  const MapFds& m = dp_->maps();
+  if (auto binds = ListBinds(m.binds()); binds.ok()) {
+    for (const BindEntry& b : *binds)
+      if (!ports_.count(static_cast<int>(b.ifindex)))
+        if (auto st = Unbind(m.binds(), m.endpoints(), b.ifindex); !st.ok()) LOG_WARN(st.message());
+  }
+  auto eps = ListEndpoints(m.endpoints());
   if (!eps.ok()) return;
   for (const EndpointEntry& e : *eps)
-    if (!ports_.count(static_cast<int>(e.endpoint.ifindex))) (void)DeleteEndpoint(dp_->maps().endpoints(), e.addr);
+    if (!ports_.count(static_cast<int>(e.endpoint.ifindex))) (void)DeleteEndpoint(m.endpoints(), e.addr);
+}
+
+// The peers map (PublicIP -> routes naming it) follows the route entries we know,
+// by difference: only changed peers are written.
+void Agent::SyncPeers() {
+  std::map<uint32_t, uint32_t> want;
+  for (const auto& [subnet, r] : installed_) want[ntohl(r.public_ip)]++;
+  const int fd = dp_->maps().peers();
+  for (const auto& [ip, n] : peers_)
+    if (!want.count(ip))
+      if (auto st = SetPeer(fd, ip, 0); !st.ok()) LOG_ERROR(st.message());
+  for (const auto& [ip, n] : want) {
+    auto it = peers_.find(ip);
+    if (it != peers_.end() && it->second == n) continue;
+    if (auto st = SetPeer(fd, ip, n); !st.ok()) LOG_ERROR(st.message());
+  }
+  peers_ = std::move(want);
 }
 
 void Agent::Reconcile() {
@@ -705,6 +729,12 @@ void Agent::Reconcile() {
       return;
     }
     for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
+    auto peers = ListPeers(dp_->maps().peers());
+    if (!peers.ok()) {
+      LOG_ERROR(peers.status().message());
+      return;
+    }
+    peers_ = std::move(*peers);
     installed_loaded_ = true;
   }
   const int routes_fd = dp_->maps().routes();
@@ -766,6 +796,7 @@ void Agent::Reconcile() {
     installed_[subnet] = r;
   }
   health_->routes = n;
+  SyncPeers();
 }
 
 }  // namespace cppnet

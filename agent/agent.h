@@ -92,6 +92,7 @@ class Agent {
   void SyncVlanDatapath();
   bool UntaggedVlanOnUnderlay() const;
   void Reconcile();
+  void SyncPeers();
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
   void MarkEtcdOk();
@@ -143,6 +144,7 @@ class Agent {
   // in step with every change we make, so an etcd event costs no map walk.
   std::map<Prefix4, cppnet_route> installed_;
   bool installed_loaded_ = false;
+  std::map<uint32_t, uint32_t> peers_;  // what the peers map holds: PublicIP -> routes
   std::unique_ptr<VlanResolver> resolver_;  // after dp_: stops before the maps go
 };
 

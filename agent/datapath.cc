@@ -70,8 +70,9 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
     if (int err = bpf_program__pin(dp->skel_->progs.cppnet_tc_vlan_port, pin.c_str()); err)
       return absl::InternalError(absl::StrCat("BPF program cppnet_tc_vlan_port: pin ", pin, ": ", Err(err)));
   }
-  dp->maps_ = MapFds(bpf_map__fd(dp->skel_->maps.cppnet_routes), bpf_map__fd(dp->skel_->maps.cppnet_config),
-                     bpf_map__fd(dp->skel_->maps.cppnet_stats), bpf_map__fd(dp->skel_->maps.cppnet_endpoint));
+  const auto& m = dp->skel_->maps;
+  dp->maps_ = MapFds({bpf_map__fd(m.cppnet_routes), bpf_map__fd(m.cppnet_config), bpf_map__fd(m.cppnet_stats),
+                      bpf_map__fd(m.cppnet_endpoint), bpf_map__fd(m.cppnet_peers), bpf_map__fd(m.cppnet_binds)});
   return dp;
 }
 

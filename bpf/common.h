@@ -20,9 +20,21 @@
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88a8
 #define ETH_P_ARP 0x0806
+#define ARPHRD_ETHER_ 1
+#define ARPOP_REQUEST_ 1
+#define ARPOP_REPLY_ 2
+#define AF_INET_ 2
 #define ETH_P_IPV6 0x86dd
 #define VXLAN_FLAG_VNI 0x08
 #define ADJ_ROOM_ENCAP_L2(len) (((__u64)(len) & BPF_ADJ_ROOM_ENCAP_L2_MASK) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
+
+/* Ethernet/IPv4 ARP, as on the wire. */
+struct arp_eth_ {
+	__be16 htype, ptype;
+	__u8 hlen, plen;
+	__be16 op;
+	__u8 sha[6], spa[4], tha[6], tpa[4];
+} __attribute__((packed));
 
 struct vxlanhdr_ {
 	__u8 flags;
@@ -62,6 +74,22 @@ struct {
 	__type(value, struct cppnet_endpoint);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cppnet_endpoint SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CPPNET_ROUTES_MAX);
+	__type(key, __u32);
+	__type(value, struct cppnet_peer);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CPPNET_ENDPOINTS_MAX);
+	__type(key, __u32);
+	__type(value, struct cppnet_bind);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_binds SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

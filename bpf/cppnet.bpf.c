@@ -144,16 +144,61 @@ static __always_inline void write_outer(struct iphdr *oip, struct udphdr *udp, c
 	udp->check = 0;
 }
 
-static __always_inline void learn_endpoint(__u32 ifindex, const struct ethhdr *eth, __be32 addr)
+/* Is `addr` one a container of our subnet may own? Not the subnet's network or
+ * broadcast address, nor the gateway (the bridge: FLANNEL_SUBNET's address). */
+static __always_inline int container_address(__be32 addr, const struct cppnet_config *cfg)
 {
-	struct cppnet_endpoint *ep = bpf_map_lookup_elem(&cppnet_endpoint, &addr);
+	__u32 host = bpf_ntohl(addr) - bpf_ntohl(cfg->subnet_addr);
+	__u32 last = cfg->subnet_len >= 31 ? 0 : (1u << (32 - cfg->subnet_len)) - 1;
 
-	if (ep && ep->ifindex == ifindex && mac_equal(ep->mac, eth->h_source) && mac_equal(ep->gw_mac, eth->h_dest))
-		return;
-	struct cppnet_endpoint n = { .ifindex = ifindex };
-	mac_copy(n.mac, eth->h_source);
-	mac_copy(n.gw_mac, eth->h_dest);
-	bpf_map_update_elem(&cppnet_endpoint, &addr, &n, BPF_ANY);
+	return in_prefix(addr, cfg->subnet_addr, cfg->subnet_len) && host > 1 && host < last;
+}
+
+/* The source check of a container's veth: the veth's binding (one IPv4 address and
+ * MAC, made on first sight) must match the frame; an unbound veth binds `addr` unless
+ * it is not a container address of our subnet or another live veth holds it (the
+ * delivery entry doubles as the address's owner record). Returns the binding, or 0
+ * to drop (bad_source). */
+static __always_inline struct cppnet_bind *source_check(__u32 ifindex, __be32 addr, const __u8 *mac,
+							const struct cppnet_config *cfg)
+{
+	struct cppnet_bind *b = bpf_map_lookup_elem(&cppnet_binds, &ifindex);
+
+	if (b)
+		return b->addr == addr && mac_equal(b->mac, mac) ? b : 0;
+	if (!container_address(addr, cfg))
+		return 0;
+	struct cppnet_endpoint *ep = bpf_map_lookup_elem(&cppnet_endpoint, &addr);
+	if (ep && ep->ifindex != ifindex)
+		return 0;
+	struct cppnet_endpoint e = { .ifindex = ifindex }; /* gateway MAC: on its first overlay packet */
+	mac_copy(e.mac, mac);
+	struct cppnet_bind n = { .addr = addr };
+	mac_copy(n.mac, mac);
+	/* NOEXIST on both: of two veths racing for one address, one wins. */
+	if (bpf_map_update_elem(&cppnet_endpoint, &addr, &e, ep ? BPF_EXIST : BPF_NOEXIST) ||
+	    bpf_map_update_elem(&cppnet_binds, &ifindex, &n, BPF_NOEXIST))
+		return 0;
+	return bpf_map_lookup_elem(&cppnet_binds, &ifindex);
+}
+
+/* ARP from a container: it may speak only for its own address (a probe's sender
+ * address 0 aside), so it cannot poison the host's or a neighbour's ARP cache. */
+static __always_inline int container_arp(struct __sk_buff *skb, const struct ethhdr *eth,
+					 const struct cppnet_config *cfg)
+{
+	struct arp_eth_ a;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a)) || a.htype != bpf_htons(ARPHRD_ETHER_) ||
+	    a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
+		return TC_ACT_OK; /* not Ethernet/IPv4 ARP: nothing the host or a peer acts on */
+	__be32 spa;
+	__builtin_memcpy(&spa, a.spa, 4);
+	if (!mac_equal(a.sha, eth->h_source) || (spa && !source_check(skb->ifindex, spa, a.sha, cfg))) {
+		count(CPPNET_CNT_DROP_BAD_SOURCE, skb->len);
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_OK;
 }
 
 SEC("tc")
@@ -166,14 +211,44 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	struct cppnet_route *rt;
 	struct iphdr *ip;
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_OK;
 	cfg = ready_config();
-	if (!cfg || !in_prefix(ip->daddr, cfg->network_addr, cfg->network_len))
+	if (!cfg)
 		return TC_ACT_OK;
+	/* On a container's veth (not the bridge, where it is a fallback for ports not
+	 * attached yet): the container sends only from its own address and MAC. */
+	const int port = skb->ifindex != cfg->container_ifindex;
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return port ? container_arp(skb, eth, cfg) : TC_ACT_OK;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5) {
+		if (!port)
+			return TC_ACT_OK;
+		count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
+		return TC_ACT_SHOT;
+	}
+	struct cppnet_bind *bind = 0;
+	if (port && !(bind = source_check(skb->ifindex, ip->saddr, eth->h_source, cfg))) {
+		count(CPPNET_CNT_DROP_BAD_SOURCE, skb->len);
+		return TC_ACT_SHOT;
+	}
+	const int overlay = in_prefix(ip->daddr, cfg->network_addr, cfg->network_len);
+	if (!overlay) {
+		/* A container may not speak to a host's tunnel port: what it sends there would
+		 * look like a peer's traffic once masqueraded to its host's address. */
+		if (ip->protocol == IPPROTO_UDP_ && cfg->backend != CPPNET_BACKEND_HOSTGW && cfg->port) {
+			struct udphdr *udp = (void *)ip + ((ip->ihl * 4) & 0x3c);
+			if ((void *)(udp + 1) <= data_end && udp->dest == bpf_htons(cfg->port) &&
+			    !(ip->frag_off & bpf_htons(IP_MF_OFFSET))) {
+				count(CPPNET_CNT_DROP_TO_TUNNEL, skb->len);
+				return TC_ACT_SHOT;
+			}
+		}
+		return TC_ACT_OK;
+	}
 
 	struct cppnet_route_key key = { .prefixlen = 32, .addr = ip->daddr };
 	rt = bpf_map_lookup_elem(&cppnet_routes, &key);
@@ -183,10 +258,25 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	if (ip->ttl <= 1)
 		return TC_ACT_OK;
 
-	/* Only frames this veth carries from its container reach here with the gateway's
-	 * MAC as destination; remember them for the receive path. */
-	if (skb->ifindex != cfg->container_ifindex && in_prefix(ip->saddr, cfg->subnet_addr, cfg->subnet_len))
-		learn_endpoint(skb->ifindex, eth, ip->saddr);
+	if (bind) {
+		/* Its overlay packets go to the gateway's MAC: the delivery entry learns it
+		 * (once), for the receive path's direct delivery. */
+		if (!bind->delivery) {
+			struct cppnet_endpoint e = { .ifindex = skb->ifindex };
+			mac_copy(e.mac, eth->h_source);
+			mac_copy(e.gw_mac, eth->h_dest);
+			bpf_map_update_elem(&cppnet_endpoint, &ip->saddr, &e, BPF_ANY);
+			bind->delivery = 1;
+		}
+	} else {
+		/* The bridge: a port not attached yet. An address bound to a veth never
+		 * arrives here legitimately (its overlay packets leave at the veth). */
+		struct cppnet_endpoint *owner = bpf_map_lookup_elem(&cppnet_endpoint, &ip->saddr);
+		if (owner || !container_address(ip->saddr, cfg)) {
+			count(CPPNET_CNT_DROP_BAD_SOURCE, skb->len);
+			return TC_ACT_SHOT;
+		}
+	}
 
 	const __u8 backend = rt->backend;
 	const __be32 daddr = rt->public_ip;
@@ -196,7 +286,7 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 		if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size)
 			return too_big(skb, cfg, cfg->mtu);
 		ip_decrease_ttl(ip);
-		struct bpf_redir_neigh nh = { .nh_family = 2 /* AF_INET */, .ipv4_nh = daddr };
+		struct bpf_redir_neigh nh = { .nh_family = AF_INET_, .ipv4_nh = daddr };
 		count(CPPNET_CNT_HOSTGW_TX, skb->len);
 		return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
 	}
@@ -269,6 +359,22 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 
 enum decap_verdict { DECAP_NOT_OURS, DECAP_DROP, DECAP_OK };
 
+/* The trust boundary of the receive path: an overlay packet is the peer's when the
+ * route to its inner source (the lease of that subnet, or a static route) names the
+ * host it came from. Otherwise *reason says whether the sender is no peer at all or
+ * a peer sending from outside its subnet. */
+static __always_inline int from_peer(__be32 outer_saddr, __be32 inner_saddr, __u32 *reason)
+{
+	struct cppnet_route_key k = { .prefixlen = 32, .addr = inner_saddr };
+	struct cppnet_route *rt = bpf_map_lookup_elem(&cppnet_routes, &k);
+
+	if (rt && rt->public_ip == outer_saddr)
+		return 1;
+	*reason = bpf_map_lookup_elem(&cppnet_peers, &outer_saddr) ? CPPNET_CNT_DROP_BAD_INNER_SOURCE
+								    : CPPNET_CNT_DROP_UNKNOWN_PEER;
+	return 0;
+}
+
 /* Is this UDP packet to our underlay address a tunnel packet we must open? `ip` is
  * a validated IPv4 header without MF/offset. On DECAP_OK, *strip is the number of
  * bytes between the outer Ethernet header and the inner IPv4 header; on DECAP_DROP,
@@ -320,7 +426,7 @@ static __always_inline int decap_check(struct iphdr *ip, void *data_end, const s
 	*reason = CPPNET_CNT_DROP_NOT_LOCAL;
 	if (!in_prefix(iip->daddr, cfg->subnet_addr, cfg->subnet_len))
 		return DECAP_DROP;
-	return DECAP_OK;
+	return from_peer(ip->saddr, iip->saddr, reason) ? DECAP_OK : DECAP_DROP;
 }
 
 /* May this IPv4 header (bounds already checked) start a tunnel packet for us: whole
@@ -377,6 +483,14 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 		eth->h_proto = bpf_htons(ETH_P_IP);
 	}
 	count(vxlan ? CPPNET_CNT_VXLAN_RX : CPPNET_CNT_UDP_RX, data_end - data);
+	/* Mark it as checked (metadata travels with the skb to tc): the tc program
+	 * delivers only such unencapsulated packets without checking their sender. */
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)))
+		return XDP_PASS; /* no metadata room: tc leaves it to the stack */
+	__u32 *meta = (void *)(long)ctx->data_meta;
+	if ((void *)(meta + 1) > (void *)(long)ctx->data)
+		return XDP_PASS;
+	*meta = CPPNET_XDP_META_DECAP;
 	return XDP_PASS;
 }
 
@@ -394,7 +508,8 @@ static __always_inline int deliver(struct __sk_buff *skb, const struct cppnet_co
 		return TC_ACT_OK; /* the stack answers with ICMP time-exceeded */
 	__be32 daddr = ip->daddr;
 	struct cppnet_endpoint *ep = bpf_map_lookup_elem(&cppnet_endpoint, &daddr);
-	if (ep) {
+	/* Bound but its gateway MAC not seen yet (no overlay packet sent): the bridge. */
+	if (ep && (*(__u32 *)ep->gw_mac | *(__u16 *)(ep->gw_mac + 4))) {
 		ip_decrease_ttl(ip);
 		mac_copy(eth->h_dest, ep->mac);
 		mac_copy(eth->h_source, ep->gw_mac);
@@ -406,6 +521,43 @@ static __always_inline int deliver(struct __sk_buff *skb, const struct cppnet_co
 	ip_decrease_ttl(ip);
 	count(CPPNET_CNT_DELIVER_BRIDGE, skb->len);
 	return bpf_redirect_neigh(cfg->container_ifindex, 0, 0, 0);
+}
+
+/* A packet a host-gw (or DirectRouting) peer routed to us: its source lies in a
+ * subnet we reach that way, and it comes from that peer's MAC, as the host's
+ * neighbour table knows it. Delivered directly only then; with the peer's MAC not
+ * resolved (or forwarding off), the stack (and its firewall) decides; everything
+ * else is dropped. */
+static __always_inline int routed_from_peer(struct __sk_buff *skb, const struct cppnet_config *cfg, struct iphdr *ip)
+{
+	struct cppnet_route_key k = { .prefixlen = 32, .addr = ip->saddr };
+	struct cppnet_route *rt = bpf_map_lookup_elem(&cppnet_routes, &k);
+
+	if (!rt || rt->backend != CPPNET_BACKEND_HOSTGW) {
+		count(CPPNET_CNT_DROP_BAD_INNER_SOURCE, skb->len);
+		return TC_ACT_SHOT;
+	}
+	struct bpf_fib_lookup fib = {
+		.family = AF_INET_,
+		.ifindex = cfg->underlay_ifindex,
+		.ipv4_dst = rt->public_ip,
+	};
+	/* (The helper also insists on forwarding being enabled on the underlay.) */
+	long r = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (r == BPF_FIB_LKUP_RET_NO_NEIGH || r == BPF_FIB_LKUP_RET_FWD_DISABLED)
+		return TC_ACT_OK;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_SHOT;
+	__u8 peer_mac[8] __attribute__((aligned(4))); /* fib.dmac sits unaligned on the stack */
+	mac_copy(peer_mac, fib.dmac);
+	if (r != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex != cfg->underlay_ifindex || !mac_equal(peer_mac, eth->h_source)) {
+		count(CPPNET_CNT_DROP_UNKNOWN_PEER, skb->len);
+		return TC_ACT_SHOT;
+	}
+	return deliver(skb, cfg);
 }
 
 SEC("tc")
@@ -454,12 +606,16 @@ int cppnet_tc_underlay(struct __sk_buff *skb)
 		count(vxlan ? CPPNET_CNT_VXLAN_RX : CPPNET_CNT_UDP_RX, skb->len);
 		return deliver(skb, cfg);
 	}
-	/* Overlay traffic that arrives unencapsulated: host-gw peers route it to us, and
-	 * the XDP program passes up what it decapsulated. Traffic from outside the cluster
+	/* Overlay traffic that arrives unencapsulated: what the XDP program opened (and
+	 * checked), and what host-gw peers route to us. Traffic from outside the cluster
 	 * network stays with the stack (and its firewall). */
 	if (skb->pkt_type == PACKET_HOST && ip->version == 4 && in_prefix(ip->daddr, cfg->subnet_addr, cfg->subnet_len) &&
-	    in_prefix(ip->saddr, cfg->network_addr, cfg->network_len))
-		return deliver(skb, cfg);
+	    in_prefix(ip->saddr, cfg->network_addr, cfg->network_len)) {
+		__u32 *meta = (void *)(long)skb->data_meta;
+		if ((void *)(meta + 1) <= data && *meta == CPPNET_XDP_META_DECAP)
+			return deliver(skb, cfg);
+		return routed_from_peer(skb, cfg, ip);
+	}
 	return TC_ACT_OK;
 }
 

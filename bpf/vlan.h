@@ -117,14 +117,6 @@ static __always_inline void nbr_learn(__u32 trunk, __u16 vid, __u8 kind, const v
 	bpf_map_update_elem(&cppnet_vlan_nbr, &k, &n, BPF_ANY);
 }
 
-/* Ethernet/IPv4 ARP, as on the wire. */
-struct arp_eth_ {
-	__be16 htype, ptype;
-	__u8 hlen, plen;
-	__be16 op;
-	__u8 sha[6], spa[4], tha[6], tpa[4];
-} __attribute__((packed));
-
 /* ICMPv6 checksum of a 32-byte neighbour advertisement (RFC 4443 pseudo-header). */
 struct nd_pseudo_ {
 	__u8 src[16], dst[16];
@@ -153,16 +145,16 @@ static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet
 	if (proto == bpf_htons(ETH_P_ARP)) {
 		struct arp_eth_ a;
 
-		if (bpf_skb_load_bytes(skb, l3, &a, sizeof(a)) || a.htype != bpf_htons(1) ||
+		if (bpf_skb_load_bytes(skb, l3, &a, sizeof(a)) || a.htype != bpf_htons(ARPHRD_ETHER_) ||
 		    a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
 			return VLAN_NOT_OURS;
 		if (*(__u32 *)a.spa)
 			nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, a.sha);
-		if (a.op == bpf_htons(1) && vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.tpa)) {
+		if (a.op == bpf_htons(ARPOP_REQUEST_) && vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.tpa)) {
 			/* Answer for the endpoint, from the trunk's MAC (ipvlan: it is theirs). */
 			__u8 ip[4];
 			__builtin_memcpy(ip, a.tpa, 4);
-			a.op = bpf_htons(2);
+			a.op = bpf_htons(ARPOP_REPLY_);
 			mac_copy(a.tha, a.sha);
 			__builtin_memcpy(a.tpa, a.spa, 4);
 			mac_copy(a.sha, net->trunk_mac);

@@ -26,17 +26,14 @@ const std::array<CounterInfo, CPPNET_CNT_MAX>& Counters() {
 }
 
 MapFds& MapFds::operator=(MapFds&& o) noexcept {
-  std::swap(routes_, o.routes_);
-  std::swap(config_, o.config_);
-  std::swap(stats_, o.stats_);
-  std::swap(endpoints_, o.endpoints_);
+  std::swap(fds_, o.fds_);
   std::swap(owned_, o.owned_);
   return *this;
 }
 
 MapFds::~MapFds() {
   if (!owned_) return;
-  for (int fd : {routes_, config_, stats_, endpoints_})
+  for (int fd : fds_)
     if (fd >= 0) close(fd);
 }
 
@@ -75,11 +72,14 @@ absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const 
 }
 
 absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
-  int fds[4];
-  if (auto st = OpenPinnedMaps(dir, {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS, CPPNET_MAP_ENDPOINTS}, fds);
+  std::array<int, kCount> fds;
+  if (auto st = OpenPinnedMaps(dir,
+                               {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS, CPPNET_MAP_ENDPOINTS,
+                                CPPNET_MAP_PEERS, CPPNET_MAP_BINDS},
+                               fds.data());
       !st.ok())
     return st;
-  MapFds m(fds[0], fds[1], fds[2], fds[3]);
+  MapFds m(fds);
   m.owned_ = true;
   return m;
 }
@@ -183,6 +183,57 @@ absl::Status DeleteEndpoint(int fd, uint32_t addr) {
   if (bpf_map_delete_elem(fd, &key) == 0 || errno == ENOENT) return absl::OkStatus();
   return absl::InternalError(
       absl::StrCat("map " CPPNET_MAP_ENDPOINTS ": delete ", FormatIp4(addr), ": ", strerror(errno)));
+}
+
+absl::StatusOr<std::vector<BindEntry>> ListBinds(int fd) {
+  std::vector<BindEntry> out;
+  uint32_t key = 0, next = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    cppnet_bind b{};
+    if (bpf_map_lookup_elem(fd, &next, &b) == 0) out.push_back({next, b});
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return absl::InternalError(absl::StrCat("map " CPPNET_MAP_BINDS ": iterate: ", strerror(errno)));
+  return out;
+}
+
+absl::Status Unbind(int binds_fd, int endpoints_fd, uint32_t ifindex) {
+  cppnet_bind b{};
+  if (bpf_map_lookup_elem(binds_fd, &ifindex, &b) != 0) return absl::OkStatus();
+  cppnet_endpoint ep{};
+  if (bpf_map_lookup_elem(endpoints_fd, &b.addr, &ep) == 0 && ep.ifindex == ifindex &&
+      bpf_map_delete_elem(endpoints_fd, &b.addr) != 0 && errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ENDPOINTS ": delete ", FormatIp4(ntohl(b.addr)), ": ",
+                                            strerror(errno)));
+  if (bpf_map_delete_elem(binds_fd, &ifindex) != 0 && errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_BINDS ": delete ifindex ", ifindex, ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<uint32_t, uint32_t>> ListPeers(int fd) {
+  std::map<uint32_t, uint32_t> out;
+  uint32_t key = 0, next = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    cppnet_peer p{};
+    if (bpf_map_lookup_elem(fd, &next, &p) == 0) out[ntohl(next)] = p.routes;
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return absl::InternalError(absl::StrCat("map " CPPNET_MAP_PEERS ": iterate: ", strerror(errno)));
+  return out;
+}
+
+absl::Status SetPeer(int fd, uint32_t public_ip, uint32_t routes) {
+  uint32_t key = htonl(public_ip);
+  cppnet_peer p{routes};
+  if (routes ? bpf_map_update_elem(fd, &key, &p, BPF_ANY) == 0
+             : bpf_map_delete_elem(fd, &key) == 0 || errno == ENOENT)
+    return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat("map " CPPNET_MAP_PEERS ": ", routes ? "set " : "delete ", FormatIp4(public_ip), ": ", strerror(errno)));
 }
 
 absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int fd) {

@@ -2,6 +2,7 @@
 #pragma once
 #include <array>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,23 +35,25 @@ struct EndpointEntry {
 // File descriptors of the maps; closed on destruction when opened from pins.
 class MapFds {
  public:
-  MapFds() = default;
-  MapFds(int routes, int config, int stats, int endpoints)
-      : routes_(routes), config_(config), stats_(stats), endpoints_(endpoints) {}
-  MapFds(MapFds&& o) noexcept { *this = std::move(o); }
+  enum Index { kRoutes, kConfig, kStats, kEndpoints, kPeers, kBinds, kCount };
+  MapFds() { fds_.fill(-1); }
+  explicit MapFds(const std::array<int, kCount>& fds) : fds_(fds) {}
+  MapFds(MapFds&& o) noexcept : MapFds() { *this = std::move(o); }
   MapFds& operator=(MapFds&& o) noexcept;
   ~MapFds();
   // Opens the maps pinned under `dir`; errors say whether bpffs is missing, the
   // agent never ran, or permission is lacking.
   static absl::StatusOr<MapFds> OpenPinned(const std::string& dir);
 
-  int routes() const { return routes_; }
-  int config() const { return config_; }
-  int stats() const { return stats_; }
-  int endpoints() const { return endpoints_; }
+  int routes() const { return fds_[kRoutes]; }
+  int config() const { return fds_[kConfig]; }
+  int stats() const { return fds_[kStats]; }
+  int endpoints() const { return fds_[kEndpoints]; }
+  int peers() const { return fds_[kPeers]; }
+  int binds() const { return fds_[kBinds]; }
 
  private:
-  int routes_ = -1, config_ = -1, stats_ = -1, endpoints_ = -1;
+  std::array<int, kCount> fds_;
   bool owned_ = false;
 };
 
@@ -73,6 +76,18 @@ absl::StatusOr<std::optional<cppnet_route>> ExactRoute(int routes_fd, const Pref
 // Local containers the datapath has learned, by address.
 absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int endpoints_fd);
 absl::Status DeleteEndpoint(int endpoints_fd, uint32_t addr);
+// Container veths bound to their address (first sight), by host-end ifindex.
+struct BindEntry {
+  uint32_t ifindex;
+  cppnet_bind bind;
+};
+absl::StatusOr<std::vector<BindEntry>> ListBinds(int binds_fd);
+// Forgets a veth's binding and, when it still names that veth, its delivery entry.
+absl::Status Unbind(int binds_fd, int endpoints_fd, uint32_t ifindex);
+// Peer hosts by PublicIP (host byte order) and the number of routes naming each.
+absl::StatusOr<std::map<uint32_t, uint32_t>> ListPeers(int peers_fd);
+// Sets a peer's route count; 0 removes it.
+absl::Status SetPeer(int peers_fd, uint32_t public_ip, uint32_t routes);
 // Per-CPU counters summed over all CPUs.
 absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int stats_fd);
 

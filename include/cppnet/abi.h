@@ -20,6 +20,8 @@
 #define CPPNET_MAP_CONFIG "cppnet_config"
 #define CPPNET_MAP_STATS "cppnet_stats"
 #define CPPNET_MAP_ENDPOINTS "cppnet_endpoint"
+#define CPPNET_MAP_PEERS "cppnet_peers"
+#define CPPNET_MAP_BINDS "cppnet_binds"
 #define CPPNET_LINK_XDP_PREFIX "link_xdp_"
 #define CPPNET_ROUTES_MAX 65536
 #define CPPNET_ENDPOINTS_MAX 16384
@@ -72,6 +74,30 @@ struct cppnet_endpoint {
 	__u8 gw_mac[6];   /* the MAC the container sends to for its gateway */
 };
 CPPNET_ASSERT_SIZE(struct cppnet_endpoint, 16);
+
+/* A peer host, by its PublicIP (network byte order): how many routes (leases, static
+ * routes) lead to it. Written by the agent; the datapath reads it only to name why
+ * an overlay packet is dropped (acceptance checks the route of the inner source). */
+struct cppnet_peer {
+	__u32 routes;
+};
+CPPNET_ASSERT_SIZE(struct cppnet_peer, 4);
+
+/* A container veth (key: ifindex of its host end) bound to the one IPv4 address and
+ * MAC it sends from, on first sight. Frames with another source are dropped, and an
+ * address bound to a live veth is never re-bound to another (the agent removes the
+ * bindings of veths that are gone). */
+struct cppnet_bind {
+	__be32 addr;
+	__u8 mac[6];
+	__u8 delivery; /* 1 once the delivery entry (cppnet_endpoint) has its gateway MAC */
+	__u8 pad;
+};
+CPPNET_ASSERT_SIZE(struct cppnet_bind, 12);
+
+/* XDP metadata in front of a packet the XDP program decapsulated from a verified
+ * peer: the tc program delivers such packets without a second check. */
+#define CPPNET_XDP_META_DECAP 0x63707064u
 
 /* VLAN networks (Docker's macvlan/ipvlan on an 802.1Q trunk, done in BPF).
  * A network is identified on this host by its trunk and VLAN id (0 = untagged): one
@@ -232,11 +258,16 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 	X(DROP_BACKEND, "backend_unsupported", "route uses a backend this datapath lacks")      \
 	X(DROP_ENCAP_FAILED, "encap_failed", "kernel refused to grow or shrink the packet")      \
 	X(DROP_VLAN_NO_PORT, "vlan_no_port", "frame from a veth that is no VLAN endpoint (any more)") \
-	X(DROP_VLAN_SOURCE, "vlan_bad_source", "endpoint sent with a MAC that is not its own")     \
+	X(DROP_VLAN_SOURCE, "vlan_bad_source", "VLAN endpoint sent with a MAC or IP that is not its own")     \
 	X(DROP_VLAN_LOOP, "vlan_looped", "our own endpoint's frame came back from the wire")       \
 	X(DROP_VLAN_L3, "vlan_l3_no_l2", "broadcast, multicast or ARP from an ipvlan l3 endpoint")  \
 	X(DROP_VLAN_NO_ROUTE, "vlan_no_route", "ipvlan l3: off the network's subnet and no gateway")   \
-	X(DROP_VLAN_UNRESOLVED, "vlan_unresolved", "ipvlan l3: next hop's MAC unknown yet (the agent resolves it)")
+	X(DROP_VLAN_UNRESOLVED, "vlan_unresolved", "ipvlan l3: next hop's MAC unknown yet (the agent resolves it)") \
+	X(DROP_UNKNOWN_PEER, "unknown_peer", "overlay packet from a host that is no peer (outer source, or source MAC of a routed packet)") \
+	X(DROP_BAD_INNER_SOURCE, "bad_inner_source", "overlay packet whose inner source is not in the sending peer's subnet") \
+	X(DROP_BAD_SOURCE, "bad_source", "container sent from an address or MAC that is not its own") \
+	X(DROP_TO_TUNNEL, "container_to_tunnel", "container sent to a host's tunnel port") \
+	X(DROP_VLAN_TAGGED, "vlan_tagged_by_endpoint", "VLAN endpoint sent an 802.1Q/802.1ad tagged frame")
 
 #define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
 enum cppnet_counter_id {
