@@ -36,6 +36,8 @@ struct EtcdClient::Stubs {
 namespace {
 
 constexpr auto kCallTimeout = std::chrono::seconds(5);
+constexpr int64_t kRangePageKeys = 1000;
+constexpr int kMaxReceiveBytes = 64 << 20;
 
 void SetDeadline(grpc::ClientContext* ctx) { ctx->set_deadline(std::chrono::system_clock::now() + kCallTimeout); }
 
@@ -89,8 +91,36 @@ absl::Status EtcdClient::Error(absl::string_view op, absl::string_view key, cons
                                                             CodeName(st.error_code()), ": ", st.error_message()));
 }
 
+absl::Status LoadEtcdPassword(EtcdOptions* o) {
+  if (o->password_file.empty()) return absl::OkStatus();
+  if (!o->password.empty())
+    return absl::InvalidArgumentError("--etcd-password and --etcd-password-file exclude each other");
+  std::ifstream f(o->password_file);
+  if (!f) return absl::InvalidArgumentError(absl::StrCat("--etcd-password-file ", o->password_file, ": ", strerror(errno)));
+  std::getline(f, o->password);
+  if (!o->password.empty() && o->password.back() == '\r') o->password.pop_back();
+  if (o->password.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--etcd-password-file ", o->password_file, ": empty"));
+  return absl::OkStatus();
+}
+
+std::string ScrubPasswordArg(int argc, char** argv) {
+  bool found = false;
+  for (int i = 1; i < argc; i++) {
+    char* value = nullptr;
+    if (strcmp(argv[i], "--etcd-password") == 0 && i + 1 < argc) value = argv[i + 1];
+    else if (strncmp(argv[i], "--etcd-password=", 16) == 0) value = argv[i] + 16;
+    if (!value) continue;
+    memset(value, 'x', strlen(value));
+    found = true;
+  }
+  return found ? "--etcd-password on the command line was readable by every user of this host (/proc/PID/cmdline); "
+                 "use --etcd-password-file or CPPNET_ETCD_PASSWORD"
+               : "";
+}
+
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions& o) {
-  std::vector<std::string> addrs, hosts;
+  std::vector<std::string> addrs, hosts, c_warnings;
   bool all_ipv4 = true, tls = !o.cafile.empty() || !o.certfile.empty() || !o.keyfile.empty();
   for (absl::string_view e : absl::StrSplit(o.endpoints, ',', absl::SkipWhitespace())) {
     e = absl::StripAsciiWhitespace(e);
@@ -118,6 +148,9 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   // Our own connections: Reconnect() must not get the process-wide pool's old ones back.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // Above etcd's own request limit (1.5 MiB a value): one oversized key cannot stop a
+  // page or a watch; pages are sized in keys (RangePrefix).
+  args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (tls) {
     grpc::SslCredentialsOptions ssl;
@@ -139,7 +172,11 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
     // whole list, as the channel fails over between the addresses).
     if (addrs.size() > 1) args.SetSslTargetNameOverride(hosts[0]);
   }
+  if (!tls && !o.username.empty())
+    c_warnings.push_back(absl::StrCat("etcd credentials of user ", o.username, " travel unencrypted over http:// to ",
+                                      absl::StrJoin(addrs, ","), "; use https:// endpoints"));
   std::unique_ptr<EtcdClient> c(new EtcdClient());
+  c->warnings_ = std::move(c_warnings);
   c->endpoints_ = absl::StrJoin(addrs, ",");
   c->username_ = o.username;
   c->password_ = o.password;
@@ -210,17 +247,33 @@ grpc::Status EtcdClient::Unary(Stub* stub, grpc::Status (Stub::*method)(grpc::Cl
 
 EtcdClient::~EtcdClient() = default;
 
+// Paged, as etcd's own clients read large prefixes: `limit` keys per call, each page
+// from the key after the last one, all at the first page's revision (one snapshot).
+// A page over the receive limit (huge values) is asked again with fewer keys.
 absl::StatusOr<EtcdRange> EtcdClient::RangePrefix(const std::string& prefix) {
-  pb::RangeRequest req;
-  req.set_key(prefix);
-  req.set_range_end(PrefixRangeEnd(prefix));
-  pb::RangeResponse resp;
-  grpc::Status st = Unary(stubs()->kv.get(), &pb::KV::Stub::Range, req, &resp);
-  if (!st.ok()) return Error("range", prefix, st);
   EtcdRange r;
-  r.revision = resp.header().revision();
-  for (const auto& kv : resp.kvs()) r.kvs.push_back(FromPb(kv));
-  return r;
+  std::string from = prefix;
+  const std::string end = PrefixRangeEnd(prefix);
+  int64_t limit = kRangePageKeys;
+  for (;;) {
+    pb::RangeRequest req;
+    req.set_key(from);
+    req.set_range_end(end);
+    req.set_limit(limit);
+    if (r.revision) req.set_revision(r.revision);
+    pb::RangeResponse resp;
+    grpc::Status st = Unary(stubs()->kv.get(), &pb::KV::Stub::Range, req, &resp);
+    if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && limit > 1) {
+      limit = std::max<int64_t>(1, limit / 8);
+      continue;
+    }
+    if (!st.ok()) return Error("range", prefix, st);
+    if (!r.revision) r.revision = resp.header().revision();
+    for (const auto& kv : resp.kvs()) r.kvs.push_back(FromPb(kv));
+    if (!resp.more() || resp.kvs_size() == 0) return r;
+    from = resp.kvs(resp.kvs_size() - 1).key() + std::string(1, '\0');
+    limit = kRangePageKeys;
+  }
 }
 
 absl::StatusOr<std::optional<EtcdKV>> EtcdClient::Get(const std::string& key) {

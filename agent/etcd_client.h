@@ -53,9 +53,15 @@ struct EtcdOptions {
   std::string endpoints;  // "http://198.18.0.254:2379,…" (scheme optional; https:// = TLS)
   // TLS: CA bundle to verify etcd (system roots when empty), client certificate + key.
   std::string cafile, certfile, keyfile;
-  // etcd authentication (etcdctl user …; auth enable).
-  std::string username, password;
+  // etcd authentication (etcdctl user …; auth enable). The password may instead come
+  // from a file (first line), which no other user can read from /proc.
+  std::string username, password, password_file;
 };
+// Reads --etcd-password-file into o->password; errors name the file and the cause.
+absl::Status LoadEtcdPassword(EtcdOptions* o);
+// Credentials in argv are readable by every user (/proc/PID/cmdline): overwrites the
+// value of --etcd-password in argv and returns a warning to log, empty when absent.
+std::string ScrubPasswordArg(int argc, char** argv);
 
 class EtcdClient {
  public:
@@ -91,6 +97,9 @@ class EtcdClient {
   void Reconnect();
 
   const std::string& endpoints() const { return endpoints_; }
+  // What the caller should log about how the client was configured (e.g. credentials
+  // over plain http).
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   EtcdClient() = default;
@@ -112,6 +121,7 @@ class EtcdClient {
   std::shared_ptr<Stubs> stubs_;
   std::string endpoints_;
   std::string username_, password_;
+  std::vector<std::string> warnings_;
   std::mutex token_mu_;
   std::string token_;  // etcd auth token, empty until authenticated
   std::mutex watch_mu_;

@@ -3,7 +3,10 @@
 #include <httplib.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -11,8 +14,60 @@
 
 namespace cppnet {
 
+namespace {
+constexpr auto kIoTimeout = std::chrono::seconds(2);  // each read and write of a connection
+constexpr size_t kMaxConnections = 1024;
+}  // namespace
+
+// httplib's server, guarded for an endpoint any local user can reach: every connection
+// gets a thread of its own, so slow clients never delay a probe, reads and writes time
+// out after kIoTimeout, one request per connection, and at most kMaxConnections are
+// served at once (more wait to be accepted), far below the fd limit main() raises.
+// (httplib 0.11 cannot bound a connection's total time: a client trickling a byte
+// every 2 s holds its thread until its request is complete or too long.)
+class GuardedHttpServer : public httplib::Server {
+ public:
+  GuardedHttpServer() {
+    new_task_queue = [this] { return new ThreadPerConnection(this); };
+    set_read_timeout(kIoTimeout);
+    set_write_timeout(kIoTimeout);
+    set_keep_alive_max_count(1);
+  }
+  ~GuardedHttpServer() override {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, kIoTimeout * 2, [&] { return threads_ == 0; });
+  }
+
+ private:
+  class ThreadPerConnection : public httplib::TaskQueue {
+   public:
+    explicit ThreadPerConnection(GuardedHttpServer* s) : s_(s) {}
+    void enqueue(std::function<void()> fn) override {
+      {
+        std::unique_lock<std::mutex> l(s_->mu_);
+        s_->cv_.wait(l, [&] { return s_->threads_ < kMaxConnections; });
+        s_->threads_++;
+      }
+      std::thread([s = s_, fn = std::move(fn)] {
+        fn();
+        std::lock_guard<std::mutex> l(s->mu_);
+        s->threads_--;
+        s->cv_.notify_all();
+      }).detach();
+    }
+    void shutdown() override {}
+
+   private:
+    GuardedHttpServer* s_;
+  };
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t threads_ = 0;
+};
+
 HealthServer::HealthServer(AgentHealth* health, int stats_fd)
-    : health_(health), stats_fd_(stats_fd), server_(std::make_unique<httplib::Server>()) {}
+    : health_(health), stats_fd_(stats_fd), server_(std::make_unique<GuardedHttpServer>()) {}
 
 HealthServer::~HealthServer() {
   server_->stop();

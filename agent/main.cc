@@ -21,6 +21,8 @@
 #include "health.h"
 #include "log.h"
 
+#include <sys/resource.h>
+
 using namespace cppnet;
 
 namespace {
@@ -66,7 +68,8 @@ int main(int argc, char** argv) {
   app.add_option("--etcd-certfile", etcd_opts.certfile, "client certificate for etcd (TLS)")->envname(env("ETCD_CERTFILE"));
   app.add_option("--etcd-keyfile", etcd_opts.keyfile, "client key for etcd (TLS)")->envname(env("ETCD_KEYFILE"));
   app.add_option("--etcd-username", etcd_opts.username, "etcd user (authentication)")->envname(env("ETCD_USERNAME"));
-  app.add_option("--etcd-password", etcd_opts.password, "etcd password (prefer CPPNET_ETCD_PASSWORD)")->envname(env("ETCD_PASSWORD"));
+  app.add_option("--etcd-password", etcd_opts.password, "etcd password (prefer --etcd-password-file or CPPNET_ETCD_PASSWORD)")->envname(env("ETCD_PASSWORD"));
+  app.add_option("--etcd-password-file", etcd_opts.password_file, "file whose first line is the etcd password")->envname(env("ETCD_PASSWORD_FILE"));
   app.add_option("--etcd-prefix", o.etcd_prefix, "etcd prefix of the network config and leases")->envname(env("ETCD_PREFIX"))->capture_default_str();
   app.add_option("--iface", o.iface, "underlay interface (name or IP); default: interface of the default route")->envname(env("IFACE"));
   app.add_option("--public-ip", o.public_ip, "IP published to other hosts; default: the underlay interface's first IPv4")->envname(env("PUBLIC_IP"));
@@ -115,9 +118,18 @@ int main(int argc, char** argv) {
     if (!ip.ok()) return usage(absl::StrCat("--public-ip: ", ip.status().message()));
     public_ip = *ip;
   }
+  if (std::string w = ScrubPasswordArg(argc, argv); !w.empty()) LOG_WARN(w);
+  // Soft fd limit up to the hard one: clients of the health endpoint must never leave
+  // the agent without the netlink and BPF fds it needs.
+  if (struct rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) LOG_WARN("raising the open-file limit: ", strerror(errno));
+  }
+  if (auto st = LoadEtcdPassword(&etcd_opts); !st.ok()) return usage(std::string(st.message()));
   etcd_opts.endpoints = o.etcd_endpoints;
   auto etcd = EtcdClient::Create(etcd_opts);
   if (!etcd.ok()) return usage(std::string(etcd.status().message()));
+  for (const std::string& w : (*etcd)->warnings()) LOG_WARN(w);
 
   auto underlay = o.iface.empty() ? DefaultRouteInterface() : FindInterface(o.iface);
   if (!underlay.ok()) return Fail(std::string(underlay.status().message()));

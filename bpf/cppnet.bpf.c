@@ -655,6 +655,11 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 		count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
 		return TC_ACT_SHOT;
 	}
+	/* An endpoint never tags: a tag of its own would hop to another VLAN on the wire. */
+	if (skb->vlan_present || eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD)) {
+		count(CPPNET_CNT_DROP_VLAN_TAGGED, skb->len);
+		return TC_ACT_SHOT;
+	}
 	if (!mac_equal(eth->h_source, port->mac)) {
 		count(CPPNET_CNT_DROP_VLAN_SOURCE, skb->len);
 		return TC_ACT_SHOT;

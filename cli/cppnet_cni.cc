@@ -40,6 +40,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "core/json_util.h"
 #include "core/paths.h"
 #include "core/subnet_env.h"
 #include "core/tc.h"
@@ -58,6 +59,8 @@ enum { kIncompatibleVersion = 1, kInvalidEnv = 4, kIoFailure = 5, kDecodeFailure
        kTryAgainLater = 11 };
 
 std::string g_version = "1.0.0";
+// A network configuration with a prevResult stays far below this.
+constexpr size_t kMaxConfigBytes = 1 << 20;
 
 int Error(int code, const std::string& msg, const std::string& details = "") {
   json e = {{"cniVersion", g_version}, {"code", code}, {"msg", msg}};
@@ -508,7 +511,24 @@ int VlanCommand(const std::string& cmd, const json& conf, const VlanNetwork& n) 
 
 }  // namespace
 
-int main() {
+// Types of the top-level fields this plugin reads: a mistyped one is refused by name
+// before anything is created (nested ones surface as json exceptions, caught in main).
+std::string MistypedField(const json& conf) {
+  static const std::pair<const char*, json::value_t> kFields[] = {
+      {"cniVersion", json::value_t::string}, {"name", json::value_t::string},     {"type", json::value_t::string},
+      {"network", json::value_t::string},    {"subnetFile", json::value_t::string}, {"configDir", json::value_t::string},
+      {"bridge", json::value_t::string},     {"ipam", json::value_t::object},     {"prevResult", json::value_t::object},
+  };
+  for (const auto& [name, type] : kFields) {
+    auto it = conf.find(name);
+    if (it == conf.end() || it->is_null() || it->type() == type) continue;
+    return absl::StrCat("field \"", name, "\" must be ", type == json::value_t::string ? "a string" : "an object",
+                        " (got ", DescribeJson(*it), ")");
+  }
+  return "";
+}
+
+int Run() {
   const std::string cmd = Env("CNI_COMMAND");
   if (cmd == "VERSION") {
     std::cout << json{{"cniVersion", "1.0.0"}, {"supportedVersions", kVersions}}.dump() << std::endl;
@@ -516,9 +536,18 @@ int main() {
   }
   if (cmd != "ADD" && cmd != "DEL" && cmd != "CHECK")
     return Error(kInvalidEnv, cmd.empty() ? "CNI_COMMAND is not set" : absl::StrCat("unknown CNI_COMMAND ", cmd));
-  std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  std::string input;
+  char buf[4096];
+  while (std::cin.read(buf, sizeof(buf)) || std::cin.gcount() > 0) {
+    input.append(buf, static_cast<size_t>(std::cin.gcount()));
+    if (input.size() > kMaxConfigBytes) break;  // reported by CheckJsonBounds below
+  }
+  if (auto st = CheckJsonBounds(input, "network configuration on stdin", kMaxConfigBytes); !st.ok())
+    return Error(kDecodeFailure, std::string(st.message()));
   json conf = json::parse(input, nullptr, /*allow_exceptions=*/false);
   if (!conf.is_object()) return Error(kDecodeFailure, "network configuration on stdin is not a JSON object");
+  if (std::string bad = MistypedField(conf); !bad.empty())
+    return Error(kInvalidConfig, absl::StrCat("network configuration: ", bad));
   if (conf.contains("cniVersion") && conf["cniVersion"].is_string()) {
     g_version = conf["cniVersion"].get<std::string>();
     if (std::find(std::begin(kVersions), std::end(kVersions), g_version) == std::end(kVersions))
@@ -553,4 +582,15 @@ int main() {
                                               "cppnetctl network create"));
   }
   return VlanCommand(cmd, conf, *n);
+}
+
+int main() {
+  // Whatever a runtime sends, the answer is CNI error JSON, never an abort.
+  try {
+    return Run();
+  } catch (const nlohmann::json::exception& e) {
+    return Error(kInvalidConfig, absl::StrCat("network configuration: a field has the wrong type or is missing: ", e.what()));
+  } catch (const std::exception& e) {
+    return Error(kIoFailure, absl::StrCat("internal error: ", e.what()));
+  }
 }

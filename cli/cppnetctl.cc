@@ -92,8 +92,11 @@ int ShowLeases(const Globals& g, const MapFds* m) {
   };
   std::vector<Row> rows;
   if (!g.etcd.endpoints.empty()) {
-    auto etcd = EtcdClient::Create(g.etcd);
+    EtcdOptions eo = g.etcd;
+    if (auto st = LoadEtcdPassword(&eo); !st.ok()) return Fail(st);
+    auto etcd = EtcdClient::Create(eo);
     if (!etcd.ok()) return Fail(etcd.status());
+    for (const std::string& w : (*etcd)->warnings()) fprintf(stderr, "cppnetctl: warning: %s\n", w.c_str());
     const std::string prefix = g.etcd_prefix + "/subnets/";
     auto range = (*etcd)->RangePrefix(prefix);
     if (!range.ok()) return Fail(range.status());
@@ -508,6 +511,8 @@ int main(int argc, char** argv) {
     sub->add_option("--etcd-keyfile", g.etcd.keyfile, "TLS: client key")->envname("CPPNET_ETCD_KEYFILE");
     sub->add_option("--etcd-username", g.etcd.username, "etcd user")->envname("CPPNET_ETCD_USERNAME");
     sub->add_option("--etcd-password", g.etcd.password, "etcd password")->envname("CPPNET_ETCD_PASSWORD");
+    sub->add_option("--etcd-password-file", g.etcd.password_file, "file whose first line is the etcd password")
+        ->envname("CPPNET_ETCD_PASSWORD_FILE");
     sub->callback([&chosen, &leases_from_etcd, &g, fn = fn] {
       leases_from_etcd = !g.etcd.endpoints.empty();
       chosen = fn;
@@ -570,6 +575,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cppnetctl: %s\nRun cppnetctl --help for the commands.\n", e.what());
     return 2;
   }
+  if (std::string w = ScrubPasswordArg(argc, argv); !w.empty()) fprintf(stderr, "cppnetctl: warning: %s\n", w.c_str());
   if (net_chosen) return net_chosen();
   if (leases_from_etcd) return ShowLeases(g, nullptr);  // no maps needed
   auto maps = MapFds::OpenPinned(g.bpffs_dir);

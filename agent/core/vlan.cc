@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "json_util.h"
 
 namespace cppnet {
 namespace {
@@ -170,6 +171,7 @@ std::string SerializeVlanNetwork(const VlanNetwork& n) {
 }
 
 absl::StatusOr<VlanNetwork> ParseVlanNetwork(const std::string& text) {
+  if (auto st = CheckJsonBounds(text, "network definition"); !st.ok()) return Bad(std::string(st.message()));
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return Bad("not a JSON object");
   // Rebuild through the same validation (no host checks: the file was validated on create).

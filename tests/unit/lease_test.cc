@@ -91,6 +91,38 @@ TEST(Lease, FreeSubnetsRespectRangeAndTaken) {
   EXPECT_TRUE(FreeSubnets(cfg, {Prefix4{0xc6130000, 22}}, 100).empty());
 }
 
+// Hostile etcd values: bounded before parsing, never re-serialised into a message.
+TEST(Lease, DeepOrHugeValuesAreRefusedWithoutRecursion) {
+  std::string deep = R"({"PublicIP":"198.18.0.9","BackendData":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  auto l = ParseLease(deep);
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find("more than the limit"), std::string::npos) << l.status().message();
+  std::string nested = R"({"PublicIP":"198.18.0.9","x":)" + std::string(65, '[') + std::string(65, ']') + "}";
+  l = ParseLease(nested);
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find("nested deeper than 64"), std::string::npos) << l.status().message();
+  // Brackets inside strings do not count.
+  EXPECT_TRUE(ParseLease(R"({"PublicIP":"198.18.0.9","note":")" + std::string(200, '[') + R"("})").ok());
+  // A mistyped field is described, not dumped.
+  std::string vni = R"({"PublicIP":"198.18.0.9","BackendType":"vxlan","BackendData":{"VNI":)" + std::string(60, '[') +
+                    std::string(60, ']') + "}}";
+  l = ParseLease(vni);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().message(), "lease: BackendData: VNI must be an integer (got an array of 1 entries)");
+  auto c = ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":")" + std::string(1000, 'x') + R"("})");
+  ASSERT_FALSE(c.ok());
+  EXPECT_LT(c.status().message().size(), 200u) << c.status().message();
+}
+
+TEST(Lease, SkippedHostileLeaseNamesItsKey) {
+  std::vector<LeaseRecord> recs = {
+      {std::string(kPrefix) + "198.19.5.0-24", R"({"PublicIP":)" + std::string(100, '[') + std::string(100, ']') + "}", 1}};
+  LeaseSet s = SelectPeerLeases(Vxlan(), kPrefix, std::nullopt, recs);
+  ASSERT_EQ(s.skipped.size(), 1u);
+  EXPECT_EQ(s.skipped[0].key, std::string(kPrefix) + "198.19.5.0-24");
+  EXPECT_NE(s.skipped[0].reason.find("nested deeper"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace cppnet
 
