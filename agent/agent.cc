@@ -143,7 +143,7 @@ int Agent::Run() {
   LOG_INFO("cppnet-agent starting: underlay ", underlay_.name, " (", FormatIp4(public_ip_), ", MTU ", underlay_.mtu,
            "), VtepMAC ", FormatMac(vtep_mac_), ", etcd ", etcd_->endpoints(), " prefix ", opts_.etcd_prefix);
   watcher_ = std::thread([this] { WatchLoop(); });
-  if (auto r = VlanResolver::Start(dp_->vlan_miss_fd(), dp_->vlan_maps().net()); r.ok())
+  if (auto r = VlanResolver::Start(dp_->vlan_miss_fd(), dp_->vlan_maps().net(), dp_->vlan_nbr_fd()); r.ok())
     resolver_ = std::move(*r);
   else
     LOG_ERROR("ipvlan l3 next-hop resolution unavailable: ", r.status().message());

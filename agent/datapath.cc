@@ -85,6 +85,7 @@ int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cpp
 int Datapath::trunk_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_trunk); }
 int Datapath::vlan_port_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_vlan_port); }
 int Datapath::vlan_miss_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_miss); }
+int Datapath::vlan_nbr_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_nbr); }
 VlanMaps Datapath::vlan_maps() const {
   return VlanMaps(bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),
                   bpf_map__fd(skel_->maps.cppnet_vlan_port), bpf_map__fd(skel_->maps.cppnet_vlan_cnt));

@@ -46,6 +46,7 @@ class Datapath {
   int vlan_port_prog_fd() const;
   VlanMaps vlan_maps() const;  // not owning
   int vlan_miss_fd() const;    // ring buffer: ipvlan l3 next hops to resolve
+  int vlan_nbr_fd() const;     // ipvlan l3 next hops (the resolver marks what it asks for)
   const MapFds& maps() const { return maps_; }
   // Pinned maps from an earlier version whose layout differed, replaced at Load.
   const std::vector<std::string>& replaced_maps() const { return replaced_maps_; }

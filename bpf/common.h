@@ -166,6 +166,18 @@ static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
 	return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
 }
 
+/* For MACs at any alignment (packed ARP headers on the stack, where the verifier
+ * refuses unaligned word loads). */
+static __always_inline int mac_equal_bytes(const __u8 *a, const __u8 *b)
+{
+	__u8 d = 0;
+
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		d |= a[i] ^ b[i];
+	return !d;
+}
+
 static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
 {
 	__builtin_memcpy(dst, src, 6);

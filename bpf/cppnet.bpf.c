@@ -194,7 +194,7 @@ static __always_inline int container_arp(struct __sk_buff *skb, const struct eth
 		return TC_ACT_OK; /* not Ethernet/IPv4 ARP: nothing the host or a peer acts on */
 	__be32 spa;
 	__builtin_memcpy(&spa, a.spa, 4);
-	if (!mac_equal(a.sha, eth->h_source) || (spa && !source_check(skb->ifindex, spa, a.sha, cfg))) {
+	if (!mac_equal_bytes(a.sha, eth->h_source) || (spa && !source_check(skb->ifindex, spa, eth->h_source, cfg))) {
 		count(CPPNET_CNT_DROP_BAD_SOURCE, skb->len);
 		return TC_ACT_SHOT;
 	}
@@ -660,8 +660,15 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 		count(CPPNET_CNT_DROP_VLAN_TAGGED, skb->len);
 		return TC_ACT_SHOT;
 	}
-	if (!mac_equal(eth->h_source, port->mac)) {
+	if (!mac_equal(eth->h_source, port->mac) || !vlan_source_ok(skb, trunk, vid, self, eth->h_proto, port->mac)) {
 		count(CPPNET_CNT_DROP_VLAN_SOURCE, skb->len);
+		return TC_ACT_SHOT;
+	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end) {
+		count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
 		return TC_ACT_SHOT;
 	}
 	port_count(self, skb->len, 1);

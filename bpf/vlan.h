@@ -97,24 +97,67 @@ static __always_inline void vlan_flood(struct __sk_buff *skb, const struct cppne
 	}
 }
 
+/* Does an endpoint's frame carry only its own addresses? IPv4 and IPv6 sources and an
+ * ARP's sender must be addresses registered for this endpoint (an ARP probe's 0, the
+ * unspecified and link-local IPv6 sources of neighbour discovery aside). Other
+ * ethertypes carry no address the network routes by. */
+static __always_inline int vlan_source_ok(struct __sk_buff *skb, __u32 trunk, __u16 vid, __u32 self, __be16 proto,
+					  const __u8 *own_mac)
+{
+	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid };
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		k.kind = CPPNET_VLAN_ADDR_IPV4;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, k.addr, 4))
+			return 0;
+	} else if (proto == bpf_htons(ETH_P_ARP)) {
+		struct arp_eth_ a;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a)))
+			return 0;
+		__u32 spa;
+		__builtin_memcpy(&spa, a.spa, 4);
+		if (!mac_equal_bytes(a.sha, own_mac))
+			return 0;
+		if (!spa)
+			return 1;
+		k.kind = CPPNET_VLAN_ADDR_IPV4;
+		__builtin_memcpy(k.addr, a.spa, 4);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		k.kind = CPPNET_VLAN_ADDR_IPV6;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, k.addr, 16))
+			return 0;
+		if ((k.addr[0] == 0xfe && (k.addr[1] & 0xc0) == 0x80) || !(*(__u64 *)k.addr | *(__u64 *)(k.addr + 8)))
+			return 1;
+	} else {
+		return 1;
+	}
+	struct cppnet_vlan_ep *ep = bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
+	return ep && ep->ifindex == self;
+}
+
 #define VLAN_NOT_OURS (-1)
 #define IPPROTO_ICMPV6_ 58
 #define ND_NS 135
 #define ND_NA 136
+#define ND_NA_SOLICITED 0x40000000
 
 /* ---- ipvlan l3: the host is the endpoints' router on the VLAN (as the parent is
  * for Linux ipvlan l3). It answers ARP and neighbour solicitations for their
  * addresses (proxy), learns next hops from ARP/ND on the trunk, and asks the agent to
  * resolve the ones it does not know. */
 
-static __always_inline void nbr_learn(__u32 trunk, __u16 vid, __u8 kind, const void *addr, const __u8 *mac)
+/* An answer to one of the agent's requests: fills the entry the agent made for it.
+ * Anything else (no entry, or one already resolved) is unsolicited and ignored. */
+static __always_inline void nbr_answer(__u32 trunk, __u16 vid, __u8 kind, const void *addr, const __u8 *mac)
 {
 	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = kind };
-	struct cppnet_vlan_nbr n = {};
 
 	vlan_addr_copy(k.addr, addr, kind);
-	mac_copy(n.mac, mac);
-	bpf_map_update_elem(&cppnet_vlan_nbr, &k, &n, BPF_ANY);
+	struct cppnet_vlan_nbr *n = bpf_map_lookup_elem(&cppnet_vlan_nbr, &k);
+	if (!n || n->state == CPPNET_NBR_RESOLVED)
+		return;
+	mac_copy(n->mac, mac);
+	n->state = CPPNET_NBR_RESOLVED;
 }
 
 /* ICMPv6 checksum of a 32-byte neighbour advertisement (RFC 4443 pseudo-header). */
@@ -138,18 +181,20 @@ static __always_inline __u16 csum_fold_(__s64 sum)
 static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet_vlan_net *net, __u32 trunk,
 				      __u16 vid, __be16 proto, __u32 l3)
 {
-	__u8 smac[6];
+	__u8 macs[12]; /* destination, source */
+	const __u8 *smac = macs + 6;
 
-	if (bpf_skb_load_bytes(skb, 6, smac, 6))
+	if (bpf_skb_load_bytes(skb, 0, macs, 12))
 		return VLAN_NOT_OURS;
+	const int to_us = mac_equal_bytes(macs, net->trunk_mac);
 	if (proto == bpf_htons(ETH_P_ARP)) {
 		struct arp_eth_ a;
 
 		if (bpf_skb_load_bytes(skb, l3, &a, sizeof(a)) || a.htype != bpf_htons(ARPHRD_ETHER_) ||
 		    a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
 			return VLAN_NOT_OURS;
-		if (*(__u32 *)a.spa)
-			nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, a.sha);
+		if (a.op == bpf_htons(ARPOP_REPLY_) && to_us && mac_equal_bytes(a.tha, net->trunk_mac))
+			nbr_answer(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, a.sha);
 		if (a.op == bpf_htons(ARPOP_REQUEST_) && vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.tpa)) {
 			/* Answer for the endpoint, from the trunk's MAC (ipvlan: it is theirs). */
 			__u8 ip[4];
@@ -186,11 +231,10 @@ static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet
 		return VLAN_NOT_OURS;
 	const int unspecified = !(*(__u64 *)nd.src | *(__u64 *)(nd.src + 8));
 	if (nd.type == ND_NA) {
-		nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target, smac);
+		if (to_us && (nd.flags & bpf_htonl(ND_NA_SOLICITED)))
+			nbr_answer(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target, smac);
 		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
 	}
-	if (!unspecified)
-		nbr_learn(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.src, smac);
 	/* Answer only a solicitation with its source link-layer option (32 bytes), the
 	 * size of our advertisement, from a node that has an address (not DAD). */
 	if (unspecified || nd.plen != bpf_htons(32) || !vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target))
@@ -270,7 +314,7 @@ static __always_inline int vlan_l3_out(struct __sk_buff *skb, const struct cppne
 		return TC_ACT_SHOT;
 	}
 	struct cppnet_vlan_nbr *n = bpf_map_lookup_elem(&cppnet_vlan_nbr, &k);
-	if (!n) {
+	if (!n || n->state == CPPNET_NBR_PENDING) {
 		__builtin_memcpy(ev.target, k.addr, 16);
 		bpf_ringbuf_output(&cppnet_vlan_miss, &ev, sizeof(ev), 0);
 		count(CPPNET_CNT_DROP_VLAN_UNRESOLVED, skb->len);

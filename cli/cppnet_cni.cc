@@ -40,6 +40,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "core/file_lock.h"
 #include "core/json_util.h"
 #include "core/paths.h"
 #include "core/subnet_env.h"
@@ -292,6 +293,56 @@ void ReserveAuxAddresses(const json& ipam_conf, const VlanNetwork& n) {
   }
 }
 
+absl::StatusOr<FileLock> CniLock() { return FileLock::Acquire(absl::StrCat(kRunDir, "/cni.lock")); }
+
+// Address ranges a runtime brings in its own "ipam" must lie inside the network's
+// subnets and must not cover its gateway (host-local skips only a range's own
+// "gateway"): an endpoint must never get an address the network does not route to it.
+absl::Status CheckRuntimeRanges(const json& ipam, const VlanNetwork& n) {
+  if (!ipam.contains("ranges")) return absl::OkStatus();
+  if (!ipam["ranges"].is_array()) return absl::InvalidArgumentError("ipam: \"ranges\" must be an array");
+  for (const json& set : ipam["ranges"]) {
+    if (!set.is_array()) return absl::InvalidArgumentError("ipam: each entry of \"ranges\" must be an array");
+    for (const json& r : set) {
+      if (!r.is_object() || !r.contains("subnet") || !r["subnet"].is_string())
+        return absl::InvalidArgumentError("ipam: every range needs a \"subnet\" string");
+      const std::string subnet = r["subnet"].get<std::string>();
+      auto field = [&](const char* name) { return r.contains(name) && r[name].is_string() ? r[name].get<std::string>() : ""; };
+      if (auto p4 = ParsePrefix4(subnet, false); p4.ok()) {
+        const VlanSubnet4* in = nullptr;
+        for (const VlanSubnet4& s : n.subnets4)
+          if (s.subnet.contains(Prefix4{p4->addr & p4->mask(), p4->len})) in = &s;
+        if (!in)
+          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " is outside the subnets of network ", n.name));
+        const uint32_t base = p4->addr & p4->mask();
+        uint32_t start = base + 1, end = base + (p4->size() ? p4->size() : 0) - 2;
+        if (auto a = ParseIp4(field("rangeStart")); a.ok()) start = *a;
+        if (auto a = ParseIp4(field("rangeEnd")); a.ok()) end = *a;
+        auto gw = ParseIp4(field("gateway"));
+        if (in->gateway && start <= in->gateway && in->gateway <= end && !(gw.ok() && *gw == in->gateway))
+          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " covers the gateway ",
+                                                         FormatIp4(in->gateway), " of network ", n.name));
+      } else if (auto p6 = ParsePrefix6(subnet); p6.ok()) {
+        const VlanSubnet6* in = nullptr;
+        for (const VlanSubnet6& s : n.subnets6)
+          if (p6->len >= s.subnet.len && s.subnet.contains(p6->addr)) in = &s;
+        if (!in)
+          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " is outside the subnets of network ", n.name));
+        unsigned __int128 start = p6->addr + 1, end = p6->addr | ~p6->mask();
+        if (auto a = ParseIp6(field("rangeStart")); a.ok()) start = *a;
+        if (auto a = ParseIp6(field("rangeEnd")); a.ok()) end = *a;
+        auto gw = ParseIp6(field("gateway"));
+        if (in->gateway && start <= in->gateway && in->gateway <= end && !(gw.ok() && *gw == in->gateway))
+          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " covers the gateway ",
+                                                         FormatIp6(in->gateway), " of network ", n.name));
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("ipam: range subnet \"", subnet, "\" is not a CIDR"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Docker's macvlan MAC: 02:42 and the IPv4 address, so it is stable and readable.
 Mac EndpointMac(const VlanNetwork& n, const Mac& trunk_mac, const std::vector<uint32_t>& v4) {
   if (n.driver == "ipvlan") return trunk_mac;  // ipvlan endpoints share the parent's MAC
@@ -309,6 +360,8 @@ Mac EndpointMac(const VlanNetwork& n, const Mac& trunk_mac, const std::vector<ui
 // its veth name; the address is released when the IPAM configuration is known.
 int VlanDel(const json& conf, const VlanNetwork* n) {
   const std::string host = HostVethName(Env("CNI_CONTAINERID"), Env("CNI_IFNAME"));
+  auto lock = CniLock();
+  if (!lock.ok()) return Error(kTryAgainLater, std::string(lock.status().message()));
   const unsigned ifindex = if_nametoindex(host.c_str());
   if (ifindex) {
     auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
@@ -376,6 +429,10 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
                                               prog_pin, ": ", strerror(errno), ")"));
   auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
   if (!maps.ok()) return Error(kTryAgainLater, std::string(maps.status().message()));
+  // One ADD or DEL of a VLAN endpoint at a time on this host: a concurrent duplicate
+  // ADD then finds the first one's veth below and is refused before it allocates.
+  auto lock = CniLock();
+  if (!lock.ok()) return Error(kTryAgainLater, std::string(lock.status().message()));
   // A repeated ADD must not touch the endpoint the first one made (nor its address).
   if (if_nametoindex(host.c_str()))
     return Error(kIoFailure, absl::StrCat("network ", n.name, ": container ", Env("CNI_CONTAINERID"), " interface ",
@@ -388,6 +445,9 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
     return Error(kInvalidConfig, std::string(st.message()));
 
   // Addresses first: nothing to undo if IPAM says no.
+  if (conf.contains("ipam"))
+    if (auto st = CheckRuntimeRanges(conf["ipam"], n); !st.ok())
+      return Error(kInvalidConfig, absl::StrCat("network ", n.name, ": ", st.message()));
   const json ipam_conf = IpamConf(conf, n);
   ReserveAuxAddresses(ipam_conf, n);
   std::string ipam_out;
@@ -408,9 +468,10 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
   }
   const Mac mac = EndpointMac(n, trunk->mac, v4);
 
+  bool created = false;  // undo removes only what this ADD made
   auto undo = [&](const absl::Status& st, int code = kIoFailure) {
-    if (unsigned idx = if_nametoindex(host.c_str())) (void)UnregisterVlanEndpoint(*maps, idx);
-    if (auto sk = NlConnect(); sk.ok()) (void)DeleteLink(sk->get(), host);
+    if (unsigned idx = if_nametoindex(host.c_str()); idx && created) (void)UnregisterVlanEndpoint(*maps, idx);
+    if (auto sk = NlConnect(); sk.ok() && created) (void)DeleteLink(sk->get(), host);
     std::string ignored;
     (void)Delegate(ipam_conf["ipam"].value("type", "host-local"), ipam_conf, &ignored, "DEL");
     return Error(code, std::string(st.message()));
@@ -436,6 +497,7 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
     rtnl_link_put(veth);
     close(nsfd);
     if (err < 0) return undo(NlErr(absl::StrCat("veth ", host, "/", ifname), err));
+    created = true;
   }
   const int host_ifindex = static_cast<int>(if_nametoindex(host.c_str()));
   if (!host_ifindex) return undo(absl::InternalError(absl::StrCat("veth ", host, " vanished")));

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "maps.h"
+#include "file_lock.h"
 #include "paths.h"
 
 namespace cppnet {
@@ -118,21 +119,7 @@ std::string FormatVlanAddr(const cppnet_vlan_ep_key& k) {
 // Runtimes run CNI ADD/DEL for different containers concurrently, and the agent removes
 // vanished endpoints: the read-modify-write of a network's flood list is serialised
 // per host with an flock on /run/cppnet/vlan.lock (released when the fd closes).
-class VlanLock {
- public:
-  VlanLock() {
-    std::error_code ec;
-    std::filesystem::create_directories(kRunDir, ec);
-    fd_ = open((std::string(kRunDir) + "/vlan.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ >= 0) flock(fd_, LOCK_EX);
-  }
-  ~VlanLock() {
-    if (fd_ >= 0) close(fd_);
-  }
-
- private:
-  int fd_ = -1;
-};
+static absl::StatusOr<FileLock> VlanLock() { return FileLock::Acquire(std::string(kRunDir) + "/vlan.lock"); }
 
 static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex);
 
@@ -156,7 +143,8 @@ absl::Status VlanNetworkHasRoom(const VlanMaps& m, const std::string& network, u
 }
 
 absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) {
-  VlanLock lock;
+  auto lock = VlanLock();
+  if (!lock.ok()) return lock.status();
   cppnet_vlan_net_key nk{s.trunk_ifindex, s.vlan, 0};
   cppnet_vlan_net net{};
   (void)bpf_map_lookup_elem(m.net(), &nk, &net);  // absent: a new network entry
@@ -204,7 +192,8 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
 }
 
 absl::Status UnregisterVlanEndpoint(const VlanMaps& m, uint32_t host_ifindex) {
-  VlanLock lock;
+  auto lock = VlanLock();
+  if (!lock.ok()) return lock.status();
   return UnregisterLocked(m, host_ifindex);
 }
 
@@ -237,7 +226,8 @@ static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex) {
 }
 
 absl::StatusOr<int> MoveVlanTrunk(const VlanMaps& m, uint32_t old_ifindex, uint32_t new_ifindex) {
-  VlanLock lock;
+  auto lock = VlanLock();
+  if (!lock.ok()) return lock.status();
   auto fail = [](const char* map) {
     return absl::InternalError(absl::StrCat("map ", map, ": move trunk: ", strerror(errno)));
   };

@@ -169,12 +169,20 @@ struct cppnet_vlan_net {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_net, 180);
 
-/* ipvlan l3 next hops on a VLAN (key kind IPv4/IPv6): learned from ARP and neighbour
- * discovery on the trunk. */
+/* ipvlan l3 next hops on a VLAN (key kind IPv4/IPv6). The agent creates an entry when
+ * it asks for a next hop (PENDING) and when it re-checks one (REFRESH); the trunk
+ * program fills it only from an ARP reply or solicited advertisement addressed to the
+ * trunk's MAC for such an entry: unsolicited or gratuitous messages never write one. */
 #define CPPNET_MAP_VLAN_NBR "cppnet_vlan_nbr"
+enum cppnet_nbr_state {
+	CPPNET_NBR_RESOLVED = 0,
+	CPPNET_NBR_PENDING = 1, /* asked, no answer yet: not usable */
+	CPPNET_NBR_REFRESH = 2, /* usable, asked again: an answer may replace the MAC */
+};
 struct cppnet_vlan_nbr {
 	__u8 mac[6];
-	__u8 pad[2];
+	__u8 state; /* enum cppnet_nbr_state */
+	__u8 pad;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_nbr, 8);
 

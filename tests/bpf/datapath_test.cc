@@ -806,8 +806,8 @@ TEST_F(VlanTest, EndpointFramesAreSwitchedOrSentTaggedPerMode) {
   ExpectVerdict(prog, Cat({Eth(kEp2, kEp, 0x0800), ip}), TC_ACT_SHOT, "not an endpoint");
   EXPECT_EQ(Counter(CPPNET_CNT_DROP_VLAN_NO_PORT), no_port + 1);
 
-  Add(10, CPPNET_VLAN_MACVLAN_BRIDGE, 1, kEp);
-  Add(10, CPPNET_VLAN_MACVLAN_BRIDGE, kFakePort, kEp2);
+  Add(10, CPPNET_VLAN_MACVLAN_BRIDGE, 1, kEp, {kV1}, {kV6});
+  Add(10, CPPNET_VLAN_MACVLAN_BRIDGE, kFakePort, kEp2, {kV2});
   uint64_t local = Counter(CPPNET_CNT_VLAN_LOCAL), tx = Counter(CPPNET_CNT_VLAN_TX);
   ExpectVerdict(prog, Cat({Eth(kEp2, kEp, 0x0800), ip}), TC_ACT_REDIRECT, "bridge: to a local endpoint");
   EXPECT_EQ(Counter(CPPNET_CNT_VLAN_LOCAL), local + 1);
@@ -819,13 +819,30 @@ TEST_F(VlanTest, EndpointFramesAreSwitchedOrSentTaggedPerMode) {
   EXPECT_EQ(Counter(CPPNET_CNT_VLAN_TX), tx + 2);
   uint64_t spoof = Counter(CPPNET_CNT_DROP_VLAN_SOURCE);
   ExpectVerdict(prog, Cat({Eth(kWire, kEp2, 0x0800), ip}), TC_ACT_SHOT, "another endpoint's source MAC");
-  EXPECT_EQ(Counter(CPPNET_CNT_DROP_VLAN_SOURCE), spoof + 1);
+  ExpectVerdict(prog, Cat({Eth(kWire, kEp, 0x0800), Ip4(kV2, kV9, Tcp(1, 2, 20))}), TC_ACT_SHOT,
+                "another endpoint's IPv4 address");
+  ExpectVerdict(prog, Cat({Eth(kWire, kEp, 0x0800), Ip4(kV9, kV2, Tcp(1, 2, 20))}), TC_ACT_SHOT,
+                "an address no endpoint has");
+  ExpectVerdict(prog, Cat({Eth(kBcast, kEp, 0x0806), Arp(1, kEp, kV2, kV9)}), TC_ACT_SHOT, "ARP as another endpoint");
+  ExpectVerdict(prog, Cat({Eth(kBcast, kEp, 0x0806), Arp(1, kEp2, kV1, kV9)}), TC_ACT_SHOT, "ARP with another sender MAC");
+  ExpectVerdict(prog, Cat({Eth(kWire, kEp, 0x86dd), Ip6(kV6 + 1, kV6 + 7)}), TC_ACT_SHOT, "an IPv6 address not its own");
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_VLAN_SOURCE), spoof + 6);
+  ExpectVerdict(prog, Cat({Eth(kWire, kEp, 0x86dd), Ip6(kV6, kV6 + 7)}), TC_ACT_REDIRECT, "its own IPv6 address");
+  const unsigned __int128 kLinkLocal = static_cast<unsigned __int128>(0xfe80000000000000ULL) << 64 | 0x42;
+  ExpectVerdict(prog, Cat({Eth(kWire, kEp, 0x86dd), Ip6(kLinkLocal, kV6 + 7)}), TC_ACT_REDIRECT, "IPv6 link-local");
+  ExpectVerdict(prog, Cat({Eth(kBcast, kEp, 0x0806), Arp(1, kEp, 0, kV9)}), TC_ACT_REDIRECT, "ARP probe (sender 0)");
+  // VLAN hopping: a tag of the endpoint's own, in the data or in the skb's metadata.
+  uint64_t tagged = Counter(CPPNET_CNT_DROP_VLAN_TAGGED);
+  ExpectVerdict(prog, Tagged(kWire, kEp, 0x8100, 20, Cat({Bytes{0x08, 0x00}, ip})), TC_ACT_SHOT, "802.1Q tag");
+  ExpectVerdict(prog, Tagged(kWire, kEp, 0x88a8, 20, Cat({Bytes{0x81, 0x00, 0, 20, 0x08, 0x00}, ip})), TC_ACT_SHOT,
+                "802.1ad tag");
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_VLAN_TAGGED), tagged + 2);
 
   // private and vepa: nothing is switched locally, everything goes out tagged.
   for (uint8_t mode : {CPPNET_VLAN_MACVLAN_PRIVATE, CPPNET_VLAN_MACVLAN_VEPA}) {
     for (uint32_t p : {1u, kFakePort}) ASSERT_TRUE(UnregisterVlanEndpoint(g_dp->vlan_maps(), p).ok());
-    Add(10, mode, 1, kEp);
-    Add(10, mode, kFakePort, kEp2);
+    Add(10, mode, 1, kEp, {kV1});
+    Add(10, mode, kFakePort, kEp2, {kV2});
     local = Counter(CPPNET_CNT_VLAN_LOCAL), tx = Counter(CPPNET_CNT_VLAN_TX);
     ExpectVerdict(prog, Cat({Eth(kEp2, kEp, 0x0800), ip}), TC_ACT_REDIRECT, VlanModeName(mode).c_str());
     EXPECT_EQ(Counter(CPPNET_CNT_VLAN_LOCAL), local) << VlanModeName(mode);
@@ -894,6 +911,28 @@ TEST_F(VlanTest, L3ProxiesArpAndNdAndResolvesNextHops) {
   const Bytes want = Tagged(kWire, kTrunkMac, 0x8100, 70,
                             Cat({Bytes{0x86, 0xdd, 0x60, 0, 0, 0, 0, 32, 58, 255}, bytes6(kV6), bytes6(kPeer6), na}));
   EXPECT_EQ(Hex(r.out), Hex(want));
+
+  // Next hops: only answers to the agent's own requests are learned, never an
+  // unsolicited or gratuitous message (the ARP request above taught nothing either).
+  const int nbr = g_dp->vlan_nbr_fd();
+  cppnet_vlan_ep_key k9{.trunk_ifindex = 1, .vlan = 70, .kind = CPPNET_VLAN_ADDR_IPV4};
+  const uint32_t v9 = htonl(kV9);
+  memcpy(k9.addr, &v9, 4);
+  cppnet_vlan_nbr got{};
+  EXPECT_NE(bpf_map_lookup_elem(nbr, &k9, &got), 0) << "learned from a request";
+  const Mac kEvil{0x02, 0xee, 0, 0, 0, 1};
+  RunProg(trunk, Tagged(kTrunkMac, kEvil, 0x8100, 70, arp(2, kEvil, kV9, kTrunkMac, kV1)));
+  EXPECT_NE(bpf_map_lookup_elem(nbr, &k9, &got), 0) << "learned from an unsolicited reply";
+  cppnet_vlan_nbr pending{.state = CPPNET_NBR_PENDING};  // the agent asked (vlan_resolver)
+  ASSERT_EQ(bpf_map_update_elem(nbr, &k9, &pending, BPF_NOEXIST), 0);
+  RunProg(trunk, Tagged(kTrunkMac, kWire, 0x8100, 70, arp(2, kWire, kV9, kTrunkMac, kV1)));
+  ASSERT_EQ(bpf_map_lookup_elem(nbr, &k9, &got), 0);
+  EXPECT_EQ(got.state, CPPNET_NBR_RESOLVED);
+  EXPECT_EQ(Mac(std::to_array(got.mac)), kWire);
+  RunProg(trunk, Tagged(kBcast, kEvil, 0x8100, 70, arp(2, kEvil, kV9, kBcast, kV9)));  // gratuitous
+  RunProg(trunk, Tagged(kTrunkMac, kEvil, 0x8100, 70, arp(2, kEvil, kV9, kTrunkMac, kV1)));
+  ASSERT_EQ(bpf_map_lookup_elem(nbr, &k9, &got), 0);
+  EXPECT_EQ(Mac(std::to_array(got.mac)), kWire) << "overwritten by an unsolicited reply";
 
   // Egress: next hops learned above are used; unknown ones are reported.
   r = RunProg(port, Cat({Eth(kTrunkMac, kTrunkMac, 0x0800), Ip4(kV1, kV9, Tcp(1, 2, 0))}));
