@@ -103,9 +103,10 @@ def scenario(lab, c):
             "id 39321" not in got and "id 4112" in got, got)
 
     concurrent_adds(lab, c, h1, b2)
+    runtime_ranges(lab, c, h1)
     modes(lab, c, h1, h2)
     shared_underlay(lab, c, h1, h2)
-    untagged(lab, c, h1, h2)
+    untagged(lab, c, h1, h2, b2)
     operations(lab, c, h1, a3, a2, b1)
     lifecycle(lab, c, h1, [a1, a2, a3, b2])
 
@@ -137,6 +138,38 @@ def concurrent_adds(lab, c, h1, remote):
     c.check("... and each reaches the others (ARP broadcast to every one) and the other host", not bad, bad)
     for i, (_, netns) in enumerate(nss):
         cni_call(h1, "DEL", netns, f"par{i}", conf("vlan20"))
+
+    # The same container attached twice at once (a runtime retrying): one ADD wins, the
+    # other is refused and leaves the winner's veth and address alone.
+    _, netns = container(lab, h1)
+    env = ["CNI_COMMAND=ADD", "CNI_CONTAINERID=dup", f"CNI_NETNS={netns}", "CNI_IFNAME=eth0", f"CNI_PATH={L.CNI_PATH}"]
+    procs = [subprocess.Popen(h1.cmd(["env", *env, L.CNI]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        p.stdin.write(conf("vlan20"))
+        p.stdin.close()
+    outs = [json.loads(p.stdout.read() or "{}") for p in procs]
+    for p in procs:
+        p.wait(timeout=30)
+    won = [o for p, o in zip(procs, outs) if p.returncode == 0]
+    ip = won[0]["ips"][0]["address"].split("/")[0] if len(won) == 1 else None
+    reach = ip and in_netns(netns, ["ping", "-n", "-c", "1", "-W", "2", remote.ip4], timeout=10).returncode == 0
+    addr = in_netns(netns, ["ip", "-o", "-4", "addr", "show", "eth0"]).stdout
+    c.check("two concurrent ADDs of one container: one wins, the other is refused and the winner keeps its veth, "
+            "address and traffic", len(won) == 1 and reach and ip in addr, (outs, addr))
+    cni_call(h1, "DEL", netns, "dup", conf("vlan20"))
+
+
+def runtime_ranges(lab, c, h1):
+    """IPAM ranges a runtime supplies must fit the network: inside its subnets, never
+    covering its gateway."""
+    cases = [({"subnet": "198.18.99.0/24"}, "is outside the subnets of network vlan10"),
+             ({"subnet": "198.18.10.0/24", "rangeStart": "198.18.10.1", "gateway": "198.18.10.254"},
+              "covers the gateway 198.18.10.1 of network vlan10")]
+    for rng, msg in cases:
+        e = Endpoint(lab, h1, "vlan10", "rng", ipam={"type": "host-local", "ranges": [[rng]]})
+        c.check(f"runtime IPAM range {rng}: CNI error 7 '{msg}', nothing attached",
+                e.rc == 1 and e.result.get("code") == 7 and msg in e.result.get("msg", ""), e.result)
 
 
 def modes(lab, c, h1, h2):
@@ -234,7 +267,7 @@ def shared_underlay(lab, c, h1, h2):
             filters.count(" handle ") == 1 and "name cppnet_tc_under" in filters, filters)
 
 
-def untagged(lab, c, h1, h2):
+def untagged(lab, c, h1, h2, vlan20_remote):
     """parent=eth1: the network is the trunk's untagged traffic."""
     create(h1, "-d", "macvlan", "--subnet", "198.18.90.0/24", "--ip-range", "198.18.90.0/25", "--aux-address",
            "router=198.18.90.2", "--internal", "-o", "parent=eth1", "flat")
@@ -250,6 +283,32 @@ def untagged(lab, c, h1, h2):
     lines = [ln for ln in wire.splitlines() if f2.ip4 in ln]
     c.check("untagged network (parent=eth1): endpoints reach each other, frames leave without a tag",
             p.returncode == 0 and lines and not any("802.1Q" in ln for ln in lines), p.stdout[-200:] + wire[-400:])
+
+    # VLAN hopping: the untagged endpoint sends a frame already tagged VID 20 to the
+    # VLAN 20 endpoint on h2; and frames from addresses that are not its own.
+    before = json.loads(h1.ctl("show", "stats", "--json").stdout)["drops"]
+    target = vlan20_remote
+    cap = lab.capture(["nsenter", f"--net={target.netns}", "--"], "eth0", ["icmp"])
+    far = lab.capture(["nsenter", f"--net={f2.netns}", "--"], "eth0", ["icmp"])
+    hop = ("from scapy.all import Ether, Dot1Q, Dot1AD, IP, ICMP, sendp\n"
+           f"e = Ether(src='{f1.mac}', dst='{target.mac}')\n"
+           f"sendp([e/Dot1Q(vlan=20)/IP(src='{f1.ip4}', dst='{target.ip4}')/ICMP(id=0x2020)] * 3 + "
+           f"[e/Dot1AD(vlan=20)/Dot1Q(vlan=20)/IP(src='{f1.ip4}', dst='{target.ip4}')/ICMP(id=0x2121)] * 3, "
+           "iface='eth0', verbose=0)\n"
+           f"s = Ether(src='{f1.mac}', dst='{f2.mac}')\n"
+           f"sendp([s/IP(src='{f2.ip4}', dst='{f2.ip4}')/ICMP(id=0x3030), s/IP(src='198.18.90.77', dst='{f2.ip4}')/"
+           "ICMP(id=0x3131)] * 3, iface='eth0', verbose=0)\n")
+    f1.run(["/usr/bin/python3", "-c", hop])
+    p = f1.ping(f2.ip4, count=1)  # something that does arrive, so the captures have run
+    got, got_far = cap.stop(), far.stop()
+    after = json.loads(h1.ctl("show", "stats", "--json").stdout)["drops"]
+    c.check("an untagged network's endpoint sending frames tagged VLAN 20 (802.1Q, QinQ): none reaches the VLAN 20 "
+            "endpoint on the other host, dropped as vlan_tagged_by_endpoint",
+            "id 8224" not in got and "id 8481" not in got and after["vlan_tagged_by_endpoint"]["packets"] -
+            before["vlan_tagged_by_endpoint"]["packets"] >= 6, got[-300:])
+    c.check("... and its frames from another endpoint's or an unassigned address are dropped (vlan_bad_source)",
+            p.returncode == 0 and "id 12336" not in got_far and "id 12593" not in got_far and
+            after["vlan_bad_source"]["packets"] - before["vlan_bad_source"]["packets"] >= 6, got_far[-300:])
     # The definition removed by hand under an attached endpoint: DEL still removes it.
     h1.sh("rm /etc/cppnet/networks.d/flat.json")
     before = host_veths(h1)
