@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/credentials.h"
 #include "etcd.grpc.pb.h"
 
 namespace cppnet {
@@ -95,28 +96,7 @@ absl::Status LoadEtcdPassword(EtcdOptions* o) {
   if (o->password_file.empty()) return absl::OkStatus();
   if (!o->password.empty())
     return absl::InvalidArgumentError("--etcd-password and --etcd-password-file exclude each other");
-  std::ifstream f(o->password_file);
-  if (!f) return absl::InvalidArgumentError(absl::StrCat("--etcd-password-file ", o->password_file, ": ", strerror(errno)));
-  std::getline(f, o->password);
-  if (!o->password.empty() && o->password.back() == '\r') o->password.pop_back();
-  if (o->password.empty())
-    return absl::InvalidArgumentError(absl::StrCat("--etcd-password-file ", o->password_file, ": empty"));
-  return absl::OkStatus();
-}
-
-std::string ScrubPasswordArg(int argc, char** argv) {
-  bool found = false;
-  for (int i = 1; i < argc; i++) {
-    char* value = nullptr;
-    if (strcmp(argv[i], "--etcd-password") == 0 && i + 1 < argc) value = argv[i + 1];
-    else if (strncmp(argv[i], "--etcd-password=", 16) == 0) value = argv[i] + 16;
-    if (!value) continue;
-    memset(value, 'x', strlen(value));
-    found = true;
-  }
-  return found ? "--etcd-password on the command line was readable by every user of this host (/proc/PID/cmdline); "
-                 "use --etcd-password-file or CPPNET_ETCD_PASSWORD"
-               : "";
+  return ReadSecretFile("--etcd-password-file", o->password_file, &o->password);
 }
 
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions& o) {

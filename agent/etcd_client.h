@@ -59,9 +59,6 @@ struct EtcdOptions {
 };
 // Reads --etcd-password-file into o->password; errors name the file and the cause.
 absl::Status LoadEtcdPassword(EtcdOptions* o);
-// Credentials in argv are readable by every user (/proc/PID/cmdline): overwrites the
-// value of --etcd-password in argv and returns a warning to log, empty when absent.
-std::string ScrubPasswordArg(int argc, char** argv);
 
 class EtcdClient {
  public:

@@ -19,6 +19,7 @@
 #include "core/paths.h"
 #include "masq.h"
 #include "health.h"
+#include "core/credentials.h"
 #include "log.h"
 
 #include <sys/resource.h>

@@ -40,8 +40,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "core/cni_config.h"
 #include "core/file_lock.h"
-#include "core/json_util.h"
 #include "core/paths.h"
 #include "core/subnet_env.h"
 #include "core/tc.h"
@@ -60,8 +60,6 @@ enum { kIncompatibleVersion = 1, kInvalidEnv = 4, kIoFailure = 5, kDecodeFailure
        kTryAgainLater = 11 };
 
 std::string g_version = "1.0.0";
-// A network configuration with a prevResult stays far below this.
-constexpr size_t kMaxConfigBytes = 1 << 20;
 
 int Error(int code, const std::string& msg, const std::string& details = "") {
   json e = {{"cniVersion", g_version}, {"code", code}, {"msg", msg}};
@@ -295,54 +293,6 @@ void ReserveAuxAddresses(const json& ipam_conf, const VlanNetwork& n) {
 
 absl::StatusOr<FileLock> CniLock() { return FileLock::Acquire(absl::StrCat(kRunDir, "/cni.lock")); }
 
-// Address ranges a runtime brings in its own "ipam" must lie inside the network's
-// subnets and must not cover its gateway (host-local skips only a range's own
-// "gateway"): an endpoint must never get an address the network does not route to it.
-absl::Status CheckRuntimeRanges(const json& ipam, const VlanNetwork& n) {
-  if (!ipam.contains("ranges")) return absl::OkStatus();
-  if (!ipam["ranges"].is_array()) return absl::InvalidArgumentError("ipam: \"ranges\" must be an array");
-  for (const json& set : ipam["ranges"]) {
-    if (!set.is_array()) return absl::InvalidArgumentError("ipam: each entry of \"ranges\" must be an array");
-    for (const json& r : set) {
-      if (!r.is_object() || !r.contains("subnet") || !r["subnet"].is_string())
-        return absl::InvalidArgumentError("ipam: every range needs a \"subnet\" string");
-      const std::string subnet = r["subnet"].get<std::string>();
-      auto field = [&](const char* name) { return r.contains(name) && r[name].is_string() ? r[name].get<std::string>() : ""; };
-      if (auto p4 = ParsePrefix4(subnet, false); p4.ok()) {
-        const VlanSubnet4* in = nullptr;
-        for (const VlanSubnet4& s : n.subnets4)
-          if (s.subnet.contains(Prefix4{p4->addr & p4->mask(), p4->len})) in = &s;
-        if (!in)
-          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " is outside the subnets of network ", n.name));
-        const uint32_t base = p4->addr & p4->mask();
-        uint32_t start = base + 1, end = base + (p4->size() ? p4->size() : 0) - 2;
-        if (auto a = ParseIp4(field("rangeStart")); a.ok()) start = *a;
-        if (auto a = ParseIp4(field("rangeEnd")); a.ok()) end = *a;
-        auto gw = ParseIp4(field("gateway"));
-        if (in->gateway && start <= in->gateway && in->gateway <= end && !(gw.ok() && *gw == in->gateway))
-          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " covers the gateway ",
-                                                         FormatIp4(in->gateway), " of network ", n.name));
-      } else if (auto p6 = ParsePrefix6(subnet); p6.ok()) {
-        const VlanSubnet6* in = nullptr;
-        for (const VlanSubnet6& s : n.subnets6)
-          if (p6->len >= s.subnet.len && s.subnet.contains(p6->addr)) in = &s;
-        if (!in)
-          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " is outside the subnets of network ", n.name));
-        unsigned __int128 start = p6->addr + 1, end = p6->addr | ~p6->mask();
-        if (auto a = ParseIp6(field("rangeStart")); a.ok()) start = *a;
-        if (auto a = ParseIp6(field("rangeEnd")); a.ok()) end = *a;
-        auto gw = ParseIp6(field("gateway"));
-        if (in->gateway && start <= in->gateway && in->gateway <= end && !(gw.ok() && *gw == in->gateway))
-          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " covers the gateway ",
-                                                         FormatIp6(in->gateway), " of network ", n.name));
-      } else {
-        return absl::InvalidArgumentError(absl::StrCat("ipam: range subnet \"", subnet, "\" is not a CIDR"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Docker's macvlan MAC: 02:42 and the IPv4 address, so it is stable and readable.
 Mac EndpointMac(const VlanNetwork& n, const Mac& trunk_mac, const std::vector<uint32_t>& v4) {
   if (n.driver == "ipvlan") return trunk_mac;  // ipvlan endpoints share the parent's MAC
@@ -573,23 +523,6 @@ int VlanCommand(const std::string& cmd, const json& conf, const VlanNetwork& n) 
 
 }  // namespace
 
-// Types of the top-level fields this plugin reads: a mistyped one is refused by name
-// before anything is created (nested ones surface as json exceptions, caught in main).
-std::string MistypedField(const json& conf) {
-  static const std::pair<const char*, json::value_t> kFields[] = {
-      {"cniVersion", json::value_t::string}, {"name", json::value_t::string},     {"type", json::value_t::string},
-      {"network", json::value_t::string},    {"subnetFile", json::value_t::string}, {"configDir", json::value_t::string},
-      {"bridge", json::value_t::string},     {"ipam", json::value_t::object},     {"prevResult", json::value_t::object},
-  };
-  for (const auto& [name, type] : kFields) {
-    auto it = conf.find(name);
-    if (it == conf.end() || it->is_null() || it->type() == type) continue;
-    return absl::StrCat("field \"", name, "\" must be ", type == json::value_t::string ? "a string" : "an object",
-                        " (got ", DescribeJson(*it), ")");
-  }
-  return "";
-}
-
 int Run() {
   const std::string cmd = Env("CNI_COMMAND");
   if (cmd == "VERSION") {
@@ -602,14 +535,13 @@ int Run() {
   char buf[4096];
   while (std::cin.read(buf, sizeof(buf)) || std::cin.gcount() > 0) {
     input.append(buf, static_cast<size_t>(std::cin.gcount()));
-    if (input.size() > kMaxConfigBytes) break;  // reported by CheckJsonBounds below
+    if (input.size() > kMaxCniConfigBytes) break;  // reported by ParseCniConfig
   }
-  if (auto st = CheckJsonBounds(input, "network configuration on stdin", kMaxConfigBytes); !st.ok())
-    return Error(kDecodeFailure, std::string(st.message()));
-  json conf = json::parse(input, nullptr, /*allow_exceptions=*/false);
-  if (!conf.is_object()) return Error(kDecodeFailure, "network configuration on stdin is not a JSON object");
-  if (std::string bad = MistypedField(conf); !bad.empty())
-    return Error(kInvalidConfig, absl::StrCat("network configuration: ", bad));
+  auto parsed = ParseCniConfig(input);
+  if (!parsed.ok())
+    return Error(absl::IsInvalidArgument(parsed.status()) ? kInvalidConfig : kDecodeFailure,
+                 std::string(parsed.status().message()));
+  json conf = std::move(*parsed);
   if (conf.contains("cniVersion") && conf["cniVersion"].is_string()) {
     g_version = conf["cniVersion"].get<std::string>();
     if (std::find(std::begin(kVersions), std::end(kVersions), g_version) == std::end(kVersions))

@@ -29,6 +29,7 @@
 #include "core/subnet_env.h"
 #include "core/vlan.h"
 #include "core/vlan_maps.h"
+#include "core/credentials.h"
 #include "etcd_client.h"
 
 using namespace cppnet;

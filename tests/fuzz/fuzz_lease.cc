@@ -1,0 +1,20 @@
+// libFuzzer target: a lease value and key as another host (or an attacker with etcd
+// write access) may have written them, through the agent's whole selection path.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/lease.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const cppnet::NetworkConfig cfg =
+      *cppnet::ParseNetworkConfig(R"({"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}})");
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  // First line: the key's subnet part; the rest: the value.
+  const size_t nl = text.find('\n');
+  const std::string key = "/p/" + text.substr(0, nl == std::string::npos ? 0 : nl);
+  const std::string value = nl == std::string::npos ? text : text.substr(nl + 1);
+  (void)cppnet::ParseLease(value);
+  cppnet::SelectPeerLeases(cfg, "/p/", cppnet::Prefix4{0xc6130100, 24}, {{key, value, 1}});
+  return 0;
+}
