@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/maps.h"
 #include "core/nd.h"
 #include "log.h"
 
@@ -106,17 +107,13 @@ void VlanResolver::Resolve(const cppnet_vlan_miss& ev) {
 // our own requests; what stayed unanswered for a whole round is forgotten (the next
 // packet to it asks anew).
 void VlanResolver::Refresh() {
-  std::vector<std::pair<cppnet_vlan_ep_key, cppnet_vlan_nbr>> all;
-  cppnet_vlan_ep_key key{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(nbr_fd_, prev, &next) == 0 && all.size() < CPPNET_VLAN_EP_MAX) {
-    cppnet_vlan_nbr n{};
-    if (bpf_map_lookup_elem(nbr_fd_, &next, &n) == 0) all.emplace_back(next, n);
-    key = next;
-    prev = &key;
+  auto all = DumpMap<cppnet_vlan_ep_key, cppnet_vlan_nbr>(nbr_fd_, CPPNET_MAP_VLAN_NBR);
+  if (!all.ok()) {
+    LOG_WARN(all.status().message());
+    return;
   }
   const absl::Time now = absl::Now();
-  for (auto& [k, n] : all) {
+  for (auto& [k, n] : *all) {
     const bool v4 = k.kind == CPPNET_VLAN_ADDR_IPV4;
     const Target t{k.trunk_ifindex, k.vlan, std::string(reinterpret_cast<const char*>(k.addr), v4 ? 4 : 16)};
     auto src = sources_.find(t);

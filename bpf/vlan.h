@@ -108,7 +108,7 @@ static __always_inline int vlan_source_ok(struct __sk_buff *skb, __u32 trunk, __
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		k.kind = CPPNET_VLAN_ADDR_IPV4;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, k.addr, 4))
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, saddr), k.addr, 4))
 			return 0;
 	} else if (proto == bpf_htons(ETH_P_ARP)) {
 		struct arp_eth_ a;
@@ -124,7 +124,7 @@ static __always_inline int vlan_source_ok(struct __sk_buff *skb, __u32 trunk, __
 		__builtin_memcpy(k.addr, a.spa, 4);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		k.kind = CPPNET_VLAN_ADDR_IPV6;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, k.addr, 16))
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + __builtin_offsetof(struct ipv6hdr, saddr), k.addr, 16))
 			return 0;
 		if ((k.addr[0] == 0xfe && (k.addr[1] & 0xc0) == 0x80) || !(*(__u64 *)k.addr | *(__u64 *)(k.addr + 8)))
 			return 1;

@@ -164,17 +164,10 @@ absl::Status DeleteRoute(int fd, const Prefix4& subnet) {
 }
 
 absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int fd) {
+  auto raw = DumpMap<uint32_t, cppnet_endpoint>(fd, CPPNET_MAP_ENDPOINTS);
+  if (!raw.ok()) return raw.status();
   std::vector<EndpointEntry> out;
-  uint32_t key = 0, next = 0;
-  const uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    cppnet_endpoint ep{};
-    if (bpf_map_lookup_elem(fd, &next, &ep) == 0) out.push_back({ntohl(next), ep});
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT)
-    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ENDPOINTS ": iterate: ", strerror(errno)));
+  for (const auto& [addr, ep] : *raw) out.push_back({ntohl(addr), ep});
   return out;
 }
 
@@ -186,17 +179,7 @@ absl::Status DeleteEndpoint(int fd, uint32_t addr) {
 }
 
 absl::StatusOr<std::vector<BindEntry>> ListBinds(int fd) {
-  std::vector<BindEntry> out;
-  uint32_t key = 0, next = 0;
-  const uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    cppnet_bind b{};
-    if (bpf_map_lookup_elem(fd, &next, &b) == 0) out.push_back({next, b});
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return absl::InternalError(absl::StrCat("map " CPPNET_MAP_BINDS ": iterate: ", strerror(errno)));
-  return out;
+  return DumpMap<uint32_t, cppnet_bind, BindEntry>(fd, CPPNET_MAP_BINDS);
 }
 
 absl::Status Unbind(int binds_fd, int endpoints_fd, uint32_t ifindex) {
@@ -213,16 +196,10 @@ absl::Status Unbind(int binds_fd, int endpoints_fd, uint32_t ifindex) {
 }
 
 absl::StatusOr<std::map<uint32_t, uint32_t>> ListPeers(int fd) {
+  auto raw = DumpMap<uint32_t, cppnet_peer>(fd, CPPNET_MAP_PEERS);
+  if (!raw.ok()) return raw.status();
   std::map<uint32_t, uint32_t> out;
-  uint32_t key = 0, next = 0;
-  const uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    cppnet_peer p{};
-    if (bpf_map_lookup_elem(fd, &next, &p) == 0) out[ntohl(next)] = p.routes;
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return absl::InternalError(absl::StrCat("map " CPPNET_MAP_PEERS ": iterate: ", strerror(errno)));
+  for (const auto& [ip, p] : *raw) out[ntohl(ip)] = p.routes;
   return out;
 }
 

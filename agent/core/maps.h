@@ -1,6 +1,11 @@
 // Access to cppnet's pinned BPF maps, shared by the agent and cppnetctl.
 #pragma once
+#include <bpf/bpf.h>
+
 #include <array>
+#include <cerrno>
+#include <cstring>
+#include <utility>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -9,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "cppnet/abi.h"
 #include "net.h"
 
@@ -56,6 +62,22 @@ class MapFds {
   std::array<int, kCount> fds_;
   bool owned_ = false;
 };
+
+// Every entry of a BPF hash map as Out{key, value}; errors name the map.
+template <typename K, typename V, typename Out = std::pair<K, V>>
+absl::StatusOr<std::vector<Out>> DumpMap(int fd, const char* name) {
+  std::vector<Out> out;
+  K key{}, next{};
+  const K* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    V v{};
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.push_back(Out{next, v});
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return absl::InternalError(absl::StrCat("map ", name, ": iterate: ", strerror(errno)));
+  return out;
+}
 
 // Opens the maps pinned under `dir` by name into fds[0..], all or none; errors say
 // whether bpffs is missing, the agent never ran, or permission is lacking.

@@ -261,27 +261,11 @@ absl::StatusOr<int> MoveVlanTrunk(const VlanMaps& m, uint32_t old_ifindex, uint3
   return moved;
 }
 
-// Every entry of a hash map, keys and values of the given types.
-template <typename K, typename V, typename Out>
-static absl::StatusOr<std::vector<Out>> Dump(int fd, const char* name) {
-  std::vector<Out> out;
-  K key{}, next{};
-  const K* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    V v{};
-    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.push_back(Out{next, v});
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return absl::InternalError(absl::StrCat("map ", name, ": iterate: ", strerror(errno)));
-  return out;
-}
-
 absl::StatusOr<std::vector<VlanPortEntry>> ListVlanPorts(int fd) {
-  return Dump<uint32_t, cppnet_vlan_port, VlanPortEntry>(fd, CPPNET_MAP_VLAN_PORT);
+  return DumpMap<uint32_t, cppnet_vlan_port, VlanPortEntry>(fd, CPPNET_MAP_VLAN_PORT);
 }
 absl::StatusOr<std::vector<VlanAddrEntry>> ListVlanAddrs(int fd) {
-  return Dump<cppnet_vlan_ep_key, cppnet_vlan_ep, VlanAddrEntry>(fd, CPPNET_MAP_VLAN_EP);
+  return DumpMap<cppnet_vlan_ep_key, cppnet_vlan_ep, VlanAddrEntry>(fd, CPPNET_MAP_VLAN_EP);
 }
 cppnet_vlan_cnt ReadVlanCounters(int fd, uint32_t host_ifindex) {
   std::vector<cppnet_vlan_cnt> percpu(std::max(libbpf_num_possible_cpus(), 1));
@@ -297,7 +281,7 @@ cppnet_vlan_cnt ReadVlanCounters(int fd, uint32_t host_ifindex) {
 }
 
 absl::StatusOr<std::vector<VlanNetEntry>> ListVlanNets(int fd) {
-  return Dump<cppnet_vlan_net_key, cppnet_vlan_net, VlanNetEntry>(fd, CPPNET_MAP_VLAN_NET);
+  return DumpMap<cppnet_vlan_net_key, cppnet_vlan_net, VlanNetEntry>(fd, CPPNET_MAP_VLAN_NET);
 }
 
 }  // namespace cppnet

@@ -133,8 +133,10 @@ int main(int argc, char** argv) {
                                     {900008, kEp3, 0}}) {
     // The host's own traffic on a trunk with tagged networks only (before the untagged one).
     if (!vlan) trunk_pass = NsPerPacket(trunk, host_tcp, repeat);
+    // The measured endpoint sends from its registered address (its source is checked).
     VlanEndpointSpec s{.network = "bench", .trunk_ifindex = 1, .trunk_mac = kMacA, .vlan = vlan,
-                       .mode = CPPNET_VLAN_MACVLAN_BRIDGE, .host_ifindex = ifindex, .mac = mac};
+                       .mode = CPPNET_VLAN_MACVLAN_BRIDGE, .host_ifindex = ifindex, .mac = mac,
+                       .ipv4 = ifindex == 1 ? std::vector<uint32_t>{0xc6120a02} : std::vector<uint32_t>{}};
     if (auto st = RegisterVlanEndpoint((*dp)->vlan_maps(), s); !st.ok()) {
       fprintf(stderr, "bpf_bench: %s\n", std::string(st.message()).c_str());
       return 1;

@@ -114,21 +114,10 @@ def scenario(lab, c):
 def concurrent_adds(lab, c, h1, remote):
     """Runtimes attach containers in parallel: 6 ADDs at once into one network."""
     nss = [container(lab, h1) for _ in range(6)]
-    procs = []
-    for i, (_, netns) in enumerate(nss):
-        env = [f"CNI_COMMAND=ADD", f"CNI_CONTAINERID=par{i}", f"CNI_NETNS={netns}", "CNI_IFNAME=eth0",
-               f"CNI_PATH={L.CNI_PATH}"]
-        procs.append(subprocess.Popen(h1.cmd(["env", *env, L.CNI]), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True))
-    for p in procs:
-        p.stdin.write(conf("vlan20"))
-        p.stdin.close()
-    results = [json.loads(p.stdout.read() or "{}") for p in procs]
-    for p in procs:
-        p.wait(timeout=30)
+    codes, results = parallel_adds(h1, [(f"par{i}", netns) for i, (_, netns) in enumerate(nss)], "vlan20")
     ips = [r.get("ips", [{}])[0].get("address", "").split("/")[0] for r in results]
     c.check("6 concurrent CNI ADDs into one network: all succeed with distinct addresses",
-            all(p.returncode == 0 for p in procs) and len(set(ips)) == 6 and all(ips), results)
+            codes == [0] * 6 and len(set(ips)) == 6 and all(ips), results)
     shown = json.loads(h1.ctl("show", "vlans", "--json").stdout)
     v20 = next(n for n in shown if n["name"] == "vlan20")
     c.check("... all 6 registered (flood list and addresses)", len(v20["endpoints"]) == 7, v20)
@@ -142,22 +131,31 @@ def concurrent_adds(lab, c, h1, remote):
     # The same container attached twice at once (a runtime retrying): one ADD wins, the
     # other is refused and leaves the winner's veth and address alone.
     _, netns = container(lab, h1)
-    env = ["CNI_COMMAND=ADD", "CNI_CONTAINERID=dup", f"CNI_NETNS={netns}", "CNI_IFNAME=eth0", f"CNI_PATH={L.CNI_PATH}"]
-    procs = [subprocess.Popen(h1.cmd(["env", *env, L.CNI]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    for p in procs:
-        p.stdin.write(conf("vlan20"))
-        p.stdin.close()
-    outs = [json.loads(p.stdout.read() or "{}") for p in procs]
-    for p in procs:
-        p.wait(timeout=30)
-    won = [o for p, o in zip(procs, outs) if p.returncode == 0]
+    codes, outs = parallel_adds(h1, [("dup", netns)] * 2, "vlan20")
+    won = [o for rc, o in zip(codes, outs) if rc == 0]
     ip = won[0]["ips"][0]["address"].split("/")[0] if len(won) == 1 else None
     reach = ip and in_netns(netns, ["ping", "-n", "-c", "1", "-W", "2", remote.ip4], timeout=10).returncode == 0
     addr = in_netns(netns, ["ip", "-o", "-4", "addr", "show", "eth0"]).stdout
     c.check("two concurrent ADDs of one container: one wins, the other is refused and the winner keeps its veth, "
             "address and traffic", len(won) == 1 and reach and ip in addr, (outs, addr))
     cni_call(h1, "DEL", netns, "dup", conf("vlan20"))
+
+
+def parallel_adds(h, containers, network):
+    """CNI ADDs started at once, one per (container id, netns): exit codes and results."""
+    procs = []
+    for cid, netns in containers:
+        env = ["CNI_COMMAND=ADD", f"CNI_CONTAINERID={cid}", f"CNI_NETNS={netns}", "CNI_IFNAME=eth0",
+               f"CNI_PATH={L.CNI_PATH}"]
+        procs.append(subprocess.Popen(h.cmd(["env", *env, L.CNI]), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True))
+    for p in procs:
+        p.stdin.write(conf(network))
+        p.stdin.close()
+    results = [json.loads(p.stdout.read() or "{}") for p in procs]
+    for p in procs:
+        p.wait(timeout=30)
+    return [p.returncode for p in procs], results
 
 
 def runtime_ranges(lab, c, h1):
