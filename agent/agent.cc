@@ -626,6 +626,7 @@ void Agent::AttachContainerSide() {
     }
     container_ifindex_ = ifc->ifindex;
     ports_.clear();
+    binds_checked_ = false;  // the old ports' bindings are checked anew
     if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
       cfg->container_ifindex = container_ifindex_;
       (void)WriteConfig(dp_->maps().config(), *cfg);
@@ -655,13 +656,22 @@ void Agent::AttachContainerPorts() {
     }
     now.emplace(p.ifindex, p.name);
   }
-  ports_ = std::move(now);
-  // A veth that is gone releases its address: only then may another veth bind it.
+  // A veth that left the bridge (gone, or moved) releases its address: only then may
+  // another veth bind it. By difference; once after start, every binding is checked.
   const MapFds& m = dp_->maps();
-  if (auto binds = ListBinds(m.binds()); binds.ok()) {
-    for (const BindEntry& b : *binds)
-      if (!ports_.count(static_cast<int>(b.ifindex)))
-        if (auto st = Unbind(m.binds(), m.endpoints(), b.ifindex); !st.ok()) LOG_WARN(st.message());
+  for (const auto& [ifindex, name] : ports_)
+    if (!now.count(ifindex))
+      if (auto st = Unbind(m.binds(), m.endpoints(), static_cast<uint32_t>(ifindex)); !st.ok()) LOG_WARN(st.message());
+  ports_ = std::move(now);
+  if (!binds_checked_) {
+    if (auto binds = ListBinds(m.binds()); binds.ok()) {
+      for (const cppnet_bind& b : *binds)
+        if (!ports_.count(static_cast<int>(b.ifindex)))
+          if (auto st = Unbind(m.binds(), m.endpoints(), b.ifindex); !st.ok()) LOG_WARN(st.message());
+      binds_checked_ = true;
+    } else {
+      LOG_WARN(binds.status().message());
+    }
   }
   auto eps = ListEndpoints(m.endpoints());
   if (!eps.ok()) return;
@@ -669,19 +679,20 @@ void Agent::AttachContainerPorts() {
     if (!ports_.count(static_cast<int>(e.endpoint.ifindex))) (void)DeleteEndpoint(m.endpoints(), e.addr);
 }
 
-// The peers map (PublicIP -> routes naming it) follows the route entries we know,
-// by difference: only changed peers are written.
+// The peers array follows the route entries we know, by difference: only changed
+// slots are written.
 void Agent::SyncPeers() {
-  std::map<uint32_t, uint32_t> want;
-  for (const auto& [subnet, r] : installed_) want[ntohl(r.public_ip)]++;
+  std::map<uint32_t, std::vector<Prefix4>> by_peer;
+  for (const auto& [subnet, r] : installed_) by_peer[ntohl(r.public_ip)].push_back(subnet);
+  std::map<uint32_t, cppnet_peer> want = PeerSlots(by_peer);
   const int fd = dp_->maps().peers();
-  for (const auto& [ip, n] : peers_)
-    if (!want.count(ip))
-      if (auto st = SetPeer(fd, ip, 0); !st.ok()) LOG_ERROR(st.message());
-  for (const auto& [ip, n] : want) {
-    auto it = peers_.find(ip);
-    if (it != peers_.end() && it->second == n) continue;
-    if (auto st = SetPeer(fd, ip, n); !st.ok()) LOG_ERROR(st.message());
+  for (const auto& [slot, p] : peers_)
+    if (!want.count(slot))
+      if (auto st = SetPeerSlot(fd, slot, cppnet_peer{}); !st.ok()) LOG_ERROR(st.message());
+  for (const auto& [slot, p] : want) {
+    auto it = peers_.find(slot);
+    if (it != peers_.end() && memcmp(&it->second, &p, sizeof(p)) == 0) continue;
+    if (auto st = SetPeerSlot(fd, slot, p); !st.ok()) LOG_ERROR(st.message());
   }
   peers_ = std::move(want);
 }

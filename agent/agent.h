@@ -144,7 +144,8 @@ class Agent {
   // in step with every change we make, so an etcd event costs no map walk.
   std::map<Prefix4, cppnet_route> installed_;
   bool installed_loaded_ = false;
-  std::map<uint32_t, uint32_t> peers_;  // what the peers map holds: PublicIP -> routes
+  std::map<uint32_t, cppnet_peer> peers_;  // what the peers array holds, by slot
+  bool binds_checked_ = false;             // bindings of veths gone while we were down freed
   std::unique_ptr<VlanResolver> resolver_;  // after dp_: stops before the maps go
 };
 

@@ -76,16 +76,16 @@ struct {
 } cppnet_endpoint SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CPPNET_ROUTES_MAX);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CPPNET_PEER_SLOTS);
 	__type(key, __u32);
 	__type(value, struct cppnet_peer);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cppnet_peers SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CPPNET_ENDPOINTS_MAX);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CPPNET_BINDS_SLOTS);
 	__type(key, __u32);
 	__type(value, struct cppnet_bind);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

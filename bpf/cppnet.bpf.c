@@ -162,24 +162,30 @@ static __always_inline int container_address(__be32 addr, const struct cppnet_co
 static __always_inline struct cppnet_bind *source_check(__u32 ifindex, __be32 addr, const __u8 *mac,
 							const struct cppnet_config *cfg)
 {
-	struct cppnet_bind *b = bpf_map_lookup_elem(&cppnet_binds, &ifindex);
+	__u32 slot = ifindex & (CPPNET_BINDS_SLOTS - 1);
+	struct cppnet_bind *b = bpf_map_lookup_elem(&cppnet_binds, &slot);
 
-	if (b)
+	if (!b)
+		return 0;
+	if (b->ifindex == ifindex)
 		return b->addr == addr && mac_equal(b->mac, mac) ? b : 0;
-	if (!container_address(addr, cfg))
+	/* A slot still held by another veth: one that is gone until the agent frees it
+	 * (within a second), or, after 2^18 interfaces, one that shares the slot. */
+	if (b->ifindex || !container_address(addr, cfg))
 		return 0;
 	struct cppnet_endpoint *ep = bpf_map_lookup_elem(&cppnet_endpoint, &addr);
 	if (ep && ep->ifindex != ifindex)
 		return 0;
 	struct cppnet_endpoint e = { .ifindex = ifindex }; /* gateway MAC: on its first overlay packet */
 	mac_copy(e.mac, mac);
-	struct cppnet_bind n = { .addr = addr };
-	mac_copy(n.mac, mac);
-	/* NOEXIST on both: of two veths racing for one address, one wins. */
-	if (bpf_map_update_elem(&cppnet_endpoint, &addr, &e, ep ? BPF_EXIST : BPF_NOEXIST) ||
-	    bpf_map_update_elem(&cppnet_binds, &ifindex, &n, BPF_NOEXIST))
+	/* NOEXIST: of two veths racing for one address, one wins. */
+	if (bpf_map_update_elem(&cppnet_endpoint, &addr, &e, ep ? BPF_EXIST : BPF_NOEXIST))
 		return 0;
-	return bpf_map_lookup_elem(&cppnet_binds, &ifindex);
+	b->addr = addr;
+	mac_copy(b->mac, mac);
+	b->delivery = 0;
+	b->ifindex = ifindex; /* last: the binding is complete when it names the veth */
+	return b;
 }
 
 /* ARP from a container: it may speak only for its own address (a probe's sender
@@ -365,13 +371,18 @@ enum decap_verdict { DECAP_NOT_OURS, DECAP_DROP, DECAP_OK };
  * a peer sending from outside its subnet. */
 static __always_inline int from_peer(__be32 outer_saddr, __be32 inner_saddr, __u32 *reason)
 {
+	/* Most peers hold one lease: its subnet is in the peer's slot. */
+	__u32 slot = cppnet_peer_slot(outer_saddr);
+	struct cppnet_peer *p = bpf_map_lookup_elem(&cppnet_peers, &slot);
+	const int known = p && p->public_ip == outer_saddr;
+	if (known && p->routes == 1 && in_prefix(inner_saddr, p->subnet, p->subnet_len))
+		return 1;
 	struct cppnet_route_key k = { .prefixlen = 32, .addr = inner_saddr };
 	struct cppnet_route *rt = bpf_map_lookup_elem(&cppnet_routes, &k);
 
 	if (rt && rt->public_ip == outer_saddr)
 		return 1;
-	*reason = bpf_map_lookup_elem(&cppnet_peers, &outer_saddr) ? CPPNET_CNT_DROP_BAD_INNER_SOURCE
-								    : CPPNET_CNT_DROP_UNKNOWN_PEER;
+	*reason = known ? CPPNET_CNT_DROP_BAD_INNER_SOURCE : CPPNET_CNT_DROP_UNKNOWN_PEER;
 	return 0;
 }
 

@@ -178,39 +178,73 @@ absl::Status DeleteEndpoint(int fd, uint32_t addr) {
       absl::StrCat("map " CPPNET_MAP_ENDPOINTS ": delete ", FormatIp4(addr), ": ", strerror(errno)));
 }
 
-absl::StatusOr<std::vector<BindEntry>> ListBinds(int fd) {
-  return DumpMap<uint32_t, cppnet_bind, BindEntry>(fd, CPPNET_MAP_BINDS);
+// Every slot of an array map in one batched read: {key, value} of the used ones.
+template <typename V>
+static absl::StatusOr<std::vector<std::pair<uint32_t, V>>> ReadArray(int fd, uint32_t slots, const char* name,
+                                                                     bool (*used)(const V&)) {
+  std::vector<uint32_t> keys(slots);
+  std::vector<V> values(slots);
+  uint32_t out_batch = 0, count = slots;
+  if (bpf_map_lookup_batch(fd, nullptr, &out_batch, keys.data(), values.data(), &count, nullptr) != 0 && errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map ", name, ": read: ", strerror(errno)));
+  std::vector<std::pair<uint32_t, V>> out;
+  for (uint32_t i = 0; i < count; i++)
+    if (used(values[i])) out.emplace_back(keys[i], values[i]);
+  return out;
+}
+
+absl::StatusOr<std::vector<cppnet_bind>> ListBinds(int fd) {
+  auto used = ReadArray<cppnet_bind>(fd, CPPNET_BINDS_SLOTS, CPPNET_MAP_BINDS,
+                                     [](const cppnet_bind& b) { return b.ifindex != 0; });
+  if (!used.ok()) return used.status();
+  std::vector<cppnet_bind> out;
+  for (const auto& [slot, b] : *used) out.push_back(b);
+  return out;
 }
 
 absl::Status Unbind(int binds_fd, int endpoints_fd, uint32_t ifindex) {
+  uint32_t slot = ifindex & (CPPNET_BINDS_SLOTS - 1);
   cppnet_bind b{};
-  if (bpf_map_lookup_elem(binds_fd, &ifindex, &b) != 0) return absl::OkStatus();
+  if (bpf_map_lookup_elem(binds_fd, &slot, &b) != 0 || b.ifindex != ifindex) return absl::OkStatus();
   cppnet_endpoint ep{};
   if (bpf_map_lookup_elem(endpoints_fd, &b.addr, &ep) == 0 && ep.ifindex == ifindex &&
       bpf_map_delete_elem(endpoints_fd, &b.addr) != 0 && errno != ENOENT)
     return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ENDPOINTS ": delete ", FormatIp4(ntohl(b.addr)), ": ",
                                             strerror(errno)));
-  if (bpf_map_delete_elem(binds_fd, &ifindex) != 0 && errno != ENOENT)
-    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_BINDS ": delete ifindex ", ifindex, ": ", strerror(errno)));
+  const cppnet_bind free{};
+  if (bpf_map_update_elem(binds_fd, &slot, &free, BPF_ANY) != 0)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_BINDS ": free ifindex ", ifindex, ": ", strerror(errno)));
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<uint32_t, uint32_t>> ListPeers(int fd) {
-  auto raw = DumpMap<uint32_t, cppnet_peer>(fd, CPPNET_MAP_PEERS);
-  if (!raw.ok()) return raw.status();
-  std::map<uint32_t, uint32_t> out;
-  for (const auto& [ip, p] : *raw) out[ntohl(ip)] = p.routes;
-  return out;
+absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers(int fd) {
+  auto used = ReadArray<cppnet_peer>(fd, CPPNET_PEER_SLOTS, CPPNET_MAP_PEERS,
+                                     [](const cppnet_peer& p) { return p.public_ip != 0; });
+  if (!used.ok()) return used.status();
+  return std::map<uint32_t, cppnet_peer>(used->begin(), used->end());
 }
 
-absl::Status SetPeer(int fd, uint32_t public_ip, uint32_t routes) {
-  uint32_t key = htonl(public_ip);
-  cppnet_peer p{routes};
-  if (routes ? bpf_map_update_elem(fd, &key, &p, BPF_ANY) == 0
-             : bpf_map_delete_elem(fd, &key) == 0 || errno == ENOENT)
-    return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat("map " CPPNET_MAP_PEERS ": ", routes ? "set " : "delete ", FormatIp4(public_ip), ": ", strerror(errno)));
+absl::Status SetPeerSlot(int fd, uint32_t slot, const cppnet_peer& peer) {
+  if (bpf_map_update_elem(fd, &slot, &peer, BPF_ANY) == 0) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("map " CPPNET_MAP_PEERS ": slot ", slot, ": ", strerror(errno)));
+}
+
+std::map<uint32_t, cppnet_peer> PeerSlots(const std::map<uint32_t, std::vector<Prefix4>>& peers) {
+  std::map<uint32_t, cppnet_peer> out;
+  for (const auto& [ip, subnets] : peers) {  // ascending: the lowest address keeps a shared slot
+    if (ip == 0 || subnets.empty()) continue;
+    const uint32_t slot = cppnet_peer_slot(htonl(ip));
+    if (out.count(slot)) continue;
+    cppnet_peer p{};
+    p.public_ip = htonl(ip);
+    p.routes = static_cast<uint32_t>(subnets.size());
+    if (subnets.size() == 1) {
+      p.subnet = htonl(subnets[0].addr);
+      p.subnet_len = subnets[0].len;
+    }
+    out[slot] = p;
+  }
+  return out;
 }
 
 absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int fd) {

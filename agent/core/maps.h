@@ -98,18 +98,17 @@ absl::StatusOr<std::optional<cppnet_route>> ExactRoute(int routes_fd, const Pref
 // Local containers the datapath has learned, by address.
 absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int endpoints_fd);
 absl::Status DeleteEndpoint(int endpoints_fd, uint32_t addr);
-// Container veths bound to their address (first sight), by host-end ifindex.
-struct BindEntry {
-  uint32_t ifindex;
-  cppnet_bind bind;
-};
-absl::StatusOr<std::vector<BindEntry>> ListBinds(int binds_fd);
+// Container veths bound to their address (first sight): the used slots of the array.
+absl::StatusOr<std::vector<cppnet_bind>> ListBinds(int binds_fd);
 // Forgets a veth's binding and, when it still names that veth, its delivery entry.
 absl::Status Unbind(int binds_fd, int endpoints_fd, uint32_t ifindex);
-// Peer hosts by PublicIP (host byte order) and the number of routes naming each.
-absl::StatusOr<std::map<uint32_t, uint32_t>> ListPeers(int peers_fd);
-// Sets a peer's route count; 0 removes it.
-absl::Status SetPeer(int peers_fd, uint32_t public_ip, uint32_t routes);
+// The used slots of the peers array, by slot.
+absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers(int peers_fd);
+// Writes a slot (a zero entry frees it).
+absl::Status SetPeerSlot(int peers_fd, uint32_t slot, const cppnet_peer& peer);
+// The entries the peers array should hold for these peers (PublicIP in host byte order
+// -> the subnets of the routes naming it), by slot: in a shared slot, the lowest address.
+std::map<uint32_t, cppnet_peer> PeerSlots(const std::map<uint32_t, std::vector<Prefix4>>& peers);
 // Per-CPU counters summed over all CPUs.
 absl::StatusOr<std::array<cppnet_counter, CPPNET_CNT_MAX>> ReadStats(int stats_fd);
 

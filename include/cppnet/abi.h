@@ -75,25 +75,41 @@ struct cppnet_endpoint {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_endpoint, 16);
 
-/* A peer host, by its PublicIP (network byte order): how many routes (leases, static
- * routes) lead to it. Written by the agent; the datapath reads it only to name why
- * an overlay packet is dropped (acceptance checks the route of the inner source). */
+/* Peer hosts, written by the agent from the routes it knows (leases, static routes),
+ * in a direct-mapped array: slot cppnet_peer_slot(PublicIP), so the receive path finds
+ * a tunnel packet's sender in a few instructions. A peer with one route carries that
+ * subnet, and its packets' inner source is checked against it; otherwise (several
+ * routes, a static route the agent has not seen, or a peer that shares its slot with
+ * a lower address) the route of the inner source decides. */
+#define CPPNET_PEER_SLOTS (1u << 16)
 struct cppnet_peer {
+	__be32 public_ip; /* 0: free */
 	__u32 routes;
+	__be32 subnet;    /* when routes == 1 */
+	__u8 subnet_len;
+	__u8 pad[3];
 };
-CPPNET_ASSERT_SIZE(struct cppnet_peer, 4);
+CPPNET_ASSERT_SIZE(struct cppnet_peer, 16);
 
-/* A container veth (key: ifindex of its host end) bound to the one IPv4 address and
- * MAC it sends from, on first sight. Frames with another source are dropped, and an
- * address bound to a live veth is never re-bound to another (the agent removes the
- * bindings of veths that are gone). */
+static inline __u32 cppnet_peer_slot(__be32 public_ip)
+{
+	return (public_ip ^ (public_ip >> 16)) & (CPPNET_PEER_SLOTS - 1);
+}
+
+/* A container veth bound to the one IPv4 address and MAC it sends from, on first
+ * sight, in slot (ifindex & (CPPNET_BINDS_SLOTS - 1)) of an array (a lookup costs a
+ * few instructions on every packet a container sends). Frames with another source are
+ * dropped, and an address bound to a live veth is never re-bound to another; the agent
+ * frees the slot of a veth that is gone. */
+#define CPPNET_BINDS_SLOTS (1u << 18)
 struct cppnet_bind {
+	__u32 ifindex; /* 0: free */
 	__be32 addr;
 	__u8 mac[6];
 	__u8 delivery; /* 1 once the delivery entry (cppnet_endpoint) has its gateway MAC */
 	__u8 pad;
 };
-CPPNET_ASSERT_SIZE(struct cppnet_bind, 12);
+CPPNET_ASSERT_SIZE(struct cppnet_bind, 16);
 
 /* XDP metadata in front of a packet the XDP program decapsulated from a verified
  * peer: the tc program delivers such packets without a second check. */

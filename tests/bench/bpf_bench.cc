@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -106,8 +107,16 @@ int main(int argc, char** argv) {
   memcpy(rt.vtep_mac, vb.data(), 6);
   rt.port = 8472;
   rt.backend = CPPNET_BACKEND_VXLAN;
-  // A realistic trie: 254 peers, the looked-up one among them.
-  for (uint32_t i = 1; i < 255; i++) (void)UpsertRoute(m.routes(), Prefix4{0xc6130000 | (i << 8), 24}, rt);
+  // A realistic trie: 254 peers, each with its lease (and its peers-map entry, as the
+  // agent writes it), the looked-up one (198.19.2.0/24 via B) among them.
+  std::map<uint32_t, std::vector<Prefix4>> peers;
+  for (uint32_t i = 1; i < 255; i++) {
+    const uint32_t peer = i == 2 ? kUnderB : 0xc6120100 + i;
+    rt.public_ip = htonl(peer);
+    (void)UpsertRoute(m.routes(), Prefix4{0xc6130000 | (i << 8), 24}, rt);
+    peers[peer].push_back(Prefix4{0xc6130000 | (i << 8), 24});
+  }
+  for (const auto& [slot, p] : PeerSlots(peers)) (void)SetPeerSlot(m.peers(), slot, p);
 
   auto inner = [&](size_t total) {  // inner IPv4 packet of `total` bytes
     return Ip4(0xc6130102, 0xc6130205, Tcp(40000, 80, total - 40));

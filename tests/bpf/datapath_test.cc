@@ -106,8 +106,12 @@ class DatapathTest : public ::testing::Test {
     for (const auto& b : *binds) ASSERT_TRUE(Unbind(m.binds(), m.endpoints(), b.ifindex).ok());
     auto peers = ListPeers(m.peers());
     ASSERT_TRUE(peers.ok());
-    for (const auto& [ip, n] : *peers) ASSERT_TRUE(SetPeer(m.peers(), ip, 0).ok());
-    for (uint32_t peer : {kUnderB, kUnderC, kUnderD}) ASSERT_TRUE(SetPeer(m.peers(), peer, 1).ok());
+    for (const auto& [slot, p] : *peers) ASSERT_TRUE(SetPeerSlot(m.peers(), slot, cppnet_peer{}).ok());
+    // As the agent writes them: each peer with its one subnet.
+    for (const auto& [slot, p] : PeerSlots({{kUnderB, {Prefix4{0xc6130200, 24}}},
+                                            {kUnderC, {Prefix4{0xc6130300, 24}}},
+                                            {kUnderD, {Prefix4{0xc6130400, 24}}}}))
+      ASSERT_TRUE(SetPeerSlot(m.peers(), slot, p).ok());
     cppnet_route rt{};
     rt.public_ip = htonl(kUnderB);
     rt.vni = kVni;
@@ -541,6 +545,15 @@ TEST_F(DatapathTest, DecapDeliversOnlyPeersFromTheirOwnSubnets) {
   EXPECT_EQ(Hex(r.out), Hex(Cat({kMetaDecap, Eth(kUnderMacA, kVtepB, 0x0800), Ip4(0xc6133202, kC1, Tcp(1, 2, 5))})));
   r = RunProg(g_dp->underlay_prog_fd(), from(kStranger, Ip4(0xc6133202, kC1, Tcp(1, 2, 5))));
   EXPECT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_OK));  // decapsulated; no bridge yet: the stack
+  // A peer with several routes has no subnet in its entry: its routes decide.
+  for (const auto& [slot, p] : PeerSlots({{kUnderB, {Prefix4{0xc6130200, 24}, Prefix4{0xc6133300, 24}}}}))
+    ASSERT_TRUE(SetPeerSlot(g_dp->maps().peers(), slot, p).ok());
+  EXPECT_EQ(RunProg(g_dp->decap_prog_fd(), from(kUnderB, Ip4(kC2, kC1, Tcp(1, 2, 5)))).retval,
+            static_cast<uint32_t>(XDP_PASS));
+  uint64_t bad = Counter(CPPNET_CNT_DROP_BAD_INNER_SOURCE);
+  EXPECT_EQ(RunProg(g_dp->decap_prog_fd(), from(kUnderB, Ip4(kC3, kC1, Tcp(1, 2, 5)))).retval,
+            static_cast<uint32_t>(XDP_DROP));
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_BAD_INNER_SOURCE), bad + 1);
 }
 
 TEST_F(DatapathTest, UdpDecapDeliversOnlyPeers) {
@@ -595,7 +608,7 @@ TEST_F(DatapathTest, ContainerSendsOnlyFromItsOwnAddress) {
   ASSERT_TRUE(binds.ok());
   ASSERT_EQ(binds->size(), 1u);
   EXPECT_EQ((*binds)[0].ifindex, 1u);
-  EXPECT_EQ(ntohl((*binds)[0].bind.addr), kC1);
+  EXPECT_EQ(ntohl((*binds)[0].addr), kC1);
   const Mac kOther{0x02, 0xcc, 0, 0, 0, 0x09};
   auto arp = [](const Mac& sha, uint32_t spa, uint32_t tpa) {
     Bytes a = {0, 1, 8, 0, 6, 4, 0, 1};
