@@ -72,6 +72,22 @@ def auth_part(c):
         L.wait_for("auth error", lambda: "authenticate as cppnet" in h2.log(), 15)
         line = next(l for l in h2.log().splitlines() if "authenticate as cppnet" in l)
         c.check("auth: wrong password logged with etcd's reason", "authentication failed" in line, line)
+        c.check("auth: --etcd-password on the command line: warned, and no longer readable in /proc/PID/cmdline",
+                "readable by every user" in h2.log() and
+                b"wrong" not in open(f"/proc/{h2.agent.pid}/cmdline", "rb").read(), h2.log()[-500:])
+        c.check("auth: credentials over http:// are warned about",
+                "travel unencrypted over http://" in h1.log(), h1.log()[-500:])
+        h4 = lab.add_host(4)
+        h4.sh(f"umask 077 && printf '%s\\n' '{L.AGENT_PASSWORD}' > /run/etcd-pw")
+        h4.start_agent("--etcd-username=cppnet", "--etcd-password-file=/run/etcd-pw")
+        h4.subnet_env()
+        c.check("auth: --etcd-password-file: the agent leases a subnet",
+                leased(lab, h4) and "readable by every user" not in h4.log(), lab.leases())
+        p = L.run(h4.cmd([L.AGENT, "--etcd-username=cppnet", "--etcd-password-file=/run/missing"]), check=False)
+        c.check("auth: a missing password file: exit 2 naming the file and the cause",
+                p.returncode == 2 and "--etcd-password-file /run/missing: No such file or directory" in p.stderr,
+                p.stderr)
+        h4.stop_agent()
         h3.start_agent()
         L.wait_for("unauthenticated error", lambda: error_lines(h3), 15)
         c.check("auth: no credentials: error names etcd and the cause", True, error_lines(h3)[0])
