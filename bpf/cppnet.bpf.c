@@ -154,17 +154,22 @@ static __always_inline int container_address(__be32 addr, const struct cppnet_co
 	return in_prefix(addr, cfg->subnet_addr, cfg->subnet_len) && host > 1 && host < last;
 }
 
+/* A container veth's binding slot (see struct cppnet_bind). */
+static __always_inline struct cppnet_bind *bind_slot(__u32 ifindex)
+{
+	__u32 slot = ifindex & (CPPNET_BINDS_SLOTS - 1);
+
+	return bpf_map_lookup_elem(&cppnet_binds, &slot);
+}
+
 /* The source check of a container's veth: the veth's binding (one IPv4 address and
  * MAC, made on first sight) must match the frame; an unbound veth binds `addr` unless
  * it is not a container address of our subnet or another live veth holds it (the
  * delivery entry doubles as the address's owner record). Returns the binding, or 0
  * to drop (bad_source). */
-static __always_inline struct cppnet_bind *source_check(__u32 ifindex, __be32 addr, const __u8 *mac,
-							const struct cppnet_config *cfg)
+static __always_inline struct cppnet_bind *source_check(struct cppnet_bind *b, __u32 ifindex, __be32 addr,
+							const __u8 *mac, const struct cppnet_config *cfg)
 {
-	__u32 slot = ifindex & (CPPNET_BINDS_SLOTS - 1);
-	struct cppnet_bind *b = bpf_map_lookup_elem(&cppnet_binds, &slot);
-
 	if (!b)
 		return 0;
 	if (b->ifindex == ifindex)
@@ -190,7 +195,7 @@ static __always_inline struct cppnet_bind *source_check(__u32 ifindex, __be32 ad
 
 /* ARP from a container: it may speak only for its own address (a probe's sender
  * address 0 aside), so it cannot poison the host's or a neighbour's ARP cache. */
-static __always_inline int container_arp(struct __sk_buff *skb, const struct ethhdr *eth,
+static __always_inline int container_arp(struct __sk_buff *skb, const struct ethhdr *eth, struct cppnet_bind *slot,
 					 const struct cppnet_config *cfg)
 {
 	struct arp_eth_ a;
@@ -200,7 +205,7 @@ static __always_inline int container_arp(struct __sk_buff *skb, const struct eth
 		return TC_ACT_OK; /* not Ethernet/IPv4 ARP: nothing the host or a peer acts on */
 	__be32 spa;
 	__builtin_memcpy(&spa, a.spa, 4);
-	if (!mac_equal_bytes(a.sha, eth->h_source) || (spa && !source_check(skb->ifindex, spa, eth->h_source, cfg))) {
+	if (!mac_equal_bytes(a.sha, eth->h_source) || (spa && !source_check(slot, skb->ifindex, spa, eth->h_source, cfg))) {
 		count(CPPNET_CNT_DROP_BAD_SOURCE, skb->len);
 		return TC_ACT_SHOT;
 	}
@@ -225,8 +230,15 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 	/* On a container's veth (not the bridge, where it is a fallback for ports not
 	 * attached yet): the container sends only from its own address and MAC. */
 	const int port = skb->ifindex != cfg->container_ifindex;
+	struct cppnet_bind *slot = port ? bind_slot(skb->ifindex) : 0;
+	/* Every frame of a bound veth (IPv6 and other ethertypes too) carries its MAC: a
+	 * container cannot make the bridge learn another's MAC on its port. */
+	if (slot && slot->ifindex == skb->ifindex && !mac_equal(slot->mac, eth->h_source)) {
+		count(CPPNET_CNT_DROP_BAD_SOURCE, skb->len);
+		return TC_ACT_SHOT;
+	}
 	if (eth->h_proto == bpf_htons(ETH_P_ARP))
-		return port ? container_arp(skb, eth, cfg) : TC_ACT_OK;
+		return port ? container_arp(skb, eth, slot, cfg) : TC_ACT_OK;
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	ip = (void *)(eth + 1);
@@ -237,7 +249,7 @@ int cppnet_tc_encap(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	struct cppnet_bind *bind = 0;
-	if (port && !(bind = source_check(skb->ifindex, ip->saddr, eth->h_source, cfg))) {
+	if (port && !(bind = source_check(slot, skb->ifindex, ip->saddr, eth->h_source, cfg))) {
 		count(CPPNET_CNT_DROP_BAD_SOURCE, skb->len);
 		return TC_ACT_SHOT;
 	}
@@ -475,8 +487,13 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 
 	__u8 underlay_mac[6];
 	mac_copy(underlay_mac, cfg->underlay_mac);
+	/* Room for the mark that tells tc this packet was checked: a driver without XDP
+	 * metadata gets the packet unopened, and tc decapsulates (and checks) it. */
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)))
+		return XDP_PASS;
 	/* Dropping `strip` bytes from the front leaves ETH_HLEN bytes before the inner IP
-	 * header: the inner Ethernet header (vxlan) or room for a new one (udp). */
+	 * header: the inner Ethernet header (vxlan) or room for a new one (udp); the
+	 * metadata moves with it. */
 	if (bpf_xdp_adjust_head(ctx, (int)strip)) {
 		count(CPPNET_CNT_DROP_ENCAP_FAILED, len);
 		return XDP_DROP;
@@ -493,15 +510,13 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 		mac_copy(eth->h_source, underlay_mac);
 		eth->h_proto = bpf_htons(ETH_P_IP);
 	}
-	count(vxlan ? CPPNET_CNT_VXLAN_RX : CPPNET_CNT_UDP_RX, data_end - data);
 	/* Mark it as checked (metadata travels with the skb to tc): the tc program
 	 * delivers only such unencapsulated packets without checking their sender. */
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)))
-		return XDP_PASS; /* no metadata room: tc leaves it to the stack */
 	__u32 *meta = (void *)(long)ctx->data_meta;
-	if ((void *)(meta + 1) > (void *)(long)ctx->data)
-		return XDP_PASS;
+	if ((void *)(meta + 1) > data)
+		return XDP_DROP;
 	*meta = CPPNET_XDP_META_DECAP;
+	count(vxlan ? CPPNET_CNT_VXLAN_RX : CPPNET_CNT_UDP_RX, data_end - data);
 	return XDP_PASS;
 }
 
@@ -671,15 +686,10 @@ int cppnet_tc_vlan_port(struct __sk_buff *skb)
 		count(CPPNET_CNT_DROP_VLAN_TAGGED, skb->len);
 		return TC_ACT_SHOT;
 	}
-	if (!mac_equal(eth->h_source, port->mac) || !vlan_source_ok(skb, trunk, vid, self, eth->h_proto, port->mac)) {
+	/* (bpf_skb_load_bytes leaves the packet pointers valid.) */
+	if (!mac_equal(eth->h_source, port->mac) ||
+	    !vlan_source_ok(skb, data, data_end, trunk, vid, self, eth->h_proto, port->mac)) {
 		count(CPPNET_CNT_DROP_VLAN_SOURCE, skb->len);
-		return TC_ACT_SHOT;
-	}
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	eth = data;
-	if ((void *)(eth + 1) > data_end) {
-		count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
 		return TC_ACT_SHOT;
 	}
 	port_count(self, skb->len, 1);

@@ -101,15 +101,17 @@ static __always_inline void vlan_flood(struct __sk_buff *skb, const struct cppne
  * ARP's sender must be addresses registered for this endpoint (an ARP probe's 0, the
  * unspecified and link-local IPv6 sources of neighbour discovery aside). Other
  * ethertypes carry no address the network routes by. */
-static __always_inline int vlan_source_ok(struct __sk_buff *skb, __u32 trunk, __u16 vid, __u32 self, __be16 proto,
-					  const __u8 *own_mac)
+static __always_inline int vlan_source_ok(struct __sk_buff *skb, void *data, void *data_end, __u32 trunk, __u16 vid,
+					  __u32 self, __be16 proto, const __u8 *own_mac)
 {
 	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid };
 
 	if (proto == bpf_htons(ETH_P_IP)) {
-		k.kind = CPPNET_VLAN_ADDR_IPV4;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, saddr), k.addr, 4))
+		struct iphdr *ip = data + ETH_HLEN; /* direct access: no helper call per packet */
+		if ((void *)(ip + 1) > data_end)
 			return 0;
+		k.kind = CPPNET_VLAN_ADDR_IPV4;
+		__builtin_memcpy(k.addr, &ip->saddr, 4);
 	} else if (proto == bpf_htons(ETH_P_ARP)) {
 		struct arp_eth_ a;
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a)))
@@ -123,9 +125,11 @@ static __always_inline int vlan_source_ok(struct __sk_buff *skb, __u32 trunk, __
 		k.kind = CPPNET_VLAN_ADDR_IPV4;
 		__builtin_memcpy(k.addr, a.spa, 4);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		k.kind = CPPNET_VLAN_ADDR_IPV6;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + __builtin_offsetof(struct ipv6hdr, saddr), k.addr, 16))
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		if ((void *)(ip6 + 1) > data_end)
 			return 0;
+		k.kind = CPPNET_VLAN_ADDR_IPV6;
+		__builtin_memcpy(k.addr, &ip6->saddr, 16);
 		if ((k.addr[0] == 0xfe && (k.addr[1] & 0xc0) == 0x80) || !(*(__u64 *)k.addr | *(__u64 *)(k.addr + 8)))
 			return 1;
 	} else {

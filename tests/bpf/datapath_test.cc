@@ -200,7 +200,7 @@ TEST_F(DatapathTest, EncapLeavesOtherTrafficUntouched) {
       {"ARP", Cat({Eth(kBridgeMac, kContainerMac, 0x0806), Bytes(28, 1)})},
       {"IPv6", Cat({Eth(kBridgeMac, kContainerMac, 0x86dd), Bytes(60, 0)})},
       {"TTL 1 (stack sends time-exceeded)", ContainerFrame(Ip4(kC1, kC2, Tcp(1, 2, 10), {.ttl = 1}))},
-      {"runt frame", Bytes(14, 0)},
+      {"runt frame of another ethertype", Eth(kBridgeMac, kContainerMac, 0x88b5)},
   };
   for (const PassCase& c : cases) {
     RunResult r = RunProg(g_dp->encap_prog_fd(), c.frame);
@@ -629,6 +629,9 @@ TEST_F(DatapathTest, ContainerSendsOnlyFromItsOwnAddress) {
       {"outside the Network", ContainerFrame(Ip4(0x0a000001, kC2, Tcp(1, 2, 10))), TC_ACT_SHOT, CPPNET_CNT_DROP_BAD_SOURCE},
       {"its own address from another MAC", Cat({Eth(kBridgeMac, kOther, 0x0800), Ip4(kC1, kC2, Tcp(1, 2, 10))}), TC_ACT_SHOT,
        CPPNET_CNT_DROP_BAD_SOURCE},
+      {"IPv6 from another MAC (the bridge would learn it)", Cat({Eth(kBridgeMac, kOther, 0x86dd), Bytes(60, 0)}),
+       TC_ACT_SHOT, CPPNET_CNT_DROP_BAD_SOURCE},
+      {"IPv6 from its own MAC", Cat({Eth(kBridgeMac, kContainerMac, 0x86dd), Bytes(60, 0)}), TC_ACT_OK, -1},
       {"ARP for its neighbour's address", Cat({Eth(kBridgeMac, kContainerMac, 0x0806), arp(kContainerMac, 0xc6130103, 0xc6130101)}),
        TC_ACT_SHOT, CPPNET_CNT_DROP_BAD_SOURCE},
       {"ARP with another sender MAC", Cat({Eth(kBridgeMac, kContainerMac, 0x0806), arp(kOther, kC1, 0xc6130101)}), TC_ACT_SHOT,
