@@ -487,16 +487,19 @@ int cppnet_xdp_decap(struct xdp_md *ctx)
 
 	__u8 underlay_mac[6];
 	mac_copy(underlay_mac, cfg->underlay_mac);
-	/* Room for the mark that tells tc this packet was checked: a driver without XDP
-	 * metadata gets the packet unopened, and tc decapsulates (and checks) it. */
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)))
-		return XDP_PASS;
 	/* Dropping `strip` bytes from the front leaves ETH_HLEN bytes before the inner IP
-	 * header: the inner Ethernet header (vxlan) or room for a new one (udp); the
-	 * metadata moves with it. */
+	 * header: the inner Ethernet header (vxlan) or room for a new one (udp). */
 	if (bpf_xdp_adjust_head(ctx, (int)strip)) {
 		count(CPPNET_CNT_DROP_ENCAP_FAILED, len);
 		return XDP_DROP;
+	}
+	/* Room for the mark that tells tc this packet was checked. A driver without XDP
+	 * metadata gets the packet back unopened (nothing was written yet), and tc
+	 * decapsulates (and checks) it. */
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32))) {
+		if (bpf_xdp_adjust_head(ctx, -(int)strip))
+			return XDP_DROP;
+		return XDP_PASS;
 	}
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
