@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Trust boundaries, each attack run for real in the namespace lab and judged by what a
 user observes (a receiver in the victim container, the drop counters, the agent still
-serving): a host that is no peer injecting VXLAN and routed packets (tc and XDP
-decapsulation, with and without an nftables fence), a container sending to a host's
+serving): a host that is no peer injecting VXLAN, udp-backend and routed packets (tc and
+XDP decapsulation, with and without an nftables fence), a container sending to a host's
 tunnel port, containers spoofing a neighbour, another host's subnet and foreign
 addresses, a deep-JSON lease and a prefix of over 5 MiB with 12,000 real leases in a
 real etcd, 100 slow health-endpoint clients as user nobody, and malformed CNI input."""
@@ -93,6 +93,38 @@ def injection(lab, c, hosts, stranger):
             p1.stdout[-200:] + p2.stdout[-200:])
 
 
+def udp_backend(lab, c, hosts, stranger):
+    """The same with the udp backend (flanneld's: the inner IP packet as the payload to
+    port 8285): a host that is no peer, and a peer sending from outside its subnet."""
+    lab.put_config({**L.VXLAN_CONFIG, "Backend": {"Type": "udp", "Port": 8285}})
+    L.wait_for("udp routes", lambda: all(r["backend"] == "udp" for h in hosts for r in h.routes().values()) and
+               all(h.routes() for h in hosts), 20)
+    for h in hosts:
+        victim, peer = h.containers[0], next(o for o in hosts if o is not h)
+        mac = h.sh("cat /sys/class/net/eth0/address").stdout.strip()
+        before_peer, before_inner = dropped(h, "unknown_peer"), dropped(h, "bad_inner_source")
+        rx = receiver(victim, 7005, 3)
+        scapy(stranger.cmd([]), (
+            f"e = Ether(dst='{mac}', src=get_if_hwaddr('eth0'))\n"
+            f"inner = IP(src='{peer.containers[0].ip}', dst='{victim.ip}')/UDP(sport=1, dport=7005)/Raw(b'udp')\n"
+            f"a = e/IP(src='{stranger.ip}', dst='{h.ip}')/UDP(sport=8285, dport=8285)/inner\n"
+            f"b = e/IP(src='{peer.ip}', dst='{h.ip}')/UDP(sport=8285, dport=8285)/"
+            f"IP(src='198.19.250.9', dst='{victim.ip}')/UDP(sport=1, dport=7005)/Raw(b'udp')\n"
+            "sendp([a] * 5 + [b] * 5, iface='eth0', verbose=0)\n"))
+        got, out = received(rx)
+        mode = "XDP" if h.index == 2 else "tc"
+        c.check(f"udp backend, h{h.index} ({mode}): 10 injected datagrams (no peer; a peer outside its subnet), "
+                "0 delivered, dropped as unknown_peer and bad_inner_source",
+                got == 0 and dropped(h, "unknown_peer") - before_peer >= 5 and
+                dropped(h, "bad_inner_source") - before_inner >= 5, out[-300:])
+    a, b = hosts[0].containers[0], hosts[1].containers[0]
+    p = a.ping(b.ip)
+    c.check("udp backend: peers still reach each other", p.returncode == 0, p.stdout[-200:])
+    lab.put_config(L.VXLAN_CONFIG)
+    L.wait_for("vxlan routes again", lambda: all(r["backend"] == "vxlan" for h in hosts for r in h.routes().values())
+               and all(h.routes() for h in hosts), 20)
+
+
 def fence(lab, c, hosts, stranger):
     """An nftables fence as flanneld hosts have (udp/8472 only from peers): it does not
     matter to the datapath either way, and peers keep working behind it."""
@@ -180,7 +212,8 @@ def spoofing(lab, c, hosts):
 
 def hostile_etcd(lab, c, hosts):
     """One deep-JSON lease, junk of over 5 MiB under the prefix and 16,000 real leases."""
-    deep = '{"PublicIP":"198.18.0.77","BackendData":' + "[" * 100000 + "]" * 100000 + "}"
+    # Deep where a message used to quote it: the VNI.
+    deep = '{"PublicIP":"198.18.0.77","BackendType":"vxlan","BackendData":{"VNI":' + "[" * 100000 + "]" * 100000 + "}}"
     L.run(["ip", "netns", "exec", lab.sw, "etcdctl", f"--endpoints={lab.etcd_url}", "put",
            SUBNETS + "198.19.240.0-24"], input=deep)
     L.wait_for("deep lease skipped", lambda: all(f"Skipping lease {SUBNETS}198.19.240.0-24" in h.log() for h in hosts))
@@ -279,6 +312,7 @@ def scenario(lab, c):
     L.wait_for("routes", lambda: all(len(h.routes()) == 1 for h in hosts))
     stranger = lab.add_host(9)  # on the underlay, no agent, no lease
     injection(lab, c, hosts, stranger)
+    udp_backend(lab, c, hosts, stranger)
     fence(lab, c, hosts, stranger)
     container_to_tunnel(lab, c, hosts)
     spoofing(lab, c, hosts)
