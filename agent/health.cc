@@ -33,9 +33,16 @@ class GuardedHttpServer : public httplib::Server {
     set_write_timeout(kIoTimeout);
     set_keep_alive_max_count(1);
   }
-  ~GuardedHttpServer() override {
+  // Shutdown: no connection waits for a slot any more; then true once every connection
+  // thread has finished (within `timeout`).
+  void StopAccepting() {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  bool Drain(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, kIoTimeout * 2, [&] { return threads_ == 0; });
+    return cv_.wait_for(l, timeout, [&] { return threads_ == 0; });
   }
 
  private:
@@ -45,7 +52,7 @@ class GuardedHttpServer : public httplib::Server {
     void enqueue(std::function<void()> fn) override {
       {
         std::unique_lock<std::mutex> l(s_->mu_);
-        s_->cv_.wait(l, [&] { return s_->threads_ < kMaxConnections; });
+        s_->cv_.wait(l, [&] { return s_->threads_ < kMaxConnections || s_->stopping_; });
         s_->threads_++;
       }
       std::thread([s = s_, fn = std::move(fn)] {
@@ -64,14 +71,20 @@ class GuardedHttpServer : public httplib::Server {
   std::mutex mu_;
   std::condition_variable cv_;
   size_t threads_ = 0;
+  bool stopping_ = false;
 };
 
 HealthServer::HealthServer(AgentHealth* health, int stats_fd)
     : health_(health), stats_fd_(stats_fd), server_(std::make_unique<GuardedHttpServer>()) {}
 
 HealthServer::~HealthServer() {
+  auto* guarded = static_cast<GuardedHttpServer*>(server_.get());
+  guarded->StopAccepting();
   server_->stop();
   if (thread_.joinable()) thread_.join();
+  // A connection thread still inside the server (a client trickling bytes) would use it
+  // after it is freed: at shutdown, leave it to the process's exit instead.
+  if (!guarded->Drain(std::chrono::duration_cast<std::chrono::milliseconds>(kIoTimeout * 2))) (void)server_.release();
 }
 
 absl::Status HealthServer::Start(const std::string& ip, int port) {

@@ -283,6 +283,19 @@ def health(lab, c, h):
     limit = [ln for ln in open(f"/proc/{pid}/limits") if ln.startswith("Max open files")][0].split()
     c.check(f"agent's soft fd limit raised to its hard limit ({limit[3]}), {fds} fds open after the clients left",
             limit[3] == limit[4] and fds < 200, (limit, fds))
+    # SIGTERM while slow clients hold connections: a clean, prompt exit.
+    slow = subprocess.Popen(h.cmd(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "python3", "-c",
+                                   SLOW, "15"]), stdout=subprocess.PIPE, text=True)
+    lab.pids.append(slow)
+    slow.stdout.readline()
+    agent, t0 = h.agent, time.monotonic()
+    h.stop_agent()
+    c.check(f"SIGTERM with 100 slow clients connected: exit 0 in {time.monotonic() - t0:.1f} s",
+            agent.returncode == 0 and time.monotonic() - t0 < 9, agent.returncode)
+    slow.kill()
+    slow.wait()
+    h.start_agent()
+    L.wait_for("agent back", lambda: h.log().count("Datapath attached") >= 2 or h.log().count("Lease acquired") >= 2, 20)
 
 
 def bad_cni(lab, c, h):
