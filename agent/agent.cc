@@ -656,18 +656,20 @@ void Agent::AttachContainerPorts() {
     }
     now.emplace(p.ifindex, p.name);
   }
-  // A veth that left the bridge (gone, or moved) releases its address: only then may
-  // another veth bind it. By difference; once after start, every binding is checked.
+  // A veth that left the bridge (gone, or moved) releases its address: its binding slot
+  // here (by difference; once after start, every binding is checked), its delivery entry
+  // (the address's owner record) with the other endpoints of vanished veths below. Only
+  // then may another veth bind the address.
   const MapFds& m = dp_->maps();
   for (const auto& [ifindex, name] : ports_)
     if (!now.count(ifindex))
-      if (auto st = Unbind(m.binds(), m.endpoints(), static_cast<uint32_t>(ifindex)); !st.ok()) LOG_WARN(st.message());
+      if (auto st = FreeBindSlot(m.binds(), static_cast<uint32_t>(ifindex)); !st.ok()) LOG_WARN(st.message());
   ports_ = std::move(now);
   if (!binds_checked_) {
     if (auto binds = ListBinds(m.binds()); binds.ok()) {
       for (const cppnet_bind& b : *binds)
         if (!ports_.count(static_cast<int>(b.ifindex)))
-          if (auto st = Unbind(m.binds(), m.endpoints(), b.ifindex); !st.ok()) LOG_WARN(st.message());
+          if (auto st = FreeBindSlot(m.binds(), b.ifindex); !st.ok()) LOG_WARN(st.message());
       binds_checked_ = true;
     } else {
       LOG_WARN(binds.status().message());

@@ -35,6 +35,27 @@ absl::StatusOr<json> ParseCniConfig(absl::string_view text) {
   return conf;
 }
 
+// What both families check of one range: it lies in a subnet of the network (`in`, the
+// subnet with its gateway; nullptr when none holds it), and its addresses, from `start`
+// to `end` unless the range says otherwise, leave out the network's gateway.
+template <typename Addr, typename Subnet>
+static absl::Status CheckRange(const json& r, const std::string& subnet, const VlanNetwork& n, const Subnet* in,
+                               Addr start, Addr end, absl::StatusOr<Addr> (*parse)(absl::string_view),
+                               std::string (*format)(Addr)) {
+  if (!in)
+    return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " is outside the subnets of network ", n.name));
+  auto field = [&](const char* name) {
+    return parse(r.contains(name) && r[name].is_string() ? r[name].get<std::string>() : "");
+  };
+  if (auto a = field("rangeStart"); a.ok()) start = *a;
+  if (auto a = field("rangeEnd"); a.ok()) end = *a;
+  auto gw = field("gateway");
+  if (in->gateway && start <= in->gateway && in->gateway <= end && !(gw.ok() && *gw == in->gateway))
+    return absl::InvalidArgumentError(
+        absl::StrCat("ipam: range ", subnet, " covers the gateway ", format(in->gateway), " of network ", n.name));
+  return absl::OkStatus();
+}
+
 absl::Status CheckRuntimeRanges(const json& ipam, const VlanNetwork& n) {
   if (!ipam.contains("ranges")) return absl::OkStatus();
   if (!ipam["ranges"].is_array()) return absl::InvalidArgumentError("ipam: \"ranges\" must be an array");
@@ -44,37 +65,23 @@ absl::Status CheckRuntimeRanges(const json& ipam, const VlanNetwork& n) {
       if (!r.is_object() || !r.contains("subnet") || !r["subnet"].is_string())
         return absl::InvalidArgumentError("ipam: every range needs a \"subnet\" string");
       const std::string subnet = r["subnet"].get<std::string>();
-      auto field = [&](const char* name) { return r.contains(name) && r[name].is_string() ? r[name].get<std::string>() : ""; };
+      absl::Status st;
       if (auto p4 = ParsePrefix4(subnet, false); p4.ok()) {
+        const Prefix4 p{p4->addr & p4->mask(), p4->len};
         const VlanSubnet4* in = nullptr;
         for (const VlanSubnet4& s : n.subnets4)
-          if (s.subnet.contains(Prefix4{p4->addr & p4->mask(), p4->len})) in = &s;
-        if (!in)
-          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " is outside the subnets of network ", n.name));
-        const uint32_t base = p4->addr & p4->mask();
-        uint32_t start = base + 1, end = base + (p4->size() ? p4->size() : 0) - 2;
-        if (auto a = ParseIp4(field("rangeStart")); a.ok()) start = *a;
-        if (auto a = ParseIp4(field("rangeEnd")); a.ok()) end = *a;
-        auto gw = ParseIp4(field("gateway"));
-        if (in->gateway && start <= in->gateway && in->gateway <= end && !(gw.ok() && *gw == in->gateway))
-          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " covers the gateway ",
-                                                         FormatIp4(in->gateway), " of network ", n.name));
+          if (s.subnet.contains(p)) in = &s;
+        st = CheckRange<uint32_t>(r, subnet, n, in, p.addr + 1, p.addr + (p.size() ? p.size() : 0) - 2, ParseIp4,
+                                  FormatIp4);
       } else if (auto p6 = ParsePrefix6(subnet); p6.ok()) {
         const VlanSubnet6* in = nullptr;
         for (const VlanSubnet6& s : n.subnets6)
           if (p6->len >= s.subnet.len && s.subnet.contains(p6->addr)) in = &s;
-        if (!in)
-          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " is outside the subnets of network ", n.name));
-        unsigned __int128 start = p6->addr + 1, end = p6->addr | ~p6->mask();
-        if (auto a = ParseIp6(field("rangeStart")); a.ok()) start = *a;
-        if (auto a = ParseIp6(field("rangeEnd")); a.ok()) end = *a;
-        auto gw = ParseIp6(field("gateway"));
-        if (in->gateway && start <= in->gateway && in->gateway <= end && !(gw.ok() && *gw == in->gateway))
-          return absl::InvalidArgumentError(absl::StrCat("ipam: range ", subnet, " covers the gateway ",
-                                                         FormatIp6(in->gateway), " of network ", n.name));
+        st = CheckRange<unsigned __int128>(r, subnet, n, in, p6->addr + 1, p6->addr | ~p6->mask(), ParseIp6, FormatIp6);
       } else {
         return absl::InvalidArgumentError(absl::StrCat("ipam: range subnet \"", subnet, "\" is not a CIDR"));
       }
+      if (!st.ok()) return st;
     }
   }
   return absl::OkStatus();

@@ -202,15 +202,10 @@ absl::StatusOr<std::vector<cppnet_bind>> ListBinds(int fd) {
   return out;
 }
 
-absl::Status Unbind(int binds_fd, int endpoints_fd, uint32_t ifindex) {
+absl::Status FreeBindSlot(int binds_fd, uint32_t ifindex) {
   uint32_t slot = ifindex & (CPPNET_BINDS_SLOTS - 1);
   cppnet_bind b{};
   if (bpf_map_lookup_elem(binds_fd, &slot, &b) != 0 || b.ifindex != ifindex) return absl::OkStatus();
-  cppnet_endpoint ep{};
-  if (bpf_map_lookup_elem(endpoints_fd, &b.addr, &ep) == 0 && ep.ifindex == ifindex &&
-      bpf_map_delete_elem(endpoints_fd, &b.addr) != 0 && errno != ENOENT)
-    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ENDPOINTS ": delete ", FormatIp4(ntohl(b.addr)), ": ",
-                                            strerror(errno)));
   const cppnet_bind free{};
   if (bpf_map_update_elem(binds_fd, &slot, &free, BPF_ANY) != 0)
     return absl::InternalError(absl::StrCat("map " CPPNET_MAP_BINDS ": free ifindex ", ifindex, ": ", strerror(errno)));

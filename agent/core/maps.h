@@ -100,8 +100,9 @@ absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int endpoints_fd);
 absl::Status DeleteEndpoint(int endpoints_fd, uint32_t addr);
 // Container veths bound to their address (first sight): the used slots of the array.
 absl::StatusOr<std::vector<cppnet_bind>> ListBinds(int binds_fd);
-// Forgets a veth's binding and, when it still names that veth, its delivery entry.
-absl::Status Unbind(int binds_fd, int endpoints_fd, uint32_t ifindex);
+// Frees the binding slot of a veth that is gone (a slot held by another veth stays).
+// Its delivery entry goes with the endpoints of vanished veths.
+absl::Status FreeBindSlot(int binds_fd, uint32_t ifindex);
 // The used slots of the peers array, by slot.
 absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers(int peers_fd);
 // Writes a slot (a zero entry frees it).
