@@ -102,10 +102,17 @@ def scenario(lab, c):
     L.wait_for("h2 agent up again", lambda: "Datapath attached" in h2.log().split(warning)[-1]
                if warning in h2.log() else False, 15)
     c.check("upgrade: a pinned map with an old layout is replaced, with a warning", True)
-    p = b.ping(a.ip)
-    stats = json.loads(h2.ctl("show", "stats", "--json").stdout)
-    c.check("upgrade: traffic flows and the new counters count", p.returncode == 0
-            and stats["traffic"]["vxlan_tx"]["packets"] > 0, (p.stdout[-200:], stats["traffic"]))
+    # The container veths carry the previous agent's program (counting into the replaced
+    # map) until the new agent re-attaches them in its first tick: wait for that.
+    def flows():
+        p = b.ping(a.ip)
+        stats = json.loads(h2.ctl("show", "stats", "--json").stdout)["traffic"]
+        return (p, stats) if p.returncode == 0 and stats["vxlan_tx"]["packets"] > 0 else None
+    try:
+        p, stats = L.wait_for("traffic counted by the new agent's maps", flows, 10, 0.2)
+    except L.LabError as e:
+        p, stats = None, str(e)
+    c.check("upgrade: traffic flows and the new counters count", p is not None, stats)
 
     # Uninstall: stop the agent, then cppnet-agent --cleanup removes every trace.
     h1.agent.terminate()
