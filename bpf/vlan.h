@@ -11,132 +11,118 @@
  * VLAN's endpoints when broadcast/multicast. */
 
 struct vlan_hdr_ {
-	__be16 tci;
-	__be16 proto;
+  __be16 tci;
+  __be16 proto;
 };
 
 /* Address bytes of a key kind: MAC 6, IPv4 4, IPv6 16. */
-static __always_inline void vlan_addr_copy(__u8 *dst, const void *src, __u8 kind)
-{
-	if (kind == CPPNET_VLAN_ADDR_MAC)
-		__builtin_memcpy(dst, src, 6);
-	else if (kind == CPPNET_VLAN_ADDR_IPV4)
-		__builtin_memcpy(dst, src, 4);
-	else
-		__builtin_memcpy(dst, src, 16);
+static __always_inline void vlan_addr_copy(__u8* dst, const void* src, __u8 kind) {
+  if (kind == CPPNET_VLAN_ADDR_MAC)
+    __builtin_memcpy(dst, src, 6);
+  else if (kind == CPPNET_VLAN_ADDR_IPV4)
+    __builtin_memcpy(dst, src, 4);
+  else
+    __builtin_memcpy(dst, src, 16);
 }
 
 /* The endpoint with this MAC or IP on (trunk, VLAN). */
-static __always_inline struct cppnet_vlan_ep *vlan_ep_find(__u32 trunk, __u16 vid, __u8 kind, const void *addr)
-{
-	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = kind };
+static __always_inline struct cppnet_vlan_ep* vlan_ep_find(__u32 trunk, __u16 vid, __u8 kind,
+                                                           const void* addr) {
+  struct cppnet_vlan_ep_key k = {.trunk_ifindex = trunk, .vlan = vid, .kind = kind};
 
-	vlan_addr_copy(k.addr, addr, kind);
-	return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
+  vlan_addr_copy(k.addr, addr, kind);
+  return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
 }
 
-static __always_inline struct cppnet_vlan_ep *vlan_ep_by_mac(__u32 trunk, __u16 vid, const __u8 *mac)
-{
-	return vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_MAC, mac);
+static __always_inline struct cppnet_vlan_ep* vlan_ep_by_mac(__u32 trunk, __u16 vid,
+                                                             const __u8* mac) {
+  return vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_MAC, mac);
 }
 
 /* ipvlan: the endpoint owning the frame's destination IP (IPv4, IPv6, or an ARP's
  * target), L3 header at offset l3. */
-static __always_inline struct cppnet_vlan_ep *vlan_ep_by_ip(struct __sk_buff *skb, __u32 trunk, __u16 vid, __be16 proto,
-							   __u32 l3)
-{
-	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid };
+static __always_inline struct cppnet_vlan_ep* vlan_ep_by_ip(struct __sk_buff* skb, __u32 trunk,
+                                                            __u16 vid, __be16 proto, __u32 l3) {
+  struct cppnet_vlan_ep_key k = {.trunk_ifindex = trunk, .vlan = vid};
 
-	if (proto == bpf_htons(ETH_P_IP)) {
-		k.kind = CPPNET_VLAN_ADDR_IPV4;
-		if (bpf_skb_load_bytes(skb, l3 + 16, k.addr, 4))
-			return 0;
-	} else if (proto == bpf_htons(ETH_P_ARP)) {
-		k.kind = CPPNET_VLAN_ADDR_IPV4; /* target protocol address (Ethernet/IPv4 ARP) */
-		if (bpf_skb_load_bytes(skb, l3 + 24, k.addr, 4))
-			return 0;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		k.kind = CPPNET_VLAN_ADDR_IPV6;
-		if (bpf_skb_load_bytes(skb, l3 + 24, k.addr, 16))
-			return 0;
-	} else {
-		return 0;
-	}
-	return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
+  if (proto == bpf_htons(ETH_P_IP)) {
+    k.kind = CPPNET_VLAN_ADDR_IPV4;
+    if (bpf_skb_load_bytes(skb, l3 + 16, k.addr, 4)) return 0;
+  } else if (proto == bpf_htons(ETH_P_ARP)) {
+    k.kind = CPPNET_VLAN_ADDR_IPV4; /* target protocol address (Ethernet/IPv4 ARP) */
+    if (bpf_skb_load_bytes(skb, l3 + 24, k.addr, 4)) return 0;
+  } else if (proto == bpf_htons(ETH_P_IPV6)) {
+    k.kind = CPPNET_VLAN_ADDR_IPV6;
+    if (bpf_skb_load_bytes(skb, l3 + 24, k.addr, 16)) return 0;
+  } else {
+    return 0;
+  }
+  return bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
 }
 
 /* An endpoint's counters, per CPU: no atomics on the fast path. */
-static __always_inline void port_count(__u32 ifindex, __u64 bytes, int tx)
-{
-	struct cppnet_vlan_cnt *c = bpf_map_lookup_elem(&cppnet_vlan_cnt, &ifindex);
+static __always_inline void port_count(__u32 ifindex, __u64 bytes, int tx) {
+  struct cppnet_vlan_cnt* c = bpf_map_lookup_elem(&cppnet_vlan_cnt, &ifindex);
 
-	if (!c)
-		return;
-	if (tx) {
-		c->tx_packets++;
-		c->tx_bytes += bytes;
-	} else {
-		c->rx_packets++;
-		c->rx_bytes += bytes;
-	}
+  if (!c) return;
+  if (tx) {
+    c->tx_packets++;
+    c->tx_bytes += bytes;
+  } else {
+    c->rx_packets++;
+    c->rx_bytes += bytes;
+  }
 }
 
 /* A copy to every endpoint of the network except `except` (the sender). */
-static __always_inline void vlan_flood(struct __sk_buff *skb, const struct cppnet_vlan_net *net, __u32 except)
-{
-	__u32 n = net->nports;
+static __always_inline void vlan_flood(struct __sk_buff* skb, const struct cppnet_vlan_net* net,
+                                       __u32 except) {
+  __u32 n = net->nports;
 
-	for (__u32 i = 0; i < CPPNET_VLAN_PORTS_MAX; i++) {
-		if (i >= n)
-			break;
-		__u32 port = net->ports[i];
-		if (!port || port == except)
-			continue;
-		if (bpf_clone_redirect(skb, port, 0) == 0)
-			port_count(port, skb->len, 0);
-	}
+  for (__u32 i = 0; i < CPPNET_VLAN_PORTS_MAX; i++) {
+    if (i >= n) break;
+    __u32 port = net->ports[i];
+    if (!port || port == except) continue;
+    if (bpf_clone_redirect(skb, port, 0) == 0) port_count(port, skb->len, 0);
+  }
 }
 
 /* Does an endpoint's frame carry only its own addresses? IPv4 and IPv6 sources and an
  * ARP's sender must be addresses registered for this endpoint (an ARP probe's 0, the
  * unspecified and link-local IPv6 sources of neighbour discovery aside). Other
  * ethertypes carry no address the network routes by. */
-static __always_inline int vlan_source_ok(struct __sk_buff *skb, void *data, void *data_end, __u32 trunk, __u16 vid,
-					  __u32 self, __be16 proto, const __u8 *own_mac)
-{
-	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid };
+static __always_inline int vlan_source_ok(struct __sk_buff* skb, void* data, void* data_end,
+                                          __u32 trunk, __u16 vid, __u32 self, __be16 proto,
+                                          const __u8* own_mac) {
+  struct cppnet_vlan_ep_key k = {.trunk_ifindex = trunk, .vlan = vid};
 
-	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = data + ETH_HLEN; /* direct access: no helper call per packet */
-		if ((void *)(ip + 1) > data_end)
-			return 0;
-		k.kind = CPPNET_VLAN_ADDR_IPV4;
-		__builtin_memcpy(k.addr, &ip->saddr, 4);
-	} else if (proto == bpf_htons(ETH_P_ARP)) {
-		struct arp_eth_ a;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a)))
-			return 0;
-		__u32 spa;
-		__builtin_memcpy(&spa, a.spa, 4);
-		if (!mac_equal_bytes(a.sha, own_mac))
-			return 0;
-		if (!spa)
-			return 1;
-		k.kind = CPPNET_VLAN_ADDR_IPV4;
-		__builtin_memcpy(k.addr, a.spa, 4);
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = data + ETH_HLEN;
-		if ((void *)(ip6 + 1) > data_end)
-			return 0;
-		k.kind = CPPNET_VLAN_ADDR_IPV6;
-		__builtin_memcpy(k.addr, &ip6->saddr, 16);
-		if ((k.addr[0] == 0xfe && (k.addr[1] & 0xc0) == 0x80) || !(*(__u64 *)k.addr | *(__u64 *)(k.addr + 8)))
-			return 1;
-	} else {
-		return 1;
-	}
-	struct cppnet_vlan_ep *ep = bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
-	return ep && ep->ifindex == self;
+  if (proto == bpf_htons(ETH_P_IP)) {
+    struct iphdr* ip = data + ETH_HLEN; /* direct access: no helper call per packet */
+    if ((void*)(ip + 1) > data_end) return 0;
+    k.kind = CPPNET_VLAN_ADDR_IPV4;
+    __builtin_memcpy(k.addr, &ip->saddr, 4);
+  } else if (proto == bpf_htons(ETH_P_ARP)) {
+    struct arp_eth_ a;
+    if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a))) return 0;
+    __u32 spa;
+    __builtin_memcpy(&spa, a.spa, 4);
+    if (!mac_equal_bytes(a.sha, own_mac)) return 0;
+    if (!spa) return 1;
+    k.kind = CPPNET_VLAN_ADDR_IPV4;
+    __builtin_memcpy(k.addr, a.spa, 4);
+  } else if (proto == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = data + ETH_HLEN;
+    if ((void*)(ip6 + 1) > data_end) return 0;
+    k.kind = CPPNET_VLAN_ADDR_IPV6;
+    __builtin_memcpy(k.addr, &ip6->saddr, 16);
+    if ((k.addr[0] == 0xfe && (k.addr[1] & 0xc0) == 0x80) ||
+        !(*(__u64*)k.addr | *(__u64*)(k.addr + 8)))
+      return 1;
+  } else {
+    return 1;
+  }
+  struct cppnet_vlan_ep* ep = bpf_map_lookup_elem(&cppnet_vlan_ep, &k);
+  return ep && ep->ifindex == self;
 }
 
 #define VLAN_NOT_OURS (-1)
@@ -152,289 +138,276 @@ static __always_inline int vlan_source_ok(struct __sk_buff *skb, void *data, voi
 
 /* An answer to one of the agent's requests: fills the entry the agent made for it.
  * Anything else (no entry, or one already resolved) is unsolicited and ignored. */
-static __always_inline void nbr_answer(__u32 trunk, __u16 vid, __u8 kind, const void *addr, const __u8 *mac)
-{
-	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid, .kind = kind };
+static __always_inline void nbr_answer(__u32 trunk, __u16 vid, __u8 kind, const void* addr,
+                                       const __u8* mac) {
+  struct cppnet_vlan_ep_key k = {.trunk_ifindex = trunk, .vlan = vid, .kind = kind};
 
-	vlan_addr_copy(k.addr, addr, kind);
-	struct cppnet_vlan_nbr *n = bpf_map_lookup_elem(&cppnet_vlan_nbr, &k);
-	if (!n || n->state == CPPNET_NBR_RESOLVED)
-		return;
-	mac_copy(n->mac, mac);
-	n->state = CPPNET_NBR_RESOLVED;
+  vlan_addr_copy(k.addr, addr, kind);
+  struct cppnet_vlan_nbr* n = bpf_map_lookup_elem(&cppnet_vlan_nbr, &k);
+  if (!n || n->state == CPPNET_NBR_RESOLVED) return;
+  mac_copy(n->mac, mac);
+  n->state = CPPNET_NBR_RESOLVED;
 }
 
 /* ICMPv6 checksum of a 32-byte neighbour advertisement (RFC 4443 pseudo-header). */
 struct nd_pseudo_ {
-	__u8 src[16], dst[16];
-	__be32 len, nxt;
-	__u8 icmp[32];
+  __u8 src[16], dst[16];
+  __be32 len, nxt;
+  __u8 icmp[32];
 };
 
-static __always_inline __u16 csum_fold_(__s64 sum)
-{
-	__u32 s = (__u32)sum;
+static __always_inline __u16 csum_fold_(__s64 sum) {
+  __u32 s = (__u32)sum;
 
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)~s;
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  return (__u16)~s;
 }
 
 /* Trunk ingress of an ipvlan l3 network: ARP and neighbour discovery. Returns a tc
  * verdict, or VLAN_NOT_OURS for everything else. */
-static __always_inline int vlan_l3_nd(struct __sk_buff *skb, const struct cppnet_vlan_net *net, __u32 trunk,
-				      __u16 vid, __be16 proto, __u32 l3)
-{
-	__u8 macs[12]; /* destination, source */
-	const __u8 *smac = macs + 6;
+static __always_inline int vlan_l3_nd(struct __sk_buff* skb, const struct cppnet_vlan_net* net,
+                                      __u32 trunk, __u16 vid, __be16 proto, __u32 l3) {
+  __u8 macs[12]; /* destination, source */
+  const __u8* smac = macs + 6;
 
-	if (bpf_skb_load_bytes(skb, 0, macs, 12))
-		return VLAN_NOT_OURS;
-	const int to_us = mac_equal_bytes(macs, net->trunk_mac);
-	if (proto == bpf_htons(ETH_P_ARP)) {
-		struct arp_eth_ a;
+  if (bpf_skb_load_bytes(skb, 0, macs, 12)) return VLAN_NOT_OURS;
+  const int to_us = mac_equal_bytes(macs, net->trunk_mac);
+  if (proto == bpf_htons(ETH_P_ARP)) {
+    struct arp_eth_ a;
 
-		if (bpf_skb_load_bytes(skb, l3, &a, sizeof(a)) || a.htype != bpf_htons(ARPHRD_ETHER_) ||
-		    a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
-			return VLAN_NOT_OURS;
-		if (a.op == bpf_htons(ARPOP_REPLY_) && to_us && mac_equal_bytes(a.tha, net->trunk_mac))
-			nbr_answer(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, a.sha);
-		if (a.op == bpf_htons(ARPOP_REQUEST_) && vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.tpa)) {
-			/* Answer for the endpoint, from the trunk's MAC (ipvlan: it is theirs). */
-			__u8 ip[4];
-			__builtin_memcpy(ip, a.tpa, 4);
-			a.op = bpf_htons(ARPOP_REPLY_);
-			mac_copy(a.tha, a.sha);
-			__builtin_memcpy(a.tpa, a.spa, 4);
-			mac_copy(a.sha, net->trunk_mac);
-			__builtin_memcpy(a.spa, ip, 4);
-			if (bpf_skb_store_bytes(skb, l3, &a, sizeof(a), 0) || bpf_skb_store_bytes(skb, 0, smac, 6, 0) ||
-			    bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0)) {
-				count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-				return TC_ACT_SHOT;
-			}
-			count(CPPNET_CNT_VLAN_PROXY, skb->len);
-			return bpf_redirect(trunk, 0); /* back out, still tagged */
-		}
-		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
-	}
-	if (proto != bpf_htons(ETH_P_IPV6))
-		return VLAN_NOT_OURS;
-	struct {
-		__be32 vtcfl;
-		__be16 plen;
-		__u8 nxt, hop;
-		__u8 src[16], dst[16];
-		__u8 type, code;
-		__be16 csum;
-		__be32 flags;
-		__u8 target[16];
-	} nd;
-	if (bpf_skb_load_bytes(skb, l3, &nd, sizeof(nd)) || nd.nxt != IPPROTO_ICMPV6_ || nd.hop != 255 ||
-	    (nd.type != ND_NS && nd.type != ND_NA))
-		return VLAN_NOT_OURS;
-	const int unspecified = !(*(__u64 *)nd.src | *(__u64 *)(nd.src + 8));
-	if (nd.type == ND_NA) {
-		if (to_us && (nd.flags & bpf_htonl(ND_NA_SOLICITED)))
-			nbr_answer(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target, smac);
-		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
-	}
-	/* Answer only a solicitation with its source link-layer option (32 bytes), the
-	 * size of our advertisement, from a node that has an address (not DAD). */
-	if (unspecified || nd.plen != bpf_htons(32) || !vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target))
-		return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
-	struct nd_pseudo_ ps = {};
-	__builtin_memcpy(ps.src, nd.target, 16);
-	__builtin_memcpy(ps.dst, nd.src, 16);
-	ps.len = bpf_htonl(32);
-	ps.nxt = bpf_htonl(IPPROTO_ICMPV6_);
-	ps.icmp[0] = ND_NA;
-	ps.icmp[4] = 0x60; /* solicited, override */
-	__builtin_memcpy(ps.icmp + 8, nd.target, 16);
-	ps.icmp[24] = 2; /* target link-layer address */
-	ps.icmp[25] = 1;
-	mac_copy(ps.icmp + 26, net->trunk_mac);
-	__u16 csum = csum_fold_(bpf_csum_diff(0, 0, (__be32 *)&ps, sizeof(ps), 0));
-	__builtin_memcpy(ps.icmp + 2, &csum, 2);
-	/* IPv6 addresses: from the target to the solicitor; then the advertisement. */
-	if (bpf_skb_store_bytes(skb, l3 + 8, ps.src, 32, 0) || bpf_skb_store_bytes(skb, l3 + 40, ps.icmp, 32, 0) ||
-	    bpf_skb_store_bytes(skb, 0, smac, 6, 0) || bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0)) {
-		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-		return TC_ACT_SHOT;
-	}
-	count(CPPNET_CNT_VLAN_PROXY, skb->len);
-	return bpf_redirect(trunk, 0);
+    if (bpf_skb_load_bytes(skb, l3, &a, sizeof(a)) || a.htype != bpf_htons(ARPHRD_ETHER_) ||
+        a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
+      return VLAN_NOT_OURS;
+    if (a.op == bpf_htons(ARPOP_REPLY_) && to_us && mac_equal_bytes(a.tha, net->trunk_mac))
+      nbr_answer(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, a.sha);
+    if (a.op == bpf_htons(ARPOP_REQUEST_) &&
+        vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.tpa)) {
+      /* Answer for the endpoint, from the trunk's MAC (ipvlan: it is theirs). */
+      __u8 ip[4];
+      __builtin_memcpy(ip, a.tpa, 4);
+      a.op = bpf_htons(ARPOP_REPLY_);
+      mac_copy(a.tha, a.sha);
+      __builtin_memcpy(a.tpa, a.spa, 4);
+      mac_copy(a.sha, net->trunk_mac);
+      __builtin_memcpy(a.spa, ip, 4);
+      if (bpf_skb_store_bytes(skb, l3, &a, sizeof(a), 0) ||
+          bpf_skb_store_bytes(skb, 0, smac, 6, 0) ||
+          bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0)) {
+        count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+        return TC_ACT_SHOT;
+      }
+      count(CPPNET_CNT_VLAN_PROXY, skb->len);
+      return bpf_redirect(trunk, 0); /* back out, still tagged */
+    }
+    return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+  }
+  if (proto != bpf_htons(ETH_P_IPV6)) return VLAN_NOT_OURS;
+  struct {
+    __be32 vtcfl;
+    __be16 plen;
+    __u8 nxt, hop;
+    __u8 src[16], dst[16];
+    __u8 type, code;
+    __be16 csum;
+    __be32 flags;
+    __u8 target[16];
+  } nd;
+  if (bpf_skb_load_bytes(skb, l3, &nd, sizeof(nd)) || nd.nxt != IPPROTO_ICMPV6_ || nd.hop != 255 ||
+      (nd.type != ND_NS && nd.type != ND_NA))
+    return VLAN_NOT_OURS;
+  const int unspecified = !(*(__u64*)nd.src | *(__u64*)(nd.src + 8));
+  if (nd.type == ND_NA) {
+    if (to_us && (nd.flags & bpf_htonl(ND_NA_SOLICITED)))
+      nbr_answer(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target, smac);
+    return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+  }
+  /* Answer only a solicitation with its source link-layer option (32 bytes), the
+   * size of our advertisement, from a node that has an address (not DAD). */
+  if (unspecified || nd.plen != bpf_htons(32) ||
+      !vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target))
+    return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+  struct nd_pseudo_ ps = {};
+  __builtin_memcpy(ps.src, nd.target, 16);
+  __builtin_memcpy(ps.dst, nd.src, 16);
+  ps.len = bpf_htonl(32);
+  ps.nxt = bpf_htonl(IPPROTO_ICMPV6_);
+  ps.icmp[0] = ND_NA;
+  ps.icmp[4] = 0x60; /* solicited, override */
+  __builtin_memcpy(ps.icmp + 8, nd.target, 16);
+  ps.icmp[24] = 2; /* target link-layer address */
+  ps.icmp[25] = 1;
+  mac_copy(ps.icmp + 26, net->trunk_mac);
+  __u16 csum = csum_fold_(bpf_csum_diff(0, 0, (__be32*)&ps, sizeof(ps), 0));
+  __builtin_memcpy(ps.icmp + 2, &csum, 2);
+  /* IPv6 addresses: from the target to the solicitor; then the advertisement. */
+  if (bpf_skb_store_bytes(skb, l3 + 8, ps.src, 32, 0) ||
+      bpf_skb_store_bytes(skb, l3 + 40, ps.icmp, 32, 0) ||
+      bpf_skb_store_bytes(skb, 0, smac, 6, 0) ||
+      bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0)) {
+    count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+    return TC_ACT_SHOT;
+  }
+  count(CPPNET_CNT_VLAN_PROXY, skb->len);
+  return bpf_redirect(trunk, 0);
 }
 
-static __always_inline int in_prefix6(const __u8 *addr, const __u8 *net, __u8 len)
-{
-	for (int i = 0; i < 16; i++) {
-		int bits = (int)len - 8 * i;
-		__u8 mask = bits >= 8 ? 0xff : bits <= 0 ? 0 : (__u8)(0xff << (8 - bits));
-		if ((addr[i] & mask) != net[i])
-			return 0;
-	}
-	return 1;
+static __always_inline int in_prefix6(const __u8* addr, const __u8* net, __u8 len) {
+  for (int i = 0; i < 16; i++) {
+    int bits = (int)len - 8 * i;
+    __u8 mask = bits >= 8 ? 0xff : bits <= 0 ? 0 : (__u8)(0xff << (8 - bits));
+    if ((addr[i] & mask) != net[i]) return 0;
+  }
+  return 1;
 }
 
 /* An l3 endpoint's packet for somewhere off this host: to the next hop on the VLAN
  * (the destination inside the network's subnet, else its gateway) when its MAC is
  * known; otherwise the agent is asked to resolve it and the packet is dropped, as a
  * neighbour table without a queue would. Returns VLAN_NOT_OURS to send it on. */
-static __always_inline int vlan_l3_out(struct __sk_buff *skb, const struct cppnet_vlan_net *net, __u32 trunk,
-				       __u16 vid, __be16 proto)
-{
-	struct cppnet_vlan_ep_key k = { .trunk_ifindex = trunk, .vlan = vid };
-	struct cppnet_vlan_miss ev = { .trunk_ifindex = trunk, .vlan = vid };
+static __always_inline int vlan_l3_out(struct __sk_buff* skb, const struct cppnet_vlan_net* net,
+                                       __u32 trunk, __u16 vid, __be16 proto) {
+  struct cppnet_vlan_ep_key k = {.trunk_ifindex = trunk, .vlan = vid};
+  struct cppnet_vlan_miss ev = {.trunk_ifindex = trunk, .vlan = vid};
 
-	if (proto == bpf_htons(ETH_P_IP)) {
-		__be32 a[2]; /* source, destination */
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, a, 8))
-			goto truncated;
-		__be32 nh = net->subnet4_len && in_prefix(a[1], net->subnet4, net->subnet4_len) ? a[1] : net->gw4;
-		if (!nh) {
-			count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
-			return TC_ACT_SHOT;
-		}
-		k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV4;
-		__builtin_memcpy(k.addr, &nh, 4);
-		__builtin_memcpy(ev.src, &a[0], 4);
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		__u8 a[32];
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, a, 32))
-			goto truncated;
-		k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV6;
-		if (net->subnet6_len && in_prefix6(a + 16, net->subnet6, net->subnet6_len))
-			__builtin_memcpy(k.addr, a + 16, 16);
-		else
-			__builtin_memcpy(k.addr, net->gw6, 16);
-		if (!(*(__u64 *)k.addr | *(__u64 *)(k.addr + 8))) {
-			count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
-			return TC_ACT_SHOT;
-		}
-		__builtin_memcpy(ev.src, a, 16);
-	} else {
-		count(CPPNET_CNT_DROP_VLAN_L3, skb->len);
-		return TC_ACT_SHOT;
-	}
-	struct cppnet_vlan_nbr *n = bpf_map_lookup_elem(&cppnet_vlan_nbr, &k);
-	if (!n || n->state == CPPNET_NBR_PENDING) {
-		__builtin_memcpy(ev.target, k.addr, 16);
-		bpf_ringbuf_output(&cppnet_vlan_miss, &ev, sizeof(ev), 0);
-		count(CPPNET_CNT_DROP_VLAN_UNRESOLVED, skb->len);
-		return TC_ACT_SHOT;
-	}
-	if (bpf_skb_store_bytes(skb, 0, n->mac, 6, 0)) {
-		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-		return TC_ACT_SHOT;
-	}
-	return VLAN_NOT_OURS;
+  if (proto == bpf_htons(ETH_P_IP)) {
+    __be32 a[2]; /* source, destination */
+    if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, a, 8)) goto truncated;
+    __be32 nh =
+        net->subnet4_len && in_prefix(a[1], net->subnet4, net->subnet4_len) ? a[1] : net->gw4;
+    if (!nh) {
+      count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
+      return TC_ACT_SHOT;
+    }
+    k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV4;
+    __builtin_memcpy(k.addr, &nh, 4);
+    __builtin_memcpy(ev.src, &a[0], 4);
+  } else if (proto == bpf_htons(ETH_P_IPV6)) {
+    __u8 a[32];
+    if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, a, 32)) goto truncated;
+    k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV6;
+    if (net->subnet6_len && in_prefix6(a + 16, net->subnet6, net->subnet6_len))
+      __builtin_memcpy(k.addr, a + 16, 16);
+    else
+      __builtin_memcpy(k.addr, net->gw6, 16);
+    if (!(*(__u64*)k.addr | *(__u64*)(k.addr + 8))) {
+      count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
+      return TC_ACT_SHOT;
+    }
+    __builtin_memcpy(ev.src, a, 16);
+  } else {
+    count(CPPNET_CNT_DROP_VLAN_L3, skb->len);
+    return TC_ACT_SHOT;
+  }
+  struct cppnet_vlan_nbr* n = bpf_map_lookup_elem(&cppnet_vlan_nbr, &k);
+  if (!n || n->state == CPPNET_NBR_PENDING) {
+    __builtin_memcpy(ev.target, k.addr, 16);
+    bpf_ringbuf_output(&cppnet_vlan_miss, &ev, sizeof(ev), 0);
+    count(CPPNET_CNT_DROP_VLAN_UNRESOLVED, skb->len);
+    return TC_ACT_SHOT;
+  }
+  if (bpf_skb_store_bytes(skb, 0, n->mac, 6, 0)) {
+    count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+    return TC_ACT_SHOT;
+  }
+  return VLAN_NOT_OURS;
 truncated:
-	count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
-	return TC_ACT_SHOT;
+  count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
+  return TC_ACT_SHOT;
 }
 
 /* tc ingress of a trunk (the underlay program calls it too). Returns a tc verdict, or
  * VLAN_NOT_OURS for frames of no VLAN network here (the host's own traffic, other
  * VLANs, stacked 802.1ad/802.1Q tags), which stay untouched. The core usually untags
  * 802.1Q before tc (skb->vlan_tci); a tag can also still be in the data. */
-static __always_inline int vlan_from_trunk(struct __sk_buff *skb)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	__be16 proto;
-	__u16 vid = 0;
-	__u32 l3 = ETH_HLEN;
+static __always_inline int vlan_from_trunk(struct __sk_buff* skb) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  __be16 proto;
+  __u16 vid = 0;
+  __u32 l3 = ETH_HLEN;
 
-	if ((void *)(eth + 1) > data_end)
-		return VLAN_NOT_OURS;
-	proto = eth->h_proto;
-	if (skb->vlan_present) {
-		if (skb->vlan_proto != bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021Q) ||
-		    proto == bpf_htons(ETH_P_8021AD))
-			return VLAN_NOT_OURS;
-		vid = skb->vlan_tci & 0xfff;
-	} else if (proto == bpf_htons(ETH_P_8021Q)) {
-		struct vlan_hdr_ *vh = (void *)(eth + 1);
+  if ((void*)(eth + 1) > data_end) return VLAN_NOT_OURS;
+  proto = eth->h_proto;
+  if (skb->vlan_present) {
+    if (skb->vlan_proto != bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021Q) ||
+        proto == bpf_htons(ETH_P_8021AD))
+      return VLAN_NOT_OURS;
+    vid = skb->vlan_tci & 0xfff;
+  } else if (proto == bpf_htons(ETH_P_8021Q)) {
+    struct vlan_hdr_* vh = (void*)(eth + 1);
 
-		if ((void *)(vh + 1) > data_end) {
-			count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
-			return TC_ACT_SHOT;
-		}
-		if (vh->proto == bpf_htons(ETH_P_8021Q) || vh->proto == bpf_htons(ETH_P_8021AD))
-			return VLAN_NOT_OURS;
-		vid = bpf_ntohs(vh->tci) & 0xfff;
-		proto = vh->proto;
-		l3 += sizeof(*vh);
-	} else if (proto == bpf_htons(ETH_P_8021AD)) {
-		return VLAN_NOT_OURS;
-	}
-	const __u32 trunk = skb->ifindex;
-	struct cppnet_vlan_net_key nk = { .trunk_ifindex = trunk, .vlan = vid };
-	struct cppnet_vlan_net *net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk);
-	if (!net)
-		return VLAN_NOT_OURS;
-	const __u8 mode = net->mode;
-	const int ipvlan = mode == CPPNET_VLAN_IPVLAN_L2 || mode == CPPNET_VLAN_IPVLAN_L3;
+    if ((void*)(vh + 1) > data_end) {
+      count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
+      return TC_ACT_SHOT;
+    }
+    if (vh->proto == bpf_htons(ETH_P_8021Q) || vh->proto == bpf_htons(ETH_P_8021AD))
+      return VLAN_NOT_OURS;
+    vid = bpf_ntohs(vh->tci) & 0xfff;
+    proto = vh->proto;
+    l3 += sizeof(*vh);
+  } else if (proto == bpf_htons(ETH_P_8021AD)) {
+    return VLAN_NOT_OURS;
+  }
+  const __u32 trunk = skb->ifindex;
+  struct cppnet_vlan_net_key nk = {.trunk_ifindex = trunk, .vlan = vid};
+  struct cppnet_vlan_net* net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk);
+  if (!net) return VLAN_NOT_OURS;
+  const __u8 mode = net->mode;
+  const int ipvlan = mode == CPPNET_VLAN_IPVLAN_L2 || mode == CPPNET_VLAN_IPVLAN_L3;
 
-	/* One of our endpoints' frames reflected back by the switch: only vepa wants it
-	 * (that is how its endpoints reach each other); bridge already switched it here.
-	 * Bridge unicast needs no source lookup: a frame for a local endpoint never left
-	 * the host, so a reflected one is for a MAC we do not serve and passes anyway. */
-	const int bcast = eth->h_dest[0] & 1;
-	if (ipvlan ? mac_equal(eth->h_source, net->trunk_mac)
-		   : mode != CPPNET_VLAN_MACVLAN_VEPA && (bcast || mode != CPPNET_VLAN_MACVLAN_BRIDGE) &&
-			     vlan_ep_by_mac(trunk, vid, eth->h_source)) {
-		if (!vid)
-			return VLAN_NOT_OURS; /* untagged: the host's own frames */
-		count(CPPNET_CNT_DROP_VLAN_LOOP, skb->len);
-		return TC_ACT_SHOT;
-	}
-	if (mode == CPPNET_VLAN_IPVLAN_L3) {
-		int v = vlan_l3_nd(skb, net, trunk, vid, proto, l3);
-		if (v != VLAN_NOT_OURS)
-			return v;
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-		eth = data;
-		if ((void *)(eth + 1) > data_end)
-			return VLAN_NOT_OURS;
-	}
-	if (bcast) {
-		if (mode == CPPNET_VLAN_IPVLAN_L3)
-			return vid ? TC_ACT_SHOT : VLAN_NOT_OURS; /* l3: no broadcast to endpoints */
-		if (vid && bpf_skb_vlan_pop(skb)) {
-			count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-			return TC_ACT_SHOT;
-		}
-		count(CPPNET_CNT_VLAN_RX, skb->len);
-		vlan_flood(skb, net, 0);
-		/* Untagged: the host shares the segment and gets its copy. A tagged frame of
-		 * our VLAN has no other receiver on this host. */
-		return vid ? TC_ACT_SHOT : TC_ACT_OK;
-	}
-	__u32 target = 0;
-	if (mode == CPPNET_VLAN_MACVLAN_PASSTHRU) {
-		target = net->ports[0]; /* the one endpoint owns the parent */
-	} else if (!ipvlan) {
-		struct cppnet_vlan_ep *ep = vlan_ep_by_mac(trunk, vid, eth->h_dest);
-		if (ep)
-			target = ep->ifindex;
-	} else if (mac_equal(eth->h_dest, net->trunk_mac)) {
-		struct cppnet_vlan_ep *ep = vlan_ep_by_ip(skb, trunk, vid, proto, l3);
-		if (ep)
-			target = ep->ifindex;
-	}
-	if (!target)
-		return VLAN_NOT_OURS;
-	if (vid && bpf_skb_vlan_pop(skb)) {
-		count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-		return TC_ACT_SHOT;
-	}
-	count(CPPNET_CNT_VLAN_RX, skb->len);
-	port_count(target, skb->len, 0);
-	return bpf_redirect_peer(target, 0);
+  /* One of our endpoints' frames reflected back by the switch: only vepa wants it
+   * (that is how its endpoints reach each other); bridge already switched it here.
+   * Bridge unicast needs no source lookup: a frame for a local endpoint never left
+   * the host, so a reflected one is for a MAC we do not serve and passes anyway. */
+  const int bcast = eth->h_dest[0] & 1;
+  if (ipvlan ? mac_equal(eth->h_source, net->trunk_mac)
+             : mode != CPPNET_VLAN_MACVLAN_VEPA && (bcast || mode != CPPNET_VLAN_MACVLAN_BRIDGE) &&
+                   vlan_ep_by_mac(trunk, vid, eth->h_source)) {
+    if (!vid) return VLAN_NOT_OURS; /* untagged: the host's own frames */
+    count(CPPNET_CNT_DROP_VLAN_LOOP, skb->len);
+    return TC_ACT_SHOT;
+  }
+  if (mode == CPPNET_VLAN_IPVLAN_L3) {
+    int v = vlan_l3_nd(skb, net, trunk, vid, proto, l3);
+    if (v != VLAN_NOT_OURS) return v;
+    data = (void*)(long)skb->data;
+    data_end = (void*)(long)skb->data_end;
+    eth = data;
+    if ((void*)(eth + 1) > data_end) return VLAN_NOT_OURS;
+  }
+  if (bcast) {
+    if (mode == CPPNET_VLAN_IPVLAN_L3)
+      return vid ? TC_ACT_SHOT : VLAN_NOT_OURS; /* l3: no broadcast to endpoints */
+    if (vid && bpf_skb_vlan_pop(skb)) {
+      count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+      return TC_ACT_SHOT;
+    }
+    count(CPPNET_CNT_VLAN_RX, skb->len);
+    vlan_flood(skb, net, 0);
+    /* Untagged: the host shares the segment and gets its copy. A tagged frame of
+     * our VLAN has no other receiver on this host. */
+    return vid ? TC_ACT_SHOT : TC_ACT_OK;
+  }
+  __u32 target = 0;
+  if (mode == CPPNET_VLAN_MACVLAN_PASSTHRU) {
+    target = net->ports[0]; /* the one endpoint owns the parent */
+  } else if (!ipvlan) {
+    struct cppnet_vlan_ep* ep = vlan_ep_by_mac(trunk, vid, eth->h_dest);
+    if (ep) target = ep->ifindex;
+  } else if (mac_equal(eth->h_dest, net->trunk_mac)) {
+    struct cppnet_vlan_ep* ep = vlan_ep_by_ip(skb, trunk, vid, proto, l3);
+    if (ep) target = ep->ifindex;
+  }
+  if (!target) return VLAN_NOT_OURS;
+  if (vid && bpf_skb_vlan_pop(skb)) {
+    count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
+    return TC_ACT_SHOT;
+  }
+  count(CPPNET_CNT_VLAN_RX, skb->len);
+  port_count(target, skb->len, 0);
+  return bpf_redirect_peer(target, 0);
 }
 
 #endif

@@ -26,8 +26,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import lab as L  # noqa: E402
+from scripts import lab as L
 
 MODES = ["underlay", "kernel-hostgw", "kernel-vxlan", "cppnet-vxlan", "cppnet-udp", "cppnet-hostgw",
          "kernel-macvlan", "cppnet-macvlan", "cppnet-vlan10"]

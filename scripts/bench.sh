@@ -12,4 +12,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 bash scripts/install-deps.sh
 bash scripts/build.sh >/dev/null
-exec python3 scripts/bench.py "$@"
+exec python3 -m scripts.bench "$@"

@@ -6,8 +6,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import lab as L  # noqa: E402
+from scripts import lab as L
 
 STATE = "/run/cppnet-demo.json"
 

@@ -16,4 +16,4 @@ if [ "${1:-}" != "--cleanup" ]; then
   bash scripts/install-deps.sh
   bash scripts/build.sh >/dev/null
 fi
-exec python3 scripts/demo.py "$@"
+exec python3 -m scripts.demo "$@"

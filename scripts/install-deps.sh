@@ -2,7 +2,7 @@
 # Installs what cppnet needs to build, test and demo on Debian bookworm. Idempotent.
 set -euo pipefail
 PKGS=(
-  build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev
+  build-essential cmake pkg-config clang clang-format llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev
   libnl-3-dev libnl-route-3-dev libnftables-dev libabsl-dev libgtest-dev libgmock-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libcli11-dev libsystemd-dev

@@ -20,9 +20,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("CPPNET_BUILD_DIR", os.path.join(ROOT, "build"))
-AGENT = os.path.join(BUILD, "agent", "cppnet-agent")
-CTL = os.path.join(BUILD, "cli", "cppnetctl")
-CNI = os.path.join(BUILD, "cli", "cppnet")  # the CNI plugin
+AGENT = os.path.join(BUILD, "agent", "daemon", "cppnet-agent")
+CTL = os.path.join(BUILD, "cli", "cppnetctl", "cppnetctl")
+CNI = os.path.join(BUILD, "cli", "cni", "cppnet")  # the CNI plugin
 SWITCH_IP = "198.18.0.254"
 ETCD = f"http://{SWITCH_IP}:2379"
 PREFIX = "/coreos.com/network"

@@ -35,33 +35,33 @@
 #define CPPNET_UDP_OVERHEAD 28
 
 enum cppnet_backend {
-	CPPNET_BACKEND_NONE = 0,
-	CPPNET_BACKEND_VXLAN = 1,
-	CPPNET_BACKEND_UDP = 2,
-	CPPNET_BACKEND_HOSTGW = 3,
+  CPPNET_BACKEND_NONE = 0,
+  CPPNET_BACKEND_VXLAN = 1,
+  CPPNET_BACKEND_UDP = 2,
+  CPPNET_BACKEND_HOSTGW = 3,
 };
 
 enum cppnet_origin {
-	CPPNET_ORIGIN_LEASE = 0,
-	CPPNET_ORIGIN_STATIC = 1,
+  CPPNET_ORIGIN_LEASE = 0,
+  CPPNET_ORIGIN_STATIC = 1,
 };
 
 /* LPM trie key: prefixlen first, as the kernel requires; addr in network byte order. */
 struct cppnet_route_key {
-	__u32 prefixlen;
-	__u32 addr;
+  __u32 prefixlen;
+  __u32 addr;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_route_key, 8);
 
 /* How to reach a remote subnet. */
 struct cppnet_route {
-	__u32 public_ip;   /* peer underlay address, network byte order */
-	__u32 vni;         /* host byte order */
-	__u8 vtep_mac[6];  /* inner destination MAC (vxlan) */
-	__u16 port;        /* UDP destination port, host byte order */
-	__u8 backend;      /* enum cppnet_backend */
-	__u8 origin;       /* enum cppnet_origin */
-	__u8 pad[2];
+  __u32 public_ip;  /* peer underlay address, network byte order */
+  __u32 vni;        /* host byte order */
+  __u8 vtep_mac[6]; /* inner destination MAC (vxlan) */
+  __u16 port;       /* UDP destination port, host byte order */
+  __u8 backend;     /* enum cppnet_backend */
+  __u8 origin;      /* enum cppnet_origin */
+  __u8 pad[2];
 };
 CPPNET_ASSERT_SIZE(struct cppnet_route, 20);
 
@@ -69,9 +69,9 @@ CPPNET_ASSERT_SIZE(struct cppnet_route, 20);
  * receive path delivers straight into the container's namespace (bpf_redirect_peer).
  * Learned by the container-side program from the container's own packets. */
 struct cppnet_endpoint {
-	__u32 ifindex;    /* host end of the container's veth */
-	__u8 mac[6];      /* the container's MAC */
-	__u8 gw_mac[6];   /* the MAC the container sends to for its gateway */
+  __u32 ifindex;  /* host end of the container's veth */
+  __u8 mac[6];    /* the container's MAC */
+  __u8 gw_mac[6]; /* the MAC the container sends to for its gateway */
 };
 CPPNET_ASSERT_SIZE(struct cppnet_endpoint, 16);
 
@@ -83,17 +83,16 @@ CPPNET_ASSERT_SIZE(struct cppnet_endpoint, 16);
  * a lower address) the route of the inner source decides. */
 #define CPPNET_PEER_SLOTS (1u << 16)
 struct cppnet_peer {
-	__be32 public_ip; /* 0: free */
-	__u32 routes;
-	__be32 subnet;    /* when routes == 1 */
-	__u8 subnet_len;
-	__u8 pad[3];
+  __be32 public_ip; /* 0: free */
+  __u32 routes;
+  __be32 subnet; /* when routes == 1 */
+  __u8 subnet_len;
+  __u8 pad[3];
 };
 CPPNET_ASSERT_SIZE(struct cppnet_peer, 16);
 
-static inline __u32 cppnet_peer_slot(__be32 public_ip)
-{
-	return (public_ip ^ (public_ip >> 16)) & (CPPNET_PEER_SLOTS - 1);
+static inline __u32 cppnet_peer_slot(__be32 public_ip) {
+  return (public_ip ^ (public_ip >> 16)) & (CPPNET_PEER_SLOTS - 1);
 }
 
 /* A container veth bound to the one IPv4 address and MAC it sends from, on first
@@ -103,11 +102,11 @@ static inline __u32 cppnet_peer_slot(__be32 public_ip)
  * frees the slot of a veth that is gone. */
 #define CPPNET_BINDS_SLOTS (1u << 18)
 struct cppnet_bind {
-	__u32 ifindex; /* 0: free */
-	__be32 addr;
-	__u8 mac[6];
-	__u8 delivery; /* 1 once the delivery entry (cppnet_endpoint) has its gateway MAC */
-	__u8 pad;
+  __u32 ifindex; /* 0: free */
+  __be32 addr;
+  __u8 mac[6];
+  __u8 delivery; /* 1 once the delivery entry (cppnet_endpoint) has its gateway MAC */
+  __u8 pad;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_bind, 16);
 
@@ -129,41 +128,41 @@ CPPNET_ASSERT_SIZE(struct cppnet_bind, 16);
 #define CPPNET_VLAN_PORTS_MAX 32 /* endpoints of one network on one host */
 
 enum cppnet_vlan_mode {
-	CPPNET_VLAN_MACVLAN_BRIDGE = 0,
-	CPPNET_VLAN_MACVLAN_VEPA = 1,
-	CPPNET_VLAN_MACVLAN_PRIVATE = 2,
-	CPPNET_VLAN_MACVLAN_PASSTHRU = 3,
-	CPPNET_VLAN_IPVLAN_L2 = 4,
-	CPPNET_VLAN_IPVLAN_L3 = 5,
+  CPPNET_VLAN_MACVLAN_BRIDGE = 0,
+  CPPNET_VLAN_MACVLAN_VEPA = 1,
+  CPPNET_VLAN_MACVLAN_PRIVATE = 2,
+  CPPNET_VLAN_MACVLAN_PASSTHRU = 3,
+  CPPNET_VLAN_IPVLAN_L2 = 4,
+  CPPNET_VLAN_IPVLAN_L3 = 5,
 };
 
 enum cppnet_vlan_addr_kind {
-	CPPNET_VLAN_ADDR_MAC = 0,  /* macvlan modes: frames are found by destination MAC */
-	CPPNET_VLAN_ADDR_IPV4 = 1, /* ipvlan: endpoints share the trunk's MAC, found by IP */
-	CPPNET_VLAN_ADDR_IPV6 = 2,
+  CPPNET_VLAN_ADDR_MAC = 0,  /* macvlan modes: frames are found by destination MAC */
+  CPPNET_VLAN_ADDR_IPV4 = 1, /* ipvlan: endpoints share the trunk's MAC, found by IP */
+  CPPNET_VLAN_ADDR_IPV6 = 2,
 };
 
 /* An endpoint by (trunk, VLAN, its MAC or one of its IPs). */
 struct cppnet_vlan_ep_key {
-	__u32 trunk_ifindex;
-	__u16 vlan;
-	__u8 kind;     /* enum cppnet_vlan_addr_kind */
-	__u8 pad;
-	__u8 addr[16]; /* MAC in the first 6 bytes, IPv4 in the first 4, or IPv6 */
+  __u32 trunk_ifindex;
+  __u16 vlan;
+  __u8 kind; /* enum cppnet_vlan_addr_kind */
+  __u8 pad;
+  __u8 addr[16]; /* MAC in the first 6 bytes, IPv4 in the first 4, or IPv6 */
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_ep_key, 24);
 
 struct cppnet_vlan_ep {
-	__u32 ifindex; /* host end of the endpoint's veth */
-	__u8 mac[6];   /* the endpoint's MAC */
-	__u8 pad[2];
+  __u32 ifindex; /* host end of the endpoint's veth */
+  __u8 mac[6];   /* the endpoint's MAC */
+  __u8 pad[2];
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_ep, 12);
 
 struct cppnet_vlan_net_key {
-	__u32 trunk_ifindex;
-	__u16 vlan;
-	__u16 pad;
+  __u32 trunk_ifindex;
+  __u16 vlan;
+  __u16 pad;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_net_key, 8);
 
@@ -171,17 +170,17 @@ CPPNET_ASSERT_SIZE(struct cppnet_vlan_net_key, 8);
  * the flood list for broadcast and multicast. ipvlan l3 routes: to an address of the
  * network's (first) subnet directly, to anything else through its gateway (0/:: = none). */
 struct cppnet_vlan_net {
-	__u8 mode;         /* enum cppnet_vlan_mode */
-	__u8 nports;
-	__u8 trunk_mac[6]; /* ipvlan: the MAC every endpoint shares */
-	__u32 ports[CPPNET_VLAN_PORTS_MAX];
-	__be32 subnet4;
-	__be32 gw4;
-	__u8 subnet4_len;
-	__u8 subnet6_len;
-	__u8 pad[2];
-	__u8 subnet6[16];
-	__u8 gw6[16];
+  __u8 mode; /* enum cppnet_vlan_mode */
+  __u8 nports;
+  __u8 trunk_mac[6]; /* ipvlan: the MAC every endpoint shares */
+  __u32 ports[CPPNET_VLAN_PORTS_MAX];
+  __be32 subnet4;
+  __be32 gw4;
+  __u8 subnet4_len;
+  __u8 subnet6_len;
+  __u8 pad[2];
+  __u8 subnet6[16];
+  __u8 gw6[16];
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_net, 180);
 
@@ -191,14 +190,14 @@ CPPNET_ASSERT_SIZE(struct cppnet_vlan_net, 180);
  * trunk's MAC for such an entry: unsolicited or gratuitous messages never write one. */
 #define CPPNET_MAP_VLAN_NBR "cppnet_vlan_nbr"
 enum cppnet_nbr_state {
-	CPPNET_NBR_RESOLVED = 0,
-	CPPNET_NBR_PENDING = 1, /* asked, no answer yet: not usable */
-	CPPNET_NBR_REFRESH = 2, /* usable, asked again: an answer may replace the MAC */
+  CPPNET_NBR_RESOLVED = 0,
+  CPPNET_NBR_PENDING = 1, /* asked, no answer yet: not usable */
+  CPPNET_NBR_REFRESH = 2, /* usable, asked again: an answer may replace the MAC */
 };
 struct cppnet_vlan_nbr {
-	__u8 mac[6];
-	__u8 state; /* enum cppnet_nbr_state */
-	__u8 pad;
+  __u8 mac[6];
+  __u8 state; /* enum cppnet_nbr_state */
+  __u8 pad;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_nbr, 8);
 
@@ -206,105 +205,112 @@ CPPNET_ASSERT_SIZE(struct cppnet_vlan_nbr, 8);
  * neighbour solicitation on the VLAN). Ring buffer events. */
 #define CPPNET_MAP_VLAN_MISS "cppnet_vlan_miss"
 struct cppnet_vlan_miss {
-	__u32 trunk_ifindex;
-	__u16 vlan;
-	__u8 kind;      /* CPPNET_VLAN_ADDR_IPV4 or _IPV6 */
-	__u8 pad;
-	__u8 src[16];   /* the endpoint's address (sender of the request) */
-	__u8 target[16];
+  __u32 trunk_ifindex;
+  __u16 vlan;
+  __u8 kind; /* CPPNET_VLAN_ADDR_IPV4 or _IPV6 */
+  __u8 pad;
+  __u8 src[16]; /* the endpoint's address (sender of the request) */
+  __u8 target[16];
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_miss, 40);
 
 /* An endpoint's host veth (key: its ifindex): where its frames go. */
 struct cppnet_vlan_port {
-	__u32 trunk_ifindex;
-	__u16 vlan;
-	__u8 mode;   /* enum cppnet_vlan_mode */
-	__u8 pad;
-	__u8 mac[6]; /* the endpoint's MAC (frames with another source are dropped) */
-	__u8 pad2[2];
+  __u32 trunk_ifindex;
+  __u16 vlan;
+  __u8 mode; /* enum cppnet_vlan_mode */
+  __u8 pad;
+  __u8 mac[6]; /* the endpoint's MAC (frames with another source are dropped) */
+  __u8 pad2[2];
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_port, 16);
 
 /* Per-CPU traffic of an endpoint (key: its host veth's ifindex), created with it. */
 #define CPPNET_MAP_VLAN_CNT "cppnet_vlan_cnt"
 struct cppnet_vlan_cnt {
-	__u64 rx_packets, rx_bytes, tx_packets, tx_bytes;
+  __u64 rx_packets, rx_bytes, tx_packets, tx_bytes;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_cnt, 32);
 
-#define CPPNET_CFG_READY 0x1 /* agent has filled the config; programs act only then */
+#define CPPNET_CFG_READY 0x1         /* agent has filled the config; programs act only then */
 #define CPPNET_CFG_UNTAGGED_VLAN 0x2 /* an untagged VLAN network uses the underlay as trunk */
 
 /* Local host state, single entry (key 0) of an array map. */
 struct cppnet_config {
-	__u32 subnet_addr;       /* our leased subnet, network byte order */
-	__u32 network_addr;      /* the cluster Network, network byte order */
-	__u32 underlay_ip;       /* our PublicIP, network byte order */
-	__u32 underlay_ifindex;
-	__u32 container_ifindex; /* bridge carrying our subnet, 0 until found */
-	__u32 vni;
-	__u16 port;              /* vxlan UDP port, host byte order */
-	__u16 mtu;               /* underlay MTU */
-	__u8 subnet_len;
-	__u8 network_len;
-	__u8 backend;
-	__u8 flags;              /* CPPNET_CFG_* */
-	__u8 underlay_mac[6];
-	__u8 vtep_mac[6];
+  __u32 subnet_addr;  /* our leased subnet, network byte order */
+  __u32 network_addr; /* the cluster Network, network byte order */
+  __u32 underlay_ip;  /* our PublicIP, network byte order */
+  __u32 underlay_ifindex;
+  __u32 container_ifindex; /* bridge carrying our subnet, 0 until found */
+  __u32 vni;
+  __u16 port; /* vxlan UDP port, host byte order */
+  __u16 mtu;  /* underlay MTU */
+  __u8 subnet_len;
+  __u8 network_len;
+  __u8 backend;
+  __u8 flags; /* CPPNET_CFG_* */
+  __u8 underlay_mac[6];
+  __u8 vtep_mac[6];
 };
 CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
 
 /* Counters: X(id, name, help). Traffic counters first, then one per drop reason. */
-#define CPPNET_TRAFFIC_COUNTERS(X)                                                      \
-	X(VXLAN_TX, "vxlan_tx", "packets encapsulated into VXLAN and sent to a peer")      \
-	X(VXLAN_RX, "vxlan_rx", "VXLAN packets decapsulated and delivered to containers")  \
-	X(UDP_TX, "udp_tx", "packets encapsulated into UDP (udp backend) and sent")       \
-	X(UDP_RX, "udp_rx", "UDP-encapsulated packets decapsulated and delivered")         \
-	X(HOSTGW_TX, "hostgw_tx", "packets forwarded to a peer as next hop (host-gw)")      \
-	X(FRAG_NEEDED_TX, "frag_needed_tx", "ICMP fragmentation-needed sent back for too-big DF packets") \
-	X(DELIVER_PEER, "deliver_direct", "overlay packets delivered straight into a container (bpf_redirect_peer)") \
-	X(DELIVER_BRIDGE, "deliver_bridge", "overlay packets handed to the container bridge (endpoint not learned yet)") \
-	X(VLAN_RX, "vlan_rx", "trunk frames untagged and delivered to a VLAN network endpoint") \
-	X(VLAN_TX, "vlan_tx", "endpoint frames tagged and sent out of the trunk")               \
-	X(VLAN_LOCAL, "vlan_local", "frames switched between endpoints on this host (bridge, ipvlan)") \
-	X(VLAN_PROXY, "vlan_proxy", "ARP/neighbour solicitations for ipvlan l3 endpoints answered on the trunk")
+#define CPPNET_TRAFFIC_COUNTERS(X)                                                               \
+  X(VXLAN_TX, "vxlan_tx", "packets encapsulated into VXLAN and sent to a peer")                  \
+  X(VXLAN_RX, "vxlan_rx", "VXLAN packets decapsulated and delivered to containers")              \
+  X(UDP_TX, "udp_tx", "packets encapsulated into UDP (udp backend) and sent")                    \
+  X(UDP_RX, "udp_rx", "UDP-encapsulated packets decapsulated and delivered")                     \
+  X(HOSTGW_TX, "hostgw_tx", "packets forwarded to a peer as next hop (host-gw)")                 \
+  X(FRAG_NEEDED_TX, "frag_needed_tx",                                                            \
+    "ICMP fragmentation-needed sent back for too-big DF packets")                                \
+  X(DELIVER_PEER, "deliver_direct",                                                              \
+    "overlay packets delivered straight into a container (bpf_redirect_peer)")                   \
+  X(DELIVER_BRIDGE, "deliver_bridge",                                                            \
+    "overlay packets handed to the container bridge (endpoint not learned yet)")                 \
+  X(VLAN_RX, "vlan_rx", "trunk frames untagged and delivered to a VLAN network endpoint")        \
+  X(VLAN_TX, "vlan_tx", "endpoint frames tagged and sent out of the trunk")                      \
+  X(VLAN_LOCAL, "vlan_local", "frames switched between endpoints on this host (bridge, ipvlan)") \
+  X(VLAN_PROXY, "vlan_proxy",                                                                    \
+    "ARP/neighbour solicitations for ipvlan l3 endpoints answered on the trunk")
 
-#define CPPNET_DROP_REASONS(X)                                                             \
-	X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                      \
-	X(DROP_VXLAN_FLAGS, "vxlan_bad_flags", "VXLAN header without the valid-VNI flag")     \
-	X(DROP_VNI_UNKNOWN, "vxlan_unknown_vni", "VXLAN to our port with a VNI we do not serve") \
-	X(DROP_VTEP_MAC, "vxlan_wrong_mac", "inner destination MAC is not our VtepMAC")       \
-	X(DROP_INNER_NOT_IPV4, "inner_not_ipv4", "inner frame is not IPv4")                   \
-	X(DROP_INNER_BAD_IP, "inner_bad_ip", "inner IPv4 header invalid")                     \
-	X(DROP_NOT_LOCAL, "not_local_subnet", "decapsulated packet not for our subnet")        \
-	X(DROP_TOO_BIG, "too_big", "packet too big for the underlay after encapsulation")      \
-	X(DROP_BACKEND, "backend_unsupported", "route uses a backend this datapath lacks")      \
-	X(DROP_ENCAP_FAILED, "encap_failed", "kernel refused to grow or shrink the packet")      \
-	X(DROP_VLAN_NO_PORT, "vlan_no_port", "frame from a veth that is no VLAN endpoint (any more)") \
-	X(DROP_VLAN_SOURCE, "vlan_bad_source", "VLAN endpoint sent with a MAC or IP that is not its own")     \
-	X(DROP_VLAN_LOOP, "vlan_looped", "our own endpoint's frame came back from the wire")       \
-	X(DROP_VLAN_L3, "vlan_l3_no_l2", "broadcast, multicast or ARP from an ipvlan l3 endpoint")  \
-	X(DROP_VLAN_NO_ROUTE, "vlan_no_route", "ipvlan l3: off the network's subnet and no gateway")   \
-	X(DROP_VLAN_UNRESOLVED, "vlan_unresolved", "ipvlan l3: next hop's MAC unknown yet (the agent resolves it)") \
-	X(DROP_UNKNOWN_PEER, "unknown_peer", "overlay packet from a host that is no peer (outer source, or source MAC of a routed packet)") \
-	X(DROP_BAD_INNER_SOURCE, "bad_inner_source", "overlay packet whose inner source is not in the sending peer's subnet") \
-	X(DROP_BAD_SOURCE, "bad_source", "container sent from an address or MAC that is not its own") \
-	X(DROP_TO_TUNNEL, "container_to_tunnel", "container sent to a host's tunnel port") \
-	X(DROP_VLAN_TAGGED, "vlan_tagged_by_endpoint", "VLAN endpoint sent an 802.1Q/802.1ad tagged frame")
+#define CPPNET_DROP_REASONS(X)                                                                     \
+  X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                                \
+  X(DROP_VXLAN_FLAGS, "vxlan_bad_flags", "VXLAN header without the valid-VNI flag")                \
+  X(DROP_VNI_UNKNOWN, "vxlan_unknown_vni", "VXLAN to our port with a VNI we do not serve")         \
+  X(DROP_VTEP_MAC, "vxlan_wrong_mac", "inner destination MAC is not our VtepMAC")                  \
+  X(DROP_INNER_NOT_IPV4, "inner_not_ipv4", "inner frame is not IPv4")                              \
+  X(DROP_INNER_BAD_IP, "inner_bad_ip", "inner IPv4 header invalid")                                \
+  X(DROP_NOT_LOCAL, "not_local_subnet", "decapsulated packet not for our subnet")                  \
+  X(DROP_TOO_BIG, "too_big", "packet too big for the underlay after encapsulation")                \
+  X(DROP_BACKEND, "backend_unsupported", "route uses a backend this datapath lacks")               \
+  X(DROP_ENCAP_FAILED, "encap_failed", "kernel refused to grow or shrink the packet")              \
+  X(DROP_VLAN_NO_PORT, "vlan_no_port", "frame from a veth that is no VLAN endpoint (any more)")    \
+  X(DROP_VLAN_SOURCE, "vlan_bad_source",                                                           \
+    "VLAN endpoint sent with a MAC or IP that is not its own")                                     \
+  X(DROP_VLAN_LOOP, "vlan_looped", "our own endpoint's frame came back from the wire")             \
+  X(DROP_VLAN_L3, "vlan_l3_no_l2", "broadcast, multicast or ARP from an ipvlan l3 endpoint")       \
+  X(DROP_VLAN_NO_ROUTE, "vlan_no_route", "ipvlan l3: off the network's subnet and no gateway")     \
+  X(DROP_VLAN_UNRESOLVED, "vlan_unresolved",                                                       \
+    "ipvlan l3: next hop's MAC unknown yet (the agent resolves it)")                               \
+  X(DROP_UNKNOWN_PEER, "unknown_peer",                                                             \
+    "overlay packet from a host that is no peer (outer source, or source MAC of a routed packet)") \
+  X(DROP_BAD_INNER_SOURCE, "bad_inner_source",                                                     \
+    "overlay packet whose inner source is not in the sending peer's subnet")                       \
+  X(DROP_BAD_SOURCE, "bad_source", "container sent from an address or MAC that is not its own")    \
+  X(DROP_TO_TUNNEL, "container_to_tunnel", "container sent to a host's tunnel port")               \
+  X(DROP_VLAN_TAGGED, "vlan_tagged_by_endpoint",                                                   \
+    "VLAN endpoint sent an 802.1Q/802.1ad tagged frame")
 
 #define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
 enum cppnet_counter_id {
-	CPPNET_TRAFFIC_COUNTERS(CPPNET_ENUM_ENTRY)
-	CPPNET_DROP_REASONS(CPPNET_ENUM_ENTRY)
-	CPPNET_CNT_MAX
+  CPPNET_TRAFFIC_COUNTERS(CPPNET_ENUM_ENTRY) CPPNET_DROP_REASONS(CPPNET_ENUM_ENTRY) CPPNET_CNT_MAX
 };
 #undef CPPNET_ENUM_ENTRY
 
 /* Per-CPU value of the stats array (index = enum cppnet_counter_id). */
 struct cppnet_counter {
-	__u64 packets;
-	__u64 bytes;
+  __u64 packets;
+  __u64 bytes;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_counter, 16);
 

@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "../bpf/packet.h"
-#include "core/maps.h"
-#include "core/vlan_maps.h"
-#include "datapath.h"
+#include "cppnet/maps.h"
+#include "cppnet/vlan_maps.h"
+#include "cppnet/datapath.h"
 
 using namespace cppnet;
 using namespace cppnet::test;
@@ -34,7 +34,8 @@ double NsPerPacket(int fd, const Bytes& pkt, uint32_t repeat, int runs = 5) {
   Bytes out(pkt.size() + 256);
   for (int r = 0; r < runs; r++) {
     LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt.data(), .data_out = out.data(),
-                .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(out.size()));
+                .data_size_in = static_cast<uint32_t>(pkt.size()),
+                .data_size_out = static_cast<uint32_t>(out.size()));
     o.repeat = repeat;
     if (bpf_prog_test_run_opts(fd, &o) != 0) {
       fprintf(stderr, "bpf_bench: test run: %s\n", strerror(errno));
@@ -49,7 +50,11 @@ double NsPerPacket(int fd, const Bytes& pkt, uint32_t repeat, int runs = 5) {
 // A program that only returns `verdict`: the harness's own cost.
 int TrivialProg(bpf_prog_type type, int verdict) {
   bpf_insn insns[] = {
-      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .src_reg = 0, .off = 0, .imm = verdict},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K,
+       .dst_reg = BPF_REG_0,
+       .src_reg = 0,
+       .off = 0,
+       .imm = verdict},
       {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
   };
   int fd = bpf_prog_load(type, "cppnet_trivial", "GPL", insns, 2, nullptr);
@@ -124,28 +129,41 @@ int main(int argc, char** argv) {
   auto container = [&](const Bytes& ip) { return Cat({Eth(kBridge, kCont, 0x0800), ip}); };
   auto vxlan = [&](const Bytes& ip) {
     return Cat({Eth(kMacA, kMacB, 0x0800),
-                Ip4(kUnderB, kUnderA, Udp(50000, 8472, Vxlan(1, Cat({Eth(va, vb, 0x0800), Ip4(0xc6130205, 0xc6130102, Tcp(80, 40000, ip.size() - 40))}))), {.proto = 17})});
+                Ip4(kUnderB, kUnderA,
+                    Udp(50000, 8472,
+                        Vxlan(1, Cat({Eth(va, vb, 0x0800), Ip4(0xc6130205, 0xc6130102,
+                                                               Tcp(80, 40000, ip.size() - 40))}))),
+                    {.proto = 17})});
   };
-  const int enc = (*dp)->encap_prog_fd(), dec = (*dp)->decap_prog_fd(), und = (*dp)->underlay_prog_fd();
-  const int tc0 = TrivialProg(BPF_PROG_TYPE_SCHED_CLS, 0), xdp0 = TrivialProg(BPF_PROG_TYPE_XDP, XDP_PASS);
+  const int enc = (*dp)->encap_prog_fd(), dec = (*dp)->decap_prog_fd(),
+            und = (*dp)->underlay_prog_fd();
+  const int tc0 = TrivialProg(BPF_PROG_TYPE_SCHED_CLS, 0),
+            xdp0 = TrivialProg(BPF_PROG_TYPE_XDP, XDP_PASS);
   // The container's first packet teaches the datapath where it lives (direct delivery).
   (void)NsPerPacket(enc, container(inner(64)), 1, 1);
   const int samples = static_cast<int>(std::min<uint32_t>(repeat / 10, 100000));
   // VLAN network 10 on trunk lo: the measured endpoint's veth is lo itself (test runs
   // see ifindex 1), a second endpoint has an ifindex no interface has.
-  const Mac kEp{0x02, 0x42, 0, 0, 0, 0x10}, kEp2{0x02, 0x42, 0, 0, 0, 0x11}, kWire{0x02, 0x42, 0, 0, 0, 0x99};
+  const Mac kEp{0x02, 0x42, 0, 0, 0, 0x10}, kEp2{0x02, 0x42, 0, 0, 0, 0x11},
+      kWire{0x02, 0x42, 0, 0, 0, 0x99};
   const Mac kEp3{0x02, 0x42, 0, 0, 0, 0x12};
   const int port = (*dp)->vlan_port_prog_fd(), trunk = (*dp)->trunk_prog_fd();
   const Bytes host_tcp = Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))});
   double trunk_pass = 0;
-  for (auto [ifindex, mac, vlan] : {std::tuple<uint32_t, Mac, uint16_t>{1, kEp, 10}, {900007, kEp2, 10},
-                                    {900008, kEp3, 0}}) {
+  for (auto [ifindex, mac, vlan] :
+       {std::tuple<uint32_t, Mac, uint16_t>{1, kEp, 10}, {900007, kEp2, 10}, {900008, kEp3, 0}}) {
     // The host's own traffic on a trunk with tagged networks only (before the untagged one).
     if (!vlan) trunk_pass = NsPerPacket(trunk, host_tcp, repeat);
     // The measured endpoint sends from its registered address (its source is checked).
-    VlanEndpointSpec s{.network = "bench", .trunk_ifindex = 1, .trunk_mac = kMacA, .vlan = vlan,
-                       .mode = CPPNET_VLAN_MACVLAN_BRIDGE, .host_ifindex = ifindex, .mac = mac,
-                       .ipv4 = ifindex == 1 ? std::vector<uint32_t>{0xc6120a02} : std::vector<uint32_t>{}};
+    VlanEndpointSpec s{
+        .network = "bench",
+        .trunk_ifindex = 1,
+        .trunk_mac = kMacA,
+        .vlan = vlan,
+        .mode = CPPNET_VLAN_MACVLAN_BRIDGE,
+        .host_ifindex = ifindex,
+        .mac = mac,
+        .ipv4 = ifindex == 1 ? std::vector<uint32_t>{0xc6120a02} : std::vector<uint32_t>{}};
     if (auto st = RegisterVlanEndpoint((*dp)->vlan_maps(), s); !st.ok()) {
       fprintf(stderr, "bpf_bench: %s\n", std::string(st.message()).c_str());
       return 1;
@@ -168,19 +186,27 @@ int main(int argc, char** argv) {
       {"tc_trivial_baseline", NsPerPacket(tc0, container(inner(64)), repeat)},
       {"xdp_trivial_baseline", NsPerPacket(xdp0, vxlan(inner(64)), repeat)},
       // Not overlay traffic: container to a host outside the Network, host TCP on the underlay.
-      {"tc_pass_not_overlay", NsPerPacket(enc, container(Ip4(0xc6130102, 0xc6120009, Tcp(1, 2, 24))), repeat)},
-      {"tc_pass_unleased_subnet", NsPerPacket(enc, container(Ip4(0xc6130102, 0xc613ff09, Tcp(1, 2, 24))), repeat)},
-      {"tc_pass_underlay_tcp", NsPerPacket(und, Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))}), repeat)},
-      {"xdp_pass_underlay_tcp", NsPerPacket(dec, Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))}), repeat)},
+      {"tc_pass_not_overlay",
+       NsPerPacket(enc, container(Ip4(0xc6130102, 0xc6120009, Tcp(1, 2, 24))), repeat)},
+      {"tc_pass_unleased_subnet",
+       NsPerPacket(enc, container(Ip4(0xc6130102, 0xc613ff09, Tcp(1, 2, 24))), repeat)},
+      {"tc_pass_underlay_tcp",
+       NsPerPacket(und, Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))}),
+                   repeat)},
+      {"xdp_pass_underlay_tcp",
+       NsPerPacket(dec, Cat({Eth(kMacA, kMacB, 0x0800), Ip4(kUnderB, kUnderA, Tcp(22, 5000, 24))}),
+                   repeat)},
       // VLAN networks: an endpoint's frame tagged out of the trunk, switched to a local
       // endpoint; a tagged frame untagged and switched into its endpoint.
-      {"tc_vlan_port_to_wire_64", MutatingNsPerPacket(port, tc0, Cat({Eth(kWire, kEp, 0x0800), v64}), samples, repeat)},
+      {"tc_vlan_port_to_wire_64",
+       MutatingNsPerPacket(port, tc0, Cat({Eth(kWire, kEp, 0x0800), v64}), samples, repeat)},
       {"tc_vlan_port_local_64", NsPerPacket(port, Cat({Eth(kEp2, kEp, 0x0800), v64}), repeat)},
       // The tag is in the data here (test runs); on a real trunk the kernel has already
       // moved it into skb metadata, where removing it costs nothing: the untagged
       // network's figure is the demultiplexing itself.
       {"tc_vlan_trunk_rx_64", MutatingNsPerPacket(trunk, tc0, tagged, samples, repeat)},
-      {"tc_vlan_trunk_rx_untagged_64", NsPerPacket(trunk, Cat({Eth(kEp3, kWire, 0x0800), v64}), repeat)},
+      {"tc_vlan_trunk_rx_untagged_64",
+       NsPerPacket(trunk, Cat({Eth(kEp3, kWire, 0x0800), v64}), repeat)},
       {"tc_vlan_trunk_pass_64", trunk_pass},
       // ... and on a trunk that also carries an untagged network (looked up for every frame).
       {"tc_vlan_trunk_pass_untagged_net_64", NsPerPacket(trunk, host_tcp, repeat)},

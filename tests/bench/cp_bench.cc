@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "core/lease.h"
-#include "core/maps.h"
-#include "etcd_client.h"
+#include "cppnet/lease.h"
+#include "cppnet/maps.h"
+#include "cppnet/etcd_client.h"
 
 using namespace cppnet;
 
@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
   if (cmd == "wait-count") {
     const int64_t deadline = NowNs() + std::stoll(argv[3]) * 1'000'000'000;
     while (NowNs() < deadline) {
-      if (!maps.ok()) maps = MapFds::OpenPinned(CPPNET_PIN_DIR_DEFAULT);  // agent may not have pinned yet
+      if (!maps.ok())
+        maps = MapFds::OpenPinned(CPPNET_PIN_DIR_DEFAULT);  // agent may not have pinned yet
       if (maps.ok() && CountEntries(maps->routes()) >= n) {
         printf("%lld\n", static_cast<long long>(NowNs()));
         return 0;
@@ -121,11 +122,13 @@ int main(int argc, char** argv) {
       del.push_back(WaitRoute(maps->routes(), SubnetFor(i), false, t0));
     }
     size_t lost = std::count(add.begin(), add.end(), -1) + std::count(del.begin(), del.end(), -1);
-    printf("{\"changes\": %u, \"timeouts\": %zu, \"add_p50_ms\": %.2f, \"add_p99_ms\": %.2f, "
-           "\"del_p50_ms\": %.2f, \"del_p99_ms\": %.2f}\n",
-           n, lost, Pct(add, 0.5), Pct(add, 0.99), Pct(del, 0.5), Pct(del, 0.99));
+    printf(
+        "{\"changes\": %u, \"timeouts\": %zu, \"add_p50_ms\": %.2f, \"add_p99_ms\": %.2f, "
+        "\"del_p50_ms\": %.2f, \"del_p99_ms\": %.2f}\n",
+        n, lost, Pct(add, 0.5), Pct(add, 0.99), Pct(del, 0.5), Pct(del, 0.99));
     return lost ? 1 : 0;
   }
-  fprintf(stderr, "cp_bench: %s\n", maps.ok() ? "bad command" : std::string(maps.status().message()).c_str());
+  fprintf(stderr, "cp_bench: %s\n",
+          maps.ok() ? "bad command" : std::string(maps.status().message()).c_str());
   return 2;
 }

@@ -4,8 +4,14 @@
 
 namespace cppnet::test {
 
-static void Put16(Bytes& b, uint16_t v) { b.push_back(v >> 8); b.push_back(v & 0xff); }
-static void Put32(Bytes& b, uint32_t v) { Put16(b, v >> 16); Put16(b, v & 0xffff); }
+static void Put16(Bytes& b, uint16_t v) {
+  b.push_back(v >> 8);
+  b.push_back(v & 0xff);
+}
+static void Put32(Bytes& b, uint32_t v) {
+  Put16(b, v >> 16);
+  Put16(b, v & 0xffff);
+}
 
 Bytes Eth(const Mac& dst, const Mac& src, uint16_t type) {
   Bytes b(dst.begin(), dst.end());
@@ -62,7 +68,7 @@ Bytes Tcp(uint16_t sport, uint16_t dport, size_t payload_len) {
   b.push_back(0x50);  // doff 5
   b.push_back(0x18);  // PSH|ACK
   Put16(b, 65535);
-  Put16(b, 0xbeef);   // checksum: carried opaquely by the overlay
+  Put16(b, 0xbeef);  // checksum: carried opaquely by the overlay
   Put16(b, 0);
   for (size_t i = 0; i < payload_len; i++) b.push_back(static_cast<uint8_t>(i * 7 + 3));
   return b;
@@ -83,7 +89,8 @@ Bytes Cat(std::initializer_list<Bytes> parts) {
 
 std::string Hex(const Bytes& b) {
   std::string s;
-  for (size_t i = 0; i < b.size(); i++) s += absl::StrFormat("%02x%s", b[i], (i % 16 == 15) ? "\n" : " ");
+  for (size_t i = 0; i < b.size(); i++)
+    s += absl::StrFormat("%02x%s", b[i], (i % 16 == 15) ? "\n" : " ");
   return s;
 }
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "core/net.h"
+#include "cppnet/net.h"
 
 namespace cppnet::test {
 
@@ -22,7 +22,7 @@ struct Ip4Opts {
 Bytes Eth(const Mac& dst, const Mac& src, uint16_t type);
 Bytes Ip4(uint32_t src, uint32_t dst, const Bytes& payload, const Ip4Opts& o = {});
 Bytes Udp(uint16_t sport, uint16_t dport, const Bytes& payload);  // checksum 0
-Bytes Tcp(uint16_t sport, uint16_t dport, size_t payload_len);     // fixed pattern payload
+Bytes Tcp(uint16_t sport, uint16_t dport, size_t payload_len);    // fixed pattern payload
 Bytes Vxlan(uint32_t vni, const Bytes& inner_frame, uint8_t flags = 0x08);
 Bytes Cat(std::initializer_list<Bytes> parts);
 uint16_t Csum(const uint8_t* p, size_t n);

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/config.h"
+#include "cppnet/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto c = cppnet::ParseNetworkConfig(std::string(reinterpret_cast<const char*>(data), size));

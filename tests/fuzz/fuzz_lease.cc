@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/lease.h"
+#include "cppnet/lease.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const cppnet::NetworkConfig cfg =

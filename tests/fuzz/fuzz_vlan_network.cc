@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/vlan.h"
+#include "cppnet/vlan.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto n = cppnet::ParseVlanNetwork(std::string(reinterpret_cast<const char*>(data), size));

@@ -4,8 +4,7 @@ import os
 import sys
 import traceback
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-import lab as L  # noqa: E402
+from scripts import lab as L
 
 
 class Checker:

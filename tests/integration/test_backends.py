@@ -6,7 +6,7 @@ import json
 import subprocess
 import time
 
-from common import L, run_scenario
+from .common import L, run_scenario
 
 SUBNETS = "/coreos.com/network/subnets/"
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from common import L, run_scenario
+from .common import L, run_scenario
 
 
 def agent_usage(c):

@@ -5,7 +5,7 @@ standard bridge plugin and host-local IPAM over the leased subnet, traffic cross
 CHECK passes, DEL removes every trace and is idempotent; VERSION; errors in CNI's format."""
 import json
 
-from common import L, cni_call as call, container, in_netns, overlay_hosts, run_scenario
+from .common import L, cni_call as call, container, in_netns, overlay_hosts, run_scenario
 
 def conf(**extra):
     return json.dumps({"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "cppnet", "network": "overlay", **extra})

@@ -6,7 +6,7 @@ import json
 import re
 import time
 
-from common import L, late_join, overlay_hosts, run_scenario
+from .common import L, late_join, overlay_hosts, run_scenario
 
 
 def scenario(lab, c):

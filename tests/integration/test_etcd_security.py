@@ -4,7 +4,7 @@ files or credentials lease a subnet and carry traffic; wrong or missing ones giv
 error naming etcd and the cause, the agent stays up, not ready, and leases nothing."""
 import json
 
-from common import L, run_scenario
+from .common import L, run_scenario
 
 
 def readyz(host):

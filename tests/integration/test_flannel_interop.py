@@ -5,7 +5,7 @@ neighbour and FDB entries, onlink routes) and writes its lease in flanneld's JSO
 Containers on cppnet hosts and on that host must reach each other both ways."""
 import json
 
-from common import L, run_scenario
+from .common import L, run_scenario
 
 
 def scenario(lab, c):

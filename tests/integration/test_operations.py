@@ -9,7 +9,7 @@ import socket
 import subprocess
 import tempfile
 
-from common import L, run_scenario
+from .common import L, run_scenario
 
 
 def capture_sources(ns, iface, bpf_filter, action):

@@ -10,7 +10,7 @@ import re
 import signal
 import time
 
-from common import L, late_join, overlay_hosts, run_scenario
+from .common import L, late_join, overlay_hosts, run_scenario
 
 
 def cpu_seconds(pid):

@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 
-from common import L, cni_call, overlay_hosts, run_scenario
+from .common import L, cni_call, overlay_hosts, run_scenario
 
 SUBNETS = "/coreos.com/network/subnets/"
 

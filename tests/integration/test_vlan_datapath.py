@@ -10,7 +10,7 @@ import json
 import re
 import subprocess
 
-from common import L, cni_call, container, in_netns, run_scenario
+from .common import L, cni_call, container, in_netns, run_scenario
 
 SW = None  # argv prefix entering the switch namespace
 

@@ -4,7 +4,7 @@ delete` with Docker's syntax and error wording, kept in /etc/cppnet/networks.d a
 loaded by the agent; refused while no agent runs. (Traffic: test_vlan_datapath.py.)"""
 import json
 
-from common import L, run_scenario
+from .common import L, run_scenario
 
 
 def scenario(lab, c):

@@ -5,7 +5,7 @@ host joining later, malformed leases, agent restart and lease deletion."""
 import json
 import signal
 
-from common import L, cross_pairs, run_scenario
+from .common import L, cross_pairs, run_scenario
 
 SUBNETS = "/coreos.com/network/subnets/"
 

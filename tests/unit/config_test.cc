@@ -1,4 +1,4 @@
-#include "core/config.h"
+#include "cppnet/config.h"
 
 #include <gtest/gtest.h>
 
@@ -33,7 +33,8 @@ TEST(Config, MissingBackendIsUdpAndKeysAreCaseInsensitive) {
 }
 
 TEST(Config, ExplicitRangeAndBackendOptions) {
-  auto c = ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.10.0",
+  auto c =
+      ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.10.0",
       "SubnetMax":"198.19.20.0","Backend":{"Type":"vxlan","VNI":42,"Port":4789,"DirectRouting":true}})");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(FormatIp4(c->subnet_min), "198.19.10.0");
@@ -49,7 +50,8 @@ struct BadCase {
 };
 
 TEST(Config, DualStackDefaultsAsFlanneld) {
-  auto c = ParseNetworkConfig(R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48"})");
+  auto c = ParseNetworkConfig(
+      R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48"})");
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_TRUE(c->enable_ipv4);
   EXPECT_TRUE(c->enable_ipv6);
@@ -57,7 +59,8 @@ TEST(Config, DualStackDefaultsAsFlanneld) {
   EXPECT_EQ(c->ipv6_subnet_len, 64);
   EXPECT_EQ(FormatIp6(c->ipv6_subnet_min), "2001:db8:0:1::");
   EXPECT_EQ(FormatIp6(c->ipv6_subnet_max), "2001:db8:0:ffff::");
-  auto small = ParseNetworkConfig(R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/120"})");
+  auto small = ParseNetworkConfig(
+      R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/120"})");
   ASSERT_TRUE(small.ok()) << small.status().message();
   EXPECT_EQ(small->ipv6_subnet_len, 122);
   // IPv6 fields are ignored unless EnableIPv6 is set.
@@ -73,19 +76,27 @@ TEST(Config, RejectsBadConfigNamingFieldAndValue) {
       {"{}", "Network is missing"},
       {R"({"Network":"10.5.0.0/40"})", "invalid prefix \"10.5.0.0/40\""},
       {R"({"Network":"10.5.0.0/16","SubnetLen":31})", "SubnetLen must be less than /31 (got 31)"},
-      {R"({"Network":"10.5.0.0/16","SubnetLen":17})", "network must be able to accommodate at least four subnets"},
+      {R"({"Network":"10.5.0.0/16","SubnetLen":17})",
+       "network must be able to accommodate at least four subnets"},
       {R"({"Network":"10.5.0.0/16","SubnetLen":"24"})", "SubnetLen must be an integer"},
-      {R"({"Network":"10.5.0.0/16","SubnetMin":"10.6.0.0"})", "SubnetMin is not in the range of the Network (10.6.0.0"},
-      {R"({"Network":"10.5.0.0/16","SubnetMax":"10.5.3.7"})", "SubnetMax is not on a SubnetLen boundary (10.5.3.7"},
-      {R"({"Network":"10.5.0.0/16","SubnetMin":"10.5.9.0","SubnetMax":"10.5.3.0"})", "is greater than SubnetMax"},
+      {R"({"Network":"10.5.0.0/16","SubnetMin":"10.6.0.0"})",
+       "SubnetMin is not in the range of the Network (10.6.0.0"},
+      {R"({"Network":"10.5.0.0/16","SubnetMax":"10.5.3.7"})",
+       "SubnetMax is not on a SubnetLen boundary (10.5.3.7"},
+      {R"({"Network":"10.5.0.0/16","SubnetMin":"10.5.9.0","SubnetMax":"10.5.3.0"})",
+       "is greater than SubnetMax"},
       {R"({"Network":"10.5.0.0/16","Backend":{"Type":"gre"}})", "unknown backend type \"gre\""},
-      {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}})", "VNI must be between 0 and 16777215"},
-      {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","Port":70000}})", "Port must be between 1 and 65535"},
+      {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}})",
+       "VNI must be between 0 and 16777215"},
+      {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","Port":70000}})",
+       "Port must be between 1 and 65535"},
       {R"({"Network":"10.5.0.0/16","Backend":"vxlan"})", "Backend must be an object"},
       {R"({"Network":"10.5.0.0/16","EnableIPv4":false})", "IPv6-only networks are not supported"},
       {R"({"Network":"10.5.0.0/16","EnableIPv6":"yes"})", "EnableIPv6 must be true or false"},
-      {R"({"Network":"10.5.0.0/16","EnableIPv6":true})", "EnableIPv6 is true but IPv6Network is missing"},
-      {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"10.6.0.0/16"})", "IPv6Network: \"10.6.0.0\" is not an IPv6 address"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":true})",
+       "EnableIPv6 is true but IPv6Network is missing"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"10.6.0.0/16"})",
+       "IPv6Network: \"10.6.0.0\" is not an IPv6 address"},
       {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetLen":127})",
        "IPv6SubnetLen must be less than /127 (got 127)"},
       {R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/64","IPv6SubnetLen":65})",
@@ -98,7 +109,8 @@ TEST(Config, RejectsBadConfigNamingFieldAndValue) {
   for (const BadCase& c : cases) {
     auto r = ParseNetworkConfig(c.json);
     ASSERT_FALSE(r.ok()) << c.json;
-    EXPECT_NE(r.status().message().find(c.error), std::string::npos) << r.status().message() << " for " << c.json;
+    EXPECT_NE(r.status().message().find(c.error), std::string::npos)
+        << r.status().message() << " for " << c.json;
   }
 }
 

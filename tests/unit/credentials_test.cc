@@ -1,4 +1,4 @@
-#include "core/credentials.h"
+#include "cppnet/credentials.h"
 
 #include <unistd.h>
 
@@ -30,7 +30,8 @@ TEST(Credentials, PasswordFileFirstLine) {
 }
 
 TEST(Credentials, CommandLinePasswordIsScrubbed) {
-  char a0[] = "cppnet-agent", a1[] = "--etcd-password", a2[] = "hunter2", a3[] = "--etcd-password=pw", a4[] = "--iface=eth0";
+  char a0[] = "cppnet-agent", a1[] = "--etcd-password", a2[] = "hunter2",
+       a3[] = "--etcd-password=pw", a4[] = "--iface=eth0";
   char* argv[] = {a0, a1, a2, a3, a4};
   std::string warning = ScrubPasswordArg(5, argv);
   EXPECT_NE(warning.find("readable by every user"), std::string::npos);

@@ -1,4 +1,4 @@
-#include "core/lease.h"
+#include "cppnet/lease.h"
 
 #include <gtest/gtest.h>
 
@@ -7,10 +7,13 @@ namespace {
 
 const char* kPrefix = "/coreos.com/network/subnets/";
 
-NetworkConfig Vxlan() { return *ParseNetworkConfig(R"({"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}})"); }
+NetworkConfig Vxlan() {
+  return *ParseNetworkConfig(R"({"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}})");
+}
 
 std::string VxLease(const char* ip, const char* mac) {
-  return std::string(R"({"PublicIP":")") + ip + R"(","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":")" + mac + R"("}})";
+  return std::string(R"({"PublicIP":")") + ip +
+         R"(","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":")" + mac + R"("}})";
 }
 
 TEST(Lease, ParsesFlanneldJsonWithUnknownFields) {
@@ -25,8 +28,9 @@ TEST(Lease, ParsesFlanneldJsonWithUnknownFields) {
 
 TEST(Lease, SerializesExactlyAsFlanneld) {
   Lease l{0xc6120003, "vxlan", 1, VtepMacFor(0xc6120003)};
-  EXPECT_EQ(SerializeLease(l),
-            R"({"PublicIP":"198.18.0.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:63:c6:12:00:03"}})");
+  EXPECT_EQ(
+      SerializeLease(l),
+      R"({"PublicIP":"198.18.0.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:63:c6:12:00:03"}})");
   auto back = ParseLease(SerializeLease(l));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->public_ip, l.public_ip);
@@ -34,25 +38,32 @@ TEST(Lease, SerializesExactlyAsFlanneld) {
 }
 
 TEST(Lease, RejectsMalformed) {
-  for (const char* bad : {"", "{", R"({"BackendType":"vxlan"})", R"({"PublicIP":"1.2.3"})", R"({"PublicIP":"0.0.0.0"})",
-                          R"({"PublicIP":"198.18.0.1","BackendData":{"VNI":"x"}})",
-                          R"({"PublicIP":"198.18.0.1","BackendData":{"VtepMAC":"zz"}})"})
+  for (const char* bad :
+       {"", "{", R"({"BackendType":"vxlan"})", R"({"PublicIP":"1.2.3"})",
+        R"({"PublicIP":"0.0.0.0"})", R"({"PublicIP":"198.18.0.1","BackendData":{"VNI":"x"}})",
+        R"({"PublicIP":"198.18.0.1","BackendData":{"VtepMAC":"zz"}})"})
     EXPECT_FALSE(ParseLease(bad).ok()) << bad;
 }
 
 TEST(Lease, SelectsValidPeersAndSkipsTheRestWithReasons) {
   std::vector<LeaseRecord> recs = {
-      {std::string(kPrefix) + "198.19.1.0-24", VxLease("198.18.0.1", "0e:00:00:00:00:01"), 10},  // ours
+      {std::string(kPrefix) + "198.19.1.0-24", VxLease("198.18.0.1", "0e:00:00:00:00:01"),
+       10},  // ours
       {std::string(kPrefix) + "198.19.2.0-24", VxLease("198.18.0.2", "0e:00:00:00:00:02"), 11},
-      {std::string(kPrefix) + "198.19.3.0-25", VxLease("198.18.0.3", "0e:00:00:00:00:03"), 12},  // other len: ok
+      {std::string(kPrefix) + "198.19.3.0-25", VxLease("198.18.0.3", "0e:00:00:00:00:03"),
+       12},  // other len: ok
       {std::string(kPrefix) + "10.9.0.0-24", VxLease("198.18.0.4", "0e:00:00:00:00:04"), 13},
       {std::string(kPrefix) + "198.19.5.0-24", "{not json", 14},
       {std::string(kPrefix) + "198.19.6.1-24", VxLease("198.18.0.6", "0e:00:00:00:00:06"), 15},
       {std::string(kPrefix) + "198.19.7.0-24", R"({"PublicIP":"198.18.0.7"})", 16},  // udp lease
-      {std::string(kPrefix) + "198.19.8.0-24", R"({"PublicIP":"198.18.0.8","BackendType":"vxlan","BackendData":{"VNI":1}})", 17},
-      {std::string(kPrefix) + "198.19.2.0-23", VxLease("198.18.0.9", "0e:00:00:00:00:09"), 18},  // overlaps older
-      {std::string(kPrefix) + "198.19.0.0-23", VxLease("198.18.0.10", "0e:00:00:00:00:0a"), 19},  // overlaps ours
-      {std::string(kPrefix) + "198.19.9.0-24", VxLease("198.18.0.11", "01:00:00:00:00:0b"), 20},  // multicast MAC
+      {std::string(kPrefix) + "198.19.8.0-24",
+       R"({"PublicIP":"198.18.0.8","BackendType":"vxlan","BackendData":{"VNI":1}})", 17},
+      {std::string(kPrefix) + "198.19.2.0-23", VxLease("198.18.0.9", "0e:00:00:00:00:09"),
+       18},  // overlaps older
+      {std::string(kPrefix) + "198.19.0.0-23", VxLease("198.18.0.10", "0e:00:00:00:00:0a"),
+       19},  // overlaps ours
+      {std::string(kPrefix) + "198.19.9.0-24", VxLease("198.18.0.11", "01:00:00:00:00:0b"),
+       20},  // multicast MAC
       {"/coreos.com/network/config", "{}", 1},
   };
   LeaseSet s = SelectPeerLeases(Vxlan(), kPrefix, Prefix4{0xc6130100, 24}, recs);
@@ -93,30 +104,38 @@ TEST(Lease, FreeSubnetsRespectRangeAndTaken) {
 
 // Hostile etcd values: bounded before parsing, never re-serialised into a message.
 TEST(Lease, DeepOrHugeValuesAreRefusedWithoutRecursion) {
-  std::string deep = R"({"PublicIP":"198.18.0.9","BackendData":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  std::string deep = R"({"PublicIP":"198.18.0.9","BackendData":)" + std::string(100000, '[') +
+                     std::string(100000, ']') + "}";
   auto l = ParseLease(deep);
   ASSERT_FALSE(l.ok());
-  EXPECT_NE(l.status().message().find("more than the limit"), std::string::npos) << l.status().message();
-  std::string nested = R"({"PublicIP":"198.18.0.9","x":)" + std::string(65, '[') + std::string(65, ']') + "}";
+  EXPECT_NE(l.status().message().find("more than the limit"), std::string::npos)
+      << l.status().message();
+  std::string nested =
+      R"({"PublicIP":"198.18.0.9","x":)" + std::string(65, '[') + std::string(65, ']') + "}";
   l = ParseLease(nested);
   ASSERT_FALSE(l.ok());
-  EXPECT_NE(l.status().message().find("nested deeper than 64"), std::string::npos) << l.status().message();
+  EXPECT_NE(l.status().message().find("nested deeper than 64"), std::string::npos)
+      << l.status().message();
   // Brackets inside strings do not count.
-  EXPECT_TRUE(ParseLease(R"({"PublicIP":"198.18.0.9","note":")" + std::string(200, '[') + R"("})").ok());
+  EXPECT_TRUE(
+      ParseLease(R"({"PublicIP":"198.18.0.9","note":")" + std::string(200, '[') + R"("})").ok());
   // A mistyped field is described, not dumped.
-  std::string vni = R"({"PublicIP":"198.18.0.9","BackendType":"vxlan","BackendData":{"VNI":)" + std::string(60, '[') +
-                    std::string(60, ']') + "}}";
+  std::string vni = R"({"PublicIP":"198.18.0.9","BackendType":"vxlan","BackendData":{"VNI":)" +
+                    std::string(60, '[') + std::string(60, ']') + "}}";
   l = ParseLease(vni);
   ASSERT_FALSE(l.ok());
-  EXPECT_EQ(l.status().message(), "lease: BackendData: VNI must be an integer (got an array of 1 entries)");
-  auto c = ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":")" + std::string(1000, 'x') + R"("})");
+  EXPECT_EQ(l.status().message(),
+            "lease: BackendData: VNI must be an integer (got an array of 1 entries)");
+  auto c = ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":")" +
+                              std::string(1000, 'x') + R"("})");
   ASSERT_FALSE(c.ok());
   EXPECT_LT(c.status().message().size(), 200u) << c.status().message();
 }
 
 TEST(Lease, SkippedHostileLeaseNamesItsKey) {
   std::vector<LeaseRecord> recs = {
-      {std::string(kPrefix) + "198.19.5.0-24", R"({"PublicIP":)" + std::string(100, '[') + std::string(100, ']') + "}", 1}};
+      {std::string(kPrefix) + "198.19.5.0-24",
+       R"({"PublicIP":)" + std::string(100, '[') + std::string(100, ']') + "}", 1}};
   LeaseSet s = SelectPeerLeases(Vxlan(), kPrefix, std::nullopt, recs);
   ASSERT_EQ(s.skipped.size(), 1u);
   EXPECT_EQ(s.skipped[0].key, std::string(kPrefix) + "198.19.5.0-24");
@@ -135,24 +154,32 @@ TEST(Lease, FreeSubnetsHandlesLargeAndNestedTakenSets) {
   for (uint32_t i = 1; i <= 10000; i++) taken.push_back(Prefix4{0xc6130000 + i * 4, 30});
   taken.push_back(Prefix4{0xc613c000, 18});  // covers 198.19.192.0 - 198.19.255.255
   auto free = FreeSubnets(cfg, taken, 1 << 20);
-  // 16383 candidates (SubnetMin skips the first), minus 10000 taken, minus the /18's 4096 (none overlap).
+  // 16383 candidates (SubnetMin skips the first), minus 10000 taken, minus the /18's 4096 (none
+  // overlap).
   EXPECT_EQ(free.size(), 16383u - 10000u - 4096u);
   for (const Prefix4& f : free)
-    for (const Prefix4& t : {Prefix4{0xc613c000, 18}, Prefix4{0xc6130004, 30}}) EXPECT_FALSE(f.overlaps(t));
+    for (const Prefix4& t : {Prefix4{0xc613c000, 18}, Prefix4{0xc6130004, 30}})
+      EXPECT_FALSE(f.overlaps(t));
 }
 
 TEST(Lease, SelectionScalesToTenThousandLeases) {
-  auto cfg = *ParseNetworkConfig(R"({"Network":"198.19.0.0/16","SubnetLen":30,"Backend":{"Type":"vxlan"}})");
+  auto cfg = *ParseNetworkConfig(
+      R"({"Network":"198.19.0.0/16","SubnetLen":30,"Backend":{"Type":"vxlan"}})");
   std::vector<LeaseRecord> recs;
   for (uint32_t i = 1; i <= 10000; i++)
-    recs.push_back({"/p/" + FormatSubnetKey(Prefix4{0xc6130000 + i * 4, 30}),
-                    R"({"PublicIP":"198.18.0.9","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}})",
-                    static_cast<int64_t>(i)});
-  recs.push_back({"/p/198.19.0.0-20", R"({"PublicIP":"198.18.0.8","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:08"}})", 99999});
+    recs.push_back(
+        {"/p/" + FormatSubnetKey(Prefix4{0xc6130000 + i * 4, 30}),
+         R"({"PublicIP":"198.18.0.9","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}})",
+         static_cast<int64_t>(i)});
+  recs.push_back(
+      {"/p/198.19.0.0-20",
+       R"({"PublicIP":"198.18.0.8","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:08"}})",
+       99999});
   LeaseSet s = SelectPeerLeases(cfg, "/p/", std::nullopt, recs);
   EXPECT_EQ(s.routes.size(), 10000u);
   ASSERT_EQ(s.skipped.size(), 1u);  // the newer /20 overlaps many older /30s
-  EXPECT_NE(s.skipped[0].reason.find("overlaps the older lease 198.19.0.4/30"), std::string::npos) << s.skipped[0].reason;
+  EXPECT_NE(s.skipped[0].reason.find("overlaps the older lease 198.19.0.4/30"), std::string::npos)
+      << s.skipped[0].reason;
 }
 
 }  // namespace

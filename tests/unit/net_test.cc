@@ -1,4 +1,4 @@
-#include "core/net.h"
+#include "cppnet/net.h"
 
 #include <gtest/gtest.h>
 
@@ -28,7 +28,8 @@ TEST(Net, SubnetKeysUseFlannelsForm) {
   ASSERT_TRUE(k.ok());
   EXPECT_EQ(FormatPrefix4(*k), "10.5.52.0/24");
   EXPECT_EQ(FormatSubnetKey(*k), "10.5.52.0-24");
-  for (const char* bad : {"10.5.52.1-24", "10.5.52.0-33", "10.5.52.0-0", "10.5.52.0/24", "garbage", "10.5.52.0-"})
+  for (const char* bad :
+       {"10.5.52.1-24", "10.5.52.0-33", "10.5.52.0-0", "10.5.52.0/24", "garbage", "10.5.52.0-"})
     EXPECT_FALSE(ParseSubnetKey(bad).ok()) << bad;
 }
 

@@ -1,4 +1,4 @@
-#include "core/subnet_env.h"
+#include "cppnet/subnet_env.h"
 
 #include <unistd.h>
 
@@ -14,7 +14,8 @@ namespace {
 TEST(SubnetEnv, RendersFlanneldVariables) {
   SubnetEnv e{Prefix4{0x0a050000, 16}, Prefix4{0x0a053400, 24}, 1450, false};
   EXPECT_EQ(RenderSubnetEnv(e),
-            "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.52.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
+            "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.52.1/"
+            "24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
 }
 
 TEST(SubnetEnv, WritesAtomicallyAndReadsBack) {

@@ -1,4 +1,4 @@
-#include "core/vlan.h"
+#include "cppnet/vlan.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,8 @@ namespace {
 
 bool HostHas(const std::string& ifname) { return ifname == "eth0" || ifname == "eth1"; }
 
-NetworkCreateArgs Args(std::vector<std::string> subnets, std::vector<std::string> opts, std::string name = "vlan10") {
+NetworkCreateArgs Args(std::vector<std::string> subnets, std::vector<std::string> opts,
+                       std::string name = "vlan10") {
   NetworkCreateArgs a;
   a.name = name;
   a.subnets = std::move(subnets);
@@ -32,7 +33,8 @@ TEST(VlanNetwork, DockerStyleMacvlanOnATrunk) {
 }
 
 TEST(VlanNetwork, DualStackIpvlanWithRangesAndDefaults) {
-  NetworkCreateArgs a = Args({"192.168.216.0/24", "2001:db8:abc8::/64"}, {"parent=eth0", "ipvlan_mode=l3"}, "ipv");
+  NetworkCreateArgs a =
+      Args({"192.168.216.0/24", "2001:db8:abc8::/64"}, {"parent=eth0", "ipvlan_mode=l3"}, "ipv");
   a.driver = "ipvlan";
   a.gateways = {"2001:db8:abc8::10"};
   a.ipv6 = true;
@@ -52,50 +54,73 @@ TEST(VlanNetwork, DualStackIpvlanWithRangesAndDefaults) {
 
 TEST(VlanNetwork, RejectsWithDockersWording) {
   auto existing = BuildVlanNetwork(
-      [] { NetworkCreateArgs a = Args({"10.2.0.0/24"}, {"parent=eth1.10"}, "vlan10"); a.driver = "ipvlan"; return a; }(),
+      [] {
+        NetworkCreateArgs a = Args({"10.2.0.0/24"}, {"parent=eth1.10"}, "vlan10");
+        a.driver = "ipvlan";
+        return a;
+      }(),
       {}, HostHas);
   ASSERT_TRUE(existing.ok());
   struct Case {
     NetworkCreateArgs args;
     const char* error;
   };
-  auto with = [](NetworkCreateArgs a, auto f) { f(a); return a; };
+  auto with = [](NetworkCreateArgs a, auto f) {
+    f(a);
+    return a;
+  };
   const Case cases[] = {
-      {Args({"10.3.0.0/24"}, {"parent=eth1.5000"}, "v"), "vlan id must be between 1-4094, received: 5000"},
-      {Args({"10.3.0.0/24"}, {"parent=eth1.0"}, "v"), "vlan id must be between 1-4094, received: 0"},
+      {Args({"10.3.0.0/24"}, {"parent=eth1.5000"}, "v"),
+       "vlan id must be between 1-4094, received: 5000"},
+      {Args({"10.3.0.0/24"}, {"parent=eth1.0"}, "v"),
+       "vlan id must be between 1-4094, received: 0"},
       {Args({"10.3.0.0/24"}, {"parent=eth1.x"}, "v"), "unable to parse vlan id x"},
-      {Args({"10.3.0.0/24"}, {"parent=eth9"}, "v"), "parent interface was not found on the host: eth9"},
-      {Args({"10.3.0.0/24"}, {"parent=eth9.10"}, "v"), "parent interface was not found on the host: eth9"},
+      {Args({"10.3.0.0/24"}, {"parent=eth9"}, "v"),
+       "parent interface was not found on the host: eth9"},
+      {Args({"10.3.0.0/24"}, {"parent=eth9.10"}, "v"),
+       "parent interface was not found on the host: eth9"},
       {with(Args({"10.3.0.0/24"}, {"parent=eth1.10"}, "v2"), [](auto& a) { a.driver = "ipvlan"; }),
        "network vlan10 is already using parent interface eth1.10"},
-      {with(Args({"10.2.0.0/24"}, {"parent=eth1.11"}, "g"), [](auto& a) { a.gateways = {"10.1.0.1"}; }),
+      {with(Args({"10.2.0.0/24"}, {"parent=eth1.11"}, "g"),
+            [](auto& a) { a.gateways = {"10.1.0.1"}; }),
        "invalid gateway 10.1.0.1: parent subnet 10.2.0.0/24 doesn't contain this address"},
-      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "r"), [](auto& a) { a.ip_range = "10.5.0.0/25"; }),
+      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "r"),
+            [](auto& a) { a.ip_range = "10.5.0.0/25"; }),
        "invalid ip-range 10.5.0.0/25: no --subnet contains this range"},
-      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "r"), [](auto& a) { a.ip_range = "10.4.0.7/25"; }),
+      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "r"),
+            [](auto& a) { a.ip_range = "10.4.0.7/25"; }),
        "invalid ip-range 10.4.0.7/25"},
-      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "x"), [](auto& a) { a.aux_addresses = {"gw=10.9.0.1"}; }),
+      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "x"),
+            [](auto& a) { a.aux_addresses = {"gw=10.9.0.1"}; }),
        "invalid auxiliary address gw=10.9.0.1: no --subnet contains this address"},
       {Args({"10.4.0.0/24"}, {"parent=eth1.11", "macvlan_mode=fast"}, "m"),
        "requested macvlan mode 'fast' is not valid, 'bridge' mode is the macvlan driver default"},
-      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11", "ipvlan_mode=l4"}, "m"), [](auto& a) { a.driver = "ipvlan"; }),
+      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11", "ipvlan_mode=l4"}, "m"),
+            [](auto& a) { a.driver = "ipvlan"; }),
        "requested ipvlan mode 'l4' is not valid, 'l2' mode is the ipvlan driver default"},
       {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "d"), [](auto& a) { a.driver = "bridge"; }),
        "unknown driver \"bridge\": use macvlan or ipvlan"},
       {Args({"10.4.0.0/24"}, {}, "p"), "-o parent is required"},
       {Args({}, {"parent=eth1.11"}, "s"), "an IPv4 --subnet is required"},
-      {Args({"10.4.0.0/24", "2001:db8::/64"}, {"parent=eth1.11"}, "s6"), "IPv6 subnet 2001:db8::/64 needs --ipv6"},
-      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "s6"), [](auto& a) { a.ipv6 = true; }), "--ipv6 needs an IPv6 --subnet"},
-      {Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "vlan10"), "network with name vlan10 already exists"},
-      {Args({"10.2.0.128/25"}, {"parent=eth1.12"}, "o"), "subnet 10.2.0.128/25 overlaps network vlan10 (10.2.0.0/24)"},
-      {Args({"10.6.0.0/24"}, {"parent=eth1.10"}, "samevlan"), "network vlan10 already uses VLAN 10 on eth1"},
+      {Args({"10.4.0.0/24", "2001:db8::/64"}, {"parent=eth1.11"}, "s6"),
+       "IPv6 subnet 2001:db8::/64 needs --ipv6"},
+      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "s6"), [](auto& a) { a.ipv6 = true; }),
+       "--ipv6 needs an IPv6 --subnet"},
+      {Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "vlan10"),
+       "network with name vlan10 already exists"},
+      {Args({"10.2.0.128/25"}, {"parent=eth1.12"}, "o"),
+       "subnet 10.2.0.128/25 overlaps network vlan10 (10.2.0.0/24)"},
+      {Args({"10.6.0.0/24"}, {"parent=eth1.10"}, "samevlan"),
+       "network vlan10 already uses VLAN 10 on eth1"},
       {Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "bad/name"), "invalid network name \"bad/name\""},
-      {Args({"10.4.0.0/24"}, {"parent=eth1.11", "mtu=9000"}, "o2"), "unknown option \"mtu\" for the macvlan driver"},
+      {Args({"10.4.0.0/24"}, {"parent=eth1.11", "mtu=9000"}, "o2"),
+       "unknown option \"mtu\" for the macvlan driver"},
   };
   for (const Case& c : cases) {
     auto n = BuildVlanNetwork(c.args, {*existing}, HostHas);
     ASSERT_FALSE(n.ok()) << c.error;
-    EXPECT_NE(n.status().message().find(c.error), std::string::npos) << n.status().message() << " / want: " << c.error;
+    EXPECT_NE(n.status().message().find(c.error), std::string::npos)
+        << n.status().message() << " / want: " << c.error;
   }
 }
 

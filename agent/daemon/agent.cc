@@ -1,0 +1,790 @@
+#include "agent.h"
+
+#include <net/if.h>
+
+#include "masq.h"
+
+#include <arpa/inet.h>
+#include <systemd/sd-daemon.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "cppnet/paths.h"
+#include "cppnet/subnet_env.h"
+#include "cppnet/vlan.h"
+#include "log.h"
+
+namespace cppnet {
+
+namespace {
+constexpr absl::Duration kMaxBackoff = absl::Seconds(5);
+}  // namespace
+
+Agent::Agent(AgentOptions opts, Interface underlay, uint32_t public_ip,
+             std::unique_ptr<EtcdClient> etcd, std::unique_ptr<Datapath> dp, AgentHealth* health)
+    : opts_(std::move(opts)),
+      underlay_(std::move(underlay)),
+      public_ip_(public_ip),
+      vtep_mac_(VtepMacFor(public_ip)),
+      etcd_(std::move(etcd)),
+      dp_(std::move(dp)),
+      health_(health),
+      lease_mgr_(etcd_.get(), LeaseManagerOptions{opts_.etcd_prefix + "/subnets/", opts_.lease_ttl,
+                                                  opts_.renew_margin}) {
+  // What the datapath served before this start (pinned config): lets a restart after
+  // a PublicIP change recognise its own old lease instead of leasing a second subnet.
+  if (auto prev = ReadConfig(dp_->maps().config()); prev.ok() && (prev->flags & CPPNET_CFG_READY))
+    prev_public_ip_ = ntohl(prev->underlay_ip);
+}
+
+Agent::~Agent() {
+  Stop();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void Agent::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  etcd_->CancelWatch();
+  cv_.notify_all();
+}
+
+void Agent::SetNotReady(const std::string& why) {
+  health_->ready = false;
+  std::lock_guard<std::mutex> l(health_->mu);
+  health_->not_ready_reason = why;
+}
+
+void Agent::MarkEtcdOk() { health_->last_etcd_ok_unix = absl::ToUnixSeconds(absl::Now()); }
+
+// List, then watch from the next revision; relist after compaction or a broken
+// stream. Backs off 100 ms → 5 s while etcd is unreachable.
+void Agent::WatchLoop() {
+  const std::string prefix = opts_.etcd_prefix + "/";
+  absl::Duration backoff = absl::Milliseconds(100);
+  bool logged_down = false;
+  int64_t next_rev = 0;  // where the watch resumes; 0: list first
+  auto back_up = [&] {
+    if (!logged_down) return;
+    LOG_INFO("etcd ", etcd_->endpoints(), " is reachable again");
+    logged_down = false;
+  };
+  auto wait = [&] {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, absl::ToChronoMilliseconds(backoff), [&] { return stop_; });
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  };
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return;
+    }
+    if (next_rev == 0) {
+      auto range = etcd_->RangePrefix(prefix);
+      if (!range.ok()) {
+        health_->etcd_errors++;
+        if (!logged_down)
+          LOG_ERROR("Failed to list ", prefix, ": ", range.status().message(), " (retrying)");
+        logged_down = true;
+        wait();
+        continue;
+      }
+      back_up();
+      backoff = absl::Milliseconds(100);
+      MarkEtcdOk();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        changes_.push_back(Change{true, std::move(range->kvs), {}});
+      }
+      cv_.notify_all();
+      next_rev = range->revision + 1;
+    }
+    bool store_rewound = false;
+    absl::Status st = etcd_->Watch(prefix, next_rev, [&](EtcdWatchBatch b) {
+      MarkEtcdOk();
+      if (b.created) {
+        back_up();
+        backoff = absl::Milliseconds(100);
+        // A store behind what we have seen (etcd restored from an older snapshot):
+        // resuming would wait for revisions that mean something else. Relist.
+        store_rewound = b.revision < next_rev - 1;
+        return !store_rewound;
+      }
+      next_rev = std::max(next_rev, b.last_event_revision + 1);
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        changes_.push_back(Change{false, std::move(b.puts), std::move(b.deletes)});
+      }
+      cv_.notify_all();
+      return true;
+    });
+    if (absl::IsCancelled(st)) return;
+    health_->etcd_reconnects++;
+    if (absl::IsOutOfRange(st) || store_rewound) {
+      LOG_WARN("Watch of ", prefix, ": ",
+               store_rewound ? "etcd's store is older than what we saw" : st.message(),
+               "; relisting");
+      next_rev = 0;
+      continue;
+    }
+    health_->etcd_errors++;
+    if (!logged_down)
+      LOG_WARN("Watch of ", prefix, " broke: ", st.message(), "; resuming from revision ",
+               next_rev);
+    logged_down = true;
+    wait();
+  }
+}
+
+int Agent::Run() {
+  LOG_INFO("cppnet-agent starting: underlay ", underlay_.name, " (", FormatIp4(public_ip_),
+           ", MTU ", underlay_.mtu, "), VtepMAC ", FormatMac(vtep_mac_), ", etcd ",
+           etcd_->endpoints(), " prefix ", opts_.etcd_prefix);
+  // Host changes arrive as events (rtnetlink, inotify); the loop sleeps until one
+  // comes, an etcd change arrives, or a lease timer or the watchdog is due.
+  auto host = HostWatcher::Start(NetworksDir(opts_.config_dir), [this](unsigned changes) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      host_changes_ |= changes;
+    }
+    cv_.notify_all();
+  });
+  if (!host.ok()) {
+    LOG_ERROR("Cannot follow the host's interfaces: ", host.status().message());
+    return 1;
+  }
+  host_ = std::move(*host);
+  host_changes_ = HostWatcher::kLinks | HostWatcher::kAddrs | HostWatcher::kDir;
+  watcher_ = std::thread([this] { WatchLoop(); });
+  if (auto r = VlanResolver::Start(dp_->vlan_miss_fd(), dp_->vlan_maps().net(), dp_->vlan_nbr_fd());
+      r.ok())
+    resolver_ = std::move(*r);
+  else
+    LOG_ERROR("ipvlan l3 next-hop resolution unavailable: ", r.status().message());
+  // systemd WatchdogSec=: ping at half the interval from this loop, so a wedged loop
+  // gets the agent restarted.
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+  absl::Time next_watchdog = absl::InfinitePast();
+  for (;;) {
+    std::deque<Change> batch;
+    unsigned host_changes;
+    {
+      absl::Time deadline = NextDeadline();
+      if (watchdog) deadline = std::min(deadline, next_watchdog);
+      std::unique_lock<std::mutex> l(mu_);
+      auto ready = [&] { return stop_ || !changes_.empty() || host_changes_ != 0; };
+      if (deadline == absl::InfiniteFuture())
+        cv_.wait(l, ready);
+      else
+        cv_.wait_until(l, absl::ToChronoTime(deadline), ready);
+      if (stop_) break;
+      batch.swap(changes_);
+      host_changes = std::exchange(host_changes_, 0);
+    }
+    if (host_changes) OnHostChange(host_changes);
+    if (!batch.empty()) {
+      const absl::Time t0 = absl::Now();
+      for (Change& c : batch) Apply(std::move(c));
+      health_->syncs++;
+      health_->sync_micros += absl::ToInt64Microseconds(absl::Now() - t0);
+      health_->leases = static_cast<int64_t>(leases_.size());
+    }
+    Tick();
+    if (watchdog && absl::Now() >= next_watchdog) {
+      sd_notify(0, "WATCHDOG=1");
+      next_watchdog = absl::Now() + absl::Microseconds(watchdog_usec / 2);
+    }
+  }
+  sd_notify(0, "STOPPING=1");
+  host_.reset();
+  if (opts_.release_on_exit && lease_mgr_.held()) {
+    if (auto st = lease_mgr_.Release(); st.ok())
+      LOG_INFO("Released lease ", FormatPrefix4(*subnet_));
+    else
+      LOG_ERROR("Failed to release lease ", FormatPrefix4(*subnet_), ": ", st.message());
+  }
+  LOG_INFO("cppnet-agent stopping; datapath stays attached and the lease stays in etcd");
+  return 0;
+}
+
+void Agent::Apply(Change c) {
+  const std::string cfg_key = ConfigKey(), prefix = SubnetsPrefix();
+  if (c.snapshot) {
+    leases_.clear();
+    config_in_store_.reset();
+    synced_ = true;
+  }
+  for (EtcdKV& kv : c.puts) {
+    if (kv.key == cfg_key)
+      config_in_store_ = std::move(kv.value);
+    else if (absl::StartsWith(kv.key, prefix))
+      leases_[kv.key] = ParseLeaseRecord(prefix, LeaseRecord{kv.key, kv.value, kv.create_revision});
+  }
+  for (const std::string& k : c.deletes) {
+    if (k == cfg_key)
+      config_in_store_.reset();
+    else
+      leases_.erase(k);
+  }
+  OnConfigText(config_in_store_);
+  const std::string own_key = lease_mgr_.key();
+  if (!own_key.empty() && !leases_.count(own_key)) {
+    // Confirm with etcd: a relist read just before our own write would look the same.
+    auto cur = lease_mgr_.Confirm();
+    if (cur.ok() && cur->has_value())
+      leases_[own_key] =
+          ParseLeaseRecord(prefix, LeaseRecord{own_key, (*cur)->value, (*cur)->create_revision});
+  }
+  Reconcile();
+}
+
+void Agent::OnConfigText(const std::optional<std::string>& text) {
+  if (text == config_text_) {  // unchanged; a bad one was already logged
+    if (!text && !waiting_logged_) {
+      LOG_INFO("Waiting for the network config at ", ConfigKey());
+      SetNotReady(absl::StrCat("no config at ", ConfigKey()));
+      waiting_logged_ = true;
+    }
+    return;
+  }
+  config_text_ = text;
+  if (!text) {
+    LOG_WARN("Config ", ConfigKey(), " was deleted; keeping the current datapath");
+    SetNotReady(absl::StrCat("no config at ", ConfigKey()));
+    return;
+  }
+  auto parsed = ParseNetworkConfig(*text);
+  if (!parsed.ok()) {
+    LOG_ERROR("Bad config at ", ConfigKey(), ": ", parsed.status().message(),
+              "; waiting for a good one");
+    SetNotReady(std::string(parsed.status().message()));
+    return;
+  }
+  if (config_ && subnet_ && !parsed->network.contains(*subnet_)) {
+    LOG_ERROR("Config ", ConfigKey(), ": Network ", FormatPrefix4(parsed->network),
+              " no longer contains our lease ", FormatPrefix4(*subnet_),
+              "; restart the agent to re-lease");
+    SetNotReady("Network changed");
+    return;
+  }
+  const bool backend_changed =
+      config_ && (config_->backend.type != parsed->backend.type ||
+                  config_->backend.direct_routing != parsed->backend.direct_routing ||
+                  config_->backend.vni != parsed->backend.vni ||
+                  config_->backend.port != parsed->backend.port);
+  config_ = *parsed;
+  LOG_INFO("Network config: Network ", FormatPrefix4(config_->network), ", SubnetLen ",
+           config_->subnet_len, ", backend ", config_->backend.type, " (VNI ", config_->backend.vni,
+           ", port ", config_->backend.port, ")");
+  if (config_->enable_ipv6)
+    LOG_WARN("Config: EnableIPv6 with IPv6Network ", FormatPrefix6(*config_->ipv6_network),
+             " is valid, but this version forwards IPv4 only: no IPv6 subnet is leased");
+  if (backend_changed && lease_mgr_.held()) {
+    // Peers install only leases of the configured type: publish ours with the new one.
+    auto st = RepublishLease();
+    if (st.ok())
+      LOG_INFO("Backend changed to ", config_->backend.type, ": lease ", FormatPrefix4(*subnet_),
+               " re-published");
+    else
+      LOG_ERROR("Backend changed to ", config_->backend.type,
+                ": re-publishing the lease failed: ", st.message());
+  }
+  if (datapath_active_) {
+    if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
+  }
+}
+
+void Agent::Tick() {
+  absl::Time now = absl::Now();
+  if (synced_ && config_) {
+    AcquireHints hints;
+    if (!lease_mgr_.held()) {
+      hints.previous_subnet = ReadSubnetFromEnvFile(opts_.subnet_file);
+      hints.previous_source = opts_.subnet_file;
+      hints.previous_public_ip = prev_public_ip_;
+    }
+    auto ev = lease_mgr_.Step(*config_, OwnLease(), hints);
+    absl::Status st = ev.status();
+    if (ev.ok() && *ev == LeaseManager::Event::kAcquired) {
+      health_->lease_acquisitions++;
+      const std::string key = lease_mgr_.key();
+      leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, lease_mgr_.published(), 0});
+      const bool moved = subnet_ && *subnet_ != *lease_mgr_.subnet();
+      subnet_ = lease_mgr_.subnet();
+      if (datapath_active_ && moved) st = ActivateDatapath();  // a different subnet this time
+    }
+    if (st.ok() && lease_mgr_.held() && !datapath_active_) {
+      st = ActivateDatapath();
+      if (!st.ok()) lease_mgr_.RetryLater(st);
+    }
+    if (!st.ok()) {
+      if (!absl::IsResourceExhausted(st)) health_->etcd_errors++;
+      if (!datapath_active_) SetNotReady(std::string(st.message()));
+    }
+  }
+  if (datapath_active_ && config_ && subnet_ && lease_mgr_.held()) {
+    int64_t last = health_->last_etcd_ok_unix.load();
+    bool etcd_recent = absl::ToUnixSeconds(now) - last < 60 || last == 0;
+    if (etcd_recent && !health_->ready) {
+      health_->ready = true;
+      std::lock_guard<std::mutex> l(health_->mu);
+      health_->not_ready_reason.clear();
+    }
+  }
+}
+
+// When the loop must wake without an event: a lease retry or renewal.
+absl::Time Agent::NextDeadline() const {
+  if (!synced_ || !config_) return absl::InfiniteFuture();
+  return lease_mgr_.NextDeadline();
+}
+
+// Links, addresses or networks.d changed (and once at start): everything that depends
+// on the host's interfaces is brought up to date from the watcher's caches.
+void Agent::OnHostChange(unsigned changes) {
+  health_->host_events++;
+  health_->netlink_dumps = static_cast<int64_t>(host_->dumps());
+  if (changes & HostWatcher::kDir) LoadNetworks();
+  if (datapath_active_) AttachContainerSide();
+  SyncVlanDatapath();
+  if (datapath_active_ && (changes & HostWatcher::kAddrs)) {
+    // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
+    // and our PublicIP may change under us (DHCP, renumbering).
+    auto cur = host_->Find(underlay_.name);
+    if (cur && cur->addrs != underlay_.addrs) {
+      LOG_INFO("Underlay ", underlay_.name, " addresses changed; re-evaluating routes");
+      underlay_.addrs = cur->addrs;
+      const bool still_ours = std::any_of(cur->addrs.begin(), cur->addrs.end(),
+                                          [&](const Prefix4& a) { return a.addr == public_ip_; });
+      if (opts_.public_ip.empty() && !still_ours && !cur->addrs.empty())
+        ChangePublicIp(cur->addrs[0].addr);
+      Reconcile();
+    }
+  }
+}
+
+// VLAN networks defined with `cppnetctl network create` (networks.d/*.json), re-read
+// when the directory changes (inotify). Their endpoints are attached by the CNI plugin; the agent
+// owns the trunk side (SyncVlanDatapath).
+void Agent::LoadNetworks() {
+  const std::string dir = NetworksDir(opts_.config_dir);
+  auto nets = LoadVlanNetworks(dir);
+  if (!nets.ok()) {
+    LOG_ERROR("VLAN networks: ", nets.status().message());
+    return;
+  }
+  for (const VlanNetwork& n : *nets)
+    LOG_INFO("VLAN network ", n.name, ": ", n.driver, " ", n.mode, " on ", n.trunk, ", VLAN ",
+             n.vlan ? absl::StrCat(n.vlan) : "untagged", ", ",
+             n.subnets4.size() + n.subnets6.size(), " subnet(s)");
+  if (nets->empty() && !vlan_networks_.empty()) LOG_INFO("VLAN networks: none defined in ", dir);
+  vlan_networks_ = std::move(*nets);
+  if (datapath_active_) {
+    if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
+      const uint8_t flags = UntaggedVlanOnUnderlay() ? (cfg->flags | CPPNET_CFG_UNTAGGED_VLAN)
+                                                     : (cfg->flags & ~CPPNET_CFG_UNTAGGED_VLAN);
+      if (flags != cfg->flags) {
+        cfg->flags = flags;
+        (void)WriteConfig(dp_->maps().config(), *cfg);
+      }
+    }
+  }
+}
+
+bool Agent::UntaggedVlanOnUnderlay() const {
+  return std::any_of(vlan_networks_.begin(), vlan_networks_.end(), [&](const VlanNetwork& n) {
+    return n.vlan == 0 && n.trunk == underlay_.name;
+  });
+}
+
+// The trunk side of the VLAN networks: the demultiplexer on every trunk a network
+// names (the underlay's own program has it built in), attached again when a trunk
+// reappears. Endpoints attached by an earlier agent get this agent's program (an
+// upgrade takes effect at once); endpoints whose veth is gone (container deleted
+// without CNI DEL) are removed from the maps.
+void Agent::SyncVlanDatapath() {
+  for (const VlanNetwork& n : vlan_networks_) {
+    const auto trunk = host_->Find(n.trunk);
+    const int ifindex = trunk ? trunk->ifindex : 0;
+    if (!ifindex) {  // said once per disappearance, not every second
+      if (missing_trunks_.insert(n.trunk).second)
+        LOG_ERROR("VLAN network ", n.name, ": trunk ", n.trunk,
+                  ": no such device (its endpoints are cut off until it "
+                  "appears)");
+      continue;
+    }
+    if (missing_trunks_.erase(n.trunk)) LOG_INFO("VLAN trunk ", n.trunk, " is back");
+    auto it = trunks_.find(n.trunk);
+    if (it != trunks_.end() && it->second == ifindex) continue;
+    const bool underlay = n.trunk == underlay_.name;
+    absl::Status st =
+        underlay ? dp_->AttachUnderlay(ifindex, n.trunk) : dp_->AttachTrunk(ifindex, n.trunk);
+    if (!st.ok()) {
+      LOG_ERROR("VLAN trunk: ", st.message());
+      continue;
+    }
+    if (it != trunks_.end()) {  // the trunk was recreated: its endpoints follow it
+      auto moved = MoveVlanTrunk(dp_->vlan_maps(), static_cast<uint32_t>(it->second),
+                                 static_cast<uint32_t>(ifindex));
+      if (moved.ok())
+        LOG_INFO("VLAN trunk ", n.trunk, " was recreated (ifindex ", it->second, " -> ", ifindex,
+                 "): ", *moved, " endpoint(s) moved to it");
+      else
+        LOG_ERROR("VLAN trunk ", n.trunk, ": ", moved.status().message());
+    }
+    trunks_[n.trunk] = ifindex;
+    LOG_INFO("VLAN trunk ", n.trunk, ": tc ingress",
+             underlay ? " (shared with the overlay underlay)" : "");
+  }
+  VlanMaps maps = dp_->vlan_maps();
+  auto ports = ListVlanPorts(maps.port());
+  if (!ports.ok()) return;
+  for (const VlanPortEntry& p : *ports) {
+    char name[IF_NAMESIZE] = {};
+    // Gone for the kernel, not just for our cache (which may lag a CNI ADD in flight).
+    if (!host_->FindByIndex(static_cast<int>(p.ifindex)) && !if_indextoname(p.ifindex, name)) {
+      if (auto st = UnregisterVlanEndpoint(maps, p.ifindex); st.ok())
+        LOG_INFO("VLAN endpoint on ifindex ", p.ifindex, " is gone; removed from the maps");
+      continue;
+    }
+    if (!vlan_ports_attached_ && if_indextoname(p.ifindex, name)) {
+      if (auto st = dp_->AttachVlanPort(static_cast<int>(p.ifindex), name); !st.ok())
+        LOG_WARN("VLAN endpoint: ", st.message());
+    }
+  }
+  vlan_ports_attached_ = true;
+}
+
+// Our address moved: publish the same subnet under the new PublicIP (no second lease)
+// and point the datapath at it.
+void Agent::ChangePublicIp(uint32_t ip) {
+  LOG_INFO("PublicIP changed from ", FormatIp4(public_ip_), " to ", FormatIp4(ip));
+  public_ip_ = ip;
+  vtep_mac_ = VtepMacFor(ip);
+  etcd_->Reconnect();  // connections from the old address are dead
+  if (lease_mgr_.held()) {
+    if (auto st = RepublishLease(); st.ok()) {
+      LOG_INFO("Lease ", FormatPrefix4(*subnet_), " re-published with PublicIP ", FormatIp4(ip));
+    } else {
+      LOG_ERROR("Re-publishing lease ", FormatPrefix4(*subnet_), " with PublicIP ", FormatIp4(ip),
+                ": ", st.message());
+    }
+  }
+  if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
+}
+
+// Our lease, rewritten in place under the same etcd lease with our current data
+// (backend, PublicIP); the cache is updated at once rather than by the watch echo.
+absl::Status Agent::RepublishLease() {
+  if (auto st = lease_mgr_.Republish(OwnLease()); !st.ok()) return st;
+  const std::string key = lease_mgr_.key();
+  leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, lease_mgr_.published(), 0});
+  return absl::OkStatus();
+}
+
+Lease Agent::OwnLease() const {
+  if (config_->backend.type == "vxlan")
+    return Lease{public_ip_, "vxlan", config_->backend.vni, vtep_mac_};
+  return Lease{public_ip_, config_->backend.type, 0, std::nullopt};
+}
+
+absl::Status Agent::ActivateDatapath() {
+  const NetworkConfig& cfg = *config_;
+  const int mtu = cfg.ContainerMtu(underlay_.mtu);
+  SubnetEnv env{cfg.network, *subnet_, mtu, opts_.ip_masq};
+  if (auto st = WriteFileAtomically(opts_.subnet_file, RenderSubnetEnv(env)); !st.ok())
+    return absl::InternalError(absl::StrCat("subnet file ", st.message()));
+
+  cppnet_config c{};
+  c.subnet_addr = htonl(subnet_->addr);
+  c.subnet_len = subnet_->len;
+  c.network_addr = htonl(cfg.network.addr);
+  c.network_len = cfg.network.len;
+  c.underlay_ip = htonl(public_ip_);
+  c.underlay_ifindex = underlay_.ifindex;
+  c.container_ifindex = container_ifindex_;
+  c.vni = cfg.backend.vni;
+  c.port = cfg.backend.port;
+  c.mtu = static_cast<uint16_t>(underlay_.mtu);
+  c.backend = *BackendFromName(cfg.backend.type);  // validated by ParseNetworkConfig
+  c.flags = CPPNET_CFG_READY | (UntaggedVlanOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
+  memcpy(c.underlay_mac, underlay_.mac.data(), 6);
+  memcpy(c.vtep_mac, vtep_mac_.data(), 6);
+  if (auto st = WriteConfig(dp_->maps().config(), c); !st.ok()) return st;
+  if (!datapath_active_) {
+    if (auto st = dp_->AttachUnderlay(underlay_.ifindex, underlay_.name); !st.ok()) return st;
+  }
+  SyncMasquerade();
+  // XDP opens tunnel packets earliest, but only the tunnel backends need it, and on a
+  // veth underlay an XDP program takes segmentation offload away from the peer, which
+  // costs far more than it saves: there the tc program decapsulates.
+  const bool xdp_decap =
+      opts_.decap == "xdp" || (opts_.decap == "auto" && underlay_.kind != "veth");
+  const bool want_xdp = xdp_decap && cfg.backend.type != "host-gw";
+  if (!datapath_active_ || want_xdp != xdp_attached_) {
+    if (want_xdp) {
+      if (auto st = dp_->AttachXdp(underlay_.ifindex, underlay_.name); !st.ok()) return st;
+    } else {
+      dp_->DetachXdp(underlay_.name);
+    }
+    xdp_attached_ = want_xdp;
+  }
+  if (!datapath_active_) {
+    LOG_INFO("Datapath attached: tc ingress on ", underlay_.name,
+             want_xdp                        ? " with XDP decapsulation"
+             : cfg.backend.type == "host-gw" ? ""
+                                             : " (decapsulation in tc)",
+             ", tc encapsulation on the container side; subnet file ", opts_.subnet_file, " (MTU ",
+             mtu, ")");
+    datapath_active_ = true;
+    AttachContainerSide();  // later changes come as host events
+    sd_notify(0, absl::StrCat("READY=1\nSTATUS=Lease ", FormatPrefix4(*subnet_)).c_str());
+  }
+  Reconcile();
+  return absl::OkStatus();
+}
+
+// --ip-masq: flanneld's masquerading rules for our Network and subnet; without the
+// flag, a table left by an earlier run with it is removed. Failures are logged and
+// retried on the next activation; forwarding does not depend on them.
+void Agent::SyncMasquerade() {
+  std::optional<std::pair<Prefix4, Prefix4>> want;
+  if (opts_.ip_masq) want.emplace(config_->network, *subnet_);
+  if (masq_synced_ && want == masq_) return;
+  absl::Status st = want ? InstallMasquerade(want->first, want->second) : RemoveMasquerade();
+  if (!st.ok()) {
+    LOG_ERROR("IP masquerading: ", st.message());
+    return;
+  }
+  if (want)
+    LOG_INFO("IP masquerading: traffic from ", FormatPrefix4(want->first),
+             " leaving it is masqueraded (nftables table ip cppnet)");
+  masq_ = want;
+  masq_synced_ = true;
+}
+
+// The container side appears when Docker/CNI creates the bridge from subnet.env.
+void Agent::AttachContainerSide() {
+  std::optional<Interface> ifc;
+  if (!opts_.container_iface.empty()) {
+    ifc = host_->Find(opts_.container_iface);
+  } else {
+    ifc = host_->WithAddressIn(*subnet_);
+  }
+  if (ifc && ifc->ifindex != container_ifindex_) {
+    if (auto st = dp_->AttachEncap(ifc->ifindex, ifc->name); !st.ok()) {
+      LOG_ERROR(st.message());
+      return;
+    }
+    container_ifindex_ = ifc->ifindex;
+    ports_.clear();
+    binds_checked_ = false;  // the old ports' bindings are checked anew
+    if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
+      cfg->container_ifindex = container_ifindex_;
+      (void)WriteConfig(dp_->maps().config(), *cfg);
+    }
+    LOG_INFO("Container side: tc ingress on ", ifc->name, " (ifindex ", ifc->ifindex,
+             ") and its ports");
+  }
+  if (container_ifindex_) AttachContainerPorts();
+}
+
+// Each container veth on the bridge gets the encapsulation program too, so overlay
+// traffic leaves before crossing the bridge, and the program learns the container
+// for direct delivery. Endpoints of veths that are gone are forgotten.
+void Agent::AttachContainerPorts() {
+  std::map<int, std::string> now;
+  for (const Interface& p : host_->PortsOf(container_ifindex_)) {
+    if (p.kind != "veth") continue;
+    auto it = ports_.find(p.ifindex);
+    if (it != ports_.end() && it->second == p.name) {
+      now.insert(*it);
+      continue;
+    }
+    if (auto st = dp_->AttachEncap(p.ifindex, p.name); !st.ok()) {
+      LOG_WARN("Container port: ", st.message());
+      continue;
+    }
+    now.emplace(p.ifindex, p.name);
+  }
+  // A veth that left the bridge (gone, or moved) releases its address: its binding slot
+  // here (by difference; once after start, every binding is checked), its delivery entry
+  // (the address's owner record) with the other endpoints of vanished veths below. Only
+  // then may another veth bind the address.
+  const MapFds& m = dp_->maps();
+  for (const auto& [ifindex, name] : ports_)
+    if (!now.count(ifindex))
+      if (auto st = FreeBindSlot(m.binds(), static_cast<uint32_t>(ifindex)); !st.ok())
+        LOG_WARN(st.message());
+  ports_ = std::move(now);
+  if (!binds_checked_) {
+    if (auto binds = ListBinds(m.binds()); binds.ok()) {
+      char name[IF_NAMESIZE];
+      for (const cppnet_bind& b : *binds)
+        if (!ports_.count(static_cast<int>(b.ifindex)) &&
+            (host_->FindByIndex(static_cast<int>(b.ifindex)) || !if_indextoname(b.ifindex, name)))
+          if (auto st = FreeBindSlot(m.binds(), b.ifindex); !st.ok()) LOG_WARN(st.message());
+      binds_checked_ = true;
+    } else {
+      LOG_WARN(binds.status().message());
+    }
+  }
+  auto eps = ListEndpoints(m.endpoints());
+  if (!eps.ok()) return;
+  for (const EndpointEntry& e : *eps) {
+    const int ifindex = static_cast<int>(e.endpoint.ifindex);
+    char name[IF_NAMESIZE];
+    if (ports_.count(ifindex)) continue;
+    // Not in our cache but alive: a veth just created (its event is on the way).
+    if (!host_->FindByIndex(ifindex) && if_indextoname(e.endpoint.ifindex, name)) continue;
+    (void)DeleteEndpoint(m.endpoints(), e.addr);
+  }
+}
+
+// The peers array follows the route entries we know, by difference: only changed
+// slots are written.
+void Agent::SyncPeers() {
+  std::map<uint32_t, std::vector<Prefix4>> by_peer;
+  for (const auto& [subnet, r] : installed_) by_peer[ntohl(r.public_ip)].push_back(subnet);
+  std::map<uint32_t, cppnet_peer> want = PeerSlots(by_peer);
+  const int fd = dp_->maps().peers();
+  for (const auto& [slot, p] : peers_)
+    if (!want.count(slot))
+      if (auto st = SetPeerSlot(fd, slot, cppnet_peer{}); !st.ok()) LOG_ERROR(st.message());
+  for (const auto& [slot, p] : want) {
+    auto it = peers_.find(slot);
+    if (it != peers_.end() && memcmp(&it->second, &p, sizeof(p)) == 0) continue;
+    if (auto st = SetPeerSlot(fd, slot, p); !st.ok()) LOG_ERROR(st.message());
+  }
+  peers_ = std::move(want);
+}
+
+void Agent::Reconcile() {
+  if (!synced_ || !config_ || !datapath_active_) return;
+  std::vector<const ParsedLeaseRecord*> records;
+  records.reserve(leases_.size());
+  for (const auto& [key, rec] : leases_) records.push_back(&rec);
+  LeaseSet want = SelectPeerLeases(*config_, subnet_, std::move(records));
+  // host-gw needs the peer on our L2 segment: its PublicIP inside an underlay prefix.
+  // With vxlan DirectRouting such peers are reached host-gw style, the others by vxlan.
+  auto onlink = [&](uint32_t ip) {
+    return std::any_of(underlay_.addrs.begin(), underlay_.addrs.end(), [&](const Prefix4& a) {
+      return Prefix4{a.addr & a.mask(), a.len}.contains(ip);
+    });
+  };
+  if (config_->backend.type == "host-gw") {
+    for (auto it = want.routes.begin(); it != want.routes.end();) {
+      const uint32_t pip = it->second.lease.public_ip;
+      if (onlink(pip)) {
+        ++it;
+        continue;
+      }
+      want.skipped.push_back({SubnetsPrefix() + FormatSubnetKey(it->first),
+                              absl::StrCat("network is unreachable: host-gw peer ", FormatIp4(pip),
+                                           " of ", FormatPrefix4(it->first),
+                                           " is not on the L2 segment of ", underlay_.name)});
+      it = want.routes.erase(it);
+    }
+  }
+
+  // Log each skipped lease once per reason, not on every change of other leases.
+  std::map<std::string, std::string> skipped;
+  for (const SkippedLease& s : want.skipped) {
+    auto it = skip_logged_.find(s.key);
+    if (it == skip_logged_.end() || it->second != s.reason)
+      LOG_WARN("Skipping lease ", s.key, ": ", s.reason);
+    skipped[s.key] = s.reason;
+  }
+  skip_logged_.swap(skipped);
+  health_->leases_skipped = static_cast<int64_t>(want.skipped.size());
+
+  if (!installed_loaded_) {  // what an earlier run (or an operator) left in the pinned map
+    auto have = ListRoutes(dp_->maps().routes());
+    if (!have.ok()) {
+      LOG_ERROR(have.status().message());
+      return;
+    }
+    for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
+    auto peers = ListPeers(dp_->maps().peers());
+    if (!peers.ok()) {
+      LOG_ERROR(peers.status().message());
+      return;
+    }
+    peers_ = std::move(*peers);
+    installed_loaded_ = true;
+  }
+  const int routes_fd = dp_->maps().routes();
+  // An operator may have replaced one of our entries with a static one (cppnetctl
+  // route add) since we wrote it: never overwrite or remove those.
+  auto now_static = [&](const Prefix4& subnet) {
+    auto cur = LookupRoute(routes_fd, subnet);
+    if (!cur || cur->origin != CPPNET_ORIGIN_STATIC) return false;
+    installed_[subnet] = *cur;
+    return true;
+  };
+  for (auto it = installed_.begin(); it != installed_.end();) {
+    const Prefix4 subnet = it->first;
+    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet) ||
+        now_static(subnet)) {
+      ++it;
+      continue;
+    }
+    if (auto st = DeleteRoute(routes_fd, subnet); !st.ok()) {
+      LOG_ERROR(st.message());
+      ++it;
+      continue;
+    }
+    LOG_INFO("Subnet removed: ", FormatPrefix4(subnet));
+    it = installed_.erase(it);
+  }
+  int64_t n = 0;
+  for (const auto& [subnet, peer] : want.routes) {
+    cppnet_route r{};
+    r.public_ip = htonl(peer.lease.public_ip);
+    r.backend = *BackendFromName(config_->backend.type);
+    if (config_->backend.direct_routing && r.backend == CPPNET_BACKEND_VXLAN &&
+        onlink(peer.lease.public_ip))
+      r.backend = CPPNET_BACKEND_HOSTGW;
+    if (r.backend == CPPNET_BACKEND_VXLAN) {
+      r.vni = config_->backend.vni;
+      memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
+    }
+    r.port = r.backend == CPPNET_BACKEND_HOSTGW ? 0 : config_->backend.port;
+    r.origin = CPPNET_ORIGIN_LEASE;
+    auto cur = installed_.find(subnet);
+    if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC)
+      continue;  // operator's entry wins
+    n++;
+    if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
+    // A new entry goes in only where nothing stands; an existing one is rewritten
+    // unless it has become static.
+    absl::StatusOr<bool> added =
+        cur == installed_.end() ? InsertRouteIfAbsent(routes_fd, subnet, r) : false;
+    if (!added.ok()) {
+      LOG_ERROR(added.status().message());
+      continue;
+    }
+    if (!*added) {
+      if (now_static(subnet)) continue;
+      if (auto st = UpsertRoute(routes_fd, subnet, r); !st.ok()) {
+        LOG_ERROR(st.message());
+        continue;
+      }
+    }
+    LOG_INFO(cur == installed_.end() ? "Subnet added: " : "Subnet updated: ", FormatPrefix4(subnet),
+             " via ", FormatIp4(peer.lease.public_ip));
+    installed_[subnet] = r;
+  }
+  health_->routes = n;
+  SyncPeers();
+}
+
+}  // namespace cppnet

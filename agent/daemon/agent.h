@@ -1,0 +1,152 @@
+// cppnet-agent: leases a subnet from etcd the way flanneld does, keeps the BPF
+// route map equal to the other hosts' leases, and attaches the datapath.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "cppnet/config.h"
+#include "cppnet/lease.h"
+#include "cppnet/vlan.h"
+#include "cppnet/datapath.h"
+#include "cppnet/etcd_client.h"
+#include "cppnet/netlink.h"
+#include "host_watcher.h"
+#include "lease_manager.h"
+#include "vlan_resolver.h"
+
+namespace cppnet {
+
+struct AgentOptions {
+  std::string etcd_endpoints = "http://127.0.0.1:2379";
+  std::string etcd_prefix = "/coreos.com/network";
+  std::string iface;
+  std::string public_ip;
+  std::string subnet_file = "/run/flannel/subnet.env";
+  std::string healthz_ip = "127.0.0.1";
+  int healthz_port = 9471;
+  std::string bpffs_dir = CPPNET_PIN_DIR_DEFAULT;
+  std::string container_iface;
+  absl::Duration lease_ttl = absl::Hours(24);
+  absl::Duration renew_margin = absl::Minutes(60);
+  bool ip_masq = false;
+  bool release_on_exit = false;
+  // Where tunnel packets are opened: "xdp", "tc", or "auto" (tc on a veth underlay,
+  // where an XDP program would take segmentation offload away from the peer; else xdp).
+  std::string decap = "auto";
+  std::string config_dir = "/etc/cppnet";  // VLAN networks in networks.d/
+};
+
+// What /readyz and /metrics report; written by the agent loop, read by the HTTP thread.
+struct AgentHealth {
+  std::atomic<bool> ready{false};
+  std::atomic<int64_t> last_etcd_ok_unix{0};
+  std::atomic<int64_t> routes{0};
+  std::atomic<int64_t> leases_skipped{0};
+  std::atomic<int64_t> lease_acquisitions{0};
+  std::atomic<int64_t> leases{0};           // keys under <prefix>/subnets/
+  std::atomic<int64_t> etcd_errors{0};      // failed etcd operations
+  std::atomic<int64_t> etcd_reconnects{0};  // watch re-established after a break
+  std::atomic<int64_t> syncs{0};            // etcd change batches applied to the datapath
+  std::atomic<int64_t> sync_micros{0};      // total time spent applying them
+  std::atomic<int64_t> host_events{0};      // batches of host changes handled
+  std::atomic<int64_t> netlink_dumps{0};    // full link/address dumps made
+  std::mutex mu;
+  std::string not_ready_reason = "starting";
+};
+
+class Agent {
+ public:
+  Agent(AgentOptions opts, Interface underlay, uint32_t public_ip, std::unique_ptr<EtcdClient> etcd,
+        std::unique_ptr<Datapath> dp, AgentHealth* health);
+  ~Agent();
+  // Runs until Stop(); returns the exit status.
+  int Run();
+  void Stop();
+
+ private:
+  struct Change {  // from the watch thread
+    bool snapshot = false;
+    std::vector<EtcdKV> puts;
+    std::vector<std::string> deletes;
+  };
+
+  void WatchLoop();
+  void Apply(Change c);
+  void OnConfigText(const std::optional<std::string>& text);
+  void Tick();
+  void OnHostChange(unsigned changes);  // links, addresses or networks.d changed
+  absl::Time NextDeadline() const;
+  absl::Status ActivateDatapath();
+  void AttachContainerSide();
+  void AttachContainerPorts();
+  void SyncMasquerade();
+  void ChangePublicIp(uint32_t ip);
+  absl::Status RepublishLease();
+  void LoadNetworks();
+  void SyncVlanDatapath();
+  bool UntaggedVlanOnUnderlay() const;
+  void Reconcile();
+  void SyncPeers();
+  void SetNotReady(const std::string& why);
+  Lease OwnLease() const;  // what we publish for the current config
+  void MarkEtcdOk();
+  std::string SubnetsPrefix() const { return opts_.etcd_prefix + "/subnets/"; }
+  std::string ConfigKey() const { return opts_.etcd_prefix + "/config"; }
+
+  AgentOptions opts_;
+  Interface underlay_;
+  uint32_t public_ip_;
+  uint32_t prev_public_ip_ = 0;  // from the pinned datapath config of the previous run
+  Mac vtep_mac_;
+  std::unique_ptr<EtcdClient> etcd_;
+  std::unique_ptr<Datapath> dp_;
+  AgentHealth* health_;
+  LeaseManager lease_mgr_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Change> changes_;
+  bool stop_ = false;
+  unsigned host_changes_ = 0;  // HostWatcher::Change bits not handled yet
+  std::thread watcher_;
+  std::unique_ptr<HostWatcher> host_;
+
+  // Loop state (agent thread only).
+  bool synced_ = false;
+  std::map<std::string, ParsedLeaseRecord> leases_;  // <prefix>/subnets/*, parsed on arrival
+  std::optional<std::string> config_in_store_;       // <prefix>/config as etcd has it
+  std::optional<std::string> config_text_;           // the config last acted on
+  bool waiting_logged_ = false;
+  std::optional<NetworkConfig> config_;
+  std::optional<Prefix4> subnet_;  // the subnet the datapath serves (our lease)
+  bool datapath_active_ = false;
+  bool xdp_attached_ = false;
+  int container_ifindex_ = 0;
+  std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
+  bool masq_synced_ = false;
+  std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
+  std::vector<VlanNetwork> vlan_networks_;
+  std::map<std::string, int> trunks_;     // trunk name → ifindex our program is attached to
+  std::set<std::string> missing_trunks_;  // trunks reported missing (logged once)
+  bool vlan_ports_attached_ = false;      // endpoints re-attached to this agent's program
+  std::map<std::string, std::string> skip_logged_;  // key → reason last logged
+  // What the routes map holds, read once when the datapath is activated and kept
+  // in step with every change we make, so an etcd event costs no map walk.
+  std::map<Prefix4, cppnet_route> installed_;
+  bool installed_loaded_ = false;
+  std::map<uint32_t, cppnet_peer> peers_;   // what the peers array holds, by slot
+  bool binds_checked_ = false;              // bindings of veths gone while we were down freed
+  std::unique_ptr<VlanResolver> resolver_;  // after dp_: stops before the maps go
+};
+
+}  // namespace cppnet

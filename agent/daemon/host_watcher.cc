@@ -1,0 +1,229 @@
+#include "host_watcher.h"
+
+#include <arpa/inet.h>
+#include <linux/rtnetlink.h>
+#include <netlink/cache.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "log.h"
+
+namespace cppnet {
+
+namespace {
+constexpr int kRecvBuffer = 4 << 20;  // a burst of container veths must not overflow it
+
+std::optional<Prefix4> Ipv4Of(rtnl_addr* addr) {
+  nl_addr* local = rtnl_addr_get_local(addr);
+  if (rtnl_addr_get_family(addr) != AF_INET || !local || nl_addr_get_len(local) != 4)
+    return std::nullopt;
+  uint32_t ip;
+  memcpy(&ip, nl_addr_get_binary_addr(local), 4);
+  return Prefix4{ntohl(ip), static_cast<uint8_t>(rtnl_addr_get_prefixlen(addr))};
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HostWatcher>> HostWatcher::Start(
+    std::string dir, std::function<void(unsigned)> on_change) {
+  std::unique_ptr<HostWatcher> w(new HostWatcher());
+  w->on_change_ = std::move(on_change);
+  w->dir_ = std::move(dir);
+  w->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (w->stop_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  // Subscribed before the dump: a change during it is seen again as an event.
+  if (auto st = w->Subscribe(); !st.ok()) return st;
+  if (auto st = w->Dump(); !st.ok()) return st;
+  w->inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (w->inotify_fd_ < 0) return absl::InternalError(absl::StrCat("inotify: ", strerror(errno)));
+  if (!w->dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(w->dir_, ec);  // so that a first network is seen
+    w->dir_wd_ = inotify_add_watch(w->inotify_fd_, w->dir_.c_str(),
+                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                                       IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF);
+    if (w->dir_wd_ < 0)
+      LOG_WARN("Cannot watch ", w->dir_, ": ", strerror(errno),
+               " (definitions there are read at start only)");
+  }
+  w->thread_ = std::thread([p = w.get()] { p->Loop(); });
+  return w;
+}
+
+HostWatcher::~HostWatcher() {
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof(one));
+    thread_.join();
+  }
+  if (sock_) nl_socket_free(sock_);
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+  if (stop_fd_ >= 0) close(stop_fd_);
+}
+
+absl::Status HostWatcher::Subscribe() {
+  sock_ = nl_socket_alloc();
+  if (!sock_) return absl::InternalError("netlink: cannot allocate a socket");
+  nl_socket_disable_seq_check(sock_);  // notifications carry no sequence numbers
+  nl_socket_modify_cb(sock_, NL_CB_VALID, NL_CB_CUSTOM, &HostWatcher::OnMessage, this);
+  if (int err = nl_connect(sock_, NETLINK_ROUTE); err < 0)
+    return absl::InternalError(absl::StrCat("netlink: connect: ", nl_geterror(err)));
+  if (int err = nl_socket_add_memberships(sock_, RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, 0); err < 0)
+    return absl::InternalError(absl::StrCat("netlink: subscribe: ", nl_geterror(err)));
+  (void)nl_socket_set_buffer_size(sock_, kRecvBuffer, 0);
+  (void)nl_socket_set_nonblocking(sock_);
+  return absl::OkStatus();
+}
+
+absl::Status HostWatcher::Dump() {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  nl_cache *links = nullptr, *addrs = nullptr;
+  if (int err = rtnl_link_alloc_cache(sk->get(), AF_UNSPEC, &links); err < 0)
+    return absl::InternalError(absl::StrCat("netlink: list links: ", nl_geterror(err)));
+  if (int err = rtnl_addr_alloc_cache(sk->get(), &addrs); err < 0) {
+    nl_cache_free(links);
+    return absl::InternalError(absl::StrCat("netlink: list addresses: ", nl_geterror(err)));
+  }
+  std::map<int, Link> l;
+  std::map<int, std::vector<Prefix4>> a;
+  for (nl_object* o = nl_cache_get_first(links); o; o = nl_cache_get_next(o)) {
+    auto* link = reinterpret_cast<rtnl_link*>(o);
+    l[rtnl_link_get_ifindex(link)] = Link{DescribeLink(nullptr, link), rtnl_link_get_master(link)};
+  }
+  for (nl_object* o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
+    auto* addr = reinterpret_cast<rtnl_addr*>(o);
+    if (auto p = Ipv4Of(addr)) a[rtnl_addr_get_ifindex(addr)].push_back(*p);
+  }
+  nl_cache_free(links);
+  nl_cache_free(addrs);
+  std::lock_guard<std::mutex> g(mu_);
+  links_ = std::move(l);
+  addrs_ = std::move(a);
+  dumps_ += 2;
+  return absl::OkStatus();
+}
+
+int HostWatcher::OnMessage(nl_msg* msg, void* arg) {
+  auto* w = static_cast<HostWatcher*>(arg);
+  nlmsghdr* hdr = nlmsg_hdr(msg);
+  w->msg_type_ = hdr->nlmsg_type;
+  if (w->msg_type_ == RTM_NEWLINK || w->msg_type_ == RTM_DELLINK) {
+    // Bridge and IPv6 per-link notifications (AF_BRIDGE, AF_INET6) describe a part of
+    // a link; the AF_UNSPEC one describes the link itself. (libnl reports a bridge's
+    // family as AF_BRIDGE either way, so the header decides.)
+    if (!nlmsg_valid_hdr(hdr, sizeof(ifinfomsg)) ||
+        static_cast<ifinfomsg*>(nlmsg_data(hdr))->ifi_family != AF_UNSPEC)
+      return NL_OK;
+  }
+  (void)nl_msg_parse(msg, &HostWatcher::OnObject, arg);
+  return NL_OK;
+}
+
+// One link or address notification applied to the state.
+void HostWatcher::OnObject(nl_object* obj, void* arg) {
+  auto* w = static_cast<HostWatcher*>(arg);
+  const std::string type = nl_object_get_type(obj);
+  std::lock_guard<std::mutex> g(w->mu_);
+  if (type == "route/link") {
+    auto* link = reinterpret_cast<rtnl_link*>(obj);
+    const int ifindex = rtnl_link_get_ifindex(link);
+    if (w->msg_type_ == RTM_DELLINK) {
+      w->links_.erase(ifindex);
+      w->addrs_.erase(ifindex);
+    } else {
+      w->links_[ifindex] = Link{DescribeLink(nullptr, link), rtnl_link_get_master(link)};
+    }
+    w->pending_ |= kLinks;
+  } else if (type == "route/addr") {
+    auto* addr = reinterpret_cast<rtnl_addr*>(obj);
+    auto p = Ipv4Of(addr);
+    if (!p) return;
+    std::vector<Prefix4>& v = w->addrs_[rtnl_addr_get_ifindex(addr)];
+    v.erase(std::remove(v.begin(), v.end(), *p), v.end());
+    if (w->msg_type_ == RTM_NEWADDR) v.push_back(*p);
+    w->pending_ |= kAddrs;
+  }
+}
+
+void HostWatcher::Loop() {
+  const int nl_fd = nl_socket_get_fd(sock_);
+  for (;;) {
+    pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {nl_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
+    if (poll(fds, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      LOG_ERROR("Host watcher: poll: ", strerror(errno));
+      return;
+    }
+    if (fds[0].revents) return;
+    pending_ = 0;
+    if (fds[1].revents) {
+      int err;
+      while ((err = nl_recvmsgs_default(sock_)) >= 0) {
+      }
+      if (err != -NLE_AGAIN) {
+        // Notifications were lost (socket overrun): what we hold may be stale. Dump again.
+        LOG_WARN("Host watcher: netlink: ", nl_geterror(err), "; re-reading links and addresses");
+        if (auto st = Dump(); !st.ok()) LOG_ERROR("Host watcher: ", st.message());
+        pending_ |= kLinks | kAddrs | kResync;
+      }
+    }
+    if (fds[2].revents) {
+      alignas(inotify_event) char buf[4096];
+      while (read(inotify_fd_, buf, sizeof(buf)) > 0) pending_ |= kDir;
+    }
+    if (pending_) on_change_(pending_);
+  }
+}
+
+Interface HostWatcher::WithAddrs(const Link& l) const {
+  Interface i = l.ifc;
+  if (auto it = addrs_.find(i.ifindex); it != addrs_.end()) i.addrs = it->second;
+  return i;
+}
+
+std::optional<Interface> HostWatcher::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> g(mu_);
+  for (const auto& [ifindex, l] : links_)
+    if (l.ifc.name == name) return WithAddrs(l);
+  return std::nullopt;
+}
+
+std::optional<Interface> HostWatcher::FindByIndex(int ifindex) const {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = links_.find(ifindex);
+  if (it == links_.end()) return std::nullopt;
+  return WithAddrs(it->second);
+}
+
+std::optional<Interface> HostWatcher::WithAddressIn(const Prefix4& subnet) const {
+  std::lock_guard<std::mutex> g(mu_);
+  for (const auto& [ifindex, v] : addrs_) {
+    auto l = links_.find(ifindex);
+    if (l == links_.end()) continue;
+    for (const Prefix4& a : v)
+      if (subnet.contains(a.addr)) return WithAddrs(l->second);
+  }
+  return std::nullopt;
+}
+
+std::vector<Interface> HostWatcher::PortsOf(int master_ifindex) const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<Interface> out;
+  for (const auto& [ifindex, l] : links_)
+    if (l.master == master_ifindex) out.push_back(l.ifc);
+  return out;
+}
+
+}  // namespace cppnet

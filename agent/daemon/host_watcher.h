@@ -1,0 +1,75 @@
+// The host as the agent sees it, kept current by events instead of polling: links and
+// IPv4 addresses from rtnetlink notifications (a socket subscribed to the link and
+// IPv4 address groups, messages parsed by libnl; one dump at start, another only when
+// the kernel reports lost notifications), and a directory (networks.d) through
+// inotify. Queries are answered from that state; `on_change` runs on the watcher's
+// thread after each batch.
+#pragma once
+#include <sys/types.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cppnet/net.h"
+#include "cppnet/netlink.h"
+
+struct nl_msg;
+struct nl_object;
+struct nl_sock;
+
+namespace cppnet {
+
+class HostWatcher {
+ public:
+  enum Change : unsigned { kLinks = 1, kAddrs = 2, kDir = 4, kResync = 8 };
+  // `dir` (may be missing; created if possible) is watched for files written, moved
+  // or removed.
+  static absl::StatusOr<std::unique_ptr<HostWatcher>> Start(
+      std::string dir, std::function<void(unsigned changes)> on_change);
+  ~HostWatcher();
+
+  std::optional<Interface> Find(const std::string& name) const;
+  std::optional<Interface> FindByIndex(int ifindex) const;
+  // The first interface with an IPv4 address inside `subnet` (a Docker/CNI bridge).
+  std::optional<Interface> WithAddressIn(const Prefix4& subnet) const;
+  // Interfaces enslaved to `master_ifindex` (the ports of a bridge).
+  std::vector<Interface> PortsOf(int master_ifindex) const;
+  bool dir_watched() const { return dir_wd_ >= 0; }
+  // Full netlink dumps made since start (links + addresses at start, again per resync).
+  uint64_t dumps() const { return dumps_.load(); }
+
+ private:
+  struct Link {
+    Interface ifc;  // without addresses
+    int master = 0;
+  };
+  HostWatcher() = default;
+  absl::Status Subscribe();
+  absl::Status Dump();  // replaces the state with a full dump
+  void Loop();
+  static int OnMessage(nl_msg* msg, void* arg);
+  static void OnObject(nl_object* obj, void* arg);
+  Interface WithAddrs(const Link& l) const;  // under mu_
+
+  std::function<void(unsigned)> on_change_;
+  mutable std::mutex mu_;  // the state below: written by the loop, read by queries
+  std::map<int, Link> links_;
+  std::map<int, std::vector<Prefix4>> addrs_;  // IPv4, by ifindex
+  nl_sock* sock_ = nullptr;
+  int msg_type_ = 0;      // of the message being parsed (loop thread)
+  unsigned pending_ = 0;  // changes seen in the current batch (loop thread)
+  int inotify_fd_ = -1, dir_wd_ = -1, stop_fd_ = -1;
+  std::string dir_;
+  std::atomic<uint64_t> dumps_{0};
+  std::thread thread_;
+};
+
+}  // namespace cppnet

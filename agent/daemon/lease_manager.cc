@@ -1,0 +1,218 @@
+#include "lease_manager.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "log.h"
+
+namespace cppnet {
+
+namespace {
+constexpr absl::Duration kFirstBackoff = absl::Milliseconds(100);
+constexpr absl::Duration kMaxBackoff = absl::Seconds(5);
+constexpr absl::Duration kOutOfSubnetsMaxBackoff = absl::Seconds(10);
+constexpr absl::Duration kMinRenewal = absl::Seconds(10);
+}  // namespace
+
+LeaseManager::LeaseManager(SubnetRegistry* registry, LeaseManagerOptions opts, Clock now)
+    : registry_(registry), opts_(std::move(opts)), now_(std::move(now)) {}
+
+std::string LeaseManager::key() const {
+  return subnet_ ? opts_.subnets_prefix + FormatSubnetKey(*subnet_) : "";
+}
+
+absl::Time LeaseManager::NextDeadline() const {
+  if (!held()) return retry_at_;
+  return std::max(retry_at_, renew_at_);
+}
+
+void LeaseManager::RetryLater(const absl::Status& why) {
+  const absl::Time now = now_();
+  // Every failure while backing off, then once a minute: a long etcd outage must not
+  // fill the journal.
+  if (backoff_ < kMaxBackoff || now - last_retry_log_ >= absl::Minutes(1)) {
+    LOG_ERROR(why.message(), " (retrying in ", absl::FormatDuration(backoff_), ")");
+    last_retry_log_ = now;
+  }
+  retry_at_ = now + backoff_;
+  backoff_ = std::min(backoff_ * 2,
+                      absl::IsResourceExhausted(why) ? kOutOfSubnetsMaxBackoff : kMaxBackoff);
+  failing_ = true;
+}
+
+absl::StatusOr<LeaseManager::Event> LeaseManager::Step(const NetworkConfig& cfg, const Lease& own,
+                                                       const AcquireHints& hints) {
+  const absl::Time now = now_();
+  if (now < retry_at_) return Event::kNone;
+  absl::StatusOr<Event> ev = Event::kNone;
+  if (!held())
+    ev = Acquire(cfg, own, hints);
+  else if (now >= renew_at_)
+    ev = Renew();
+  if (!ev.ok()) {
+    RetryLater(ev.status());
+    return ev;
+  }
+  if (failing_ && *ev != Event::kNone) {
+    LOG_INFO("Lease operations succeed again");
+    failing_ = false;
+  }
+  if (*ev != Event::kNone) backoff_ = kFirstBackoff;
+  return ev;
+}
+
+void LeaseManager::ScheduleRenewal(absl::Duration ttl) {
+  const absl::Duration margin = opts_.renew_margin < ttl ? opts_.renew_margin : ttl * 2 / 3;
+  renew_at_ = now_() + std::max(ttl - margin, kMinRenewal);
+}
+
+void LeaseManager::Held(const Prefix4& s, int64_t lease_id, const std::string& value,
+                        const std::string& how) {
+  subnet_ = s;
+  lease_id_ = lease_id;
+  value_ = value;
+  if (lease_id)
+    ScheduleRenewal(opts_.ttl);
+  else
+    renew_at_ = absl::InfiniteFuture();  // a reservation does not expire
+  LOG_INFO("Lease acquired: ", FormatPrefix4(s), " (", how, ")");
+}
+
+absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& cfg,
+                                                          const Lease& own,
+                                                          const AcquireHints& hints) {
+  auto grant = registry_->GrantLease(opts_.ttl);
+  if (!grant.ok()) return grant.status();
+  const int64_t lease_id = *grant;
+  const std::string value = SerializeLease(own);
+  const std::string& prefix = opts_.subnets_prefix;
+  auto fail = [&](absl::Status st) {  // do not leave an unused etcd lease behind
+    (void)registry_->RevokeLease(lease_id);
+    return st;
+  };
+  // Fresh from etcd, not the watch cache: our own last write may still be in flight.
+  auto existing = registry_->RangePrefix(prefix);
+  if (!existing.ok()) return fail(existing.status());
+  // 1. A lease that already carries our PublicIP: take it over with our current data.
+  //    A reservation (a key written without TTL) stays one: rewritten without a lease.
+  std::vector<Prefix4> taken;
+  for (const EtcdKV& kv : existing->kvs) {
+    absl::string_view name = kv.key;
+    if (!absl::ConsumePrefix(&name, prefix)) continue;
+    auto s = ParseSubnetKey(name);
+    if (!s.ok()) continue;
+    taken.push_back(*s);
+    auto l = ParseLease(kv.value);
+    if (!l.ok() || l->public_ip != own.public_ip || !cfg.network.contains(*s) ||
+        s->len != cfg.subnet_len)
+      continue;
+    const bool reserved = kv.lease == 0;
+    auto ok =
+        registry_->ReplaceIfUnchanged(kv.key, value, reserved ? 0 : lease_id, kv.mod_revision);
+    if (!ok.ok()) return fail(ok.status());
+    if (!*ok) continue;
+    if (reserved) {
+      (void)registry_->RevokeLease(lease_id);
+      Held(*s, 0, value, "reservation of this PublicIP");
+    } else {
+      Held(*s, lease_id, value, "reclaimed the lease of this PublicIP");
+    }
+    return Event::kAcquired;
+  }
+  // 2. The subnet we had before (subnet.env), when its key is free, or still held by
+  //    our own lease under the PublicIP we had before (changed while we were down).
+  if (hints.previous_subnet) {
+    const Prefix4 s{hints.previous_subnet->addr & Prefix4{0, cfg.subnet_len}.mask(),
+                    cfg.subnet_len};
+    const std::string key = prefix + FormatSubnetKey(s);
+    if (cfg.network.contains(s) && s.addr >= cfg.subnet_min && s.addr <= cfg.subnet_max &&
+        std::none_of(taken.begin(), taken.end(), [&](const Prefix4& t) { return t.overlaps(s); })) {
+      auto ok = registry_->CreateIfAbsent(key, value, lease_id);
+      if (!ok.ok()) return fail(ok.status());
+      if (*ok) {
+        Held(s, lease_id, value, absl::StrCat("from ", hints.previous_source));
+        return Event::kAcquired;
+      }
+    }
+    const uint32_t prev_ip = hints.previous_public_ip;
+    if (prev_ip && prev_ip != own.public_ip) {
+      for (const EtcdKV& kv : existing->kvs) {
+        if (kv.key != key) continue;
+        auto l = ParseLease(kv.value);
+        if (!l.ok() || l->public_ip != prev_ip) break;
+        auto ok = registry_->ReplaceIfUnchanged(key, value, lease_id, kv.mod_revision);
+        if (!ok.ok()) return fail(ok.status());
+        if (*ok) {
+          if (kv.lease) (void)registry_->RevokeLease(kv.lease);  // nothing left to hold
+          Held(s, lease_id, value,
+               absl::StrCat("ours from before the PublicIP change ", FormatIp4(prev_ip), " -> ",
+                            FormatIp4(own.public_ip)));
+          return Event::kAcquired;
+        }
+      }
+    }
+  }
+  // 3. A random free one, as flanneld picks.
+  LOG_INFO("Picking subnet in range ", FormatIp4(cfg.subnet_min), " ... ",
+           FormatIp4(cfg.subnet_max));
+  std::vector<Prefix4> free = FreeSubnets(cfg, taken, 1 << 16);
+  if (free.empty())
+    return fail(absl::ResourceExhaustedError(
+        absl::StrCat("out of subnets in ", FormatPrefix4(cfg.network))));
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::shuffle(free.begin(), free.end(), rng);
+  for (size_t i = 0; i < free.size() && i < 8; i++) {
+    auto ok = registry_->CreateIfAbsent(prefix + FormatSubnetKey(free[i]), value, lease_id);
+    if (!ok.ok()) return fail(ok.status());
+    if (*ok) {
+      Held(free[i], lease_id, value, "new");
+      return Event::kAcquired;
+    }
+  }
+  return fail(absl::UnavailableError("every subnet tried was taken concurrently; retrying"));
+}
+
+absl::StatusOr<LeaseManager::Event> LeaseManager::Renew() {
+  auto ttl = registry_->KeepAliveOnce(lease_id_);
+  if (!ttl.ok()) return ttl.status();
+  if (*ttl <= absl::ZeroDuration()) {
+    LOG_WARN("etcd lease of ", FormatPrefix4(*subnet_), " expired; re-acquiring");
+    subnet_.reset();
+    lease_id_ = 0;
+    retry_at_ = absl::InfinitePast();
+    return Event::kExpired;
+  }
+  ScheduleRenewal(*ttl);
+  return Event::kRenewed;
+}
+
+absl::Status LeaseManager::Republish(const Lease& own) {
+  if (!held()) return absl::FailedPreconditionError("no lease held");
+  const std::string value = SerializeLease(own);
+  if (auto st = registry_->Put(key(), value, lease_id_); !st.ok()) return st;
+  value_ = value;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<EtcdKV>> LeaseManager::Confirm() {
+  if (!held()) return std::nullopt;
+  auto cur = registry_->Get(key());
+  if (!cur.ok()) return cur.status();
+  if (cur->has_value()) return cur;
+  LOG_WARN("Our lease ", FormatPrefix4(*subnet_), " disappeared from etcd; re-acquiring");
+  if (lease_id_) (void)registry_->RevokeLease(lease_id_);  // no key is bound to it any more
+  subnet_.reset();
+  lease_id_ = 0;
+  retry_at_ = absl::InfinitePast();
+  return std::nullopt;
+}
+
+absl::Status LeaseManager::Release() {
+  if (!held() || reservation()) return absl::OkStatus();
+  auto del = registry_->Delete(key());
+  return del.ok() ? absl::OkStatus() : del.status();
+}
+
+}  // namespace cppnet

@@ -1,0 +1,84 @@
+// The subnet lease lifecycle, as flanneld runs it, over a SubnetRegistry (etcd or a
+// fake) and an injectable clock: acquire in flannel's reclaim order, renew before the
+// TTL runs out, re-acquire when the lease is lost, reservations (keys without TTL)
+// used as they are, and retries with backoff. The agent's loop calls Step() when
+// NextDeadline() is due.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cppnet/config.h"
+#include "cppnet/lease.h"
+#include "cppnet/registry.h"
+
+namespace cppnet {
+
+struct LeaseManagerOptions {
+  std::string subnets_prefix;  // "<etcd prefix>/subnets/"
+  absl::Duration ttl = absl::Hours(24);
+  absl::Duration renew_margin = absl::Minutes(60);
+};
+
+// What acquisition may reuse from before this start.
+struct AcquireHints {
+  std::optional<Prefix4> previous_subnet;  // from subnet.env
+  uint32_t previous_public_ip = 0;         // the pinned datapath's, if it differs
+  std::string previous_source;             // where previous_subnet came from (for the log)
+};
+
+class LeaseManager {
+ public:
+  using Clock = std::function<absl::Time()>;
+  LeaseManager(SubnetRegistry* registry, LeaseManagerOptions opts, Clock now = absl::Now);
+
+  enum class Event { kNone, kAcquired, kRenewed, kExpired };
+  // Acquires when nothing is held, renews when due, else does nothing. A failure is
+  // returned (ResourceExhausted: out of subnets) and retried after a backoff.
+  absl::StatusOr<Event> Step(const NetworkConfig& cfg, const Lease& own, const AcquireHints& hints);
+  // When Step has work: the next retry or renewal (InfiniteFuture: none).
+  absl::Time NextDeadline() const;
+  // A failure outside the manager that must be retried like one of its own (the
+  // datapath could not be activated with the lease).
+  void RetryLater(const absl::Status& why);
+
+  bool held() const { return subnet_.has_value(); }
+  std::optional<Prefix4> subnet() const { return subnet_; }
+  std::string key() const;  // our subnet's key, empty when nothing is held
+  bool reservation() const { return held() && lease_id_ == 0; }
+  int64_t lease_id() const { return lease_id_; }
+  const std::string& published() const { return value_; }  // our key's value
+
+  // Rewrites our key with new data (backend, PublicIP), same etcd lease.
+  absl::Status Republish(const Lease& own);
+  // Our key is missing from the watch's view: asks etcd. Returns the key's record if it
+  // is still there; nullopt if it is gone (then nothing is held and Step re-acquires).
+  absl::StatusOr<std::optional<EtcdKV>> Confirm();
+  // Deletes our key (--release-on-exit); a reservation is left alone.
+  absl::Status Release();
+
+ private:
+  absl::StatusOr<Event> Acquire(const NetworkConfig& cfg, const Lease& own,
+                                const AcquireHints& hints);
+  absl::StatusOr<Event> Renew();
+  void Held(const Prefix4& s, int64_t lease_id, const std::string& value, const std::string& how);
+  void ScheduleRenewal(absl::Duration ttl);
+
+  SubnetRegistry* registry_;
+  LeaseManagerOptions opts_;
+  Clock now_;
+  std::optional<Prefix4> subnet_;
+  int64_t lease_id_ = 0;  // 0 with a subnet: a reservation (no TTL, nothing to renew)
+  std::string value_;
+  absl::Time renew_at_ = absl::InfiniteFuture();
+  absl::Time retry_at_ = absl::InfinitePast();
+  absl::Duration backoff_ = absl::Milliseconds(100);
+  absl::Time last_retry_log_ = absl::InfinitePast();
+  bool failing_ = false;
+};
+
+}  // namespace cppnet

@@ -1,0 +1,234 @@
+// cppnet-agent entry point: flags (also from CPPNET_* environment variables),
+// start-up checks with one-line errors, signals, then the agent loop.
+#include <bpf/libbpf.h>
+#include <signal.h>
+
+#include <cstdarg>
+#include <systemd/sd-daemon.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "agent.h"
+#include "cppnet/paths.h"
+#include "masq.h"
+#include "health.h"
+#include "cppnet/credentials.h"
+#include "log.h"
+
+#include <sys/resource.h>
+
+using namespace cppnet;
+
+namespace {
+
+// libbpf's warnings go to our log; "Exclusivity flag on" is the expected answer when
+// the clsact qdisc already exists (agent restart) and says nothing useful.
+int LibbpfLog(enum libbpf_print_level level, const char* fmt, va_list ap) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char buf[512];
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  std::string line(buf);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  if (line.find("Exclusivity flag on") != std::string::npos) return 0;
+  LOG_WARN("libbpf: ", line);
+  return 0;
+}
+
+int Fail(const std::string& msg) {
+  fprintf(stderr, "cppnet-agent: %s\n", msg.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Block SIGTERM/SIGINT before any thread exists (gRPC starts its own), so only
+  // the sigwait thread below receives them and shutdown is always orderly.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  libbpf_set_print(LibbpfLog);
+  AgentOptions o;
+  EtcdOptions etcd_opts;
+  std::string ttl = "24h";
+  int renew_minutes = 60;
+  CLI::App app{"cppnet-agent: Flannel-compatible overlay network agent with an eBPF datapath"};
+  app.set_version_flag("--version", "cppnet-agent 0.1.0");
+  auto env = [](const char* name) { return std::string("CPPNET_") + name; };
+  app.add_option("--etcd-endpoints", o.etcd_endpoints, "etcd endpoints, comma separated")
+      ->envname(env("ETCD_ENDPOINTS"))
+      ->capture_default_str();
+  app.add_option("--etcd-cafile", etcd_opts.cafile,
+                 "CA bundle that signed etcd's certificate (TLS)")
+      ->envname(env("ETCD_CAFILE"));
+  app.add_option("--etcd-certfile", etcd_opts.certfile, "client certificate for etcd (TLS)")
+      ->envname(env("ETCD_CERTFILE"));
+  app.add_option("--etcd-keyfile", etcd_opts.keyfile, "client key for etcd (TLS)")
+      ->envname(env("ETCD_KEYFILE"));
+  app.add_option("--etcd-username", etcd_opts.username, "etcd user (authentication)")
+      ->envname(env("ETCD_USERNAME"));
+  app.add_option("--etcd-password", etcd_opts.password,
+                 "etcd password (prefer --etcd-password-file or CPPNET_ETCD_PASSWORD)")
+      ->envname(env("ETCD_PASSWORD"));
+  app.add_option("--etcd-password-file", etcd_opts.password_file,
+                 "file whose first line is the etcd password")
+      ->envname(env("ETCD_PASSWORD_FILE"));
+  app.add_option("--etcd-prefix", o.etcd_prefix, "etcd prefix of the network config and leases")
+      ->envname(env("ETCD_PREFIX"))
+      ->capture_default_str();
+  app.add_option("--iface", o.iface,
+                 "underlay interface (name or IP); default: interface of the default route")
+      ->envname(env("IFACE"));
+  app.add_option("--public-ip", o.public_ip,
+                 "IP published to other hosts; default: the underlay interface's first IPv4")
+      ->envname(env("PUBLIC_IP"));
+  app.add_option("--subnet-file", o.subnet_file, "where to write the subnet environment")
+      ->envname(env("SUBNET_FILE"))
+      ->capture_default_str();
+  app.add_option("--subnet-lease-ttl", ttl,
+                 "TTL of the etcd lease bound to our subnet (e.g. 24h, 90s)")
+      ->envname(env("SUBNET_LEASE_TTL"))
+      ->capture_default_str();
+  app.add_option("--subnet-lease-renew-margin", renew_minutes,
+                 "renew the lease this many minutes before it expires")
+      ->envname(env("SUBNET_LEASE_RENEW_MARGIN"))
+      ->check(CLI::Range(1, 1440))
+      ->capture_default_str();
+  app.add_flag("--ip-masq", o.ip_masq,
+               "masquerade container traffic leaving the cluster network (nftables)")
+      ->envname(env("IP_MASQ"));
+  app.add_option("--healthz-ip", o.healthz_ip, "address of the health endpoint")
+      ->envname(env("HEALTHZ_IP"))
+      ->capture_default_str();
+  app.add_option("--healthz-port", o.healthz_port, "port of the health endpoint (0 = off)")
+      ->envname(env("HEALTHZ_PORT"))
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--bpffs-dir", o.bpffs_dir, "where maps and links are pinned")
+      ->envname(env("BPFFS_DIR"))
+      ->capture_default_str();
+  app.add_option("--config-dir", o.config_dir, "host configuration: VLAN networks in networks.d/")
+      ->envname(env("CONFIG_DIR"))
+      ->capture_default_str();
+  app.add_option("--container-iface", o.container_iface,
+                 "container-side interface; default: the one carrying our subnet")
+      ->envname(env("CONTAINER_IFACE"));
+  app.add_option("--decap", o.decap,
+                 "where tunnel packets are decapsulated: xdp, tc, or auto (tc on veth underlays)")
+      ->envname(env("DECAP"))
+      ->check(CLI::IsMember({"auto", "xdp", "tc"}))
+      ->capture_default_str();
+  bool cleanup = false;
+  app.add_flag("--cleanup", cleanup,
+               "uninstall: remove cppnet's tc/XDP programs, pinned maps, nftables table and subnet "
+               "file, then exit (stop the agent first)");
+  app.add_flag("--release-on-exit", o.release_on_exit, "delete our lease from etcd on SIGTERM")
+      ->envname(env("RELEASE_ON_EXIT"));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fprintf(stderr, "cppnet-agent: %s\nRun cppnet-agent --help for the flags.\n", e.what());
+    return 2;
+  }
+  auto usage = [](const std::string& msg) {
+    fprintf(stderr, "cppnet-agent: %s\n", msg.c_str());
+    return 2;
+  };
+  if (cleanup) {
+    auto removed = Datapath::Cleanup(o.bpffs_dir);
+    if (!removed.ok()) return Fail(std::string(removed.status().message()));
+    for (const std::string& r : *removed) printf("removed %s\n", r.c_str());
+    if (auto st = RemoveMasquerade(); !st.ok())
+      fprintf(stderr, "cppnet-agent: %s\n", std::string(st.message()).c_str());
+    if (unlink(o.subnet_file.c_str()) == 0) printf("removed %s\n", o.subnet_file.c_str());
+    printf(
+        "cppnet datapath removed; the lease stays in etcd until its TTL (or delete it with "
+        "etcdctl)\n");
+    return 0;
+  }
+  if (!absl::ParseDuration(ttl, &o.lease_ttl) || o.lease_ttl < absl::Seconds(10))
+    return usage(absl::StrCat("--subnet-lease-ttl: invalid duration \"", ttl,
+                              "\" (e.g. 24h, 90s; at least 10s)"));
+  o.renew_margin = absl::Minutes(renew_minutes);
+  uint32_t public_ip = 0;
+  if (!o.public_ip.empty()) {
+    auto ip = ParseIp4(o.public_ip);
+    if (!ip.ok()) return usage(absl::StrCat("--public-ip: ", ip.status().message()));
+    public_ip = *ip;
+  }
+  if (std::string w = ScrubPasswordArg(argc, argv); !w.empty()) LOG_WARN(w);
+  // Soft fd limit up to the hard one: clients of the health endpoint must never leave
+  // the agent without the netlink and BPF fds it needs.
+  if (struct rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+      LOG_WARN("raising the open-file limit: ", strerror(errno));
+  }
+  if (auto st = LoadEtcdPassword(&etcd_opts); !st.ok()) return usage(std::string(st.message()));
+  etcd_opts.endpoints = o.etcd_endpoints;
+  auto etcd = EtcdClient::Create(etcd_opts);
+  if (!etcd.ok()) return usage(std::string(etcd.status().message()));
+  for (const std::string& w : (*etcd)->warnings()) LOG_WARN(w);
+
+  auto underlay = o.iface.empty() ? DefaultRouteInterface() : FindInterface(o.iface);
+  if (!underlay.ok()) return Fail(std::string(underlay.status().message()));
+  if (public_ip == 0) {
+    if (underlay->addrs.empty())
+      return Fail(
+          absl::StrCat("interface ", underlay->name, ": has no IPv4 address (set --public-ip)"));
+    public_ip = underlay->addrs[0].addr;
+  }
+  auto dp = Datapath::Load(o.bpffs_dir);
+  if (!dp.ok()) {
+    auto maps = MapFds::OpenPinned(o.bpffs_dir);  // a clearer cause when bpffs is missing
+    if (!maps.ok() && absl::IsFailedPrecondition(maps.status()))
+      return Fail(std::string(maps.status().message()));
+    return Fail(std::string(dp.status().message()));
+  }
+
+  // cppnetctl network … checks that an agent runs on this host.
+  std::error_code ec;
+  std::filesystem::create_directories(kRunDir, ec);
+  if (FILE* f = fopen(kAgentPidFile, "w")) {
+    fprintf(f, "%d\n", getpid());
+    fclose(f);
+  }
+  struct PidFile {
+    ~PidFile() { unlink(kAgentPidFile); }
+  } pid_file;
+
+  for (const std::string& name : (*dp)->replaced_maps())
+    LOG_WARN("Pinned map ", name, " in ", o.bpffs_dir,
+             " had another layout (an upgrade): replaced by a new one");
+
+  AgentHealth health;
+  const int stats_fd = (*dp)->maps().stats();
+  Agent agent(o, *underlay, public_ip, std::move(*etcd), std::move(*dp), &health);
+  // Declared after the agent, so it stops before the agent's maps are closed.
+  HealthServer hs(&health, stats_fd);
+  if (o.healthz_port != 0) {
+    if (auto st = hs.Start(o.healthz_ip, o.healthz_port); !st.ok())
+      return Fail(std::string(st.message()));
+  }
+  std::thread sig([&] {
+    int s = 0;
+    sigwait(&sigs, &s);
+    LOG_INFO("Received ", strsignal(s), ", shutting down");
+    agent.Stop();
+  });
+  sig.detach();
+  return agent.Run();
+}

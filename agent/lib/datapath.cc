@@ -1,0 +1,218 @@
+#include "cppnet/datapath.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "cppnet/tc.h"
+#include "cppnet.skel.h"
+
+namespace cppnet {
+
+static std::string Err(int err) { return strerror(err < 0 ? -err : err); }
+
+// Where the XDP link on `ifname` is pinned, so restarts find and update it.
+static std::string XdpPin(const std::string& dir, const std::string& ifname) {
+  return absl::StrCat(dir, "/" CPPNET_LINK_XDP_PREFIX, ifname);
+}
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_dir) {
+  std::unique_ptr<Datapath> dp(new Datapath());
+  dp->pin_dir_ = pin_dir;
+  if (!pin_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(pin_dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat(pin_dir, ": ", ec.message()));
+  }
+  LIBBPF_OPTS(bpf_object_open_opts, opts,
+              .pin_root_path = pin_dir.empty() ? nullptr : pin_dir.c_str());
+  dp->skel_ = cppnet_bpf__open_opts(&opts);
+  if (!dp->skel_) return absl::InternalError(absl::StrCat("BPF object cppnet: open: ", Err(errno)));
+  if (pin_dir.empty()) {
+    bpf_map* map;
+    bpf_object__for_each_map(map, dp->skel_->obj) bpf_map__set_pin_path(map, nullptr);
+  }
+  // Pinned maps from an earlier run are reused, so routes survive a restart. A pinned
+  // map whose layout an upgrade changed cannot be reused: it is replaced by a new one
+  // (the agent refills routes and config from etcd; counters restart from zero).
+  if (!pin_dir.empty()) {
+    bpf_map* map;
+    bpf_object__for_each_map(map, dp->skel_->obj) {
+      const char* pin = bpf_map__pin_path(map);
+      int fd = pin ? bpf_obj_get(pin) : -1;
+      if (fd < 0) continue;
+      bpf_map_info info{};
+      uint32_t len = sizeof(info);
+      const bool same =
+          bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == bpf_map__type(map) &&
+          info.key_size == bpf_map__key_size(map) && info.value_size == bpf_map__value_size(map) &&
+          info.max_entries == bpf_map__max_entries(map) &&
+          info.map_flags == bpf_map__map_flags(map);
+      close(fd);
+      if (same) continue;
+      dp->replaced_maps_.push_back(bpf_map__name(map));
+      unlink(pin);
+    }
+  }
+  if (int err = cppnet_bpf__load(dp->skel_); err)
+    return absl::InternalError(absl::StrCat("BPF object cppnet: load: ", Err(err),
+                                            err == -EPERM ? " (needs CAP_BPF/CAP_NET_ADMIN)" : ""));
+  // The CNI plugin attaches this program to the endpoints it creates: pinned, it is
+  // the one this agent loaded (a restarted agent replaces the pin).
+  if (!pin_dir.empty()) {
+    const std::string pin = absl::StrCat(pin_dir, "/" CPPNET_PIN_PROG_VLAN_PORT);
+    unlink(pin.c_str());
+    if (int err = bpf_program__pin(dp->skel_->progs.cppnet_tc_vlan_port, pin.c_str()); err)
+      return absl::InternalError(
+          absl::StrCat("BPF program cppnet_tc_vlan_port: pin ", pin, ": ", Err(err)));
+  }
+  const auto& m = dp->skel_->maps;
+  dp->maps_ = MapFds({bpf_map__fd(m.cppnet_routes), bpf_map__fd(m.cppnet_config),
+                      bpf_map__fd(m.cppnet_stats), bpf_map__fd(m.cppnet_endpoint),
+                      bpf_map__fd(m.cppnet_peers), bpf_map__fd(m.cppnet_binds)});
+  return dp;
+}
+
+Datapath::~Datapath() {
+  if (skel_) cppnet_bpf__destroy(skel_);  // pinned links and tc filters stay
+}
+
+int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_encap); }
+int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_underlay); }
+int Datapath::trunk_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_trunk); }
+int Datapath::vlan_port_prog_fd() const {
+  return bpf_program__fd(skel_->progs.cppnet_tc_vlan_port);
+}
+int Datapath::vlan_miss_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_miss); }
+int Datapath::vlan_nbr_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_nbr); }
+VlanMaps Datapath::vlan_maps() const {
+  return VlanMaps(bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),
+                  bpf_map__fd(skel_->maps.cppnet_vlan_port),
+                  bpf_map__fd(skel_->maps.cppnet_vlan_cnt));
+}
+int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_xdp_decap); }
+
+absl::Status Datapath::AttachXdp(int ifindex, const std::string& ifname) {
+  const std::string pin = XdpPin(pin_dir_, ifname);
+  // A link pinned by an earlier agent: swap the program in place, no gap in forwarding.
+  bpf_link* old = std::filesystem::exists(pin) ? bpf_link__open(pin.c_str()) : nullptr;
+  if (old) {
+    bpf_link_info info{};
+    uint32_t len = sizeof(info);
+    bool same_dev = bpf_obj_get_info_by_fd(bpf_link__fd(old), &info, &len) == 0 &&
+                    info.xdp.ifindex == (uint32_t)ifindex;
+    if (same_dev && bpf_link__update_program(old, skel_->progs.cppnet_xdp_decap) == 0) {
+      bpf_link__destroy(old);  // closes our fd only: the pin keeps the link attached
+      return absl::OkStatus();
+    }
+    bpf_link__unpin(old);  // stale: interface gone or recreated
+    bpf_link__destroy(old);
+  }
+  bpf_link* link = bpf_program__attach_xdp(skel_->progs.cppnet_xdp_decap, ifindex);
+  if (!link) {
+    int err = errno;
+    return absl::InternalError(
+        absl::StrCat("interface ", ifname, ": attach XDP: ", Err(err),
+                     err == EBUSY ? " (another XDP program is attached)" : ""));
+  }
+  if (!pin_dir_.empty()) {
+    if (int err = bpf_link__pin(link, pin.c_str()); err) {
+      bpf_link__destroy(link);
+      return absl::InternalError(
+          absl::StrCat("interface ", ifname, ": pin XDP link ", pin, ": ", Err(err)));
+    }
+  }
+  // Closing our fd leaves the link attached through its pin, so it outlives the agent;
+  // removing the pin then really detaches it (DetachXdp). Without a pin dir (tests),
+  // this detaches at once.
+  bpf_link__destroy(link);
+  return absl::OkStatus();
+}
+
+void Datapath::DetachXdp(const std::string& ifname) {
+  const std::string pin = XdpPin(pin_dir_, ifname);
+  if (!std::filesystem::exists(pin)) return;
+  if (bpf_link* link = bpf_link__open(pin.c_str())) {
+    bpf_link__unpin(link);
+    bpf_link__destroy(link);  // the last reference: the program leaves the interface
+  }
+}
+
+absl::Status Datapath::AttachEncap(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(encap_prog_fd(), ifindex, ifname);
+}
+
+absl::Status Datapath::AttachUnderlay(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(underlay_prog_fd(), ifindex, ifname);
+}
+
+absl::Status Datapath::AttachTrunk(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(trunk_prog_fd(), ifindex, ifname);
+}
+
+absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(vlan_port_prog_fd(), ifindex, ifname);
+}
+
+// The name of the program behind a tc filter, "" when it cannot be read.
+static std::string ProgName(uint32_t prog_id) {
+  int fd = bpf_prog_get_fd_by_id(prog_id);
+  if (fd < 0) return "";
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  std::string name = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "";
+  close(fd);
+  return name;
+}
+
+absl::StatusOr<std::vector<std::string>> Datapath::Cleanup(const std::string& pin_dir) {
+  std::vector<std::string> done;
+  if (struct if_nameindex* names = if_nameindex()) {
+    for (struct if_nameindex* n = names; n->if_index; n++) {
+      LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(n->if_index),
+                  .attach_point = BPF_TC_INGRESS);
+      LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+      if (bpf_tc_query(&hook, &opts) != 0) continue;
+      // Ours only: same handle/priority with a cppnet program.
+      if (ProgName(opts.prog_id).rfind("cppnet_", 0) != 0) continue;
+      LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
+      if (int err = bpf_tc_detach(&hook, &del); err) {
+        if_freenameindex(names);
+        return absl::InternalError(
+            absl::StrCat("interface ", n->if_name, ": remove tc filter: ", Err(err)));
+      }
+      done.push_back(absl::StrCat("tc ingress filter on ", n->if_name));
+    }
+    if_freenameindex(names);
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(pin_dir, ec)) return done;
+  for (const auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(CPPNET_LINK_XDP_PREFIX, 0) == 0) {
+      if (bpf_link* link = bpf_link__open(e.path().c_str())) {
+        bpf_link__unpin(link);
+        bpf_link__destroy(link);  // the last reference: XDP leaves the interface
+        done.push_back(
+            absl::StrCat("XDP program on ", name.substr(strlen(CPPNET_LINK_XDP_PREFIX))));
+        continue;
+      }
+    }
+    if (name.rfind("cppnet_", 0) != 0) continue;  // not one of our maps: leave it
+    if (unlink(e.path().c_str()) != 0)
+      return absl::InternalError(absl::StrCat(e.path().string(), ": ", strerror(errno)));
+    done.push_back(absl::StrCat("map ", e.path().string()));
+  }
+  if (std::filesystem::is_empty(pin_dir, ec) && rmdir(pin_dir.c_str()) == 0)
+    done.push_back(pin_dir);
+  return done;
+}
+
+}  // namespace cppnet

@@ -1,0 +1,166 @@
+#include "cppnet/lease.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+#include "cppnet/json_util.h"
+
+namespace cppnet {
+
+absl::StatusOr<Lease> ParseLease(absl::string_view text) {
+  auto parsed = ParseJsonObject(text, "lease");
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json& j = *parsed;
+  Lease l;
+  const nlohmann::json* ip = FindKey(j, "PublicIP");
+  if (!ip || !ip->is_string()) return absl::InvalidArgumentError("lease: PublicIP is missing");
+  auto pip = ParseIp4(ip->get<std::string>());
+  if (!pip.ok())
+    return absl::InvalidArgumentError(absl::StrCat("lease: PublicIP: ", pip.status().message()));
+  if (*pip == 0 || *pip == 0xffffffff || (*pip >> 24) == 127 || (*pip >> 28) == 0xe)
+    return absl::InvalidArgumentError(
+        absl::StrCat("lease: PublicIP ", FormatIp4(*pip), " is not a unicast address"));
+  l.public_ip = *pip;
+  if (const nlohmann::json* bt = FindKey(j, "BackendType"); bt && !bt->is_null()) {
+    if (!bt->is_string()) return absl::InvalidArgumentError("lease: BackendType must be a string");
+    l.backend_type = bt->get<std::string>();
+  }
+  const nlohmann::json* bd = FindKey(j, "BackendData");
+  if (bd && bd->is_object()) {
+    int64_t vni = 0;
+    if (auto st = GetInt(*bd, "VNI", &vni, "lease: BackendData"); !st.ok()) return st;
+    if (vni < 0 || vni > 0xffffff)
+      return absl::InvalidArgumentError(absl::StrCat("lease: VNI out of range: ", vni));
+    l.vni = static_cast<uint32_t>(vni);
+    if (const nlohmann::json* mac = FindKey(*bd, "VtepMAC"); mac && mac->is_string()) {
+      auto m = ParseMac(mac->get<std::string>());
+      if (!m.ok())
+        return absl::InvalidArgumentError(absl::StrCat("lease: VtepMAC: ", m.status().message()));
+      l.vtep_mac = *m;
+    }
+  }
+  return l;
+}
+
+std::string SerializeLease(const Lease& l) {
+  nlohmann::ordered_json j;
+  j["PublicIP"] = FormatIp4(l.public_ip);
+  j["PublicIPv6"] = nullptr;
+  j["BackendType"] = l.backend_type;
+  if (l.backend_type == "vxlan") {
+    j["BackendData"] = {{"VNI", l.vni}, {"VtepMAC", l.vtep_mac ? FormatMac(*l.vtep_mac) : ""}};
+  } else {
+    j["BackendData"] = nullptr;
+  }
+  return j.dump();
+}
+
+static std::string ValidatePeer(const NetworkConfig& cfg, const Prefix4& subnet, const Lease& l) {
+  const std::string type = l.backend_type.empty() ? "udp" : l.backend_type;
+  if (!cfg.network.contains(subnet))
+    return absl::StrCat("subnet ", FormatPrefix4(subnet), " is outside the Network ",
+                        FormatPrefix4(cfg.network));
+  if (type != cfg.backend.type)
+    return absl::StrCat("backend type \"", type, "\" differs from the configured \"",
+                        cfg.backend.type, "\"");
+  if (type == "vxlan") {
+    if (!l.vtep_mac) return "vxlan lease without a VtepMAC";
+    if ((*l.vtep_mac)[0] & 1)
+      return absl::StrCat("VtepMAC ", FormatMac(*l.vtep_mac), " is not unicast");
+    if (l.vni != 0 && l.vni != cfg.backend.vni)
+      return absl::StrCat("VNI ", l.vni, " differs from the configured ", cfg.backend.vni);
+  }
+  return "";
+}
+
+// Accepted subnets never overlap each other, so in address order only the nearest
+// one at or below p's address and the first one above it can overlap p: O(log n).
+static const Prefix4* FindOverlap(const std::map<Prefix4, PeerRoute>& accepted, const Prefix4& p) {
+  auto it = accepted.upper_bound(Prefix4{p.addr, 32});
+  if (it != accepted.begin() && std::prev(it)->first.overlaps(p)) return &std::prev(it)->first;
+  if (it != accepted.end() && it->first.overlaps(p)) return &it->first;
+  return nullptr;
+}
+
+ParsedLeaseRecord ParseLeaseRecord(absl::string_view prefix, const LeaseRecord& r) {
+  absl::string_view name = r.key;
+  absl::ConsumePrefix(&name, prefix);
+  return ParsedLeaseRecord{r.key, r.create_revision, ParseSubnetKey(name), ParseLease(r.value)};
+}
+
+LeaseSet SelectPeerLeases(const NetworkConfig& cfg, std::optional<Prefix4> own,
+                          std::vector<const ParsedLeaseRecord*> records) {
+  LeaseSet out;
+  // The older lease wins an overlap, as the one the network already routes to.
+  std::sort(
+      records.begin(), records.end(), [](const ParsedLeaseRecord* a, const ParsedLeaseRecord* b) {
+        return a->create_revision != b->create_revision ? a->create_revision < b->create_revision
+                                                        : a->key < b->key;
+      });
+  for (const ParsedLeaseRecord* r : records) {
+    if (!r->subnet.ok()) {
+      out.skipped.push_back({r->key, std::string(r->subnet.status().message())});
+      continue;
+    }
+    const Prefix4& subnet = *r->subnet;
+    if (own && subnet == *own) continue;  // our own lease
+    if (!r->lease.ok()) {
+      out.skipped.push_back({r->key, std::string(r->lease.status().message())});
+      continue;
+    }
+    if (std::string why = ValidatePeer(cfg, subnet, *r->lease); !why.empty()) {
+      out.skipped.push_back({r->key, why});
+      continue;
+    }
+    if (own && subnet.overlaps(*own)) {
+      out.skipped.push_back({r->key, absl::StrCat("overlaps our subnet ", FormatPrefix4(*own))});
+      continue;
+    }
+    if (const Prefix4* clash = FindOverlap(out.routes, subnet)) {
+      out.skipped.push_back(
+          {r->key, absl::StrCat("overlaps the older lease ", FormatPrefix4(*clash))});
+      continue;
+    }
+    out.routes[subnet] = PeerRoute{subnet, *r->lease};
+  }
+  return out;
+}
+
+LeaseSet SelectPeerLeases(const NetworkConfig& cfg, absl::string_view prefix,
+                          std::optional<Prefix4> own, const std::vector<LeaseRecord>& records) {
+  std::vector<ParsedLeaseRecord> parsed;
+  for (const LeaseRecord& r : records)
+    if (absl::StartsWith(r.key, prefix)) parsed.push_back(ParseLeaseRecord(prefix, r));
+  std::vector<const ParsedLeaseRecord*> ptrs;
+  for (const auto& p : parsed) ptrs.push_back(&p);
+  return SelectPeerLeases(cfg, own, std::move(ptrs));
+}
+
+std::vector<Prefix4> FreeSubnets(const NetworkConfig& cfg, const std::vector<Prefix4>& taken,
+                                 size_t limit) {
+  // One sweep in address order: a candidate is used when any taken prefix that starts
+  // at or before its last address ends at or after its first one.
+  std::vector<Prefix4> sorted = taken;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<Prefix4> free;
+  const uint64_t step = uint64_t{1} << (32 - cfg.subnet_len);
+  size_t j = 0;
+  int64_t max_end = -1;
+  for (uint64_t a = cfg.subnet_min; a <= cfg.subnet_max && free.size() < limit; a += step) {
+    const uint64_t last = a + step - 1;
+    for (; j < sorted.size() && sorted[j].addr <= last; j++)
+      max_end = std::max<int64_t>(
+          max_end,
+          int64_t{sorted[j].addr} + (sorted[j].len ? sorted[j].size() : uint64_t{1} << 32) - 1);
+    if (max_end < static_cast<int64_t>(a))
+      free.push_back(Prefix4{static_cast<uint32_t>(a), cfg.subnet_len});
+  }
+  return free;
+}
+
+}  // namespace cppnet

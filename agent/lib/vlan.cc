@@ -1,0 +1,246 @@
+#include "cppnet/vlan.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cppnet/json_util.h"
+
+namespace cppnet {
+namespace {
+
+absl::Status Bad(absl::string_view msg) { return absl::InvalidArgumentError(msg); }
+
+// Network names as Docker accepts them (and safe as file names).
+bool ValidName(const std::string& n) {
+  if (n.empty() || n.size() > 64 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
+  return std::all_of(n.begin(), n.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-';
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<VlanNetwork> BuildVlanNetwork(
+    const NetworkCreateArgs& a, const std::vector<VlanNetwork>& existing,
+    const std::function<bool(const std::string&)>& iface_exists) {
+  VlanNetwork n;
+  if (!ValidName(a.name))
+    return Bad(
+        absl::StrCat("invalid network name \"", a.name, "\": use letters, digits, '_', '.', '-'"));
+  n.name = a.name;
+  for (const VlanNetwork& e : existing)
+    if (e.name == a.name) return Bad(absl::StrCat("network with name ", a.name, " already exists"));
+  if (a.driver != "macvlan" && a.driver != "ipvlan")
+    return Bad(absl::StrCat("unknown driver \"", a.driver, "\": use macvlan or ipvlan"));
+  n.driver = a.driver;
+  n.mode = n.driver == "macvlan" ? "bridge" : "l2";
+  n.ipv6 = a.ipv6;
+  n.internal = a.internal;
+
+  for (const std::string& o : a.options) {
+    std::vector<std::string> kv = absl::StrSplit(o, absl::MaxSplits('=', 1));
+    if (kv.size() != 2) return Bad(absl::StrCat("invalid option \"", o, "\": use -o key=value"));
+    const std::string& k = kv[0];
+    const std::string& v = kv[1];
+    if (k == "parent") {
+      n.parent = v;
+    } else if (k == "macvlan_mode" && n.driver == "macvlan") {
+      if (v != "bridge" && v != "vepa" && v != "private" && v != "passthru")
+        return Bad(absl::StrCat("requested macvlan mode '", v,
+                                "' is not valid, 'bridge' mode is the macvlan driver default"));
+      n.mode = v;
+    } else if (k == "ipvlan_mode" && n.driver == "ipvlan") {
+      if (v != "l2" && v != "l3")
+        return Bad(absl::StrCat("requested ipvlan mode '", v,
+                                "' is not valid, 'l2' mode is the ipvlan driver default"));
+      n.mode = v;
+    } else {
+      return Bad(absl::StrCat("unknown option \"", k, "\" for the ", n.driver, " driver"));
+    }
+  }
+  if (n.parent.empty())
+    return Bad("-o parent is required (e.g. -o parent=eth1.10 for VLAN 10 on trunk eth1)");
+  // "eth1.10": trunk eth1, VLAN 10; no kernel sub-interface is created.
+  n.trunk = n.parent;
+  if (size_t dot = n.parent.rfind('.'); dot != std::string::npos) {
+    n.trunk = n.parent.substr(0, dot);
+    int vid = 0;
+    if (!absl::SimpleAtoi(n.parent.substr(dot + 1), &vid))
+      return Bad(absl::StrCat("unable to parse vlan id ", n.parent.substr(dot + 1), " from parent ",
+                              n.parent));
+    if (vid < 1 || vid > 4094)
+      return Bad(absl::StrCat("vlan id must be between 1-4094, received: ", vid));
+    n.vlan = static_cast<uint16_t>(vid);
+  }
+  if (!iface_exists(n.trunk))
+    return Bad(absl::StrCat("-o parent interface was not found on the host: ", n.trunk));
+  if (n.driver == "ipvlan")
+    for (const VlanNetwork& e : existing)
+      if (e.parent == n.parent)
+        return Bad(
+            absl::StrCat("network ", e.name, " is already using parent interface ", n.parent));
+
+  // Subnets by family; gateways go to the subnet of their family, in order.
+  std::vector<uint32_t> gw4;
+  std::vector<unsigned __int128> gw6;
+  for (const std::string& g : a.gateways) {
+    if (auto ip = ParseIp4(g); ip.ok())
+      gw4.push_back(*ip);
+    else if (auto ip6 = ParseIp6(g); ip6.ok())
+      gw6.push_back(*ip6);
+    else
+      return Bad(absl::StrCat("invalid gateway ", g, ": not an IP address"));
+  }
+  for (const std::string& s : a.subnets) {
+    if (s.find(':') != std::string::npos) {
+      auto p = ParsePrefix6(s);
+      if (!p.ok()) return Bad(absl::StrCat("invalid subnet ", s, ": ", p.status().message()));
+      n.subnets6.push_back({*p, 0});
+    } else {
+      auto p = ParsePrefix4(s, /*strict=*/true);
+      if (!p.ok()) return Bad(absl::StrCat("invalid subnet ", s, ": ", p.status().message()));
+      n.subnets4.push_back({*p, 0});
+    }
+  }
+  if (n.subnets4.empty()) return Bad("an IPv4 --subnet is required (e.g. --subnet 10.10.10.0/24)");
+  if (!n.subnets6.empty() && !n.ipv6)
+    return Bad(absl::StrCat("IPv6 subnet ", FormatPrefix6(n.subnets6[0].subnet), " needs --ipv6"));
+  if (n.ipv6 && n.subnets6.empty())
+    return Bad("--ipv6 needs an IPv6 --subnet (e.g. --subnet 2001:db8:10::/64)");
+  if (gw4.size() > n.subnets4.size() || gw6.size() > n.subnets6.size())
+    return Bad("more --gateway than --subnet of that address family");
+  for (size_t i = 0; i < n.subnets4.size(); i++) {
+    VlanSubnet4& s = n.subnets4[i];
+    if (s.subnet.len > 30)
+      return Bad(
+          absl::StrCat("invalid subnet ", FormatPrefix4(s.subnet), ": too small (at most /30)"));
+    s.gateway = i < gw4.size() ? gw4[i] : s.subnet.addr + 1;  // Docker's default: the first address
+    if (!s.subnet.contains(s.gateway) || s.gateway == s.subnet.addr ||
+        s.gateway == (s.subnet.addr | ~s.subnet.mask()))
+      return Bad(absl::StrCat("invalid gateway ", FormatIp4(s.gateway), ": parent subnet ",
+                              FormatPrefix4(s.subnet), " doesn't contain this address"));
+    for (size_t j = 0; j < i; j++)
+      if (n.subnets4[j].subnet.overlaps(s.subnet))
+        return Bad(absl::StrCat("invalid subnet ", FormatPrefix4(s.subnet), ": overlaps ",
+                                FormatPrefix4(n.subnets4[j].subnet)));
+  }
+  for (size_t i = 0; i < n.subnets6.size(); i++) {
+    VlanSubnet6& s = n.subnets6[i];
+    s.gateway = i < gw6.size() ? gw6[i] : s.subnet.addr + 1;
+    if (!s.subnet.contains(s.gateway) || s.gateway == s.subnet.addr)
+      return Bad(absl::StrCat("invalid gateway ", FormatIp6(s.gateway), ": parent subnet ",
+                              FormatPrefix6(s.subnet), " doesn't contain this address"));
+  }
+  if (!a.ip_range.empty()) {
+    auto r = ParsePrefix4(a.ip_range, /*strict=*/true);
+    if (!r.ok())
+      return Bad(absl::StrCat("invalid ip-range ", a.ip_range, ": ", r.status().message()));
+    if (!std::any_of(n.subnets4.begin(), n.subnets4.end(),
+                     [&](const VlanSubnet4& s) { return s.subnet.contains(*r); }))
+      return Bad(
+          absl::StrCat("invalid ip-range ", a.ip_range, ": no --subnet contains this range"));
+    n.ip_range = *r;
+  }
+  for (const std::string& x : a.aux_addresses) {
+    std::vector<std::string> kv = absl::StrSplit(x, absl::MaxSplits('=', 1));
+    auto ip =
+        kv.size() == 2 && !kv[0].empty() ? ParseIp4(kv[1]) : absl::StatusOr<uint32_t>(Bad(""));
+    if (!ip.ok()) return Bad(absl::StrCat("invalid auxiliary address \"", x, "\": use name=IP"));
+    if (!std::any_of(n.subnets4.begin(), n.subnets4.end(),
+                     [&](const VlanSubnet4& s) { return s.subnet.contains(*ip); }))
+      return Bad(
+          absl::StrCat("invalid auxiliary address ", x, ": no --subnet contains this address"));
+    n.aux_addresses[kv[0]] = *ip;
+  }
+  // Two networks on one VLAN of one trunk would share a broadcast domain under
+  // different definitions; overlapping address space is refused as Docker does.
+  for (const VlanNetwork& e : existing) {
+    if (e.trunk == n.trunk && e.vlan == n.vlan)
+      return Bad(absl::StrCat("network ", e.name, " already uses VLAN ",
+                              n.vlan ? absl::StrCat(n.vlan) : "untagged", " on ", n.trunk));
+    for (const VlanSubnet4& a4 : e.subnets4)
+      for (const VlanSubnet4& b4 : n.subnets4)
+        if (a4.subnet.overlaps(b4.subnet))
+          return Bad(absl::StrCat("subnet ", FormatPrefix4(b4.subnet), " overlaps network ", e.name,
+                                  " (", FormatPrefix4(a4.subnet), ")"));
+  }
+  return n;
+}
+
+std::string SerializeVlanNetwork(const VlanNetwork& n) {
+  nlohmann::ordered_json j = {{"name", n.name},     {"driver", n.driver}, {"mode", n.mode},
+                              {"parent", n.parent}, {"trunk", n.trunk},   {"vlan", n.vlan}};
+  nlohmann::ordered_json subnets = nlohmann::ordered_json::array();
+  for (const VlanSubnet4& s : n.subnets4)
+    subnets.push_back({{"subnet", FormatPrefix4(s.subnet)}, {"gateway", FormatIp4(s.gateway)}});
+  for (const VlanSubnet6& s : n.subnets6)
+    subnets.push_back({{"subnet", FormatPrefix6(s.subnet)}, {"gateway", FormatIp6(s.gateway)}});
+  j["subnets"] = subnets;
+  if (n.ip_range) j["ip_range"] = FormatPrefix4(*n.ip_range);
+  nlohmann::ordered_json aux = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : n.aux_addresses) aux[k] = FormatIp4(v);
+  j["aux_addresses"] = aux;
+  j["ipv6"] = n.ipv6;
+  j["internal"] = n.internal;
+  return j.dump(2) + "\n";
+}
+
+absl::StatusOr<VlanNetwork> ParseVlanNetwork(const std::string& text) {
+  if (auto st = CheckJsonBounds(text, "network definition"); !st.ok())
+    return Bad(std::string(st.message()));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return Bad("not a JSON object");
+  // Rebuild through the same validation (no host checks: the file was validated on create).
+  NetworkCreateArgs a;
+  try {
+    a.name = j.at("name").get<std::string>();
+    a.driver = j.at("driver").get<std::string>();
+    a.options = {absl::StrCat("parent=", j.at("parent").get<std::string>()),
+                 absl::StrCat(a.driver == "macvlan" ? "macvlan_mode=" : "ipvlan_mode=",
+                              j.at("mode").get<std::string>())};
+    for (const auto& s : j.at("subnets")) {
+      a.subnets.push_back(s.at("subnet").get<std::string>());
+      a.gateways.push_back(s.at("gateway").get<std::string>());
+    }
+    if (j.contains("ip_range")) a.ip_range = j["ip_range"].get<std::string>();
+    for (const auto& [k, v] : j.at("aux_addresses").items())
+      a.aux_addresses.push_back(absl::StrCat(k, "=", v.get<std::string>()));
+    a.ipv6 = j.at("ipv6").get<bool>();
+    a.internal = j.at("internal").get<bool>();
+  } catch (const nlohmann::json::exception& e) {
+    return Bad(absl::StrCat("missing or mistyped field: ", e.what()));
+  }
+  // Gateways were listed per subnet, v4 and v6 mixed: BuildVlanNetwork splits them by family.
+  return BuildVlanNetwork(a, {}, [](const std::string&) { return true; });
+}
+
+absl::StatusOr<std::vector<VlanNetwork>> LoadVlanNetworks(const std::string& dir) {
+  std::vector<VlanNetwork> out;
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().extension() != ".json") continue;
+    std::ifstream f(e.path());
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto n = ParseVlanNetwork(ss.str());
+    if (!n.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat(e.path().string(), ": ", n.status().message()));
+    out.push_back(*n);
+  }
+  if (ec) return absl::InternalError(absl::StrCat(dir, ": ", ec.message()));
+  std::sort(out.begin(), out.end(),
+            [](const VlanNetwork& a, const VlanNetwork& b) { return a.name < b.name; });
+  return out;
+}
+
+}  // namespace cppnet

@@ -1,0 +1,652 @@
+// CNI plugin "cppnet" (CNI spec 1.0.0): attaches containers to the cppnet overlay.
+// {"network":"overlay"} does what flannel's CNI plugin does: it reads the agent's
+// subnet.env and delegates to the standard bridge plugin (bridge cni0, gateway = the
+// subnet's first address, host-local IPAM over the leased subnet). The agent then
+// finds the bridge and attaches its programs to it and to every container veth.
+// A VLAN network (cppnetctl network create) gets a veth endpoint on its trunk and VLAN,
+// addresses from host-local IPAM, and its place in the VLAN datapath's maps.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/route.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "cppnet/cni_config.h"
+#include "cppnet/file_lock.h"
+#include "cppnet/paths.h"
+#include "cppnet/subnet_env.h"
+#include "cppnet/tc.h"
+#include "cppnet/vlan.h"
+#include "cppnet/vlan_maps.h"
+#include "cppnet/netlink.h"
+
+using nlohmann::json;
+using namespace cppnet;
+
+namespace {
+
+const char* const kVersions[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0"};
+// CNI error codes (spec: "Error"); 100+ are this plugin's own.
+enum {
+  kIncompatibleVersion = 1,
+  kInvalidEnv = 4,
+  kIoFailure = 5,
+  kDecodeFailure = 6,
+  kInvalidConfig = 7,
+  kTryAgainLater = 11
+};
+
+std::string g_version = "1.0.0";
+
+int Error(int code, const std::string& msg, const std::string& details = "") {
+  json e = {{"cniVersion", g_version}, {"code", code}, {"msg", msg}};
+  if (!details.empty()) e["details"] = details;
+  std::cout << e.dump() << std::endl;
+  return 1;
+}
+
+std::string Env(const char* name) {
+  const char* v = getenv(name);
+  return v ? v : "";
+}
+
+// Runs the delegate plugin `type` from CNI_PATH with `conf` on stdin; its stdout is
+// passed through (a result, or its own error JSON), or kept in *captured, and its exit
+// status returned.
+int Delegate(const std::string& type, const json& conf, std::string* captured = nullptr,
+             const std::string& command = "") {
+  std::string path;
+  for (absl::string_view dir : absl::StrSplit(Env("CNI_PATH"), ':', absl::SkipEmpty())) {
+    std::string candidate = absl::StrCat(dir, "/", type);
+    if (access(candidate.c_str(), X_OK) == 0) {
+      path = candidate;
+      break;
+    }
+  }
+  if (path.empty())
+    return Error(kIoFailure, absl::StrCat("delegate plugin ", type, " not found in CNI_PATH"),
+                 Env("CNI_PATH"));
+  int in[2], out[2];
+  if (pipe(in) != 0 || pipe(out) != 0)
+    return Error(kIoFailure, absl::StrCat("pipe: ", strerror(errno)));
+  pid_t pid = fork();
+  if (pid < 0) return Error(kIoFailure, absl::StrCat("fork: ", strerror(errno)));
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    if (!command.empty()) setenv("CNI_COMMAND", command.c_str(), 1);
+    close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+    execl(path.c_str(), type.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  const std::string text = conf.dump();
+  for (size_t off = 0; off < text.size();) {
+    ssize_t n = write(in[1], text.data() + off, text.size() - off);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  close(in[1]);
+  std::string result;
+  char buf[4096];
+  for (ssize_t n; (n = read(out[0], buf, sizeof(buf))) > 0;)
+    result.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (captured) {
+    *captured = result;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  }
+  std::cout << result;
+  if (!result.empty() && result.back() != '\n') std::cout << std::endl;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+// The bridge plugin's configuration for the overlay, as flannel's CNI plugin builds it.
+json OverlayDelegate(const json& conf, const SubnetEnv& env) {
+  json d = {{"cniVersion", conf.value("cniVersion", "1.0.0")},
+            {"name", conf.value("name", "cppnet")},
+            {"type", "bridge"},
+            {"bridge", conf.value("bridge", "cni0")},
+            {"isGateway", true},
+            {"isDefaultGateway", true},
+            // The agent masquerades (--ip-masq) with the cluster network in mind; the
+            // bridge plugin's own NAT would also rewrite overlay traffic.
+            {"ipMasq", false},
+            {"hairpinMode", true},
+            {"mtu", env.mtu},
+            {"ipam",
+             {{"type", "host-local"},
+              {"ranges", json::array({json::array({{{"subnet", FormatPrefix4(env.subnet)}}})})},
+              {"dataDir", absl::StrCat(kRunDir, "/ipam")}}}};
+  if (conf.contains("prevResult")) d["prevResult"] = conf["prevResult"];
+  return d;
+}
+
+// ---- VLAN network endpoints ----
+// A veth pair: the container end (CNI_IFNAME) in the container's namespace with the
+// endpoint's MAC and addresses, the host end carrying cppnet_tc_vlan_port. The maps say
+// which trunk and VLAN it belongs to; the agent owns the trunk side.
+
+// Host end of the endpoint's veth: stable for (container, interface), so DEL finds it.
+std::string HostVethName(const std::string& container, const std::string& ifname) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (char c : container + "/" + ifname) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
+  return absl::StrCat("cv", absl::Hex(h & 0xfffffffffffULL, absl::kZeroPad11));
+}
+
+// Enters a network namespace for the lifetime of the object (the plugin is single-threaded).
+class NetnsGuard {
+ public:
+  static absl::StatusOr<std::unique_ptr<NetnsGuard>> Enter(const std::string& path) {
+    std::unique_ptr<NetnsGuard> g(new NetnsGuard());
+    g->host_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return absl::NotFoundError(absl::StrCat("netns ", path, ": ", strerror(errno)));
+    int rc = setns(fd, CLONE_NEWNET);
+    int err = errno;
+    close(fd);
+    if (rc != 0)
+      return absl::InternalError(absl::StrCat("netns ", path, ": enter: ", strerror(err)));
+    return g;
+  }
+  ~NetnsGuard() {
+    if (host_ >= 0) {
+      (void)setns(host_, CLONE_NEWNET);
+      close(host_);
+    }
+  }
+
+ private:
+  NetnsGuard() = default;
+  int host_ = -1;
+};
+
+absl::Status NlErr(const std::string& what, int err) {
+  return absl::InternalError(absl::StrCat(what, ": ", nl_geterror(err)));
+}
+
+absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name) {
+  rtnl_link* orig = rtnl_link_alloc();
+  rtnl_link* change = rtnl_link_alloc();
+  rtnl_link_set_ifindex(orig, ifindex);
+  rtnl_link_set_flags(change, IFF_UP);
+  int err = rtnl_link_change(sk, orig, change, 0);
+  rtnl_link_put(orig);
+  rtnl_link_put(change);
+  return err < 0 ? NlErr(absl::StrCat("interface ", name, ": set up"), err) : absl::OkStatus();
+}
+
+absl::Status DeleteLink(nl_sock* sk, const std::string& name) {
+  rtnl_link* l = rtnl_link_alloc();
+  rtnl_link_set_name(l, name.c_str());
+  int err = rtnl_link_delete(sk, l);
+  rtnl_link_put(l);
+  if (err < 0 && err != -NLE_NODEV && err != -NLE_OBJ_NOTFOUND)
+    return NlErr(absl::StrCat("interface ", name, ": delete"), err);
+  return absl::OkStatus();
+}
+
+absl::Status AddAddress(nl_sock* sk, int ifindex, const std::string& cidr, bool v6) {
+  nl_addr* local = nullptr;
+  if (int err = nl_addr_parse(cidr.c_str(), v6 ? AF_INET6 : AF_INET, &local); err < 0)
+    return NlErr(cidr, err);
+  rtnl_addr* a = rtnl_addr_alloc();
+  rtnl_addr_set_ifindex(a, ifindex);
+  rtnl_addr_set_local(a, local);
+  if (v6) rtnl_addr_set_flags(a, IFA_F_NODAD);  // the address is ours by IPAM
+  int err = rtnl_addr_add(sk, a, 0);
+  rtnl_addr_put(a);
+  nl_addr_put(local);
+  return err < 0 ? NlErr(absl::StrCat("address ", cidr), err) : absl::OkStatus();
+}
+
+// Default route via `gw` ("" = through the device, ipvlan l3).
+absl::Status AddDefaultRoute(nl_sock* sk, int ifindex, const std::string& gw, bool v6) {
+  const int family = v6 ? AF_INET6 : AF_INET;
+  nl_addr* dst = nullptr;
+  if (int err = nl_addr_parse("default", family, &dst); err < 0) return NlErr("default route", err);
+  rtnl_route* r = rtnl_route_alloc();
+  rtnl_route_set_family(r, family);
+  rtnl_route_set_dst(r, dst);
+  rtnl_nexthop* nh = rtnl_route_nh_alloc();
+  rtnl_route_nh_set_ifindex(nh, ifindex);
+  nl_addr* via = nullptr;
+  if (!gw.empty()) {
+    if (int err = nl_addr_parse(gw.c_str(), family, &via); err < 0) return NlErr(gw, err);
+    rtnl_route_nh_set_gateway(nh, via);
+  } else {
+    rtnl_route_set_scope(r, RT_SCOPE_LINK);
+  }
+  rtnl_route_add_nexthop(r, nh);
+  int err = rtnl_route_add(sk, r, NLM_F_CREATE);
+  rtnl_route_put(r);
+  nl_addr_put(dst);
+  if (via) nl_addr_put(via);
+  return err < 0 ? NlErr(absl::StrCat("default route", gw.empty() ? "" : " via " + gw), err)
+                 : absl::OkStatus();
+}
+
+absl::Status WriteSysctl(const std::string& path, const char* value) {
+  FILE* f = fopen(path.c_str(), "w");
+  if (!f) return absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
+  fputs(value, f);
+  return fclose(f) == 0 ? absl::OkStatus()
+                        : absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
+}
+
+// host-local over the network's subnets (gateway, --ip-range), unless the config brings
+// its own "ranges". State in /run/cppnet/ipam; --aux-address entries are reserved there
+// the way host-local records its own allocations, so it never hands them out.
+json IpamConf(const json& conf, const VlanNetwork& n) {
+  json ipam = conf.contains("ipam") && conf["ipam"].is_object() ? conf["ipam"] : json::object();
+  if (!ipam.contains("type")) ipam["type"] = "host-local";
+  if (!ipam.contains("dataDir")) ipam["dataDir"] = absl::StrCat(kRunDir, "/ipam");
+  if (ipam["type"] == "host-local" && !ipam.contains("ranges") && !ipam.contains("subnet")) {
+    json ranges = json::array();
+    for (const VlanSubnet4& s : n.subnets4) {
+      json r = {{"subnet", FormatPrefix4(s.subnet)}, {"gateway", FormatIp4(s.gateway)}};
+      if (n.ip_range && s.subnet.contains(*n.ip_range)) {
+        const Prefix4& ir = *n.ip_range;
+        r["rangeStart"] = FormatIp4(std::max(ir.addr, s.subnet.addr + 1));
+        r["rangeEnd"] =
+            FormatIp4(std::min(ir.addr + ir.size() - 1, s.subnet.addr + s.subnet.size() - 2));
+      }
+      ranges.push_back(json::array({r}));
+    }
+    for (const VlanSubnet6& s : n.subnets6)
+      ranges.push_back(
+          json::array({{{"subnet", FormatPrefix6(s.subnet)}, {"gateway", FormatIp6(s.gateway)}}}));
+    ipam["ranges"] = ranges;
+  }
+  return json{{"cniVersion", conf.value("cniVersion", "1.0.0")},
+              {"name", conf.value("name", n.name)},
+              {"ipam", ipam}};
+}
+
+void ReserveAuxAddresses(const json& ipam_conf, const VlanNetwork& n) {
+  if (n.aux_addresses.empty() || ipam_conf["ipam"]["type"] != "host-local") return;
+  const std::string dir =
+      absl::StrCat(ipam_conf["ipam"].value("dataDir", ""), "/", ipam_conf.value("name", ""));
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  for (const auto& [name, ip] : n.aux_addresses) {
+    const std::string file = absl::StrCat(dir, "/", FormatIp4(ip));
+    if (std::filesystem::exists(file)) continue;
+    if (FILE* f = fopen(file.c_str(), "w")) {
+      fprintf(f, "aux-address %s", name.c_str());
+      fclose(f);
+    }
+  }
+}
+
+absl::StatusOr<FileLock> CniLock() { return FileLock::Acquire(absl::StrCat(kRunDir, "/cni.lock")); }
+
+// Docker's macvlan MAC: 02:42 and the IPv4 address, so it is stable and readable.
+Mac EndpointMac(const VlanNetwork& n, const Mac& trunk_mac, const std::vector<uint32_t>& v4) {
+  if (n.driver == "ipvlan") return trunk_mac;  // ipvlan endpoints share the parent's MAC
+  Mac m{0x02, 0x42, 0, 0, 0, 0};
+  if (!v4.empty()) {
+    for (int i = 0; i < 4; i++) m[2 + i] = static_cast<uint8_t>(v4[0] >> (24 - 8 * i));
+  } else {
+    std::random_device rd;
+    for (int i = 2; i < 6; i++) m[i] = static_cast<uint8_t>(rd());
+  }
+  return m;
+}
+
+// Also without the network's definition (deleted meanwhile): the endpoint is found by
+// its veth name; the address is released when the IPAM configuration is known.
+int VlanDel(const json& conf, const VlanNetwork* n) {
+  const std::string host = HostVethName(Env("CNI_CONTAINERID"), Env("CNI_IFNAME"));
+  auto lock = CniLock();
+  if (!lock.ok()) return Error(kTryAgainLater, std::string(lock.status().message()));
+  const unsigned ifindex = if_nametoindex(host.c_str());
+  if (ifindex) {
+    auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
+    if (maps.ok()) {
+      if (auto st = UnregisterVlanEndpoint(*maps, ifindex); !st.ok())
+        return Error(kIoFailure, std::string(st.message()));
+    }
+    auto sk = NlConnect();
+    if (!sk.ok()) return Error(kIoFailure, std::string(sk.status().message()));
+    if (auto st = DeleteLink(sk->get(), host); !st.ok())
+      return Error(kIoFailure, std::string(st.message()));
+  }
+  const bool own_ipam =
+      conf.contains("ipam") && conf["ipam"].is_object() && conf["ipam"].contains("ranges");
+  if (!n && !own_ipam) return 0;
+  const json ipam_conf = IpamConf(conf, n ? *n : VlanNetwork{});
+  std::string out;
+  if (Delegate(ipam_conf["ipam"].value("type", "host-local"), ipam_conf, &out, "DEL") != 0) {
+    std::cout << out;
+    return 1;
+  }
+  return 0;
+}
+
+int VlanCheck(const json& conf, const VlanNetwork& n) {
+  const std::string host = HostVethName(Env("CNI_CONTAINERID"), Env("CNI_IFNAME"));
+  const unsigned ifindex = if_nametoindex(host.c_str());
+  if (!ifindex)
+    return Error(kIoFailure,
+                 absl::StrCat("network ", n.name, ": endpoint veth ", host, " is missing"));
+  auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
+  if (!maps.ok()) return Error(kTryAgainLater, std::string(maps.status().message()));
+  cppnet_vlan_port port{};
+  if (bpf_map_lookup_elem(maps->port(), &ifindex, &port) != 0)
+    return Error(kIoFailure, absl::StrCat("network ", n.name, ": endpoint ", host,
+                                          " is not in map " CPPNET_MAP_VLAN_PORT));
+  if (!conf.contains("prevResult")) return 0;
+  auto ns = NetnsGuard::Enter(Env("CNI_NETNS"));
+  if (!ns.ok()) return Error(kIoFailure, std::string(ns.status().message()));
+  const unsigned inner = if_nametoindex(Env("CNI_IFNAME").c_str());
+  if (!inner)
+    return Error(kIoFailure,
+                 absl::StrCat("interface ", Env("CNI_IFNAME"), " is missing in the container"));
+  std::set<std::string> have;
+  ifaddrs* ifa = nullptr;
+  if (getifaddrs(&ifa) == 0) {
+    for (ifaddrs* i = ifa; i; i = i->ifa_next) {
+      if (!i->ifa_addr || Env("CNI_IFNAME") != i->ifa_name) continue;
+      char buf[INET6_ADDRSTRLEN] = {};
+      const int fam = i->ifa_addr->sa_family;
+      if (fam == AF_INET)
+        inet_ntop(fam, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof(buf));
+      if (fam == AF_INET6)
+        inet_ntop(fam, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf, sizeof(buf));
+      if (buf[0]) have.insert(buf);
+    }
+    freeifaddrs(ifa);
+  }
+  for (const auto& ip : conf["prevResult"].value("ips", json::array())) {
+    std::string addr = ip.value("address", "");
+    addr = addr.substr(0, addr.find('/'));
+    if (!have.count(addr))
+      return Error(kIoFailure,
+                   absl::StrCat("interface ", Env("CNI_IFNAME"), " does not have address ", addr));
+  }
+  return 0;
+}
+
+int VlanAdd(const json& conf, const VlanNetwork& n) {
+  const std::string ifname = Env("CNI_IFNAME"), netns = Env("CNI_NETNS");
+  const std::string host = HostVethName(Env("CNI_CONTAINERID"), ifname);
+  const std::string prog_pin = absl::StrCat(CPPNET_PIN_DIR_DEFAULT "/" CPPNET_PIN_PROG_VLAN_PORT);
+  const int prog = bpf_obj_get(prog_pin.c_str());
+  if (prog < 0)
+    return Error(kTryAgainLater,
+                 absl::StrCat("network ", n.name, ": cppnet-agent is not running on this host (",
+                              prog_pin, ": ", strerror(errno), ")"));
+  auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
+  if (!maps.ok()) return Error(kTryAgainLater, std::string(maps.status().message()));
+  // One ADD or DEL of a VLAN endpoint at a time on this host: a concurrent duplicate
+  // ADD then finds the first one's veth below and is refused before it allocates.
+  auto lock = CniLock();
+  if (!lock.ok()) return Error(kTryAgainLater, std::string(lock.status().message()));
+  // A repeated ADD must not touch the endpoint the first one made (nor its address).
+  if (if_nametoindex(host.c_str()))
+    return Error(kIoFailure, absl::StrCat("network ", n.name, ": container ",
+                                          Env("CNI_CONTAINERID"), " interface ", ifname,
+                                          " is already attached (veth ", host, "); DEL it first"));
+  auto trunk = FindInterface(n.trunk);
+  if (!trunk.ok())
+    return Error(kIoFailure, absl::StrCat("network ", n.name, ": parent ", n.parent, ": ",
+                                          trunk.status().message()));
+  const uint8_t mode = VlanModeId(n.driver, n.mode);
+  // Refused before anything is allocated (registration checks again, under its lock).
+  if (auto st =
+          VlanNetworkHasRoom(*maps, n.name, static_cast<uint32_t>(trunk->ifindex), n.vlan, mode);
+      !st.ok())
+    return Error(kInvalidConfig, std::string(st.message()));
+
+  // Addresses first: nothing to undo if IPAM says no.
+  if (conf.contains("ipam"))
+    if (auto st = CheckRuntimeRanges(conf["ipam"], n); !st.ok())
+      return Error(kInvalidConfig, absl::StrCat("network ", n.name, ": ", st.message()));
+  const json ipam_conf = IpamConf(conf, n);
+  ReserveAuxAddresses(ipam_conf, n);
+  std::string ipam_out;
+  if (Delegate(ipam_conf["ipam"].value("type", "host-local"), ipam_conf, &ipam_out, "ADD") != 0) {
+    std::cout << ipam_out;
+    return 1;
+  }
+  json ipam = json::parse(ipam_out, nullptr, false);
+  if (!ipam.is_object() || !ipam.contains("ips"))
+    return Error(kIoFailure, absl::StrCat("IPAM plugin returned no addresses: ", ipam_out));
+  std::vector<uint32_t> v4;
+  std::vector<unsigned __int128> v6;
+  for (auto& ip : ipam["ips"]) {
+    std::string a = ip.value("address", "");
+    a = a.substr(0, a.find('/'));
+    if (auto p4 = ParseIp4(a); p4.ok())
+      v4.push_back(*p4);
+    else if (auto p6 = ParseIp6(a); p6.ok())
+      v6.push_back(*p6);
+  }
+  const Mac mac = EndpointMac(n, trunk->mac, v4);
+
+  bool created = false;  // undo removes only what this ADD made
+  auto undo = [&](const absl::Status& st, int code = kIoFailure) {
+    if (unsigned idx = if_nametoindex(host.c_str()); idx && created)
+      (void)UnregisterVlanEndpoint(*maps, idx);
+    if (auto sk = NlConnect(); sk.ok() && created) (void)DeleteLink(sk->get(), host);
+    std::string ignored;
+    (void)Delegate(ipam_conf["ipam"].value("type", "host-local"), ipam_conf, &ignored, "DEL");
+    return Error(code, std::string(st.message()));
+  };
+  auto sk = NlConnect();
+  if (!sk.ok()) return undo(sk.status());
+  const int nsfd = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0)
+    return undo(absl::NotFoundError(absl::StrCat("netns ", netns, ": ", strerror(errno))),
+                kInvalidEnv);
+  {
+    rtnl_link* veth = rtnl_link_veth_alloc();
+    rtnl_link* peer = rtnl_link_veth_get_peer(veth);
+    rtnl_link_set_name(veth, host.c_str());
+    rtnl_link_set_mtu(veth, static_cast<unsigned>(trunk->mtu));
+    rtnl_link_set_name(peer, ifname.c_str());
+    rtnl_link_set_mtu(peer, static_cast<unsigned>(trunk->mtu));
+    nl_addr* lladdr = nl_addr_build(AF_LLC, mac.data(), 6);
+    rtnl_link_set_addr(peer, lladdr);
+    if (mode == CPPNET_VLAN_IPVLAN_L3)
+      rtnl_link_set_flags(peer, IFF_NOARP);  // routed: no neighbours
+    rtnl_link_set_ns_fd(peer, nsfd);
+    int err = rtnl_link_add(sk->get(), veth, NLM_F_CREATE | NLM_F_EXCL);
+    nl_addr_put(lladdr);
+    rtnl_link_put(peer);
+    rtnl_link_put(veth);
+    close(nsfd);
+    if (err < 0) return undo(NlErr(absl::StrCat("veth ", host, "/", ifname), err));
+    created = true;
+  }
+  const int host_ifindex = static_cast<int>(if_nametoindex(host.c_str()));
+  if (!host_ifindex) return undo(absl::InternalError(absl::StrCat("veth ", host, " vanished")));
+  // The host end never talks itself: no IPv6 link-local, no router solicitations.
+  (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", host, "/disable_ipv6"), "1");
+
+  json result = {{"cniVersion", g_version}};
+  // Inside the container's namespace; errors are undone after leaving it.
+  auto configure = [&]() -> absl::Status {
+    auto ns = NetnsGuard::Enter(netns);
+    if (!ns.ok()) return ns.status();
+    auto csk = NlConnect();
+    if (!csk.ok()) return csk.status();
+    const int inner = static_cast<int>(if_nametoindex(ifname.c_str()));
+    if (!inner)
+      return absl::InternalError(absl::StrCat("interface ", ifname, " not found in ", netns));
+    if (!v6.empty())
+      (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", ifname, "/accept_dad"), "0");
+    if (auto st = SetUp(csk->get(), inner, ifname); !st.ok()) return st;
+    json ips = json::array();
+    for (auto& ip : ipam["ips"]) {
+      const std::string a = ip.value("address", "");
+      const bool is6 = a.find(':') != std::string::npos;
+      if (auto st = AddAddress(csk->get(), inner, a, is6); !st.ok()) return st;
+      json r = ip;
+      r["interface"] = 0;
+      if (mode == CPPNET_VLAN_IPVLAN_L3) r.erase("gateway");  // routed through the device
+      ips.push_back(r);
+    }
+    json routes = json::array();
+    if (!n.internal) {
+      for (auto& ip : ipam["ips"]) {
+        const std::string a = ip.value("address", "");
+        const bool is6 = a.find(':') != std::string::npos;
+        const std::string gw = mode == CPPNET_VLAN_IPVLAN_L3 ? "" : ip.value("gateway", "");
+        if (gw.empty() && mode != CPPNET_VLAN_IPVLAN_L3) continue;
+        if (std::any_of(routes.begin(), routes.end(),
+                        [&](const json& r) { return r["dst"] == (is6 ? "::/0" : "0.0.0.0/0"); }))
+          continue;
+        if (auto st = AddDefaultRoute(csk->get(), inner, gw, is6); !st.ok()) return st;
+        json r = {{"dst", is6 ? "::/0" : "0.0.0.0/0"}};
+        if (!gw.empty()) r["gw"] = gw;
+        routes.push_back(r);
+      }
+    }
+    result["interfaces"] =
+        json::array({{{"name", ifname}, {"mac", FormatMac(mac)}, {"sandbox", netns}}});
+    result["ips"] = ips;
+    if (!routes.empty()) result["routes"] = routes;
+    if (ipam.contains("dns")) result["dns"] = ipam["dns"];
+    return absl::OkStatus();
+  };
+  if (auto st = configure(); !st.ok()) return undo(st);
+  VlanEndpointSpec spec{.network = n.name,
+                        .trunk_ifindex = static_cast<uint32_t>(trunk->ifindex),
+                        .trunk_mac = trunk->mac,
+                        .vlan = n.vlan,
+                        .mode = mode,
+                        .host_ifindex = static_cast<uint32_t>(host_ifindex),
+                        .mac = mac,
+                        .ipv4 = v4,
+                        .ipv6 = v6};
+  if (!n.subnets4.empty()) {
+    spec.subnet4 = n.subnets4[0].subnet;
+    if (!n.internal) spec.gw4 = n.subnets4[0].gateway;
+  }
+  if (!n.subnets6.empty()) {
+    spec.subnet6 = n.subnets6[0].subnet;
+    if (!n.internal) spec.gw6 = n.subnets6[0].gateway;
+  }
+  if (auto st = RegisterVlanEndpoint(*maps, spec); !st.ok()) return undo(st, kInvalidConfig);
+  if (auto st = AttachTcIngress(prog, host_ifindex, host); !st.ok()) return undo(st);
+  close(prog);
+  if (auto st = SetUp(sk->get(), host_ifindex, host); !st.ok()) return undo(st);
+  std::cout << result.dump() << std::endl;
+  return 0;
+}
+
+int VlanCommand(const std::string& cmd, const json& conf, const VlanNetwork& n) {
+  if (cmd == "CHECK") return VlanCheck(conf, n);
+  return VlanAdd(conf, n);
+}
+
+}  // namespace
+
+int Run() {
+  const std::string cmd = Env("CNI_COMMAND");
+  if (cmd == "VERSION") {
+    std::cout << json{{"cniVersion", "1.0.0"}, {"supportedVersions", kVersions}}.dump()
+              << std::endl;
+    return 0;
+  }
+  if (cmd != "ADD" && cmd != "DEL" && cmd != "CHECK")
+    return Error(kInvalidEnv, cmd.empty() ? "CNI_COMMAND is not set"
+                                          : absl::StrCat("unknown CNI_COMMAND ", cmd));
+  std::string input;
+  char buf[4096];
+  while (std::cin.read(buf, sizeof(buf)) || std::cin.gcount() > 0) {
+    input.append(buf, static_cast<size_t>(std::cin.gcount()));
+    if (input.size() > kMaxCniConfigBytes) break;  // reported by ParseCniConfig
+  }
+  auto parsed = ParseCniConfig(input);
+  if (!parsed.ok())
+    return Error(absl::IsInvalidArgument(parsed.status()) ? kInvalidConfig : kDecodeFailure,
+                 std::string(parsed.status().message()));
+  json conf = std::move(*parsed);
+  if (conf.contains("cniVersion") && conf["cniVersion"].is_string()) {
+    g_version = conf["cniVersion"].get<std::string>();
+    if (std::find(std::begin(kVersions), std::end(kVersions), g_version) == std::end(kVersions))
+      return Error(kIncompatibleVersion,
+                   absl::StrCat("cniVersion ", g_version, " is not supported"), "1.0.0");
+  }
+  for (const char* v : {"CNI_CONTAINERID", "CNI_IFNAME"})
+    if (Env(v).empty()) return Error(kInvalidEnv, absl::StrCat(v, " is not set"));
+  if (cmd != "DEL" && Env("CNI_NETNS").empty()) return Error(kInvalidEnv, "CNI_NETNS is not set");
+  if (!conf.contains("network") || !conf["network"].is_string())
+    return Error(kInvalidConfig,
+                 "\"network\" is required: \"overlay\" or a cppnet VLAN network name");
+  const std::string network = conf["network"].get<std::string>();
+
+  if (network == "overlay") {
+    const std::string file = conf.value("subnetFile", "/run/flannel/subnet.env");
+    auto env = ReadSubnetEnvFile(file);
+    if (!env.ok()) {
+      // DEL must succeed when there is nothing left to remove.
+      if (cmd == "DEL") return 0;
+      return Error(kIoFailure, absl::StrCat("overlay: ", env.status().message(),
+                                            " (is cppnet-agent running?)"));
+    }
+    return Delegate("bridge", OverlayDelegate(conf, *env));
+  }
+  auto net = LoadVlanNetworks(NetworksDir(conf.value("configDir", kConfigDirDefault)));
+  const VlanNetwork* n = nullptr;
+  if (net.ok())
+    for (const VlanNetwork& x : *net)
+      if (x.name == network) n = &x;
+  if (cmd == "DEL") return VlanDel(conf, n);
+  if (!n) {
+    if (!net.ok())
+      return Error(kInvalidConfig, absl::StrCat("network ", network, ": ", net.status().message()));
+    return Error(kInvalidConfig, absl::StrCat("network ", network,
+                                              " not found: \"overlay\", or define it with "
+                                              "cppnetctl network create"));
+  }
+  return VlanCommand(cmd, conf, *n);
+}
+
+int main() {
+  // Whatever a runtime sends, the answer is CNI error JSON, never an abort.
+  try {
+    return Run();
+  } catch (const nlohmann::json::exception& e) {
+    return Error(kInvalidConfig,
+                 absl::StrCat("network configuration: a field has the wrong type or is missing: ",
+                              e.what()));
+  } catch (const std::exception& e) {
+    return Error(kIoFailure, absl::StrCat("internal error: ", e.what()));
+  }
+}

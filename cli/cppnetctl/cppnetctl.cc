@@ -1,0 +1,665 @@
+// cppnetctl: inspect cppnet's datapath state from the pinned maps (works while the
+// agent is down). Exit codes: 0 ok, 1 failure, 2 usage error.
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <set>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "cppnet/config.h"
+#include "cppnet/maps.h"
+#include "cppnet/lease.h"
+#include "cppnet/net.h"
+#include "cppnet/paths.h"
+#include "cppnet/subnet_env.h"
+#include "cppnet/vlan.h"
+#include "cppnet/vlan_maps.h"
+#include "cppnet/credentials.h"
+#include "cppnet/etcd_client.h"
+
+using namespace cppnet;
+using nlohmann::ordered_json;
+
+namespace {
+
+struct Globals {
+  std::string bpffs_dir = CPPNET_PIN_DIR_DEFAULT;
+  std::string config_dir = kConfigDirDefault;
+  EtcdOptions etcd;  // show leases --etcd-endpoints …: read etcd instead of the maps
+  std::string etcd_prefix = "/coreos.com/network";
+  bool json = false;
+};
+
+int Fail(const absl::Status& st) {
+  fprintf(stderr, "cppnetctl: %s\n", std::string(st.message()).c_str());
+  return 1;
+}
+
+Mac MacOf(const __u8* p) {
+  Mac m;
+  std::copy(p, p + 6, m.begin());
+  return m;
+}
+
+std::string IfName(uint32_t ifindex) {
+  char buf[IF_NAMESIZE] = {};
+  return ifindex && if_indextoname(ifindex, buf) ? buf : "";
+}
+
+int ShowRoutes(const Globals& g, const MapFds& m) {
+  auto routes = ListRoutes(m.routes());
+  if (!routes.ok()) return Fail(routes.status());
+  if (g.json) {
+    ordered_json arr = ordered_json::array();
+    for (const RouteEntry& e : *routes)
+      arr.push_back({{"subnet", FormatPrefix4(e.subnet)},
+                     {"backend", BackendName(e.route.backend)},
+                     {"public_ip", FormatIp4(ntohl(e.route.public_ip))},
+                     {"vtep_mac", FormatMac(MacOf(e.route.vtep_mac))},
+                     {"vni", e.route.vni},
+                     {"port", e.route.port},
+                     {"origin", e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease"}});
+    printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  printf("%-18s %-8s %-15s %-17s %-8s %-5s %s\n", "SUBNET", "BACKEND", "PUBLIC IP", "VTEP MAC",
+         "VNI", "PORT", "ORIGIN");
+  for (const RouteEntry& e : *routes)
+    printf("%-18s %-8s %-15s %-17s %-8u %-5u %s\n", FormatPrefix4(e.subnet).c_str(),
+           BackendName(e.route.backend), FormatIp4(ntohl(e.route.public_ip)).c_str(),
+           FormatMac(MacOf(e.route.vtep_mac)).c_str(), e.route.vni, e.route.port,
+           e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease");
+  return 0;
+}
+
+// Leases: from the pinned maps (our own from the config, the others' from the lease
+// routes), or with --etcd-endpoints straight from etcd, each key as it stands there.
+int ShowLeases(const Globals& g, const MapFds* m) {
+  struct Row {
+    std::string subnet, public_ip, backend, vtep_mac, note;
+  };
+  std::vector<Row> rows;
+  if (!g.etcd.endpoints.empty()) {
+    EtcdOptions eo = g.etcd;
+    if (auto st = LoadEtcdPassword(&eo); !st.ok()) return Fail(st);
+    auto etcd = EtcdClient::Create(eo);
+    if (!etcd.ok()) return Fail(etcd.status());
+    for (const std::string& w : (*etcd)->warnings())
+      fprintf(stderr, "cppnetctl: warning: %s\n", w.c_str());
+    const std::string prefix = g.etcd_prefix + "/subnets/";
+    auto range = (*etcd)->RangePrefix(prefix);
+    if (!range.ok()) return Fail(range.status());
+    for (const EtcdKV& kv : range->kvs) {
+      absl::string_view name = kv.key;
+      name.remove_prefix(prefix.size());
+      auto subnet = ParseSubnetKey(name);
+      auto lease = ParseLease(kv.value);
+      Row r{subnet.ok() ? FormatPrefix4(*subnet) : std::string(name), "", "", "", ""};
+      if (!subnet.ok()) r.note = std::string(subnet.status().message());
+      if (lease.ok()) {
+        r.public_ip = FormatIp4(lease->public_ip);
+        r.backend = lease->backend_type.empty() ? "udp" : lease->backend_type;
+        if (lease->vtep_mac) r.vtep_mac = FormatMac(*lease->vtep_mac);
+      } else {
+        r.note = std::string(lease.status().message());
+      }
+      rows.push_back(r);
+    }
+  } else {
+    auto c = ReadConfig(m->config());
+    if (!c.ok()) return Fail(c.status());
+    if (c->flags & CPPNET_CFG_READY)
+      rows.push_back({FormatPrefix4(Prefix4{ntohl(c->subnet_addr), c->subnet_len}),
+                      FormatIp4(ntohl(c->underlay_ip)), BackendName(c->backend),
+                      c->backend == CPPNET_BACKEND_VXLAN ? FormatMac(MacOf(c->vtep_mac)) : "",
+                      "this host"});
+    auto routes = ListRoutes(m->routes());
+    if (!routes.ok()) return Fail(routes.status());
+    for (const RouteEntry& e : *routes)
+      if (e.route.origin == CPPNET_ORIGIN_LEASE)
+        rows.push_back(
+            {FormatPrefix4(e.subnet), FormatIp4(ntohl(e.route.public_ip)),
+             BackendName(e.route.backend),
+             e.route.backend == CPPNET_BACKEND_VXLAN ? FormatMac(MacOf(e.route.vtep_mac)) : "",
+             ""});
+  }
+  if (g.json) {
+    ordered_json arr = ordered_json::array();
+    for (const Row& r : rows) {
+      ordered_json j = {{"subnet", r.subnet},
+                        {"public_ip", r.public_ip},
+                        {"backend", r.backend},
+                        {"vtep_mac", r.vtep_mac}};
+      if (!r.note.empty()) j["note"] = r.note;
+      arr.push_back(j);
+    }
+    printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  printf("%-18s %-15s %-8s %-17s %s\n", "SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "NOTE");
+  for (const Row& r : rows)
+    printf("%-18s %-15s %-8s %-17s %s\n", r.subnet.c_str(), r.public_ip.c_str(), r.backend.c_str(),
+           r.vtep_mac.c_str(), r.note.c_str());
+  return 0;
+}
+
+// Containers on this host that the receive path delivers to directly.
+int ShowEndpoints(const Globals& g, const MapFds& m) {
+  auto eps = ListEndpoints(m.endpoints());
+  if (!eps.ok()) return Fail(eps.status());
+  std::sort(eps->begin(), eps->end(),
+            [](const EndpointEntry& a, const EndpointEntry& b) { return a.addr < b.addr; });
+  if (g.json) {
+    ordered_json arr = ordered_json::array();
+    for (const EndpointEntry& e : *eps)
+      arr.push_back({{"ip", FormatIp4(e.addr)},
+                     {"mac", FormatMac(MacOf(e.endpoint.mac))},
+                     {"gateway_mac", FormatMac(MacOf(e.endpoint.gw_mac))},
+                     {"ifindex", e.endpoint.ifindex},
+                     {"iface", IfName(e.endpoint.ifindex)}});
+    printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  printf("%-15s %-17s %-17s %s\n", "IP", "MAC", "GATEWAY MAC", "HOST VETH");
+  for (const EndpointEntry& e : *eps)
+    printf("%-15s %-17s %-17s %s (%u)\n", FormatIp4(e.addr).c_str(),
+           FormatMac(MacOf(e.endpoint.mac)).c_str(), FormatMac(MacOf(e.endpoint.gw_mac)).c_str(),
+           IfName(e.endpoint.ifindex).c_str(), e.endpoint.ifindex);
+  return 0;
+}
+
+// Whether an endpoint (from the maps) belongs to a network (from its definition): a
+// network is one VLAN of one trunk on this host.
+bool PortOf(const cppnet_vlan_port& p, const VlanNetwork& n) {
+  return p.vlan == n.vlan && IfName(p.trunk_ifindex) == n.trunk;
+}
+
+// VLAN networks with their endpoints on this host: definitions from networks.d, the
+// endpoints, their addresses and counters from the maps.
+int ShowVlans(const Globals& g, const MapFds&) {
+  auto maps = VlanMaps::OpenPinned(g.bpffs_dir);
+  if (!maps.ok()) return Fail(maps.status());
+  auto ports = ListVlanPorts(maps->port());
+  if (!ports.ok()) return Fail(ports.status());
+  auto addrs = ListVlanAddrs(maps->ep());
+  if (!addrs.ok()) return Fail(addrs.status());
+  auto defs = LoadVlanNetworks(NetworksDir(g.config_dir));
+  std::vector<VlanNetwork> nets = defs.ok() ? *defs : std::vector<VlanNetwork>{};
+  auto owner = [&](const cppnet_vlan_port& p) -> const VlanNetwork* {
+    for (const VlanNetwork& n : nets)
+      if (PortOf(p, n)) return &n;
+    return nullptr;
+  };
+  ordered_json out = ordered_json::array();
+  auto endpoints_of = [&](const VlanNetwork* net, uint32_t trunk, uint16_t vlan) {
+    ordered_json eps = ordered_json::array();
+    for (const VlanPortEntry& p : *ports) {
+      if (net ? owner(p.port) != net : (p.port.trunk_ifindex != trunk || p.port.vlan != vlan))
+        continue;
+      std::vector<std::string> ips;
+      for (const VlanAddrEntry& a : *addrs)
+        if (a.ep.ifindex == p.ifindex && a.key.kind != CPPNET_VLAN_ADDR_MAC)
+          ips.push_back(FormatVlanAddr(a.key));
+      std::sort(ips.begin(), ips.end());
+      const cppnet_vlan_cnt cnt = ReadVlanCounters(maps->cnt(), p.ifindex);
+      eps.push_back({{"iface", IfName(p.ifindex)},
+                     {"ifindex", p.ifindex},
+                     {"mac", FormatMac(MacOf(p.port.mac))},
+                     {"ips", ips},
+                     {"rx_packets", cnt.rx_packets},
+                     {"rx_bytes", cnt.rx_bytes},
+                     {"tx_packets", cnt.tx_packets},
+                     {"tx_bytes", cnt.tx_bytes}});
+    }
+    return eps;
+  };
+  for (const VlanNetwork& n : nets) {
+    std::vector<std::string> subnets;
+    for (const auto& s : n.subnets4) subnets.push_back(FormatPrefix4(s.subnet));
+    for (const auto& s : n.subnets6) subnets.push_back(FormatPrefix6(s.subnet));
+    out.push_back({{"name", n.name},
+                   {"driver", n.driver},
+                   {"mode", n.mode},
+                   {"parent", n.parent},
+                   {"trunk", n.trunk},
+                   {"vlan", n.vlan},
+                   {"subnets", subnets},
+                   {"endpoints", endpoints_of(&n, 0, 0)}});
+  }
+  // Endpoints whose network definition was deleted while they were attached.
+  std::set<std::pair<uint32_t, uint16_t>> orphans;
+  for (const VlanPortEntry& p : *ports)
+    if (!owner(p.port)) orphans.insert({p.port.trunk_ifindex, p.port.vlan});
+  for (const auto& [trunk, vlan] : orphans)
+    out.push_back({{"name", "(definition deleted)"},
+                   {"trunk", IfName(trunk)},
+                   {"vlan", vlan},
+                   {"endpoints", endpoints_of(nullptr, trunk, vlan)}});
+  if (g.json) {
+    printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  printf("%-16s %-17s %-10s %-5s %-15s %-17s %-30s %s\n", "NETWORK", "MODE", "PARENT", "VLAN",
+         "ENDPOINT", "MAC", "IPS", "RX/TX PACKETS");
+  for (const auto& n : out) {
+    const std::string mode = n.contains("driver") ? absl::StrCat(n["driver"].get<std::string>(),
+                                                                 " ", n["mode"].get<std::string>())
+                                                  : "";
+    const std::string parent =
+        n.contains("parent") ? n["parent"].get<std::string>() : n["trunk"].get<std::string>();
+    const std::string vlan = n["vlan"].get<int>() ? absl::StrCat(n["vlan"].get<int>()) : "-";
+    if (n["endpoints"].empty())
+      printf("%-16s %-17s %-10s %-5s %s\n", n["name"].get<std::string>().c_str(), mode.c_str(),
+             parent.c_str(), vlan.c_str(), "-");
+    for (const auto& e : n["endpoints"])
+      printf("%-16s %-17s %-10s %-5s %-15s %-17s %-30s %llu/%llu\n",
+             n["name"].get<std::string>().c_str(), mode.c_str(), parent.c_str(), vlan.c_str(),
+             e["iface"].get<std::string>().c_str(), e["mac"].get<std::string>().c_str(),
+             absl::StrJoin(e["ips"].get<std::vector<std::string>>(), ",").c_str(),
+             static_cast<unsigned long long>(e["rx_packets"].get<uint64_t>()),
+             static_cast<unsigned long long>(e["tx_packets"].get<uint64_t>()));
+  }
+  return 0;
+}
+
+int ShowConfig(const Globals& g, const MapFds& m) {
+  auto c = ReadConfig(m.config());
+  if (!c.ok()) return Fail(c.status());
+  Prefix4 subnet{ntohl(c->subnet_addr), c->subnet_len},
+      network{ntohl(c->network_addr), c->network_len};
+  ordered_json j = {{"ready", (c->flags & CPPNET_CFG_READY) != 0},
+                    {"subnet", FormatPrefix4(subnet)},
+                    {"network", FormatPrefix4(network)},
+                    {"backend", BackendName(c->backend)},
+                    {"vni", c->vni},
+                    {"port", c->port},
+                    {"public_ip", FormatIp4(ntohl(c->underlay_ip))},
+                    {"underlay_ifindex", c->underlay_ifindex},
+                    {"underlay_iface", IfName(c->underlay_ifindex)},
+                    {"underlay_mac", FormatMac(MacOf(c->underlay_mac))},
+                    {"underlay_mtu", c->mtu},
+                    {"vtep_mac", FormatMac(MacOf(c->vtep_mac))},
+                    {"container_ifindex", c->container_ifindex},
+                    {"container_iface", IfName(c->container_ifindex)}};
+  if (g.json) {
+    printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string v = it->is_string() ? it->get<std::string>() : it->dump();
+    printf("%-18s %s\n", (it.key() + ":").c_str(), v.c_str());
+  }
+  return 0;
+}
+
+int ShowStats(const Globals& g, const MapFds& m) {
+  auto stats = ReadStats(m.stats());
+  if (!stats.ok()) return Fail(stats.status());
+  const auto& info = Counters();
+  if (g.json) {
+    ordered_json traffic = ordered_json::object(), drops = ordered_json::object();
+    for (size_t i = 0; i < stats->size(); i++)
+      (info[i].is_drop ? drops : traffic)[info[i].name] = {{"packets", (*stats)[i].packets},
+                                                           {"bytes", (*stats)[i].bytes}};
+    printf("%s\n", ordered_json{{"traffic", traffic}, {"drops", drops}}.dump(2).c_str());
+    return 0;
+  }
+  printf("%-26s %12s %14s  %s\n", "COUNTER", "PACKETS", "BYTES", "MEANING");
+  for (size_t i = 0; i < stats->size(); i++)
+    printf("%-26s %12llu %14llu  %s\n",
+           absl::StrCat(info[i].is_drop ? "drop/" : "", info[i].name).c_str(),
+           static_cast<unsigned long long>((*stats)[i].packets),
+           static_cast<unsigned long long>((*stats)[i].bytes), info[i].help);
+  return 0;
+}
+
+// --- VLAN networks (Docker's macvlan/ipvlan syntax) -----------------------------
+
+// The agent owns the VLAN datapath: network changes are refused when it is not running.
+absl::Status AgentRunning() {
+  FILE* f = fopen(kAgentPidFile, "r");
+  int pid = 0;
+  if (f) {
+    if (fscanf(f, "%d", &pid) != 1) pid = 0;
+    fclose(f);
+  }
+  if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
+    return absl::FailedPreconditionError(
+        absl::StrCat("cppnet-agent is not running on this host (", kAgentPidFile,
+                     "): start it first, it loads and serves the VLAN networks"));
+  return absl::OkStatus();
+}
+
+std::string VlanText(const VlanNetwork& n) { return n.vlan ? absl::StrCat(n.vlan) : "untagged"; }
+
+ordered_json NetworkJson(const VlanNetwork& n) {
+  ordered_json subnets = ordered_json::array(), gateways = ordered_json::array();
+  for (const auto& s : n.subnets4) {
+    subnets.push_back(FormatPrefix4(s.subnet));
+    gateways.push_back(FormatIp4(s.gateway));
+  }
+  for (const auto& s : n.subnets6) {
+    subnets.push_back(FormatPrefix6(s.subnet));
+    gateways.push_back(FormatIp6(s.gateway));
+  }
+  return {{"name", n.name}, {"driver", n.driver}, {"mode", n.mode},       {"parent", n.parent},
+          {"vlan", n.vlan}, {"subnets", subnets}, {"gateways", gateways}, {"internal", n.internal}};
+}
+
+int NetworkCreate(const Globals& g, const NetworkCreateArgs& args) {
+  if (auto st = AgentRunning(); !st.ok()) return Fail(st);
+  const std::string dir = NetworksDir(g.config_dir);
+  auto existing = LoadVlanNetworks(dir);
+  if (!existing.ok()) return Fail(existing.status());
+  auto n = BuildVlanNetwork(args, *existing, [](const std::string& ifname) {
+    return if_nametoindex(ifname.c_str()) != 0;
+  });
+  if (!n.ok()) return Fail(n.status());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Fail(absl::InternalError(absl::StrCat(dir, ": ", ec.message())));
+  if (auto st =
+          WriteFileAtomically(absl::StrCat(dir, "/", n->name, ".json"), SerializeVlanNetwork(*n));
+      !st.ok())
+    return Fail(st);
+  printf("%s\n", n->name.c_str());
+  return 0;
+}
+
+int NetworkDelete(const Globals& g, const std::vector<std::string>& names) {
+  if (auto st = AgentRunning(); !st.ok()) return Fail(st);
+  int rc = 0;
+  auto defs = LoadVlanNetworks(NetworksDir(g.config_dir));
+  auto maps = VlanMaps::OpenPinned(g.bpffs_dir);
+  auto ports = maps.ok() ? ListVlanPorts(maps->port())
+                         : absl::StatusOr<std::vector<VlanPortEntry>>(std::vector<VlanPortEntry>{});
+  for (const std::string& name : names) {
+    // As Docker: a network with attached containers stays (detach them with CNI DEL).
+    const VlanNetwork* def = nullptr;
+    if (defs.ok())
+      for (const VlanNetwork& n : *defs)
+        if (n.name == name) def = &n;
+    if (def && ports.ok() && std::any_of(ports->begin(), ports->end(), [&](const VlanPortEntry& p) {
+          return PortOf(p.port, *def);
+        })) {
+      fprintf(stderr, "cppnetctl: error while removing network: network %s has active endpoints\n",
+              name.c_str());
+      rc = 1;
+      continue;
+    }
+    const std::string path = absl::StrCat(NetworksDir(g.config_dir), "/", name, ".json");
+    if (name.find('/') != std::string::npos || unlink(path.c_str()) != 0) {
+      fprintf(stderr, "cppnetctl: network %s not found\n", name.c_str());
+      rc = 1;
+      continue;
+    }
+    printf("%s\n", name.c_str());
+  }
+  return rc;
+}
+
+int NetworkList(const Globals& g, const std::string& only) {
+  auto nets = LoadVlanNetworks(NetworksDir(g.config_dir));
+  if (!nets.ok()) return Fail(nets.status());
+  if (!only.empty()) {
+    auto it = std::find_if(nets->begin(), nets->end(),
+                           [&](const VlanNetwork& n) { return n.name == only; });
+    if (it == nets->end())
+      return Fail(absl::NotFoundError(absl::StrCat("network ", only, " not found")));
+    if (g.json) {
+      printf("%s\n", NetworkJson(*it).dump(2).c_str());
+    } else {
+      printf("%s", SerializeVlanNetwork(*it).c_str());
+    }
+    return 0;
+  }
+  if (g.json) {
+    ordered_json arr = ordered_json::array();
+    for (const VlanNetwork& n : *nets) arr.push_back(NetworkJson(n));
+    printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  printf("%-16s %-8s %-9s %-12s %-9s %s\n", "NAME", "DRIVER", "MODE", "PARENT", "VLAN", "SUBNETS");
+  for (const VlanNetwork& n : *nets) {
+    std::vector<std::string> subs;
+    for (const auto& s : n.subnets4) subs.push_back(FormatPrefix4(s.subnet));
+    for (const auto& s : n.subnets6) subs.push_back(FormatPrefix6(s.subnet));
+    printf("%-16s %-8s %-9s %-12s %-9s %s\n", n.name.c_str(), n.driver.c_str(), n.mode.c_str(),
+           n.parent.c_str(), VlanText(n).c_str(), absl::StrJoin(subs, ",").c_str());
+  }
+  return 0;
+}
+
+int Usage(const std::string& msg) {
+  fprintf(stderr, "cppnetctl: %s\n", msg.c_str());
+  return 2;
+}
+
+const char* kRouteAddUsage =
+    "usage: route add CIDR via IP [backend vxlan|udp|host-gw] [vtep-mac MAC] [vni N] [port P]";
+
+// Static route: kept in the routes map with origin "static", never touched by the agent.
+int RouteAdd(const MapFds& m, const std::vector<std::string>& a) {
+  if (a.size() < 3 || a[1] != "via" || a.size() % 2 == 0)
+    return Usage(std::string("route add: ") + kRouteAddUsage);
+  auto subnet = ParsePrefix4(a[0]);
+  if (!subnet.ok()) return Usage(absl::StrCat("route add: ", subnet.status().message()));
+  auto via = ParseIp4(a[2]);
+  if (!via.ok()) return Usage(absl::StrCat("route add: via: ", via.status().message()));
+  auto cfg = ReadConfig(m.config());
+  if (!cfg.ok()) return Fail(cfg.status());
+  if (!(cfg->flags & CPPNET_CFG_READY))
+    return Fail(absl::FailedPreconditionError(
+        "route add: cppnet-agent has not set up this host yet (no lease)"));
+  const Prefix4 network{ntohl(cfg->network_addr), cfg->network_len},
+      own{ntohl(cfg->subnet_addr), cfg->subnet_len};
+  const std::string what = absl::StrCat("route add ", FormatPrefix4(*subnet), ": ");
+  if (!network.contains(*subnet))
+    return Fail(absl::InvalidArgumentError(absl::StrCat(what, "outside the Network ",
+                                                        FormatPrefix4(network),
+                                                        " (cppnet routes only overlay subnets)")));
+  if (subnet->overlaps(own))
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(what, "overlaps this host's subnet ", FormatPrefix4(own))));
+  cppnet_route r{};
+  r.public_ip = htonl(*via);
+  r.backend = cfg->backend;
+  r.vni = cfg->vni;
+  r.port = cfg->port;
+  Mac vtep = VtepMacFor(*via);  // what a cppnet peer publishes; name another with vtep-mac
+  bool port_given = false;
+  for (size_t i = 3; i + 1 < a.size(); i += 2) {
+    const std::string &k = a[i], &v = a[i + 1];
+    if (k == "backend") {
+      auto b = BackendFromName(v);
+      if (!b)
+        return Usage(absl::StrCat("route add: unknown backend \"", v, "\" (vxlan, udp, host-gw)"));
+      r.backend = *b;
+    } else if (k == "vtep-mac") {
+      auto mac = ParseMac(v);
+      if (!mac.ok()) return Usage(absl::StrCat("route add: vtep-mac: ", mac.status().message()));
+      vtep = *mac;
+    } else if (k == "vni" || k == "port") {
+      int n = 0;
+      if (!absl::SimpleAtoi(v, &n) || n < (k == "vni" ? 0 : 1) ||
+          n > (k == "vni" ? 0xffffff : 65535))
+        return Usage(absl::StrCat("route add: invalid ", k, " \"", v, "\""));
+      if (k == "vni")
+        r.vni = static_cast<uint32_t>(n);
+      else
+        r.port = static_cast<uint16_t>(n), port_given = true;
+    } else {
+      return Usage(absl::StrCat("route add: unknown option \"", k, "\"; ", kRouteAddUsage));
+    }
+  }
+  if (!port_given && r.backend != cfg->backend) r.port = DefaultBackendPort(r.backend);
+  if (r.backend == CPPNET_BACKEND_VXLAN) memcpy(r.vtep_mac, vtep.data(), 6);
+  r.origin = CPPNET_ORIGIN_STATIC;
+  if (auto st = UpsertRoute(m.routes(), *subnet, r); !st.ok()) return Fail(st);
+  return 0;
+}
+
+int RouteDel(const MapFds& m, const std::vector<std::string>& a) {
+  if (a.size() != 1) return Usage("route del: usage: route del CIDR");
+  auto subnet = ParsePrefix4(a[0]);
+  if (!subnet.ok()) return Usage(absl::StrCat("route del: ", subnet.status().message()));
+  auto cur = ExactRoute(m.routes(), *subnet);
+  if (!cur.ok()) return Fail(cur.status());
+  const std::string what = absl::StrCat("route del ", FormatPrefix4(*subnet), ": ");
+  if (!cur->has_value()) return Fail(absl::NotFoundError(what + "no such route"));
+  if ((*cur)->origin != CPPNET_ORIGIN_STATIC)
+    return Fail(absl::FailedPreconditionError(
+        what + "a lease route; it goes when its lease is deleted from etcd"));
+  if (auto st = DeleteRoute(m.routes(), *subnet); !st.ok()) return Fail(st);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Globals g;
+  CLI::App app{"cppnetctl: inspect the cppnet datapath (pinned BPF maps)"};
+  app.require_subcommand(1);
+  app.add_option("--bpffs-dir", g.bpffs_dir, "where cppnet-agent pins its maps")
+      ->envname("CPPNET_BPFFS_DIR")
+      ->capture_default_str();
+  app.add_flag("--json", g.json, "machine-readable output");
+  CLI::App* show = app.add_subcommand("show", "show datapath state");
+  show->require_subcommand(1);
+  using Handler = std::function<int(const Globals&, const MapFds&)>;
+  // One command table: name, help, handler.
+  const std::vector<std::tuple<std::string, std::string, Handler>> table = {
+      {"leases",
+       "subnet leases: this host's and the others' (from the maps, or etcd with --etcd-endpoints)",
+       [](const Globals& g, const MapFds& m) { return ShowLeases(g, &m); }},
+      {"routes", "routes to other hosts' subnets", ShowRoutes},
+      {"endpoints", "local containers learned for direct delivery (IP, MAC, host veth)",
+       ShowEndpoints},
+      {"vlans", "VLAN networks: endpoints on this host, their MACs, IPs and counters", ShowVlans},
+      {"config", "this host's lease, underlay and backend as the datapath sees them", ShowConfig},
+      {"stats", "packet counters, drops by reason (summed over CPUs)", ShowStats},
+  };
+  Handler chosen;
+  bool leases_from_etcd = false;
+  for (const auto& [name, help, fn] : table) {
+    CLI::App* sub = show->add_subcommand(name, help);
+    sub->add_flag("--json", g.json, "machine-readable output");
+    sub->callback([&chosen, fn = fn] { chosen = fn; });
+    if (name != "leases") continue;
+    sub->add_option("--etcd-endpoints", g.etcd.endpoints, "read the leases from etcd")
+        ->envname("CPPNET_ETCD_ENDPOINTS");
+    sub->add_option("--etcd-prefix", g.etcd_prefix, "etcd prefix")
+        ->envname("CPPNET_ETCD_PREFIX")
+        ->capture_default_str();
+    sub->add_option("--etcd-cafile", g.etcd.cafile, "TLS: CA of etcd's certificate")
+        ->envname("CPPNET_ETCD_CAFILE");
+    sub->add_option("--etcd-certfile", g.etcd.certfile, "TLS: client certificate")
+        ->envname("CPPNET_ETCD_CERTFILE");
+    sub->add_option("--etcd-keyfile", g.etcd.keyfile, "TLS: client key")
+        ->envname("CPPNET_ETCD_KEYFILE");
+    sub->add_option("--etcd-username", g.etcd.username, "etcd user")
+        ->envname("CPPNET_ETCD_USERNAME");
+    sub->add_option("--etcd-password", g.etcd.password, "etcd password")
+        ->envname("CPPNET_ETCD_PASSWORD");
+    sub->add_option("--etcd-password-file", g.etcd.password_file,
+                    "file whose first line is the etcd password")
+        ->envname("CPPNET_ETCD_PASSWORD_FILE");
+    sub->callback([&chosen, &leases_from_etcd, &g, fn = fn] {
+      leases_from_etcd = !g.etcd.endpoints.empty();
+      chosen = fn;
+    });
+  }
+  CLI::App* route =
+      app.add_subcommand("route", "static routes in the datapath (kept apart from lease routes)");
+  route->require_subcommand(1);
+  std::vector<std::string> route_args;
+  const std::vector<std::tuple<std::string, std::string, Handler>> route_table = {
+      {"list", "all routes, lease and static", ShowRoutes},
+      {"add", "route add CIDR via IP [backend B] [vtep-mac MAC] [vni N] [port P]",
+       [&route_args](const Globals&, const MapFds& m) { return RouteAdd(m, route_args); }},
+      {"del", "route del CIDR (static routes only)",
+       [&route_args](const Globals&, const MapFds& m) { return RouteDel(m, route_args); }},
+  };
+  for (const auto& [name, help, fn] : route_table) {
+    CLI::App* sub = route->add_subcommand(name, help);
+    sub->add_flag("--json", g.json, "machine-readable output");
+    if (name != "list") sub->add_option("args", route_args, "arguments")->required();
+    sub->callback([&chosen, fn = fn] { chosen = fn; });
+  }
+  // network create|delete|list|show: definitions in <config-dir>/networks.d, served by the agent.
+  app.add_option("--config-dir", g.config_dir, "host configuration (VLAN networks in networks.d/)")
+      ->envname("CPPNET_CONFIG_DIR")
+      ->capture_default_str();
+  CLI::App* network =
+      app.add_subcommand("network", "VLAN networks (Docker's macvlan/ipvlan syntax)");
+  network->require_subcommand(1);
+  std::function<int()> net_chosen;
+  NetworkCreateArgs create;
+  std::vector<std::string> net_names;
+  std::string show_name;
+  CLI::App* ncreate = network->add_subcommand(
+      "create", "network create -d macvlan|ipvlan --subnet CIDR ... -o parent=eth1.10 NAME");
+  ncreate->add_option("-d,--driver", create.driver, "macvlan (default) or ipvlan");
+  ncreate->add_option("--subnet", create.subnets, "subnet in CIDR form; repeat for dual stack")
+      ->take_all();
+  ncreate
+      ->add_option("--gateway", create.gateways, "gateway of the subnet of its family; repeatable")
+      ->take_all();
+  ncreate->add_option("--ip-range", create.ip_range,
+                      "allocate container addresses from this range");
+  ncreate
+      ->add_option("--aux-address", create.aux_addresses,
+                   "name=IP reserved, never given to a container")
+      ->take_all();
+  ncreate->add_flag("--ipv6", create.ipv6, "enable the IPv6 subnet");
+  ncreate->add_flag("--internal", create.internal, "no default route to the outside");
+  ncreate
+      ->add_option("-o,--opt", create.options,
+                   "parent=IF[.VLAN], macvlan_mode=..., ipvlan_mode=...")
+      ->take_all();
+  ncreate->add_option("name", create.name, "network name")->required();
+  ncreate->callback([&] { net_chosen = [&] { return NetworkCreate(g, create); }; });
+  CLI::App* ndelete = network->add_subcommand("delete", "network delete NAME...");
+  ndelete->alias("rm");
+  ndelete->add_option("names", net_names, "network names")->required();
+  ndelete->callback([&] { net_chosen = [&] { return NetworkDelete(g, net_names); }; });
+  CLI::App* nlist = network->add_subcommand("list", "all VLAN networks on this host");
+  nlist->alias("ls");
+  nlist->add_flag("--json", g.json, "machine-readable output");
+  nlist->callback([&] { net_chosen = [&] { return NetworkList(g, ""); }; });
+  CLI::App* nshow = network->add_subcommand("show", "network show NAME");
+  nshow->alias("inspect");
+  nshow->add_flag("--json", g.json, "machine-readable output");
+  nshow->add_option("name", show_name, "network name")->required();
+  nshow->callback([&] { net_chosen = [&] { return NetworkList(g, show_name); }; });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fprintf(stderr, "cppnetctl: %s\nRun cppnetctl --help for the commands.\n", e.what());
+    return 2;
+  }
+  if (std::string w = ScrubPasswordArg(argc, argv); !w.empty())
+    fprintf(stderr, "cppnetctl: warning: %s\n", w.c_str());
+  if (net_chosen) return net_chosen();
+  if (leases_from_etcd) return ShowLeases(g, nullptr);  // no maps needed
+  auto maps = MapFds::OpenPinned(g.bpffs_dir);
+  if (!maps.ok()) return Fail(maps.status());
+  return chosen(g, *maps);
+}

@@ -1,0 +1,27 @@
+// The network configuration a runtime passes to the cppnet CNI plugin: hostile input,
+// checked before anything acts on it.
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "cppnet/vlan.h"
+
+namespace cppnet {
+
+// A configuration with a prevResult stays far below this.
+inline constexpr size_t kMaxCniConfigBytes = 1 << 20;
+
+// Bounded (size, depth), a JSON object, and the fields the plugin reads of the right
+// type. Errors: InvalidArgument for a mistyped field (CNI code 7), OutOfRange for input
+// that is no bounded JSON object (CNI code 6); both name the field or the cause.
+absl::StatusOr<nlohmann::json> ParseCniConfig(absl::string_view text);
+
+// Address ranges a runtime brings in its own "ipam" must lie inside the network's
+// subnets and must not cover its gateway (host-local skips only a range's own
+// "gateway"): an endpoint must never get an address the network does not route to it.
+absl::Status CheckRuntimeRanges(const nlohmann::json& ipam, const VlanNetwork& n);
+
+}  // namespace cppnet

@@ -1,0 +1,62 @@
+// The BPF datapath: loads the skeleton, pins its maps, attaches and re-attaches
+// the programs. Attachments outlive the agent so a restart does not stop forwarding.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cppnet/maps.h"
+#include "cppnet/vlan_maps.h"
+
+struct cppnet_bpf;
+
+namespace cppnet {
+
+class Datapath {
+ public:
+  // pin_dir empty: maps are private to this process (no pinning), e.g. for packet tests.
+  static absl::StatusOr<std::unique_ptr<Datapath>> Load(const std::string& pin_dir);
+  ~Datapath();
+
+  // XDP decapsulation on the underlay, through a bpf_link pinned in pin_dir.
+  absl::Status AttachXdp(int ifindex, const std::string& ifname);
+  // Removes our XDP program (the pinned link) from the interface, if there is one.
+  void DetachXdp(const std::string& ifname);
+  // tc ingress encapsulation on a container-facing interface: the bridge and each
+  // container veth (replaces ours in place).
+  absl::Status AttachEncap(int ifindex, const std::string& ifname);
+  // tc ingress on the underlay: decapsulation and delivery into containers.
+  absl::Status AttachUnderlay(int ifindex, const std::string& ifname);
+
+  // Uninstall: removes every cppnet tc filter in this network namespace (recognised by
+  // handle, priority and program name), the pinned XDP links and maps under pin_dir.
+  // Returns one line per object removed. The agent must not be running.
+  static absl::StatusOr<std::vector<std::string>> Cleanup(const std::string& pin_dir);
+
+  int encap_prog_fd() const;
+  int underlay_prog_fd() const;
+  int decap_prog_fd() const;
+  // VLAN networks: the trunk demultiplexer (on trunks that are not the underlay; the
+  // underlay program has it built in) and the endpoint program on host veths.
+  absl::Status AttachTrunk(int ifindex, const std::string& ifname);
+  absl::Status AttachVlanPort(int ifindex, const std::string& ifname);
+  int trunk_prog_fd() const;
+  int vlan_port_prog_fd() const;
+  VlanMaps vlan_maps() const;  // not owning
+  int vlan_miss_fd() const;    // ring buffer: ipvlan l3 next hops to resolve
+  int vlan_nbr_fd() const;     // ipvlan l3 next hops (the resolver marks what it asks for)
+  const MapFds& maps() const { return maps_; }
+  // Pinned maps from an earlier version whose layout differed, replaced at Load.
+  const std::vector<std::string>& replaced_maps() const { return replaced_maps_; }
+
+ private:
+  Datapath() = default;
+  cppnet_bpf* skel_ = nullptr;
+  std::string pin_dir_;
+  MapFds maps_;
+  std::vector<std::string> replaced_maps_;
+};
+
+}  // namespace cppnet

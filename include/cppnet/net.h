@@ -1,0 +1,58 @@
+// IPv4 addresses, prefixes and MACs as the agent and CLI handle them.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+
+namespace cppnet {
+
+// Host byte order inside; convert at the map/wire boundary.
+struct Prefix4 {
+  uint32_t addr = 0;
+  uint8_t len = 0;
+
+  uint32_t mask() const { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
+  uint32_t size() const { return len == 0 ? 0 : uint32_t{1} << (32 - len); }  // 0 means 2^32
+  bool contains(uint32_t ip) const { return (ip & mask()) == addr; }
+  bool contains(const Prefix4& o) const { return o.len >= len && contains(o.addr); }
+  bool overlaps(const Prefix4& o) const { return contains(o) || o.contains(*this); }
+  bool operator==(const Prefix4&) const = default;
+  auto operator<=>(const Prefix4&) const = default;
+};
+
+// IPv6 prefix, address as a 128-bit number (host order) for range arithmetic.
+struct Prefix6 {
+  unsigned __int128 addr = 0;
+  uint8_t len = 0;
+
+  unsigned __int128 mask() const {
+    return len == 0 ? 0 : ~static_cast<unsigned __int128>(0) << (128 - len);
+  }
+  bool contains(unsigned __int128 ip) const { return (ip & mask()) == addr; }
+  bool operator==(const Prefix6&) const = default;
+};
+
+using Mac = std::array<uint8_t, 6>;
+
+absl::StatusOr<uint32_t> ParseIp4(absl::string_view s);
+std::string FormatIp4(uint32_t ip);
+// "a.b.c.d/len"; the address must sit on the prefix boundary when strict.
+absl::StatusOr<Prefix4> ParsePrefix4(absl::string_view s, bool strict = true);
+std::string FormatPrefix4(const Prefix4& p);  // CIDR form
+// flannel's etcd key form "a.b.c.d-len".
+absl::StatusOr<Prefix4> ParseSubnetKey(absl::string_view s);
+std::string FormatSubnetKey(const Prefix4& p);
+absl::StatusOr<unsigned __int128> ParseIp6(absl::string_view s);
+std::string FormatIp6(unsigned __int128 ip);
+// "x::/len"; host bits are cleared (flanneld accepts and normalises them).
+absl::StatusOr<Prefix6> ParsePrefix6(absl::string_view s);
+std::string FormatPrefix6(const Prefix6& p);
+absl::StatusOr<Mac> ParseMac(absl::string_view s);
+std::string FormatMac(const Mac& m);
+// Stable VtepMAC for a host: locally administered, unicast, derived from its PublicIP.
+Mac VtepMacFor(uint32_t public_ip);
+
+}  // namespace cppnet

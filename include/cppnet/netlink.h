@@ -1,0 +1,45 @@
+// Interface discovery through libnl: the underlay (--iface, or the default route's
+// interface) and the container side (the interface carrying our subnet).
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cppnet/net.h"
+
+struct nl_sock;
+struct nl_cache;
+struct rtnl_link;
+
+namespace cppnet {
+
+struct NlSockDeleter {
+  void operator()(nl_sock* s) const;
+};
+using NlSock = std::unique_ptr<nl_sock, NlSockDeleter>;
+// A connected NETLINK_ROUTE socket.
+absl::StatusOr<NlSock> NlConnect();
+
+struct Interface {
+  int ifindex = 0;
+  std::string name;
+  int mtu = 0;
+  Mac mac{};
+  std::string kind;            // rtnetlink link kind ("veth", "bridge", ...), empty for hardware
+  std::vector<Prefix4> addrs;  // IPv4 addresses (addr holds the host address, len its prefix)
+};
+
+// A link as an Interface, with its IPv4 addresses from `addrs` (an address cache, or null).
+Interface DescribeLink(nl_cache* addrs, rtnl_link* link);
+
+// By name, or by an IPv4 address assigned to it.
+absl::StatusOr<Interface> FindInterface(const std::string& name_or_ip);
+absl::StatusOr<Interface> DefaultRouteInterface();
+// The first interface with an IPv4 address inside `subnet` (a Docker/CNI bridge).
+std::optional<Interface> InterfaceWithAddressIn(const Prefix4& subnet);
+// Interfaces enslaved to `master_ifindex` (the ports of a bridge), by ifindex.
+absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex);
+
+}  // namespace cppnet

@@ -1,0 +1,27 @@
+// subnet.env, the file Docker and CNI read (same variables as flanneld writes).
+#pragma once
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cppnet/net.h"
+
+namespace cppnet {
+
+struct SubnetEnv {
+  Prefix4 network;
+  Prefix4 subnet;  // the leased subnet; FLANNEL_SUBNET carries its first host address
+  int mtu = 0;
+  bool ipmasq = false;
+};
+
+std::string RenderSubnetEnv(const SubnetEnv& env);
+// The subnet we had last time, if the file exists and holds one.
+std::optional<Prefix4> ReadSubnetFromEnvFile(const std::string& path);
+// The whole file as RenderSubnetEnv writes it (what the CNI plugin reads); errors name the file.
+absl::StatusOr<SubnetEnv> ReadSubnetEnvFile(const std::string& path);
+// Write to a temporary file in the same directory, fsync, rename: readers never see half a file.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
+
+}  // namespace cppnet

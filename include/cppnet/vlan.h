@@ -1,0 +1,63 @@
+// VLAN networks (Docker's macvlan/ipvlan on an 802.1Q trunk, done by cppnet's BPF
+// datapath): the definition, its validation with Docker's wording, and the JSON kept
+// in <config-dir>/networks.d/NAME.json.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cppnet/net.h"
+
+namespace cppnet {
+
+struct VlanSubnet4 {
+  Prefix4 subnet;
+  uint32_t gateway = 0;  // host byte order
+};
+struct VlanSubnet6 {
+  Prefix6 subnet;
+  unsigned __int128 gateway = 0;
+};
+
+struct VlanNetwork {
+  std::string name;
+  std::string driver;  // "macvlan" or "ipvlan"
+  std::string mode;    // macvlan: bridge|vepa|private|passthru; ipvlan: l2|l3
+  std::string parent;  // as the user wrote it, e.g. "eth1.10"
+  std::string trunk;   // the interface frames leave on, e.g. "eth1"
+  uint16_t vlan = 0;   // 802.1Q id, 0 = untagged
+  std::vector<VlanSubnet4> subnets4;
+  std::vector<VlanSubnet6> subnets6;
+  std::optional<Prefix4> ip_range;
+  std::map<std::string, uint32_t> aux_addresses;
+  bool ipv6 = false;
+  bool internal = false;
+};
+
+// What `cppnetctl network create` was given, Docker's syntax.
+struct NetworkCreateArgs {
+  std::string name;
+  std::string driver = "macvlan";
+  std::vector<std::string> subnets, gateways, aux_addresses;  // aux: "name=IP"
+  std::string ip_range;
+  std::vector<std::string> options;  // -o key=value
+  bool ipv6 = false;
+  bool internal = false;
+};
+
+// Validates as Docker does and returns the network; `existing` are the networks
+// already defined on this host, `iface_exists` tells whether an interface exists.
+absl::StatusOr<VlanNetwork> BuildVlanNetwork(
+    const NetworkCreateArgs& args, const std::vector<VlanNetwork>& existing,
+    const std::function<bool(const std::string&)>& iface_exists);
+
+std::string SerializeVlanNetwork(const VlanNetwork& n);
+absl::StatusOr<VlanNetwork> ParseVlanNetwork(const std::string& json);
+// All networks in `dir` (NAME.json files), sorted by name; unreadable files are errors naming them.
+absl::StatusOr<std::vector<VlanNetwork>> LoadVlanNetworks(const std::string& dir);
+
+}  // namespace cppnet

@@ -1,0 +1,1 @@
+"""cppnet tests (the Python parts: integration/)."""

@@ -1,0 +1,208 @@
+// The lease lifecycle against an in-memory registry and a simulated clock: what the
+// namespace lab can only show in minutes (renewal, expiry, etcd outages) in milliseconds.
+#include "lease_manager.h"
+
+#include <gtest/gtest.h>
+
+#include "cppnet/subnet_env.h"
+#include "fake_registry.h"
+
+namespace cppnet::test {
+namespace {
+
+constexpr uint32_t kOurIp = 0xc6120001;  // 198.18.0.1
+constexpr uint32_t kOtherIp = 0xc6120002;
+const char* kPrefix = "/coreos.com/network/subnets/";
+
+NetworkConfig Config(const char* json) {
+  auto c = ParseNetworkConfig(json);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+const NetworkConfig kCfg =
+    Config(R"({"Network":"198.19.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1}})");
+
+Lease Own(uint32_t ip = kOurIp) { return Lease{ip, "vxlan", 1, VtepMacFor(ip)}; }
+std::string Key(const char* subnet) { return std::string(kPrefix) + subnet; }
+
+class LeaseManagerTest : public ::testing::Test {
+ protected:
+  FakeClock clock;
+  FakeRegistry reg{&clock};
+  LeaseManager mgr{&reg, LeaseManagerOptions{kPrefix, absl::Hours(24), absl::Minutes(60)},
+                   [this] { return clock.Now(); }};
+
+  LeaseManager::Event Step(const AcquireHints& hints = {}, const Lease& own = Own()) {
+    auto ev = mgr.Step(kCfg, own, hints);
+    EXPECT_TRUE(ev.ok()) << ev.status();
+    return ev.ok() ? *ev : LeaseManager::Event::kNone;
+  }
+};
+
+TEST_F(LeaseManagerTest, AcquiresAFreeSubnetUnderAnEtcdLease) {
+  EXPECT_EQ(mgr.NextDeadline(), absl::InfinitePast());  // work to do at once
+  ASSERT_EQ(Step(), LeaseManager::Event::kAcquired);
+  ASSERT_TRUE(mgr.held());
+  EXPECT_TRUE(kCfg.network.contains(*mgr.subnet()));
+  EXPECT_EQ(mgr.subnet()->len, 24);
+  const EtcdKV* kv = reg.Find(mgr.key());
+  ASSERT_NE(kv, nullptr);
+  EXPECT_EQ(kv->lease, mgr.lease_id());
+  EXPECT_NE(kv->lease, 0);
+  auto l = ParseLease(kv->value);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->public_ip, kOurIp);
+  EXPECT_EQ(reg.live_leases(), 1u);
+  // Renewal is the next thing due: TTL minus the margin.
+  EXPECT_EQ(mgr.NextDeadline(), clock.Now() + absl::Hours(23));
+  EXPECT_EQ(Step(), LeaseManager::Event::kNone);
+}
+
+TEST_F(LeaseManagerTest, ReclaimsTheLeaseCarryingOurPublicIpFirst) {
+  reg.Set(Key("198.19.7.0-24"), SerializeLease(Own()), 0x77);  // an old etcd lease
+  reg.Set(Key("198.19.8.0-24"), SerializeLease(Own(kOtherIp)));
+  ASSERT_EQ(Step({.previous_subnet = Prefix4{0xc6130901, 24}}), LeaseManager::Event::kAcquired);
+  EXPECT_EQ(mgr.key(), Key("198.19.7.0-24"));
+  EXPECT_EQ(reg.Find(mgr.key())->lease, mgr.lease_id());  // now under our lease
+}
+
+TEST_F(LeaseManagerTest, TakesThePreviousSubnetWhenFreeElseAnother) {
+  ASSERT_EQ(Step({.previous_subnet = Prefix4{0xc6130901, 24}, .previous_source = "env"}),
+            LeaseManager::Event::kAcquired);
+  EXPECT_EQ(mgr.key(), Key("198.19.9.0-24"));
+
+  FakeRegistry reg2{&clock};
+  reg2.Set(Key("198.19.9.0-24"), SerializeLease(Own(kOtherIp)));
+  LeaseManager mgr2{&reg2, LeaseManagerOptions{kPrefix}, [this] { return clock.Now(); }};
+  auto ev = mgr2.Step(kCfg, Own(), {.previous_subnet = Prefix4{0xc6130901, 24}});
+  ASSERT_TRUE(ev.ok());
+  EXPECT_NE(mgr2.key(), Key("198.19.9.0-24"));
+  EXPECT_EQ(reg2.size(), 2u);
+}
+
+TEST_F(LeaseManagerTest, KeepsItsSubnetAcrossAPublicIpChangeWhileStopped) {
+  reg.Set(Key("198.19.9.0-24"), SerializeLease(Own(kOtherIp)), 0x55);
+  reg.GrantLease(absl::Hours(1)).IgnoreError();  // stands for lease 0x55's owner
+  ASSERT_EQ(Step({.previous_subnet = Prefix4{0xc6130901, 24}, .previous_public_ip = kOtherIp}),
+            LeaseManager::Event::kAcquired);
+  EXPECT_EQ(mgr.key(), Key("198.19.9.0-24"));
+  EXPECT_EQ(ParseLease(reg.Find(mgr.key())->value)->public_ip, kOurIp);
+}
+
+TEST_F(LeaseManagerTest, RenewsBeforeTheTtlRunsOut) {
+  ASSERT_EQ(Step(), LeaseManager::Event::kAcquired);
+  const std::string key = mgr.key();
+  for (int i = 0; i < 5; i++) {
+    clock.Advance(mgr.NextDeadline() - clock.Now());
+    ASSERT_EQ(Step(), LeaseManager::Event::kRenewed);
+  }
+  clock.Advance(absl::Hours(2));  // 23 h + 2 h after the last renewal: still ours
+  reg.Expire();
+  EXPECT_NE(reg.Find(key), nullptr);
+}
+
+TEST_F(LeaseManagerTest, ReacquiresWhenTheEtcdLeaseExpired) {
+  ASSERT_EQ(Step({.previous_subnet = Prefix4{0xc6130901, 24}}), LeaseManager::Event::kAcquired);
+  clock.Advance(absl::Hours(25));  // suspended past the TTL: etcd dropped key and lease
+  ASSERT_EQ(Step(), LeaseManager::Event::kExpired);
+  EXPECT_FALSE(mgr.held());
+  ASSERT_EQ(Step({.previous_subnet = Prefix4{0xc6130901, 24}}), LeaseManager::Event::kAcquired);
+  EXPECT_EQ(mgr.key(), Key("198.19.9.0-24"));
+}
+
+TEST_F(LeaseManagerTest, ConfirmsAMissingKeyBeforeGivingItUp) {
+  ASSERT_EQ(Step(), LeaseManager::Event::kAcquired);
+  auto still = mgr.Confirm();  // the watch had not seen our write yet
+  ASSERT_TRUE(still.ok());
+  EXPECT_TRUE(still->has_value());
+  EXPECT_TRUE(mgr.held());
+  ASSERT_TRUE(reg.Delete(mgr.key()).ok());  // an operator deleted it
+  auto gone = mgr.Confirm();
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  EXPECT_FALSE(mgr.held());
+  EXPECT_EQ(reg.live_leases(), 0u);  // the orphaned etcd lease was revoked
+  EXPECT_EQ(Step(), LeaseManager::Event::kAcquired);
+}
+
+TEST_F(LeaseManagerTest, UsesAReservationWithoutPuttingItUnderALease) {
+  // flannel's reservations: a key written without TTL for this host's PublicIP.
+  reg.Set(Key("198.19.42.0-24"), SerializeLease(Own()));
+  ASSERT_EQ(Step(), LeaseManager::Event::kAcquired);
+  EXPECT_EQ(mgr.key(), Key("198.19.42.0-24"));
+  EXPECT_TRUE(mgr.reservation());
+  EXPECT_EQ(reg.Find(mgr.key())->lease, 0);
+  EXPECT_EQ(reg.live_leases(), 0u);
+  EXPECT_EQ(mgr.NextDeadline(), absl::InfiniteFuture());  // nothing to renew
+  clock.Advance(absl::Hours(100));
+  EXPECT_EQ(Step(), LeaseManager::Event::kNone);
+  EXPECT_NE(reg.Find(Key("198.19.42.0-24")), nullptr);  // never expires
+  ASSERT_TRUE(mgr.Release().ok());
+  EXPECT_NE(reg.Find(Key("198.19.42.0-24")), nullptr);  // and is never released
+  // A reservation of another host's PublicIP is a taken subnet, as for flanneld.
+  FakeRegistry reg2{&clock};
+  reg2.Set(Key("198.19.9.0-24"), SerializeLease(Own(kOtherIp)));
+  LeaseManager mgr2{&reg2, LeaseManagerOptions{kPrefix}, [this] { return clock.Now(); }};
+  ASSERT_TRUE(mgr2.Step(kCfg, Own(), {.previous_subnet = Prefix4{0xc6130901, 24}}).ok());
+  EXPECT_NE(mgr2.key(), Key("198.19.9.0-24"));
+}
+
+TEST_F(LeaseManagerTest, OutOfSubnetsBacksOffToTenSecondsAndLeaksNoLease) {
+  const NetworkConfig tiny = Config(
+      R"({"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.1.0","SubnetMax":"198.19.2.0"})");
+  reg.Set(Key("198.19.1.0-24"), SerializeLease(Own(kOtherIp)));
+  reg.Set(Key("198.19.2.0-24"), SerializeLease(Own(0xc6120003)));
+  std::vector<absl::Duration> waits;
+  for (int i = 0; i < 10; i++) {
+    auto ev = mgr.Step(tiny, Own(), {});
+    ASSERT_TRUE(absl::IsResourceExhausted(ev.status())) << ev.status();
+    EXPECT_EQ(ev.status().message(), "out of subnets in 198.19.0.0/16");
+    waits.push_back(mgr.NextDeadline() - clock.Now());
+    clock.Advance(waits.back());
+  }
+  EXPECT_EQ(waits.front(), absl::Milliseconds(100));
+  EXPECT_EQ(waits.back(), absl::Seconds(10));
+  EXPECT_EQ(reg.live_leases(), 0u);
+  ASSERT_TRUE(reg.Delete(Key("198.19.2.0-24")).ok());  // a host left
+  auto ev = mgr.Step(tiny, Own(), {});
+  ASSERT_TRUE(ev.ok());
+  EXPECT_EQ(mgr.key(), Key("198.19.2.0-24"));
+}
+
+TEST_F(LeaseManagerTest, EtcdOutageBacksOffToFiveSecondsThenRecovers) {
+  reg.down = absl::UnavailableError("etcd http://198.18.0.254:2379: grant lease: unavailable");
+  absl::Duration last;
+  for (int i = 0; i < 12; i++) {
+    EXPECT_FALSE(mgr.Step(kCfg, Own(), {}).ok());
+    const int before = reg.calls;
+    EXPECT_EQ(mgr.Step(kCfg, Own(), {}).value(), LeaseManager::Event::kNone);  // not due yet
+    EXPECT_EQ(reg.calls, before);
+    last = mgr.NextDeadline() - clock.Now();
+    clock.Advance(last);
+  }
+  EXPECT_EQ(last, absl::Seconds(5));
+  reg.down = absl::OkStatus();
+  EXPECT_EQ(Step(), LeaseManager::Event::kAcquired);
+  // Renewal failures back off the same way; the lease survives a short outage.
+  clock.Advance(absl::Hours(23));
+  reg.down = absl::UnavailableError("unavailable");
+  EXPECT_FALSE(mgr.Step(kCfg, Own(), {}).ok());
+  EXPECT_EQ(mgr.NextDeadline() - clock.Now(), absl::Milliseconds(100));
+  reg.down = absl::OkStatus();
+  clock.Advance(absl::Milliseconds(100));
+  EXPECT_EQ(Step(), LeaseManager::Event::kRenewed);
+}
+
+TEST_F(LeaseManagerTest, RepublishesUnderTheSameLease) {
+  ASSERT_EQ(Step(), LeaseManager::Event::kAcquired);
+  const int64_t id = mgr.lease_id();
+  ASSERT_TRUE(mgr.Republish(Lease{kOurIp, "host-gw", 0, std::nullopt}).ok());
+  const EtcdKV* kv = reg.Find(mgr.key());
+  EXPECT_EQ(kv->lease, id);
+  EXPECT_EQ(ParseLease(kv->value)->backend_type, "host-gw");
+  ASSERT_TRUE(mgr.Release().ok());
+  EXPECT_EQ(reg.Find(mgr.key()), nullptr);
+}
+
+}  // namespace
+}  // namespace cppnet::test
