@@ -18,6 +18,7 @@ the median of the per-repeat ratios is reported. Client and server are pinned to
 different CPUs."""
 import argparse
 import datetime
+import ipaddress
 import json
 import os
 import re
@@ -240,6 +241,72 @@ def control_plane(leases, changes, idle_window=10):
                 "idle_cpu_percent": round(idle_cpu_pct, 2), **json.loads(lat.stdout)}
 
 
+def reaction(quick):
+    """How fast the agent follows the host: a host's first container (bridge created after the
+    agent started) to its first cross-host reply, a new veth to its program, an underlay address
+    change to the lease re-published; and what an idle agent does (strace)."""
+    with L.Lab("react") as lab:
+        lab.start_etcd()
+        lab.put_config({"Network": "198.19.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan"}})
+        h1, h2 = lab.add_host(1), lab.add_host(2)
+        for h in (h1, h2):
+            h.start_agent()
+        env2 = h2.subnet_env()
+        peer = h2.add_bridge_and_containers(env2["FLANNEL_SUBNET"], env2["FLANNEL_MTU"], count=1)[0]
+        env1 = h1.subnet_env()
+        L.wait_for("h1 route to h2", lambda: any(r["public_ip"] == h2.ip for r in h1.routes().values()))
+        # The first container of h1: bridge and veth appear now; ping every 2 ms from the moment
+        # the veth is on the bridge (as a runtime starts the container right after).
+        gw = ipaddress.ip_interface(env1["FLANNEL_SUBNET"])
+        cns = f"{h1.ns}c1"
+        L.run(["ip", "netns", "add", cns])
+        lab.namespaces.append(cns)
+        h1.sh(f"ip link add cni0 type bridge && ip link set cni0 mtu {env1['FLANNEL_MTU']} && "
+              f"ip addr add {gw} dev cni0 && ip link set cni0 up")
+        L.run(["ip", "-n", h1.ns, "link", "add", "veth1", "mtu", env1["FLANNEL_MTU"], "type", "veth",
+               "peer", "name", "eth0", "netns", cns])
+        L.run(["ip", "-n", cns, "addr", "add", f"{gw.network.network_address + 2}/24", "dev", "eth0"])
+        L.run(["ip", "-n", cns, "link", "set", "eth0", "up"])
+        L.run(["ip", "-n", cns, "route", "add", "default", "via", str(gw.ip)])
+        h1.sh("ip link set veth1 master cni0 && ip link set veth1 up")
+        t0 = time.time()
+        out = L.run(["ip", "netns", "exec", cns, "ping", "-n", "-D", "-i", "0.002", "-c", "100", "-W", "1",
+                     peer.ip], check=False, timeout=30).stdout
+        replies = [(int(m.group(2)), float(m.group(1)))
+                   for m in re.finditer(r"\[([0-9.]+)\].*icmp_seq=(\d+)", out)]
+        first = {"first_reply_ms": round((replies[0][1] - t0) * 1000, 1) if replies else None,
+                 "lost_before_first_reply": replies[0][0] - 1 if replies else None}
+        env = {**os.environ, "CPPNET_ETCD_ENDPOINTS": L.ETCD}
+        n = 3 if quick else 20
+        att = subprocess.run(h1.cmd([CP_BENCH, "attach", str(n), "cni0"]), env=env, capture_output=True,
+                             text=True, timeout=120)
+        if att.returncode != 0:
+            raise L.LabError(f"cp_bench attach: {att.stderr or att.stdout}")
+        # Idle: nothing changes for the window; count the agent's netlink requests and
+        # directory/file lookups.
+        window = 1 if quick else 10
+        time.sleep(1)  # let the last veth's removal settle; a measurement gap, not synchronisation
+        trace = os.path.join(lab.dir, "idle.strace")
+        st = subprocess.Popen(["strace", "-f", "-qq", "-yy", "-e",
+                               "trace=sendto,sendmsg,getdents64,openat,newfstatat,statx",
+                               "-o", trace, "-p", str(h1.agent.pid)])
+        lab.pids.append(st)
+        time.sleep(window)  # the measurement window
+        st.terminate()
+        st.wait(timeout=10)
+        lines = open(trace).read().splitlines() if os.path.exists(trace) else []
+        idle = {"idle_window_s": window,
+                "idle_netlink_requests": sum("NETLINK" in ln and "send" in ln for ln in lines),
+                "idle_dir_and_file_lookups": sum(any(c in ln for c in ("getdents64(", "openat(", "stat"))
+                                                 for ln in lines)}
+        rep = subprocess.run(["ip", "netns", "exec", lab.sw, CP_BENCH, "republish", str(2 if quick else 10),
+                              h1.ns, "eth0", h1.ip, "198.18.0.101"], env=env, capture_output=True, text=True,
+                             timeout=300)
+        if rep.returncode != 0:
+            raise L.LabError(f"cp_bench republish: {rep.stderr or rep.stdout}")
+        return {**first, **json.loads(att.stdout), **idle, **json.loads(rep.stdout)}
+
+
 def report(samples, modes):
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     lines = []
@@ -293,6 +360,8 @@ def main():
     if "control" in parts:
         result["control_plane"] = control_plane(args.leases, args.changes, 1 if args.quick else 10)
         print("control plane:", json.dumps(result["control_plane"]), flush=True)
+        result["reaction"] = reaction(args.quick)
+        print("reaction:", json.dumps(result["reaction"]), flush=True)
     if "datapath" in parts:
         datapath(args, result)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -7,7 +7,7 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libcli11-dev libsystemd-dev
   etcd-server etcd-client iproute2 iputils-ping iperf3 sockperf tcpdump tshark python3-scapy
-  nftables openssl containernetworking-plugins libcpp-httplib-dev socat coreutils util-linux procps curl
+  nftables openssl containernetworking-plugins libcpp-httplib-dev socat coreutils util-linux procps curl strace
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -35,7 +35,9 @@ Agent::Agent(AgentOptions opts, Interface underlay, uint32_t public_ip,
       dp_(std::move(dp)),
       health_(health),
       lease_mgr_(etcd_.get(), LeaseManagerOptions{opts_.etcd_prefix + "/subnets/", opts_.lease_ttl,
-                                                  opts_.renew_margin}) {
+                                                  opts_.renew_margin}),
+      route_table_(dp_->maps().routes(), dp_->maps().peers()),
+      reconciler_(&route_table_) {
   // What the datapath served before this start (pinned config): lets a restart after
   // a PublicIP change recognise its own old lease instead of leasing a second subnet.
   if (auto prev = ReadConfig(dp_->maps().config()); prev.ok() && (prev->flags & CPPNET_CFG_READY))
@@ -649,52 +651,10 @@ void Agent::AttachContainerPorts() {
   }
 }
 
-// The peers array follows the route entries we know, by difference: only changed
-// slots are written.
-void Agent::SyncPeers() {
-  std::map<uint32_t, std::vector<Prefix4>> by_peer;
-  for (const auto& [subnet, r] : installed_) by_peer[ntohl(r.public_ip)].push_back(subnet);
-  std::map<uint32_t, cppnet_peer> want = PeerSlots(by_peer);
-  const int fd = dp_->maps().peers();
-  for (const auto& [slot, p] : peers_)
-    if (!want.count(slot))
-      if (auto st = SetPeerSlot(fd, slot, cppnet_peer{}); !st.ok()) LOG_ERROR(st.message());
-  for (const auto& [slot, p] : want) {
-    auto it = peers_.find(slot);
-    if (it != peers_.end() && memcmp(&it->second, &p, sizeof(p)) == 0) continue;
-    if (auto st = SetPeerSlot(fd, slot, p); !st.ok()) LOG_ERROR(st.message());
-  }
-  peers_ = std::move(want);
-}
-
 void Agent::Reconcile() {
   if (!synced_ || !config_ || !datapath_active_) return;
-  std::vector<const ParsedLeaseRecord*> records;
-  records.reserve(leases_.size());
-  for (const auto& [key, rec] : leases_) records.push_back(&rec);
-  LeaseSet want = SelectPeerLeases(*config_, subnet_, std::move(records));
-  // host-gw needs the peer on our L2 segment: its PublicIP inside an underlay prefix.
-  // With vxlan DirectRouting such peers are reached host-gw style, the others by vxlan.
-  auto onlink = [&](uint32_t ip) {
-    return std::any_of(underlay_.addrs.begin(), underlay_.addrs.end(), [&](const Prefix4& a) {
-      return Prefix4{a.addr & a.mask(), a.len}.contains(ip);
-    });
-  };
-  if (config_->backend.type == "host-gw") {
-    for (auto it = want.routes.begin(); it != want.routes.end();) {
-      const uint32_t pip = it->second.lease.public_ip;
-      if (onlink(pip)) {
-        ++it;
-        continue;
-      }
-      want.skipped.push_back({SubnetsPrefix() + FormatSubnetKey(it->first),
-                              absl::StrCat("network is unreachable: host-gw peer ", FormatIp4(pip),
-                                           " of ", FormatPrefix4(it->first),
-                                           " is not on the L2 segment of ", underlay_.name)});
-      it = want.routes.erase(it);
-    }
-  }
-
+  DesiredRoutes want =
+      ComputeRoutes(*config_, subnet_, leases_, underlay_.addrs, SubnetsPrefix(), underlay_.name);
   // Log each skipped lease once per reason, not on every change of other leases.
   std::map<std::string, std::string> skipped;
   for (const SkippedLease& s : want.skipped) {
@@ -705,86 +665,12 @@ void Agent::Reconcile() {
   }
   skip_logged_.swap(skipped);
   health_->leases_skipped = static_cast<int64_t>(want.skipped.size());
-
-  if (!installed_loaded_) {  // what an earlier run (or an operator) left in the pinned map
-    auto have = ListRoutes(dp_->maps().routes());
-    if (!have.ok()) {
-      LOG_ERROR(have.status().message());
-      return;
-    }
-    for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
-    auto peers = ListPeers(dp_->maps().peers());
-    if (!peers.ok()) {
-      LOG_ERROR(peers.status().message());
-      return;
-    }
-    peers_ = std::move(*peers);
-    installed_loaded_ = true;
+  auto n = reconciler_.Apply(want);
+  if (!n.ok()) {
+    LOG_ERROR(n.status().message());
+    return;
   }
-  const int routes_fd = dp_->maps().routes();
-  // An operator may have replaced one of our entries with a static one (cppnetctl
-  // route add) since we wrote it: never overwrite or remove those.
-  auto now_static = [&](const Prefix4& subnet) {
-    auto cur = LookupRoute(routes_fd, subnet);
-    if (!cur || cur->origin != CPPNET_ORIGIN_STATIC) return false;
-    installed_[subnet] = *cur;
-    return true;
-  };
-  for (auto it = installed_.begin(); it != installed_.end();) {
-    const Prefix4 subnet = it->first;
-    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet) ||
-        now_static(subnet)) {
-      ++it;
-      continue;
-    }
-    if (auto st = DeleteRoute(routes_fd, subnet); !st.ok()) {
-      LOG_ERROR(st.message());
-      ++it;
-      continue;
-    }
-    LOG_INFO("Subnet removed: ", FormatPrefix4(subnet));
-    it = installed_.erase(it);
-  }
-  int64_t n = 0;
-  for (const auto& [subnet, peer] : want.routes) {
-    cppnet_route r{};
-    r.public_ip = htonl(peer.lease.public_ip);
-    r.backend = *BackendFromName(config_->backend.type);
-    if (config_->backend.direct_routing && r.backend == CPPNET_BACKEND_VXLAN &&
-        onlink(peer.lease.public_ip))
-      r.backend = CPPNET_BACKEND_HOSTGW;
-    if (r.backend == CPPNET_BACKEND_VXLAN) {
-      r.vni = config_->backend.vni;
-      memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
-    }
-    r.port = r.backend == CPPNET_BACKEND_HOSTGW ? 0 : config_->backend.port;
-    r.origin = CPPNET_ORIGIN_LEASE;
-    auto cur = installed_.find(subnet);
-    if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC)
-      continue;  // operator's entry wins
-    n++;
-    if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
-    // A new entry goes in only where nothing stands; an existing one is rewritten
-    // unless it has become static.
-    absl::StatusOr<bool> added =
-        cur == installed_.end() ? InsertRouteIfAbsent(routes_fd, subnet, r) : false;
-    if (!added.ok()) {
-      LOG_ERROR(added.status().message());
-      continue;
-    }
-    if (!*added) {
-      if (now_static(subnet)) continue;
-      if (auto st = UpsertRoute(routes_fd, subnet, r); !st.ok()) {
-        LOG_ERROR(st.message());
-        continue;
-      }
-    }
-    LOG_INFO(cur == installed_.end() ? "Subnet added: " : "Subnet updated: ", FormatPrefix4(subnet),
-             " via ", FormatIp4(peer.lease.public_ip));
-    installed_[subnet] = r;
-  }
-  health_->routes = n;
-  SyncPeers();
+  health_->routes = *n;
 }
 
 }  // namespace cppnet

@@ -22,6 +22,7 @@
 #include "cppnet/netlink.h"
 #include "host_watcher.h"
 #include "lease_manager.h"
+#include "route_reconciler.h"
 #include "vlan_resolver.h"
 
 namespace cppnet {
@@ -96,7 +97,6 @@ class Agent {
   void SyncVlanDatapath();
   bool UntaggedVlanOnUnderlay() const;
   void Reconcile();
-  void SyncPeers();
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
   void MarkEtcdOk();
@@ -112,6 +112,8 @@ class Agent {
   std::unique_ptr<Datapath> dp_;
   AgentHealth* health_;
   LeaseManager lease_mgr_;
+  BpfRouteTable route_table_;
+  RouteReconciler reconciler_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -140,11 +142,6 @@ class Agent {
   std::set<std::string> missing_trunks_;  // trunks reported missing (logged once)
   bool vlan_ports_attached_ = false;      // endpoints re-attached to this agent's program
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
-  // What the routes map holds, read once when the datapath is activated and kept
-  // in step with every change we make, so an etcd event costs no map walk.
-  std::map<Prefix4, cppnet_route> installed_;
-  bool installed_loaded_ = false;
-  std::map<uint32_t, cppnet_peer> peers_;   // what the peers array holds, by slot
   bool binds_checked_ = false;              // bindings of veths gone while we were down freed
   std::unique_ptr<VlanResolver> resolver_;  // after dp_: stops before the maps go
 };

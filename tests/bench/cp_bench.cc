@@ -4,8 +4,17 @@
 //                              CLOCK_MONOTONIC time (ns) at which it did
 //   cp_bench latency N FIRST   N times: write lease FIRST+i, time until its route is in the
 //                              map; then delete it, time until the route is gone. JSON out.
+//   cp_bench attach N BRIDGE   N times: a new veth joins BRIDGE; time until the agent's tc
+//                              filter is on it. JSON out.
+//   cp_bench republish N NETNS IFACE IP1 IP2
+//                              N times: IFACE's address in network namespace NETNS flips
+//                              between IP1 and IP2 (/24); time until the lease in etcd
+//                              carries the new PublicIP. Run it outside NETNS: its own etcd
+//                              connection must not ride on the address it changes.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <net/if.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +26,7 @@
 #include "cppnet/lease.h"
 #include "cppnet/maps.h"
 #include "cppnet/etcd_client.h"
+#include "cppnet/tc.h"
 
 using namespace cppnet;
 
@@ -70,11 +80,97 @@ double Pct(std::vector<int64_t> v, double q) {
   return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))] / 1e6;
 }
 
+bool Sh(const std::string& cmd) { return system(cmd.c_str()) == 0; }
+
+bool HasOurFilter(int ifindex) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+  return bpf_tc_query(&hook, &opts) == 0;
+}
+
+int Attach(uint32_t n, const std::string& bridge) {
+  std::vector<int64_t> lat;
+  for (uint32_t i = 0; i < n; i++) {
+    const std::string name = "cpb" + std::to_string(i);
+    if (!Sh("ip link add " + name + " type veth peer name " + name + "p")) return 1;
+    const int64_t t0 = NowNs();
+    if (!Sh("ip link set " + name + " master " + bridge + " up")) return 1;
+    const int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+    int64_t t = -1;
+    while (NowNs() < t0 + 5'000'000'000) {
+      if (HasOurFilter(ifindex)) {
+        t = NowNs() - t0;
+        break;
+      }
+      usleep(100);
+    }
+    lat.push_back(t);
+    Sh("ip link del " + name);
+  }
+  size_t lost = std::count(lat.begin(), lat.end(), -1);
+  printf(
+      "{\"veths\": %u, \"attach_timeouts\": %zu, \"attach_p50_ms\": %.2f, \"attach_p99_ms\": "
+      "%.2f}\n",
+      n, lost, Pct(lat, 0.5), Pct(lat, 0.99));
+  return lost ? 1 : 0;
+}
+
+int Republish(EtcdClient* etcd, uint32_t n, const std::string& netns, const std::string& iface,
+              const std::string& ip1, const std::string& ip2) {
+  auto flip = [&](const std::string& from, const std::string& to) {
+    // Deleting a primary address would take a secondary of the same prefix with it: the
+    // old address goes first.
+    return Sh("ip -n " + netns + " addr del " + from + "/24 dev " + iface + " && ip -n " + netns +
+              " addr add " + to + "/24 dev " + iface);
+  };
+  std::vector<int64_t> lat;
+  auto ours = [&](const std::string& ip) -> std::string {  // our lease's key, if published
+    auto want = ParseIp4(ip);
+    auto r = etcd->RangePrefix(kPrefix);
+    if (!want.ok() || !r.ok()) return "";
+    for (const EtcdKV& kv : r->kvs)
+      if (auto l = ParseLease(kv.value); l.ok() && l->public_ip == *want) return kv.key;
+    return "";
+  };
+  const std::string key = ours(ip1);
+  if (key.empty()) {
+    fprintf(stderr, "cp_bench: no lease with PublicIP %s\n", ip1.c_str());
+    return 1;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    const std::string& from = i % 2 ? ip2 : ip1;
+    const std::string& to = i % 2 ? ip1 : ip2;
+    const int64_t t0 = NowNs();
+    if (!flip(from, to)) return 1;
+    auto want = ParseIp4(to);
+    int64_t t = -1;
+    while (NowNs() < t0 + 10'000'000'000) {
+      auto kv = etcd->Get(key);
+      if (kv.ok() && kv->has_value())
+        if (auto l = ParseLease((*kv)->value); l.ok() && l->public_ip == *want) {
+          t = NowNs() - t0;
+          break;
+        }
+      usleep(500);
+    }
+    lat.push_back(t);
+  }
+  if (n % 2) flip(ip2, ip1);
+  size_t lost = std::count(lat.begin(), lat.end(), -1);
+  printf(
+      "{\"changes\": %u, \"timeouts\": %zu, \"republish_p50_ms\": %.2f, "
+      "\"republish_p99_ms\": %.2f}\n",
+      n, lost, Pct(lat, 0.5), Pct(lat, 0.99));
+  return lost ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: cp_bench fill N | wait-count N SECONDS | latency N FIRST\n");
+    fprintf(stderr,
+            "usage: cp_bench fill N | wait-count N SECONDS | latency N FIRST | attach N BRIDGE | "
+            "republish N NETNS IFACE IP1 IP2\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -85,6 +181,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cp_bench: %s\n", std::string(etcd.status().message()).c_str());
     return 1;
   }
+  if (cmd == "attach" && argc >= 4) return Attach(n, argv[3]);
+  if (cmd == "republish" && argc >= 7)
+    return Republish(etcd->get(), n, argv[3], argv[4], argv[5], argv[6]);
   if (cmd == "fill") {
     for (uint32_t i = 1; i <= n; i++) {
       if (auto st = (*etcd)->Put(kPrefix + FormatSubnetKey(SubnetFor(i)), LeaseFor(i)); !st.ok()) {

@@ -1,0 +1,136 @@
+#include "route_reconciler.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "log.h"
+
+namespace cppnet {
+
+DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own,
+                            const std::map<std::string, ParsedLeaseRecord>& leases,
+                            const std::vector<Prefix4>& underlay_addrs,
+                            const std::string& subnets_prefix, const std::string& underlay_name) {
+  std::vector<const ParsedLeaseRecord*> records;
+  records.reserve(leases.size());
+  for (const auto& [key, rec] : leases) records.push_back(&rec);
+  LeaseSet set = SelectPeerLeases(cfg, own, std::move(records));
+  auto onlink = [&](uint32_t ip) {
+    return std::any_of(underlay_addrs.begin(), underlay_addrs.end(), [&](const Prefix4& a) {
+      return Prefix4{a.addr & a.mask(), a.len}.contains(ip);
+    });
+  };
+  const uint8_t backend = *BackendFromName(cfg.backend.type);  // validated by the parser
+  DesiredRoutes out;
+  out.skipped = std::move(set.skipped);
+  for (const auto& [subnet, peer] : set.routes) {
+    const uint32_t pip = peer.lease.public_ip;
+    // host-gw needs the peer on our L2 segment: its PublicIP inside an underlay prefix.
+    if (backend == CPPNET_BACKEND_HOSTGW && !onlink(pip)) {
+      out.skipped.push_back(
+          {subnets_prefix + FormatSubnetKey(subnet),
+           absl::StrCat("network is unreachable: host-gw peer ", FormatIp4(pip), " of ",
+                        FormatPrefix4(subnet), " is not on the L2 segment of ", underlay_name)});
+      continue;
+    }
+    cppnet_route r{};
+    r.public_ip = htonl(pip);
+    r.backend = backend;
+    // vxlan DirectRouting: peers on our segment are reached host-gw style.
+    if (cfg.backend.direct_routing && r.backend == CPPNET_BACKEND_VXLAN && onlink(pip))
+      r.backend = CPPNET_BACKEND_HOSTGW;
+    if (r.backend == CPPNET_BACKEND_VXLAN) {
+      r.vni = cfg.backend.vni;
+      memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
+    }
+    r.port = r.backend == CPPNET_BACKEND_HOSTGW ? 0 : cfg.backend.port;
+    r.origin = CPPNET_ORIGIN_LEASE;
+    out.routes[subnet] = r;
+  }
+  return out;
+}
+
+// An operator may have replaced one of our entries with a static one (cppnetctl route
+// add) since we wrote it: never overwrite or remove those.
+bool RouteReconciler::NowStatic(const Prefix4& subnet) {
+  auto cur = table_->Lookup(subnet);
+  if (!cur || cur->origin != CPPNET_ORIGIN_STATIC) return false;
+  installed_[subnet] = *cur;
+  return true;
+}
+
+absl::StatusOr<int64_t> RouteReconciler::Apply(const DesiredRoutes& want) {
+  if (!loaded_) {  // what an earlier run (or an operator) left in the pinned maps
+    auto have = table_->List();
+    if (!have.ok()) return have.status();
+    auto peers = table_->ListPeers();
+    if (!peers.ok()) return peers.status();
+    for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
+    peers_ = std::move(*peers);
+    loaded_ = true;
+  }
+  for (auto it = installed_.begin(); it != installed_.end();) {
+    const Prefix4 subnet = it->first;
+    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet) ||
+        NowStatic(subnet)) {
+      ++it;
+      continue;
+    }
+    if (auto st = table_->Delete(subnet); !st.ok()) {
+      LOG_ERROR(st.message());
+      ++it;
+      continue;
+    }
+    LOG_INFO("Subnet removed: ", FormatPrefix4(subnet));
+    it = installed_.erase(it);
+  }
+  int64_t n = 0;
+  for (const auto& [subnet, r] : want.routes) {
+    auto cur = installed_.find(subnet);
+    if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;
+    n++;
+    if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
+    const bool existed = cur != installed_.end();
+    // A new entry goes in only where nothing stands; an existing one is rewritten
+    // unless it has become static.
+    absl::StatusOr<bool> added = existed ? false : table_->InsertIfAbsent(subnet, r);
+    if (!added.ok()) {
+      LOG_ERROR(added.status().message());
+      continue;
+    }
+    if (!*added) {
+      if (NowStatic(subnet)) continue;
+      if (auto st = table_->Upsert(subnet, r); !st.ok()) {
+        LOG_ERROR(st.message());
+        continue;
+      }
+    }
+    LOG_INFO(existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix4(subnet), " via ",
+             FormatIp4(ntohl(r.public_ip)));
+    installed_[subnet] = r;
+  }
+  SyncPeers();
+  return n;
+}
+
+// The peers array follows the route entries we know (lease and static), by
+// difference: only changed slots are written.
+void RouteReconciler::SyncPeers() {
+  std::map<uint32_t, std::vector<Prefix4>> by_peer;
+  for (const auto& [subnet, r] : installed_) by_peer[ntohl(r.public_ip)].push_back(subnet);
+  std::map<uint32_t, cppnet_peer> want = PeerSlots(by_peer);
+  for (const auto& [slot, p] : peers_)
+    if (!want.count(slot))
+      if (auto st = table_->SetPeer(slot, cppnet_peer{}); !st.ok()) LOG_ERROR(st.message());
+  for (const auto& [slot, p] : want) {
+    auto it = peers_.find(slot);
+    if (it != peers_.end() && memcmp(&it->second, &p, sizeof(p)) == 0) continue;
+    if (auto st = table_->SetPeer(slot, p); !st.ok()) LOG_ERROR(st.message());
+  }
+  peers_ = std::move(want);
+}
+
+}  // namespace cppnet

@@ -1,0 +1,89 @@
+// Routes to other hosts' subnets: the desired state computed from the leases and the
+// config (which peers, which backend per peer), and a reconciler that makes the route
+// map and the peers array equal to it by difference, over a RouteTable (the pinned BPF
+// maps, or a fake in unit tests). Entries an operator added as static are never
+// overwritten or removed.
+#pragma once
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cppnet/abi.h"
+#include "cppnet/config.h"
+#include "cppnet/lease.h"
+#include "cppnet/maps.h"
+
+namespace cppnet {
+
+struct DesiredRoutes {
+  std::map<Prefix4, cppnet_route> routes;
+  std::vector<SkippedLease> skipped;
+};
+
+// The leases' routes as this host installs them: flannel's selection rules
+// (SelectPeerLeases), host-gw only for peers on the underlay's L2 segment (the others
+// skipped as unreachable), vxlan DirectRouting as host-gw for those peers.
+DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own,
+                            const std::map<std::string, ParsedLeaseRecord>& leases,
+                            const std::vector<Prefix4>& underlay_addrs,
+                            const std::string& subnets_prefix, const std::string& underlay_name);
+
+// The maps the reconciler writes.
+class RouteTable {
+ public:
+  virtual ~RouteTable() = default;
+  virtual absl::StatusOr<std::vector<RouteEntry>> List() = 0;
+  virtual std::optional<cppnet_route> Lookup(const Prefix4& subnet) = 0;
+  virtual absl::StatusOr<bool> InsertIfAbsent(const Prefix4& subnet, const cppnet_route& r) = 0;
+  virtual absl::Status Upsert(const Prefix4& subnet, const cppnet_route& r) = 0;
+  virtual absl::Status Delete(const Prefix4& subnet) = 0;
+  virtual absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers() = 0;
+  virtual absl::Status SetPeer(uint32_t slot, const cppnet_peer& p) = 0;
+};
+
+// RouteTable over the pinned maps.
+class BpfRouteTable : public RouteTable {
+ public:
+  BpfRouteTable(int routes_fd, int peers_fd) : routes_(routes_fd), peers_(peers_fd) {}
+  absl::StatusOr<std::vector<RouteEntry>> List() override { return ListRoutes(routes_); }
+  std::optional<cppnet_route> Lookup(const Prefix4& s) override { return LookupRoute(routes_, s); }
+  absl::StatusOr<bool> InsertIfAbsent(const Prefix4& s, const cppnet_route& r) override {
+    return InsertRouteIfAbsent(routes_, s, r);
+  }
+  absl::Status Upsert(const Prefix4& s, const cppnet_route& r) override {
+    return UpsertRoute(routes_, s, r);
+  }
+  absl::Status Delete(const Prefix4& s) override { return DeleteRoute(routes_, s); }
+  absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers() override {
+    return cppnet::ListPeers(peers_);
+  }
+  absl::Status SetPeer(uint32_t slot, const cppnet_peer& p) override {
+    return SetPeerSlot(peers_, slot, p);
+  }
+
+ private:
+  int routes_, peers_;
+};
+
+class RouteReconciler {
+ public:
+  explicit RouteReconciler(RouteTable* table) : table_(table) {}
+  // Makes the lease entries equal `want` (what an earlier run left is read once, then
+  // every change is made by difference), and the peers array follow. Returns the
+  // number of lease routes in place.
+  absl::StatusOr<int64_t> Apply(const DesiredRoutes& want);
+
+ private:
+  bool NowStatic(const Prefix4& subnet);
+  void SyncPeers();
+
+  RouteTable* table_;
+  bool loaded_ = false;
+  std::map<Prefix4, cppnet_route> installed_;  // what the table holds
+  std::map<uint32_t, cppnet_peer> peers_;      // what the peers array holds, by slot
+};
+
+}  // namespace cppnet

@@ -1,0 +1,193 @@
+// The route reconciler against an in-memory route table: by difference, static
+// entries untouched, what an earlier run left cleaned up; and the desired state per
+// backend (host-gw reachability, DirectRouting).
+#include "route_reconciler.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace cppnet::test {
+namespace {
+
+const char* kPrefix = "/coreos.com/network/subnets/";
+
+class FakeRouteTable : public RouteTable {
+ public:
+  std::map<Prefix4, cppnet_route> routes;
+  std::map<uint32_t, cppnet_peer> peers;
+  int writes = 0;
+
+  absl::StatusOr<std::vector<RouteEntry>> List() override {
+    std::vector<RouteEntry> v;
+    for (const auto& [s, r] : routes) v.push_back(RouteEntry{s, r});
+    return v;
+  }
+  std::optional<cppnet_route> Lookup(const Prefix4& s) override {
+    auto it = routes.find(s);
+    return it == routes.end() ? std::nullopt : std::optional<cppnet_route>(it->second);
+  }
+  absl::StatusOr<bool> InsertIfAbsent(const Prefix4& s, const cppnet_route& r) override {
+    writes++;
+    return routes.emplace(s, r).second;
+  }
+  absl::Status Upsert(const Prefix4& s, const cppnet_route& r) override {
+    writes++;
+    routes[s] = r;
+    return absl::OkStatus();
+  }
+  absl::Status Delete(const Prefix4& s) override {
+    writes++;
+    routes.erase(s);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers() override { return peers; }
+  absl::Status SetPeer(uint32_t slot, const cppnet_peer& p) override {
+    writes++;
+    if (p.public_ip == 0)
+      peers.erase(slot);
+    else
+      peers[slot] = p;
+    return absl::OkStatus();
+  }
+};
+
+NetworkConfig Config(const char* backend) {
+  auto c =
+      ParseNetworkConfig(absl::StrCat(R"({"Network":"198.19.0.0/16","Backend":)", backend, "}"));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+std::map<std::string, ParsedLeaseRecord> Leases(std::vector<std::pair<const char*, uint32_t>> v,
+                                                const char* type = "vxlan") {
+  std::map<std::string, ParsedLeaseRecord> out;
+  int64_t rev = 10;
+  for (const auto& [subnet, ip] : v) {
+    Lease l{ip, type, std::string(type) == "vxlan" ? 1u : 0u,
+            std::string(type) == "vxlan" ? std::optional<Mac>(VtepMacFor(ip)) : std::nullopt};
+    const std::string key = std::string(kPrefix) + subnet;
+    out[key] = ParseLeaseRecord(kPrefix, LeaseRecord{key, SerializeLease(l), rev++});
+  }
+  return out;
+}
+
+const std::vector<Prefix4> kUnderlay = {Prefix4{0xc6120001, 24}};  // 198.18.0.1/24
+const Prefix4 kOwn{0xc6130100, 24};
+const Prefix4 kS2{0xc6130200, 24}, kS3{0xc6130300, 24}, kS9{0xc6130900, 24};
+
+DesiredRoutes Want(const NetworkConfig& cfg, const std::map<std::string, ParsedLeaseRecord>& l) {
+  return ComputeRoutes(cfg, kOwn, l, kUnderlay, kPrefix, "eth0");
+}
+
+cppnet_route Static(uint32_t via) {
+  cppnet_route r{};
+  r.public_ip = htonl(via);
+  r.backend = CPPNET_BACKEND_VXLAN;
+  r.origin = CPPNET_ORIGIN_STATIC;
+  return r;
+}
+
+TEST(RouteReconcilerTest, InstallsAndRemovesByDifference) {
+  FakeRouteTable t;
+  RouteReconciler rec(&t);
+  const NetworkConfig cfg = Config(R"({"Type":"vxlan"})");
+  auto leases = Leases({{"198.19.1.0-24", 0xc6120001},
+                        {"198.19.2.0-24", 0xc6120002},
+                        {"198.19.3.0-24", 0xc6120003}});
+  auto n = rec.Apply(Want(cfg, leases));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2);  // our own lease is not a route
+  ASSERT_EQ(t.routes.size(), 2u);
+  EXPECT_EQ(t.routes[kS2].backend, CPPNET_BACKEND_VXLAN);
+  EXPECT_EQ(t.routes[kS2].vni, 1u);
+  EXPECT_EQ(t.routes[kS2].port, 8472);
+  EXPECT_EQ(0, memcmp(t.routes[kS2].vtep_mac, VtepMacFor(0xc6120002).data(), 6));
+  EXPECT_EQ(t.peers.size(), 2u);  // one slot per peer
+  // The same state again: no write at all.
+  const int writes = t.writes;
+  ASSERT_TRUE(rec.Apply(Want(cfg, leases)).ok());
+  EXPECT_EQ(t.writes, writes);
+  // One lease gone: one route deleted, its peer slot freed, nothing else written.
+  leases.erase(std::string(kPrefix) + "198.19.3.0-24");
+  ASSERT_TRUE(rec.Apply(Want(cfg, leases)).ok());
+  EXPECT_EQ(t.routes.count(kS3), 0u);
+  EXPECT_EQ(t.peers.size(), 1u);
+  EXPECT_EQ(t.writes, writes + 2);
+}
+
+TEST(RouteReconcilerTest, NeverTouchesStaticEntries) {
+  FakeRouteTable t;
+  t.routes[kS2] = Static(0xc6120009);  // an operator's route for a leased subnet
+  t.routes[kS9] = Static(0xc6120009);  // and for one no lease has
+  RouteReconciler rec(&t);
+  const NetworkConfig cfg = Config(R"({"Type":"vxlan"})");
+  auto leases = Leases({{"198.19.2.0-24", 0xc6120002}, {"198.19.3.0-24", 0xc6120003}});
+  ASSERT_TRUE(rec.Apply(Want(cfg, leases)).ok());
+  EXPECT_EQ(t.routes[kS2].origin, CPPNET_ORIGIN_STATIC);
+  EXPECT_EQ(ntohl(t.routes[kS2].public_ip), 0xc6120009u);
+  EXPECT_EQ(t.routes.count(kS9), 1u);
+  // An entry of ours replaced by a static one behind our back (cppnetctl route add):
+  // neither rewritten when its lease changes nor removed when the lease goes.
+  t.routes[kS3] = Static(0xc6120008);
+  leases = Leases({{"198.19.2.0-24", 0xc6120002}, {"198.19.3.0-24", 0xc6120004}});
+  ASSERT_TRUE(rec.Apply(Want(cfg, leases)).ok());
+  EXPECT_EQ(ntohl(t.routes[kS3].public_ip), 0xc6120008u);
+  ASSERT_TRUE(rec.Apply(Want(cfg, Leases({}))).ok());
+  EXPECT_EQ(t.routes.size(), 3u);
+  // The peers array knows the static routes' peer too.
+  auto want = PeerSlots({{0xc6120009, {kS2, kS9}}, {0xc6120008, {kS3}}});
+  ASSERT_EQ(want.size(), t.peers.size());
+  for (const auto& [slot, p] : want) {
+    ASSERT_TRUE(t.peers.count(slot)) << slot;
+    EXPECT_EQ(0, memcmp(&t.peers[slot], &p, sizeof(p))) << slot;
+  }
+}
+
+TEST(RouteReconcilerTest, CleansUpWhatAnEarlierRunLeft) {
+  FakeRouteTable t;
+  const NetworkConfig cfg = Config(R"({"Type":"vxlan"})");
+  auto leases = Leases({{"198.19.2.0-24", 0xc6120002}});
+  {
+    RouteReconciler before(&t);
+    ASSERT_TRUE(before
+                    .Apply(Want(cfg, Leases({{"198.19.2.0-24", 0xc6120002},
+                                             {"198.19.3.0-24", 0xc6120003}})))
+                    .ok());
+  }
+  const int writes = t.writes;
+  RouteReconciler after(&t);  // a restart while 198.19.3.0/24's lease went away
+  ASSERT_TRUE(after.Apply(Want(cfg, leases)).ok());
+  EXPECT_EQ(t.routes.size(), 1u);
+  EXPECT_EQ(t.writes, writes + 2);  // the route and its peer slot; kS2 untouched
+}
+
+TEST(RouteReconcilerTest, HostGwOnlyForPeersOnOurSegment) {
+  const NetworkConfig cfg = Config(R"({"Type":"host-gw"})");
+  auto want =
+      Want(cfg, Leases({{"198.19.2.0-24", 0xc6120002}, {"198.19.3.0-24", 0xc6121003}}, "host-gw"));
+  ASSERT_EQ(want.routes.size(), 1u);
+  EXPECT_EQ(want.routes[kS2].backend, CPPNET_BACKEND_HOSTGW);
+  EXPECT_EQ(want.routes[kS2].port, 0);
+  ASSERT_EQ(want.skipped.size(), 1u);
+  EXPECT_EQ(want.skipped[0].key, std::string(kPrefix) + "198.19.3.0-24");
+  EXPECT_EQ(want.skipped[0].reason,
+            "network is unreachable: host-gw peer 198.18.16.3 of 198.19.3.0/24 is not on the L2 "
+            "segment of eth0");
+}
+
+TEST(RouteReconcilerTest, DirectRoutingPicksHostGwOnLinkAndVxlanElsewhere) {
+  const NetworkConfig cfg = Config(R"({"Type":"vxlan","DirectRouting":true})");
+  auto want = Want(cfg, Leases({{"198.19.2.0-24", 0xc6120002}, {"198.19.3.0-24", 0xc6121003}}));
+  ASSERT_EQ(want.routes.size(), 2u);
+  EXPECT_EQ(want.routes[kS2].backend, CPPNET_BACKEND_HOSTGW);
+  EXPECT_EQ(want.routes[kS3].backend, CPPNET_BACKEND_VXLAN);
+  EXPECT_EQ(want.routes[kS3].port, 8472);
+  EXPECT_TRUE(want.skipped.empty());
+}
+
+}  // namespace
+}  // namespace cppnet::test
