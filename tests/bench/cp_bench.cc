@@ -158,7 +158,7 @@ int Republish(EtcdClient* etcd, uint32_t n, const std::string& netns, const std:
   if (n % 2) flip(ip2, ip1);
   size_t lost = std::count(lat.begin(), lat.end(), -1);
   printf(
-      "{\"changes\": %u, \"timeouts\": %zu, \"republish_p50_ms\": %.2f, "
+      "{\"republish_changes\": %u, \"republish_timeouts\": %zu, \"republish_p50_ms\": %.2f, "
       "\"republish_p99_ms\": %.2f}\n",
       n, lost, Pct(lat, 0.5), Pct(lat, 0.99));
   return lost ? 1 : 0;
