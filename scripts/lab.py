@@ -20,9 +20,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("CPPNET_BUILD_DIR", os.path.join(ROOT, "build"))
-AGENT = os.path.join(BUILD, "agent", "daemon", "cppnet-agent")
-CTL = os.path.join(BUILD, "cli", "cppnetctl", "cppnetctl")
-CNI = os.path.join(BUILD, "cli", "cni", "cppnet")  # the CNI plugin
+# The programs under test; CPPNET_AGENT/CPPNET_CTL/CPPNET_CNI name others (e.g. an older
+# build, to measure it with the same benchmark).
+AGENT = os.environ.get("CPPNET_AGENT", os.path.join(BUILD, "agent", "daemon", "cppnet-agent"))
+CTL = os.environ.get("CPPNET_CTL", os.path.join(BUILD, "cli", "cppnetctl", "cppnetctl"))
+CNI = os.environ.get("CPPNET_CNI", os.path.join(BUILD, "cli", "cni", "cppnet"))  # the CNI plugin
 SWITCH_IP = "198.18.0.254"
 ETCD = f"http://{SWITCH_IP}:2379"
 PREFIX = "/coreos.com/network"

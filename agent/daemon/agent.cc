@@ -149,9 +149,9 @@ int Agent::Run() {
   LOG_INFO("cppnet-agent starting: underlay ", underlay_.name, " (", FormatIp4(public_ip_),
            ", MTU ", underlay_.mtu, "), VtepMAC ", FormatMac(vtep_mac_), ", etcd ",
            etcd_->endpoints(), " prefix ", opts_.etcd_prefix);
-  // Host changes arrive as events (rtnetlink, inotify); the loop sleeps until one
+  // Host changes arrive as rtnetlink events; the loop sleeps until one
   // comes, an etcd change arrives, or a lease timer or the watchdog is due.
-  auto host = HostWatcher::Start(NetworksDir(opts_.config_dir), [this](unsigned changes) {
+  auto host = HostWatcher::Start([this](unsigned changes) {
     {
       std::lock_guard<std::mutex> l(mu_);
       host_changes_ |= changes;
@@ -163,7 +163,17 @@ int Agent::Run() {
     return 1;
   }
   host_ = std::move(*host);
-  host_changes_ = HostWatcher::kLinks | HostWatcher::kAddrs | HostWatcher::kDir;
+  host_changes_ = HostWatcher::kLinks | HostWatcher::kAddrs;
+  LoadNetworks();
+  RestoreStaticRoutes();
+  auto api = LocalApiServer::Start(
+      opts_.api_socket,
+      [this](const std::string& m, const nlohmann::json& p) { return Dispatch(m, p); });
+  if (!api.ok()) {
+    LOG_ERROR("Local API: ", api.status().message());
+    return 1;
+  }
+  api_ = std::move(*api);
   watcher_ = std::thread([this] { WatchLoop(); });
   if (auto r = VlanResolver::Start(dp_->vlan_miss_fd(), dp_->vlan_maps().net(), dp_->vlan_nbr_fd());
       r.ok())
@@ -177,21 +187,26 @@ int Agent::Run() {
   absl::Time next_watchdog = absl::InfinitePast();
   for (;;) {
     std::deque<Change> batch;
+    std::deque<Call> calls;
     unsigned host_changes;
     {
       absl::Time deadline = NextDeadline();
       if (watchdog) deadline = std::min(deadline, next_watchdog);
       std::unique_lock<std::mutex> l(mu_);
-      auto ready = [&] { return stop_ || !changes_.empty() || host_changes_ != 0; };
+      auto ready = [&] {
+        return stop_ || !changes_.empty() || host_changes_ != 0 || !calls_.empty();
+      };
       if (deadline == absl::InfiniteFuture())
         cv_.wait(l, ready);
       else
         cv_.wait_until(l, absl::ToChronoTime(deadline), ready);
       if (stop_) break;
       batch.swap(changes_);
+      calls.swap(calls_);
       host_changes = std::exchange(host_changes_, 0);
     }
     if (host_changes) OnHostChange(host_changes);
+    for (Call& c : calls) c.done->set_value(Handle(c.method, c.params));
     if (!batch.empty()) {
       const absl::Time t0 = absl::Now();
       for (Change& c : batch) Apply(std::move(c));
@@ -206,6 +221,13 @@ int Agent::Run() {
     }
   }
   sd_notify(0, "STOPPING=1");
+  {
+    // Requests that arrived with the stop get an answer (Dispatch adds none after it).
+    std::lock_guard<std::mutex> l(mu_);
+    for (Call& c : calls_) c.done->set_value(absl::UnavailableError("cppnet-agent is stopping"));
+    calls_.clear();
+  }
+  api_.reset();
   host_.reset();
   if (opts_.release_on_exit && lease_mgr_.held()) {
     if (auto st = lease_mgr_.Release(); st.ok())
@@ -354,7 +376,6 @@ absl::Time Agent::NextDeadline() const {
 void Agent::OnHostChange(unsigned changes) {
   health_->host_events++;
   health_->netlink_dumps = static_cast<int64_t>(host_->dumps());
-  if (changes & HostWatcher::kDir) LoadNetworks();
   if (datapath_active_) AttachContainerSide();
   SyncVlanDatapath();
   if (datapath_active_ && (changes & HostWatcher::kAddrs)) {
@@ -373,9 +394,9 @@ void Agent::OnHostChange(unsigned changes) {
   }
 }
 
-// VLAN networks defined with `cppnetctl network create` (networks.d/*.json), re-read
-// when the directory changes (inotify). Their endpoints are attached by the CNI plugin; the agent
-// owns the trunk side (SyncVlanDatapath).
+// VLAN networks defined with `cppnetctl network create` (networks.d/*.json, written by
+// this agent through its local API), read at start and after each change. Their endpoints are
+// attached by the CNI plugin; the agent owns the trunk side (SyncVlanDatapath).
 void Agent::LoadNetworks() {
   const std::string dir = NetworksDir(opts_.config_dir);
   auto nets = LoadVlanNetworks(dir);

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,11 +17,13 @@
 #include "absl/time/time.h"
 #include "cppnet/config.h"
 #include "cppnet/lease.h"
+#include "cppnet/paths.h"
 #include "cppnet/vlan.h"
 #include "cppnet/datapath.h"
 #include "cppnet/etcd_client.h"
 #include "cppnet/netlink.h"
 #include "host_watcher.h"
+#include "local_api_server.h"
 #include "lease_manager.h"
 #include "route_reconciler.h"
 #include "vlan_resolver.h"
@@ -44,7 +47,8 @@ struct AgentOptions {
   // Where tunnel packets are opened: "xdp", "tc", or "auto" (tc on a veth underlay,
   // where an XDP program would take segmentation offload away from the peer; else xdp).
   std::string decap = "auto";
-  std::string config_dir = "/etc/cppnet";  // VLAN networks in networks.d/
+  std::string config_dir = "/etc/cppnet";  // VLAN networks in networks.d/, routes.json
+  std::string api_socket = kAgentSocket;
 };
 
 // What /readyz and /metrics report; written by the agent loop, read by the HTTP thread.
@@ -85,6 +89,21 @@ class Agent {
   void Apply(Change c);
   void OnConfigText(const std::optional<std::string>& text);
   void Tick();
+  // The local API (local_api_server.h): Dispatch runs on the server's thread and hands
+  // the request to the loop, where Handle runs it, so the loop is the one writer.
+  absl::StatusOr<nlohmann::json> Dispatch(const std::string& method, const nlohmann::json& params);
+  absl::StatusOr<nlohmann::json> Handle(const std::string& method, const nlohmann::json& params);
+  absl::StatusOr<nlohmann::json> ApiRouteAdd(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> ApiRouteDel(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> ApiNetworkCreate(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> ApiNetworkDelete(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> ApiNetworkGet(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> ApiEndpointAdd(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> ApiEndpointDel(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> ApiEndpointGet(const nlohmann::json& p);
+  const VlanNetwork* FindNetwork(const std::string& name) const;
+  absl::Status SaveStaticRoutes();
+  void RestoreStaticRoutes();
   void OnHostChange(unsigned changes);  // links, addresses or networks.d changed
   absl::Time NextDeadline() const;
   absl::Status ActivateDatapath();
@@ -120,8 +139,15 @@ class Agent {
   std::deque<Change> changes_;
   bool stop_ = false;
   unsigned host_changes_ = 0;  // HostWatcher::Change bits not handled yet
+  struct Call {
+    std::string method;
+    nlohmann::json params;
+    std::shared_ptr<std::promise<absl::StatusOr<nlohmann::json>>> done;
+  };
+  std::deque<Call> calls_;  // local API requests for the loop
   std::thread watcher_;
   std::unique_ptr<HostWatcher> host_;
+  std::unique_ptr<LocalApiServer> api_;
 
   // Loop state (agent thread only).
   bool synced_ = false;

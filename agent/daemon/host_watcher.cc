@@ -9,13 +9,11 @@
 #include <netlink/route/link.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "log.h"
@@ -36,27 +34,14 @@ std::optional<Prefix4> Ipv4Of(rtnl_addr* addr) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HostWatcher>> HostWatcher::Start(
-    std::string dir, std::function<void(unsigned)> on_change) {
+    std::function<void(unsigned)> on_change) {
   std::unique_ptr<HostWatcher> w(new HostWatcher());
   w->on_change_ = std::move(on_change);
-  w->dir_ = std::move(dir);
   w->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (w->stop_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
   // Subscribed before the dump: a change during it is seen again as an event.
   if (auto st = w->Subscribe(); !st.ok()) return st;
   if (auto st = w->Dump(); !st.ok()) return st;
-  w->inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (w->inotify_fd_ < 0) return absl::InternalError(absl::StrCat("inotify: ", strerror(errno)));
-  if (!w->dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(w->dir_, ec);  // so that a first network is seen
-    w->dir_wd_ = inotify_add_watch(w->inotify_fd_, w->dir_.c_str(),
-                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                                       IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF);
-    if (w->dir_wd_ < 0)
-      LOG_WARN("Cannot watch ", w->dir_, ": ", strerror(errno),
-               " (definitions there are read at start only)");
-  }
   w->thread_ = std::thread([p = w.get()] { p->Loop(); });
   return w;
 }
@@ -68,7 +53,6 @@ HostWatcher::~HostWatcher() {
     thread_.join();
   }
   if (sock_) nl_socket_free(sock_);
-  if (inotify_fd_ >= 0) close(inotify_fd_);
   if (stop_fd_ >= 0) close(stop_fd_);
 }
 
@@ -160,8 +144,8 @@ void HostWatcher::OnObject(nl_object* obj, void* arg) {
 void HostWatcher::Loop() {
   const int nl_fd = nl_socket_get_fd(sock_);
   for (;;) {
-    pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {nl_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    if (poll(fds, 3, -1) < 0) {
+    pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {nl_fd, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("Host watcher: poll: ", strerror(errno));
       return;
@@ -178,10 +162,6 @@ void HostWatcher::Loop() {
         if (auto st = Dump(); !st.ok()) LOG_ERROR("Host watcher: ", st.message());
         pending_ |= kLinks | kAddrs | kResync;
       }
-    }
-    if (fds[2].revents) {
-      alignas(inotify_event) char buf[4096];
-      while (read(inotify_fd_, buf, sizeof(buf)) > 0) pending_ |= kDir;
     }
     if (pending_) on_change_(pending_);
   }

@@ -1,9 +1,8 @@
 // The host as the agent sees it, kept current by events instead of polling: links and
 // IPv4 addresses from rtnetlink notifications (a socket subscribed to the link and
 // IPv4 address groups, messages parsed by libnl; one dump at start, another only when
-// the kernel reports lost notifications), and a directory (networks.d) through
-// inotify. Queries are answered from that state; `on_change` runs on the watcher's
-// thread after each batch.
+// the kernel reports lost notifications). Queries are answered from that state;
+// `on_change` runs on the watcher's thread after each batch.
 #pragma once
 #include <sys/types.h>
 
@@ -29,11 +28,9 @@ namespace cppnet {
 
 class HostWatcher {
  public:
-  enum Change : unsigned { kLinks = 1, kAddrs = 2, kDir = 4, kResync = 8 };
-  // `dir` (may be missing; created if possible) is watched for files written, moved
-  // or removed.
+  enum Change : unsigned { kLinks = 1, kAddrs = 2, kResync = 4 };
   static absl::StatusOr<std::unique_ptr<HostWatcher>> Start(
-      std::string dir, std::function<void(unsigned changes)> on_change);
+      std::function<void(unsigned changes)> on_change);
   ~HostWatcher();
 
   std::optional<Interface> Find(const std::string& name) const;
@@ -42,7 +39,6 @@ class HostWatcher {
   std::optional<Interface> WithAddressIn(const Prefix4& subnet) const;
   // Interfaces enslaved to `master_ifindex` (the ports of a bridge).
   std::vector<Interface> PortsOf(int master_ifindex) const;
-  bool dir_watched() const { return dir_wd_ >= 0; }
   // Full netlink dumps made since start (links + addresses at start, again per resync).
   uint64_t dumps() const { return dumps_.load(); }
 
@@ -66,8 +62,7 @@ class HostWatcher {
   nl_sock* sock_ = nullptr;
   int msg_type_ = 0;      // of the message being parsed (loop thread)
   unsigned pending_ = 0;  // changes seen in the current batch (loop thread)
-  int inotify_fd_ = -1, dir_wd_ = -1, stop_fd_ = -1;
-  std::string dir_;
+  int stop_fd_ = -1;
   std::atomic<uint64_t> dumps_{0};
   std::thread thread_;
 };

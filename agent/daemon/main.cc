@@ -199,17 +199,6 @@ int main(int argc, char** argv) {
     return Fail(std::string(dp.status().message()));
   }
 
-  // cppnetctl network … checks that an agent runs on this host.
-  std::error_code ec;
-  std::filesystem::create_directories(kRunDir, ec);
-  if (FILE* f = fopen(kAgentPidFile, "w")) {
-    fprintf(f, "%d\n", getpid());
-    fclose(f);
-  }
-  struct PidFile {
-    ~PidFile() { unlink(kAgentPidFile); }
-  } pid_file;
-
   for (const std::string& name : (*dp)->replaced_maps())
     LOG_WARN("Pinned map ", name, " in ", o.bpffs_dir,
              " had another layout (an upgrade): replaced by a new one");

@@ -53,29 +53,57 @@ DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own
   return out;
 }
 
-// An operator may have replaced one of our entries with a static one (cppnetctl route
-// add) since we wrote it: never overwrite or remove those.
-bool RouteReconciler::NowStatic(const Prefix4& subnet) {
-  auto cur = table_->Lookup(subnet);
-  if (!cur || cur->origin != CPPNET_ORIGIN_STATIC) return false;
-  installed_[subnet] = *cur;
-  return true;
+absl::Status RouteReconciler::Load() {
+  if (loaded_) return absl::OkStatus();
+  // What an earlier run (or an operator) left in the pinned maps.
+  auto have = table_->List();
+  if (!have.ok()) return have.status();
+  auto peers = table_->ListPeers();
+  if (!peers.ok()) return peers.status();
+  for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
+  peers_ = std::move(*peers);
+  loaded_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status RouteReconciler::SetStatic(const Prefix4& subnet, const cppnet_route& r) {
+  if (auto st = Load(); !st.ok()) return st;
+  cppnet_route s = r;
+  s.origin = CPPNET_ORIGIN_STATIC;
+  auto cur = installed_.find(subnet);
+  if (cur == installed_.end() || memcmp(&cur->second, &s, sizeof(s)) != 0) {
+    if (auto st = table_->Upsert(subnet, s); !st.ok()) return st;
+    installed_[subnet] = s;
+  }
+  SyncPeers();
+  return absl::OkStatus();
+}
+
+absl::Status RouteReconciler::RemoveStatic(const Prefix4& subnet) {
+  if (auto st = Load(); !st.ok()) return st;
+  auto cur = installed_.find(subnet);
+  if (cur == installed_.end()) return absl::NotFoundError("no such route");
+  if (cur->second.origin != CPPNET_ORIGIN_STATIC)
+    return absl::FailedPreconditionError(
+        "a lease route; it goes when its lease is deleted from etcd");
+  if (auto st = table_->Delete(subnet); !st.ok()) return st;
+  installed_.erase(cur);
+  SyncPeers();
+  return absl::OkStatus();
+}
+
+std::vector<RouteEntry> RouteReconciler::Statics() const {
+  std::vector<RouteEntry> out;
+  for (const auto& [subnet, r] : installed_)
+    if (r.origin == CPPNET_ORIGIN_STATIC) out.push_back(RouteEntry{subnet, r});
+  return out;
 }
 
 absl::StatusOr<int64_t> RouteReconciler::Apply(const DesiredRoutes& want) {
-  if (!loaded_) {  // what an earlier run (or an operator) left in the pinned maps
-    auto have = table_->List();
-    if (!have.ok()) return have.status();
-    auto peers = table_->ListPeers();
-    if (!peers.ok()) return peers.status();
-    for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
-    peers_ = std::move(*peers);
-    loaded_ = true;
-  }
+  if (auto st = Load(); !st.ok()) return st;
   for (auto it = installed_.begin(); it != installed_.end();) {
     const Prefix4 subnet = it->first;
-    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet) ||
-        NowStatic(subnet)) {
+    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet)) {
       ++it;
       continue;
     }
@@ -94,19 +122,9 @@ absl::StatusOr<int64_t> RouteReconciler::Apply(const DesiredRoutes& want) {
     n++;
     if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
     const bool existed = cur != installed_.end();
-    // A new entry goes in only where nothing stands; an existing one is rewritten
-    // unless it has become static.
-    absl::StatusOr<bool> added = existed ? false : table_->InsertIfAbsent(subnet, r);
-    if (!added.ok()) {
-      LOG_ERROR(added.status().message());
+    if (auto st = table_->Upsert(subnet, r); !st.ok()) {
+      LOG_ERROR(st.message());
       continue;
-    }
-    if (!*added) {
-      if (NowStatic(subnet)) continue;
-      if (auto st = table_->Upsert(subnet, r); !st.ok()) {
-        LOG_ERROR(st.message());
-        continue;
-      }
     }
     LOG_INFO(existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix4(subnet), " via ",
              FormatIp4(ntohl(r.public_ip)));

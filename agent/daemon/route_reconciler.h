@@ -1,8 +1,8 @@
 // Routes to other hosts' subnets: the desired state computed from the leases and the
 // config (which peers, which backend per peer), and a reconciler that makes the route
 // map and the peers array equal to it by difference, over a RouteTable (the pinned BPF
-// maps, or a fake in unit tests). Entries an operator added as static are never
-// overwritten or removed.
+// maps, or a fake in unit tests). Static routes (cppnetctl route add, through the agent)
+// win over lease routes for the same subnet and are never removed by lease changes.
 #pragma once
 #include <map>
 #include <optional>
@@ -36,8 +36,6 @@ class RouteTable {
  public:
   virtual ~RouteTable() = default;
   virtual absl::StatusOr<std::vector<RouteEntry>> List() = 0;
-  virtual std::optional<cppnet_route> Lookup(const Prefix4& subnet) = 0;
-  virtual absl::StatusOr<bool> InsertIfAbsent(const Prefix4& subnet, const cppnet_route& r) = 0;
   virtual absl::Status Upsert(const Prefix4& subnet, const cppnet_route& r) = 0;
   virtual absl::Status Delete(const Prefix4& subnet) = 0;
   virtual absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers() = 0;
@@ -49,10 +47,6 @@ class BpfRouteTable : public RouteTable {
  public:
   BpfRouteTable(int routes_fd, int peers_fd) : routes_(routes_fd), peers_(peers_fd) {}
   absl::StatusOr<std::vector<RouteEntry>> List() override { return ListRoutes(routes_); }
-  std::optional<cppnet_route> Lookup(const Prefix4& s) override { return LookupRoute(routes_, s); }
-  absl::StatusOr<bool> InsertIfAbsent(const Prefix4& s, const cppnet_route& r) override {
-    return InsertRouteIfAbsent(routes_, s, r);
-  }
   absl::Status Upsert(const Prefix4& s, const cppnet_route& r) override {
     return UpsertRoute(routes_, s, r);
   }
@@ -75,9 +69,15 @@ class RouteReconciler {
   // every change is made by difference), and the peers array follow. Returns the
   // number of lease routes in place.
   absl::StatusOr<int64_t> Apply(const DesiredRoutes& want);
+  // A static route: replaces whatever entry the subnet has.
+  absl::Status SetStatic(const Prefix4& subnet, const cppnet_route& r);
+  // Removes a static route (NotFound: none; FailedPrecondition: the entry is a lease's).
+  // The caller reconciles again, so a lease for the subnet gets its route back.
+  absl::Status RemoveStatic(const Prefix4& subnet);
+  std::vector<RouteEntry> Statics() const;
 
  private:
-  bool NowStatic(const Prefix4& subnet);
+  absl::Status Load();
   void SyncPeers();
 
   RouteTable* table_;

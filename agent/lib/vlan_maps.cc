@@ -14,7 +14,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "cppnet/maps.h"
-#include "cppnet/file_lock.h"
 #include "cppnet/paths.h"
 
 namespace cppnet {
@@ -123,14 +122,8 @@ std::string FormatVlanAddr(const cppnet_vlan_ep_key& k) {
   return FormatIp6(ip);
 }
 
-// Runtimes run CNI ADD/DEL for different containers concurrently, and the agent removes
-// vanished endpoints: the read-modify-write of a network's flood list is serialised
-// per host with an flock on /run/cppnet/vlan.lock (released when the fd closes).
-static absl::StatusOr<FileLock> VlanLock() {
-  return FileLock::Acquire(std::string(kRunDir) + "/vlan.lock");
-}
-
-static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex);
+// Only cppnet-agent writes these maps (CNI ADD/DEL go through its local API and run on
+// its loop, one at a time), so a network's flood list needs no lock.
 
 // Whether a network entry takes one more endpoint.
 static absl::Status RoomFor(const std::string& network, uint8_t mode, const cppnet_vlan_net& net) {
@@ -155,8 +148,6 @@ absl::Status VlanNetworkHasRoom(const VlanMaps& m, const std::string& network,
 }
 
 absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) {
-  auto lock = VlanLock();
-  if (!lock.ok()) return lock.status();
   cppnet_vlan_net_key nk{s.trunk_ifindex, s.vlan, 0};
   cppnet_vlan_net net{};
   (void)bpf_map_lookup_elem(m.net(), &nk, &net);  // absent: a new network entry
@@ -187,7 +178,7 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
   port.mode = s.mode;
   memcpy(port.mac, s.mac.data(), 6);
   auto fail = [&](const char* map, int err) {
-    (void)UnregisterLocked(m, s.host_ifindex);
+    (void)UnregisterVlanEndpoint(m, s.host_ifindex);
     return absl::InternalError(
         absl::StrCat("network ", s.network, ": map ", map, ": update: ", strerror(err)));
   };
@@ -209,12 +200,6 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
 }
 
 absl::Status UnregisterVlanEndpoint(const VlanMaps& m, uint32_t host_ifindex) {
-  auto lock = VlanLock();
-  if (!lock.ok()) return lock.status();
-  return UnregisterLocked(m, host_ifindex);
-}
-
-static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex) {
   auto addrs = ListVlanAddrs(m.ep());
   if (!addrs.ok()) return addrs.status();
   for (const auto& a : *addrs)
@@ -247,8 +232,6 @@ static absl::Status UnregisterLocked(const VlanMaps& m, uint32_t host_ifindex) {
 }
 
 absl::StatusOr<int> MoveVlanTrunk(const VlanMaps& m, uint32_t old_ifindex, uint32_t new_ifindex) {
-  auto lock = VlanLock();
-  if (!lock.ok()) return lock.status();
   auto fail = [](const char* map) {
     return absl::InternalError(absl::StrCat("map ", map, ": move trunk: ", strerror(errno)));
   };

@@ -3,10 +3,12 @@
 // subnet.env and delegates to the standard bridge plugin (bridge cni0, gateway = the
 // subnet's first address, host-local IPAM over the leased subnet). The agent then
 // finds the bridge and attaches its programs to it and to every container veth.
-// A VLAN network (cppnetctl network create) gets a veth endpoint on its trunk and VLAN,
-// addresses from host-local IPAM, and its place in the VLAN datapath's maps.
+// A VLAN network (cppnetctl network create) gets a veth endpoint on its trunk and VLAN
+// and addresses from host-local IPAM; the agent, asked through its local API, puts it in
+// the VLAN datapath's maps and attaches its program (the plugin writes no map and
+// attaches nothing). While the agent restarts, calls wait up to 10 s, then fail with
+// CNI error 11 (try again later).
 #include <arpa/inet.h>
-#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <linux/if_addr.h>
@@ -44,8 +46,8 @@
 #include "cppnet/file_lock.h"
 #include "cppnet/paths.h"
 #include "cppnet/subnet_env.h"
-#include "cppnet/tc.h"
 #include "cppnet/vlan.h"
+#include "cppnet/local_api.h"
 #include "cppnet/vlan_maps.h"
 #include "cppnet/netlink.h"
 
@@ -66,6 +68,10 @@ enum {
 };
 
 std::string g_version = "1.0.0";
+constexpr absl::Duration kAgentWait = absl::Seconds(10);  // an agent restart takes less
+
+// An answer from the agent, or the CNI error for its failure.
+int AgentError(const absl::Status& st, int config_code = kInvalidConfig);
 
 int Error(int code, const std::string& msg, const std::string& details = "") {
   json e = {{"cniVersion", g_version}, {"code", code}, {"msg", msg}};
@@ -334,11 +340,8 @@ int VlanDel(const json& conf, const VlanNetwork* n) {
   if (!lock.ok()) return Error(kTryAgainLater, std::string(lock.status().message()));
   const unsigned ifindex = if_nametoindex(host.c_str());
   if (ifindex) {
-    auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
-    if (maps.ok()) {
-      if (auto st = UnregisterVlanEndpoint(*maps, ifindex); !st.ok())
-        return Error(kIoFailure, std::string(st.message()));
-    }
+    if (auto r = CallAgent("endpoint.del", {{"host_ifindex", ifindex}}, kAgentWait); !r.ok())
+      return AgentError(r.status());
     auto sk = NlConnect();
     if (!sk.ok()) return Error(kIoFailure, std::string(sk.status().message()));
     if (auto st = DeleteLink(sk->get(), host); !st.ok())
@@ -362,10 +365,9 @@ int VlanCheck(const json& conf, const VlanNetwork& n) {
   if (!ifindex)
     return Error(kIoFailure,
                  absl::StrCat("network ", n.name, ": endpoint veth ", host, " is missing"));
-  auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
-  if (!maps.ok()) return Error(kTryAgainLater, std::string(maps.status().message()));
-  cppnet_vlan_port port{};
-  if (bpf_map_lookup_elem(maps->port(), &ifindex, &port) != 0)
+  auto reg = CallAgent("endpoint.get", {{"host_ifindex", ifindex}}, kAgentWait);
+  if (!reg.ok()) return AgentError(reg.status());
+  if (!reg->value("registered", false))
     return Error(kIoFailure, absl::StrCat("network ", n.name, ": endpoint ", host,
                                           " is not in map " CPPNET_MAP_VLAN_PORT));
   if (!conf.contains("prevResult")) return 0;
@@ -400,17 +402,10 @@ int VlanCheck(const json& conf, const VlanNetwork& n) {
   return 0;
 }
 
-int VlanAdd(const json& conf, const VlanNetwork& n) {
+// `info`: the agent's network.get answer (definition, trunk, room).
+int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
   const std::string ifname = Env("CNI_IFNAME"), netns = Env("CNI_NETNS");
   const std::string host = HostVethName(Env("CNI_CONTAINERID"), ifname);
-  const std::string prog_pin = absl::StrCat(CPPNET_PIN_DIR_DEFAULT "/" CPPNET_PIN_PROG_VLAN_PORT);
-  const int prog = bpf_obj_get(prog_pin.c_str());
-  if (prog < 0)
-    return Error(kTryAgainLater,
-                 absl::StrCat("network ", n.name, ": cppnet-agent is not running on this host (",
-                              prog_pin, ": ", strerror(errno), ")"));
-  auto maps = VlanMaps::OpenPinned(CPPNET_PIN_DIR_DEFAULT);
-  if (!maps.ok()) return Error(kTryAgainLater, std::string(maps.status().message()));
   // One ADD or DEL of a VLAN endpoint at a time on this host: a concurrent duplicate
   // ADD then finds the first one's veth below and is refused before it allocates.
   auto lock = CniLock();
@@ -420,16 +415,15 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
     return Error(kIoFailure, absl::StrCat("network ", n.name, ": container ",
                                           Env("CNI_CONTAINERID"), " interface ", ifname,
                                           " is already attached (veth ", host, "); DEL it first"));
-  auto trunk = FindInterface(n.trunk);
-  if (!trunk.ok())
-    return Error(kIoFailure, absl::StrCat("network ", n.name, ": parent ", n.parent, ": ",
-                                          trunk.status().message()));
+  if (info.contains("trunk_error"))
+    return Error(kIoFailure, info["trunk_error"].get<std::string>());
   const uint8_t mode = VlanModeId(n.driver, n.mode);
-  // Refused before anything is allocated (registration checks again, under its lock).
-  if (auto st =
-          VlanNetworkHasRoom(*maps, n.name, static_cast<uint32_t>(trunk->ifindex), n.vlan, mode);
-      !st.ok())
-    return Error(kInvalidConfig, std::string(st.message()));
+  // Refused before anything is allocated (registration checks again).
+  if (info.contains("room_error"))
+    return Error(kInvalidConfig, info["room_error"].get<std::string>());
+  Mac trunk_mac{};
+  if (auto m = ParseMac(info["trunk"].value("mac", "")); m.ok()) trunk_mac = *m;
+  const int trunk_mtu = info["trunk"].value("mtu", 1500);
 
   // Addresses first: nothing to undo if IPAM says no.
   if (conf.contains("ipam"))
@@ -455,12 +449,12 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
     else if (auto p6 = ParseIp6(a); p6.ok())
       v6.push_back(*p6);
   }
-  const Mac mac = EndpointMac(n, trunk->mac, v4);
+  const Mac mac = EndpointMac(n, trunk_mac, v4);
 
   bool created = false;  // undo removes only what this ADD made
   auto undo = [&](const absl::Status& st, int code = kIoFailure) {
     if (unsigned idx = if_nametoindex(host.c_str()); idx && created)
-      (void)UnregisterVlanEndpoint(*maps, idx);
+      (void)CallAgent("endpoint.del", {{"host_ifindex", idx}});
     if (auto sk = NlConnect(); sk.ok() && created) (void)DeleteLink(sk->get(), host);
     std::string ignored;
     (void)Delegate(ipam_conf["ipam"].value("type", "host-local"), ipam_conf, &ignored, "DEL");
@@ -476,9 +470,9 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
     rtnl_link* veth = rtnl_link_veth_alloc();
     rtnl_link* peer = rtnl_link_veth_get_peer(veth);
     rtnl_link_set_name(veth, host.c_str());
-    rtnl_link_set_mtu(veth, static_cast<unsigned>(trunk->mtu));
+    rtnl_link_set_mtu(veth, static_cast<unsigned>(trunk_mtu));
     rtnl_link_set_name(peer, ifname.c_str());
-    rtnl_link_set_mtu(peer, static_cast<unsigned>(trunk->mtu));
+    rtnl_link_set_mtu(peer, static_cast<unsigned>(trunk_mtu));
     nl_addr* lladdr = nl_addr_build(AF_LLC, mac.data(), 6);
     rtnl_link_set_addr(peer, lladdr);
     if (mode == CPPNET_VLAN_IPVLAN_L3)
@@ -544,34 +538,31 @@ int VlanAdd(const json& conf, const VlanNetwork& n) {
     return absl::OkStatus();
   };
   if (auto st = configure(); !st.ok()) return undo(st);
-  VlanEndpointSpec spec{.network = n.name,
-                        .trunk_ifindex = static_cast<uint32_t>(trunk->ifindex),
-                        .trunk_mac = trunk->mac,
-                        .vlan = n.vlan,
-                        .mode = mode,
-                        .host_ifindex = static_cast<uint32_t>(host_ifindex),
-                        .mac = mac,
-                        .ipv4 = v4,
-                        .ipv6 = v6};
-  if (!n.subnets4.empty()) {
-    spec.subnet4 = n.subnets4[0].subnet;
-    if (!n.internal) spec.gw4 = n.subnets4[0].gateway;
-  }
-  if (!n.subnets6.empty()) {
-    spec.subnet6 = n.subnets6[0].subnet;
-    if (!n.internal) spec.gw6 = n.subnets6[0].gateway;
-  }
-  if (auto st = RegisterVlanEndpoint(*maps, spec); !st.ok()) return undo(st, kInvalidConfig);
-  if (auto st = AttachTcIngress(prog, host_ifindex, host); !st.ok()) return undo(st);
-  close(prog);
+  json addrs4 = json::array(), addrs6 = json::array();
+  for (uint32_t a : v4) addrs4.push_back(FormatIp4(a));
+  for (unsigned __int128 a : v6) addrs6.push_back(FormatIp6(a));
+  auto reg = CallAgent("endpoint.add",
+                       {{"network", n.name},
+                        {"host_ifindex", host_ifindex},
+                        {"mac", FormatMac(mac)},
+                        {"ipv4", addrs4},
+                        {"ipv6", addrs6}},
+                       kAgentWait);
+  if (!reg.ok())
+    return undo(reg.status(), absl::IsFailedPrecondition(reg.status()) ? kInvalidConfig
+                              : absl::IsUnavailable(reg.status())      ? kTryAgainLater
+                                                                       : kIoFailure);
   if (auto st = SetUp(sk->get(), host_ifindex, host); !st.ok()) return undo(st);
   std::cout << result.dump() << std::endl;
   return 0;
 }
 
-int VlanCommand(const std::string& cmd, const json& conf, const VlanNetwork& n) {
-  if (cmd == "CHECK") return VlanCheck(conf, n);
-  return VlanAdd(conf, n);
+int AgentError(const absl::Status& st, int config_code) {
+  const std::string msg(st.message());
+  if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) return Error(kTryAgainLater, msg);
+  if (absl::IsNotFound(st) || absl::IsFailedPrecondition(st) || absl::IsInvalidArgument(st))
+    return Error(config_code, msg);
+  return Error(kIoFailure, msg);
 }
 
 }  // namespace
@@ -622,20 +613,18 @@ int Run() {
     }
     return Delegate("bridge", OverlayDelegate(conf, *env));
   }
-  auto net = LoadVlanNetworks(NetworksDir(conf.value("configDir", kConfigDirDefault)));
-  const VlanNetwork* n = nullptr;
-  if (net.ok())
-    for (const VlanNetwork& x : *net)
-      if (x.name == network) n = &x;
-  if (cmd == "DEL") return VlanDel(conf, n);
-  if (!n) {
-    if (!net.ok())
-      return Error(kInvalidConfig, absl::StrCat("network ", network, ": ", net.status().message()));
-    return Error(kInvalidConfig, absl::StrCat("network ", network,
-                                              " not found: \"overlay\", or define it with "
-                                              "cppnetctl network create"));
+  // A VLAN network: its definition, trunk and room come from the agent.
+  auto info = CallAgent("network.get", {{"name", network}}, kAgentWait);
+  if (!info.ok()) {
+    // DEL of an endpoint whose network was deleted meanwhile still removes its veth.
+    if (cmd == "DEL" && absl::IsNotFound(info.status())) return VlanDel(conf, nullptr);
+    return AgentError(info.status());
   }
-  return VlanCommand(cmd, conf, *n);
+  auto n = ParseVlanNetwork((*info)["network"].dump());
+  if (!n.ok()) return Error(kIoFailure, std::string(n.status().message()));
+  if (cmd == "DEL") return VlanDel(conf, &*n);
+  if (cmd == "CHECK") return VlanCheck(conf, *n);
+  return VlanAdd(conf, *n, *info);
 }
 
 int main() {

@@ -24,6 +24,7 @@
 #include "cppnet/config.h"
 #include "cppnet/maps.h"
 #include "cppnet/lease.h"
+#include "cppnet/local_api.h"
 #include "cppnet/net.h"
 #include "cppnet/paths.h"
 #include "cppnet/subnet_env.h"
@@ -330,21 +331,6 @@ int ShowStats(const Globals& g, const MapFds& m) {
 
 // --- VLAN networks (Docker's macvlan/ipvlan syntax) -----------------------------
 
-// The agent owns the VLAN datapath: network changes are refused when it is not running.
-absl::Status AgentRunning() {
-  FILE* f = fopen(kAgentPidFile, "r");
-  int pid = 0;
-  if (f) {
-    if (fscanf(f, "%d", &pid) != 1) pid = 0;
-    fclose(f);
-  }
-  if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
-    return absl::FailedPreconditionError(
-        absl::StrCat("cppnet-agent is not running on this host (", kAgentPidFile,
-                     "): start it first, it loads and serves the VLAN networks"));
-  return absl::OkStatus();
-}
-
 std::string VlanText(const VlanNetwork& n) { return n.vlan ? absl::StrCat(n.vlan) : "untagged"; }
 
 ordered_json NetworkJson(const VlanNetwork& n) {
@@ -361,50 +347,22 @@ ordered_json NetworkJson(const VlanNetwork& n) {
           {"vlan", n.vlan}, {"subnets", subnets}, {"gateways", gateways}, {"internal", n.internal}};
 }
 
+// Network changes go through the agent, which validates, keeps the definition in
+// networks.d and serves it (refused when no agent runs on this host).
 int NetworkCreate(const Globals& g, const NetworkCreateArgs& args) {
-  if (auto st = AgentRunning(); !st.ok()) return Fail(st);
-  const std::string dir = NetworksDir(g.config_dir);
-  auto existing = LoadVlanNetworks(dir);
-  if (!existing.ok()) return Fail(existing.status());
-  auto n = BuildVlanNetwork(args, *existing, [](const std::string& ifname) {
-    return if_nametoindex(ifname.c_str()) != 0;
-  });
-  if (!n.ok()) return Fail(n.status());
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Fail(absl::InternalError(absl::StrCat(dir, ": ", ec.message())));
-  if (auto st =
-          WriteFileAtomically(absl::StrCat(dir, "/", n->name, ".json"), SerializeVlanNetwork(*n));
-      !st.ok())
-    return Fail(st);
-  printf("%s\n", n->name.c_str());
+  auto r = CallAgent("network.create", NetworkArgsToJson(args));
+  if (!r.ok()) return Fail(r.status());
+  printf("%s\n", r->value("name", args.name).c_str());
   return 0;
 }
 
 int NetworkDelete(const Globals& g, const std::vector<std::string>& names) {
-  if (auto st = AgentRunning(); !st.ok()) return Fail(st);
   int rc = 0;
-  auto defs = LoadVlanNetworks(NetworksDir(g.config_dir));
-  auto maps = VlanMaps::OpenPinned(g.bpffs_dir);
-  auto ports = maps.ok() ? ListVlanPorts(maps->port())
-                         : absl::StatusOr<std::vector<VlanPortEntry>>(std::vector<VlanPortEntry>{});
   for (const std::string& name : names) {
-    // As Docker: a network with attached containers stays (detach them with CNI DEL).
-    const VlanNetwork* def = nullptr;
-    if (defs.ok())
-      for (const VlanNetwork& n : *defs)
-        if (n.name == name) def = &n;
-    if (def && ports.ok() && std::any_of(ports->begin(), ports->end(), [&](const VlanPortEntry& p) {
-          return PortOf(p.port, *def);
-        })) {
-      fprintf(stderr, "cppnetctl: error while removing network: network %s has active endpoints\n",
-              name.c_str());
-      rc = 1;
-      continue;
-    }
-    const std::string path = absl::StrCat(NetworksDir(g.config_dir), "/", name, ".json");
-    if (name.find('/') != std::string::npos || unlink(path.c_str()) != 0) {
-      fprintf(stderr, "cppnetctl: network %s not found\n", name.c_str());
+    auto r = CallAgent("network.delete", {{"name", name}});
+    if (!r.ok()) {
+      if (absl::IsUnavailable(r.status())) return Fail(r.status());
+      fprintf(stderr, "cppnetctl: %s\n", std::string(r.status().message()).c_str());
       rc = 1;
       continue;
     }
@@ -510,7 +468,8 @@ int RouteAdd(const MapFds& m, const std::vector<std::string>& a) {
   if (!port_given && r.backend != cfg->backend) r.port = DefaultBackendPort(r.backend);
   if (r.backend == CPPNET_BACKEND_VXLAN) memcpy(r.vtep_mac, vtep.data(), 6);
   r.origin = CPPNET_ORIGIN_STATIC;
-  if (auto st = UpsertRoute(m.routes(), *subnet, r); !st.ok()) return Fail(st);
+  if (auto res = CallAgent("route.add", RouteToJson(*subnet, r)); !res.ok())
+    return Fail(res.status());
   return 0;
 }
 
@@ -518,14 +477,11 @@ int RouteDel(const MapFds& m, const std::vector<std::string>& a) {
   if (a.size() != 1) return Usage("route del: usage: route del CIDR");
   auto subnet = ParsePrefix4(a[0]);
   if (!subnet.ok()) return Usage(absl::StrCat("route del: ", subnet.status().message()));
-  auto cur = ExactRoute(m.routes(), *subnet);
-  if (!cur.ok()) return Fail(cur.status());
-  const std::string what = absl::StrCat("route del ", FormatPrefix4(*subnet), ": ");
-  if (!cur->has_value()) return Fail(absl::NotFoundError(what + "no such route"));
-  if ((*cur)->origin != CPPNET_ORIGIN_STATIC)
-    return Fail(absl::FailedPreconditionError(
-        what + "a lease route; it goes when its lease is deleted from etcd"));
-  if (auto st = DeleteRoute(m.routes(), *subnet); !st.ok()) return Fail(st);
+  auto res = CallAgent("route.del", {{"subnet", FormatPrefix4(*subnet)}});
+  if (!res.ok() && !absl::IsUnavailable(res.status()))
+    return Fail(absl::Status(res.status().code(), absl::StrCat("route del ", FormatPrefix4(*subnet),
+                                                               ": ", res.status().message())));
+  if (!res.ok()) return Fail(res.status());
   return 0;
 }
 

@@ -6,8 +6,14 @@
 namespace cppnet {
 
 inline constexpr char kRunDir[] = "/run/cppnet";
-inline constexpr char kAgentPidFile[] = "/run/cppnet/agent.pid";  // exists while an agent runs
+// The agent's local API (root only): the one way for cppnetctl and the CNI plugin to
+// change what the agent owns.
+inline constexpr char kAgentSocket[] = "/run/cppnet/agent.sock";
 inline constexpr char kConfigDirDefault[] = "/etc/cppnet";
 inline std::string NetworksDir(const std::string& config_dir) { return config_dir + "/networks.d"; }
+// Static routes added with cppnetctl route add, restored by the agent at start.
+inline std::string StaticRoutesFile(const std::string& config_dir) {
+  return config_dir + "/routes.json";
+}
 
 }  // namespace cppnet

@@ -81,6 +81,16 @@ def static_routes(lab, c, cpp):
     lab.etcdctl("del", key)
     L.wait_for("h2 removes it", lambda: net not in h2.routes())
     c.check("static entry survives that lease's deletion", h1.routes().get(net, {}).get("origin") == "static")
+    # The agent keeps static routes (routes.json) and restores them: even after --cleanup
+    # removed the pinned maps, a new agent puts the route back.
+    h1.stop_agent()
+    L.run(h1.cmd([L.AGENT, "--cleanup"]), timeout=30)
+    h1.start_agent()
+    L.wait_for("h1 restores its static route", lambda: h1.routes().get(net, {}).get("origin") == "static", 15)
+    L.wait_for("h1 re-attaches its bridge", lambda: h1.config().get("container_iface") == "cni0", 15)
+    p = a.ping(b.ip)
+    c.check("static route restored by a new agent from routes.json carries traffic",
+            p.returncode == 0 and "Static routes: 1 restored" in h1.log(), p.stdout[-200:] + h1.log()[-300:])
     p = h1.ctl("route", "del", h2.subnet, check=False)
     c.check("route del of a lease route: refused, exit 1", p.returncode == 1 and "a lease route" in p.stderr, p.stderr)
     p = h1.ctl("route", "add", "10.9.0.0/24", "via", f2.ip, check=False)

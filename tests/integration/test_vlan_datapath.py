@@ -9,6 +9,8 @@ overlay's own underlay; CNI ADD/CHECK/DEL leave nothing behind."""
 import json
 import re
 import subprocess
+import threading
+import time
 
 from .common import L, cni_call, container, in_netns, run_scenario
 
@@ -327,6 +329,19 @@ def operations(lab, c, h1, local, remote, doomed):
     out, _ = ping.communicate(timeout=30)
     c.check("agent restart under a 20 ms ping between VLAN endpoints: no loss", " 0% packet loss" in out,
             out[-300:])
+    # The plugin asks the agent for every map write: an ADD during an agent restart waits
+    # for the agent (up to 10 s) and then completes.
+    h1.stop_agent()
+    late = []
+    t = threading.Thread(target=lambda: late.append(Endpoint(lab, h1, "vlan10", "late")))
+    t.start()
+    time.sleep(1)  # the agent stays down for a second while the ADD waits (a restart, modelled)
+    h1.start_agent()
+    t.join(timeout=30)
+    ok = bool(late) and late[0].rc == 0
+    p = late[0].ping(remote.ip4) if ok else None
+    c.check("CNI ADD during an agent restart waits for the agent and completes",
+            ok and p.returncode == 0, late[0].result if late else "no result")
     # The trunk deleted and recreated (a NIC reset, a re-plugged link): endpoints follow it.
     L.run(["ip", "-n", h1.ns, "link", "del", "eth1"])
     L.wait_for("agent reports the missing trunk", lambda: "trunk eth1: no such device" in h1.log(), 10)
@@ -384,8 +399,15 @@ def lifecycle(lab, c, h1, eps):
             p.returncode == 1 and "error while removing network: network vlan10 has active endpoints" in p.stderr,
             p.stderr)
 
-    # Uninstall: every VLAN trace (trunk and endpoint programs, pinned program and maps).
+    # No agent: the plugin waits its bounded time, then answers "try again later".
     h1.stop_agent()
+    t0 = time.monotonic()
+    rc, out = cni_call(h1, "ADD", eps[2].netns, "noagent", conf("vlan10"))
+    waited = time.monotonic() - t0
+    c.check("CNI ADD without a running agent: error 11 after a bounded wait (10 s)",
+            rc == 1 and out.get("code") == 11 and "cppnet-agent is not running" in out.get("msg", "")
+            and 9 < waited < 20, (out, waited))
+    # Uninstall: every VLAN trace (trunk and endpoint programs, pinned program and maps).
     p = L.run(h1.cmd([L.AGENT, "--cleanup"]), check=False, timeout=30)
     filters = h1.sh("for d in $(ls /sys/class/net); do tc filter show dev $d ingress; done").stdout
     pins = h1.sh("ls /sys/fs/bpf/cppnet 2>/dev/null", check=False).stdout

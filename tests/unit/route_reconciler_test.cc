@@ -26,14 +26,6 @@ class FakeRouteTable : public RouteTable {
     for (const auto& [s, r] : routes) v.push_back(RouteEntry{s, r});
     return v;
   }
-  std::optional<cppnet_route> Lookup(const Prefix4& s) override {
-    auto it = routes.find(s);
-    return it == routes.end() ? std::nullopt : std::optional<cppnet_route>(it->second);
-  }
-  absl::StatusOr<bool> InsertIfAbsent(const Prefix4& s, const cppnet_route& r) override {
-    writes++;
-    return routes.emplace(s, r).second;
-  }
   absl::Status Upsert(const Prefix4& s, const cppnet_route& r) override {
     writes++;
     routes[s] = r;
@@ -130,14 +122,15 @@ TEST(RouteReconcilerTest, NeverTouchesStaticEntries) {
   EXPECT_EQ(t.routes[kS2].origin, CPPNET_ORIGIN_STATIC);
   EXPECT_EQ(ntohl(t.routes[kS2].public_ip), 0xc6120009u);
   EXPECT_EQ(t.routes.count(kS9), 1u);
-  // An entry of ours replaced by a static one behind our back (cppnetctl route add):
-  // neither rewritten when its lease changes nor removed when the lease goes.
-  t.routes[kS3] = Static(0xc6120008);
+  // A static route over a lease route: it wins, survives lease changes and the lease's
+  // deletion; removed, the lease's route comes back.
+  ASSERT_TRUE(rec.SetStatic(kS3, Static(0xc6120008)).ok());
   leases = Leases({{"198.19.2.0-24", 0xc6120002}, {"198.19.3.0-24", 0xc6120004}});
   ASSERT_TRUE(rec.Apply(Want(cfg, leases)).ok());
   EXPECT_EQ(ntohl(t.routes[kS3].public_ip), 0xc6120008u);
   ASSERT_TRUE(rec.Apply(Want(cfg, Leases({}))).ok());
   EXPECT_EQ(t.routes.size(), 3u);
+  EXPECT_EQ(rec.Statics().size(), 3u);
   // The peers array knows the static routes' peer too.
   auto want = PeerSlots({{0xc6120009, {kS2, kS9}}, {0xc6120008, {kS3}}});
   ASSERT_EQ(want.size(), t.peers.size());
@@ -145,6 +138,12 @@ TEST(RouteReconcilerTest, NeverTouchesStaticEntries) {
     ASSERT_TRUE(t.peers.count(slot)) << slot;
     EXPECT_EQ(0, memcmp(&t.peers[slot], &p, sizeof(p))) << slot;
   }
+  EXPECT_TRUE(absl::IsNotFound(rec.RemoveStatic(Prefix4{0xc6130700, 24})));
+  ASSERT_TRUE(rec.RemoveStatic(kS3).ok());
+  ASSERT_TRUE(rec.Apply(Want(cfg, leases)).ok());
+  EXPECT_EQ(t.routes[kS3].origin, CPPNET_ORIGIN_LEASE);
+  EXPECT_EQ(ntohl(t.routes[kS3].public_ip), 0xc6120004u);
+  EXPECT_TRUE(absl::IsFailedPrecondition(rec.RemoveStatic(kS3)));
 }
 
 TEST(RouteReconcilerTest, CleansUpWhatAnEarlierRunLeft) {
