@@ -93,9 +93,9 @@ int Datapath::vlan_port_prog_fd() const {
 int Datapath::vlan_miss_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_miss); }
 int Datapath::vlan_nbr_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_nbr); }
 VlanMaps Datapath::vlan_maps() const {
-  return VlanMaps(bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),
-                  bpf_map__fd(skel_->maps.cppnet_vlan_port),
-                  bpf_map__fd(skel_->maps.cppnet_vlan_cnt));
+  return VlanMaps(
+      {bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),
+       bpf_map__fd(skel_->maps.cppnet_vlan_port), bpf_map__fd(skel_->maps.cppnet_vlan_cnt)});
 }
 int Datapath::decap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_xdp_decap); }
 

@@ -25,18 +25,6 @@ const std::array<CounterInfo, CPPNET_CNT_MAX>& Counters() {
   return kCounters;
 }
 
-MapFds& MapFds::operator=(MapFds&& o) noexcept {
-  std::swap(fds_, o.fds_);
-  std::swap(owned_, o.owned_);
-  return *this;
-}
-
-MapFds::~MapFds() {
-  if (!owned_) return;
-  for (int fd : fds_)
-    if (fd >= 0) close(fd);
-}
-
 static bool IsBpffs(const std::string& path) {
   struct statfs st {};
   return statfs(path.c_str(), &st) == 0 && static_cast<unsigned long>(st.f_type) == BPF_FS_MAGIC;
@@ -82,9 +70,7 @@ absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
                                fds.data());
       !st.ok())
     return st;
-  MapFds m(fds);
-  m.owned_ = true;
-  return m;
+  return MapFds(fds, /*owned=*/true);
 }
 
 absl::StatusOr<cppnet_config> ReadConfig(int fd) {
@@ -107,19 +93,12 @@ absl::Status WriteConfig(int fd, const cppnet_config& cfg) {
 static cppnet_route_key KeyOf(const Prefix4& p) { return cppnet_route_key{p.len, htonl(p.addr)}; }
 
 absl::StatusOr<std::vector<RouteEntry>> ListRoutes(int fd) {
+  auto raw = DumpMap<cppnet_route_key, cppnet_route>(fd, CPPNET_MAP_ROUTES);
+  if (!raw.ok()) return raw.status();
   std::vector<RouteEntry> out;
-  cppnet_route_key key{}, next{};
-  void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    cppnet_route r{};
-    if (bpf_map_lookup_elem(fd, &next, &r) == 0)
-      out.push_back({Prefix4{ntohl(next.addr), static_cast<uint8_t>(next.prefixlen)}, r});
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT)
-    return absl::InternalError(
-        absl::StrCat("map " CPPNET_MAP_ROUTES ": iterate: ", strerror(errno)));
+  out.reserve(raw->size());
+  for (const auto& [k, r] : *raw)
+    out.push_back({Prefix4{ntohl(k.addr), static_cast<uint8_t>(k.prefixlen)}, r});
   return out;
 }
 
@@ -131,14 +110,6 @@ absl::Status UpsertRoute(int fd, const Prefix4& subnet, const cppnet_route& rout
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> InsertRouteIfAbsent(int fd, const Prefix4& subnet, const cppnet_route& route) {
-  cppnet_route_key k = KeyOf(subnet);
-  if (bpf_map_update_elem(fd, &k, &route, BPF_NOEXIST) == 0) return true;
-  if (errno == EEXIST) return false;
-  return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": add ", FormatPrefix4(subnet),
-                                          ": ", strerror(errno)));
-}
-
 std::optional<cppnet_route> LookupRoute(int fd, const Prefix4& subnet) {
   cppnet_route_key k = KeyOf(subnet);
   cppnet_route r{};
@@ -147,21 +118,11 @@ std::optional<cppnet_route> LookupRoute(int fd, const Prefix4& subnet) {
 }
 
 absl::StatusOr<std::optional<cppnet_route>> ExactRoute(int fd, const Prefix4& subnet) {
-  // Walking keys finds exact prefixes; route maps hold at most tens of thousands.
-  cppnet_route_key want = KeyOf(subnet), key{}, next{};
-  void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    if (next.prefixlen == want.prefixlen && next.addr == want.addr) {
-      cppnet_route r{};
-      if (bpf_map_lookup_elem(fd, &next, &r) != 0) break;
-      return std::optional<cppnet_route>(r);
-    }
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT && errno != 0)
-    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": lookup ",
-                                            FormatPrefix4(subnet), ": ", strerror(errno)));
+  // An LPM lookup alone would also answer for a covering prefix: match keys exactly.
+  auto all = ListRoutes(fd);
+  if (!all.ok()) return all.status();
+  for (const RouteEntry& e : *all)
+    if (e.subnet == subnet) return std::optional<cppnet_route>(e.route);
   return std::optional<cppnet_route>();
 }
 

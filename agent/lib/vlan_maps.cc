@@ -44,21 +44,6 @@ std::string VlanModeName(uint8_t mode) {
   return absl::StrCat("mode ", mode);
 }
 
-VlanMaps& VlanMaps::operator=(VlanMaps&& o) noexcept {
-  std::swap(ep_, o.ep_);
-  std::swap(net_, o.net_);
-  std::swap(port_, o.port_);
-  std::swap(cnt_, o.cnt_);
-  std::swap(owned_, o.owned_);
-  return *this;
-}
-
-VlanMaps::~VlanMaps() {
-  if (!owned_) return;
-  for (int fd : {ep_, net_, port_, cnt_})
-    if (fd >= 0) close(fd);
-}
-
 absl::StatusOr<VlanMaps> VlanMaps::OpenPinned(const std::string& dir) {
   int fds[4];
   if (auto st = OpenPinnedMaps(
@@ -66,9 +51,7 @@ absl::StatusOr<VlanMaps> VlanMaps::OpenPinned(const std::string& dir) {
           fds);
       !st.ok())
     return st;
-  VlanMaps m(fds[0], fds[1], fds[2], fds[3]);
-  m.owned_ = true;
-  return m;
+  return VlanMaps({fds[0], fds[1], fds[2], fds[3]}, /*owned=*/true);
 }
 
 // Network byte order, as in packets.

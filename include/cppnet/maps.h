@@ -2,6 +2,8 @@
 #pragma once
 #include <bpf/bpf.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -39,28 +41,50 @@ struct EndpointEntry {
 };
 
 // File descriptors of the maps; closed on destruction when opened from pins.
-class MapFds {
+// The fds of a group of maps: borrowed from a loaded skeleton, or opened from their pins
+// (then owned: closed with the group). MapFds and VlanMaps name their members.
+template <size_t N>
+class MapGroup {
  public:
-  enum Index { kRoutes, kConfig, kStats, kEndpoints, kPeers, kBinds, kCount };
-  MapFds() { fds_.fill(-1); }
-  explicit MapFds(const std::array<int, kCount>& fds) : fds_(fds) {}
-  MapFds(MapFds&& o) noexcept : MapFds() { *this = std::move(o); }
-  MapFds& operator=(MapFds&& o) noexcept;
-  ~MapFds();
-  // Opens the maps pinned under `dir`; errors say whether bpffs is missing, the
-  // agent never ran, or permission is lacking.
-  static absl::StatusOr<MapFds> OpenPinned(const std::string& dir);
+  MapGroup() { fds_.fill(-1); }
+  explicit MapGroup(const std::array<int, N>& fds, bool owned = false) : fds_(fds), owned_(owned) {}
+  MapGroup(MapGroup&& o) noexcept : MapGroup() { *this = std::move(o); }
+  MapGroup& operator=(MapGroup&& o) noexcept {
+    std::swap(fds_, o.fds_);
+    std::swap(owned_, o.owned_);
+    return *this;
+  }
+  ~MapGroup() {
+    if (owned_)
+      for (int fd : fds_)
+        if (fd >= 0) close(fd);
+  }
 
-  int routes() const { return fds_[kRoutes]; }
-  int config() const { return fds_[kConfig]; }
-  int stats() const { return fds_[kStats]; }
-  int endpoints() const { return fds_[kEndpoints]; }
-  int peers() const { return fds_[kPeers]; }
-  int binds() const { return fds_[kBinds]; }
+ protected:
+  int fd(size_t i) const { return fds_[i]; }
 
  private:
-  std::array<int, kCount> fds_;
+  std::array<int, N> fds_;
   bool owned_ = false;
+};
+
+// Opens the maps pinned under `dir` by name into fds, all or none; errors say whether
+// bpffs is missing, the agent never ran, or permission is lacking.
+absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const char*> names,
+                            int* fds);
+
+class MapFds : public MapGroup<6> {
+ public:
+  enum Index { kRoutes, kConfig, kStats, kEndpoints, kPeers, kBinds, kCount };
+  using MapGroup::MapGroup;
+  static absl::StatusOr<MapFds> OpenPinned(const std::string& dir);
+
+  int routes() const { return fd(kRoutes); }
+  int config() const { return fd(kConfig); }
+  int stats() const { return fd(kStats); }
+  int endpoints() const { return fd(kEndpoints); }
+  int peers() const { return fd(kPeers); }
+  int binds() const { return fd(kBinds); }
 };
 
 // Every entry of a BPF hash map as Out{key, value}; errors name the map.
@@ -80,19 +104,12 @@ absl::StatusOr<std::vector<Out>> DumpMap(int fd, const char* name) {
   return out;
 }
 
-// Opens the maps pinned under `dir` by name into fds[0..], all or none; errors say
-// whether bpffs is missing, the agent never ran, or permission is lacking.
-absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const char*> names,
-                            int* fds);
-
 absl::StatusOr<cppnet_config> ReadConfig(int config_fd);
 absl::Status WriteConfig(int config_fd, const cppnet_config& cfg);
 absl::StatusOr<std::vector<RouteEntry>> ListRoutes(int routes_fd);
 absl::Status UpsertRoute(int routes_fd, const Prefix4& subnet, const cppnet_route& route);
 absl::Status DeleteRoute(int routes_fd, const Prefix4& subnet);
 // Adds the route only when no entry for exactly `subnet` exists; false when one does.
-absl::StatusOr<bool> InsertRouteIfAbsent(int routes_fd, const Prefix4& subnet,
-                                         const cppnet_route& route);
 // Longest-prefix lookup: the entry for `subnet` when one exists for exactly it.
 std::optional<cppnet_route> LookupRoute(int routes_fd, const Prefix4& subnet);
 // The entry for exactly `subnet`, if there is one (an LPM lookup alone would also

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cppnet/abi.h"
+#include "cppnet/maps.h"
 #include "cppnet/net.h"
 
 namespace cppnet {
@@ -18,22 +19,15 @@ std::string VlanModeName(uint8_t mode);
 
 // The VLAN maps the registry keeps (cppnet_vlan_ep, _net, _port, _cnt); closed on
 // destruction when opened from pins.
-class VlanMaps {
+class VlanMaps : public MapGroup<4> {
  public:
-  VlanMaps() = default;
-  VlanMaps(int ep, int net, int port, int cnt) : ep_(ep), net_(net), port_(port), cnt_(cnt) {}
-  VlanMaps(VlanMaps&& o) noexcept { *this = std::move(o); }
-  VlanMaps& operator=(VlanMaps&& o) noexcept;
-  ~VlanMaps();
+  enum Index { kEp, kNet, kPort, kCnt, kCount };
+  using MapGroup::MapGroup;
   static absl::StatusOr<VlanMaps> OpenPinned(const std::string& dir);
-  int ep() const { return ep_; }
-  int net() const { return net_; }
-  int port() const { return port_; }
-  int cnt() const { return cnt_; }
-
- private:
-  int ep_ = -1, net_ = -1, port_ = -1, cnt_ = -1;
-  bool owned_ = false;
+  int ep() const { return fd(kEp); }
+  int net() const { return fd(kNet); }
+  int port() const { return fd(kPort); }
+  int cnt() const { return fd(kCnt); }
 };
 
 struct VlanEndpointSpec {

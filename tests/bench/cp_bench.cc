@@ -54,15 +54,8 @@ bool InMap(int fd, const Prefix4& p) {
 }
 
 size_t CountEntries(int fd) {
-  cppnet_route_key k{}, next{};
-  size_t n = 0;
-  void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    n++;
-    k = next;
-    prev = &k;
-  }
-  return n;
+  auto all = ListRoutes(fd);
+  return all.ok() ? all->size() : 0;
 }
 
 // Poll (bounded) until the route's presence equals `want`; returns ns waited or -1.
