@@ -306,8 +306,8 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
                   config_->backend.port != parsed->backend.port);
   config_ = *parsed;
   LOG_INFO("Network config: Network ", FormatPrefix4(config_->network), ", SubnetLen ",
-           config_->subnet_len, ", backend ", config_->backend.type, " (VNI ", config_->backend.vni,
-           ", port ", config_->backend.port, ")");
+           config_->subnet_len, ", backend ", BackendName(config_->backend.type), " (VNI ",
+           config_->backend.vni, ", port ", config_->backend.port, ")");
   if (config_->enable_ipv6)
     LOG_WARN("Config: EnableIPv6 with IPv6Network ", FormatPrefix6(*config_->ipv6_network),
              " is valid, but this version forwards IPv4 only: no IPv6 subnet is leased");
@@ -315,10 +315,10 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     // Peers install only leases of the configured type: publish ours with the new one.
     auto st = RepublishLease();
     if (st.ok())
-      LOG_INFO("Backend changed to ", config_->backend.type, ": lease ", FormatPrefix4(*subnet_),
-               " re-published");
+      LOG_INFO("Backend changed to ", BackendName(config_->backend.type), ": lease ",
+               FormatPrefix4(*subnet_), " re-published");
     else
-      LOG_ERROR("Backend changed to ", config_->backend.type,
+      LOG_ERROR("Backend changed to ", BackendName(config_->backend.type),
                 ": re-publishing the lease failed: ", st.message());
   }
   if (datapath_active_) {
@@ -514,9 +514,9 @@ absl::Status Agent::RepublishLease() {
 }
 
 Lease Agent::OwnLease() const {
-  if (config_->backend.type == "vxlan")
+  if (config_->backend.type == CPPNET_BACKEND_VXLAN)
     return Lease{public_ip_, "vxlan", config_->backend.vni, vtep_mac_};
-  return Lease{public_ip_, config_->backend.type, 0, std::nullopt};
+  return Lease{public_ip_, BackendName(config_->backend.type), 0, std::nullopt};
 }
 
 absl::Status Agent::ActivateDatapath() {
@@ -537,7 +537,7 @@ absl::Status Agent::ActivateDatapath() {
   c.vni = cfg.backend.vni;
   c.port = cfg.backend.port;
   c.mtu = static_cast<uint16_t>(underlay_.mtu);
-  c.backend = *BackendFromName(cfg.backend.type);  // validated by ParseNetworkConfig
+  c.backend = cfg.backend.type;
   c.flags = CPPNET_CFG_READY | (UntaggedVlanOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
@@ -551,7 +551,7 @@ absl::Status Agent::ActivateDatapath() {
   // costs far more than it saves: there the tc program decapsulates.
   const bool xdp_decap =
       opts_.decap == "xdp" || (opts_.decap == "auto" && underlay_.kind != "veth");
-  const bool want_xdp = xdp_decap && cfg.backend.type != "host-gw";
+  const bool want_xdp = xdp_decap && cfg.backend.type != CPPNET_BACKEND_HOSTGW;
   if (!datapath_active_ || want_xdp != xdp_attached_) {
     if (want_xdp) {
       if (auto st = dp_->AttachXdp(underlay_.ifindex, underlay_.name); !st.ok()) return st;
@@ -562,9 +562,9 @@ absl::Status Agent::ActivateDatapath() {
   }
   if (!datapath_active_) {
     LOG_INFO("Datapath attached: tc ingress on ", underlay_.name,
-             want_xdp                        ? " with XDP decapsulation"
-             : cfg.backend.type == "host-gw" ? ""
-                                             : " (decapsulation in tc)",
+             want_xdp                                    ? " with XDP decapsulation"
+             : cfg.backend.type == CPPNET_BACKEND_HOSTGW ? ""
+                                                         : " (decapsulation in tc)",
              ", tc encapsulation on the container side; subnet file ", opts_.subnet_file, " (MTU ",
              mtu, ")");
     datapath_active_ = true;

@@ -23,7 +23,7 @@ DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own
       return Prefix4{a.addr & a.mask(), a.len}.contains(ip);
     });
   };
-  const uint8_t backend = *BackendFromName(cfg.backend.type);  // validated by the parser
+  const uint8_t backend = cfg.backend.type;
   DesiredRoutes out;
   out.skipped = std::move(set.skipped);
   for (const auto& [subnet, peer] : set.routes) {

@@ -37,8 +37,8 @@ uint16_t DefaultBackendPort(uint8_t b) {
 }
 
 int NetworkConfig::ContainerMtu(int underlay_mtu) const {
-  if (backend.type == "vxlan") return underlay_mtu - CPPNET_VXLAN_OVERHEAD;
-  if (backend.type == "udp") return underlay_mtu - CPPNET_UDP_OVERHEAD;
+  if (backend.type == CPPNET_BACKEND_VXLAN) return underlay_mtu - CPPNET_VXLAN_OVERHEAD;
+  if (backend.type == CPPNET_BACKEND_UDP) return underlay_mtu - CPPNET_UDP_OVERHEAD;
   return underlay_mtu;
 }
 
@@ -170,11 +170,14 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
     const nlohmann::json* t = FindKey(*be, "Type");
     if (t && !t->is_string())
       return absl::InvalidArgumentError("config: Backend.Type must be a string");
-    if (t) c.backend.type = absl::AsciiStrToLower(t->get<std::string>());
-    if (!BackendFromName(c.backend.type))
-      return absl::InvalidArgumentError(absl::StrCat("config: unknown backend type \"",
-                                                     t->get<std::string>(),
-                                                     "\" (supported: vxlan, udp, host-gw)"));
+    if (t) {
+      auto type = BackendFromName(absl::AsciiStrToLower(t->get<std::string>()));
+      if (!type)
+        return absl::InvalidArgumentError(absl::StrCat("config: unknown backend type \"",
+                                                       t->get<std::string>(),
+                                                       "\" (supported: vxlan, udp, host-gw)"));
+      c.backend.type = *type;
+    }
     int64_t vni = CPPNET_VXLAN_VNI_DEFAULT, port = 0;
     if (auto st = GetInt(*be, "VNI", &vni, "config: Backend"); !st.ok()) return st;
     if (auto st = GetInt(*be, "Port", &port, "config: Backend"); !st.ok()) return st;
@@ -192,7 +195,7 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
       c.backend.direct_routing = dr->get<bool>();
     }
   }
-  if (c.backend.port == 0) c.backend.port = DefaultBackendPort(*BackendFromName(c.backend.type));
+  if (c.backend.port == 0) c.backend.port = DefaultBackendPort(c.backend.type);
   return c;
 }
 

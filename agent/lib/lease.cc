@@ -65,9 +65,9 @@ static std::string ValidatePeer(const NetworkConfig& cfg, const Prefix4& subnet,
   if (!cfg.network.contains(subnet))
     return absl::StrCat("subnet ", FormatPrefix4(subnet), " is outside the Network ",
                         FormatPrefix4(cfg.network));
-  if (type != cfg.backend.type)
+  if (type != BackendName(cfg.backend.type))
     return absl::StrCat("backend type \"", type, "\" differs from the configured \"",
-                        cfg.backend.type, "\"");
+                        BackendName(cfg.backend.type), "\"");
   if (type == "vxlan") {
     if (!l.vtep_mac) return "vxlan lease without a VtepMAC";
     if ((*l.vtep_mac)[0] & 1)

@@ -6,12 +6,15 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "cppnet/abi.h"
 #include "cppnet/net.h"
 
 namespace cppnet {
 
 struct BackendConfig {
-  std::string type = "udp";  // flanneld's default when Backend is absent
+  // enum cppnet_backend (BackendName() spells it as the config and leases do); udp is
+  // flanneld's default when Backend is absent.
+  uint8_t type = CPPNET_BACKEND_UDP;
   uint32_t vni = 1;
   uint16_t port = 0;  // 0 until defaulted per type
   bool direct_routing = false;

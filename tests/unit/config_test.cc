@@ -11,7 +11,7 @@ TEST(Config, VxlanWithDefaults) {
   EXPECT_EQ(c->subnet_len, 24);
   EXPECT_EQ(FormatIp4(c->subnet_min), "10.5.1.0");
   EXPECT_EQ(FormatIp4(c->subnet_max), "10.5.255.0");
-  EXPECT_EQ(c->backend.type, "vxlan");
+  EXPECT_EQ(c->backend.type, CPPNET_BACKEND_VXLAN);
   EXPECT_EQ(c->backend.vni, 1u);
   EXPECT_EQ(c->backend.port, 8472);
   EXPECT_EQ(c->ContainerMtu(1500), 1450);
@@ -26,7 +26,7 @@ TEST(Config, SubnetLenDefaultForSmallNetworks) {
 TEST(Config, MissingBackendIsUdpAndKeysAreCaseInsensitive) {
   auto c = ParseNetworkConfig(R"({"network":"10.5.0.0/16","subnetlen":26,"Unknown":true})");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->backend.type, "udp");
+  EXPECT_EQ(c->backend.type, CPPNET_BACKEND_UDP);
   EXPECT_EQ(c->backend.port, 8285);
   EXPECT_EQ(c->subnet_len, 26);
   EXPECT_EQ(c->ContainerMtu(1500), 1472);
