@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 
@@ -473,7 +474,7 @@ int RouteAdd(const MapFds& m, const std::vector<std::string>& a) {
   return 0;
 }
 
-int RouteDel(const MapFds& m, const std::vector<std::string>& a) {
+int RouteDel(const std::vector<std::string>& a) {
   if (a.size() != 1) return Usage("route del: usage: route del CIDR");
   auto subnet = ParsePrefix4(a[0]);
   if (!subnet.ok()) return Usage(absl::StrCat("route del: ", subnet.status().message()));
@@ -487,122 +488,150 @@ int RouteDel(const MapFds& m, const std::vector<std::string>& a) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// What the parsed command line holds for a handler.
+struct Ctx {
   Globals g;
-  CLI::App app{"cppnetctl: inspect the cppnet datapath (pinned BPF maps)"};
+  std::vector<std::string> args;  // route add/del
+  NetworkCreateArgs create;
+  std::vector<std::string> names;  // network delete
+  std::string name;                // network show
+};
+
+// The one command table: every command with its group, help, options and handler.
+// Commands with `maps` get the pinned maps opened first (read only); those that
+// change state ask the agent through its local API.
+struct Command {
+  const char* group;
+  const char* name;
+  const char* alias;
+  const char* help;
+  bool maps;
+  std::function<void(CLI::App*, Ctx&)> options;
+  std::function<int(Ctx&, const MapFds*)> run;
+};
+
+void EtcdFlags(CLI::App* sub, Ctx& c) {
+  sub->add_option("--etcd-endpoints", c.g.etcd.endpoints, "read the leases from etcd")
+      ->envname("CPPNET_ETCD_ENDPOINTS");
+  sub->add_option("--etcd-prefix", c.g.etcd_prefix, "etcd prefix")
+      ->envname("CPPNET_ETCD_PREFIX")
+      ->capture_default_str();
+  sub->add_option("--etcd-cafile", c.g.etcd.cafile, "TLS: CA of etcd's certificate")
+      ->envname("CPPNET_ETCD_CAFILE");
+  sub->add_option("--etcd-certfile", c.g.etcd.certfile, "TLS: client certificate")
+      ->envname("CPPNET_ETCD_CERTFILE");
+  sub->add_option("--etcd-keyfile", c.g.etcd.keyfile, "TLS: client key")
+      ->envname("CPPNET_ETCD_KEYFILE");
+  sub->add_option("--etcd-username", c.g.etcd.username, "etcd user")
+      ->envname("CPPNET_ETCD_USERNAME");
+  sub->add_option("--etcd-password", c.g.etcd.password, "etcd password")
+      ->envname("CPPNET_ETCD_PASSWORD");
+  sub->add_option("--etcd-password-file", c.g.etcd.password_file,
+                  "file whose first line is the etcd password")
+      ->envname("CPPNET_ETCD_PASSWORD_FILE");
+}
+
+void CreateOptions(CLI::App* sub, Ctx& c) {
+  NetworkCreateArgs& a = c.create;
+  sub->add_option("-d,--driver", a.driver, "macvlan (default) or ipvlan");
+  sub->add_option("--subnet", a.subnets, "subnet in CIDR form; repeat for dual stack")->take_all();
+  sub->add_option("--gateway", a.gateways, "gateway of the subnet of its family; repeatable")
+      ->take_all();
+  sub->add_option("--ip-range", a.ip_range, "allocate container addresses from this range");
+  sub->add_option("--aux-address", a.aux_addresses, "name=IP reserved, never given to a container")
+      ->take_all();
+  sub->add_flag("--ipv6", a.ipv6, "enable the IPv6 subnet");
+  sub->add_flag("--internal", a.internal, "no default route to the outside");
+  sub->add_option("-o,--opt", a.options, "parent=IF[.VLAN], macvlan_mode=..., ipvlan_mode=...")
+      ->take_all();
+  sub->add_option("name", a.name, "network name")->required();
+}
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> kCommands = {
+      {"show", "leases", nullptr,
+       "subnet leases: this host's and the others' (from the maps, or etcd with --etcd-endpoints)",
+       false, EtcdFlags,
+       [](Ctx& c, const MapFds*) {
+         if (!c.g.etcd.endpoints.empty()) return ShowLeases(c.g, nullptr);  // no maps needed
+         auto m = MapFds::OpenPinned(c.g.bpffs_dir);
+         return m.ok() ? ShowLeases(c.g, &*m) : Fail(m.status());
+       }},
+      {"show", "routes", nullptr, "routes to other hosts' subnets", true, nullptr,
+       [](Ctx& c, const MapFds* m) { return ShowRoutes(c.g, *m); }},
+      {"show", "endpoints", nullptr,
+       "local containers learned for direct delivery (IP, MAC, host veth)", true, nullptr,
+       [](Ctx& c, const MapFds* m) { return ShowEndpoints(c.g, *m); }},
+      {"show", "vlans", nullptr,
+       "VLAN networks: endpoints on this host, their MACs, IPs and counters", true, nullptr,
+       [](Ctx& c, const MapFds* m) { return ShowVlans(c.g, *m); }},
+      {"show", "config", nullptr,
+       "this host's lease, underlay and backend as the datapath sees them", true, nullptr,
+       [](Ctx& c, const MapFds* m) { return ShowConfig(c.g, *m); }},
+      {"show", "stats", nullptr, "packet counters, drops by reason (summed over CPUs)", true,
+       nullptr, [](Ctx& c, const MapFds* m) { return ShowStats(c.g, *m); }},
+      {"route", "list", nullptr, "all routes, lease and static", true, nullptr,
+       [](Ctx& c, const MapFds* m) { return ShowRoutes(c.g, *m); }},
+      {"route", "add", nullptr,
+       "route add CIDR via IP [backend B] [vtep-mac MAC] [vni N] [port P] (through the agent)",
+       true,
+       [](CLI::App* sub, Ctx& c) {
+         sub->add_option("args", c.args, "CIDR via IP [backend B] [vtep-mac MAC] [vni N] [port P]")
+             ->required();
+       },
+       [](Ctx& c, const MapFds* m) { return RouteAdd(*m, c.args); }},
+      {"route", "del", nullptr, "route del CIDR (static routes only; through the agent)", false,
+       [](CLI::App* sub, Ctx& c) { sub->add_option("args", c.args, "CIDR")->required(); },
+       [](Ctx& c, const MapFds*) { return RouteDel(c.args); }},
+      {"network", "create", nullptr,
+       "network create -d macvlan|ipvlan --subnet CIDR ... -o parent=eth1.10 NAME (through the "
+       "agent)",
+       false, CreateOptions, [](Ctx& c, const MapFds*) { return NetworkCreate(c.g, c.create); }},
+      {"network", "delete", "rm", "network delete NAME... (through the agent)", false,
+       [](CLI::App* sub, Ctx& c) {
+         sub->add_option("names", c.names, "network names")->required();
+       },
+       [](Ctx& c, const MapFds*) { return NetworkDelete(c.g, c.names); }},
+      {"network", "list", "ls", "all VLAN networks on this host", false, nullptr,
+       [](Ctx& c, const MapFds*) { return NetworkList(c.g, ""); }},
+      {"network", "show", "inspect", "network show NAME", false,
+       [](CLI::App* sub, Ctx& c) { sub->add_option("name", c.name, "network name")->required(); },
+       [](Ctx& c, const MapFds*) { return NetworkList(c.g, c.name); }},
+  };
+  return kCommands;
+}
+
+int main(int argc, char** argv) {
+  Ctx ctx;
+  CLI::App app{
+      "cppnetctl: inspect the cppnet datapath (pinned BPF maps); change static routes and VLAN "
+      "networks through cppnet-agent"};
   app.require_subcommand(1);
-  app.add_option("--bpffs-dir", g.bpffs_dir, "where cppnet-agent pins its maps")
+  app.add_option("--bpffs-dir", ctx.g.bpffs_dir, "where cppnet-agent pins its maps")
       ->envname("CPPNET_BPFFS_DIR")
       ->capture_default_str();
-  app.add_flag("--json", g.json, "machine-readable output");
-  CLI::App* show = app.add_subcommand("show", "show datapath state");
-  show->require_subcommand(1);
-  using Handler = std::function<int(const Globals&, const MapFds&)>;
-  // One command table: name, help, handler.
-  const std::vector<std::tuple<std::string, std::string, Handler>> table = {
-      {"leases",
-       "subnet leases: this host's and the others' (from the maps, or etcd with --etcd-endpoints)",
-       [](const Globals& g, const MapFds& m) { return ShowLeases(g, &m); }},
-      {"routes", "routes to other hosts' subnets", ShowRoutes},
-      {"endpoints", "local containers learned for direct delivery (IP, MAC, host veth)",
-       ShowEndpoints},
-      {"vlans", "VLAN networks: endpoints on this host, their MACs, IPs and counters", ShowVlans},
-      {"config", "this host's lease, underlay and backend as the datapath sees them", ShowConfig},
-      {"stats", "packet counters, drops by reason (summed over CPUs)", ShowStats},
-  };
-  Handler chosen;
-  bool leases_from_etcd = false;
-  for (const auto& [name, help, fn] : table) {
-    CLI::App* sub = show->add_subcommand(name, help);
-    sub->add_flag("--json", g.json, "machine-readable output");
-    sub->callback([&chosen, fn = fn] { chosen = fn; });
-    if (name != "leases") continue;
-    sub->add_option("--etcd-endpoints", g.etcd.endpoints, "read the leases from etcd")
-        ->envname("CPPNET_ETCD_ENDPOINTS");
-    sub->add_option("--etcd-prefix", g.etcd_prefix, "etcd prefix")
-        ->envname("CPPNET_ETCD_PREFIX")
-        ->capture_default_str();
-    sub->add_option("--etcd-cafile", g.etcd.cafile, "TLS: CA of etcd's certificate")
-        ->envname("CPPNET_ETCD_CAFILE");
-    sub->add_option("--etcd-certfile", g.etcd.certfile, "TLS: client certificate")
-        ->envname("CPPNET_ETCD_CERTFILE");
-    sub->add_option("--etcd-keyfile", g.etcd.keyfile, "TLS: client key")
-        ->envname("CPPNET_ETCD_KEYFILE");
-    sub->add_option("--etcd-username", g.etcd.username, "etcd user")
-        ->envname("CPPNET_ETCD_USERNAME");
-    sub->add_option("--etcd-password", g.etcd.password, "etcd password")
-        ->envname("CPPNET_ETCD_PASSWORD");
-    sub->add_option("--etcd-password-file", g.etcd.password_file,
-                    "file whose first line is the etcd password")
-        ->envname("CPPNET_ETCD_PASSWORD_FILE");
-    sub->callback([&chosen, &leases_from_etcd, &g, fn = fn] {
-      leases_from_etcd = !g.etcd.endpoints.empty();
-      chosen = fn;
-    });
-  }
-  CLI::App* route =
-      app.add_subcommand("route", "static routes in the datapath (kept apart from lease routes)");
-  route->require_subcommand(1);
-  std::vector<std::string> route_args;
-  const std::vector<std::tuple<std::string, std::string, Handler>> route_table = {
-      {"list", "all routes, lease and static", ShowRoutes},
-      {"add", "route add CIDR via IP [backend B] [vtep-mac MAC] [vni N] [port P]",
-       [&route_args](const Globals&, const MapFds& m) { return RouteAdd(m, route_args); }},
-      {"del", "route del CIDR (static routes only)",
-       [&route_args](const Globals&, const MapFds& m) { return RouteDel(m, route_args); }},
-  };
-  for (const auto& [name, help, fn] : route_table) {
-    CLI::App* sub = route->add_subcommand(name, help);
-    sub->add_flag("--json", g.json, "machine-readable output");
-    if (name != "list") sub->add_option("args", route_args, "arguments")->required();
-    sub->callback([&chosen, fn = fn] { chosen = fn; });
-  }
-  // network create|delete|list|show: definitions in <config-dir>/networks.d, served by the agent.
-  app.add_option("--config-dir", g.config_dir, "host configuration (VLAN networks in networks.d/)")
+  app.add_option("--config-dir", ctx.g.config_dir,
+                 "host configuration (VLAN networks in networks.d/)")
       ->envname("CPPNET_CONFIG_DIR")
       ->capture_default_str();
-  CLI::App* network =
-      app.add_subcommand("network", "VLAN networks (Docker's macvlan/ipvlan syntax)");
-  network->require_subcommand(1);
-  std::function<int()> net_chosen;
-  NetworkCreateArgs create;
-  std::vector<std::string> net_names;
-  std::string show_name;
-  CLI::App* ncreate = network->add_subcommand(
-      "create", "network create -d macvlan|ipvlan --subnet CIDR ... -o parent=eth1.10 NAME");
-  ncreate->add_option("-d,--driver", create.driver, "macvlan (default) or ipvlan");
-  ncreate->add_option("--subnet", create.subnets, "subnet in CIDR form; repeat for dual stack")
-      ->take_all();
-  ncreate
-      ->add_option("--gateway", create.gateways, "gateway of the subnet of its family; repeatable")
-      ->take_all();
-  ncreate->add_option("--ip-range", create.ip_range,
-                      "allocate container addresses from this range");
-  ncreate
-      ->add_option("--aux-address", create.aux_addresses,
-                   "name=IP reserved, never given to a container")
-      ->take_all();
-  ncreate->add_flag("--ipv6", create.ipv6, "enable the IPv6 subnet");
-  ncreate->add_flag("--internal", create.internal, "no default route to the outside");
-  ncreate
-      ->add_option("-o,--opt", create.options,
-                   "parent=IF[.VLAN], macvlan_mode=..., ipvlan_mode=...")
-      ->take_all();
-  ncreate->add_option("name", create.name, "network name")->required();
-  ncreate->callback([&] { net_chosen = [&] { return NetworkCreate(g, create); }; });
-  CLI::App* ndelete = network->add_subcommand("delete", "network delete NAME...");
-  ndelete->alias("rm");
-  ndelete->add_option("names", net_names, "network names")->required();
-  ndelete->callback([&] { net_chosen = [&] { return NetworkDelete(g, net_names); }; });
-  CLI::App* nlist = network->add_subcommand("list", "all VLAN networks on this host");
-  nlist->alias("ls");
-  nlist->add_flag("--json", g.json, "machine-readable output");
-  nlist->callback([&] { net_chosen = [&] { return NetworkList(g, ""); }; });
-  CLI::App* nshow = network->add_subcommand("show", "network show NAME");
-  nshow->alias("inspect");
-  nshow->add_flag("--json", g.json, "machine-readable output");
-  nshow->add_option("name", show_name, "network name")->required();
-  nshow->callback([&] { net_chosen = [&] { return NetworkList(g, show_name); }; });
+  app.add_flag("--json", ctx.g.json, "machine-readable output");
+  const std::map<std::string, const char*> groups = {
+      {"show", "show datapath state"},
+      {"route", "static routes in the datapath (kept apart from lease routes)"},
+      {"network", "VLAN networks (Docker's macvlan/ipvlan syntax)"}};
+  std::map<std::string, CLI::App*> group_apps;
+  for (const auto& [name, help] : groups) {
+    group_apps[name] = app.add_subcommand(name, help);
+    group_apps[name]->require_subcommand(1);
+  }
+  const Command* chosen = nullptr;
+  for (const Command& cmd : Commands()) {
+    CLI::App* sub = group_apps[cmd.group]->add_subcommand(cmd.name, cmd.help);
+    if (cmd.alias) sub->alias(cmd.alias);
+    sub->add_flag("--json", ctx.g.json, "machine-readable output");
+    if (cmd.options) cmd.options(sub, ctx);
+    sub->callback([&chosen, &cmd] { chosen = &cmd; });
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -613,9 +642,9 @@ int main(int argc, char** argv) {
   }
   if (std::string w = ScrubPasswordArg(argc, argv); !w.empty())
     fprintf(stderr, "cppnetctl: warning: %s\n", w.c_str());
-  if (net_chosen) return net_chosen();
-  if (leases_from_etcd) return ShowLeases(g, nullptr);  // no maps needed
-  auto maps = MapFds::OpenPinned(g.bpffs_dir);
+  if (!chosen) return 2;
+  if (!chosen->maps) return chosen->run(ctx, nullptr);
+  auto maps = MapFds::OpenPinned(ctx.g.bpffs_dir);
   if (!maps.ok()) return Fail(maps.status());
-  return chosen(g, *maps);
+  return chosen->run(ctx, &*maps);
 }
