@@ -2,7 +2,54 @@
  * the trunk side (cppnet_tc_trunk, cppnet_tc_underlay) and the endpoint side. */
 #ifndef CPPNET_BPF_VLAN_H
 #define CPPNET_BPF_VLAN_H
-#include "common.h"
+#include "lib/csum.h"
+#include "lib/helpers.h"
+#include "lib/stats.h"
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, CPPNET_VLAN_EP_MAX);
+  __type(key, struct cppnet_vlan_ep_key);
+  __type(value, struct cppnet_vlan_ep);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_ep SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, CPPNET_VLAN_NET_MAX);
+  __type(key, struct cppnet_vlan_net_key);
+  __type(value, struct cppnet_vlan_net);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_net SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, CPPNET_VLAN_EP_MAX);
+  __type(key, __u32);
+  __type(value, struct cppnet_vlan_port);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_port SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, CPPNET_VLAN_EP_MAX);
+  __type(key, __u32);
+  __type(value, struct cppnet_vlan_cnt);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_cnt SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, CPPNET_VLAN_EP_MAX);
+  __type(key, struct cppnet_vlan_ep_key);
+  __type(value, struct cppnet_vlan_nbr);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_vlan_nbr SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 64 * 1024);
+} cppnet_vlan_miss SEC(".maps");
 
 /* An endpoint is a veth pair. Its frames enter cppnet_tc_vlan_port on the host end
  * and are switched to another local endpoint or tagged and sent out of the trunk.
@@ -47,13 +94,13 @@ static __always_inline struct cppnet_vlan_ep* vlan_ep_by_ip(struct __sk_buff* sk
 
   if (proto == bpf_htons(ETH_P_IP)) {
     k.kind = CPPNET_VLAN_ADDR_IPV4;
-    if (bpf_skb_load_bytes(skb, l3 + 16, k.addr, 4)) return 0;
+    if (bpf_skb_load_bytes(skb, l3 + IPV4_DADDR_OFF, k.addr, 4)) return 0;
   } else if (proto == bpf_htons(ETH_P_ARP)) {
     k.kind = CPPNET_VLAN_ADDR_IPV4; /* target protocol address (Ethernet/IPv4 ARP) */
-    if (bpf_skb_load_bytes(skb, l3 + 24, k.addr, 4)) return 0;
+    if (bpf_skb_load_bytes(skb, l3 + ARP_TPA_OFF, k.addr, 4)) return 0;
   } else if (proto == bpf_htons(ETH_P_IPV6)) {
     k.kind = CPPNET_VLAN_ADDR_IPV6;
-    if (bpf_skb_load_bytes(skb, l3 + 24, k.addr, 16)) return 0;
+    if (bpf_skb_load_bytes(skb, l3 + IPV6_DADDR_OFF, k.addr, 16)) return 0;
   } else {
     return 0;
   }
@@ -125,7 +172,6 @@ static __always_inline int vlan_source_ok(struct __sk_buff* skb, void* data, voi
   return ep && ep->ifindex == self;
 }
 
-#define VLAN_NOT_OURS (-1)
 #define IPPROTO_ICMPV6_ 58
 #define ND_NS 135
 #define ND_NA 136
@@ -156,29 +202,21 @@ struct nd_pseudo_ {
   __u8 icmp[32];
 };
 
-static __always_inline __u16 csum_fold_(__s64 sum) {
-  __u32 s = (__u32)sum;
-
-  s = (s & 0xffff) + (s >> 16);
-  s = (s & 0xffff) + (s >> 16);
-  return (__u16)~s;
-}
-
 /* Trunk ingress of an ipvlan l3 network: ARP and neighbour discovery. Returns a tc
- * verdict, or VLAN_NOT_OURS for everything else. */
+ * verdict, or NOT_OURS for everything else. */
 static __always_inline int vlan_l3_nd(struct __sk_buff* skb, const struct cppnet_vlan_net* net,
                                       __u32 trunk, __u16 vid, __be16 proto, __u32 l3) {
   __u8 macs[12]; /* destination, source */
   const __u8* smac = macs + 6;
 
-  if (bpf_skb_load_bytes(skb, 0, macs, 12)) return VLAN_NOT_OURS;
+  if (bpf_skb_load_bytes(skb, 0, macs, 12)) return NOT_OURS;
   const int to_us = mac_equal_bytes(macs, net->trunk_mac);
   if (proto == bpf_htons(ETH_P_ARP)) {
     struct arp_eth_ a;
 
     if (bpf_skb_load_bytes(skb, l3, &a, sizeof(a)) || a.htype != bpf_htons(ARPHRD_ETHER_) ||
         a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
-      return VLAN_NOT_OURS;
+      return NOT_OURS;
     if (a.op == bpf_htons(ARPOP_REPLY_) && to_us && mac_equal_bytes(a.tha, net->trunk_mac))
       nbr_answer(trunk, vid, CPPNET_VLAN_ADDR_IPV4, a.spa, a.sha);
     if (a.op == bpf_htons(ARPOP_REQUEST_) &&
@@ -193,16 +231,14 @@ static __always_inline int vlan_l3_nd(struct __sk_buff* skb, const struct cppnet
       __builtin_memcpy(a.spa, ip, 4);
       if (bpf_skb_store_bytes(skb, l3, &a, sizeof(a), 0) ||
           bpf_skb_store_bytes(skb, 0, smac, 6, 0) ||
-          bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0)) {
-        count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-        return TC_ACT_SHOT;
-      }
+          bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0))
+        return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
       count(CPPNET_CNT_VLAN_PROXY, skb->len);
       return bpf_redirect(trunk, 0); /* back out, still tagged */
     }
-    return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+    return vid ? TC_ACT_SHOT : NOT_OURS;
   }
-  if (proto != bpf_htons(ETH_P_IPV6)) return VLAN_NOT_OURS;
+  if (proto != bpf_htons(ETH_P_IPV6)) return NOT_OURS;
   struct {
     __be32 vtcfl;
     __be16 plen;
@@ -215,39 +251,36 @@ static __always_inline int vlan_l3_nd(struct __sk_buff* skb, const struct cppnet
   } nd;
   if (bpf_skb_load_bytes(skb, l3, &nd, sizeof(nd)) || nd.nxt != IPPROTO_ICMPV6_ || nd.hop != 255 ||
       (nd.type != ND_NS && nd.type != ND_NA))
-    return VLAN_NOT_OURS;
+    return NOT_OURS;
   const int unspecified = !(*(__u64*)nd.src | *(__u64*)(nd.src + 8));
   if (nd.type == ND_NA) {
     if (to_us && (nd.flags & bpf_htonl(ND_NA_SOLICITED)))
       nbr_answer(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target, smac);
-    return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+    return vid ? TC_ACT_SHOT : NOT_OURS;
   }
   /* Answer only a solicitation with its source link-layer option (32 bytes), the
    * size of our advertisement, from a node that has an address (not DAD). */
   if (unspecified || nd.plen != bpf_htons(32) ||
       !vlan_ep_find(trunk, vid, CPPNET_VLAN_ADDR_IPV6, nd.target))
-    return vid ? TC_ACT_SHOT : VLAN_NOT_OURS;
+    return vid ? TC_ACT_SHOT : NOT_OURS;
   struct nd_pseudo_ ps = {};
   __builtin_memcpy(ps.src, nd.target, 16);
   __builtin_memcpy(ps.dst, nd.src, 16);
   ps.len = bpf_htonl(32);
   ps.nxt = bpf_htonl(IPPROTO_ICMPV6_);
   ps.icmp[0] = ND_NA;
-  ps.icmp[4] = 0x60; /* solicited, override */
-  __builtin_memcpy(ps.icmp + 8, nd.target, 16);
-  ps.icmp[24] = 2; /* target link-layer address */
-  ps.icmp[25] = 1;
-  mac_copy(ps.icmp + 26, net->trunk_mac);
-  __u16 csum = csum_fold_(bpf_csum_diff(0, 0, (__be32*)&ps, sizeof(ps), 0));
-  __builtin_memcpy(ps.icmp + 2, &csum, 2);
+  ps.icmp[ND_NA_FLAGS_OFF] = 0x60; /* solicited, override */
+  __builtin_memcpy(ps.icmp + ND_NA_TARGET_OFF, nd.target, 16);
+  ps.icmp[ND_OPT_OFF] = ND_OPT_TARGET_LLADDR;
+  ps.icmp[ND_OPT_OFF + 1] = 1; /* length in units of 8 bytes */
+  mac_copy(ps.icmp + ND_OPT_OFF + 2, net->trunk_mac);
+  __u16 csum = csum_fold((__u32)bpf_csum_diff(0, 0, (__be32*)&ps, sizeof(ps), 0));
+  __builtin_memcpy(ps.icmp + ICMP_CSUM_OFF, &csum, 2);
   /* IPv6 addresses: from the target to the solicitor; then the advertisement. */
-  if (bpf_skb_store_bytes(skb, l3 + 8, ps.src, 32, 0) ||
-      bpf_skb_store_bytes(skb, l3 + 40, ps.icmp, 32, 0) ||
-      bpf_skb_store_bytes(skb, 0, smac, 6, 0) ||
-      bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0)) {
-    count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-    return TC_ACT_SHOT;
-  }
+  if (bpf_skb_store_bytes(skb, l3 + IPV6_SADDR_OFF, ps.src, 32, 0) ||
+      bpf_skb_store_bytes(skb, l3 + IPV6_HLEN, ps.icmp, 32, 0) ||
+      bpf_skb_store_bytes(skb, 0, smac, 6, 0) || bpf_skb_store_bytes(skb, 6, net->trunk_mac, 6, 0))
+    return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
   count(CPPNET_CNT_VLAN_PROXY, skb->len);
   return bpf_redirect(trunk, 0);
 }
@@ -264,7 +297,7 @@ static __always_inline int in_prefix6(const __u8* addr, const __u8* net, __u8 le
 /* An l3 endpoint's packet for somewhere off this host: to the next hop on the VLAN
  * (the destination inside the network's subnet, else its gateway) when its MAC is
  * known; otherwise the agent is asked to resolve it and the packet is dropped, as a
- * neighbour table without a queue would. Returns VLAN_NOT_OURS to send it on. */
+ * neighbour table without a queue would. Returns NOT_OURS to send it on. */
 static __always_inline int vlan_l3_out(struct __sk_buff* skb, const struct cppnet_vlan_net* net,
                                        __u32 trunk, __u16 vid, __be16 proto) {
   struct cppnet_vlan_ep_key k = {.trunk_ifindex = trunk, .vlan = vid};
@@ -272,142 +305,36 @@ static __always_inline int vlan_l3_out(struct __sk_buff* skb, const struct cppne
 
   if (proto == bpf_htons(ETH_P_IP)) {
     __be32 a[2]; /* source, destination */
-    if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, a, 8)) goto truncated;
+    if (bpf_skb_load_bytes(skb, ETH_HLEN + IPV4_SADDR_OFF, a, 8)) goto truncated;
     __be32 nh =
         net->subnet4_len && in_prefix(a[1], net->subnet4, net->subnet4_len) ? a[1] : net->gw4;
-    if (!nh) {
-      count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
-      return TC_ACT_SHOT;
-    }
+    if (!nh) return drop(skb, CPPNET_CNT_DROP_VLAN_NO_ROUTE);
     k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV4;
     __builtin_memcpy(k.addr, &nh, 4);
     __builtin_memcpy(ev.src, &a[0], 4);
   } else if (proto == bpf_htons(ETH_P_IPV6)) {
     __u8 a[32];
-    if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, a, 32)) goto truncated;
+    if (bpf_skb_load_bytes(skb, ETH_HLEN + IPV6_SADDR_OFF, a, 32)) goto truncated;
     k.kind = ev.kind = CPPNET_VLAN_ADDR_IPV6;
     if (net->subnet6_len && in_prefix6(a + 16, net->subnet6, net->subnet6_len))
       __builtin_memcpy(k.addr, a + 16, 16);
     else
       __builtin_memcpy(k.addr, net->gw6, 16);
-    if (!(*(__u64*)k.addr | *(__u64*)(k.addr + 8))) {
-      count(CPPNET_CNT_DROP_VLAN_NO_ROUTE, skb->len);
-      return TC_ACT_SHOT;
-    }
+    if (!(*(__u64*)k.addr | *(__u64*)(k.addr + 8))) return drop(skb, CPPNET_CNT_DROP_VLAN_NO_ROUTE);
     __builtin_memcpy(ev.src, a, 16);
   } else {
-    count(CPPNET_CNT_DROP_VLAN_L3, skb->len);
-    return TC_ACT_SHOT;
+    return drop(skb, CPPNET_CNT_DROP_VLAN_L3);
   }
   struct cppnet_vlan_nbr* n = bpf_map_lookup_elem(&cppnet_vlan_nbr, &k);
   if (!n || n->state == CPPNET_NBR_PENDING) {
     __builtin_memcpy(ev.target, k.addr, 16);
     bpf_ringbuf_output(&cppnet_vlan_miss, &ev, sizeof(ev), 0);
-    count(CPPNET_CNT_DROP_VLAN_UNRESOLVED, skb->len);
-    return TC_ACT_SHOT;
+    return drop(skb, CPPNET_CNT_DROP_VLAN_UNRESOLVED);
   }
-  if (bpf_skb_store_bytes(skb, 0, n->mac, 6, 0)) {
-    count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-    return TC_ACT_SHOT;
-  }
-  return VLAN_NOT_OURS;
+  if (bpf_skb_store_bytes(skb, 0, n->mac, 6, 0)) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
+  return NOT_OURS;
 truncated:
-  count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
-  return TC_ACT_SHOT;
-}
-
-/* tc ingress of a trunk (the underlay program calls it too). Returns a tc verdict, or
- * VLAN_NOT_OURS for frames of no VLAN network here (the host's own traffic, other
- * VLANs, stacked 802.1ad/802.1Q tags), which stay untouched. The core usually untags
- * 802.1Q before tc (skb->vlan_tci); a tag can also still be in the data. */
-static __always_inline int vlan_from_trunk(struct __sk_buff* skb) {
-  void* data = (void*)(long)skb->data;
-  void* data_end = (void*)(long)skb->data_end;
-  struct ethhdr* eth = data;
-  __be16 proto;
-  __u16 vid = 0;
-  __u32 l3 = ETH_HLEN;
-
-  if ((void*)(eth + 1) > data_end) return VLAN_NOT_OURS;
-  proto = eth->h_proto;
-  if (skb->vlan_present) {
-    if (skb->vlan_proto != bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021Q) ||
-        proto == bpf_htons(ETH_P_8021AD))
-      return VLAN_NOT_OURS;
-    vid = skb->vlan_tci & 0xfff;
-  } else if (proto == bpf_htons(ETH_P_8021Q)) {
-    struct vlan_hdr_* vh = (void*)(eth + 1);
-
-    if ((void*)(vh + 1) > data_end) {
-      count(CPPNET_CNT_DROP_TRUNCATED, skb->len);
-      return TC_ACT_SHOT;
-    }
-    if (vh->proto == bpf_htons(ETH_P_8021Q) || vh->proto == bpf_htons(ETH_P_8021AD))
-      return VLAN_NOT_OURS;
-    vid = bpf_ntohs(vh->tci) & 0xfff;
-    proto = vh->proto;
-    l3 += sizeof(*vh);
-  } else if (proto == bpf_htons(ETH_P_8021AD)) {
-    return VLAN_NOT_OURS;
-  }
-  const __u32 trunk = skb->ifindex;
-  struct cppnet_vlan_net_key nk = {.trunk_ifindex = trunk, .vlan = vid};
-  struct cppnet_vlan_net* net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk);
-  if (!net) return VLAN_NOT_OURS;
-  const __u8 mode = net->mode;
-  const int ipvlan = mode == CPPNET_VLAN_IPVLAN_L2 || mode == CPPNET_VLAN_IPVLAN_L3;
-
-  /* One of our endpoints' frames reflected back by the switch: only vepa wants it
-   * (that is how its endpoints reach each other); bridge already switched it here.
-   * Bridge unicast needs no source lookup: a frame for a local endpoint never left
-   * the host, so a reflected one is for a MAC we do not serve and passes anyway. */
-  const int bcast = eth->h_dest[0] & 1;
-  if (ipvlan ? mac_equal(eth->h_source, net->trunk_mac)
-             : mode != CPPNET_VLAN_MACVLAN_VEPA && (bcast || mode != CPPNET_VLAN_MACVLAN_BRIDGE) &&
-                   vlan_ep_by_mac(trunk, vid, eth->h_source)) {
-    if (!vid) return VLAN_NOT_OURS; /* untagged: the host's own frames */
-    count(CPPNET_CNT_DROP_VLAN_LOOP, skb->len);
-    return TC_ACT_SHOT;
-  }
-  if (mode == CPPNET_VLAN_IPVLAN_L3) {
-    int v = vlan_l3_nd(skb, net, trunk, vid, proto, l3);
-    if (v != VLAN_NOT_OURS) return v;
-    data = (void*)(long)skb->data;
-    data_end = (void*)(long)skb->data_end;
-    eth = data;
-    if ((void*)(eth + 1) > data_end) return VLAN_NOT_OURS;
-  }
-  if (bcast) {
-    if (mode == CPPNET_VLAN_IPVLAN_L3)
-      return vid ? TC_ACT_SHOT : VLAN_NOT_OURS; /* l3: no broadcast to endpoints */
-    if (vid && bpf_skb_vlan_pop(skb)) {
-      count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-      return TC_ACT_SHOT;
-    }
-    count(CPPNET_CNT_VLAN_RX, skb->len);
-    vlan_flood(skb, net, 0);
-    /* Untagged: the host shares the segment and gets its copy. A tagged frame of
-     * our VLAN has no other receiver on this host. */
-    return vid ? TC_ACT_SHOT : TC_ACT_OK;
-  }
-  __u32 target = 0;
-  if (mode == CPPNET_VLAN_MACVLAN_PASSTHRU) {
-    target = net->ports[0]; /* the one endpoint owns the parent */
-  } else if (!ipvlan) {
-    struct cppnet_vlan_ep* ep = vlan_ep_by_mac(trunk, vid, eth->h_dest);
-    if (ep) target = ep->ifindex;
-  } else if (mac_equal(eth->h_dest, net->trunk_mac)) {
-    struct cppnet_vlan_ep* ep = vlan_ep_by_ip(skb, trunk, vid, proto, l3);
-    if (ep) target = ep->ifindex;
-  }
-  if (!target) return VLAN_NOT_OURS;
-  if (vid && bpf_skb_vlan_pop(skb)) {
-    count(CPPNET_CNT_DROP_ENCAP_FAILED, skb->len);
-    return TC_ACT_SHOT;
-  }
-  count(CPPNET_CNT_VLAN_RX, skb->len);
-  port_count(target, skb->len, 0);
-  return bpf_redirect_peer(target, 0);
+  return drop(skb, CPPNET_CNT_DROP_TRUNCATED);
 }
 
 #endif

@@ -1,0 +1,220 @@
+/* Container side (tc ingress of each container veth, and of the bridge for ports not attached yet):
+ * source binding, encapsulation or host-gw routing straight out of the underlay, endpoint learning.
+ */
+#ifndef CPPNET_BPF_CONTAINER_H
+#define CPPNET_BPF_CONTAINER_H
+
+#include "lib/encap.h"
+#include "lib/helpers.h"
+#include "overlay.h"
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, CPPNET_ENDPOINTS_MAX);
+  __type(key, __u32);
+  __type(value, struct cppnet_endpoint);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_endpoint SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, CPPNET_BINDS_SLOTS);
+  __type(key, __u32);
+  __type(value, struct cppnet_bind);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_binds SEC(".maps");
+
+/* Is `addr` one a container of our subnet may own? Not the subnet's network or
+ * broadcast address, nor the gateway (the bridge: FLANNEL_SUBNET's address). */
+static __always_inline int container_address(__be32 addr, const struct cppnet_config* cfg) {
+  __u32 host = bpf_ntohl(addr) - bpf_ntohl(cfg->subnet_addr);
+  __u32 last = cfg->subnet_len >= 31 ? 0 : (1u << (32 - cfg->subnet_len)) - 1;
+
+  return in_prefix(addr, cfg->subnet_addr, cfg->subnet_len) && host > 1 && host < last;
+}
+
+/* A container veth's binding slot (see struct cppnet_bind). */
+static __always_inline struct cppnet_bind* bind_slot(__u32 ifindex) {
+  __u32 slot = ifindex & (CPPNET_BINDS_SLOTS - 1);
+
+  return bpf_map_lookup_elem(&cppnet_binds, &slot);
+}
+
+/* The source check of a container's veth: the veth's binding (one IPv4 address and
+ * MAC, made on first sight) must match the frame; an unbound veth binds `addr` unless
+ * it is not a container address of our subnet or another live veth holds it (the
+ * delivery entry doubles as the address's owner record). Returns the binding, or 0
+ * to drop (bad_source). */
+static __always_inline struct cppnet_bind* source_check(struct cppnet_bind* b, __u32 ifindex,
+                                                        __be32 addr, const __u8* mac,
+                                                        const struct cppnet_config* cfg) {
+  if (!b) return 0;
+  if (b->ifindex == ifindex) return b->addr == addr && mac_equal(b->mac, mac) ? b : 0;
+  /* A slot still held by another veth: one that is gone until the agent frees it
+   * (within a second), or, after 2^18 interfaces, one that shares the slot. */
+  if (b->ifindex || !container_address(addr, cfg)) return 0;
+  struct cppnet_endpoint* ep = bpf_map_lookup_elem(&cppnet_endpoint, &addr);
+  if (ep && ep->ifindex != ifindex) return 0;
+  struct cppnet_endpoint e = {.ifindex = ifindex}; /* gateway MAC: on its first overlay packet */
+  mac_copy(e.mac, mac);
+  /* NOEXIST: of two veths racing for one address, one wins. */
+  if (bpf_map_update_elem(&cppnet_endpoint, &addr, &e, ep ? BPF_EXIST : BPF_NOEXIST)) return 0;
+  b->addr = addr;
+  mac_copy(b->mac, mac);
+  b->delivery = 0;
+  b->ifindex = ifindex; /* last: the binding is complete when it names the veth */
+  return b;
+}
+
+/* ARP from a container: it may speak only for its own address (a probe's sender
+ * address 0 aside), so it cannot poison the host's or a neighbour's ARP cache. */
+static __always_inline int container_arp(struct __sk_buff* skb, const struct ethhdr* eth,
+                                         struct cppnet_bind* slot,
+                                         const struct cppnet_config* cfg) {
+  struct arp_eth_ a;
+
+  if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a)) || a.htype != bpf_htons(ARPHRD_ETHER_) ||
+      a.ptype != bpf_htons(ETH_P_IP) || a.hlen != 6 || a.plen != 4)
+    return TC_ACT_OK; /* not Ethernet/IPv4 ARP: nothing the host or a peer acts on */
+  __be32 spa;
+  __builtin_memcpy(&spa, a.spa, 4);
+  if (!mac_equal_bytes(a.sha, eth->h_source) ||
+      (spa && !source_check(slot, skb->ifindex, spa, eth->h_source, cfg)))
+    return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int cppnet_tc_encap(struct __sk_buff* skb) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  struct cppnet_config* cfg;
+  struct cppnet_route* rt;
+  struct iphdr* ip;
+
+  if ((void*)(eth + 1) > data_end) return TC_ACT_OK;
+  cfg = ready_config();
+  if (!cfg) return TC_ACT_OK;
+  /* On a container's veth (not the bridge, where it is a fallback for ports not
+   * attached yet): the container sends only from its own address and MAC. */
+  const int port = skb->ifindex != cfg->container_ifindex;
+  struct cppnet_bind* slot = port ? bind_slot(skb->ifindex) : 0;
+  /* Every frame of a bound veth (IPv6 and other ethertypes too) carries its MAC: a
+   * container cannot make the bridge learn another's MAC on its port. */
+  if (slot && slot->ifindex == skb->ifindex && !mac_equal(slot->mac, eth->h_source))
+    return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
+  if (eth->h_proto == bpf_htons(ETH_P_ARP))
+    return port ? container_arp(skb, eth, slot, cfg) : TC_ACT_OK;
+  if (eth->h_proto != bpf_htons(ETH_P_IP)) return TC_ACT_OK;
+  ip = (void*)(eth + 1);
+  if ((void*)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5) {
+    if (!port) return TC_ACT_OK;
+    return drop(skb, CPPNET_CNT_DROP_TRUNCATED);
+  }
+  struct cppnet_bind* bind = 0;
+  if (port && !(bind = source_check(slot, skb->ifindex, ip->saddr, eth->h_source, cfg)))
+    return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
+  const int overlay = in_prefix(ip->daddr, cfg->network_addr, cfg->network_len);
+  if (!overlay) {
+    /* A container may not speak to a host's tunnel port: what it sends there would
+     * look like a peer's traffic once masqueraded to its host's address. */
+    if (ip->protocol == IPPROTO_UDP_ && cfg->backend != CPPNET_BACKEND_HOSTGW && cfg->port) {
+      struct udphdr* udp = (void*)ip + ((ip->ihl * 4) & 0x3c);
+      if ((void*)(udp + 1) <= data_end && udp->dest == bpf_htons(cfg->port) &&
+          !(ip->frag_off & bpf_htons(IP_MF_OFFSET)))
+        return drop(skb, CPPNET_CNT_DROP_TO_TUNNEL);
+    }
+    return TC_ACT_OK;
+  }
+
+  struct cppnet_route_key key = {.prefixlen = 32, .addr = ip->daddr};
+  rt = bpf_map_lookup_elem(&cppnet_routes, &key);
+  if (!rt) return TC_ACT_OK;
+  /* TTL would expire: the stack answers with ICMP time-exceeded. */
+  if (ip->ttl <= 1) return TC_ACT_OK;
+
+  if (bind) {
+    /* Its overlay packets go to the gateway's MAC: the delivery entry learns it
+     * (once), for the receive path's direct delivery. */
+    if (!bind->delivery) {
+      struct cppnet_endpoint e = {.ifindex = skb->ifindex};
+      mac_copy(e.mac, eth->h_source);
+      mac_copy(e.gw_mac, eth->h_dest);
+      bpf_map_update_elem(&cppnet_endpoint, &ip->saddr, &e, BPF_ANY);
+      bind->delivery = 1;
+    }
+  } else {
+    /* The bridge: a port not attached yet. An address bound to a veth never
+     * arrives here legitimately (its overlay packets leave at the veth). */
+    struct cppnet_endpoint* owner = bpf_map_lookup_elem(&cppnet_endpoint, &ip->saddr);
+    if (owner || !container_address(ip->saddr, cfg)) return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
+  }
+
+  const __u8 backend = rt->backend;
+  const __be32 daddr = rt->public_ip;
+  if (backend == CPPNET_BACKEND_HOSTGW) {
+    /* Routed unchanged, the peer's PublicIP as next hop; the neighbour layer
+     * resolves its MAC on the underlay. */
+    if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size) return too_big(skb, cfg, cfg->mtu);
+    ip_decrease_ttl(ip);
+    struct bpf_redir_neigh nh = {.nh_family = AF_INET_, .ipv4_nh = daddr};
+    count(CPPNET_CNT_HOSTGW_TX, skb->len);
+    return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
+  }
+  if (backend != CPPNET_BACKEND_VXLAN && backend != CPPNET_BACKEND_UDP)
+    return drop(skb, CPPNET_CNT_DROP_BACKEND);
+  const int vxlan = backend == CPPNET_BACKEND_VXLAN;
+  const __u32 overhead = vxlan ? CPPNET_VXLAN_OVERHEAD : CPPNET_UDP_OVERHEAD;
+
+  __u32 inner_len = skb->len - ETH_HLEN;
+  __u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+  if (vxlan) flags |= BPF_F_ADJ_ROOM_ENCAP_L2_ETH | ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+  if (skb->gso_size) {
+    /* Keep the segment size when segments already fit after encapsulation
+     * (container MTU lowered as subnet.env says); else let the kernel shrink it. */
+    __u32 hdrs = gso_header_len(skb, ip, data_end);
+
+    if (hdrs && skb->gso_size + hdrs + overhead <= cfg->mtu) flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
+  } else if (inner_len + overhead > cfg->mtu) {
+    return too_big(skb, cfg, cfg->mtu - overhead);
+  }
+
+  __u16 sport = flow_src_port(skb, ip, data_end);
+  /* We act as the router between container and overlay: decrement the TTL. */
+  ip_decrease_ttl(ip);
+  __u8 tos = ip->tos;
+  __be16 id = ip->id;
+  __be16 df = ip->frag_off & bpf_htons(IP_DF);
+  __u32 vni = rt->vni;
+  __u16 dport = rt->port;
+  __u8 peer_mac[6];
+  mac_copy(peer_mac, rt->vtep_mac);
+
+  if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags))
+    return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
+
+  data = (void*)(long)skb->data;
+  data_end = (void*)(long)skb->data_end;
+  eth = data;
+  struct iphdr* oip = (void*)(eth + 1);
+  struct udphdr* udp = (void*)(oip + 1);
+  if ((void*)(udp + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
+  write_outer(oip, udp, cfg, daddr, dport, sport, tos, id, df, skb->len - ETH_HLEN);
+  if (vxlan) {
+    struct vxlanhdr_* vx = (void*)(udp + 1);
+    struct ethhdr* ieth = (void*)(vx + 1);
+    if ((void*)(ieth + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
+    vx->flags = VXLAN_FLAG_VNI;
+    vx->reserved1[0] = vx->reserved1[1] = vx->reserved1[2] = 0;
+    vx->vni_reserved = bpf_htonl(vni << 8);
+    mac_copy(ieth->h_dest, peer_mac);
+    mac_copy(ieth->h_source, cfg->vtep_mac);
+    ieth->h_proto = bpf_htons(ETH_P_IP);
+  }
+  count(vxlan ? CPPNET_CNT_VXLAN_TX : CPPNET_CNT_UDP_TX, skb->len);
+  /* The neighbour subsystem fills the outer Ethernet header (resolving ARP if needed). */
+  return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+}
+
+#endif

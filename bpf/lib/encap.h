@@ -1,0 +1,133 @@
+/* Encapsulation: outer headers, flow-hash source port, GSO sizes, ICMP fragmentation needed. */
+#ifndef CPPNET_BPF_LIB_ENCAP_H
+#define CPPNET_BPF_LIB_ENCAP_H
+
+#include "lib/csum.h"
+#include "lib/helpers.h"
+#include "lib/stats.h"
+
+static __always_inline __u32 mix32(__u32 h) {
+  h ^= h >> 16;
+  h *= 0x7feb352d;
+  h ^= h >> 15;
+  h *= 0x846ca68b;
+  return h ^ (h >> 16);
+}
+
+/* Outer UDP source port from the flow hash, in the ephemeral range the kernel's
+ * vxlan driver uses, so the underlay can spread flows (ECMP/RSS). The socket's hash
+ * is used when the skb carries one (TCP re-rolls it after timeouts, moving a stuck
+ * flow to another path); otherwise a mix of the 5-tuple, which costs far less than
+ * running the flow dissector (bpf_get_hash_recalc) for every packet. */
+static __always_inline __u16 flow_src_port(struct __sk_buff* skb, struct iphdr* ip,
+                                           void* data_end) {
+  const __u32 lo = 32768, hi = 61000;
+  __u32 hash = skb->hash;
+
+  if (!hash) {
+    __u32 ports = 0;
+    __u32* l4 = (void*)ip + ((ip->ihl * 4) & 0x3c);
+
+    if ((ip->protocol == IPPROTO_TCP_ || ip->protocol == IPPROTO_UDP_) &&
+        !(ip->frag_off & bpf_htons(IP_MF_OFFSET)) && (void*)(l4 + 1) <= data_end)
+      ports = *l4;
+    hash = mix32(ip->saddr ^ mix32(ip->daddr ^ mix32(ports ^ ip->protocol)));
+  }
+  return (__u16)((((__u64)hash * (hi - lo)) >> 32) + lo);
+}
+
+/* Length of the inner L3+L4 headers of a GSO packet, 0 when unknown. */
+static __always_inline __u32 gso_header_len(struct __sk_buff* skb, struct iphdr* ip,
+                                            void* data_end) {
+  __u32 hlen = ip->ihl * 4;
+
+  if (ip->protocol == IPPROTO_TCP_) {
+    struct tcphdr* tcp = (void*)ip + (hlen & 0x3c);
+
+    if ((void*)(tcp + 1) > data_end) return 0;
+    return hlen + tcp->doff * 4;
+  }
+  if (ip->protocol == IPPROTO_UDP_) return hlen + 8;
+  return 0;
+}
+
+/* A DF packet that will not fit the underlay after encapsulation becomes an ICMP
+ * "fragmentation needed" (RFC 1191) from the container gateway back to its sender,
+ * so path-MTU discovery works instead of the packet vanishing. Packets without DF,
+ * or with IP options, are dropped and counted. */
+/* eth, IPv4, ICMP, quoted IPv4 header + 8 bytes */
+#define FRAG_NEEDED_LEN (ETH_HLEN + 20 + 8 + 28)
+
+static __always_inline int too_big(struct __sk_buff* skb, const struct cppnet_config* cfg,
+                                   __u16 next_hop_mtu) {
+  __u8 buf[FRAG_NEEDED_LEN] = {};
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  struct iphdr* ip = (void*)(eth + 1);
+
+  count(CPPNET_CNT_DROP_TOO_BIG, skb->len);
+  if ((void*)(ip + 1) > data_end || ip->ihl != 5 || !(ip->frag_off & bpf_htons(IP_DF)))
+    return TC_ACT_SHOT;
+  struct ethhdr reth = {.h_proto = bpf_htons(ETH_P_IP)};
+  mac_copy(reth.h_dest, eth->h_source);
+  mac_copy(reth.h_source, eth->h_dest);
+  struct iphdr rip = {
+      .version = 4,
+      .ihl = 5,
+      .tos = 0xc0, /* internetwork control, as the kernel sends ICMP errors */
+      .tot_len = bpf_htons(FRAG_NEEDED_LEN - ETH_HLEN),
+      .ttl = 64,
+      .protocol = 1, /* ICMP */
+      .saddr =
+          bpf_htonl(bpf_ntohl(cfg->subnet_addr) + 1), /* the bridge: FLANNEL_SUBNET's address */
+      .daddr = ip->saddr,
+  };
+  rip.check = ipv4_csum20(&rip);
+  __builtin_memcpy(buf, &reth, ETH_HLEN);
+  __builtin_memcpy(buf + ETH_HLEN, &rip, 20);
+  __u8* icmp = buf + ETH_HLEN + 20;
+  icmp[0] = 3; /* destination unreachable */
+  icmp[1] = 4; /* fragmentation needed and DF set */
+  icmp[6] = next_hop_mtu >> 8;
+  icmp[7] = next_hop_mtu & 0xff;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN, icmp + 8, 28)) return TC_ACT_SHOT;
+  __u32 sum = 0;
+#pragma unroll
+  for (int i = 0; i < 36; i += 2) sum += *(__u16*)(icmp + i);
+  __u16 csum = csum_fold(sum);
+  __builtin_memcpy(icmp + 2, &csum, 2);
+
+  if (bpf_skb_change_tail(skb, FRAG_NEEDED_LEN, 0) ||
+      bpf_skb_store_bytes(skb, 0, buf, FRAG_NEEDED_LEN, 0))
+    return TC_ACT_SHOT;
+  count(CPPNET_CNT_FRAG_NEEDED_TX, FRAG_NEEDED_LEN);
+  /* Back out of the bridge towards the sender. */
+  return bpf_redirect(skb->ifindex, 0);
+}
+
+/* Outer IPv4 + UDP header in front of an encapsulated packet of `outer_len` bytes
+ * (from the outer IP header on). UDP checksum 0, as flanneld's vxlan and udp send. */
+static __always_inline void write_outer(struct iphdr* oip, struct udphdr* udp,
+                                        const struct cppnet_config* cfg, __be32 daddr, __u16 dport,
+                                        __u16 sport, __u8 tos, __be16 id, __be16 df,
+                                        __u32 outer_len) {
+  oip->version = 4;
+  oip->ihl = 5;
+  oip->tos = tos;
+  oip->tot_len = bpf_htons((__u16)outer_len);
+  oip->id = id;
+  oip->frag_off = df;
+  oip->ttl = 64;
+  oip->protocol = IPPROTO_UDP_;
+  oip->check = 0;
+  oip->saddr = cfg->underlay_ip;
+  oip->daddr = daddr;
+  oip->check = ipv4_csum20(oip);
+  udp->source = bpf_htons(sport);
+  udp->dest = bpf_htons(dport);
+  udp->len = bpf_htons((__u16)(outer_len - sizeof(*oip)));
+  udp->check = 0;
+}
+
+#endif

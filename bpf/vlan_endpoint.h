@@ -1,0 +1,77 @@
+/* VLAN endpoint (tc ingress of an endpoint's host veth): source check, per-mode local switching,
+ * tagging onto the trunk. */
+#ifndef CPPNET_BPF_VLAN_ENDPOINT_H
+#define CPPNET_BPF_VLAN_ENDPOINT_H
+
+#include "vlan.h"
+
+/* tc ingress of an endpoint's host veth: the endpoint's frames. Nothing an endpoint
+ * sends reaches the host's stack (as with Linux macvlan/ipvlan, endpoints cannot talk
+ * to the parent host): each frame is switched, sent out of the trunk, or dropped. */
+SEC("tc")
+int cppnet_tc_vlan_port(struct __sk_buff* skb) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  __u32 self = skb->ifindex;
+  struct cppnet_vlan_port* port = bpf_map_lookup_elem(&cppnet_vlan_port, &self);
+
+  if (!port) return drop(skb, CPPNET_CNT_DROP_VLAN_NO_PORT);
+  const __u32 trunk = port->trunk_ifindex;
+  const __u16 vid = port->vlan;
+  const __u8 mode = port->mode;
+  /* The network entry (flood list, l3 routes) is looked up only where it is needed:
+   * unicast to a local endpoint or the wire does without it. */
+  struct cppnet_vlan_net_key nk = {.trunk_ifindex = trunk, .vlan = vid};
+  struct cppnet_vlan_net* net;
+  if ((void*)(eth + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_TRUNCATED);
+  /* An endpoint never tags: a tag of its own would hop to another VLAN on the wire. */
+  if (skb->vlan_present || eth->h_proto == bpf_htons(ETH_P_8021Q) ||
+      eth->h_proto == bpf_htons(ETH_P_8021AD))
+    return drop(skb, CPPNET_CNT_DROP_VLAN_TAGGED);
+  /* (bpf_skb_load_bytes leaves the packet pointers valid.) */
+  if (!mac_equal(eth->h_source, port->mac) ||
+      !vlan_source_ok(skb, data, data_end, trunk, vid, self, eth->h_proto, port->mac))
+    return drop(skb, CPPNET_CNT_DROP_VLAN_SOURCE);
+  port_count(self, skb->len, 1);
+  const int bcast = eth->h_dest[0] & 1;
+  struct cppnet_vlan_ep* ep = 0;
+
+  if (mode == CPPNET_VLAN_IPVLAN_L3) {
+    /* Routed: endpoints have no neighbours (NOARP); the host resolves next hops. */
+    if (bcast || eth->h_proto == bpf_htons(ETH_P_ARP)) return drop(skb, CPPNET_CNT_DROP_VLAN_L3);
+    ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
+    if (!ep) {
+      net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk);
+      if (!net) return drop(skb, CPPNET_CNT_DROP_VLAN_NO_PORT);
+      int v = vlan_l3_out(skb, net, trunk, vid, eth->h_proto);
+      if (v != NOT_OURS) return v;
+    } else if (ep->ifindex == self)
+      return drop(skb, CPPNET_CNT_DROP_VLAN_NO_ROUTE);
+  } else if (bcast) {
+    if ((mode == CPPNET_VLAN_MACVLAN_BRIDGE || mode == CPPNET_VLAN_IPVLAN_L2) &&
+        (net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk))) {
+      count(CPPNET_CNT_VLAN_LOCAL, skb->len);
+      vlan_flood(skb, net, self);
+    }
+  } else if (mode == CPPNET_VLAN_MACVLAN_BRIDGE) {
+    ep = vlan_ep_by_mac(trunk, vid, eth->h_dest);
+  } else if (mode == CPPNET_VLAN_IPVLAN_L2 && mac_equal(eth->h_dest, port->mac)) {
+    /* ipvlan endpoints carry the trunk's MAC: to it means to one of them. */
+    ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
+  }
+  if (ep && ep->ifindex != self) {
+    const __u32 target = ep->ifindex;
+    count(CPPNET_CNT_VLAN_LOCAL, skb->len);
+    port_count(target, skb->len, 0);
+    return bpf_redirect_peer(target, 0);
+  }
+  /* To the wire: private and vepa always (vepa's switch may hairpin it back),
+   * bridge/l2 for what is not local. */
+  if (vid && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), vid))
+    return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
+  count(CPPNET_CNT_VLAN_TX, skb->len);
+  return bpf_redirect(trunk, 0);
+}
+
+#endif
