@@ -163,6 +163,8 @@ int Agent::Run() {
     return 1;
   }
   host_ = std::move(*host);
+  vlan_ =
+      std::make_unique<VlanController>(dp_.get(), host_.get(), opts_.config_dir, underlay_.name);
   host_changes_ = HostWatcher::kLinks | HostWatcher::kAddrs;
   LoadNetworks();
   RestoreStaticRoutes();
@@ -228,6 +230,7 @@ int Agent::Run() {
     calls_.clear();
   }
   api_.reset();
+  vlan_.reset();
   host_.reset();
   if (opts_.release_on_exit && lease_mgr_.held()) {
     if (auto st = lease_mgr_.Release(); st.ok())
@@ -377,7 +380,7 @@ void Agent::OnHostChange(unsigned changes) {
   health_->host_events++;
   health_->netlink_dumps = static_cast<int64_t>(host_->dumps());
   if (datapath_active_) AttachContainerSide();
-  SyncVlanDatapath();
+  vlan_->Sync();
   if (datapath_active_ && (changes & HostWatcher::kAddrs)) {
     // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
     // and our PublicIP may change under us (DHCP, renumbering).
@@ -394,96 +397,19 @@ void Agent::OnHostChange(unsigned changes) {
   }
 }
 
-// VLAN networks defined with `cppnetctl network create` (networks.d/*.json, written by
-// this agent through its local API), read at start and after each change. Their endpoints are
-// attached by the CNI plugin; the agent owns the trunk side (SyncVlanDatapath).
+// VLAN networks (VlanController) read again; the underlay program learns whether an
+// untagged network shares the underlay.
 void Agent::LoadNetworks() {
-  const std::string dir = NetworksDir(opts_.config_dir);
-  auto nets = LoadVlanNetworks(dir);
-  if (!nets.ok()) {
-    LOG_ERROR("VLAN networks: ", nets.status().message());
-    return;
-  }
-  for (const VlanNetwork& n : *nets)
-    LOG_INFO("VLAN network ", n.name, ": ", n.driver, " ", n.mode, " on ", n.trunk, ", VLAN ",
-             n.vlan ? absl::StrCat(n.vlan) : "untagged", ", ",
-             n.subnets4.size() + n.subnets6.size(), " subnet(s)");
-  if (nets->empty() && !vlan_networks_.empty()) LOG_INFO("VLAN networks: none defined in ", dir);
-  vlan_networks_ = std::move(*nets);
-  if (datapath_active_) {
-    if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
-      const uint8_t flags = UntaggedVlanOnUnderlay() ? (cfg->flags | CPPNET_CFG_UNTAGGED_VLAN)
-                                                     : (cfg->flags & ~CPPNET_CFG_UNTAGGED_VLAN);
-      if (flags != cfg->flags) {
-        cfg->flags = flags;
-        (void)WriteConfig(dp_->maps().config(), *cfg);
-      }
+  vlan_->Load();
+  if (!datapath_active_) return;
+  if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
+    const uint8_t flags = vlan_->UntaggedOnUnderlay() ? (cfg->flags | CPPNET_CFG_UNTAGGED_VLAN)
+                                                      : (cfg->flags & ~CPPNET_CFG_UNTAGGED_VLAN);
+    if (flags != cfg->flags) {
+      cfg->flags = flags;
+      (void)WriteConfig(dp_->maps().config(), *cfg);
     }
   }
-}
-
-bool Agent::UntaggedVlanOnUnderlay() const {
-  return std::any_of(vlan_networks_.begin(), vlan_networks_.end(), [&](const VlanNetwork& n) {
-    return n.vlan == 0 && n.trunk == underlay_.name;
-  });
-}
-
-// The trunk side of the VLAN networks: the demultiplexer on every trunk a network
-// names (the underlay's own program has it built in), attached again when a trunk
-// reappears. Endpoints attached by an earlier agent get this agent's program (an
-// upgrade takes effect at once); endpoints whose veth is gone (container deleted
-// without CNI DEL) are removed from the maps.
-void Agent::SyncVlanDatapath() {
-  for (const VlanNetwork& n : vlan_networks_) {
-    const auto trunk = host_->Find(n.trunk);
-    const int ifindex = trunk ? trunk->ifindex : 0;
-    if (!ifindex) {  // said once per disappearance, not every second
-      if (missing_trunks_.insert(n.trunk).second)
-        LOG_ERROR("VLAN network ", n.name, ": trunk ", n.trunk,
-                  ": no such device (its endpoints are cut off until it "
-                  "appears)");
-      continue;
-    }
-    if (missing_trunks_.erase(n.trunk)) LOG_INFO("VLAN trunk ", n.trunk, " is back");
-    auto it = trunks_.find(n.trunk);
-    if (it != trunks_.end() && it->second == ifindex) continue;
-    const bool underlay = n.trunk == underlay_.name;
-    absl::Status st =
-        underlay ? dp_->AttachUnderlay(ifindex, n.trunk) : dp_->AttachTrunk(ifindex, n.trunk);
-    if (!st.ok()) {
-      LOG_ERROR("VLAN trunk: ", st.message());
-      continue;
-    }
-    if (it != trunks_.end()) {  // the trunk was recreated: its endpoints follow it
-      auto moved = MoveVlanTrunk(dp_->vlan_maps(), static_cast<uint32_t>(it->second),
-                                 static_cast<uint32_t>(ifindex));
-      if (moved.ok())
-        LOG_INFO("VLAN trunk ", n.trunk, " was recreated (ifindex ", it->second, " -> ", ifindex,
-                 "): ", *moved, " endpoint(s) moved to it");
-      else
-        LOG_ERROR("VLAN trunk ", n.trunk, ": ", moved.status().message());
-    }
-    trunks_[n.trunk] = ifindex;
-    LOG_INFO("VLAN trunk ", n.trunk, ": tc ingress",
-             underlay ? " (shared with the overlay underlay)" : "");
-  }
-  VlanMaps maps = dp_->vlan_maps();
-  auto ports = ListVlanPorts(maps.port());
-  if (!ports.ok()) return;
-  for (const VlanPortEntry& p : *ports) {
-    char name[IF_NAMESIZE] = {};
-    // Gone for the kernel, not just for our cache (which may lag a CNI ADD in flight).
-    if (!host_->FindByIndex(static_cast<int>(p.ifindex)) && !if_indextoname(p.ifindex, name)) {
-      if (auto st = UnregisterVlanEndpoint(maps, p.ifindex); st.ok())
-        LOG_INFO("VLAN endpoint on ifindex ", p.ifindex, " is gone; removed from the maps");
-      continue;
-    }
-    if (!vlan_ports_attached_ && if_indextoname(p.ifindex, name)) {
-      if (auto st = dp_->AttachVlanPort(static_cast<int>(p.ifindex), name); !st.ok())
-        LOG_WARN("VLAN endpoint: ", st.message());
-    }
-  }
-  vlan_ports_attached_ = true;
 }
 
 // Our address moved: publish the same subnet under the new PublicIP (no second lease)
@@ -538,7 +464,7 @@ absl::Status Agent::ActivateDatapath() {
   c.port = cfg.backend.port;
   c.mtu = static_cast<uint16_t>(underlay_.mtu);
   c.backend = cfg.backend.type;
-  c.flags = CPPNET_CFG_READY | (UntaggedVlanOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
+  c.flags = CPPNET_CFG_READY | (vlan_->UntaggedOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
   if (auto st = WriteConfig(dp_->maps().config(), c); !st.ok()) return st;

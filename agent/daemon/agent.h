@@ -26,6 +26,7 @@
 #include "local_api_server.h"
 #include "lease_manager.h"
 #include "route_reconciler.h"
+#include "vlan_controller.h"
 #include "vlan_resolver.h"
 
 namespace cppnet {
@@ -96,12 +97,6 @@ class Agent {
   absl::StatusOr<nlohmann::json> ApiRouteAdd(const nlohmann::json& p);
   absl::StatusOr<nlohmann::json> ApiRouteDel(const nlohmann::json& p);
   absl::StatusOr<nlohmann::json> ApiNetworkCreate(const nlohmann::json& p);
-  absl::StatusOr<nlohmann::json> ApiNetworkDelete(const nlohmann::json& p);
-  absl::StatusOr<nlohmann::json> ApiNetworkGet(const nlohmann::json& p);
-  absl::StatusOr<nlohmann::json> ApiEndpointAdd(const nlohmann::json& p);
-  absl::StatusOr<nlohmann::json> ApiEndpointDel(const nlohmann::json& p);
-  absl::StatusOr<nlohmann::json> ApiEndpointGet(const nlohmann::json& p);
-  const VlanNetwork* FindNetwork(const std::string& name) const;
   absl::Status SaveStaticRoutes();
   void RestoreStaticRoutes();
   void OnHostChange(unsigned changes);  // links, addresses or networks.d changed
@@ -113,8 +108,6 @@ class Agent {
   void ChangePublicIp(uint32_t ip);
   absl::Status RepublishLease();
   void LoadNetworks();
-  void SyncVlanDatapath();
-  bool UntaggedVlanOnUnderlay() const;
   void Reconcile();
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
@@ -147,6 +140,7 @@ class Agent {
   std::deque<Call> calls_;  // local API requests for the loop
   std::thread watcher_;
   std::unique_ptr<HostWatcher> host_;
+  std::unique_ptr<VlanController> vlan_;  // after host_: uses it
   std::unique_ptr<LocalApiServer> api_;
 
   // Loop state (agent thread only).
@@ -163,10 +157,6 @@ class Agent {
   std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
   bool masq_synced_ = false;
   std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
-  std::vector<VlanNetwork> vlan_networks_;
-  std::map<std::string, int> trunks_;     // trunk name → ifindex our program is attached to
-  std::set<std::string> missing_trunks_;  // trunks reported missing (logged once)
-  bool vlan_ports_attached_ = false;      // endpoints re-attached to this agent's program
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   bool binds_checked_ = false;              // bindings of veths gone while we were down freed
   std::unique_ptr<VlanResolver> resolver_;  // after dp_: stops before the maps go

@@ -31,12 +31,6 @@ absl::StatusOr<std::string> Str(const json& p, const char* key) {
   return p[key].get<std::string>();
 }
 
-absl::StatusOr<uint32_t> Ifindex(const json& p) {
-  int64_t v = 0;
-  if (auto st = GetInt(p, "host_ifindex", &v, "request"); !st.ok()) return st;
-  if (v <= 0 || v > INT32_MAX) return absl::InvalidArgumentError("\"host_ifindex\" is required");
-  return static_cast<uint32_t>(v);
-}
 }  // namespace
 
 absl::StatusOr<json> Agent::Dispatch(const std::string& method, const json& params) {
@@ -58,11 +52,15 @@ absl::StatusOr<json> Agent::Handle(const std::string& method, const json& p) {
     if (method == "route.add") return ApiRouteAdd(p);
     if (method == "route.del") return ApiRouteDel(p);
     if (method == "network.create") return ApiNetworkCreate(p);
-    if (method == "network.delete") return ApiNetworkDelete(p);
-    if (method == "network.get") return ApiNetworkGet(p);
-    if (method == "endpoint.add") return ApiEndpointAdd(p);
-    if (method == "endpoint.del") return ApiEndpointDel(p);
-    if (method == "endpoint.get") return ApiEndpointGet(p);
+    if (method == "network.delete") {
+      auto r = vlan_->Delete(p);
+      if (r.ok()) LoadNetworks();
+      return r;
+    }
+    if (method == "network.get") return vlan_->Get(p);
+    if (method == "endpoint.add") return vlan_->EndpointAdd(p);
+    if (method == "endpoint.del") return vlan_->EndpointDel(p);
+    if (method == "endpoint.get") return vlan_->EndpointGet(p);
   } catch (const json::exception& e) {  // a field of the wrong type
     return absl::InvalidArgumentError(absl::StrCat(method, ": malformed request: ", e.what()));
   }
@@ -141,147 +139,12 @@ absl::StatusOr<json> Agent::ApiRouteDel(const json& p) {
   return json::object();
 }
 
-// ---- VLAN network definitions (networks.d/NAME.json).
-
-const VlanNetwork* Agent::FindNetwork(const std::string& name) const {
-  for (const VlanNetwork& n : vlan_networks_)
-    if (n.name == name) return &n;
-  return nullptr;
-}
+// ---- VLAN networks and endpoints: the VLAN controller's.
 
 absl::StatusOr<json> Agent::ApiNetworkCreate(const json& p) {
-  auto args = NetworkArgsFromJson(p);
-  if (!args.ok()) return args.status();
-  auto n = BuildVlanNetwork(*args, vlan_networks_, [&](const std::string& ifname) {
-    return host_->Find(ifname).has_value();
-  });
-  if (!n.ok()) return n.status();
-  const std::string dir = NetworksDir(opts_.config_dir);
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat(dir, ": ", ec.message()));
-  if (auto st =
-          WriteFileAtomically(absl::StrCat(dir, "/", n->name, ".json"), SerializeVlanNetwork(*n));
-      !st.ok())
-    return st;
-  LoadNetworks();
-  SyncVlanDatapath();
-  return json{{"name", n->name}};
-}
-
-absl::StatusOr<json> Agent::ApiNetworkDelete(const json& p) {
-  auto name = Str(p, "name");
-  if (!name.ok()) return name.status();
-  const VlanNetwork* n = FindNetwork(*name);
-  if (!n) return absl::NotFoundError(absl::StrCat("network ", *name, " not found"));
-  // As Docker: a network with attached containers stays (detach them with CNI DEL).
-  auto ports = ListVlanPorts(dp_->vlan_maps().port());
-  if (!ports.ok()) return ports.status();
-  const auto trunk = host_->Find(n->trunk);
-  for (const VlanPortEntry& e : *ports)
-    if (e.port.vlan == n->vlan && trunk && static_cast<int>(e.port.trunk_ifindex) == trunk->ifindex)
-      return absl::FailedPreconditionError(
-          absl::StrCat("error while removing network: network ", *name, " has active endpoints"));
-  const std::string path = absl::StrCat(NetworksDir(opts_.config_dir), "/", *name, ".json");
-  if (unlink(path.c_str()) != 0)
-    return absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
-  LoadNetworks();
-  return json{{"name", *name}};
-}
-
-// What the CNI plugin needs before it allocates anything: the definition, the trunk,
-// and whether the network has room for another endpoint.
-absl::StatusOr<json> Agent::ApiNetworkGet(const json& p) {
-  auto name = Str(p, "name");
-  if (!name.ok()) return name.status();
-  const VlanNetwork* n = FindNetwork(*name);
-  if (!n)
-    return absl::NotFoundError(absl::StrCat(
-        "network ", *name, " not found: \"overlay\", or define it with cppnetctl network create"));
-  json out = {{"network", json::parse(SerializeVlanNetwork(*n))}};
-  const auto trunk = host_->Find(n->trunk);
-  if (!trunk) {
-    out["trunk_error"] = absl::StrCat("network ", n->name, ": parent ", n->parent, ": interface ",
-                                      n->trunk, ": no such device");
-    return out;
-  }
-  out["trunk"] = {{"ifindex", trunk->ifindex}, {"mac", FormatMac(trunk->mac)}, {"mtu", trunk->mtu}};
-  if (auto st = VlanNetworkHasRoom(dp_->vlan_maps(), n->name, static_cast<uint32_t>(trunk->ifindex),
-                                   n->vlan, VlanModeId(n->driver, n->mode));
-      !st.ok())
-    out["room_error"] = std::string(st.message());
-  return out;
-}
-
-// ---- VLAN endpoints: the CNI plugin made the veth and configured the container; the
-// agent registers the endpoint in the maps and attaches its program.
-
-absl::StatusOr<json> Agent::ApiEndpointAdd(const json& p) {
-  auto name = Str(p, "network");
-  if (!name.ok()) return name.status();
-  auto host_ifindex = Ifindex(p);
-  if (!host_ifindex.ok()) return host_ifindex.status();
-  const VlanNetwork* n = FindNetwork(*name);
-  if (!n) return absl::NotFoundError(absl::StrCat("network ", *name, " not found"));
-  const auto trunk = host_->Find(n->trunk);
-  if (!trunk)
-    return absl::NotFoundError(absl::StrCat("network ", n->name, ": parent ", n->parent,
-                                            ": interface ", n->trunk, ": no such device"));
-  char host[IF_NAMESIZE] = {};
-  if (!if_indextoname(*host_ifindex, host))
-    return absl::NotFoundError(
-        absl::StrCat("endpoint veth ifindex ", *host_ifindex, ": ", strerror(errno)));
-  auto mac = ParseMac(Str(p, "mac").value_or(""));
-  if (!mac.ok()) return absl::InvalidArgumentError(absl::StrCat("mac: ", mac.status().message()));
-  VlanEndpointSpec spec{.network = n->name,
-                        .trunk_ifindex = static_cast<uint32_t>(trunk->ifindex),
-                        .trunk_mac = trunk->mac,
-                        .vlan = n->vlan,
-                        .mode = VlanModeId(n->driver, n->mode),
-                        .host_ifindex = *host_ifindex,
-                        .mac = *mac};
-  for (const json& a : p.value("ipv4", json::array())) {
-    auto ip = ParseIp4(a.get<std::string>());
-    if (!ip.ok()) return ip.status();
-    spec.ipv4.push_back(*ip);
-  }
-  for (const json& a : p.value("ipv6", json::array())) {
-    auto ip = ParseIp6(a.get<std::string>());
-    if (!ip.ok()) return ip.status();
-    spec.ipv6.push_back(*ip);
-  }
-  if (!n->subnets4.empty()) {
-    spec.subnet4 = n->subnets4[0].subnet;
-    if (!n->internal) spec.gw4 = n->subnets4[0].gateway;
-  }
-  if (!n->subnets6.empty()) {
-    spec.subnet6 = n->subnets6[0].subnet;
-    if (!n->internal) spec.gw6 = n->subnets6[0].gateway;
-  }
-  // Refusals (a full network, a second passthru endpoint, an address taken) are the
-  // caller's configuration problem: FailedPrecondition.
-  if (auto st = RegisterVlanEndpoint(dp_->vlan_maps(), spec); !st.ok())
-    return absl::FailedPreconditionError(st.message());
-  if (auto st = dp_->AttachVlanPort(static_cast<int>(*host_ifindex), host); !st.ok()) {
-    (void)UnregisterVlanEndpoint(dp_->vlan_maps(), *host_ifindex);
-    return st;
-  }
-  return json::object();
-}
-
-absl::StatusOr<json> Agent::ApiEndpointDel(const json& p) {
-  auto host_ifindex = Ifindex(p);
-  if (!host_ifindex.ok()) return host_ifindex.status();
-  if (auto st = UnregisterVlanEndpoint(dp_->vlan_maps(), *host_ifindex); !st.ok()) return st;
-  return json::object();
-}
-
-absl::StatusOr<json> Agent::ApiEndpointGet(const json& p) {
-  auto host_ifindex = Ifindex(p);
-  if (!host_ifindex.ok()) return host_ifindex.status();
-  cppnet_vlan_port port{};
-  const bool registered = bpf_map_lookup_elem(dp_->vlan_maps().port(), &*host_ifindex, &port) == 0;
-  return json{{"registered", registered}};
+  auto r = vlan_->Create(p);
+  if (r.ok()) LoadNetworks();
+  return r;
 }
 
 }  // namespace cppnet

@@ -1,0 +1,48 @@
+// VLAN networks on this host: their definitions (networks.d, changed only through the
+// local API), the trunk side of the datapath (the demultiplexer on each trunk, attached
+// again when a trunk reappears, endpoints moved with a recreated trunk, endpoints of
+// vanished veths forgotten), and the endpoints the CNI plugin asks for.
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cppnet/datapath.h"
+#include "cppnet/vlan.h"
+#include "host_watcher.h"
+#include "nlohmann/json.hpp"
+
+namespace cppnet {
+
+class VlanController {
+ public:
+  VlanController(Datapath* dp, const HostWatcher* host, std::string config_dir,
+                 std::string underlay);
+  void Load();  // networks.d → definitions
+  void Sync();  // after host changes: trunks, moved trunks, vanished endpoints
+  // An untagged network on the overlay's underlay (its program then passes broadcast up).
+  bool UntaggedOnUnderlay() const;
+
+  // Local API: network.create/delete/get, endpoint.add/del/get.
+  absl::StatusOr<nlohmann::json> Create(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> Delete(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> Get(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> EndpointAdd(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> EndpointDel(const nlohmann::json& p);
+  absl::StatusOr<nlohmann::json> EndpointGet(const nlohmann::json& p);
+
+ private:
+  const VlanNetwork* Find(const std::string& name) const;
+
+  Datapath* dp_;
+  const HostWatcher* host_;
+  std::string config_dir_, underlay_;
+  std::vector<VlanNetwork> networks_;
+  std::map<std::string, int> trunks_;  // trunk name → ifindex our program is attached to
+  std::set<std::string> missing_;      // trunks reported missing (logged once)
+  bool ports_attached_ = false;        // endpoints re-attached to this agent's program
+};
+
+}  // namespace cppnet
