@@ -38,7 +38,11 @@ def scenario(lab, c):
     ns1, ip1, res1 = results[1]
     rc, out = call(h1, "CHECK", ns1, "c1", conf(prevResult=res1))
     c.check("CHECK with the ADD result passes", rc == 0, out)
+    learned = lambda: ip1 in h1.ctl("show", "endpoints").stdout  # noqa: E731
+    c.check("the container is learned for direct delivery", learned())
     rc, out = call(h1, "DEL", ns1, "c1", conf())
+    # The veth's removal is a netlink event: the agent forgets the endpoint at once.
+    L.wait_for("endpoint forgotten after DEL", lambda: not learned(), 2, 0.02)
     gone = in_netns(ns1, ["ip", "-o", "link", "show", "eth0"]).returncode != 0
     leases = h1.sh("ls /run/cppnet/ipam/cppnet-overlay 2>/dev/null", check=False).stdout.split()
     c.check("DEL removes the interface and releases the address", rc == 0 and gone and ip1 not in leases,
