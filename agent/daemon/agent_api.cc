@@ -25,12 +25,6 @@ using nlohmann::json;
 namespace {
 constexpr auto kCallTimeout = std::chrono::seconds(20);
 
-absl::StatusOr<std::string> Str(const json& p, const char* key) {
-  if (!p.is_object() || !p.contains(key) || !p[key].is_string())
-    return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" (a string) is required"));
-  return p[key].get<std::string>();
-}
-
 }  // namespace
 
 absl::StatusOr<json> Agent::Dispatch(const std::string& method, const json& params) {
@@ -128,7 +122,7 @@ absl::StatusOr<json> Agent::ApiRouteAdd(const json& p) {
 }
 
 absl::StatusOr<json> Agent::ApiRouteDel(const json& p) {
-  auto cidr = Str(p, "subnet");
+  auto cidr = RequiredString(p, "subnet");
   if (!cidr.ok()) return cidr.status();
   auto subnet = ParsePrefix4(*cidr);
   if (!subnet.ok()) return subnet.status();

@@ -21,11 +21,6 @@ namespace cppnet {
 using nlohmann::json;
 
 namespace {
-absl::StatusOr<std::string> Str(const json& p, const char* key) {
-  if (!p.is_object() || !p.contains(key) || !p[key].is_string())
-    return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" (a string) is required"));
-  return p[key].get<std::string>();
-}
 
 absl::StatusOr<uint32_t> Ifindex(const json& p) {
   int64_t v = 0;
@@ -145,7 +140,7 @@ absl::StatusOr<json> VlanController::Create(const json& p) {
 }
 
 absl::StatusOr<json> VlanController::Delete(const json& p) {
-  auto name = Str(p, "name");
+  auto name = RequiredString(p, "name");
   if (!name.ok()) return name.status();
   const VlanNetwork* n = Find(*name);
   if (!n) return absl::NotFoundError(absl::StrCat("network ", *name, " not found"));
@@ -167,7 +162,7 @@ absl::StatusOr<json> VlanController::Delete(const json& p) {
 // What the CNI plugin needs before it allocates anything: the definition, the trunk,
 // and whether the network has room for another endpoint.
 absl::StatusOr<json> VlanController::Get(const json& p) {
-  auto name = Str(p, "name");
+  auto name = RequiredString(p, "name");
   if (!name.ok()) return name.status();
   const VlanNetwork* n = Find(*name);
   if (!n)
@@ -192,7 +187,7 @@ absl::StatusOr<json> VlanController::Get(const json& p) {
 // agent registers the endpoint in the maps and attaches its program.
 
 absl::StatusOr<json> VlanController::EndpointAdd(const json& p) {
-  auto name = Str(p, "network");
+  auto name = RequiredString(p, "network");
   if (!name.ok()) return name.status();
   auto host_ifindex = Ifindex(p);
   if (!host_ifindex.ok()) return host_ifindex.status();
@@ -206,7 +201,7 @@ absl::StatusOr<json> VlanController::EndpointAdd(const json& p) {
   if (!if_indextoname(*host_ifindex, host))
     return absl::NotFoundError(
         absl::StrCat("endpoint veth ifindex ", *host_ifindex, ": ", strerror(errno)));
-  auto mac = ParseMac(Str(p, "mac").value_or(""));
+  auto mac = ParseMac(RequiredString(p, "mac").value_or(""));
   if (!mac.ok()) return absl::InvalidArgumentError(absl::StrCat("mac: ", mac.status().message()));
   VlanEndpointSpec spec{.network = n->name,
                         .trunk_ifindex = static_cast<uint32_t>(trunk->ifindex),

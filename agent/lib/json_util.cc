@@ -54,6 +54,13 @@ absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view text, absl::str
   return j;
 }
 
+absl::StatusOr<std::string> RequiredString(const nlohmann::json& obj, absl::string_view key) {
+  const nlohmann::json* v = FindKey(obj, key);
+  if (!v || !v->is_string())
+    return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" (a string) is required"));
+  return v->get<std::string>();
+}
+
 const nlohmann::json* FindKey(const nlohmann::json& obj, absl::string_view key) {
   if (!obj.is_object()) return nullptr;
   if (auto it = obj.find(std::string(key)); it != obj.end()) return &*it;

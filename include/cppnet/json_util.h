@@ -24,6 +24,8 @@ absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view text, absl::str
 // size (never a re-serialisation of an arbitrarily large or deep value).
 std::string DescribeJson(const nlohmann::json& v);
 const nlohmann::json* FindKey(const nlohmann::json& obj, absl::string_view key);
+// A required string field ("\"KEY\" (a string) is required" otherwise).
+absl::StatusOr<std::string> RequiredString(const nlohmann::json& obj, absl::string_view key);
 // Integer field; leaves *out unchanged when absent or null.
 absl::Status GetInt(const nlohmann::json& obj, absl::string_view key, int64_t* out,
                     absl::string_view what);
