@@ -269,7 +269,7 @@ static __always_inline int vlan_l3_nd(struct __sk_buff* skb, const struct cppnet
   ps.len = bpf_htonl(32);
   ps.nxt = bpf_htonl(IPPROTO_ICMPV6_);
   ps.icmp[0] = ND_NA;
-  ps.icmp[ND_NA_FLAGS_OFF] = 0x60; /* solicited, override */
+  ps.icmp[ND_NA_FLAGS_OFF] = ND_NA_SOLICITED_OVERRIDE;
   __builtin_memcpy(ps.icmp + ND_NA_TARGET_OFF, nd.target, 16);
   ps.icmp[ND_OPT_OFF] = ND_OPT_TARGET_LLADDR;
   ps.icmp[ND_OPT_OFF + 1] = 1; /* length in units of 8 bytes */

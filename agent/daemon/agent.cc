@@ -165,6 +165,7 @@ int Agent::Run() {
   host_ = std::move(*host);
   vlan_ =
       std::make_unique<VlanController>(dp_.get(), host_.get(), opts_.config_dir, underlay_.name);
+  containers_ = std::make_unique<ContainerSide>(dp_.get(), host_.get(), opts_.container_iface);
   host_changes_ = HostWatcher::kLinks | HostWatcher::kAddrs;
   LoadNetworks();
   RestoreStaticRoutes();
@@ -231,6 +232,7 @@ int Agent::Run() {
   }
   api_.reset();
   vlan_.reset();
+  containers_.reset();
   host_.reset();
   if (opts_.release_on_exit && lease_mgr_.held()) {
     if (auto st = lease_mgr_.Release(); st.ok())
@@ -379,7 +381,7 @@ absl::Time Agent::NextDeadline() const {
 void Agent::OnHostChange(unsigned changes) {
   health_->host_events++;
   health_->netlink_dumps = static_cast<int64_t>(host_->dumps());
-  if (datapath_active_) AttachContainerSide();
+  if (datapath_active_) containers_->Sync(*subnet_);
   vlan_->Sync();
   if (datapath_active_ && (changes & HostWatcher::kAddrs)) {
     // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
@@ -459,7 +461,7 @@ absl::Status Agent::ActivateDatapath() {
   c.network_len = cfg.network.len;
   c.underlay_ip = htonl(public_ip_);
   c.underlay_ifindex = underlay_.ifindex;
-  c.container_ifindex = container_ifindex_;
+  c.container_ifindex = containers_->ifindex();
   c.vni = cfg.backend.vni;
   c.port = cfg.backend.port;
   c.mtu = static_cast<uint16_t>(underlay_.mtu);
@@ -494,7 +496,7 @@ absl::Status Agent::ActivateDatapath() {
              ", tc encapsulation on the container side; subnet file ", opts_.subnet_file, " (MTU ",
              mtu, ")");
     datapath_active_ = true;
-    AttachContainerSide();  // later changes come as host events
+    containers_->Sync(*subnet_);  // later changes come as host events
     sd_notify(0, absl::StrCat("READY=1\nSTATUS=Lease ", FormatPrefix4(*subnet_)).c_str());
   }
   Reconcile();
@@ -518,84 +520,6 @@ void Agent::SyncMasquerade() {
              " leaving it is masqueraded (nftables table ip cppnet)");
   masq_ = want;
   masq_synced_ = true;
-}
-
-// The container side appears when Docker/CNI creates the bridge from subnet.env.
-void Agent::AttachContainerSide() {
-  std::optional<Interface> ifc;
-  if (!opts_.container_iface.empty()) {
-    ifc = host_->Find(opts_.container_iface);
-  } else {
-    ifc = host_->WithAddressIn(*subnet_);
-  }
-  if (ifc && ifc->ifindex != container_ifindex_) {
-    if (auto st = dp_->AttachEncap(ifc->ifindex, ifc->name); !st.ok()) {
-      LOG_ERROR(st.message());
-      return;
-    }
-    container_ifindex_ = ifc->ifindex;
-    ports_.clear();
-    binds_checked_ = false;  // the old ports' bindings are checked anew
-    if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
-      cfg->container_ifindex = container_ifindex_;
-      (void)WriteConfig(dp_->maps().config(), *cfg);
-    }
-    LOG_INFO("Container side: tc ingress on ", ifc->name, " (ifindex ", ifc->ifindex,
-             ") and its ports");
-  }
-  if (container_ifindex_) AttachContainerPorts();
-}
-
-// Each container veth on the bridge gets the encapsulation program too, so overlay
-// traffic leaves before crossing the bridge, and the program learns the container
-// for direct delivery. Endpoints of veths that are gone are forgotten.
-void Agent::AttachContainerPorts() {
-  std::map<int, std::string> now;
-  for (const Interface& p : host_->PortsOf(container_ifindex_)) {
-    if (p.kind != "veth") continue;
-    auto it = ports_.find(p.ifindex);
-    if (it != ports_.end() && it->second == p.name) {
-      now.insert(*it);
-      continue;
-    }
-    if (auto st = dp_->AttachEncap(p.ifindex, p.name); !st.ok()) {
-      LOG_WARN("Container port: ", st.message());
-      continue;
-    }
-    now.emplace(p.ifindex, p.name);
-  }
-  // A veth that left the bridge (gone, or moved) releases its address: its binding slot
-  // here (by difference; once after start, every binding is checked), its delivery entry
-  // (the address's owner record) with the other endpoints of vanished veths below. Only
-  // then may another veth bind the address.
-  const MapFds& m = dp_->maps();
-  for (const auto& [ifindex, name] : ports_)
-    if (!now.count(ifindex))
-      if (auto st = FreeBindSlot(m.binds(), static_cast<uint32_t>(ifindex)); !st.ok())
-        LOG_WARN(st.message());
-  ports_ = std::move(now);
-  if (!binds_checked_) {
-    if (auto binds = ListBinds(m.binds()); binds.ok()) {
-      char name[IF_NAMESIZE];
-      for (const cppnet_bind& b : *binds)
-        if (!ports_.count(static_cast<int>(b.ifindex)) &&
-            (host_->FindByIndex(static_cast<int>(b.ifindex)) || !if_indextoname(b.ifindex, name)))
-          if (auto st = FreeBindSlot(m.binds(), b.ifindex); !st.ok()) LOG_WARN(st.message());
-      binds_checked_ = true;
-    } else {
-      LOG_WARN(binds.status().message());
-    }
-  }
-  auto eps = ListEndpoints(m.endpoints());
-  if (!eps.ok()) return;
-  for (const EndpointEntry& e : *eps) {
-    const int ifindex = static_cast<int>(e.endpoint.ifindex);
-    char name[IF_NAMESIZE];
-    if (ports_.count(ifindex)) continue;
-    // Not in our cache but alive: a veth just created (its event is on the way).
-    if (!host_->FindByIndex(ifindex) && if_indextoname(e.endpoint.ifindex, name)) continue;
-    (void)DeleteEndpoint(m.endpoints(), e.addr);
-  }
 }
 
 void Agent::Reconcile() {

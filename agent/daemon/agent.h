@@ -22,6 +22,7 @@
 #include "cppnet/datapath.h"
 #include "cppnet/etcd_client.h"
 #include "cppnet/netlink.h"
+#include "container_side.h"
 #include "host_watcher.h"
 #include "local_api_server.h"
 #include "lease_manager.h"
@@ -102,8 +103,6 @@ class Agent {
   void OnHostChange(unsigned changes);  // links, addresses or networks.d changed
   absl::Time NextDeadline() const;
   absl::Status ActivateDatapath();
-  void AttachContainerSide();
-  void AttachContainerPorts();
   void SyncMasquerade();
   void ChangePublicIp(uint32_t ip);
   absl::Status RepublishLease();
@@ -140,7 +139,8 @@ class Agent {
   std::deque<Call> calls_;  // local API requests for the loop
   std::thread watcher_;
   std::unique_ptr<HostWatcher> host_;
-  std::unique_ptr<VlanController> vlan_;  // after host_: uses it
+  std::unique_ptr<VlanController> vlan_;       // after host_: uses it
+  std::unique_ptr<ContainerSide> containers_;  // after host_: uses it
   std::unique_ptr<LocalApiServer> api_;
 
   // Loop state (agent thread only).
@@ -153,13 +153,10 @@ class Agent {
   std::optional<Prefix4> subnet_;  // the subnet the datapath serves (our lease)
   bool datapath_active_ = false;
   bool xdp_attached_ = false;
-  int container_ifindex_ = 0;
   std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
   bool masq_synced_ = false;
-  std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
-  bool binds_checked_ = false;              // bindings of veths gone while we were down freed
-  std::unique_ptr<VlanResolver> resolver_;  // after dp_: stops before the maps go
+  std::unique_ptr<VlanResolver> resolver_;          // after dp_: stops before the maps go
 };
 
 }  // namespace cppnet

@@ -39,7 +39,13 @@
 #define ND_NA_TARGET_OFF 8
 #define ND_OPT_TARGET_LLADDR 2
 #define ND_OPT_OFF 24
+#define ND_NA_SOLICITED_OVERRIDE 0x60 /* the flags byte: S and O set */
 #define ICMP_CSUM_OFF 2
+/* ICMP destination unreachable, fragmentation needed (RFC 792, RFC 1191). */
+#define ICMP_DEST_UNREACH_ 3
+#define ICMP_FRAG_NEEDED_ 4
+#define ICMP_NEXT_HOP_MTU_OFF 6
+#define ICMP_HLEN 8
 
 /* A feature's helper answers NOT_OURS for a packet that is not its business: the caller
  * goes on with it (every other answer is a verdict or a feature's own result). */

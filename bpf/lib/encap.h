@@ -87,16 +87,16 @@ static __always_inline int too_big(struct __sk_buff* skb, const struct cppnet_co
   __builtin_memcpy(buf, &reth, ETH_HLEN);
   __builtin_memcpy(buf + ETH_HLEN, &rip, 20);
   __u8* icmp = buf + ETH_HLEN + 20;
-  icmp[0] = 3; /* destination unreachable */
-  icmp[1] = 4; /* fragmentation needed and DF set */
-  icmp[6] = next_hop_mtu >> 8;
-  icmp[7] = next_hop_mtu & 0xff;
-  if (bpf_skb_load_bytes(skb, ETH_HLEN, icmp + 8, 28)) return TC_ACT_SHOT;
+  icmp[0] = ICMP_DEST_UNREACH_;
+  icmp[1] = ICMP_FRAG_NEEDED_;
+  icmp[ICMP_NEXT_HOP_MTU_OFF] = next_hop_mtu >> 8;
+  icmp[ICMP_NEXT_HOP_MTU_OFF + 1] = next_hop_mtu & 0xff;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN, icmp + ICMP_HLEN, 28)) return TC_ACT_SHOT; /* the quote */
   __u32 sum = 0;
 #pragma unroll
   for (int i = 0; i < 36; i += 2) sum += *(__u16*)(icmp + i);
   __u16 csum = csum_fold(sum);
-  __builtin_memcpy(icmp + 2, &csum, 2);
+  __builtin_memcpy(icmp + ICMP_CSUM_OFF, &csum, 2);
 
   if (bpf_skb_change_tail(skb, FRAG_NEEDED_LEN, 0) ||
       bpf_skb_store_bytes(skb, 0, buf, FRAG_NEEDED_LEN, 0))

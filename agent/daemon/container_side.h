@@ -1,0 +1,34 @@
+// The overlay's container side: the bridge that carries our subnet (Docker's --bip
+// bridge or a CNI bridge; --container-iface names it) and each container veth on it get
+// the encapsulation program; bindings and delivery entries of veths that left are freed.
+// Driven by host events (HostWatcher), never by polling.
+#pragma once
+#include <map>
+#include <string>
+
+#include "cppnet/datapath.h"
+#include "cppnet/net.h"
+#include "host_watcher.h"
+
+namespace cppnet {
+
+class ContainerSide {
+ public:
+  ContainerSide(Datapath* dp, const HostWatcher* host, std::string name);
+  // After host changes (and once the datapath is active): attach to the bridge with an
+  // address in `subnet` (or the named interface) and to its veths.
+  void Sync(const Prefix4& subnet);
+  int ifindex() const { return ifindex_; }  // the bridge, 0 until found
+
+ private:
+  void SyncPorts();
+
+  Datapath* dp_;
+  const HostWatcher* host_;
+  std::string name_;  // --container-iface, empty: detected
+  int ifindex_ = 0;
+  std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
+  bool binds_checked_ = false;        // bindings of veths gone while we were down freed
+};
+
+}  // namespace cppnet
