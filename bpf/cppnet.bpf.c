@@ -13,12 +13,14 @@
  * Anything that is not overlay or VLAN network traffic returns to the stack untouched.
  *
  * One object (one skeleton, maps shared by name), its programs by attach point:
- * container.h, underlay.h, xdp.h, vlan_trunk.h, vlan_endpoint.h; over lib/ (constants,
+ * container.h, xdp.h, underlay.h, vlan_trunk.h, vlan_endpoint.h (in this order, as the
+ * programs were laid out before the split); over lib/ (constants,
  * counters and drops, checksums, helpers, encapsulation) and the state each feature
  * owns (overlay.h, decap.h, vlan.h). */
 #include "container.h"
 #include "xdp.h"
 #include "underlay.h"
+#include "vlan_trunk.h"
 #include "vlan_endpoint.h"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -6,7 +6,7 @@
 
 #include "decap.h"
 #include "container.h"
-#include "vlan_trunk.h"
+#include "vlan_demux.h"
 
 /* Delivers an IPv4 packet for our subnet (Ethernet header in front) to its container:
  * into the container's namespace when we know its veth, else through the bridge
