@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -58,19 +59,31 @@ size_t CountEntries(int fd) {
   return all.ok() ? all->size() : 0;
 }
 
-// Poll (bounded) until the route's presence equals `want`; returns ns waited or -1.
-int64_t WaitRoute(int fd, const Prefix4& p, bool want, int64_t start) {
-  const int64_t deadline = start + 5'000'000'000;
-  while (NowNs() < deadline) {
-    if (InMap(fd, p) == want) return NowNs() - start;
-    usleep(20);
+// Polls `done` every `step_us` until it holds or `budget_s` has passed since `start`;
+// returns the ns from `start` to the first time it held, or -1.
+int64_t Poll(int64_t start, int budget_s, useconds_t step_us, const std::function<bool()>& done) {
+  while (NowNs() < start + int64_t{budget_s} * 1'000'000'000) {
+    if (done()) return NowNs() - start;
+    usleep(step_us);
   }
   return -1;
+}
+
+int64_t WaitRoute(int fd, const Prefix4& p, bool want, int64_t start) {
+  return Poll(start, 5, 20, [&] { return InMap(fd, p) == want; });
 }
 
 double Pct(std::vector<int64_t> v, double q) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))] / 1e6;
+}
+
+// One JSON line of latency percentiles; exit status 1 if any measurement timed out.
+int Report(const char* what, const char* count_key, uint32_t n, const std::vector<int64_t>& lat) {
+  const size_t lost = std::count(lat.begin(), lat.end(), -1);
+  printf("{\"%s\": %u, \"%s_timeouts\": %zu, \"%s_p50_ms\": %.2f, \"%s_p99_ms\": %.2f}\n",
+         count_key, n, what, lost, what, Pct(lat, 0.5), what, Pct(lat, 0.99));
+  return lost ? 1 : 0;
 }
 
 bool Sh(const std::string& cmd) { return system(cmd.c_str()) == 0; }
@@ -89,23 +102,11 @@ int Attach(uint32_t n, const std::string& bridge) {
     const int64_t t0 = NowNs();
     if (!Sh("ip link set " + name + " master " + bridge + " up")) return 1;
     const int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
-    int64_t t = -1;
-    while (NowNs() < t0 + 5'000'000'000) {
-      if (HasOurFilter(ifindex)) {
-        t = NowNs() - t0;
-        break;
-      }
-      usleep(100);
-    }
+    const int64_t t = Poll(t0, 5, 100, [&] { return HasOurFilter(ifindex); });
     lat.push_back(t);
     Sh("ip link del " + name);
   }
-  size_t lost = std::count(lat.begin(), lat.end(), -1);
-  printf(
-      "{\"veths\": %u, \"attach_timeouts\": %zu, \"attach_p50_ms\": %.2f, \"attach_p99_ms\": "
-      "%.2f}\n",
-      n, lost, Pct(lat, 0.5), Pct(lat, 0.99));
-  return lost ? 1 : 0;
+  return Report("attach", "veths", n, lat);
 }
 
 int Republish(EtcdClient* etcd, uint32_t n, const std::string& netns, const std::string& iface,
@@ -136,25 +137,16 @@ int Republish(EtcdClient* etcd, uint32_t n, const std::string& netns, const std:
     const int64_t t0 = NowNs();
     if (!flip(from, to)) return 1;
     auto want = ParseIp4(to);
-    int64_t t = -1;
-    while (NowNs() < t0 + 10'000'000'000) {
+    const int64_t t = Poll(t0, 10, 500, [&] {
       auto kv = etcd->Get(key);
-      if (kv.ok() && kv->has_value())
-        if (auto l = ParseLease((*kv)->value); l.ok() && l->public_ip == *want) {
-          t = NowNs() - t0;
-          break;
-        }
-      usleep(500);
-    }
+      if (!kv.ok() || !kv->has_value()) return false;
+      auto l = ParseLease((*kv)->value);
+      return l.ok() && l->public_ip == *want;
+    });
     lat.push_back(t);
   }
   if (n % 2) flip(ip2, ip1);
-  size_t lost = std::count(lat.begin(), lat.end(), -1);
-  printf(
-      "{\"republish_changes\": %u, \"republish_timeouts\": %zu, \"republish_p50_ms\": %.2f, "
-      "\"republish_p99_ms\": %.2f}\n",
-      n, lost, Pct(lat, 0.5), Pct(lat, 0.99));
-  return lost ? 1 : 0;
+  return Report("republish", "republish_changes", n, lat);
 }
 
 }  // namespace
