@@ -101,6 +101,18 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
   const nlohmann::json& j = *parsed;
   NetworkConfig c;
 
+  // First: an IPv6-only config (no Network at all) is told so, not that Network is missing.
+  for (auto [field, out] :
+       {std::pair{"EnableIPv4", &c.enable_ipv4}, std::pair{"EnableIPv6", &c.enable_ipv6}}) {
+    const nlohmann::json* v = FindKey(j, field);
+    if (!v || v->is_null()) continue;
+    if (!v->is_boolean())
+      return absl::InvalidArgumentError(absl::StrCat("config: ", field, " must be true or false"));
+    *out = v->get<bool>();
+  }
+  if (!c.enable_ipv4)
+    return absl::InvalidArgumentError(
+        "config: EnableIPv4 is false: IPv6-only networks are not supported by this version");
   const nlohmann::json* net = FindKey(j, "Network");
   if (!net || !net->is_string() || net->get<std::string>().empty())
     return absl::InvalidArgumentError(
@@ -149,17 +161,6 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
                                                    " is greater than SubnetMax ",
                                                    FormatIp4(c.subnet_max)));
 
-  for (auto [field, out] :
-       {std::pair{"EnableIPv4", &c.enable_ipv4}, std::pair{"EnableIPv6", &c.enable_ipv6}}) {
-    const nlohmann::json* v = FindKey(j, field);
-    if (!v || v->is_null()) continue;
-    if (!v->is_boolean())
-      return absl::InvalidArgumentError(absl::StrCat("config: ", field, " must be true or false"));
-    *out = v->get<bool>();
-  }
-  if (!c.enable_ipv4)
-    return absl::InvalidArgumentError(
-        "config: EnableIPv4 is false: IPv6-only networks are not supported by this version");
   if (c.enable_ipv6) {
     if (auto st = ParseIpv6Part(j, &c); !st.ok()) return st;
   }

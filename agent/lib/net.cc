@@ -47,7 +47,18 @@ absl::StatusOr<Prefix4> ParsePrefix4(absl::string_view s, bool strict) {
 std::string FormatPrefix4(const Prefix4& p) { return absl::StrCat(FormatIp4(p.addr), "/", p.len); }
 
 absl::StatusOr<Prefix4> ParseSubnetKey(absl::string_view s) {
-  auto p = ParseWithSep(s, '-', true);
+  // flanneld's dual-stack keys carry the IPv6 subnet after '&' ("10.5.3.0-24&fc00:0:0:3::-64"):
+  // the IPv4 subnet is what this version routes; the IPv6 part must still be well-formed.
+  absl::string_view v4 = s;
+  if (const size_t amp = s.find('&'); amp != absl::string_view::npos) {
+    v4 = s.substr(0, amp);
+    const absl::string_view v6 = s.substr(amp + 1);
+    const size_t dash = v6.rfind('-');
+    if (dash == absl::string_view::npos ||
+        !ParsePrefix6(absl::StrCat(v6.substr(0, dash), "/", v6.substr(dash + 1))).ok())
+      return absl::InvalidArgumentError(absl::StrCat("invalid IPv6 prefix in \"", s, "\""));
+  }
+  auto p = ParseWithSep(v4, '-', true);
   if (p.ok() && p->len == 0)
     return absl::InvalidArgumentError(absl::StrCat("invalid prefix \"", s, "\""));
   return p;

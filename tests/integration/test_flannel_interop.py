@@ -80,6 +80,19 @@ def static_routes(lab, c, cpp):
             and r.get("public_ip") == f2.ip, r)
     lab.etcdctl("del", key)
     L.wait_for("h2 removes it", lambda: net not in h2.routes())
+    # A dual-stack flanneld host's lease ("v4key&v6key", PublicIPv6, BackendV6Data): its IPv4
+    # subnet is routed, not skipped as before ("invalid prefix").
+    dual = "/coreos.com/network/subnets/198.19.253.0-24&2001:db8:100:fd::-64"
+    lab.etcdctl("put", dual, json.dumps({
+        "PublicIP": "198.18.0.78", "PublicIPv6": "2001:db8::78", "BackendType": "vxlan",
+        "BackendData": {"VNI": 1, "VtepMAC": "0e:00:00:00:00:78"},
+        "BackendV6Data": {"VNI": 1, "VtepMAC": "0e:00:00:00:00:79"}}))
+    L.wait_for("h2 routes the dual-stack lease's IPv4 subnet",
+               lambda: h2.routes().get("198.19.253.0/24", {}).get("public_ip") == "198.18.0.78")
+    c.check("a dual-stack flanneld lease (v4key&v6key) is routed for its IPv4 subnet",
+            "Skipping lease" not in h2.log().split("198.19.253.0-24")[-1], h2.log()[-300:])
+    lab.etcdctl("del", dual)
+    L.wait_for("h2 removes the dual-stack route", lambda: "198.19.253.0/24" not in h2.routes())
     c.check("static entry survives that lease's deletion", h1.routes().get(net, {}).get("origin") == "static")
     # The agent keeps static routes (routes.json) and restores them: even after --cleanup
     # removed the pinned maps, a new agent puts the route back.

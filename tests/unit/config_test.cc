@@ -85,6 +85,8 @@ TEST(Config, RejectsBadConfigNamingFieldAndValue) {
        "SubnetMax is not on a SubnetLen boundary (10.5.3.7"},
       {R"({"Network":"10.5.0.0/16","SubnetMin":"10.5.9.0","SubnetMax":"10.5.3.0"})",
        "is greater than SubnetMax"},
+      {R"({"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8::/48"})",
+       "IPv6-only networks are not supported"},
       {R"({"Network":"10.5.0.0/16","Backend":{"Type":"gre"}})", "unknown backend type \"gre\""},
       {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}})",
        "VNI must be between 0 and 16777215"},

@@ -83,6 +83,21 @@ TEST(Lease, SelectsValidPeersAndSkipsTheRestWithReasons) {
   EXPECT_NE(why["198.19.9.0-24"].find("not unicast"), std::string::npos);
 }
 
+TEST(Lease, DualStackFlanneldLeaseGivesItsIpv4Route) {
+  // What a dual-stack flanneld host publishes: both subnets in the key, PublicIPv6 and
+  // BackendV6Data beside the IPv4 fields.
+  const std::vector<LeaseRecord> recs = {
+      {std::string(kPrefix) + "198.19.253.0-24&2001:db8:100:fd::-64",
+       R"({"PublicIP":"198.18.0.5","PublicIPv6":"2001:db8::5","BackendType":"vxlan",)"
+       R"("BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:05"},)"
+       R"("BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:00:00:00:06"}})",
+       7}};
+  LeaseSet s = SelectPeerLeases(Vxlan(), kPrefix, Prefix4{0xc6130100, 24}, recs);
+  ASSERT_EQ(s.routes.size(), 1u) << (s.skipped.empty() ? "" : s.skipped[0].reason);
+  EXPECT_EQ(s.routes.begin()->first, (Prefix4{0xc613fd00, 24}));
+  EXPECT_EQ(s.routes.begin()->second.lease.public_ip, 0xc6120005u);
+}
+
 TEST(Lease, OlderLeaseWinsRegardlessOfListingOrder) {
   std::vector<LeaseRecord> recs = {
       {std::string(kPrefix) + "198.19.2.0-23", VxLease("198.18.0.9", "0e:00:00:00:00:09"), 5},

@@ -28,9 +28,14 @@ TEST(Net, SubnetKeysUseFlannelsForm) {
   ASSERT_TRUE(k.ok());
   EXPECT_EQ(FormatPrefix4(*k), "10.5.52.0/24");
   EXPECT_EQ(FormatSubnetKey(*k), "10.5.52.0-24");
-  for (const char* bad :
-       {"10.5.52.1-24", "10.5.52.0-33", "10.5.52.0-0", "10.5.52.0/24", "garbage", "10.5.52.0-"})
+  for (const char* bad : {"10.5.52.1-24", "10.5.52.0-33", "10.5.52.0-0", "10.5.52.0/24", "garbage",
+                          "10.5.52.0-", "10.5.52.0-24&", "10.5.52.0-24&fc00::",
+                          "10.5.52.0-24&fc00::-129", "10.5.52.0-24&x-64", "&fc00::-64"})
     EXPECT_FALSE(ParseSubnetKey(bad).ok()) << bad;
+  // flanneld's dual-stack key: the IPv4 subnet, the IPv6 one checked and set aside.
+  auto d = ParseSubnetKey("198.19.253.0-24&2001:db8:100:fd::-64");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(FormatPrefix4(*d), "198.19.253.0/24");
 }
 
 TEST(Net, PrefixArithmetic) {
