@@ -77,8 +77,8 @@ class Host:
         return run(self.cmd(["sh", "-c", script]), check=check, timeout=timeout)
 
     def start_agent(self, *extra, config_iface="eth0", env=None):
-        args = [AGENT, f"--etcd-endpoints={self.lab.etcd_url}", f"--iface={config_iface}", "--subnet-lease-ttl=60s",
-                "--subnet-lease-renew-margin=1"] + list(extra)
+        args = [AGENT, f"--etcd-endpoints={self.lab.etcd_url}", "--subnet-lease-ttl=60s",
+                "--subnet-lease-renew-margin=1"] + ([f"--iface={config_iface}"] if config_iface else []) + list(extra)
         log = open(self.log_path, "a")
         self.agent = subprocess.Popen(self.cmd(args), stdout=log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, env=None if env is None else {**os.environ, **env})

@@ -183,7 +183,12 @@ int main(int argc, char** argv) {
   if (!etcd.ok()) return usage(std::string(etcd.status().message()));
   for (const std::string& w : (*etcd)->warnings()) LOG_WARN(w);
 
-  auto underlay = o.iface.empty() ? DefaultRouteInterface() : FindInterface(o.iface);
+  // The underlay: --iface; else the interface carrying --public-ip (peers send their tunnel
+  // packets there, so that is where decapsulation must run); else the default route's.
+  auto underlay = !o.iface.empty() ? FindInterface(o.iface)
+                  : public_ip      ? FindInterface(FormatIp4(public_ip))
+                                   : DefaultRouteInterface();
+  if (!underlay.ok() && o.iface.empty() && public_ip) underlay = DefaultRouteInterface();
   if (!underlay.ok()) return Fail(std::string(underlay.status().message()));
   if (public_ip == 0) {
     if (underlay->addrs.empty())

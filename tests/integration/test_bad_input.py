@@ -90,6 +90,15 @@ def scenario(lab, c):
     L.wait_for("out of subnets", lambda: "out of subnets in 198.19.0.0/16" in h2.log(), timeout=15)
     c.check("no free subnet: 'out of subnets' logged, agent keeps running", h2.agent.poll() is None)
 
+    # --public-ip without --iface: the underlay is the interface carrying that address (the lab
+    # hosts have no default route, which was the only interface tried before).
+    h3 = lab.add_host(3)
+    h3.start_agent(f"--public-ip={h3.ip}", config_iface=None)
+    L.wait_for("h3 agent starts", lambda: "cppnet-agent starting" in h3.log() or h3.agent.poll() is not None,
+               timeout=15)
+    c.check("--public-ip without --iface: the interface carrying that address is the underlay",
+            f"underlay eth0 ({h3.ip}," in h3.log() and h3.agent.poll() is None, h3.log()[-300:])
+
 
 if __name__ == "__main__":
     raise SystemExit(run_scenario("badinput", scenario))
