@@ -16,7 +16,7 @@ static std::string MistypedField(const json& conf) {
       {"type", json::value_t::string},       {"network", json::value_t::string},
       {"subnetFile", json::value_t::string}, {"configDir", json::value_t::string},
       {"bridge", json::value_t::string},     {"ipam", json::value_t::object},
-      {"prevResult", json::value_t::object},
+      {"prevResult", json::value_t::object}, {"delegate", json::value_t::object},
   };
   for (const auto& [name, type] : kFields) {
     auto it = conf.find(name);

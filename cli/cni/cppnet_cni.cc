@@ -47,6 +47,7 @@
 #include "cppnet/paths.h"
 #include "cppnet/subnet_env.h"
 #include "cppnet/vlan.h"
+#include "cppnet/json_util.h"
 #include "cppnet/local_api.h"
 #include "cppnet/vlan_maps.h"
 #include "cppnet/netlink.h"
@@ -56,7 +57,10 @@ using namespace cppnet;
 
 namespace {
 
-const char* const kVersions[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0"};
+const char* const kVersions[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
+// The delegated bridge plugin (Debian's containernetworking-plugins) speaks up to 1.0.0;
+// 1.0.0 and 1.1.0 results have the same form.
+const char* const kDelegateVersionMax = "1.0.0";
 // CNI error codes (spec: "Error"); 100+ are this plugin's own.
 enum {
   kIncompatibleVersion = 1,
@@ -64,7 +68,8 @@ enum {
   kIoFailure = 5,
   kDecodeFailure = 6,
   kInvalidConfig = 7,
-  kTryAgainLater = 11
+  kTryAgainLater = 11,
+  kNotAvailable = 50  // CNI 1.1 STATUS: the plugin cannot serve ADD now
 };
 
 std::string g_version = "1.0.0";
@@ -140,22 +145,37 @@ int Delegate(const std::string& type, const json& conf, std::string* captured = 
 }
 
 // The bridge plugin's configuration for the overlay, as flannel's CNI plugin builds it.
-json OverlayDelegate(const json& conf, const SubnetEnv& env) {
-  json d = {{"cniVersion", conf.value("cniVersion", "1.0.0")},
+// flannel's CNI plugin's contract: the bridge plugin configured from subnet.env, with the
+// user's "delegate" object merged over it (e.g. hairpinMode, isDefaultGateway) — all but
+// "ipam", which is bound to the leased subnet. ipMasq defaults to the opposite of
+// FLANNEL_IPMASQ, as flannel's: when the agent masquerades, the bridge must not.
+absl::StatusOr<json> OverlayDelegate(const json& conf, const SubnetEnv& env) {
+  const std::string version = conf.value("cniVersion", "1.0.0");
+  json d = {{"cniVersion", version == "1.1.0" ? kDelegateVersionMax : version},
             {"name", conf.value("name", "cppnet")},
             {"type", "bridge"},
             {"bridge", conf.value("bridge", "cni0")},
             {"isGateway", true},
             {"isDefaultGateway", true},
-            // The agent masquerades (--ip-masq) with the cluster network in mind; the
-            // bridge plugin's own NAT would also rewrite overlay traffic.
-            {"ipMasq", false},
+            {"ipMasq", !env.ipmasq},
             {"hairpinMode", true},
-            {"mtu", env.mtu},
-            {"ipam",
-             {{"type", "host-local"},
-              {"ranges", json::array({json::array({{{"subnet", FormatPrefix4(env.subnet)}}})})},
-              {"dataDir", absl::StrCat(kRunDir, "/ipam")}}}};
+            {"mtu", env.mtu}};
+  if (conf.contains("delegate")) {
+    const json& del = conf["delegate"];
+    if (!del.is_object()) return absl::InvalidArgumentError("\"delegate\" must be an object");
+    for (const auto& [k, v] : del.items()) {
+      if (k == "ipam" || k == "cniVersion" || k == "name") continue;  // ours
+      if (k == "type" && v != "bridge")
+        return absl::InvalidArgumentError(
+            absl::StrCat("delegate type ", DescribeJson(v),
+                         " is not supported: cppnet's overlay uses the bridge "
+                         "plugin (its agent attaches to the bridge)"));
+      d[k] = v;
+    }
+  }
+  d["ipam"] = {{"type", "host-local"},
+               {"ranges", json::array({json::array({{{"subnet", FormatPrefix4(env.subnet)}}})})},
+               {"dataDir", absl::StrCat(kRunDir, "/ipam")}};
   if (conf.contains("prevResult")) d["prevResult"] = conf["prevResult"];
   return d;
 }
@@ -570,11 +590,11 @@ int AgentError(const absl::Status& st, int config_code) {
 int Run() {
   const std::string cmd = Env("CNI_COMMAND");
   if (cmd == "VERSION") {
-    std::cout << json{{"cniVersion", "1.0.0"}, {"supportedVersions", kVersions}}.dump()
+    std::cout << json{{"cniVersion", "1.1.0"}, {"supportedVersions", kVersions}}.dump()
               << std::endl;
     return 0;
   }
-  if (cmd != "ADD" && cmd != "DEL" && cmd != "CHECK")
+  if (cmd != "ADD" && cmd != "DEL" && cmd != "CHECK" && cmd != "STATUS" && cmd != "GC")
     return Error(kInvalidEnv, cmd.empty() ? "CNI_COMMAND is not set"
                                           : absl::StrCat("unknown CNI_COMMAND ", cmd));
   std::string input;
@@ -592,15 +612,27 @@ int Run() {
     g_version = conf["cniVersion"].get<std::string>();
     if (std::find(std::begin(kVersions), std::end(kVersions), g_version) == std::end(kVersions))
       return Error(kIncompatibleVersion,
-                   absl::StrCat("cniVersion ", g_version, " is not supported"), "1.0.0");
+                   absl::StrCat("cniVersion ", g_version, " is not supported"), "1.1.0");
+  }
+  // CNI 1.1. GC: nothing to collect here (the agent forgets endpoints whose veths are
+  // gone). STATUS: ready when the agent has leased a subnet (overlay) or answers (VLAN).
+  if (cmd == "GC") return 0;
+  const std::string network = conf.contains("network") && conf["network"].is_string()
+                                  ? conf["network"].get<std::string>()
+                                  : "overlay";  // flannel's configs name none
+  if (cmd == "STATUS") {
+    if (network == "overlay") {
+      auto env = ReadSubnetEnvFile(conf.value("subnetFile", "/run/flannel/subnet.env"));
+      return env.ok() ? 0
+                      : Error(kNotAvailable, absl::StrCat("overlay: ", env.status().message(),
+                                                          " (is cppnet-agent running?)"));
+    }
+    auto info = CallAgent("network.get", {{"name", network}});
+    return info.ok() ? 0 : Error(kNotAvailable, std::string(info.status().message()));
   }
   for (const char* v : {"CNI_CONTAINERID", "CNI_IFNAME"})
     if (Env(v).empty()) return Error(kInvalidEnv, absl::StrCat(v, " is not set"));
   if (cmd != "DEL" && Env("CNI_NETNS").empty()) return Error(kInvalidEnv, "CNI_NETNS is not set");
-  if (!conf.contains("network") || !conf["network"].is_string())
-    return Error(kInvalidConfig,
-                 "\"network\" is required: \"overlay\" or a cppnet VLAN network name");
-  const std::string network = conf["network"].get<std::string>();
 
   if (network == "overlay") {
     const std::string file = conf.value("subnetFile", "/run/flannel/subnet.env");
@@ -611,7 +643,15 @@ int Run() {
       return Error(kIoFailure, absl::StrCat("overlay: ", env.status().message(),
                                             " (is cppnet-agent running?)"));
     }
-    return Delegate("bridge", OverlayDelegate(conf, *env));
+    auto del = OverlayDelegate(conf, *env);
+    if (!del.ok()) return Error(kInvalidConfig, std::string(del.status().message()));
+    if (g_version != "1.1.0") return Delegate("bridge", *del);
+    std::string out;  // the bridge plugin answered in 1.0.0: the same result, our version
+    const int rc = Delegate("bridge", *del, &out, cmd);
+    json r = json::parse(out, nullptr, false);
+    if (rc == 0 && r.is_object() && r.contains("cniVersion")) r["cniVersion"] = "1.1.0";
+    std::cout << (r.is_discarded() ? out : r.dump()) << std::endl;
+    return rc;
   }
   // A VLAN network: its definition, trunk and room come from the agent.
   auto info = CallAgent("network.get", {{"name", network}}, kAgentWait);

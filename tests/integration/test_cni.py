@@ -53,7 +53,8 @@ def scenario(lab, c):
     # Errors in CNI's format: {"code", "msg"} on stdout, exit status 1.
     errors = [
         (conf(network="vlan99"), 7, "network vlan99 not found"),
-        (json.dumps({"cniVersion": "1.0.0", "name": "x", "type": "cppnet"}), 7, "\"network\" is required"),
+        (conf(delegate={"type": "ipvlan"}), 7, "delegate type \"ipvlan\" is not supported"),
+        (conf(delegate="x"), 7, "field \"delegate\" must be an object"),
         ("{not json", 6, "not a JSON object"),
         (conf(cniVersion="9.9.9"), 1, "cniVersion 9.9.9 is not supported"),
         (conf(subnetFile="/run/nonexistent.env"), 5, "/run/nonexistent.env"),
@@ -63,6 +64,28 @@ def scenario(lab, c):
         c.check(f"error {code}: {msg}", rc == 1 and out.get("code") == code and msg in out.get("msg", ""), out)
     rc, out = call(h1, "", ns1, "c9", conf())
     c.check("no CNI_COMMAND: error 4", rc == 1 and out.get("code") == 4, out)
+
+    # flannel's CNI configurations name no network (the overlay is meant); CNI 1.1.0:
+    # STATUS, GC, and 1.1.0 results; flannel's "delegate" options reach the bridge plugin.
+    rc, out = call(h1, "VERSION", "", "", "")
+    c.check("VERSION lists 1.1.0", "1.1.0" in out.get("supportedVersions", []), out)
+    flannel_style = json.dumps({"cniVersion": "1.1.0", "name": "cbr0", "type": "cppnet",
+                                "delegate": {"hairpinMode": False}})
+    _, ns3 = container(lab, h1)
+    rc, out = call(h1, "ADD", ns3, "c3", flannel_style)
+    c.check("a flannel-style config without \"network\" (cniVersion 1.1.0): ADD on the overlay",
+            rc == 0 and out.get("cniVersion") == "1.1.0" and out.get("ips"), out)
+    ports = h1.sh("bridge -d link show", check=False).stdout
+    c.check("\"delegate\" options reach the bridge plugin (hairpinMode false)", "hairpin off" in ports, ports[-300:])
+    rc, out = call(h1, "STATUS", "", "", flannel_style)
+    c.check("STATUS: ready (subnet leased)", rc == 0, out)
+    rc, out = call(h1, "STATUS", "", "", conf(subnetFile="/run/nonexistent.env", cniVersion="1.1.0"))
+    c.check("STATUS without a subnet file: error 50 naming it", rc == 1 and out.get("code") == 50
+            and "/run/nonexistent.env" in out.get("msg", ""), out)
+    rc, out = call(h1, "GC", "", "", flannel_style)
+    c.check("GC: success", rc == 0, out)
+    rc, out = call(h1, "DEL", ns3, "c3", flannel_style)
+    c.check("DEL of the flannel-style attachment", rc == 0, out)
 
 
 if __name__ == "__main__":
