@@ -8,11 +8,14 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <set>
+#include <vector>
 #include <thread>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "agent.h"
@@ -133,6 +136,25 @@ int main(int argc, char** argv) {
                "file, then exit (stop the agent first)");
   app.add_flag("--release-on-exit", o.release_on_exit, "delete our lease from etcd on SIGTERM")
       ->envname(env("RELEASE_ON_EXIT"));
+  // flanneld's EnvironmentFile works unchanged: FLANNELD_<FLAG> stands for CPPNET_<FLAG>
+  // (flags both agents have) unless that is set; flanneld-only settings are named once.
+  {
+    std::set<std::string> ours;
+    for (const CLI::Option* opt : app.get_options())
+      if (!opt->get_envname().empty()) ours.insert(opt->get_envname());
+    std::vector<std::pair<std::string, std::string>> aliases;
+    for (char** e = environ; *e; ++e) {
+      const absl::string_view kv(*e);
+      const size_t eq = kv.find('=');
+      if (!absl::StartsWith(kv, "FLANNELD_") || eq == absl::string_view::npos) continue;
+      const std::string name = absl::StrCat("CPPNET_", kv.substr(9, eq - 9));
+      if (ours.count(name))
+        aliases.emplace_back(name, std::string(kv.substr(eq + 1)));
+      else
+        LOG_WARN(kv.substr(0, eq), " is a flanneld setting cppnet-agent does not have; ignored");
+    }
+    for (const auto& [name, value] : aliases) setenv(name.c_str(), value.c_str(), /*overwrite=*/0);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

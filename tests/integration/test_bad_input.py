@@ -99,6 +99,17 @@ def scenario(lab, c):
     c.check("--public-ip without --iface: the interface carrying that address is the underlay",
             f"underlay eth0 ({h3.ip}," in h3.log() and h3.agent.poll() is None, h3.log()[-300:])
 
+    # flanneld's environment variables: FLANNELD_PUBLIC_IP stands for --public-ip (the underlay
+    # follows it, as above); a flanneld-only one is named and ignored.
+    h3.stop_agent()
+    h4 = lab.add_host(4)
+    h4.start_agent(config_iface=None, env={"FLANNELD_PUBLIC_IP": h4.ip, "FLANNELD_KUBE_SUBNET_MGR": "true"})
+    L.wait_for("h4 agent starts", lambda: "cppnet-agent starting" in h4.log() or h4.agent.poll() is not None,
+               timeout=15)
+    c.check("FLANNELD_PUBLIC_IP is read as --public-ip; FLANNELD_KUBE_SUBNET_MGR named as not ours",
+            f"underlay eth0 ({h4.ip}," in h4.log() and "FLANNELD_KUBE_SUBNET_MGR is a flanneld setting"
+            in h4.log() and h4.agent.poll() is None, h4.log()[-400:])
+
 
 if __name__ == "__main__":
     raise SystemExit(run_scenario("badinput", scenario))
