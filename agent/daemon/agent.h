@@ -97,7 +97,6 @@ class Agent {
   absl::StatusOr<nlohmann::json> Handle(const std::string& method, const nlohmann::json& params);
   absl::StatusOr<nlohmann::json> ApiRouteAdd(const nlohmann::json& p);
   absl::StatusOr<nlohmann::json> ApiRouteDel(const nlohmann::json& p);
-  absl::StatusOr<nlohmann::json> ApiNetworkCreate(const nlohmann::json& p);
   absl::Status SaveStaticRoutes();
   void RestoreStaticRoutes();
   void OnHostChange(unsigned changes);  // links, addresses or networks.d changed

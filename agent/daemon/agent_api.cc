@@ -2,9 +2,6 @@
 // endpoints, changed only here, on the agent's loop (one writer for every map,
 // attachment and file the agent owns).
 #include <arpa/inet.h>
-#include <bpf/bpf.h>
-#include <net/if.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -15,7 +12,6 @@
 #include "cppnet/json_util.h"
 #include "cppnet/local_api.h"
 #include "cppnet/subnet_env.h"
-#include "cppnet/vlan_maps.h"
 #include "log.h"
 
 namespace cppnet {
@@ -45,10 +41,12 @@ absl::StatusOr<json> Agent::Handle(const std::string& method, const json& p) {
   try {
     if (method == "route.add") return ApiRouteAdd(p);
     if (method == "route.del") return ApiRouteDel(p);
-    if (method == "network.create") return ApiNetworkCreate(p);
-    if (method == "network.delete") {
-      auto r = vlan_->Delete(p);
-      if (r.ok()) LoadNetworks();
+    if (method == "network.create" || method == "network.delete") {
+      auto r = method == "network.create" ? vlan_->Create(p) : vlan_->Delete(p);
+      if (r.ok()) {
+        LoadNetworks();
+        vlan_->Sync();
+      }
       return r;
     }
     if (method == "network.get") return vlan_->Get(p);
@@ -75,22 +73,16 @@ void Agent::RestoreStaticRoutes() {
   const std::string file = StaticRoutesFile(opts_.config_dir);
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) return;
-  FILE* f = fopen(file.c_str(), "r");
-  if (!f) {
-    LOG_ERROR("Static routes: ", file, ": ", strerror(errno));
+  auto text = ReadFileHead(file, kMaxApiMessageBytes + 1);
+  if (!text.ok()) {
+    LOG_ERROR("Static routes: ", text.status().message());
     return;
   }
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0 && text.size() <= kMaxApiMessageBytes)
-    text.append(buf, n);
-  fclose(f);
-  if (auto st = CheckJsonBounds(text, file, kMaxApiMessageBytes); !st.ok()) {
+  if (auto st = CheckJsonBounds(*text, file, kMaxApiMessageBytes); !st.ok()) {
     LOG_ERROR("Static routes: ", st.message());
     return;
   }
-  json all = json::parse(text, nullptr, false);
+  json all = json::parse(*text, nullptr, false);
   if (!all.is_array()) {
     LOG_ERROR("Static routes: ", file, ": not a JSON array; none restored");
     return;
@@ -131,14 +123,6 @@ absl::StatusOr<json> Agent::ApiRouteDel(const json& p) {
   if (auto st = SaveStaticRoutes(); !st.ok()) LOG_ERROR("Static routes: ", st.message());
   Reconcile();  // a lease for the subnet gets its route back
   return json::object();
-}
-
-// ---- VLAN networks and endpoints: the VLAN controller's.
-
-absl::StatusOr<json> Agent::ApiNetworkCreate(const json& p) {
-  auto r = vlan_->Create(p);
-  if (r.ok()) LoadNetworks();
-  return r;
 }
 
 }  // namespace cppnet

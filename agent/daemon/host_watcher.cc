@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <linux/rtnetlink.h>
-#include <netlink/cache.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
@@ -160,7 +159,7 @@ void HostWatcher::Loop() {
         // Notifications were lost (socket overrun): what we hold may be stale. Dump again.
         LOG_WARN("Host watcher: netlink: ", nl_geterror(err), "; re-reading links and addresses");
         if (auto st = Dump(); !st.ok()) LOG_ERROR("Host watcher: ", st.message());
-        pending_ |= kLinks | kAddrs | kResync;
+        pending_ |= kLinks | kAddrs;
       }
     }
     if (pending_) on_change_(pending_);

@@ -28,7 +28,7 @@ namespace cppnet {
 
 class HostWatcher {
  public:
-  enum Change : unsigned { kLinks = 1, kAddrs = 2, kResync = 4 };
+  enum Change : unsigned { kLinks = 1, kAddrs = 2 };
   static absl::StatusOr<std::unique_ptr<HostWatcher>> Start(
       std::function<void(unsigned changes)> on_change);
   ~HostWatcher();

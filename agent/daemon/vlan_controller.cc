@@ -134,8 +134,6 @@ absl::StatusOr<json> VlanController::Create(const json& p) {
           WriteFileAtomically(absl::StrCat(dir, "/", n->name, ".json"), SerializeVlanNetwork(*n));
       !st.ok())
     return st;
-  Load();
-  Sync();
   return json{{"name", n->name}};
 }
 
@@ -155,7 +153,6 @@ absl::StatusOr<json> VlanController::Delete(const json& p) {
   const std::string path = absl::StrCat(NetworksDir(config_dir_), "/", *name, ".json");
   if (unlink(path.c_str()) != 0)
     return absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
-  Load();
   return json{{"name", *name}};
 }
 

@@ -25,7 +25,8 @@ class VlanController {
   // An untagged network on the overlay's underlay (its program then passes broadcast up).
   bool UntaggedOnUnderlay() const;
 
-  // Local API: network.create/delete/get, endpoint.add/del/get.
+  // Local API: network.create/delete/get, endpoint.add/del/get. Create and Delete change
+  // networks.d only; the caller reloads (Load, then Sync).
   absl::StatusOr<nlohmann::json> Create(const nlohmann::json& p);
   absl::StatusOr<nlohmann::json> Delete(const nlohmann::json& p);
   absl::StatusOr<nlohmann::json> Get(const nlohmann::json& p);

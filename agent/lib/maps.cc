@@ -110,22 +110,6 @@ absl::Status UpsertRoute(int fd, const Prefix4& subnet, const cppnet_route& rout
   return absl::OkStatus();
 }
 
-std::optional<cppnet_route> LookupRoute(int fd, const Prefix4& subnet) {
-  cppnet_route_key k = KeyOf(subnet);
-  cppnet_route r{};
-  if (bpf_map_lookup_elem(fd, &k, &r) != 0) return std::nullopt;
-  return r;
-}
-
-absl::StatusOr<std::optional<cppnet_route>> ExactRoute(int fd, const Prefix4& subnet) {
-  // An LPM lookup alone would also answer for a covering prefix: match keys exactly.
-  auto all = ListRoutes(fd);
-  if (!all.ok()) return all.status();
-  for (const RouteEntry& e : *all)
-    if (e.subnet == subnet) return std::optional<cppnet_route>(e.route);
-  return std::optional<cppnet_route>();
-}
-
 absl::Status DeleteRoute(int fd, const Prefix4& subnet) {
   cppnet_route_key k = KeyOf(subnet);
   if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT)

@@ -71,6 +71,15 @@ absl::StatusOr<SubnetEnv> ReadSubnetEnvFile(const std::string& path) {
   return e;
 }
 
+absl::StatusOr<std::string> ReadFileHead(const std::string& path, size_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": ", strerror(errno)));
+  std::string text(limit, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(limit));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
+
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
   std::error_code ec;
   std::filesystem::path p(path);

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cppnet/json_util.h"
+#include "cppnet/subnet_env.h"
 
 namespace cppnet {
 namespace {
@@ -228,10 +227,9 @@ absl::StatusOr<std::vector<VlanNetwork>> LoadVlanNetworks(const std::string& dir
   if (!std::filesystem::exists(dir, ec)) return out;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     if (e.path().extension() != ".json") continue;
-    std::ifstream f(e.path());
-    std::stringstream ss;
-    ss << f.rdbuf();
-    auto n = ParseVlanNetwork(ss.str());
+    auto text = ReadFileHead(e.path().string(), kMaxJsonBytes + 1);
+    if (!text.ok()) return text.status();
+    auto n = ParseVlanNetwork(*text);
     if (!n.ok())
       return absl::InvalidArgumentError(
           absl::StrCat(e.path().string(), ": ", n.status().message()));

@@ -109,12 +109,6 @@ absl::Status WriteConfig(int config_fd, const cppnet_config& cfg);
 absl::StatusOr<std::vector<RouteEntry>> ListRoutes(int routes_fd);
 absl::Status UpsertRoute(int routes_fd, const Prefix4& subnet, const cppnet_route& route);
 absl::Status DeleteRoute(int routes_fd, const Prefix4& subnet);
-// Adds the route only when no entry for exactly `subnet` exists; false when one does.
-// Longest-prefix lookup: the entry for `subnet` when one exists for exactly it.
-std::optional<cppnet_route> LookupRoute(int routes_fd, const Prefix4& subnet);
-// The entry for exactly `subnet`, if there is one (an LPM lookup alone would also
-// return a shorter covering prefix).
-absl::StatusOr<std::optional<cppnet_route>> ExactRoute(int routes_fd, const Prefix4& subnet);
 // Local containers the datapath has learned, by address.
 absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int endpoints_fd);
 absl::Status DeleteEndpoint(int endpoints_fd, uint32_t addr);

@@ -23,5 +23,8 @@ std::optional<Prefix4> ReadSubnetFromEnvFile(const std::string& path);
 absl::StatusOr<SubnetEnv> ReadSubnetEnvFile(const std::string& path);
 // Write to a temporary file in the same directory, fsync, rename: readers never see half a file.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
+// At most `limit` bytes of a file: a longer one is cut there, so the caller's own size
+// check (CheckJsonBounds with limit - 1) reports it; errors name the file.
+absl::StatusOr<std::string> ReadFileHead(const std::string& path, size_t limit);
 
 }  // namespace cppnet
