@@ -298,6 +298,59 @@ def health(lab, c, h):
     L.wait_for("agent back", lambda: h.log().count("Datapath attached") >= 2 or h.log().count("Lease acquired") >= 2, 20)
 
 
+API_PROBE = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("/run/cppnet/agent.sock")
+    print("connected")
+except OSError as e:
+    print(e.strerror)
+"""
+
+API_JUNK = r"""
+import json, socket
+def call(raw):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/cppnet/agent.sock")
+    try:
+        s.sendall(raw)
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    return out.decode()
+answers = [call(b"{not json\n"), call(b"[" * 200000 + b"\n"), call(b"x" * (2 << 20)),
+           call(json.dumps({"method": "route.add", "params": {"subnet": "198.19.77.0/24", "public_ip": 5}}).encode() + b"\n"),
+           call(json.dumps({"method": "endpoint.add", "params": {"network": "x", "host_ifindex": -1}}).encode() + b"\n")]
+print(json.dumps(answers))
+"""
+
+
+def local_api(lab, c, h):
+    """The agent's local API is the one way to change its state: only root reaches it, and
+    junk from root is answered with an error (or cut off) without harm to the agent."""
+    p = L.run(h.cmd(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "python3", "-c", API_PROBE]),
+              check=False)
+    c.check("local API: user nobody cannot connect to /run/cppnet/agent.sock",
+            p.stdout.strip() == "Permission denied", p.stdout + p.stderr)
+    p = L.run(h.cmd(["python3", "-c", API_JUNK]), check=False, timeout=60)
+    answers = json.loads(p.stdout) if p.returncode == 0 else []
+    errs = [json.loads(a) if a else None for a in answers]
+    c.check("local API: malformed, 200,000-deep and badly typed requests get an error, 2 MiB of junk is cut off",
+            len(errs) == 5 and errs[2] is None and all(e and e["ok"] is False for i, e in enumerate(errs) if i != 2),
+            answers)
+    q = h.ctl("route", "list", "--json", check=False)
+    c.check("local API: the agent still serves and installed nothing from the junk",
+            h.agent.poll() is None and "198.19.77.0/24" not in q.stdout and "cppnet-agent starting" in h.log(),
+            q.stdout[-300:])
+
+
 def bad_cni(lab, c, h):
     cases = [('"cniVersion":1', "cniVersion"), ('"subnetFile":5', "subnetFile"), ('"name":7', "name"),
              ('"configDir":5', "configDir"), ('"network":["x"]', "network")]
@@ -333,6 +386,7 @@ def scenario(lab, c):
     container_to_tunnel(lab, c, hosts)
     spoofing(lab, c, hosts)
     health(lab, c, h1)
+    local_api(lab, c, h1)
     bad_cni(lab, c, h1)
     hostile_etcd(lab, c, hosts)
 
