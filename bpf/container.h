@@ -84,6 +84,71 @@ static __always_inline int container_arp(struct __sk_buff* skb, const struct eth
   return TC_ACT_OK;
 }
 
+/* Encapsulates the IPv4 packet in skb (vxlan or udp route `rt`) and sends it out of the
+ * underlay; GSO packets stay whole. */
+static __always_inline int tunnel_send(struct __sk_buff* skb, const struct cppnet_config* cfg,
+                                       const struct cppnet_route* rt) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  struct iphdr* ip = (void*)(eth + 1);
+
+  if ((void*)(ip + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_TRUNCATED);
+  const __u8 backend = rt->backend;
+  const __be32 daddr = rt->public_ip;
+  const int vxlan = backend == CPPNET_BACKEND_VXLAN;
+  const __u32 overhead = vxlan ? CPPNET_VXLAN_OVERHEAD : CPPNET_UDP_OVERHEAD;
+
+  __u32 inner_len = skb->len - ETH_HLEN;
+  __u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+  if (vxlan) flags |= BPF_F_ADJ_ROOM_ENCAP_L2_ETH | ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+  if (skb->gso_size) {
+    /* Keep the segment size when segments already fit after encapsulation
+     * (container MTU lowered as subnet.env says); else let the kernel shrink it. */
+    __u32 hdrs = gso_header_len(skb, ip, data_end);
+
+    if (hdrs && skb->gso_size + hdrs + overhead <= cfg->mtu) flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
+  } else if (inner_len + overhead > cfg->mtu) {
+    return too_big(skb, cfg, cfg->mtu - overhead);
+  }
+
+  __u16 sport = flow_src_port(skb, ip, data_end);
+  /* We act as the router between container and overlay: decrement the TTL. */
+  ip_decrease_ttl(ip);
+  __u8 tos = ip->tos;
+  __be16 id = ip->id;
+  __be16 df = ip->frag_off & bpf_htons(IP_DF);
+  __u32 vni = rt->vni;
+  __u16 dport = rt->port;
+  __u8 peer_mac[6];
+  mac_copy(peer_mac, rt->vtep_mac);
+
+  if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags))
+    return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
+
+  data = (void*)(long)skb->data;
+  data_end = (void*)(long)skb->data_end;
+  eth = data;
+  struct iphdr* oip = (void*)(eth + 1);
+  struct udphdr* udp = (void*)(oip + 1);
+  if ((void*)(udp + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
+  write_outer(oip, udp, cfg, daddr, dport, sport, tos, id, df, skb->len - ETH_HLEN);
+  if (vxlan) {
+    struct vxlanhdr_* vx = (void*)(udp + 1);
+    struct ethhdr* ieth = (void*)(vx + 1);
+    if ((void*)(ieth + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
+    vx->flags = VXLAN_FLAG_VNI;
+    vx->reserved1[0] = vx->reserved1[1] = vx->reserved1[2] = 0;
+    vx->vni_reserved = bpf_htonl(vni << 8);
+    mac_copy(ieth->h_dest, peer_mac);
+    mac_copy(ieth->h_source, cfg->vtep_mac);
+    ieth->h_proto = bpf_htons(ETH_P_IP);
+  }
+  count(vxlan ? CPPNET_CNT_VXLAN_TX : CPPNET_CNT_UDP_TX, skb->len);
+  /* The neighbour subsystem fills the outer Ethernet header (resolving ARP if needed). */
+  return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+}
+
 SEC("tc")
 int cppnet_tc_encap(struct __sk_buff* skb) {
   void* data = (void*)(long)skb->data;
@@ -164,57 +229,38 @@ int cppnet_tc_encap(struct __sk_buff* skb) {
   }
   if (backend != CPPNET_BACKEND_VXLAN && backend != CPPNET_BACKEND_UDP)
     return drop(skb, CPPNET_CNT_DROP_BACKEND);
-  const int vxlan = backend == CPPNET_BACKEND_VXLAN;
-  const __u32 overhead = vxlan ? CPPNET_VXLAN_OVERHEAD : CPPNET_UDP_OVERHEAD;
-
-  __u32 inner_len = skb->len - ETH_HLEN;
-  __u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
-  if (vxlan) flags |= BPF_F_ADJ_ROOM_ENCAP_L2_ETH | ADJ_ROOM_ENCAP_L2(ETH_HLEN);
-  if (skb->gso_size) {
-    /* Keep the segment size when segments already fit after encapsulation
-     * (container MTU lowered as subnet.env says); else let the kernel shrink it. */
-    __u32 hdrs = gso_header_len(skb, ip, data_end);
-
-    if (hdrs && skb->gso_size + hdrs + overhead <= cfg->mtu) flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
-  } else if (inner_len + overhead > cfg->mtu) {
-    return too_big(skb, cfg, cfg->mtu - overhead);
+  if ((rt->flags & CPPNET_ROUTE_USERSPACE_PEER) && cfg->soft_ifindex) {
+    /* A userspace udp peer (flanneld) would read unfinished checksums and whole GSO
+     * packets: the kernel finishes both while the packet passes the soft device, whose
+     * tc program (cppnet_tc_soft) then encapsulates. Too-big answers go back from here. */
+    if (!skb->gso_size && skb->len - ETH_HLEN + CPPNET_UDP_OVERHEAD > cfg->mtu)
+      return too_big(skb, cfg, cfg->mtu - CPPNET_UDP_OVERHEAD);
+    return bpf_redirect(cfg->soft_ifindex, 0);
   }
+  return tunnel_send(skb, cfg, rt);
+}
 
-  __u16 sport = flow_src_port(skb, ip, data_end);
-  /* We act as the router between container and overlay: decrement the TTL. */
-  ip_decrease_ttl(ip);
-  __u8 tos = ip->tos;
-  __be16 id = ip->id;
-  __be16 df = ip->frag_off & bpf_htons(IP_DF);
-  __u32 vni = rt->vni;
-  __u16 dport = rt->port;
-  __u8 peer_mac[6];
-  mac_copy(peer_mac, rt->vtep_mac);
+/* tc ingress of CPPNET_SOFT_PEER_DEV: packets the program above sent into the soft device,
+ * segmented and checksummed by the kernel on the way. Nothing else belongs here. */
+SEC("tc")
+int cppnet_tc_soft(struct __sk_buff* skb) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  struct iphdr* ip = (void*)(eth + 1);
+  struct cppnet_config* cfg = ready_config();
 
-  if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags))
-    return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
-
-  data = (void*)(long)skb->data;
-  data_end = (void*)(long)skb->data_end;
-  eth = data;
-  struct iphdr* oip = (void*)(eth + 1);
-  struct udphdr* udp = (void*)(oip + 1);
-  if ((void*)(udp + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
-  write_outer(oip, udp, cfg, daddr, dport, sport, tos, id, df, skb->len - ETH_HLEN);
-  if (vxlan) {
-    struct vxlanhdr_* vx = (void*)(udp + 1);
-    struct ethhdr* ieth = (void*)(vx + 1);
-    if ((void*)(ieth + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
-    vx->flags = VXLAN_FLAG_VNI;
-    vx->reserved1[0] = vx->reserved1[1] = vx->reserved1[2] = 0;
-    vx->vni_reserved = bpf_htonl(vni << 8);
-    mac_copy(ieth->h_dest, peer_mac);
-    mac_copy(ieth->h_source, cfg->vtep_mac);
-    ieth->h_proto = bpf_htons(ETH_P_IP);
-  }
-  count(vxlan ? CPPNET_CNT_VXLAN_TX : CPPNET_CNT_UDP_TX, skb->len);
-  /* The neighbour subsystem fills the outer Ethernet header (resolving ARP if needed). */
-  return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+  if (!cfg || (void*)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+      ip->version != 4 || ip->ihl < 5)
+    return TC_ACT_SHOT; /* the stack's own chatter on the device (none is expected) */
+  struct cppnet_route_key key = {.prefixlen = 32, .addr = ip->daddr};
+  struct cppnet_route* rt = bpf_map_lookup_elem(&cppnet_routes, &key);
+  if (!rt || rt->backend != CPPNET_BACKEND_UDP || ip->ttl <= 1)
+    return drop(skb, CPPNET_CNT_DROP_BACKEND); /* the route changed meanwhile */
+  /* Segments too big only when the container's MTU exceeds subnet.env's. */
+  if (skb->len - ETH_HLEN + CPPNET_UDP_OVERHEAD > cfg->mtu)
+    return drop(skb, CPPNET_CNT_DROP_TOO_BIG);
+  return tunnel_send(skb, cfg, rt);
 }
 
 #endif

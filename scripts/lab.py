@@ -430,6 +430,33 @@ class Lab:
         h.flannel_vni = vni
         return h, f"{net.network_address + 1}/{net.prefixlen}"
 
+    def flannel_udp_host(self, index, subnet, network="198.19.0.0/16", port=8285, ttl=600):
+        """A host set up as flanneld's udp backend does: TUN device flannel0 holding the
+        subnet's .0 address with the Network's prefix, MTU underlay - 28, a userspace
+        forwarder (tests/integration/flannel_udp_proxy.py) and its lease in flanneld's
+        udp JSON. Start the forwarder with flannel_udp_start once the peers are known."""
+        h = self.add_host(index)
+        net, cluster = ipaddress.ip_network(subnet), ipaddress.ip_network(network)
+        h.sh("ip tuntap add dev flannel0 mode tun && ip link set flannel0 mtu 1472 && "
+             f"ip addr add {net.network_address}/{cluster.prefixlen} dev flannel0 && ip link set flannel0 up")
+        lease_id = self.etcdctl("lease", "grant", str(ttl)).stdout.split()[1]
+        self.etcdctl("put", f"--lease={lease_id}", f"{PREFIX}/subnets/{net.network_address}-{net.prefixlen}",
+                     json.dumps({"PublicIP": h.ip, "BackendType": "udp"}))
+        h.flannel_udp_port = port
+        return h, f"{net.network_address + 1}/{net.prefixlen}"
+
+    def flannel_udp_start(self, h):
+        """The forwarder, with a route per lease of another host (what flanneld learns from etcd)."""
+        routes = [f"{k.replace('-', '/')}={json.loads(v)['PublicIP']}" for k, v in self.leases().items()
+                  if json.loads(v)["PublicIP"] != h.ip]
+        script = os.path.join(ROOT, "tests", "integration", "flannel_udp_proxy.py")
+        p = subprocess.Popen(h.cmd(["python3", script, "flannel0", str(h.flannel_udp_port), "1472", *routes]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.pids.append(p)
+        if p.stdout.readline().strip() != "ready":
+            raise LabError(f"udp forwarder on h{h.index}: {p.stderr.read()}")
+        return p
+
     def flannel_sync(self, h):
         """What flanneld does on every lease event: neighbour, FDB and onlink route per peer."""
         dev = f"flannel.{h.flannel_vni}"

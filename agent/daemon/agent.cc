@@ -444,7 +444,8 @@ absl::Status Agent::RepublishLease() {
 Lease Agent::OwnLease() const {
   if (config_->backend.type == CPPNET_BACKEND_VXLAN)
     return Lease{public_ip_, "vxlan", config_->backend.vni, vtep_mac_};
-  return Lease{public_ip_, BackendName(config_->backend.type), 0, std::nullopt};
+  return Lease{public_ip_, BackendName(config_->backend.type), 0, std::nullopt,
+               config_->backend.type == CPPNET_BACKEND_UDP};
 }
 
 absl::Status Agent::ActivateDatapath() {
@@ -469,6 +470,8 @@ absl::Status Agent::ActivateDatapath() {
   c.flags = CPPNET_CFG_READY | (vlan_->UntaggedOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
+  SyncSoftDevices(cfg.backend.type);
+  c.soft_ifindex = static_cast<uint32_t>(soft_ifindex_);
   if (auto st = WriteConfig(dp_->maps().config(), c); !st.ok()) return st;
   if (!datapath_active_) {
     if (auto st = dp_->AttachUnderlay(underlay_.ifindex, underlay_.name); !st.ok()) return st;
@@ -501,6 +504,31 @@ absl::Status Agent::ActivateDatapath() {
   }
   Reconcile();
   return absl::OkStatus();
+}
+
+// udp backend: the soft device pair through which packets for userspace peers (flanneld)
+// pass to have their checksums and segments finished. Without it those peers get
+// unfinished checksums (the error is logged; cppnet peers are unaffected).
+void Agent::SyncSoftDevices(uint8_t backend) {
+  if (backend != CPPNET_BACKEND_UDP) {
+    if (soft_ifindex_ || !datapath_active_) {
+      if (auto sk = NlConnect(); sk.ok()) (void)DeleteLink(sk->get(), CPPNET_SOFT_DEV);
+      soft_ifindex_ = 0;
+    }
+    return;
+  }
+  if (soft_ifindex_ && soft_ifindex_ == static_cast<int>(if_nametoindex(CPPNET_SOFT_DEV))) return;
+  soft_ifindex_ = 0;
+  auto pair = EnsureSoftDevices();
+  absl::Status st = pair.ok() ? dp_->AttachSoft(pair->second, CPPNET_SOFT_PEER_DEV) : pair.status();
+  if (!st.ok()) {
+    LOG_ERROR("udp peers that read their tunnel in userspace (flanneld) get unfinished checksums: ",
+              st.message());
+    return;
+  }
+  soft_ifindex_ = pair->first;
+  LOG_INFO("udp: packets for userspace peers pass ", CPPNET_SOFT_DEV, "/", CPPNET_SOFT_PEER_DEV,
+           " to have checksums and segments finished by the kernel");
 }
 
 // --ip-masq: flanneld's masquerading rules for our Network and subnet; without the

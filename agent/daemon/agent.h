@@ -35,7 +35,6 @@ namespace cppnet {
 struct AgentOptions {
   std::string etcd_endpoints = "http://127.0.0.1:2379";
   std::string etcd_prefix = "/coreos.com/network";
-  std::string iface;
   std::string public_ip;
   std::string subnet_file = "/run/flannel/subnet.env";
   std::string healthz_ip = "127.0.0.1";
@@ -103,6 +102,7 @@ class Agent {
   absl::Time NextDeadline() const;
   absl::Status ActivateDatapath();
   void SyncMasquerade();
+  void SyncSoftDevices(uint8_t backend);
   void ChangePublicIp(uint32_t ip);
   absl::Status RepublishLease();
   void LoadNetworks();
@@ -152,6 +152,7 @@ class Agent {
   std::optional<Prefix4> subnet_;  // the subnet the datapath serves (our lease)
   bool datapath_active_ = false;
   bool xdp_attached_ = false;
+  int soft_ifindex_ = 0;                             // CPPNET_SOFT_DEV while the backend is udp
   std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
   bool masq_synced_ = false;
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged

@@ -1,6 +1,7 @@
 // cppnet-agent entry point: flags (also from CPPNET_* environment variables),
 // start-up checks with one-line errors, signals, then the agent loop.
 #include <bpf/libbpf.h>
+#include <net/if.h>
 #include <signal.h>
 
 #include <cstdarg>
@@ -17,12 +18,15 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "agent.h"
 #include "cppnet/paths.h"
 #include "masq.h"
 #include "health.h"
 #include "cppnet/credentials.h"
+#include "cppnet/netlink.h"
+#include "cppnet/underlay.h"
 #include "log.h"
 
 #include <sys/resource.h>
@@ -50,6 +54,27 @@ int Fail(const std::string& msg) {
 }
 
 }  // namespace
+
+// --iface / --iface-regex / --iface-can-reach, in flanneld's order; an option that
+// matches nothing is logged, and when none matches the error lists what was tried.
+static absl::StatusOr<UnderlayPick> SelectUnderlay(const UnderlayFlags& uf) {
+  auto links = ListInterfaces();
+  if (!links.ok()) return links.status();
+  std::vector<std::string> notes;
+  auto pick = MatchUnderlay(*links, uf, &notes);
+  if (!pick.ok() && absl::IsNotFound(pick.status()) && !uf.can_reach.empty()) {
+    auto ip = ParseIp4(uf.can_reach);
+    if (!ip.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--iface-can-reach: ", ip.status().message()));
+    pick = InterfaceToReach(*ip);
+    if (!pick.ok()) notes.push_back(std::string(pick.status().message()));
+  }
+  for (const std::string& n : notes) LOG_INFO("Could not find a valid interface: ", n);
+  if (pick.ok() || !absl::IsNotFound(pick.status())) return pick;
+  return absl::NotFoundError(
+      absl::StrCat("no interface matches the interfaces and/or regexes provided (",
+                   absl::StrJoin(notes, "; "), ")"));
+}
 
 int main(int argc, char** argv) {
   // Block SIGTERM/SIGINT before any thread exists (gRPC starts its own), so only
@@ -88,9 +113,21 @@ int main(int argc, char** argv) {
   app.add_option("--etcd-prefix", o.etcd_prefix, "etcd prefix of the network config and leases")
       ->envname(env("ETCD_PREFIX"))
       ->capture_default_str();
-  app.add_option("--iface", o.iface,
-                 "underlay interface (name or IP); default: interface of the default route")
-      ->envname(env("IFACE"));
+  UnderlayFlags uf;
+  app.add_option("--iface", uf.ifaces,
+                 "underlay interface (name or IP); repeat to try several in order, the first "
+                 "that exists wins; default: the interface of --public-ip, else of the default "
+                 "route")
+      ->envname(env("IFACE"))
+      ->delimiter(',');
+  app.add_option("--iface-regex", uf.regexes,
+                 "regular expression for the underlay, matched against interface addresses "
+                 "first, then names; repeatable, tried after --iface")
+      ->envname(env("IFACE_REGEX"));
+  app.add_option("--iface-can-reach", uf.can_reach,
+                 "the underlay is the interface the route to this address uses (ip route get), "
+                 "tried after --iface and --iface-regex")
+      ->envname(env("IFACE_CAN_REACH"));
   app.add_option("--public-ip", o.public_ip,
                  "IP published to other hosts; default: the underlay interface's first IPv4")
       ->envname(env("PUBLIC_IP"));
@@ -104,7 +141,7 @@ int main(int argc, char** argv) {
   app.add_option("--subnet-lease-renew-margin", renew_minutes,
                  "renew the lease this many minutes before it expires")
       ->envname(env("SUBNET_LEASE_RENEW_MARGIN"))
-      ->check(CLI::Range(1, 1440))
+      ->check(CLI::Range(1, 1439))
       ->capture_default_str();
   app.add_flag("--ip-masq", o.ip_masq,
                "masquerade container traffic leaving the cluster network (nftables)")
@@ -173,6 +210,12 @@ int main(int argc, char** argv) {
     auto removed = Datapath::Cleanup(o.bpffs_dir);
     if (!removed.ok()) return Fail(std::string(removed.status().message()));
     for (const std::string& r : *removed) printf("removed %s\n", r.c_str());
+    if (if_nametoindex(CPPNET_SOFT_DEV)) {
+      auto sk = NlConnect();
+      absl::Status st = sk.ok() ? DeleteLink(sk->get(), CPPNET_SOFT_DEV) : sk.status();
+      if (!st.ok()) return Fail(std::string(st.message()));
+      printf("removed interface %s\n", CPPNET_SOFT_DEV);
+    }
     if (auto st = RemoveMasquerade(); !st.ok())
       fprintf(stderr, "cppnet-agent: %s\n", std::string(st.message()).c_str());
     if (unlink(o.subnet_file.c_str()) == 0) printf("removed %s\n", o.subnet_file.c_str());
@@ -205,12 +248,20 @@ int main(int argc, char** argv) {
   if (!etcd.ok()) return usage(std::string(etcd.status().message()));
   for (const std::string& w : (*etcd)->warnings()) LOG_WARN(w);
 
-  // The underlay: --iface; else the interface carrying --public-ip (peers send their tunnel
-  // packets there, so that is where decapsulation must run); else the default route's.
-  auto underlay = !o.iface.empty() ? FindInterface(o.iface)
-                  : public_ip      ? FindInterface(FormatIp4(public_ip))
-                                   : DefaultRouteInterface();
-  if (!underlay.ok() && o.iface.empty() && public_ip) underlay = DefaultRouteInterface();
+  // The underlay, as flanneld picks it: --iface, --iface-regex, --iface-can-reach in that
+  // order; without them the interface carrying --public-ip (peers send their tunnel packets
+  // there, so that is where decapsulation must run), else the default route's.
+  absl::StatusOr<Interface> underlay = absl::NotFoundError("");
+  if (uf.any()) {
+    auto pick = SelectUnderlay(uf);
+    if (!pick.ok()) return Fail(std::string(pick.status().message()));
+    LOG_INFO("Underlay ", pick->iface.name, " chosen by ", pick->how);
+    if (public_ip == 0 && pick->addr) public_ip = pick->addr;
+    underlay = pick->iface;
+  } else {
+    underlay = public_ip ? FindInterface(FormatIp4(public_ip)) : DefaultRouteInterface();
+    if (!underlay.ok() && public_ip) underlay = DefaultRouteInterface();
+  }
   if (!underlay.ok()) return Fail(std::string(underlay.status().message()));
   if (public_ip == 0) {
     if (underlay->addrs.empty())

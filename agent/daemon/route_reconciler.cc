@@ -47,6 +47,8 @@ DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own
       memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
     }
     r.port = r.backend == CPPNET_BACKEND_HOSTGW ? 0 : cfg.backend.port;
+    if (r.backend == CPPNET_BACKEND_UDP && !peer.lease.cppnet_datapath)
+      r.flags |= CPPNET_ROUTE_USERSPACE_PEER;
     r.origin = CPPNET_ORIGIN_LEASE;
     out.routes[subnet] = r;
   }

@@ -86,6 +86,7 @@ Datapath::~Datapath() {
 
 int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_encap); }
 int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_underlay); }
+int Datapath::soft_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_soft); }
 int Datapath::trunk_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_trunk); }
 int Datapath::vlan_port_prog_fd() const {
   return bpf_program__fd(skel_->progs.cppnet_tc_vlan_port);
@@ -151,6 +152,10 @@ absl::Status Datapath::AttachEncap(int ifindex, const std::string& ifname) {
 
 absl::Status Datapath::AttachUnderlay(int ifindex, const std::string& ifname) {
   return AttachTcIngress(underlay_prog_fd(), ifindex, ifname);
+}
+
+absl::Status Datapath::AttachSoft(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(soft_prog_fd(), ifindex, ifname);
 }
 
 absl::Status Datapath::AttachTrunk(int ifindex, const std::string& ifname) {

@@ -43,6 +43,9 @@ absl::StatusOr<Lease> ParseLease(absl::string_view text) {
         return absl::InvalidArgumentError(absl::StrCat("lease: VtepMAC: ", m.status().message()));
       l.vtep_mac = *m;
     }
+    int64_t cppnet = 0;
+    if (auto st = GetInt(*bd, "CppnetDatapath", &cppnet, "lease: BackendData"); !st.ok()) return st;
+    l.cppnet_datapath = cppnet > 0;
   }
   return l;
 }
@@ -54,6 +57,8 @@ std::string SerializeLease(const Lease& l) {
   j["BackendType"] = l.backend_type;
   if (l.backend_type == "vxlan") {
     j["BackendData"] = {{"VNI", l.vni}, {"VtepMAC", l.vtep_mac ? FormatMac(*l.vtep_mac) : ""}};
+  } else if (l.cppnet_datapath) {
+    j["BackendData"] = {{"CppnetDatapath", 1}};
   } else {
     j["BackendData"] = nullptr;
   }

@@ -110,6 +110,8 @@ json RouteToJson(const Prefix4& subnet, const cppnet_route& r) {
             {"backend", BackendName(r.backend)},
             {"vni", r.vni},
             {"port", r.port}};
+  if (r.backend == CPPNET_BACKEND_UDP)
+    j["userspace_peer"] = (r.flags & CPPNET_ROUTE_USERSPACE_PEER) != 0;
   if (r.backend == CPPNET_BACKEND_VXLAN) {
     Mac m;
     memcpy(m.data(), r.vtep_mac, 6);
@@ -147,6 +149,8 @@ absl::StatusOr<RouteEntry> RouteFromJson(const json& j) {
   e.route.vni = static_cast<uint32_t>(vni);
   e.route.port = static_cast<uint16_t>(port);
   e.route.origin = CPPNET_ORIGIN_STATIC;
+  // A udp host known by no lease may be flanneld, reading its tunnel in userspace.
+  if (*backend == CPPNET_BACKEND_UDP) e.route.flags = CPPNET_ROUTE_USERSPACE_PEER;
   if (*backend == CPPNET_BACKEND_VXLAN) {
     auto mac = ParseMac(str("vtep_mac"));
     if (!mac.ok())

@@ -1,15 +1,28 @@
 #include "cppnet/netlink.h"
 
 #include <arpa/inet.h>
+#include <linux/rtnetlink.h>
+#include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
 #include <netlink/route/route.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "cppnet/abi.h"
+#include "cppnet/underlay.h"
 
 namespace cppnet {
 
@@ -139,6 +152,154 @@ absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex) {
     if (rtnl_link_get_master(link) == master_ifindex) out.push_back(Describe(*s, link));
   }
   return out;
+}
+
+static absl::Status NlErr(const std::string& what, int err) {
+  return absl::InternalError(absl::StrCat(what, ": ", nl_geterror(err)));
+}
+
+absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name) {
+  rtnl_link* orig = rtnl_link_alloc();
+  rtnl_link* change = rtnl_link_alloc();
+  rtnl_link_set_ifindex(orig, ifindex);
+  rtnl_link_set_flags(change, IFF_UP);
+  int err = rtnl_link_change(sk, orig, change, 0);
+  rtnl_link_put(orig);
+  rtnl_link_put(change);
+  return err < 0 ? NlErr(absl::StrCat("interface ", name, ": set up"), err) : absl::OkStatus();
+}
+
+absl::Status DeleteLink(nl_sock* sk, const std::string& name) {
+  rtnl_link* l = rtnl_link_alloc();
+  rtnl_link_set_name(l, name.c_str());
+  int err = rtnl_link_delete(sk, l);
+  rtnl_link_put(l);
+  if (err < 0 && err != -NLE_NODEV && err != -NLE_OBJ_NOTFOUND)
+    return NlErr(absl::StrCat("interface ", name, ": delete"), err);
+  return absl::OkStatus();
+}
+
+absl::Status WriteSysctl(const std::string& path, const char* value) {
+  FILE* f = fopen(path.c_str(), "w");
+  if (!f) return absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
+  fputs(value, f);
+  return fclose(f) == 0 ? absl::OkStatus()
+                        : absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
+}
+
+// One legacy ethtool feature switch (ETHTOOL_S*), as `ethtool -K` sends it.
+static absl::Status EthtoolSet(const char* ifname, uint32_t cmd, uint32_t value, const char* what) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
+  ethtool_value v{cmd, value};
+  ifreq ifr{};
+  snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+  ifr.ifr_data = reinterpret_cast<char*>(&v);
+  int rc = ioctl(fd, SIOCETHTOOL, &ifr);
+  int err = errno;
+  close(fd);
+  if (rc != 0)
+    return absl::InternalError(absl::StrCat("interface ", ifname, ": ", what, ": ", strerror(err)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<int, int>> EnsureSoftDevices() {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  const char* dev = CPPNET_SOFT_DEV;
+  const char* peer_dev = CPPNET_SOFT_PEER_DEV;
+  if (!if_nametoindex(dev) || !if_nametoindex(peer_dev)) {
+    (void)DeleteLink(sk->get(), dev);  // half a pair: start over
+    rtnl_link* veth = rtnl_link_veth_alloc();
+    rtnl_link* peer = rtnl_link_veth_get_peer(veth);
+    rtnl_link_set_name(veth, dev);
+    rtnl_link_set_name(peer, peer_dev);
+    // Non-GSO packets up to any container MTU pass; what the encapsulation cannot carry is
+    // counted as too_big by the program behind it.
+    rtnl_link_set_mtu(veth, 65535);
+    rtnl_link_set_mtu(peer, 65535);
+    int err = rtnl_link_add(sk->get(), veth, NLM_F_CREATE | NLM_F_EXCL);
+    rtnl_link_put(peer);
+    rtnl_link_put(veth);
+    if (err < 0) return NlErr(absl::StrCat("veth ", dev, "/", peer_dev, ": create"), err);
+  }
+  const int a = static_cast<int>(if_nametoindex(dev));
+  const int b = static_cast<int>(if_nametoindex(peer_dev));
+  if (!a || !b) return absl::InternalError(absl::StrCat("veth ", dev, "/", peer_dev, " vanished"));
+  for (const char* d : {dev, peer_dev})  // carries only what the datapath sends into it
+    (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", d, "/disable_ipv6"), "1");
+  // Without transmit checksumming the kernel drops TSO too: it segments and checksums
+  // every packet in software before the veth hands it over.
+  if (auto st = EthtoolSet(dev, ETHTOOL_STXCSUM, 0, "turn transmit checksumming off"); !st.ok())
+    return st;
+  if (auto st = EthtoolSet(peer_dev, ETHTOOL_SGRO, 0, "turn GRO off"); !st.ok()) return st;
+  if (auto st = SetUp(sk->get(), b, peer_dev); !st.ok()) return st;
+  if (auto st = SetUp(sk->get(), a, dev); !st.ok()) return st;
+  return std::make_pair(a, b);
+}
+
+absl::StatusOr<std::vector<Interface>> ListInterfaces() {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  nl_cache *links = nullptr, *addrs = nullptr;
+  if (int err = rtnl_link_alloc_cache(sk->get(), AF_UNSPEC, &links); err < 0)
+    return absl::InternalError(absl::StrCat("netlink: list links: ", nl_geterror(err)));
+  Cache l(links);
+  if (int err = rtnl_addr_alloc_cache(sk->get(), &addrs); err < 0)
+    return absl::InternalError(absl::StrCat("netlink: list addresses: ", nl_geterror(err)));
+  Cache a(addrs);
+  std::vector<Interface> out;
+  for (nl_object* o = nl_cache_get_first(links); o; o = nl_cache_get_next(o))
+    out.push_back(DescribeLink(addrs, reinterpret_cast<rtnl_link*>(o)));
+  return out;
+}
+
+absl::StatusOr<UnderlayPick> InterfaceToReach(uint32_t ip) {
+  const std::string what = absl::StrCat("--iface-can-reach ", FormatIp4(ip));
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  // RTM_GETROUTE for one destination: the kernel answers with the route it would use.
+  nl_msg* msg = nlmsg_alloc_simple(RTM_GETROUTE, 0);
+  rtmsg rtm{};
+  rtm.rtm_family = AF_INET;
+  rtm.rtm_dst_len = 32;
+  const uint32_t dst = htonl(ip);
+  if (!msg || nlmsg_append(msg, &rtm, sizeof(rtm), NLMSG_ALIGNTO) < 0 ||
+      nla_put(msg, RTA_DST, 4, &dst) < 0) {
+    nlmsg_free(msg);
+    return absl::InternalError(absl::StrCat(what, ": cannot build the route query"));
+  }
+  int err = nl_send_auto(sk->get(), msg);
+  nlmsg_free(msg);
+  if (err < 0) return absl::InternalError(absl::StrCat(what, ": ", nl_geterror(err)));
+  sockaddr_nl peer{};
+  unsigned char* buf = nullptr;
+  int n = nl_recv(sk->get(), &peer, &buf, nullptr);
+  if (n <= 0) return absl::InternalError(absl::StrCat(what, ": ", nl_geterror(n)));
+  std::unique_ptr<unsigned char, decltype(&free)> owned(buf, &free);
+  auto* hdr = reinterpret_cast<nlmsghdr*>(buf);
+  if (!nlmsg_ok(hdr, n)) return absl::InternalError(absl::StrCat(what, ": malformed answer"));
+  if (hdr->nlmsg_type == NLMSG_ERROR) {
+    auto* e = static_cast<nlmsgerr*>(nlmsg_data(hdr));
+    return absl::NotFoundError(absl::StrCat(what, ": ", strerror(-e->error)));
+  }
+  rtnl_route* route = nullptr;
+  if ((err = rtnl_route_parse(hdr, &route)) < 0)
+    return absl::InternalError(absl::StrCat(what, ": ", nl_geterror(err)));
+  int ifindex = rtnl_route_get_nnexthops(route) > 0
+                    ? rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(route, 0))
+                    : 0;
+  uint32_t src = 0;
+  if (nl_addr* pref = rtnl_route_get_pref_src(route); pref && nl_addr_get_len(pref) == 4) {
+    memcpy(&src, nl_addr_get_binary_addr(pref), 4);
+    src = ntohl(src);
+  }
+  rtnl_route_put(route);
+  auto links = ListInterfaces();
+  if (!links.ok()) return links.status();
+  for (const Interface& i : *links)
+    if (i.ifindex == ifindex) return UnderlayPick{i, src, what};
+  return absl::NotFoundError(absl::StrCat(what, ": the route names no interface"));
 }
 
 }  // namespace cppnet

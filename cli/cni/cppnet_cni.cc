@@ -223,27 +223,6 @@ absl::Status NlErr(const std::string& what, int err) {
   return absl::InternalError(absl::StrCat(what, ": ", nl_geterror(err)));
 }
 
-absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name) {
-  rtnl_link* orig = rtnl_link_alloc();
-  rtnl_link* change = rtnl_link_alloc();
-  rtnl_link_set_ifindex(orig, ifindex);
-  rtnl_link_set_flags(change, IFF_UP);
-  int err = rtnl_link_change(sk, orig, change, 0);
-  rtnl_link_put(orig);
-  rtnl_link_put(change);
-  return err < 0 ? NlErr(absl::StrCat("interface ", name, ": set up"), err) : absl::OkStatus();
-}
-
-absl::Status DeleteLink(nl_sock* sk, const std::string& name) {
-  rtnl_link* l = rtnl_link_alloc();
-  rtnl_link_set_name(l, name.c_str());
-  int err = rtnl_link_delete(sk, l);
-  rtnl_link_put(l);
-  if (err < 0 && err != -NLE_NODEV && err != -NLE_OBJ_NOTFOUND)
-    return NlErr(absl::StrCat("interface ", name, ": delete"), err);
-  return absl::OkStatus();
-}
-
 absl::Status AddAddress(nl_sock* sk, int ifindex, const std::string& cidr, bool v6) {
   nl_addr* local = nullptr;
   if (int err = nl_addr_parse(cidr.c_str(), v6 ? AF_INET6 : AF_INET, &local); err < 0)
@@ -282,14 +261,6 @@ absl::Status AddDefaultRoute(nl_sock* sk, int ifindex, const std::string& gw, bo
   if (via) nl_addr_put(via);
   return err < 0 ? NlErr(absl::StrCat("default route", gw.empty() ? "" : " via " + gw), err)
                  : absl::OkStatus();
-}
-
-absl::Status WriteSysctl(const std::string& path, const char* value) {
-  FILE* f = fopen(path.c_str(), "w");
-  if (!f) return absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
-  fputs(value, f);
-  return fclose(f) == 0 ? absl::OkStatus()
-                        : absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
 }
 
 // host-local over the network's subnets (gateway, --ip-range), unless the config brings

@@ -75,17 +75,20 @@ int ShowRoutes(const Globals& g, const MapFds& m) {
                      {"vtep_mac", FormatMac(MacOf(e.route.vtep_mac))},
                      {"vni", e.route.vni},
                      {"port", e.route.port},
-                     {"origin", e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease"}});
+                     {"origin", e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease"},
+                     {"userspace_peer", (e.route.flags & CPPNET_ROUTE_USERSPACE_PEER) != 0}});
     printf("%s\n", arr.dump(2).c_str());
     return 0;
   }
   printf("%-18s %-8s %-15s %-17s %-8s %-5s %s\n", "SUBNET", "BACKEND", "PUBLIC IP", "VTEP MAC",
          "VNI", "PORT", "ORIGIN");
+  // "+soft": a udp peer that may read its tunnel in userspace (checksums finished first).
   for (const RouteEntry& e : *routes)
-    printf("%-18s %-8s %-15s %-17s %-8u %-5u %s\n", FormatPrefix4(e.subnet).c_str(),
+    printf("%-18s %-8s %-15s %-17s %-8u %-5u %s%s\n", FormatPrefix4(e.subnet).c_str(),
            BackendName(e.route.backend), FormatIp4(ntohl(e.route.public_ip)).c_str(),
            FormatMac(MacOf(e.route.vtep_mac)).c_str(), e.route.vni, e.route.port,
-           e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease");
+           e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease",
+           (e.route.flags & CPPNET_ROUTE_USERSPACE_PEER) ? "+soft" : "");
   return 0;
 }
 

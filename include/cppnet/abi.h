@@ -46,6 +46,18 @@ enum cppnet_origin {
   CPPNET_ORIGIN_STATIC = 1,
 };
 
+/* The udp peer reads tunnel payloads in userspace (flanneld's udp backend writes them
+ * into a TUN device, where the kernel checks inner checksums): its packets are handed
+ * to the kernel to finish checksums and segmentation before they are encapsulated. */
+#define CPPNET_ROUTE_USERSPACE_PEER 0x1
+
+/* The veth pair through which such packets pass: into the first, whose transmit
+ * offloads are off, so the kernel segments and checksums them in software; out of the
+ * second, whose tc ingress program encapsulates them. Created by the agent for the
+ * udp backend only. */
+#define CPPNET_SOFT_DEV "cppnet.soft0"
+#define CPPNET_SOFT_PEER_DEV "cppnet.soft1"
+
 /* LPM trie key: prefixlen first, as the kernel requires; addr in network byte order. */
 struct cppnet_route_key {
   __u32 prefixlen;
@@ -61,7 +73,8 @@ struct cppnet_route {
   __u16 port;       /* UDP destination port, host byte order */
   __u8 backend;     /* enum cppnet_backend */
   __u8 origin;      /* enum cppnet_origin */
-  __u8 pad[2];
+  __u8 flags;       /* CPPNET_ROUTE_* */
+  __u8 pad;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_route, 20);
 
@@ -251,8 +264,9 @@ struct cppnet_config {
   __u8 flags; /* CPPNET_CFG_* */
   __u8 underlay_mac[6];
   __u8 vtep_mac[6];
+  __u32 soft_ifindex; /* CPPNET_SOFT_DEV, 0 when absent */
 };
-CPPNET_ASSERT_SIZE(struct cppnet_config, 44);
+CPPNET_ASSERT_SIZE(struct cppnet_config, 48);
 
 /* Counters: X(id, name, help). Traffic counters first, then one per drop reason. */
 #define CPPNET_TRAFFIC_COUNTERS(X)                                                               \

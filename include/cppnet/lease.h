@@ -21,10 +21,15 @@ struct Lease {
   std::string backend_type;  // empty in old udp leases
   uint32_t vni = 0;
   std::optional<Mac> vtep_mac;
+  // udp: BackendData {"CppnetDatapath":1}, which cppnet publishes and flanneld ignores. Such a
+  // peer decapsulates in its kernel and takes offloaded packets (checksums left to finish,
+  // GSO); any other udp peer may read its tunnel in userspace, as flanneld does.
+  bool cppnet_datapath = false;
 };
 
 absl::StatusOr<Lease> ParseLease(absl::string_view json);
-// flanneld's JSON: {"PublicIP":…,"BackendType":"vxlan","BackendData":{"VNI":…,"VtepMAC":…}}
+// flanneld's JSON: {"PublicIP":…,"BackendType":"vxlan","BackendData":{"VNI":…,"VtepMAC":…}};
+// udp: "BackendData":{"CppnetDatapath":1} (flanneld writes none and reads none).
 std::string SerializeLease(const Lease& lease);
 
 // One key/value read from etcd.
@@ -40,7 +45,8 @@ struct PeerRoute {
   Lease lease;
   bool operator==(const PeerRoute& o) const {
     return subnet == o.subnet && lease.public_ip == o.lease.public_ip && lease.vni == o.lease.vni &&
-           lease.vtep_mac == o.lease.vtep_mac && lease.backend_type == o.lease.backend_type;
+           lease.vtep_mac == o.lease.vtep_mac && lease.backend_type == o.lease.backend_type &&
+           lease.cppnet_datapath == o.lease.cppnet_datapath;
   }
 };
 

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,5 +42,16 @@ absl::StatusOr<Interface> DefaultRouteInterface();
 std::optional<Interface> InterfaceWithAddressIn(const Prefix4& subnet);
 // Interfaces enslaved to `master_ifindex` (the ports of a bridge), by ifindex.
 absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex);
+
+// Sets the interface up. Errors name the interface.
+absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name);
+// Deletes the interface; one that does not exist is no error.
+absl::Status DeleteLink(nl_sock* sk, const std::string& name);
+absl::Status WriteSysctl(const std::string& path, const char* value);
+
+// The udp backend's soft device pair (abi.h CPPNET_SOFT_DEV, CPPNET_SOFT_PEER_DEV): a veth
+// pair, created when missing, transmit checksumming (and with it TSO) off on the first and
+// GRO off on the second, both up, without IPv6. Returns the pair's ifindexes.
+absl::StatusOr<std::pair<int, int>> EnsureSoftDevices();
 
 }  // namespace cppnet

@@ -150,6 +150,53 @@ TEST_F(DatapathTest, UdpBackendCarriesTheInnerIpPacketAsPayload) {
             Hex(FragNeeded(big, 1472)));
 }
 
+// A udp peer that may read its tunnel in userspace (flanneld): the container-side program
+// hands the packet unchanged to the soft device; the soft device's program encapsulates
+// what the kernel segmented and checksummed on the way.
+TEST_F(DatapathTest, UserspaceUdpPeerGoesThroughTheSoftDevice) {
+  const MapFds& m = g_dp->maps();
+  cppnet_config cfg = ConfigFor(kUnderA, kUnderMacA, 0xc6130100);
+  cfg.soft_ifindex = 77;
+  ASSERT_TRUE(WriteConfig(m.config(), cfg).ok());
+  cppnet_route udp{};
+  udp.public_ip = htonl(kUnderC);
+  udp.port = 8285;
+  udp.backend = CPPNET_BACKEND_UDP;
+  udp.flags = CPPNET_ROUTE_USERSPACE_PEER;
+  ASSERT_TRUE(UpsertRoute(m.routes(), Prefix4{0xc6130300, 24}, udp).ok());
+  uint64_t before = Counter(CPPNET_CNT_UDP_TX);
+
+  const Bytes frame = ContainerFrame(Ip4(kC1, kC3, Tcp(40000, 443, 200), {.id = 9}));
+  RunResult r = RunProg(g_dp->encap_prog_fd(), frame);
+  ASSERT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  EXPECT_EQ(Hex(r.out), Hex(frame));  // not encapsulated, TTL untouched
+  EXPECT_EQ(Counter(CPPNET_CNT_UDP_TX), before);
+  // Too big after encapsulation: answered from the container side, as on the fast path.
+  Bytes big = Ip4(kC1, kC3, Tcp(1, 2, 1473 - 40));
+  EXPECT_EQ(Hex(RunProg(g_dp->encap_prog_fd(), ContainerFrame(big)).out),
+            Hex(FragNeeded(big, 1472)));
+
+  RunResult s = RunProg(g_dp->soft_prog_fd(), frame);
+  ASSERT_EQ(s.retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  Bytes inner_after = Ip4(kC1, kC3, Tcp(40000, 443, 200), {.id = 9, .ttl = 63});
+  EXPECT_EQ(Hex(s.out), Hex(Cat({Eth(kBridgeMac, kContainerMac, 0x0800),
+                                 Ip4(kUnderA, kUnderC, Udp(SportOf(s.out), 8285, inner_after),
+                                     {.id = 9, .df = true, .proto = 17})})));
+  EXPECT_EQ(Counter(CPPNET_CNT_UDP_TX), before + 1);
+  // Only udp routes are served there; anything else on the device is dropped.
+  uint64_t backend = Counter(CPPNET_CNT_DROP_BACKEND);
+  EXPECT_EQ(RunProg(g_dp->soft_prog_fd(), ContainerFrame(Ip4(kC1, kC2, Tcp(1, 2, 10)))).retval,
+            static_cast<uint32_t>(TC_ACT_SHOT));
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_BACKEND), backend + 1);
+  EXPECT_EQ(
+      RunProg(g_dp->soft_prog_fd(), Cat({Eth(kBridgeMac, kContainerMac, 0x86dd), Bytes(60, 0)}))
+          .retval,
+      static_cast<uint32_t>(TC_ACT_SHOT));
+  EXPECT_EQ(
+      RunProg(g_dp->soft_prog_fd(), ContainerFrame(Ip4(kC1, kC3, Tcp(1, 2, 1473 - 40)))).retval,
+      static_cast<uint32_t>(TC_ACT_SHOT));  // counted too_big
+}
+
 TEST_F(DatapathTest, HostGwForwardsUnchangedButForTheTtl) {
   uint64_t before = Counter(CPPNET_CNT_HOSTGW_TX);
   RunResult r =

@@ -77,8 +77,8 @@ def scenario(lab, c):
         h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
         h.subnet = env["FLANNEL_SUBNET"].replace(".1/", ".0/")
     lease = json.loads(lab.leases()[hosts[0].subnet.replace("/", "-")])
-    c.check("udp: lease as flanneld's udp backend writes it",
-            lease["BackendType"] == "udp" and lease["BackendData"] is None and lease["PublicIP"] == hosts[0].ip, lease)
+    c.check("udp: lease as flanneld's udp backend writes it, plus the CppnetDatapath mark",
+            lease["BackendType"] == "udp" and lease["BackendData"] == {"CppnetDatapath": 1} and lease["PublicIP"] == hosts[0].ip, lease)
     L.wait_for("udp routes", lambda: routes_are(hosts, "udp"))
     r = hosts[0].routes()[hosts[1].subnet]
     c.check("udp: route to the peer on port 8285", r["port"] == 8285 and r["public_ip"] == hosts[1].ip, r)

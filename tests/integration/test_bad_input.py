@@ -45,7 +45,7 @@ def scenario(lab, c):
     c.check("cppnetctl without bpffs: says how to mount it", p.returncode == 1 and "bpffs is not mounted" in p.stderr,
             p.stderr)
     p = L.run(h.cmd([L.AGENT, "--iface=eth9", f"--etcd-endpoints={L.ETCD}"]), check=False, timeout=20)
-    c.check("missing interface: exit 1 naming it", p.returncode == 1 and "interface eth9: no such device" in p.stderr,
+    c.check("missing interface: exit 1 naming it", p.returncode == 1 and "(--iface eth9: no such device)" in p.stderr,
             p.stderr)
 
     # etcd not there yet: the agent keeps retrying with backoff, without spinning.
@@ -109,6 +109,51 @@ def scenario(lab, c):
     c.check("FLANNELD_PUBLIC_IP is read as --public-ip; FLANNELD_KUBE_SUBNET_MGR named as not ours",
             f"underlay eth0 ({h4.ip}," in h4.log() and "FLANNELD_KUBE_SUBNET_MGR is a flanneld setting"
             in h4.log() and h4.agent.poll() is None, h4.log()[-400:])
+
+    h4.stop_agent()
+    interface_selection(c, lab.add_host(5))
+
+
+def interface_selection(c, h):
+    """flanneld's --iface (repeatable, name or address), --iface-regex (addresses, then names),
+    --iface-can-reach, in that order; a second interface ul1 (198.18.9.1/24) to choose."""
+    h.sh("ip link add ul1 type veth peer name ul1p && ip addr add 198.18.9.1/24 dev ul1 && "
+         "ip link set ul1p up && ip link set ul1 up")
+
+    def start(*args, env=None):
+        before = len(h.log()) if os.path.exists(h.log_path) else 0
+        h.start_agent("--release-on-exit", *args, config_iface=None, env=env)
+        L.wait_for("agent starts or exits", lambda: "cppnet-agent starting" in h.log()[before:]
+                   or h.agent.poll() is not None, timeout=15)
+        out = h.log()[before:]
+        rc = h.agent.poll()
+        h.stop_agent()
+        return out, rc
+
+    cases = [
+        (["--iface=nope0", "--iface=ul1"], None, "--iface ul1", "--iface nope0: no such device"),
+        (["--iface=198.18.7.7", "--iface=198.18.9.1"], None, "--iface 198.18.9.1",
+         "--iface 198.18.7.7: no interface has this address"),
+        (["--iface-regex=^zz", "--iface-regex=^ul1$"], None, "--iface-regex ^ul1$",
+         "--iface-regex ^zz: matches no interface name or address"),
+        (["--iface-regex=198\.18\.9\."], None, "--iface-regex 198\.18\.9\.", ""),
+        (["--iface-can-reach=198.18.9.77"], None, "--iface-can-reach 198.18.9.77", ""),
+        (["--iface=nope0", "--iface-can-reach=198.18.9.77"], None, "--iface-can-reach 198.18.9.77", ""),
+        ([], {"FLANNELD_IFACE_REGEX": "^ul1$"}, "--iface-regex ^ul1$", ""),
+        ([], {"CPPNET_IFACE": "nope0,ul1"}, "--iface ul1", ""),
+    ]
+    for args, env, how, note in cases:
+        out, rc = start(*args, env=env)
+        c.check(f"{' '.join(args) or env}: underlay ul1 (198.18.9.1) chosen by {how}",
+                rc is None and f"Underlay ul1 chosen by {how}\n" in out and "underlay ul1 (198.18.9.1," in out
+                and note in out, out[-400:])
+    out, rc = start("--iface=nope0", "--iface-regex=^zz")
+    c.check("nothing matches: exit 1 naming what was tried", rc == 1 and
+            "no interface matches the interfaces and/or regexes provided (--iface nope0: no such device; "
+            "--iface-regex ^zz: matches no interface name or address)" in out, out[-400:])
+    out, rc = start("--iface-regex=(ul")
+    c.check("a bad regex: exit 1 naming it", rc == 1 and "--iface-regex \"(ul\": invalid regular expression" in out,
+            out[-400:])
 
 
 if __name__ == "__main__":

@@ -39,10 +39,10 @@ def scenario(lab, c):
                 p = b.ping(a.ip)
                 c.check(f"flannel {b} -> cppnet {a}: ping", p.returncode == 0, p.stdout[-200:])
         a, b = h.containers[0], fl.containers[0]
-        sent, got = L.tcp_transfer(a, b)
-        c.check(f"TCP 2 MiB cppnet {a} -> flannel {b}: sha256 matches", sent == got, f"{sent} {got}")
-        sent, got = L.tcp_transfer(b, a, port=5002)
-        c.check(f"TCP 2 MiB flannel {b} -> cppnet {a}: sha256 matches", sent == got, f"{sent} {got}")
+        sent, got = L.tcp_transfer(a, b, size=4 << 20)
+        c.check(f"TCP 4 MiB cppnet {a} -> flannel {b}: sha256 matches", sent == got, f"{sent} {got}")
+        sent, got = L.tcp_transfer(b, a, size=4 << 20, port=5002)
+        c.check(f"TCP 4 MiB flannel {b} -> cppnet {a}: sha256 matches", sent == got, f"{sent} {got}")
 
     rx = fl.sh("ip -s -j link show dev flannel.1").stdout
     stats = json.loads(rx)[0]["stats64"]

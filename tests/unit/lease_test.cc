@@ -37,6 +37,21 @@ TEST(Lease, SerializesExactlyAsFlanneld) {
   EXPECT_EQ(back->vtep_mac, l.vtep_mac);
 }
 
+TEST(Lease, UdpLeaseCarriesTheCppnetMark) {
+  Lease l{0xc6120003, "udp", 0, std::nullopt, true};
+  EXPECT_EQ(
+      SerializeLease(l),
+      R"({"PublicIP":"198.18.0.3","PublicIPv6":null,"BackendType":"udp","BackendData":{"CppnetDatapath":1}})");
+  auto back = ParseLease(SerializeLease(l));
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->cppnet_datapath);
+  auto flanneld = ParseLease(R"({"PublicIP":"198.18.0.4","BackendType":"udp"})");
+  ASSERT_TRUE(flanneld.ok());
+  EXPECT_FALSE(flanneld->cppnet_datapath);
+  EXPECT_FALSE(
+      ParseLease(R"({"PublicIP":"198.18.0.4","BackendData":{"CppnetDatapath":"x"}})").ok());
+}
+
 TEST(Lease, RejectsMalformed) {
   for (const char* bad :
        {"", "{", R"({"BackendType":"vxlan"})", R"({"PublicIP":"1.2.3"})",

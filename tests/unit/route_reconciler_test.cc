@@ -188,5 +188,18 @@ TEST(RouteReconcilerTest, DirectRoutingPicksHostGwOnLinkAndVxlanElsewhere) {
   EXPECT_TRUE(want.skipped.empty());
 }
 
+TEST(RouteReconcilerTest, UdpPeersWithoutTheCppnetMarkAreUserspacePeers) {
+  const NetworkConfig cfg = Config(R"({"Type":"udp"})");
+  auto leases = Leases({{"198.19.2.0-24", 0xc6120002}}, "udp");  // flanneld's: no BackendData
+  Lease cpp{0xc6120003, "udp", 0, std::nullopt, true};
+  const std::string key = std::string(kPrefix) + "198.19.3.0-24";
+  leases[key] = ParseLeaseRecord(kPrefix, LeaseRecord{key, SerializeLease(cpp), 20});
+  auto want = Want(cfg, leases);
+  ASSERT_EQ(want.routes.size(), 2u);
+  EXPECT_EQ(want.routes[kS2].flags, CPPNET_ROUTE_USERSPACE_PEER);
+  EXPECT_EQ(want.routes[kS3].flags, 0);
+  EXPECT_EQ(want.routes[kS3].port, 8285);
+}
+
 }  // namespace
 }  // namespace cppnet::test
