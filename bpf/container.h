@@ -85,9 +85,10 @@ static __always_inline int container_arp(struct __sk_buff* skb, const struct eth
 }
 
 /* Encapsulates the IPv4 packet in skb (vxlan or udp route `rt`) and sends it out of the
- * underlay; GSO packets stay whole. */
+ * underlay; GSO packets stay whole. `hop`: forwarded for a container (TTL - 1), not sent by
+ * the host itself; `reply_flags`: where a too-big answer goes (see too_big). */
 static __always_inline int tunnel_send(struct __sk_buff* skb, const struct cppnet_config* cfg,
-                                       const struct cppnet_route* rt) {
+                                       const struct cppnet_route* rt, int hop, __u64 reply_flags) {
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
   struct ethhdr* eth = data;
@@ -109,12 +110,12 @@ static __always_inline int tunnel_send(struct __sk_buff* skb, const struct cppne
 
     if (hdrs && skb->gso_size + hdrs + overhead <= cfg->mtu) flags |= BPF_F_ADJ_ROOM_FIXED_GSO;
   } else if (inner_len + overhead > cfg->mtu) {
-    return too_big(skb, cfg, cfg->mtu - overhead);
+    return too_big(skb, cfg, cfg->mtu - overhead, reply_flags);
   }
 
   __u16 sport = flow_src_port(skb, ip, data_end);
   /* We act as the router between container and overlay: decrement the TTL. */
-  ip_decrease_ttl(ip);
+  if (hop) ip_decrease_ttl(ip);
   __u8 tos = ip->tos;
   __be16 id = ip->id;
   __be16 df = ip->frag_off & bpf_htons(IP_DF);
@@ -147,6 +148,41 @@ static __always_inline int tunnel_send(struct __sk_buff* skb, const struct cppne
   count(vxlan ? CPPNET_CNT_VXLAN_TX : CPPNET_CNT_UDP_TX, skb->len);
   /* The neighbour subsystem fills the outer Ethernet header (resolving ARP if needed). */
   return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+}
+
+/* Sends an overlay packet on its route `rt`: to a host-gw next hop, or encapsulated (through
+ * the soft device first when the peer reads its tunnel in userspace). `hop`, `reply_flags`:
+ * as tunnel_send. */
+static __always_inline int overlay_send(struct __sk_buff* skb, const struct cppnet_config* cfg,
+                                        const struct cppnet_route* rt, int hop, __u64 reply_flags) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct iphdr* ip = data + ETH_HLEN;
+
+  if ((void*)(ip + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_TRUNCATED);
+  const __u8 backend = rt->backend;
+  const __be32 daddr = rt->public_ip;
+  if (backend == CPPNET_BACKEND_HOSTGW) {
+    /* Routed unchanged, the peer's PublicIP as next hop; the neighbour layer
+     * resolves its MAC on the underlay. */
+    if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size)
+      return too_big(skb, cfg, cfg->mtu, reply_flags);
+    if (hop) ip_decrease_ttl(ip);
+    struct bpf_redir_neigh nh = {.nh_family = AF_INET_, .ipv4_nh = daddr};
+    count(CPPNET_CNT_HOSTGW_TX, skb->len);
+    return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
+  }
+  if (backend != CPPNET_BACKEND_VXLAN && backend != CPPNET_BACKEND_UDP)
+    return drop(skb, CPPNET_CNT_DROP_BACKEND);
+  if ((rt->flags & CPPNET_ROUTE_USERSPACE_PEER) && cfg->soft_ifindex) {
+    /* A userspace udp peer (flanneld) would read unfinished checksums and whole GSO
+     * packets: the kernel finishes both while the packet passes the soft device, and
+     * cppnet_tc_soft encapsulates it. Too-big answers go back from here. */
+    if (!skb->gso_size && skb->len - ETH_HLEN + CPPNET_UDP_OVERHEAD > cfg->mtu)
+      return too_big(skb, cfg, cfg->mtu - CPPNET_UDP_OVERHEAD, reply_flags);
+    return bpf_redirect(cfg->soft_ifindex, 0);
+  }
+  return tunnel_send(skb, cfg, rt, hop, reply_flags);
 }
 
 SEC("tc")
@@ -216,32 +252,12 @@ int cppnet_tc_encap(struct __sk_buff* skb) {
     if (owner || !container_address(ip->saddr, cfg)) return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
   }
 
-  const __u8 backend = rt->backend;
-  const __be32 daddr = rt->public_ip;
-  if (backend == CPPNET_BACKEND_HOSTGW) {
-    /* Routed unchanged, the peer's PublicIP as next hop; the neighbour layer
-     * resolves its MAC on the underlay. */
-    if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size) return too_big(skb, cfg, cfg->mtu);
-    ip_decrease_ttl(ip);
-    struct bpf_redir_neigh nh = {.nh_family = AF_INET_, .ipv4_nh = daddr};
-    count(CPPNET_CNT_HOSTGW_TX, skb->len);
-    return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
-  }
-  if (backend != CPPNET_BACKEND_VXLAN && backend != CPPNET_BACKEND_UDP)
-    return drop(skb, CPPNET_CNT_DROP_BACKEND);
-  if ((rt->flags & CPPNET_ROUTE_USERSPACE_PEER) && cfg->soft_ifindex) {
-    /* A userspace udp peer (flanneld) would read unfinished checksums and whole GSO
-     * packets: the kernel finishes both while the packet passes the soft device, whose
-     * tc program (cppnet_tc_soft) then encapsulates. Too-big answers go back from here. */
-    if (!skb->gso_size && skb->len - ETH_HLEN + CPPNET_UDP_OVERHEAD > cfg->mtu)
-      return too_big(skb, cfg, cfg->mtu - CPPNET_UDP_OVERHEAD);
-    return bpf_redirect(cfg->soft_ifindex, 0);
-  }
-  return tunnel_send(skb, cfg, rt);
+  return overlay_send(skb, cfg, rt, 1, 0);
 }
 
-/* tc ingress of CPPNET_SOFT_PEER_DEV: packets the program above sent into the soft device,
- * segmented and checksummed by the kernel on the way. Nothing else belongs here. */
+/* tc ingress of CPPNET_HOST_DEV: what the overlay sends to the host's own overlay address
+ * (delivered, see deliver()), and packets for a userspace udp peer, segmented and
+ * checksummed by the kernel on their way through CPPNET_SOFT_DEV. Nothing else. */
 SEC("tc")
 int cppnet_tc_soft(struct __sk_buff* skb) {
   void* data = (void*)(long)skb->data;
@@ -253,6 +269,7 @@ int cppnet_tc_soft(struct __sk_buff* skb) {
   if (!cfg || (void*)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
       ip->version != 4 || ip->ihl < 5)
     return TC_ACT_SHOT; /* the stack's own chatter on the device (none is expected) */
+  if (ip->daddr == cfg->subnet_addr) return TC_ACT_OK; /* for the host */
   struct cppnet_route_key key = {.prefixlen = 32, .addr = ip->daddr};
   struct cppnet_route* rt = bpf_map_lookup_elem(&cppnet_routes, &key);
   if (!rt || rt->backend != CPPNET_BACKEND_UDP || ip->ttl <= 1)
@@ -260,7 +277,28 @@ int cppnet_tc_soft(struct __sk_buff* skb) {
   /* Segments too big only when the container's MTU exceeds subnet.env's. */
   if (skb->len - ETH_HLEN + CPPNET_UDP_OVERHEAD > cfg->mtu)
     return drop(skb, CPPNET_CNT_DROP_TOO_BIG);
-  return tunnel_send(skb, cfg, rt);
+  return tunnel_send(skb, cfg, rt, ip->saddr != cfg->subnet_addr, 0);
+}
+
+/* tc egress of CPPNET_HOST_DEV, which holds the host's overlay address (the subnet's .0, as
+ * flanneld's flannel.1) and the route to the Network: the host's own traffic to containers on
+ * other hosts. Answers (ICMP frag-needed) go back into the host. */
+SEC("tc")
+int cppnet_tc_host(struct __sk_buff* skb) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  struct iphdr* ip = (void*)(eth + 1);
+  struct cppnet_config* cfg = ready_config();
+
+  if (!cfg || (void*)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+      ip->version != 4 || ip->ihl < 5)
+    return TC_ACT_SHOT;
+  struct cppnet_route_key key = {.prefixlen = 32, .addr = ip->daddr};
+  struct cppnet_route* rt = bpf_map_lookup_elem(&cppnet_routes, &key);
+  if (!rt) return drop(skb, CPPNET_CNT_DROP_NO_ROUTE);
+  count(CPPNET_CNT_HOST_TX, skb->len);
+  return overlay_send(skb, cfg, rt, 0, BPF_F_INGRESS);
 }
 
 #endif

@@ -8,8 +8,10 @@
  *   IP forwarding, the bridge and a backlog queue. GSO packets stay whole.
  * - cppnet_xdp_decap, XDP on the underlay (optional): earliest decapsulation for NICs
  *   where XDP leaves GRO intact; hands the inner packet to the tc program above.
- * - cppnet_tc_soft, tc ingress of cppnet.soft1: udp packets for a userspace peer
- *   (flanneld), encapsulated after the kernel finished their checksums and segments.
+ * - cppnet_tc_host, tc egress of cppnet.host (the device holding the host's overlay address
+ *   and its route to the Network): the host's own traffic to other hosts' containers.
+ * - cppnet_tc_soft, tc ingress of cppnet.host: udp packets for a userspace peer (flanneld),
+ *   encapsulated after the kernel finished their checksums and segments in cppnet.soft.
  * - cppnet_tc_trunk (tc ingress of a VLAN trunk) and cppnet_tc_vlan_port (tc ingress
  *   of a VLAN endpoint's host veth): VLAN networks, see vlan.h.
  * Anything that is not overlay or VLAN network traffic returns to the stack untouched.

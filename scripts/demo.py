@@ -143,6 +143,11 @@ def main():
         show(f"[{a.ip}] send 16 MiB over TCP to {c.ip}",
              f"sent sha256 {sent[1][:16]}…  received sha256 {got[1][:16]}…  {'MATCH' if ok else 'MISMATCH'}")
 
+        step("the hosts themselves reach remote containers from their overlay address (cppnet.host)")
+        show("[host1] ip -o -4 addr show dev cppnet.host", hosts[0].sh("ip -o -4 addr show dev cppnet.host").stdout)
+        p = hosts[0].sh(f"ping -n -c 3 -i 0.2 -W 2 {c.ip}", check=False)
+        show(f"[host1] ping -c 3 {c.ip}", "\n".join(p.stdout.splitlines()[-2:]))
+
         step("datapath state on host1, from the pinned BPF maps")
         show("[host1] cppnetctl show routes", hosts[0].ctl("show", "routes").stdout)
         stats = json.loads(hosts[0].ctl("show", "stats", "--json").stdout)["traffic"]

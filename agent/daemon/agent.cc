@@ -470,8 +470,12 @@ absl::Status Agent::ActivateDatapath() {
   c.flags = CPPNET_CFG_READY | (vlan_->UntaggedOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
-  SyncSoftDevices(cfg.backend.type);
-  c.soft_ifindex = static_cast<uint32_t>(soft_ifindex_);
+  SyncHostDevices(mtu);
+  if (host_devs_) {
+    c.host_ifindex = static_cast<uint32_t>(host_devs_->host_ifindex);
+    c.soft_ifindex = static_cast<uint32_t>(host_devs_->soft_ifindex);
+    memcpy(c.host_mac, host_devs_->host_mac.data(), 6);
+  }
   if (auto st = WriteConfig(dp_->maps().config(), c); !st.ok()) return st;
   if (!datapath_active_) {
     if (auto st = dp_->AttachUnderlay(underlay_.ifindex, underlay_.name); !st.ok()) return st;
@@ -506,29 +510,31 @@ absl::Status Agent::ActivateDatapath() {
   return absl::OkStatus();
 }
 
-// udp backend: the soft device pair through which packets for userspace peers (flanneld)
-// pass to have their checksums and segments finished. Without it those peers get
-// unfinished checksums (the error is logged; cppnet peers are unaffected).
-void Agent::SyncSoftDevices(uint8_t backend) {
-  if (backend != CPPNET_BACKEND_UDP) {
-    if (soft_ifindex_ || !datapath_active_) {
-      if (auto sk = NlConnect(); sk.ok()) (void)DeleteLink(sk->get(), CPPNET_SOFT_DEV);
-      soft_ifindex_ = 0;
-    }
-    return;
-  }
-  if (soft_ifindex_ && soft_ifindex_ == static_cast<int>(if_nametoindex(CPPNET_SOFT_DEV))) return;
-  soft_ifindex_ = 0;
-  auto pair = EnsureSoftDevices();
-  absl::Status st = pair.ok() ? dp_->AttachSoft(pair->second, CPPNET_SOFT_PEER_DEV) : pair.status();
+// The host's side of the overlay (CPPNET_HOST_DEV): its overlay address, the subnet's .0 as
+// flanneld's flannel.1 has it, and the route to the Network through the device, whose tc
+// program carries the host's own traffic to other hosts' containers; also the soft device
+// for userspace udp peers. Without it the host cannot reach remote containers and such
+// peers get unfinished checksums (logged; containers are unaffected).
+void Agent::SyncHostDevices(int mtu) {
+  if (host_devs_ && host_devs_->host_ifindex != static_cast<int>(if_nametoindex(CPPNET_HOST_DEV)))
+    host_devs_.reset();  // removed (or replaced) behind our back
+  const uint32_t addr = subnet_->addr;
+  if (host_devs_ && host_addr_ == addr && host_mtu_ == mtu) return;
+  auto devs = EnsureHostDevices(mtu);
+  absl::Status st =
+      devs.ok() ? dp_->AttachHost(devs->host_ifindex, CPPNET_HOST_DEV) : devs.status();
+  if (st.ok()) st = SetHostAddress(devs->host_ifindex, CPPNET_HOST_DEV, addr, config_->network);
   if (!st.ok()) {
-    LOG_ERROR("udp peers that read their tunnel in userspace (flanneld) get unfinished checksums: ",
-              st.message());
+    LOG_ERROR("the host's own overlay traffic (", CPPNET_HOST_DEV, "): ", st.message());
+    host_devs_.reset();
     return;
   }
-  soft_ifindex_ = pair->first;
-  LOG_INFO("udp: packets for userspace peers pass ", CPPNET_SOFT_DEV, "/", CPPNET_SOFT_PEER_DEV,
-           " to have checksums and segments finished by the kernel");
+  if (!host_devs_ || host_addr_ != addr)
+    LOG_INFO("Host overlay address ", FormatIp4(addr), " on ", CPPNET_HOST_DEV, ", route ",
+             FormatPrefix4(config_->network), " through it (MTU ", mtu, ")");
+  host_devs_ = *devs;
+  host_addr_ = addr;
+  host_mtu_ = mtu;
 }
 
 // --ip-masq: flanneld's masquerading rules for our Network and subnet; without the

@@ -102,7 +102,7 @@ class Agent {
   absl::Time NextDeadline() const;
   absl::Status ActivateDatapath();
   void SyncMasquerade();
-  void SyncSoftDevices(uint8_t backend);
+  void SyncHostDevices(int mtu);
   void ChangePublicIp(uint32_t ip);
   absl::Status RepublishLease();
   void LoadNetworks();
@@ -152,7 +152,9 @@ class Agent {
   std::optional<Prefix4> subnet_;  // the subnet the datapath serves (our lease)
   bool datapath_active_ = false;
   bool xdp_attached_ = false;
-  int soft_ifindex_ = 0;                             // CPPNET_SOFT_DEV while the backend is udp
+  std::optional<HostDevices> host_devs_;  // CPPNET_HOST_DEV / CPPNET_SOFT_DEV, once set up
+  uint32_t host_addr_ = 0;                // the host's overlay address on CPPNET_HOST_DEV
+  int host_mtu_ = 0;
   std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
   bool masq_synced_ = false;
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged

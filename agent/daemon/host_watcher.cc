@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "cppnet/abi.h"
 #include "log.h"
 
 namespace cppnet {
@@ -190,7 +191,8 @@ std::optional<Interface> HostWatcher::WithAddressIn(const Prefix4& subnet) const
   std::lock_guard<std::mutex> g(mu_);
   for (const auto& [ifindex, v] : addrs_) {
     auto l = links_.find(ifindex);
-    if (l == links_.end()) continue;
+    // Our own device holds the subnet's .0 (the host's overlay address): not the bridge.
+    if (l == links_.end() || l->second.ifc.name == CPPNET_HOST_DEV) continue;
     for (const Prefix4& a : v)
       if (subnet.contains(a.addr)) return WithAddrs(l->second);
   }

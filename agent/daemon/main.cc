@@ -210,11 +210,11 @@ int main(int argc, char** argv) {
     auto removed = Datapath::Cleanup(o.bpffs_dir);
     if (!removed.ok()) return Fail(std::string(removed.status().message()));
     for (const std::string& r : *removed) printf("removed %s\n", r.c_str());
-    if (if_nametoindex(CPPNET_SOFT_DEV)) {
+    if (if_nametoindex(CPPNET_HOST_DEV)) {  // its peer CPPNET_SOFT_DEV goes with it
       auto sk = NlConnect();
-      absl::Status st = sk.ok() ? DeleteLink(sk->get(), CPPNET_SOFT_DEV) : sk.status();
+      absl::Status st = sk.ok() ? DeleteLink(sk->get(), CPPNET_HOST_DEV) : sk.status();
       if (!st.ok()) return Fail(std::string(st.message()));
-      printf("removed interface %s\n", CPPNET_SOFT_DEV);
+      printf("removed interface %s (and %s)\n", CPPNET_HOST_DEV, CPPNET_SOFT_DEV);
     }
     if (auto st = RemoveMasquerade(); !st.ok())
       fprintf(stderr, "cppnet-agent: %s\n", std::string(st.message()).c_str());

@@ -87,6 +87,7 @@ Datapath::~Datapath() {
 int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_encap); }
 int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_underlay); }
 int Datapath::soft_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_soft); }
+int Datapath::host_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_host); }
 int Datapath::trunk_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_trunk); }
 int Datapath::vlan_port_prog_fd() const {
   return bpf_program__fd(skel_->progs.cppnet_tc_vlan_port);
@@ -154,7 +155,8 @@ absl::Status Datapath::AttachUnderlay(int ifindex, const std::string& ifname) {
   return AttachTcIngress(underlay_prog_fd(), ifindex, ifname);
 }
 
-absl::Status Datapath::AttachSoft(int ifindex, const std::string& ifname) {
+absl::Status Datapath::AttachHost(int ifindex, const std::string& ifname) {
+  if (auto st = AttachTcEgress(host_prog_fd(), ifindex, ifname); !st.ok()) return st;
   return AttachTcIngress(soft_prog_fd(), ifindex, ifname);
 }
 
@@ -181,19 +183,22 @@ absl::StatusOr<std::vector<std::string>> Datapath::Cleanup(const std::string& pi
   std::vector<std::string> done;
   if (struct if_nameindex* names = if_nameindex()) {
     for (struct if_nameindex* n = names; n->if_index; n++) {
-      LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(n->if_index),
-                  .attach_point = BPF_TC_INGRESS);
-      LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
-      if (bpf_tc_query(&hook, &opts) != 0) continue;
-      // Ours only: same handle/priority with a cppnet program.
-      if (ProgName(opts.prog_id).rfind("cppnet_", 0) != 0) continue;
-      LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
-      if (int err = bpf_tc_detach(&hook, &del); err) {
-        if_freenameindex(names);
-        return absl::InternalError(
-            absl::StrCat("interface ", n->if_name, ": remove tc filter: ", Err(err)));
+      for (bpf_tc_attach_point where : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+        LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(n->if_index),
+                    .attach_point = where);
+        LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+        if (bpf_tc_query(&hook, &opts) != 0) continue;
+        // Ours only: same handle/priority with a cppnet program.
+        if (ProgName(opts.prog_id).rfind("cppnet_", 0) != 0) continue;
+        const char* dir = where == BPF_TC_INGRESS ? "ingress" : "egress";
+        LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
+        if (int err = bpf_tc_detach(&hook, &del); err) {
+          if_freenameindex(names);
+          return absl::InternalError(
+              absl::StrCat("interface ", n->if_name, ": remove tc ", dir, " filter: ", Err(err)));
+        }
+        done.push_back(absl::StrCat("tc ", dir, " filter on ", n->if_name));
       }
-      done.push_back(absl::StrCat("tc ingress filter on ", n->if_name));
     }
     if_freenameindex(names);
   }

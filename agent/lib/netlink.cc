@@ -132,17 +132,6 @@ absl::StatusOr<Interface> DefaultRouteInterface() {
   return absl::NotFoundError("no default route: name the underlay with --iface");
 }
 
-std::optional<Interface> InterfaceWithAddressIn(const Prefix4& subnet) {
-  auto s = Take();
-  if (!s.ok()) return std::nullopt;
-  for (nl_object* o = nl_cache_get_first(s->links.get()); o; o = nl_cache_get_next(o)) {
-    Interface i = Describe(*s, reinterpret_cast<rtnl_link*>(o));
-    for (const Prefix4& a : i.addrs)
-      if (subnet.contains(a.addr)) return i;
-  }
-  return std::nullopt;
-}
-
 absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex) {
   auto s = Take(/*with_addrs=*/false);
   if (!s.ok()) return s.status();
@@ -203,39 +192,116 @@ static absl::Status EthtoolSet(const char* ifname, uint32_t cmd, uint32_t value,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::pair<int, int>> EnsureSoftDevices() {
+absl::StatusOr<HostDevices> EnsureHostDevices(int mtu) {
   auto sk = NlConnect();
   if (!sk.ok()) return sk.status();
-  const char* dev = CPPNET_SOFT_DEV;
-  const char* peer_dev = CPPNET_SOFT_PEER_DEV;
-  if (!if_nametoindex(dev) || !if_nametoindex(peer_dev)) {
-    (void)DeleteLink(sk->get(), dev);  // half a pair: start over
+  const char* host = CPPNET_HOST_DEV;
+  const char* soft = CPPNET_SOFT_DEV;
+  if (!if_nametoindex(host) || !if_nametoindex(soft)) {
+    (void)DeleteLink(sk->get(), host);  // half a pair: start over
     rtnl_link* veth = rtnl_link_veth_alloc();
     rtnl_link* peer = rtnl_link_veth_get_peer(veth);
-    rtnl_link_set_name(veth, dev);
-    rtnl_link_set_name(peer, peer_dev);
-    // Non-GSO packets up to any container MTU pass; what the encapsulation cannot carry is
-    // counted as too_big by the program behind it.
-    rtnl_link_set_mtu(veth, 65535);
-    rtnl_link_set_mtu(peer, 65535);
+    rtnl_link_set_name(veth, host);
+    rtnl_link_set_name(peer, soft);
+    rtnl_link_set_flags(veth, IFF_NOARP);  // on-link destinations need no neighbours
+    rtnl_link_set_mtu(veth, static_cast<unsigned>(mtu));
+    rtnl_link_set_mtu(peer, static_cast<unsigned>(mtu));
     int err = rtnl_link_add(sk->get(), veth, NLM_F_CREATE | NLM_F_EXCL);
     rtnl_link_put(peer);
     rtnl_link_put(veth);
-    if (err < 0) return NlErr(absl::StrCat("veth ", dev, "/", peer_dev, ": create"), err);
+    if (err < 0) return NlErr(absl::StrCat("veth ", host, "/", soft, ": create"), err);
   }
-  const int a = static_cast<int>(if_nametoindex(dev));
-  const int b = static_cast<int>(if_nametoindex(peer_dev));
-  if (!a || !b) return absl::InternalError(absl::StrCat("veth ", dev, "/", peer_dev, " vanished"));
-  for (const char* d : {dev, peer_dev})  // carries only what the datapath sends into it
-    (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", d, "/disable_ipv6"), "1");
+  HostDevices d;
+  d.host_ifindex = static_cast<int>(if_nametoindex(host));
+  d.soft_ifindex = static_cast<int>(if_nametoindex(soft));
+  if (!d.host_ifindex || !d.soft_ifindex)
+    return absl::InternalError(absl::StrCat("veth ", host, "/", soft, " vanished"));
+  for (const auto& [dev, ifindex] : {std::pair{host, d.host_ifindex}, {soft, d.soft_ifindex}}) {
+    (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", dev, "/disable_ipv6"), "1");
+    rtnl_link* orig = rtnl_link_alloc();
+    rtnl_link* change = rtnl_link_alloc();
+    rtnl_link_set_ifindex(orig, ifindex);
+    rtnl_link_set_mtu(change, static_cast<unsigned>(mtu));  // the containers' MTU may change
+    int err = rtnl_link_change(sk->get(), orig, change, 0);
+    rtnl_link_put(orig);
+    rtnl_link_put(change);
+    if (err < 0) return NlErr(absl::StrCat("interface ", dev, ": set MTU ", mtu), err);
+  }
   // Without transmit checksumming the kernel drops TSO too: it segments and checksums
   // every packet in software before the veth hands it over.
-  if (auto st = EthtoolSet(dev, ETHTOOL_STXCSUM, 0, "turn transmit checksumming off"); !st.ok())
+  if (auto st = EthtoolSet(soft, ETHTOOL_STXCSUM, 0, "turn transmit checksumming off"); !st.ok())
     return st;
-  if (auto st = EthtoolSet(peer_dev, ETHTOOL_SGRO, 0, "turn GRO off"); !st.ok()) return st;
-  if (auto st = SetUp(sk->get(), b, peer_dev); !st.ok()) return st;
-  if (auto st = SetUp(sk->get(), a, dev); !st.ok()) return st;
-  return std::make_pair(a, b);
+  if (auto st = EthtoolSet(host, ETHTOOL_SGRO, 0, "turn GRO off"); !st.ok()) return st;
+  if (auto st = SetUp(sk->get(), d.soft_ifindex, soft); !st.ok()) return st;
+  if (auto st = SetUp(sk->get(), d.host_ifindex, host); !st.ok()) return st;
+  auto links = ListInterfaces();
+  if (!links.ok()) return links.status();
+  for (const Interface& i : *links)
+    if (i.ifindex == d.host_ifindex) d.host_mac = i.mac;
+  return d;
+}
+
+absl::Status SetHostAddress(int ifindex, const std::string& ifname, uint32_t addr,
+                            const Prefix4& network) {
+  auto links = ListInterfaces();
+  if (!links.ok()) return links.status();
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  bool have = false;
+  for (const Interface& i : *links) {
+    if (i.ifindex != ifindex) continue;
+    for (const Prefix4& a : i.addrs) {
+      if (a.addr == addr && a.len == 32) {
+        have = true;
+        continue;
+      }
+      // An address of an earlier lease.
+      rtnl_addr* old = rtnl_addr_alloc();
+      nl_addr* local = nl_addr_build(AF_INET, nullptr, 4);
+      const uint32_t be = htonl(a.addr);
+      memcpy(nl_addr_get_binary_addr(local), &be, 4);
+      nl_addr_set_prefixlen(local, a.len);
+      rtnl_addr_set_ifindex(old, ifindex);
+      rtnl_addr_set_local(old, local);
+      (void)rtnl_addr_delete(sk->get(), old, 0);
+      nl_addr_put(local);
+      rtnl_addr_put(old);
+    }
+  }
+  const uint32_t be = htonl(addr);
+  if (!have) {
+    rtnl_addr* a = rtnl_addr_alloc();
+    nl_addr* local = nl_addr_build(AF_INET, &be, 4);
+    nl_addr_set_prefixlen(local, 32);
+    rtnl_addr_set_ifindex(a, ifindex);
+    rtnl_addr_set_local(a, local);
+    int err = rtnl_addr_add(sk->get(), a, 0);
+    nl_addr_put(local);
+    rtnl_addr_put(a);
+    if (err < 0 && err != -NLE_EXIST)
+      return NlErr(absl::StrCat("interface ", ifname, ": add address ", FormatIp4(addr)), err);
+  }
+  rtnl_route* r = rtnl_route_alloc();
+  const uint32_t net = htonl(network.addr);
+  nl_addr* dst = nl_addr_build(AF_INET, &net, 4);
+  nl_addr_set_prefixlen(dst, network.len);
+  nl_addr* src = nl_addr_build(AF_INET, &be, 4);
+  rtnl_route_set_family(r, AF_INET);
+  rtnl_route_set_dst(r, dst);
+  rtnl_route_set_pref_src(r, src);
+  rtnl_route_set_scope(r, RT_SCOPE_LINK);
+  rtnl_nexthop* nh = rtnl_route_nh_alloc();
+  rtnl_route_nh_set_ifindex(nh, ifindex);
+  rtnl_route_add_nexthop(r, nh);
+  int err = rtnl_route_add(sk->get(), r, NLM_F_CREATE | NLM_F_REPLACE);
+  rtnl_route_put(r);
+  nl_addr_put(dst);
+  nl_addr_put(src);
+  if (err < 0)
+    return NlErr(
+        absl::StrCat("route ", FormatPrefix4(network), " dev ", ifname, " src ", FormatIp4(addr)),
+        err);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<Interface>> ListInterfaces() {

@@ -9,8 +9,10 @@
 
 namespace cppnet {
 
-absl::Status AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname) {
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+static absl::Status AttachTc(int prog_fd, int ifindex, const std::string& ifname,
+                             bpf_tc_attach_point where) {
+  const char* dir = where == BPF_TC_INGRESS ? "ingress" : "egress";
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = where);
   int err = bpf_tc_hook_create(&hook);
   if (err && err != -EEXIST)
     return absl::InternalError(
@@ -19,8 +21,16 @@ absl::Status AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname
               .priority = kTcPriority);
   if ((err = bpf_tc_attach(&hook, &opts)))
     return absl::InternalError(
-        absl::StrCat("interface ", ifname, ": attach tc ingress: ", strerror(-err)));
+        absl::StrCat("interface ", ifname, ": attach tc ", dir, ": ", strerror(-err)));
   return absl::OkStatus();
+}
+
+absl::Status AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname) {
+  return AttachTc(prog_fd, ifindex, ifname, BPF_TC_INGRESS);
+}
+
+absl::Status AttachTcEgress(int prog_fd, int ifindex, const std::string& ifname) {
+  return AttachTc(prog_fd, ifindex, ifname, BPF_TC_EGRESS);
 }
 
 }  // namespace cppnet

@@ -59,7 +59,7 @@ static __always_inline __u32 gso_header_len(struct __sk_buff* skb, struct iphdr*
 #define FRAG_NEEDED_LEN (ETH_HLEN + 20 + 8 + 28)
 
 static __always_inline int too_big(struct __sk_buff* skb, const struct cppnet_config* cfg,
-                                   __u16 next_hop_mtu) {
+                                   __u16 next_hop_mtu, __u64 reply_flags) {
   __u8 buf[FRAG_NEEDED_LEN] = {};
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
@@ -102,8 +102,9 @@ static __always_inline int too_big(struct __sk_buff* skb, const struct cppnet_co
       bpf_skb_store_bytes(skb, 0, buf, FRAG_NEEDED_LEN, 0))
     return TC_ACT_SHOT;
   count(CPPNET_CNT_FRAG_NEEDED_TX, FRAG_NEEDED_LEN);
-  /* Back out of the bridge towards the sender. */
-  return bpf_redirect(skb->ifindex, 0);
+  /* Back towards the sender: out of its veth (flags 0), or into the host (BPF_F_INGRESS on
+   * CPPNET_HOST_DEV, for what the host itself sent). */
+  return bpf_redirect(skb->ifindex, reply_flags);
 }
 
 /* Outer IPv4 + UDP header in front of an encapsulated packet of `outer_len` bytes

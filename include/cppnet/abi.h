@@ -51,12 +51,15 @@ enum cppnet_origin {
  * to the kernel to finish checksums and segmentation before they are encapsulated. */
 #define CPPNET_ROUTE_USERSPACE_PEER 0x1
 
-/* The veth pair through which such packets pass: into the first, whose transmit
- * offloads are off, so the kernel segments and checksums them in software; out of the
- * second, whose tc ingress program encapsulates them. Created by the agent for the
- * udp backend only. */
-#define CPPNET_SOFT_DEV "cppnet.soft0"
-#define CPPNET_SOFT_PEER_DEV "cppnet.soft1"
+/* The veth pair the agent creates (every backend). CPPNET_HOST_DEV holds the host's overlay
+ * address (the subnet's .0, as flanneld's flannel.1 does) and the route to the Network: its
+ * tc egress program carries the host's own traffic to other hosts' containers, and overlay
+ * packets for that address are delivered into the host through it. CPPNET_SOFT_DEV has its
+ * transmit offloads off: packets for userspace udp peers are sent into it, so the kernel
+ * segments and checksums them in software, and leave through CPPNET_HOST_DEV's tc ingress,
+ * which encapsulates them. */
+#define CPPNET_HOST_DEV "cppnet.host"
+#define CPPNET_SOFT_DEV "cppnet.soft"
 
 /* LPM trie key: prefixlen first, as the kernel requires; addr in network byte order. */
 struct cppnet_route_key {
@@ -265,8 +268,11 @@ struct cppnet_config {
   __u8 underlay_mac[6];
   __u8 vtep_mac[6];
   __u32 soft_ifindex; /* CPPNET_SOFT_DEV, 0 when absent */
+  __u32 host_ifindex; /* CPPNET_HOST_DEV, 0 when absent */
+  __u8 host_mac[6];
+  __u8 pad[2];
 };
-CPPNET_ASSERT_SIZE(struct cppnet_config, 48);
+CPPNET_ASSERT_SIZE(struct cppnet_config, 60);
 
 /* Counters: X(id, name, help). Traffic counters first, then one per drop reason. */
 #define CPPNET_TRAFFIC_COUNTERS(X)                                                               \
@@ -281,6 +287,8 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 48);
     "overlay packets delivered straight into a container (bpf_redirect_peer)")                   \
   X(DELIVER_BRIDGE, "deliver_bridge",                                                            \
     "overlay packets handed to the container bridge (endpoint not learned yet)")                 \
+  X(DELIVER_HOST, "deliver_host", "overlay packets for the host's own overlay address")          \
+  X(HOST_TX, "host_tx", "packets the host itself sent to other hosts' containers")               \
   X(VLAN_RX, "vlan_rx", "trunk frames untagged and delivered to a VLAN network endpoint")        \
   X(VLAN_TX, "vlan_tx", "endpoint frames tagged and sent out of the trunk")                      \
   X(VLAN_LOCAL, "vlan_local", "frames switched between endpoints on this host (bridge, ipvlan)") \
@@ -313,7 +321,8 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 48);
   X(DROP_BAD_SOURCE, "bad_source", "container sent from an address or MAC that is not its own")    \
   X(DROP_TO_TUNNEL, "container_to_tunnel", "container sent to a host's tunnel port")               \
   X(DROP_VLAN_TAGGED, "vlan_tagged_by_endpoint",                                                   \
-    "VLAN endpoint sent an 802.1Q/802.1ad tagged frame")
+    "VLAN endpoint sent an 802.1Q/802.1ad tagged frame")                                           \
+  X(DROP_NO_ROUTE, "no_route", "the host sent to an overlay address that no lease or route covers")
 
 #define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
 enum cppnet_counter_id {

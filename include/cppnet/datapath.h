@@ -29,8 +29,9 @@ class Datapath {
   absl::Status AttachEncap(int ifindex, const std::string& ifname);
   // tc ingress on the underlay: decapsulation and delivery into containers.
   absl::Status AttachUnderlay(int ifindex, const std::string& ifname);
-  // tc ingress of CPPNET_SOFT_PEER_DEV: udp encapsulation for userspace peers.
-  absl::Status AttachSoft(int ifindex, const std::string& ifname);
+  // CPPNET_HOST_DEV: tc egress (the host's own overlay traffic) and ingress (delivery to the
+  // host, udp encapsulation for userspace peers).
+  absl::Status AttachHost(int ifindex, const std::string& ifname);
 
   // Uninstall: removes every cppnet tc filter in this network namespace (recognised by
   // handle, priority and program name), the pinned XDP links and maps under pin_dir.
@@ -41,6 +42,7 @@ class Datapath {
   int underlay_prog_fd() const;
   int decap_prog_fd() const;
   int soft_prog_fd() const;
+  int host_prog_fd() const;
   // VLAN networks: the trunk demultiplexer (on trunks that are not the underlay; the
   // underlay program has it built in) and the endpoint program on host veths.
   absl::Status AttachTrunk(int ifindex, const std::string& ifname);

@@ -32,12 +32,12 @@ const std::array<CounterInfo, CPPNET_CNT_MAX>& Counters();
 
 struct RouteEntry {
   Prefix4 subnet;
-  cppnet_route route;
+  cppnet_route route{};
 };
 
 struct EndpointEntry {
   uint32_t addr;  // host byte order
-  cppnet_endpoint endpoint;
+  cppnet_endpoint endpoint{};
 };
 
 // File descriptors of the maps; closed on destruction when opened from pins.

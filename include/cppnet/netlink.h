@@ -38,8 +38,6 @@ Interface DescribeLink(nl_cache* addrs, rtnl_link* link);
 // By name, or by an IPv4 address assigned to it.
 absl::StatusOr<Interface> FindInterface(const std::string& name_or_ip);
 absl::StatusOr<Interface> DefaultRouteInterface();
-// The first interface with an IPv4 address inside `subnet` (a Docker/CNI bridge).
-std::optional<Interface> InterfaceWithAddressIn(const Prefix4& subnet);
 // Interfaces enslaved to `master_ifindex` (the ports of a bridge), by ifindex.
 absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex);
 
@@ -49,9 +47,18 @@ absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name);
 absl::Status DeleteLink(nl_sock* sk, const std::string& name);
 absl::Status WriteSysctl(const std::string& path, const char* value);
 
-// The udp backend's soft device pair (abi.h CPPNET_SOFT_DEV, CPPNET_SOFT_PEER_DEV): a veth
-// pair, created when missing, transmit checksumming (and with it TSO) off on the first and
-// GRO off on the second, both up, without IPv6. Returns the pair's ifindexes.
-absl::StatusOr<std::pair<int, int>> EnsureSoftDevices();
+// The agent's veth pair (abi.h CPPNET_HOST_DEV, CPPNET_SOFT_DEV), created when missing: the
+// host end without ARP, GRO off, MTU `mtu` (the containers' MTU); the soft end with transmit
+// checksumming (and with it TSO) off; both up, without IPv6.
+struct HostDevices {
+  int host_ifindex = 0;
+  int soft_ifindex = 0;
+  Mac host_mac{};
+};
+absl::StatusOr<HostDevices> EnsureHostDevices(int mtu);
+// The host's overlay address `addr`/32 on `ifindex` (other IPv4 addresses there removed) and
+// the route to `network` through it with that source address (replaced).
+absl::Status SetHostAddress(int ifindex, const std::string& ifname, uint32_t addr,
+                            const Prefix4& network);
 
 }  // namespace cppnet

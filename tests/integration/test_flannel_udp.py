@@ -9,7 +9,7 @@ import json
 from .common import L, run_scenario
 
 
-SOFT = "cppnet.soft0"
+SOFT = "cppnet.soft"
 
 
 def soft_tx(h):
