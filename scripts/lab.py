@@ -387,13 +387,15 @@ class Lab:
         for k in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
             run(["ip", "netns", "exec", ns, "sysctl", "-qw", k])
         # Own mount namespace: sysfs of this netns, private bpffs, private /run (subnet.env,
-        # agent pid) and /etc/cppnet (VLAN networks); the empty mount point is all the
-        # host's /etc gets.
+        # agent pid), /etc/cppnet (VLAN networks) and /var/lib/cni (the CNI plugin's saved
+        # configurations); the empty mount points are all the machine gets.
         os.makedirs("/etc/cppnet", exist_ok=True)
+        os.makedirs("/var/lib/cni", exist_ok=True)
         h.holder = subprocess.Popen(
             ["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "sh", "-c",
              "mount -t bpf bpf /sys/fs/bpf && mount -t tmpfs tmpfs /run && mkdir -p /run/flannel && "
-             "mount -t tmpfs tmpfs /etc/cppnet && echo ready && exec sleep 86400"],
+             "mount -t tmpfs tmpfs /etc/cppnet && mount -t tmpfs tmpfs /var/lib/cni && "
+             "echo ready && exec sleep 86400"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if h.holder.stdout.readline().strip() != "ready":
             raise LabError(f"mount namespace of {ns}: {h.holder.stderr.read()}")
@@ -474,10 +476,10 @@ class Lab:
 CNI_PATH = "/usr/lib/cni"
 
 
-def cni_call(host, command, netns, cid, stdin, ifname="eth0"):
+def cni_call(host, command, netns, cid, stdin, ifname="eth0", args=""):
     """The cppnet CNI plugin run as a runtime runs it: CNI_* environment, config on stdin."""
     env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={cid}", f"CNI_NETNS={netns}", f"CNI_IFNAME={ifname}",
-           f"CNI_PATH={CNI_PATH}"]
+           f"CNI_PATH={CNI_PATH}"] + ([f"CNI_ARGS={args}"] if args else [])
     p = subprocess.run(host.cmd(["env", *env, CNI]), input=stdin, capture_output=True, text=True, timeout=30)
     try:
         out = json.loads(p.stdout) if p.stdout.strip() else {}
@@ -515,7 +517,7 @@ class CniEndpoint:
         ips = [i["address"].split("/")[0] for i in self.result.get("ips", [])]
         self.ip4 = next((a for a in ips if ":" not in a), None)
         self.ip6 = next((a for a in ips if ":" in a), None)
-        self.mac = (self.result.get("interfaces") or [{}])[0].get("mac")
+        self.mac = next((i.get("mac") for i in self.result.get("interfaces", []) if i.get("sandbox")), None)
 
     def run(self, argv, **kw):
         return in_netns(self.netns, argv, timeout=30, **kw)

@@ -17,6 +17,8 @@ static std::string MistypedField(const json& conf) {
       {"subnetFile", json::value_t::string}, {"configDir", json::value_t::string},
       {"bridge", json::value_t::string},     {"ipam", json::value_t::object},
       {"prevResult", json::value_t::object}, {"delegate", json::value_t::object},
+      {"dataDir", json::value_t::string},    {"runtimeConfig", json::value_t::object},
+      {"args", json::value_t::object},
   };
   for (const auto& [name, type] : kFields) {
     auto it = conf.find(name);

@@ -144,6 +144,14 @@ int Delegate(const std::string& type, const json& conf, std::string* captured = 
   return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
+// What a runtime asks of the IPAM plugin: static addresses in runtimeConfig "ips" (the "ips"
+// capability) and "args" {"cni": {"ips": …}}; host-local reads both (and CNI_ARGS IP=, which
+// it inherits with the environment) and refuses addresses outside its ranges.
+void PassRuntimeArgs(const json& conf, json* to) {
+  for (const char* k : {"runtimeConfig", "args"})
+    if (conf.contains(k) && conf[k].is_object()) (*to)[k] = conf[k];
+}
+
 // The bridge plugin's configuration for the overlay, as flannel's CNI plugin builds it.
 // flannel's CNI plugin's contract: the bridge plugin configured from subnet.env, with the
 // user's "delegate" object merged over it (e.g. hairpinMode, isDefaultGateway) — all but
@@ -177,7 +185,45 @@ absl::StatusOr<json> OverlayDelegate(const json& conf, const SubnetEnv& env) {
                {"ranges", json::array({json::array({{{"subnet", FormatPrefix4(env.subnet)}}})})},
                {"dataDir", absl::StrCat(kRunDir, "/ipam")}};
   if (conf.contains("prevResult")) d["prevResult"] = conf["prevResult"];
+  PassRuntimeArgs(conf, &d);
   return d;
+}
+
+// Where ADD keeps the delegated configuration: <dataDir>/<container ID>-<interface>
+// ("dataDir" as flannel's, default /var/lib/cni/cppnet). Both names come from the runtime
+// and become a file name: refused unless they are plain names.
+absl::StatusOr<std::string> SavedConfPath(const json& conf) {
+  const std::string dir = conf.value("dataDir", "/var/lib/cni/cppnet");
+  if (dir.empty() || dir[0] != '/')
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataDir \"", dir, "\" must be an absolute path"));
+  auto plain = [](const std::string& v) {
+    return !v.empty() && v.size() <= 255 && isalnum(static_cast<unsigned char>(v[0])) &&
+           std::all_of(v.begin(), v.end(), [](char ch) {
+             return isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-';
+           });
+  };
+  const std::string id = Env("CNI_CONTAINERID"), ifname = Env("CNI_IFNAME");
+  if (!plain(id))
+    return absl::InvalidArgumentError(
+        "CNI_CONTAINERID must be letters, digits, '_', '.' or '-', starting with a letter or "
+        "digit");
+  if (!plain(ifname) || ifname.size() > 15)
+    return absl::InvalidArgumentError(
+        absl::StrCat("CNI_IFNAME \"", ifname, "\" is not an interface name"));
+  return absl::StrCat(dir, "/", id, "-", ifname);
+}
+
+// The bridge plugin with `d`; its result is passed through, relabelled 1.1.0 when the
+// runtime speaks 1.1.0 (the bridge plugin is driven at 1.0.0, which has the same result).
+int RunBridge(const json& d, const std::string& cmd) {
+  if (g_version != "1.1.0") return Delegate("bridge", d, nullptr, cmd);
+  std::string out;
+  const int rc = Delegate("bridge", d, &out, cmd);
+  json r = json::parse(out, nullptr, false);
+  if (rc == 0 && r.is_object() && r.contains("cniVersion")) r["cniVersion"] = "1.1.0";
+  if (!out.empty()) std::cout << (r.is_discarded() ? out : r.dump()) << std::endl;
+  return rc;
 }
 
 // ---- VLAN network endpoints ----
@@ -287,9 +333,11 @@ json IpamConf(const json& conf, const VlanNetwork& n) {
           json::array({{{"subnet", FormatPrefix6(s.subnet)}, {"gateway", FormatIp6(s.gateway)}}}));
     ipam["ranges"] = ranges;
   }
-  return json{{"cniVersion", conf.value("cniVersion", "1.0.0")},
+  json out = {{"cniVersion", conf.value("cniVersion", "1.0.0")},
               {"name", conf.value("name", n.name)},
               {"ipam", ipam}};
+  PassRuntimeArgs(conf, &out);
+  return out;
 }
 
 void ReserveAuxAddresses(const json& ipam_conf, const VlanNetwork& n) {
@@ -479,6 +527,15 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
   }
   const int host_ifindex = static_cast<int>(if_nametoindex(host.c_str()));
   if (!host_ifindex) return undo(absl::InternalError(absl::StrCat("veth ", host, " vanished")));
+  std::string host_mac;
+  {
+    rtnl_link* l = nullptr;
+    if (rtnl_link_get_kernel(sk->get(), host_ifindex, nullptr, &l) == 0) {
+      char buf[32];
+      if (nl_addr* a = rtnl_link_get_addr(l)) host_mac = nl_addr2str(a, buf, sizeof(buf));
+      rtnl_link_put(l);
+    }
+  }
   // The host end never talks itself: no IPv6 link-local, no router solicitations.
   (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", host, "/disable_ipv6"), "1");
 
@@ -501,7 +558,7 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
       const bool is6 = a.find(':') != std::string::npos;
       if (auto st = AddAddress(csk->get(), inner, a, is6); !st.ok()) return st;
       json r = ip;
-      r["interface"] = 0;
+      r["interface"] = 1;
       if (mode == CPPNET_VLAN_IPVLAN_L3) r.erase("gateway");  // routed through the device
       ips.push_back(r);
     }
@@ -521,8 +578,11 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
         routes.push_back(r);
       }
     }
+    // The host end first (no sandbox), as the bridge plugin lists its veth: chained plugins
+    // (bandwidth) find it there.
     result["interfaces"] =
-        json::array({{{"name", ifname}, {"mac", FormatMac(mac)}, {"sandbox", netns}}});
+        json::array({{{"name", host}, {"mac", host_mac}},
+                     {{"name", ifname}, {"mac", FormatMac(mac)}, {"sandbox", netns}}});
     result["ips"] = ips;
     if (!routes.empty()) result["routes"] = routes;
     if (ipam.contains("dns")) result["dns"] = ipam["dns"];
@@ -606,6 +666,20 @@ int Run() {
   if (cmd != "DEL" && Env("CNI_NETNS").empty()) return Error(kInvalidEnv, "CNI_NETNS is not set");
 
   if (network == "overlay") {
+    // As flannel's plugin: the delegated configuration is saved at ADD and used at DEL, so
+    // DEL releases what ADD took whatever happened to subnet.env since.
+    auto saved = SavedConfPath(conf);
+    if (!saved.ok()) return Error(kInvalidEnv, std::string(saved.status().message()));
+    if (cmd == "DEL") {
+      if (auto text = ReadFileHead(*saved, kMaxCniConfigBytes); text.ok()) {
+        json d = json::parse(*text, nullptr, false);
+        if (d.is_object()) {
+          const int rc = RunBridge(d, cmd);
+          if (rc == 0) unlink(saved->c_str());
+          return rc;
+        }
+      }
+    }
     const std::string file = conf.value("subnetFile", "/run/flannel/subnet.env");
     auto env = ReadSubnetEnvFile(file);
     if (!env.ok()) {
@@ -616,12 +690,15 @@ int Run() {
     }
     auto del = OverlayDelegate(conf, *env);
     if (!del.ok()) return Error(kInvalidConfig, std::string(del.status().message()));
-    if (g_version != "1.1.0") return Delegate("bridge", *del);
-    std::string out;  // the bridge plugin answered in 1.0.0: the same result, our version
-    const int rc = Delegate("bridge", *del, &out, cmd);
-    json r = json::parse(out, nullptr, false);
-    if (rc == 0 && r.is_object() && r.contains("cniVersion")) r["cniVersion"] = "1.1.0";
-    std::cout << (r.is_discarded() ? out : r.dump()) << std::endl;
+    if (cmd == "ADD") {
+      json keep = *del;
+      keep.erase("prevResult");
+      if (auto st = WriteFileAtomically(*saved, keep.dump()); !st.ok())
+        return Error(kIoFailure,
+                     absl::StrCat("saving the delegated configuration: ", st.message()));
+    }
+    const int rc = RunBridge(*del, cmd);
+    if ((cmd == "ADD" && rc != 0) || (cmd == "DEL" && rc == 0)) unlink(saved->c_str());
     return rc;
   }
   // A VLAN network: its definition, trunk and room come from the agent.

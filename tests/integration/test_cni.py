@@ -4,6 +4,7 @@ network configuration on stdin): ADD attaches a container to the overlay through
 standard bridge plugin and host-local IPAM over the leased subnet, traffic crosses hosts,
 CHECK passes, DEL removes every trace and is idempotent; VERSION; errors in CNI's format."""
 import json
+import subprocess
 
 from .common import L, cni_call as call, container, in_netns, overlay_hosts, run_scenario
 
@@ -86,6 +87,103 @@ def scenario(lab, c):
     c.check("GC: success", rc == 0, out)
     rc, out = call(h1, "DEL", ns3, "c3", flannel_style)
     c.check("DEL of the flannel-style attachment", rc == 0, out)
+
+    runtime_requests(lab, c, h1)
+    saved_config(lab, c, h1)
+    chaining(lab, c, h1)
+
+
+def runtime_requests(lab, c, h):
+    """Static addresses a runtime asks for: runtimeConfig "ips" and CNI_ARGS IP=."""
+    prefix = h.subnet_env()["FLANNEL_SUBNET"].rsplit(".", 1)[0]
+    _, ns = container(lab, h)
+    rc, out = call(h, "ADD", ns, "static1", conf(capabilities={"ips": True},
+                                                 runtimeConfig={"ips": [f"{prefix}.77/24"]}))
+    c.check("runtimeConfig ips: the container gets the requested address",
+            rc == 0 and out.get("ips", [{}])[0].get("address") == f"{prefix}.77/24", out)
+    call(h, "DEL", ns, "static1", conf())
+    _, ns = container(lab, h)
+    rc, out = call(h, "ADD", ns, "static2", conf(), args=f"IgnoreUnknown=1;IP={prefix}.78")
+    c.check("CNI_ARGS IP=: the container gets the requested address",
+            rc == 0 and out.get("ips", [{}])[0].get("address") == f"{prefix}.78/24", out)
+    call(h, "DEL", ns, "static2", conf())
+    _, ns = container(lab, h)
+    rc, out = call(h, "ADD", ns, "static3", conf(runtimeConfig={"ips": ["10.9.9.9/24"]}))
+    c.check("a requested address outside the leased subnet: refused by IPAM, naming it",
+            rc == 1 and "10.9.9.9" in out.get("msg", ""), out)
+    rc, out = call(h, "DEL", ns, "static3", conf())  # what a runtime does after a failed ADD
+    c.check("... and DEL after the failed ADD leaves nothing", rc == 0 and
+            in_netns(ns, ["ip", "-o", "link", "show", "eth0"]).returncode != 0, out)
+
+
+def saved_config(lab, c, h):
+    """ADD keeps the delegated configuration (flannel's dataDir contract), so DEL releases the
+    address even when subnet.env is gone by then."""
+    _, ns = container(lab, h)
+    rc, out = call(h, "ADD", ns, "keep1", conf())
+    ip = out.get("ips", [{}])[0].get("address", "").split("/")[0]
+    saved = h.sh("cat /var/lib/cni/cppnet/keep1-eth0", check=False).stdout
+    c.check("ADD saved the delegated bridge configuration in /var/lib/cni/cppnet/<id>-<ifname>",
+            rc == 0 and json.loads(saved or "{}").get("type") == "bridge", saved[:200])
+    env = h.sh("cat /run/flannel/subnet.env").stdout
+    h.sh("rm /run/flannel/subnet.env")
+    try:
+        rc, out = call(h, "DEL", ns, "keep1", conf())
+        leases = h.sh("ls /run/cppnet/ipam/cppnet-overlay", check=False).stdout.split()
+        gone = h.sh("test -e /var/lib/cni/cppnet/keep1-eth0", check=False).returncode != 0
+        c.check("DEL without subnet.env: address released from the saved configuration, file removed",
+                rc == 0 and ip and ip not in leases and gone, (rc, out, leases))
+    finally:
+        h.sh(f"cat > /run/flannel/subnet.env <<'EOF'\n{env}EOF")
+    _, ns = container(lab, h)
+    rc, out = call(h, "ADD", ns, "../../x", conf())
+    c.check("a container ID that is no plain name: error 4, nothing attached",
+            rc == 1 and out.get("code") == 4 and in_netns(ns, ["ip", "-o", "link", "show", "eth0"]).returncode != 0,
+            out)
+
+
+def plugin(h, type_, command, netns, cid, stdin):
+    """A standard plugin from CNI_PATH, chained after cppnet as a runtime runs a conflist."""
+    env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={cid}", f"CNI_NETNS={netns}", "CNI_IFNAME=eth0",
+           f"CNI_PATH={L.CNI_PATH}"]
+    p = L.run(h.cmd(["env", *env, f"{L.CNI_PATH}/{type_}"]), check=False, input=stdin)
+    return p.returncode, (json.loads(p.stdout) if p.stdout.strip().startswith("{") else {"raw": p.stdout + p.stderr})
+
+
+def chaining(lab, c, h):
+    """portmap and bandwidth after cppnet, as in flannel's conflist."""
+    proc, ns = container(lab, h)
+    rc, res = call(h, "ADD", ns, "chain1", conf())
+    ip = res.get("ips", [{}])[0].get("address", "").split("/")[0]
+    host_if = [i for i in res.get("interfaces", []) if not i.get("sandbox") and i.get("name", "").startswith("veth")]
+    c.check("overlay result lists the host veth (for chained plugins)", rc == 0 and host_if, res)
+    pm = {"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "portmap", "capabilities": {"portMappings": True},
+          "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
+          "prevResult": res}
+    rc, out = plugin(h, "portmap", "ADD", ns, "chain1", json.dumps(pm))
+    c.check("portmap chained after cppnet: ADD succeeds", rc == 0, out)
+    srv = subprocess.Popen(["nsenter", f"--net={ns}", "--", "python3", "-c",
+                            "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+                            "s.bind(('0.0.0.0',80));s.listen(1);print('up',flush=True);c,_=s.accept();"
+                            "c.sendall(b'hello from '+c.getsockname()[0].encode());c.close()"],
+                           stdout=subprocess.PIPE, text=True)
+    lab.pids.append(srv)
+    srv.stdout.readline()
+    p = L.run(["ip", "netns", "exec", lab.sw, "python3", "-c",
+               f"import socket;s=socket.create_connection(('{h.ip}',18080),timeout=5);print(s.recv(100).decode())"],
+              check=False)
+    c.check(f"a client outside the cluster reaches the container through {h.ip}:18080 (DNAT)",
+            f"hello from {ip}" in p.stdout, p.stdout + p.stderr)
+    bw = {"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "bandwidth", "capabilities": {"bandwidth": True},
+          "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 80000}}, "prevResult": res}
+    rc, out = plugin(h, "bandwidth", "ADD", ns, "chain1", json.dumps(bw))
+    qdisc = h.sh(f"tc qdisc show dev {host_if[0]['name'] if host_if else 'none'}", check=False).stdout
+    c.check("bandwidth chained after cppnet (ingress rate): tbf on the host veth, cppnet's clsact kept",
+            rc == 0 and "tbf" in qdisc and "clsact" in qdisc, (out, qdisc))
+    for t, stdin in (("bandwidth", bw), ("portmap", pm)):
+        plugin(h, t, "DEL", ns, "chain1", json.dumps(stdin))
+    rc, out = call(h, "DEL", ns, "chain1", conf())
+    c.check("DEL of the chain", rc == 0, out)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,7 @@ def scenario(lab, c):
 
     concurrent_adds(lab, c, h1, b2)
     runtime_ranges(lab, c, h1)
+    runtime_requests(lab, c, h1, a2)
     modes(lab, c, h1, h2)
     shared_underlay(lab, c, h1, h2)
     untagged(lab, c, h1, h2, b2)
@@ -170,6 +171,34 @@ def runtime_ranges(lab, c, h1):
         e = Endpoint(lab, h1, "vlan10", "rng", ipam={"type": "host-local", "ranges": [[rng]]})
         c.check(f"runtime IPAM range {rng}: CNI error 7 '{msg}', nothing attached",
                 e.rc == 1 and e.result.get("code") == 7 and msg in e.result.get("msg", ""), e.result)
+
+
+def runtime_requests(lab, c, h1, remote):
+    """Static addresses a runtime asks for, the host veth in the result, bandwidth chained."""
+    e = Endpoint(lab, h1, "vlan10", "st1", capabilities={"ips": True},
+                 runtimeConfig={"ips": ["198.18.10.99/24"]})
+    c.check("runtimeConfig ips on a VLAN network: the requested address", e.rc == 0 and e.ip4 == "198.18.10.99",
+            e.result)
+    host_if = [i for i in e.result.get("interfaces", []) if not i.get("sandbox")]
+    c.check("the result lists the host veth first (no sandbox) and the addresses on the container's interface",
+            host_if and host_if[0]["name"].startswith("cv") and e.result["ips"][0]["interface"] == 1
+            and e.result["interfaces"][1].get("sandbox") == e.netns, e.result)
+    bw = {"cniVersion": "1.0.0", "name": "vlan10", "type": "bandwidth", "capabilities": {"bandwidth": True},
+          "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 80000}}, "prevResult": e.result}
+    env = [f"CNI_COMMAND=ADD", "CNI_CONTAINERID=st1", f"CNI_NETNS={e.netns}", "CNI_IFNAME=eth0",
+           f"CNI_PATH={L.CNI_PATH}"]
+    p = L.run(h1.cmd(["env", *env, f"{L.CNI_PATH}/bandwidth"]), check=False, input=json.dumps(bw))
+    qdisc = h1.sh(f"tc qdisc show dev {host_if[0]['name'] if host_if else 'none'}", check=False).stdout
+    c.check("bandwidth chained after a VLAN endpoint (ingress rate): tbf on its host veth, clsact kept",
+            p.returncode == 0 and "tbf" in qdisc and "clsact" in qdisc, p.stdout + qdisc)
+    pg = e.ping(remote.ip4)
+    c.check("... and the shaped endpoint still reaches the other host", pg.returncode == 0, pg.stdout[-200:])
+    L.run(h1.cmd(["env", *[v.replace("ADD", "DEL") for v in env], f"{L.CNI_PATH}/bandwidth"]), check=False,
+          input=json.dumps(bw))
+    e.delete()
+    e = Endpoint(lab, h1, "vlan10", "st2", args={"cni": {"ips": ["198.18.10.98"]}})
+    c.check("args.cni.ips on a VLAN network: the requested address", e.rc == 0 and e.ip4 == "198.18.10.98", e.result)
+    e.delete()
 
 
 def modes(lab, c, h1, h2):
