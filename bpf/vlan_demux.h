@@ -43,12 +43,13 @@ static __always_inline int vlan_from_trunk(struct __sk_buff* skb) {
   const __u8 mode = net->mode;
   const int ipvlan = mode == CPPNET_VLAN_IPVLAN_L2 || mode == CPPNET_VLAN_IPVLAN_L3;
 
-  /* One of our endpoints' frames reflected back by the switch: only vepa wants it
+  /* One of our endpoints' frames reflected back by the switch: only vepa (macvlan mode or
+   * ipvlan flag) wants it
    * (that is how its endpoints reach each other); bridge already switched it here.
    * Bridge unicast needs no source lookup: a frame for a local endpoint never left
    * the host, so a reflected one is for a MAC we do not serve and passes anyway. */
   const int bcast = eth->h_dest[0] & 1;
-  if (ipvlan ? mac_equal(eth->h_source, net->trunk_mac)
+  if (ipvlan ? !(net->flags & CPPNET_VLAN_F_VEPA) && mac_equal(eth->h_source, net->trunk_mac)
              : mode != CPPNET_VLAN_MACVLAN_VEPA && (bcast || mode != CPPNET_VLAN_MACVLAN_BRIDGE) &&
                    vlan_ep_by_mac(trunk, vid, eth->h_source)) {
     if (!vid) return NOT_OURS; /* untagged: the host's own frames */

@@ -20,6 +20,7 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
   const __u32 trunk = port->trunk_ifindex;
   const __u16 vid = port->vlan;
   const __u8 mode = port->mode;
+  const __u8 vflags = port->flags;
   /* The network entry (flood list, l3 routes) is looked up only where it is needed:
    * unicast to a local endpoint or the wire does without it. */
   struct cppnet_vlan_net_key nk = {.trunk_ifindex = trunk, .vlan = vid};
@@ -49,7 +50,7 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
     } else if (ep->ifindex == self)
       return drop(skb, CPPNET_CNT_DROP_VLAN_NO_ROUTE);
   } else if (bcast) {
-    if ((mode == CPPNET_VLAN_MACVLAN_BRIDGE || mode == CPPNET_VLAN_IPVLAN_L2) &&
+    if ((mode == CPPNET_VLAN_MACVLAN_BRIDGE || mode == CPPNET_VLAN_IPVLAN_L2) && !vflags &&
         (net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk))) {
       count(CPPNET_CNT_VLAN_LOCAL, skb->len);
       vlan_flood(skb, net, self);
@@ -59,6 +60,18 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
   } else if (mode == CPPNET_VLAN_IPVLAN_L2 && mac_equal(eth->h_dest, port->mac)) {
     /* ipvlan endpoints carry the trunk's MAC: to it means to one of them. */
     ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
+  }
+  if (ep && ep->ifindex != self && vflags) {
+    /* ipvlan private: no traffic between local endpoints; vepa: the switch reflects it
+     * (frames between endpoints that share the trunk's MAC carry it on both sides). */
+    if (vflags & CPPNET_VLAN_F_PRIVATE) return drop(skb, CPPNET_CNT_DROP_VLAN_PRIVATE);
+    data = (void*)(long)skb->data;
+    data_end = (void*)(long)skb->data_end;
+    eth = data;
+    if ((void*)(eth + 1) > data_end) return drop(skb, CPPNET_CNT_DROP_TRUNCATED);
+    mac_copy(eth->h_dest, port->mac);
+    mac_copy(eth->h_source, port->mac);
+    ep = 0;
   }
   if (ep && ep->ifindex != self) {
     const __u32 target = ep->ifindex;

@@ -44,9 +44,12 @@ void VlanController::Load() {
     return;
   }
   for (const VlanNetwork& n : *nets)
-    LOG_INFO("VLAN network ", n.name, ": ", n.driver, " ", n.mode, " on ", n.trunk, ", VLAN ",
-             n.vlan ? absl::StrCat(n.vlan) : "untagged", ", ",
-             n.subnets4.size() + n.subnets6.size(), " subnet(s)");
+    LOG_INFO(
+        "VLAN network ", n.name, ": ", n.driver, " ", n.mode,
+        n.flag.empty() || n.flag == "bridge" ? "" : absl::StrCat(" (", n.flag, ")"), " on ",
+        n.trunk, ", VLAN ", n.vlan ? absl::StrCat(n.vlan) : "untagged", ", ",
+        n.subnets4.size() + n.subnets6.size(), " subnet(s)",
+        n.mode == "l3s" ? "; l3s is forwarded as l3: the host's netfilter does not see it" : "");
   if (nets->empty() && !networks_.empty()) LOG_INFO("VLAN networks: none defined in ", dir);
   networks_ = std::move(*nets);
 }
@@ -205,6 +208,7 @@ absl::StatusOr<json> VlanController::EndpointAdd(const json& p) {
                         .trunk_mac = trunk->mac,
                         .vlan = n->vlan,
                         .mode = VlanModeId(n->driver, n->mode),
+                        .flags = VlanFlags(n->flag),
                         .host_ifindex = *host_ifindex,
                         .mac = *mac};
   for (const json& a : p.value("ipv4", json::array())) {

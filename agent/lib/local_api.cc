@@ -166,8 +166,9 @@ json NetworkArgsToJson(const NetworkCreateArgs& a) {
           {"subnets", a.subnets},
           {"gateways", a.gateways},
           {"aux_addresses", a.aux_addresses},
-          {"ip_range", a.ip_range},
+          {"ip_ranges", a.ip_ranges},
           {"options", a.options},
+          {"ipv4", a.ipv4},
           {"ipv6", a.ipv6},
           {"internal", a.internal}};
 }
@@ -180,8 +181,9 @@ absl::StatusOr<NetworkCreateArgs> NetworkArgsFromJson(const json& j) {
     a.subnets = j.at("subnets").get<std::vector<std::string>>();
     a.gateways = j.at("gateways").get<std::vector<std::string>>();
     a.aux_addresses = j.at("aux_addresses").get<std::vector<std::string>>();
-    a.ip_range = j.at("ip_range").get<std::string>();
+    a.ip_ranges = j.at("ip_ranges").get<std::vector<std::string>>();
     a.options = j.at("options").get<std::vector<std::string>>();
+    a.ipv4 = j.value("ipv4", true);
     a.ipv6 = j.at("ipv6").get<bool>();
     a.internal = j.at("internal").get<bool>();
     return a;

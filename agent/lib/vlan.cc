@@ -41,6 +41,8 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
     return Bad(absl::StrCat("unknown driver \"", a.driver, "\": use macvlan or ipvlan"));
   n.driver = a.driver;
   n.mode = n.driver == "macvlan" ? "bridge" : "l2";
+  n.flag = n.driver == "ipvlan" ? "bridge" : "";
+  n.ipv4 = a.ipv4;
   n.ipv6 = a.ipv6;
   n.internal = a.internal;
 
@@ -57,10 +59,15 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
                                 "' is not valid, 'bridge' mode is the macvlan driver default"));
       n.mode = v;
     } else if (k == "ipvlan_mode" && n.driver == "ipvlan") {
-      if (v != "l2" && v != "l3")
+      if (v != "l2" && v != "l3" && v != "l3s")
         return Bad(absl::StrCat("requested ipvlan mode '", v,
                                 "' is not valid, 'l2' mode is the ipvlan driver default"));
       n.mode = v;
+    } else if (k == "ipvlan_flag" && n.driver == "ipvlan") {
+      if (v != "bridge" && v != "private" && v != "vepa")
+        return Bad(absl::StrCat("requested ipvlan flag '", v,
+                                "' is not valid, 'bridge' is the ipvlan driver default"));
+      n.flag = v;
     } else {
       return Bad(absl::StrCat("unknown option \"", k, "\" for the ", n.driver, " driver"));
     }
@@ -87,66 +94,114 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
         return Bad(
             absl::StrCat("network ", e.name, " is already using parent interface ", n.parent));
 
-  // Subnets by family; gateways go to the subnet of their family, in order.
-  std::vector<uint32_t> gw4;
-  std::vector<unsigned __int128> gw6;
-  for (const std::string& g : a.gateways) {
-    if (auto ip = ParseIp4(g); ip.ok())
-      gw4.push_back(*ip);
-    else if (auto ip6 = ParseIp6(g); ip6.ok())
-      gw6.push_back(*ip6);
-    else
-      return Bad(absl::StrCat("invalid gateway ", g, ": not an IP address"));
-  }
+  // Subnets by family, then each --ip-range and --gateway goes to the subnet that contains
+  // it, as Docker consolidates them (one of each per subnet).
+  if (a.subnets.size() < a.ip_ranges.size() || a.subnets.size() < a.gateways.size())
+    return Bad("every ip-range or gateway must have a corresponding subnet");
   for (const std::string& s : a.subnets) {
     if (s.find(':') != std::string::npos) {
       auto p = ParsePrefix6(s);
       if (!p.ok()) return Bad(absl::StrCat("invalid subnet ", s, ": ", p.status().message()));
-      n.subnets6.push_back({*p, 0});
+      n.subnets6.push_back({*p, 0, std::nullopt});
     } else {
       auto p = ParsePrefix4(s, /*strict=*/true);
       if (!p.ok()) return Bad(absl::StrCat("invalid subnet ", s, ": ", p.status().message()));
-      n.subnets4.push_back({*p, 0});
+      n.subnets4.push_back({*p, 0, std::nullopt});
     }
   }
-  if (n.subnets4.empty()) return Bad("an IPv4 --subnet is required (e.g. --subnet 10.10.10.0/24)");
+  for (size_t i = 0; i < n.subnets4.size(); i++)
+    for (size_t j = 0; j < i; j++)
+      if (n.subnets4[j].subnet.overlaps(n.subnets4[i].subnet))
+        return Bad("multiple overlapping subnet configuration is not allowed");
+  for (size_t i = 0; i < n.subnets6.size(); i++)
+    for (size_t j = 0; j < i; j++)
+      if (n.subnets6[j].subnet.contains(n.subnets6[i].subnet.addr) ||
+          n.subnets6[i].subnet.contains(n.subnets6[j].subnet.addr))
+        return Bad("multiple overlapping subnet configuration is not allowed");
+  if (!n.ipv4 && !n.ipv6) return Bad("IPv4 or IPv6 must be enabled");
+  if (n.ipv4 && n.subnets4.empty())
+    return Bad("an IPv4 --subnet is required (e.g. --subnet 10.10.10.0/24)");
+  if (!n.ipv4 && !n.subnets4.empty())
+    return Bad(absl::StrCat("IPv4 subnet ", FormatPrefix4(n.subnets4[0].subnet),
+                            " on a network with --ipv4=false"));
   if (!n.subnets6.empty() && !n.ipv6)
     return Bad(absl::StrCat("IPv6 subnet ", FormatPrefix6(n.subnets6[0].subnet), " needs --ipv6"));
   if (n.ipv6 && n.subnets6.empty())
     return Bad("--ipv6 needs an IPv6 --subnet (e.g. --subnet 2001:db8:10::/64)");
-  if (gw4.size() > n.subnets4.size() || gw6.size() > n.subnets6.size())
-    return Bad("more --gateway than --subnet of that address family");
-  for (size_t i = 0; i < n.subnets4.size(); i++) {
-    VlanSubnet4& s = n.subnets4[i];
+  for (const std::string& r : a.ip_ranges) {
+    if (r.find(':') != std::string::npos) {
+      auto p = ParsePrefix6(r);
+      if (!p.ok()) return Bad(absl::StrCat("invalid ip-range ", r, ": ", p.status().message()));
+      auto s = std::find_if(n.subnets6.begin(), n.subnets6.end(), [&](const VlanSubnet6& x) {
+        return x.subnet.len <= p->len && x.subnet.contains(p->addr);
+      });
+      if (s == n.subnets6.end()) return Bad(absl::StrCat("no matching subnet for range ", r));
+      if (s->ip_range)
+        return Bad(absl::StrCat("cannot configure multiple ranges (", r, ", ",
+                                FormatPrefix6(*s->ip_range), ") on the same subnet (",
+                                FormatPrefix6(s->subnet), ")"));
+      s->ip_range = *p;
+    } else {
+      auto p = ParsePrefix4(r, /*strict=*/true);
+      if (!p.ok()) return Bad(absl::StrCat("invalid ip-range ", r, ": ", p.status().message()));
+      auto s = std::find_if(n.subnets4.begin(), n.subnets4.end(),
+                            [&](const VlanSubnet4& x) { return x.subnet.contains(*p); });
+      if (s == n.subnets4.end())
+        return Bad(n.subnets4.size() == 1
+                       ? absl::StrCat("invalid ip-range ", r, ": no --subnet contains this range")
+                       : absl::StrCat("no matching subnet for range ", r));
+      if (s->ip_range)
+        return Bad(absl::StrCat("cannot configure multiple ranges (", r, ", ",
+                                FormatPrefix4(*s->ip_range), ") on the same subnet (",
+                                FormatPrefix4(s->subnet), ")"));
+      s->ip_range = *p;
+    }
+  }
+  for (const std::string& g : a.gateways) {
+    if (auto ip = ParseIp4(g); ip.ok()) {
+      auto s = std::find_if(n.subnets4.begin(), n.subnets4.end(),
+                            [&](const VlanSubnet4& x) { return x.subnet.contains(*ip); });
+      if (s == n.subnets4.end())
+        return Bad(n.subnets4.size() == 1 ? absl::StrCat("invalid gateway ", g, ": parent subnet ",
+                                                         FormatPrefix4(n.subnets4[0].subnet),
+                                                         " doesn't contain this address")
+                                          : absl::StrCat("no matching subnet for gateway ", g));
+      if (s->gateway)
+        return Bad(absl::StrCat("cannot configure multiple gateways (", g, ", ",
+                                FormatIp4(s->gateway), ") for the same subnet (",
+                                FormatPrefix4(s->subnet), ")"));
+      s->gateway = *ip;
+    } else if (auto ip6 = ParseIp6(g); ip6.ok()) {
+      auto s = std::find_if(n.subnets6.begin(), n.subnets6.end(),
+                            [&](const VlanSubnet6& x) { return x.subnet.contains(*ip6); });
+      if (s == n.subnets6.end())
+        return Bad(n.subnets6.size() == 1 ? absl::StrCat("invalid gateway ", g, ": parent subnet ",
+                                                         FormatPrefix6(n.subnets6[0].subnet),
+                                                         " doesn't contain this address")
+                                          : absl::StrCat("no matching subnet for gateway ", g));
+      if (s->gateway)
+        return Bad(absl::StrCat("cannot configure multiple gateways (", g, ", ",
+                                FormatIp6(s->gateway), ") for the same subnet (",
+                                FormatPrefix6(s->subnet), ")"));
+      s->gateway = *ip6;
+    } else {
+      return Bad(absl::StrCat("invalid gateway ", g, ": not an IP address"));
+    }
+  }
+  for (VlanSubnet4& s : n.subnets4) {
     if (s.subnet.len > 30)
       return Bad(
           absl::StrCat("invalid subnet ", FormatPrefix4(s.subnet), ": too small (at most /30)"));
-    s.gateway = i < gw4.size() ? gw4[i] : s.subnet.addr + 1;  // Docker's default: the first address
-    if (!s.subnet.contains(s.gateway) || s.gateway == s.subnet.addr ||
-        s.gateway == (s.subnet.addr | ~s.subnet.mask()))
+    if (!s.gateway) s.gateway = s.subnet.addr + 1;  // Docker's default: the first address
+    if (s.gateway == s.subnet.addr || s.gateway == (s.subnet.addr | ~s.subnet.mask()))
       return Bad(absl::StrCat("invalid gateway ", FormatIp4(s.gateway), ": parent subnet ",
                               FormatPrefix4(s.subnet), " doesn't contain this address"));
-    for (size_t j = 0; j < i; j++)
-      if (n.subnets4[j].subnet.overlaps(s.subnet))
-        return Bad(absl::StrCat("invalid subnet ", FormatPrefix4(s.subnet), ": overlaps ",
-                                FormatPrefix4(n.subnets4[j].subnet)));
   }
-  for (size_t i = 0; i < n.subnets6.size(); i++) {
-    VlanSubnet6& s = n.subnets6[i];
-    s.gateway = i < gw6.size() ? gw6[i] : s.subnet.addr + 1;
-    if (!s.subnet.contains(s.gateway) || s.gateway == s.subnet.addr)
+  for (VlanSubnet6& s : n.subnets6) {
+    if (!s.gateway) s.gateway = s.subnet.addr + 1;
+    if (s.gateway == s.subnet.addr)
       return Bad(absl::StrCat("invalid gateway ", FormatIp6(s.gateway), ": parent subnet ",
                               FormatPrefix6(s.subnet), " doesn't contain this address"));
-  }
-  if (!a.ip_range.empty()) {
-    auto r = ParsePrefix4(a.ip_range, /*strict=*/true);
-    if (!r.ok())
-      return Bad(absl::StrCat("invalid ip-range ", a.ip_range, ": ", r.status().message()));
-    if (!std::any_of(n.subnets4.begin(), n.subnets4.end(),
-                     [&](const VlanSubnet4& s) { return s.subnet.contains(*r); }))
-      return Bad(
-          absl::StrCat("invalid ip-range ", a.ip_range, ": no --subnet contains this range"));
-    n.ip_range = *r;
   }
   for (const std::string& x : a.aux_addresses) {
     std::vector<std::string> kv = absl::StrSplit(x, absl::MaxSplits('=', 1));
@@ -177,16 +232,25 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
 std::string SerializeVlanNetwork(const VlanNetwork& n) {
   nlohmann::ordered_json j = {{"name", n.name},     {"driver", n.driver}, {"mode", n.mode},
                               {"parent", n.parent}, {"trunk", n.trunk},   {"vlan", n.vlan}};
+  if (!n.flag.empty()) j["flag"] = n.flag;
   nlohmann::ordered_json subnets = nlohmann::ordered_json::array();
-  for (const VlanSubnet4& s : n.subnets4)
-    subnets.push_back({{"subnet", FormatPrefix4(s.subnet)}, {"gateway", FormatIp4(s.gateway)}});
-  for (const VlanSubnet6& s : n.subnets6)
-    subnets.push_back({{"subnet", FormatPrefix6(s.subnet)}, {"gateway", FormatIp6(s.gateway)}});
+  for (const VlanSubnet4& s : n.subnets4) {
+    nlohmann::ordered_json e = {{"subnet", FormatPrefix4(s.subnet)},
+                                {"gateway", FormatIp4(s.gateway)}};
+    if (s.ip_range) e["ip_range"] = FormatPrefix4(*s.ip_range);
+    subnets.push_back(e);
+  }
+  for (const VlanSubnet6& s : n.subnets6) {
+    nlohmann::ordered_json e = {{"subnet", FormatPrefix6(s.subnet)},
+                                {"gateway", FormatIp6(s.gateway)}};
+    if (s.ip_range) e["ip_range"] = FormatPrefix6(*s.ip_range);
+    subnets.push_back(e);
+  }
   j["subnets"] = subnets;
-  if (n.ip_range) j["ip_range"] = FormatPrefix4(*n.ip_range);
   nlohmann::ordered_json aux = nlohmann::ordered_json::object();
   for (const auto& [k, v] : n.aux_addresses) aux[k] = FormatIp4(v);
   j["aux_addresses"] = aux;
+  if (!n.ipv4) j["ipv4"] = false;
   j["ipv6"] = n.ipv6;
   j["internal"] = n.internal;
   return j.dump(2) + "\n";
@@ -205,11 +269,16 @@ absl::StatusOr<VlanNetwork> ParseVlanNetwork(const std::string& text) {
     a.options = {absl::StrCat("parent=", j.at("parent").get<std::string>()),
                  absl::StrCat(a.driver == "macvlan" ? "macvlan_mode=" : "ipvlan_mode=",
                               j.at("mode").get<std::string>())};
+    if (j.contains("flag"))
+      a.options.push_back(absl::StrCat("ipvlan_flag=", j["flag"].get<std::string>()));
     for (const auto& s : j.at("subnets")) {
       a.subnets.push_back(s.at("subnet").get<std::string>());
       a.gateways.push_back(s.at("gateway").get<std::string>());
+      if (s.contains("ip_range")) a.ip_ranges.push_back(s["ip_range"].get<std::string>());
     }
-    if (j.contains("ip_range")) a.ip_range = j["ip_range"].get<std::string>();
+    // Files of earlier versions: one IPv4 range for the whole network.
+    if (j.contains("ip_range")) a.ip_ranges.push_back(j["ip_range"].get<std::string>());
+    if (j.contains("ipv4")) a.ipv4 = j["ipv4"].get<bool>();
     for (const auto& [k, v] : j.at("aux_addresses").items())
       a.aux_addresses.push_back(absl::StrCat(k, "=", v.get<std::string>()));
     a.ipv6 = j.at("ipv6").get<bool>();
@@ -217,7 +286,7 @@ absl::StatusOr<VlanNetwork> ParseVlanNetwork(const std::string& text) {
   } catch (const nlohmann::json::exception& e) {
     return Bad(absl::StrCat("missing or mistyped field: ", e.what()));
   }
-  // Gateways were listed per subnet, v4 and v6 mixed: BuildVlanNetwork splits them by family.
+  // Gateways and ranges were listed per subnet: BuildVlanNetwork matches them up again.
   return BuildVlanNetwork(a, {}, [](const std::string&) { return true; });
 }
 

@@ -19,11 +19,19 @@
 namespace cppnet {
 
 uint8_t VlanModeId(const std::string& driver, const std::string& mode) {
-  if (driver == "ipvlan") return mode == "l3" ? CPPNET_VLAN_IPVLAN_L3 : CPPNET_VLAN_IPVLAN_L2;
+  // l3s forwards as l3: the datapath passes no netfilter hook either way (README).
+  if (driver == "ipvlan")
+    return mode == "l3" || mode == "l3s" ? CPPNET_VLAN_IPVLAN_L3 : CPPNET_VLAN_IPVLAN_L2;
   if (mode == "vepa") return CPPNET_VLAN_MACVLAN_VEPA;
   if (mode == "private") return CPPNET_VLAN_MACVLAN_PRIVATE;
   if (mode == "passthru") return CPPNET_VLAN_MACVLAN_PASSTHRU;
   return CPPNET_VLAN_MACVLAN_BRIDGE;
+}
+
+uint8_t VlanFlags(const std::string& flag) {
+  if (flag == "private") return CPPNET_VLAN_F_PRIVATE;
+  if (flag == "vepa") return CPPNET_VLAN_F_VEPA;
+  return 0;
 }
 
 std::string VlanModeName(uint8_t mode) {
@@ -136,6 +144,7 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
   (void)bpf_map_lookup_elem(m.net(), &nk, &net);  // absent: a new network entry
   // The latest definition wins for what describes the network.
   net.mode = s.mode;
+  net.flags = s.flags;
   memcpy(net.trunk_mac, s.trunk_mac.data(), 6);
   net.subnet4 = htonl(s.subnet4.addr);
   net.subnet4_len = s.subnet4.len;
@@ -159,6 +168,7 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
   port.trunk_ifindex = s.trunk_ifindex;
   port.vlan = s.vlan;
   port.mode = s.mode;
+  port.flags = s.flags;
   memcpy(port.mac, s.mac.data(), 6);
   auto fail = [&](const char* map, int err) {
     (void)UnregisterVlanEndpoint(m, s.host_ifindex);

@@ -39,6 +39,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -94,7 +95,8 @@ std::string Env(const char* name) {
 // passed through (a result, or its own error JSON), or kept in *captured, and its exit
 // status returned.
 int Delegate(const std::string& type, const json& conf, std::string* captured = nullptr,
-             const std::string& command = "") {
+             const std::string& command = "",
+             const std::vector<std::pair<std::string, std::string>>& env = {}) {
   std::string path;
   for (absl::string_view dir : absl::StrSplit(Env("CNI_PATH"), ':', absl::SkipEmpty())) {
     std::string candidate = absl::StrCat(dir, "/", type);
@@ -115,6 +117,7 @@ int Delegate(const std::string& type, const json& conf, std::string* captured = 
     dup2(in[0], 0);
     dup2(out[1], 1);
     if (!command.empty()) setenv("CNI_COMMAND", command.c_str(), 1);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     close(in[0]), close(in[1]), close(out[0]), close(out[1]);
     execl(path.c_str(), type.c_str(), static_cast<char*>(nullptr));
     _exit(127);
@@ -226,6 +229,70 @@ int RunBridge(const json& d, const std::string& cmd) {
   return rc;
 }
 
+// CNI 1.1 GC: what attachments not in "cni.dev/valid-attachments" still hold is released —
+// the network's host-local addresses and (overlay) the saved delegated configurations, after
+// the bridge plugin's DEL for each. Endpoints need nothing: the agent forgets an endpoint when
+// its veth goes, with the container's namespace.
+int Gc(const json& conf, const std::string& network) {
+  auto it = conf.find("cni.dev/valid-attachments");
+  if (it == conf.end() || it->is_null()) return 0;  // nothing named: nothing can be judged stale
+  if (!it->is_array())
+    return Error(kInvalidConfig, "\"cni.dev/valid-attachments\" must be an array");
+  std::set<std::pair<std::string, std::string>> valid;
+  for (const json& a : *it) {
+    if (!a.is_object() || !a.contains("containerID") || !a["containerID"].is_string())
+      return Error(kInvalidConfig,
+                   "\"cni.dev/valid-attachments\": each entry needs a \"containerID\" string");
+    valid.emplace(a["containerID"].get<std::string>(), a.value("ifname", ""));
+  }
+  auto stale = [&](const std::string& id, const std::string& ifname) {
+    return !valid.count({id, ifname});
+  };
+  const std::string name = conf.value("name", network == "overlay" ? "cppnet" : network);
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+    return Error(kInvalidConfig, absl::StrCat("network name \"", name, "\" is not a plain name"));
+  if (network == "overlay") {
+    const std::string dir = conf.value("dataDir", "/var/lib/cni/cppnet");
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      auto text = ReadFileHead(e.path().string(), kMaxCniConfigBytes);
+      json d = text.ok() ? json::parse(*text, nullptr, false) : json();
+      if (!d.is_object() || d.value("name", "") != name || !d.contains("cppnet.attachment") ||
+          !d["cppnet.attachment"].is_object())
+        continue;
+      const std::string id = d["cppnet.attachment"].value("containerID", "");
+      const std::string ifname = d["cppnet.attachment"].value("ifname", "");
+      if (!stale(id, ifname)) continue;
+      std::string ignored;
+      if (Delegate("bridge", d, &ignored, "DEL",
+                   {{"CNI_CONTAINERID", id}, {"CNI_IFNAME", ifname}, {"CNI_NETNS", ""}}) == 0)
+        unlink(e.path().c_str());
+    }
+  }
+  // host-local's allocations: one file per address holding "<container ID>\r\n<ifname>",
+  // changed under its own lock.
+  std::string ipam_dir = absl::StrCat(kRunDir, "/ipam");
+  if (network != "overlay" && conf.contains("ipam") && conf["ipam"].is_object())
+    ipam_dir = conf["ipam"].value("dataDir", ipam_dir);
+  const std::string dir = absl::StrCat(ipam_dir, "/", name);
+  if (std::filesystem::is_directory(dir)) {
+    auto lock = FileLock::Acquire(absl::StrCat(dir, "/lock"));
+    if (!lock.ok()) return Error(kIoFailure, std::string(lock.status().message()));
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string file = e.path().filename().string();
+      if (file == "lock" || absl::StartsWith(file, "last_reserved_ip")) continue;
+      auto text = ReadFileHead(e.path().string(), 512);
+      if (!text.ok() || absl::StartsWith(*text, "aux-address")) continue;
+      std::vector<std::string> f =
+          absl::StrSplit(*text, absl::ByAnyChar("\r\n"), absl::SkipEmpty());
+      if (f.empty() || !stale(f[0], f.size() > 1 ? f[1] : "")) continue;
+      unlink(e.path().c_str());
+    }
+  }
+  return 0;
+}
+
 // ---- VLAN network endpoints ----
 // A veth pair: the container end (CNI_IFNAME) in the container's namespace with the
 // endpoint's MAC and addresses, the host end carrying cppnet_tc_vlan_port. The maps say
@@ -317,20 +384,31 @@ json IpamConf(const json& conf, const VlanNetwork& n) {
   if (!ipam.contains("type")) ipam["type"] = "host-local";
   if (!ipam.contains("dataDir")) ipam["dataDir"] = absl::StrCat(kRunDir, "/ipam");
   if (ipam["type"] == "host-local" && !ipam.contains("ranges") && !ipam.contains("subnet")) {
-    json ranges = json::array();
+    // One range set per family, one range per subnet: host-local gives an endpoint one
+    // address of each family, from the first subnet with room, as Docker's IPAM does.
+    json set4 = json::array(), set6 = json::array();
     for (const VlanSubnet4& s : n.subnets4) {
       json r = {{"subnet", FormatPrefix4(s.subnet)}, {"gateway", FormatIp4(s.gateway)}};
-      if (n.ip_range && s.subnet.contains(*n.ip_range)) {
-        const Prefix4& ir = *n.ip_range;
+      if (s.ip_range) {
+        const Prefix4& ir = *s.ip_range;
         r["rangeStart"] = FormatIp4(std::max(ir.addr, s.subnet.addr + 1));
         r["rangeEnd"] =
             FormatIp4(std::min(ir.addr + ir.size() - 1, s.subnet.addr + s.subnet.size() - 2));
       }
-      ranges.push_back(json::array({r}));
+      set4.push_back(r);
     }
-    for (const VlanSubnet6& s : n.subnets6)
-      ranges.push_back(
-          json::array({{{"subnet", FormatPrefix6(s.subnet)}, {"gateway", FormatIp6(s.gateway)}}}));
+    for (const VlanSubnet6& s : n.subnets6) {
+      json r = {{"subnet", FormatPrefix6(s.subnet)}, {"gateway", FormatIp6(s.gateway)}};
+      if (s.ip_range) {
+        const Prefix6& ir = *s.ip_range;
+        r["rangeStart"] = FormatIp6(std::max(ir.addr, s.subnet.addr + 1));
+        r["rangeEnd"] = FormatIp6(ir.addr | ~ir.mask());
+      }
+      set6.push_back(r);
+    }
+    json ranges = json::array();
+    if (!set4.empty()) ranges.push_back(set4);
+    if (!set6.empty()) ranges.push_back(set6);
     ipam["ranges"] = ranges;
   }
   json out = {{"cniVersion", conf.value("cniVersion", "1.0.0")},
@@ -645,12 +723,11 @@ int Run() {
       return Error(kIncompatibleVersion,
                    absl::StrCat("cniVersion ", g_version, " is not supported"), "1.1.0");
   }
-  // CNI 1.1. GC: nothing to collect here (the agent forgets endpoints whose veths are
-  // gone). STATUS: ready when the agent has leased a subnet (overlay) or answers (VLAN).
-  if (cmd == "GC") return 0;
   const std::string network = conf.contains("network") && conf["network"].is_string()
                                   ? conf["network"].get<std::string>()
                                   : "overlay";  // flannel's configs name none
+  // CNI 1.1. STATUS: ready when the agent has leased a subnet (overlay) or answers (VLAN).
+  if (cmd == "GC") return Gc(conf, network);
   if (cmd == "STATUS") {
     if (network == "overlay") {
       auto env = ReadSubnetEnvFile(conf.value("subnetFile", "/run/flannel/subnet.env"));
@@ -693,6 +770,9 @@ int Run() {
     if (cmd == "ADD") {
       json keep = *del;
       keep.erase("prevResult");
+      // Which attachment it belongs to, for GC (the bridge plugin ignores the key).
+      keep["cppnet.attachment"] = {{"containerID", Env("CNI_CONTAINERID")},
+                                   {"ifname", Env("CNI_IFNAME")}};
       if (auto st = WriteFileAtomically(*saved, keep.dump()); !st.ok())
         return Error(kIoFailure,
                      absl::StrCat("saving the delegated configuration: ", st.message()));

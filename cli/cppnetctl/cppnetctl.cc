@@ -538,14 +538,21 @@ void CreateOptions(CLI::App* sub, Ctx& c) {
   NetworkCreateArgs& a = c.create;
   sub->add_option("-d,--driver", a.driver, "macvlan (default) or ipvlan");
   sub->add_option("--subnet", a.subnets, "subnet in CIDR form; repeat for dual stack")->take_all();
-  sub->add_option("--gateway", a.gateways, "gateway of the subnet of its family; repeatable")
+  sub->add_option("--gateway", a.gateways, "gateway of the subnet that contains it; repeatable")
       ->take_all();
-  sub->add_option("--ip-range", a.ip_range, "allocate container addresses from this range");
+  sub->add_option("--ip-range", a.ip_ranges,
+                  "allocate container addresses from this range of the subnet that contains it; "
+                  "repeatable")
+      ->take_all();
   sub->add_option("--aux-address", a.aux_addresses, "name=IP reserved, never given to a container")
       ->take_all();
+  sub->add_option("--ipv4", a.ipv4, "false: an IPv6-only network (with --ipv6)")
+      ->default_str("true");
   sub->add_flag("--ipv6", a.ipv6, "enable the IPv6 subnet");
   sub->add_flag("--internal", a.internal, "no default route to the outside");
-  sub->add_option("-o,--opt", a.options, "parent=IF[.VLAN], macvlan_mode=..., ipvlan_mode=...")
+  sub->add_option("-o,--opt", a.options,
+                  "parent=IF[.VLAN], macvlan_mode=..., ipvlan_mode=l2|l3|l3s, "
+                  "ipvlan_flag=bridge|private|vepa")
       ->take_all();
   sub->add_option("name", a.name, "network name")->required();
 }

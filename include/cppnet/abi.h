@@ -152,6 +152,10 @@ enum cppnet_vlan_mode {
   CPPNET_VLAN_IPVLAN_L3 = 5,
 };
 
+/* Docker's ipvlan_flag (ipvlan modes only; bridge = none). */
+#define CPPNET_VLAN_F_PRIVATE 0x1 /* endpoints on one host do not reach each other */
+#define CPPNET_VLAN_F_VEPA 0x2    /* everything goes to the switch, which reflects local traffic */
+
 enum cppnet_vlan_addr_kind {
   CPPNET_VLAN_ADDR_MAC = 0,  /* macvlan modes: frames are found by destination MAC */
   CPPNET_VLAN_ADDR_IPV4 = 1, /* ipvlan: endpoints share the trunk's MAC, found by IP */
@@ -194,7 +198,8 @@ struct cppnet_vlan_net {
   __be32 gw4;
   __u8 subnet4_len;
   __u8 subnet6_len;
-  __u8 pad[2];
+  __u8 flags; /* CPPNET_VLAN_F_* */
+  __u8 pad;
   __u8 subnet6[16];
   __u8 gw6[16];
 };
@@ -234,8 +239,8 @@ CPPNET_ASSERT_SIZE(struct cppnet_vlan_miss, 40);
 struct cppnet_vlan_port {
   __u32 trunk_ifindex;
   __u16 vlan;
-  __u8 mode; /* enum cppnet_vlan_mode */
-  __u8 pad;
+  __u8 mode;   /* enum cppnet_vlan_mode */
+  __u8 flags;  /* CPPNET_VLAN_F_* */
   __u8 mac[6]; /* the endpoint's MAC (frames with another source are dropped) */
   __u8 pad2[2];
 };
@@ -322,7 +327,10 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 60);
   X(DROP_TO_TUNNEL, "container_to_tunnel", "container sent to a host's tunnel port")               \
   X(DROP_VLAN_TAGGED, "vlan_tagged_by_endpoint",                                                   \
     "VLAN endpoint sent an 802.1Q/802.1ad tagged frame")                                           \
-  X(DROP_NO_ROUTE, "no_route", "the host sent to an overlay address that no lease or route covers")
+  X(DROP_NO_ROUTE, "no_route",                                                                     \
+    "the host sent to an overlay address that no lease or route covers")                           \
+  X(DROP_VLAN_PRIVATE, "vlan_private",                                                             \
+    "ipvlan_flag=private: an endpoint sent to another endpoint on the same host")
 
 #define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
 enum cppnet_counter_id {

@@ -16,24 +16,27 @@ namespace cppnet {
 
 struct VlanSubnet4 {
   Prefix4 subnet;
-  uint32_t gateway = 0;  // host byte order
+  uint32_t gateway = 0;             // host byte order
+  std::optional<Prefix4> ip_range;  // --ip-range inside this subnet
 };
 struct VlanSubnet6 {
   Prefix6 subnet;
   unsigned __int128 gateway = 0;
+  std::optional<Prefix6> ip_range;
 };
 
 struct VlanNetwork {
   std::string name;
   std::string driver;  // "macvlan" or "ipvlan"
-  std::string mode;    // macvlan: bridge|vepa|private|passthru; ipvlan: l2|l3
+  std::string mode;    // macvlan: bridge|vepa|private|passthru; ipvlan: l2|l3|l3s
+  std::string flag;    // ipvlan: bridge|private|vepa (Docker's ipvlan_flag); "" for macvlan
   std::string parent;  // as the user wrote it, e.g. "eth1.10"
   std::string trunk;   // the interface frames leave on, e.g. "eth1"
   uint16_t vlan = 0;   // 802.1Q id, 0 = untagged
   std::vector<VlanSubnet4> subnets4;
   std::vector<VlanSubnet6> subnets6;
-  std::optional<Prefix4> ip_range;
   std::map<std::string, uint32_t> aux_addresses;
+  bool ipv4 = true;  // false: an IPv6-only network (Docker's --ipv4=false)
   bool ipv6 = false;
   bool internal = false;
 };
@@ -43,8 +46,9 @@ struct NetworkCreateArgs {
   std::string name;
   std::string driver = "macvlan";
   std::vector<std::string> subnets, gateways, aux_addresses;  // aux: "name=IP"
-  std::string ip_range;
-  std::vector<std::string> options;  // -o key=value
+  std::vector<std::string> ip_ranges;                         // each inside one of the subnets
+  std::vector<std::string> options;                           // -o key=value
+  bool ipv4 = true;
   bool ipv6 = false;
   bool internal = false;
 };

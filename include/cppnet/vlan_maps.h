@@ -15,6 +15,8 @@ namespace cppnet {
 
 // enum cppnet_vlan_mode of a network's driver and mode; "macvlan bridge" style names back.
 uint8_t VlanModeId(const std::string& driver, const std::string& mode);
+// ipvlan_flag as CPPNET_VLAN_F_* ("bridge" and "" are none).
+uint8_t VlanFlags(const std::string& flag);
 std::string VlanModeName(uint8_t mode);
 
 // The VLAN maps the registry keeps (cppnet_vlan_ep, _net, _port, _cnt); closed on
@@ -36,6 +38,7 @@ struct VlanEndpointSpec {
   Mac trunk_mac{};
   uint16_t vlan = 0;
   uint8_t mode = CPPNET_VLAN_MACVLAN_BRIDGE;
+  uint8_t flags = 0;           // CPPNET_VLAN_F_* (ipvlan_flag)
   uint32_t host_ifindex = 0;   // host end of the endpoint's veth
   Mac mac{};                   // the endpoint's MAC (ipvlan: the trunk's)
   std::vector<uint32_t> ipv4;  // host byte order

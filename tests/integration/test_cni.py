@@ -91,6 +91,7 @@ def scenario(lab, c):
     runtime_requests(lab, c, h1)
     saved_config(lab, c, h1)
     chaining(lab, c, h1)
+    garbage_collection(lab, c, h1)
 
 
 def runtime_requests(lab, c, h):
@@ -184,6 +185,28 @@ def chaining(lab, c, h):
         plugin(h, t, "DEL", ns, "chain1", json.dumps(stdin))
     rc, out = call(h, "DEL", ns, "chain1", conf())
     c.check("DEL of the chain", rc == 0, out)
+
+
+def garbage_collection(lab, c, h):
+    """CNI 1.1 GC: attachments not listed as valid give back their addresses."""
+    cfg = {"cniVersion": "1.1.0", "name": "gcnet", "type": "cppnet"}
+    addrs = {}
+    for cid in ("gc1", "gc2"):
+        _, ns = container(lab, h)
+        rc, out = call(h, "ADD", ns, cid, json.dumps(cfg))
+        addrs[cid] = out.get("ips", [{}])[0].get("address", "").split("/")[0]
+    held = lambda: h.sh("ls /run/cppnet/ipam/gcnet", check=False).stdout.split()  # noqa: E731
+    before = held()
+    rc, out = call(h, "GC", "", "", json.dumps({**cfg, "cni.dev/valid-attachments": [
+        {"containerID": "gc1", "ifname": "eth0"}]}))
+    after = held()
+    saved = h.sh("ls /var/lib/cni/cppnet", check=False).stdout.split()
+    c.check("GC: the unlisted attachment's address is released and its saved configuration removed",
+            rc == 0 and addrs["gc2"] in before and addrs["gc2"] not in after and addrs["gc1"] in after
+            and "gc2-eth0" not in saved and "gc1-eth0" in saved, (out, before, after, saved))
+    rc, out = call(h, "GC", "", "", json.dumps({**cfg, "cni.dev/valid-attachments": "x"}))
+    c.check("GC with a malformed valid-attachments: error 7, nothing released",
+            rc == 1 and out.get("code") == 7 and addrs["gc1"] in held(), out)
 
 
 if __name__ == "__main__":

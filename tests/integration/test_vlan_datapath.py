@@ -108,6 +108,7 @@ def scenario(lab, c):
     runtime_ranges(lab, c, h1)
     runtime_requests(lab, c, h1, a2)
     modes(lab, c, h1, h2)
+    docker_options(lab, c, h1, h2)
     shared_underlay(lab, c, h1, h2)
     untagged(lab, c, h1, h2, b2)
     operations(lab, c, h1, a3, a2, b1)
@@ -278,6 +279,60 @@ def modes(lab, c, h1, h2):
             and any("is-at " + h2mac in ln for ln in arp) and any("advertisement" in ln for ln in nd), wire[-1200:])
     stats = json.loads(h2.ctl("show", "stats", "--json").stdout)["traffic"]
     c.check("show stats counts the answers (vlan_proxy)", stats["vlan_proxy"]["packets"] >= 2, stats)
+
+
+def docker_options(lab, c, h1, h2):
+    """Docker's other VLAN options: ipvlan_flag private/vepa, ipvlan_mode l3s, IPv6-only
+    networks (--ipv4=false), several subnets with their own --ip-range and --gateway."""
+    for h in (h1, h2):
+        create(h, "-d", "ipvlan", "--subnet", "198.18.110.0/24", "-o", "parent=eth1.110", "-o", "ipvlan_flag=private",
+               "ipvpriv")
+        create(h, "-d", "macvlan", "--ipv4=false", "--ipv6", "--subnet", "2001:db8:113::/64", "-o", "parent=eth1.113",
+               "v6only")
+    create(h1, "-d", "ipvlan", "--subnet", "198.18.111.0/24", "-o", "parent=eth1.111", "-o", "ipvlan_flag=vepa", "ipvvepa")
+    create(h1, "-d", "ipvlan", "--subnet", "198.18.112.0/24", "-o", "parent=eth1.112", "-o", "ipvlan_mode=l3s", "ipvl3s")
+    create(h1, "-d", "macvlan", "--subnet", "198.18.114.0/24", "--subnet", "198.18.115.0/24",
+           "--ip-range", "198.18.115.64/26", "--ip-range", "198.18.114.192/26", "--gateway", "198.18.115.254",
+           "-o", "parent=eth1.114", "multi")
+    upper = lambda net: {"ipam": {"type": "host-local", "ranges": [[{"subnet": net, "rangeStart": net.replace(  # noqa: E731
+        ".0/24", ".128")}]]}}
+    a, b = Endpoint(lab, h1, "ipvpriv", "pr1"), Endpoint(lab, h1, "ipvpriv", "pr2")
+    r = Endpoint(lab, h2, "ipvpriv", "pr3", **upper("198.18.110.0/24"))
+    before = json.loads(h1.ctl("show", "stats", "--json").stdout)["drops"]["vlan_private"]["packets"]
+    # Broadcast (ARP) never reaches a local neighbour either; a known MAC gets the unicast sent.
+    a.run(["ip", "neigh", "replace", b.ip4, "lladdr", b.mac, "dev", "eth0"])
+    p, q = a.ping(b.ip4, count=1), a.ping(r.ip4)
+    after = json.loads(h1.ctl("show", "stats", "--json").stdout)["drops"]["vlan_private"]["packets"]
+    c.check("ipvlan_flag=private: local endpoints cannot reach each other (vlan_private), the other host's can",
+            p.returncode != 0 and q.returncode == 0 and after > before,
+            (p.stdout[-150:], q.stdout[-150:], before, after, a.result, r.result))
+    v1, v2 = Endpoint(lab, h1, "ipvvepa", "iv1"), Endpoint(lab, h1, "ipvvepa", "iv2")
+    trunk = sw_capture(lab, "t1", ["icmp", "or", "(vlan", "and", "icmp)"])
+    p = v1.ping(v2.ip4)
+    wire = trunk.stop()
+    c.check("ipvlan_flag=vepa: local endpoints talk through the switch (hairpin), tagged on the wire",
+            p.returncode == 0 and any("vlan 111," in ln and v2.ip4 in ln for ln in wire.splitlines()),
+            p.stdout[-200:] + wire[-400:])
+    s1, s2 = Endpoint(lab, h1, "ipvl3s", "s1"), Endpoint(lab, h1, "ipvl3s", "s2")
+    p = s1.ping(s2.ip4)
+    c.check("ipvlan_mode=l3s: routed like l3 (the agent logs that netfilter does not see it)",
+            s1.rc == 0 and p.returncode == 0 and "l3s is forwarded as l3" in h1.log(), p.stdout[-200:])
+    x1 = Endpoint(lab, h1, "v6only", "x1")
+    x2 = Endpoint(lab, h2, "v6only", "x2", ipam={"type": "host-local", "ranges": [
+        [{"subnet": "2001:db8:113::/64", "rangeStart": "2001:db8:113::8000"}]]})
+    p = x1.ping(x2.ip6)
+    c.check("IPv6-only network (--ipv4=false): endpoints get only IPv6 and reach each other across hosts",
+            x1.ip4 is None and x1.ip6 and p.returncode == 0, (x1.result, p.stdout[-200:]))
+    m = Endpoint(lab, h1, "multi", "mu1")
+    route = m.run(["ip", "route", "show", "default"]).stdout
+    c.check("several subnets with their own --ip-range: the address comes from the first subnet's range",
+            m.rc == 0 and m.ip4 and m.ip4.startswith("198.18.114.19") and "via 198.18.114.1 " in route,
+            (m.result, route))
+    for e in (a, b, r, v1, v2, s1, s2, x1, x2, m):
+        e.delete()
+    for h, names in ((h1, ("ipvpriv", "v6only", "ipvvepa", "ipvl3s", "multi")), (h2, ("ipvpriv", "v6only"))):
+        for name in names:
+            h.ctl("network", "delete", name)
 
 
 def shared_underlay(lab, c, h1, h2):

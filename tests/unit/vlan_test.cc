@@ -38,7 +38,7 @@ TEST(VlanNetwork, DualStackIpvlanWithRangesAndDefaults) {
   a.driver = "ipvlan";
   a.gateways = {"2001:db8:abc8::10"};
   a.ipv6 = true;
-  a.ip_range = "192.168.216.128/25";
+  a.ip_ranges = {"192.168.216.128/25"};
   a.aux_addresses = {"my-router=192.168.216.129"};
   auto n = BuildVlanNetwork(a, {}, HostHas);
   ASSERT_TRUE(n.ok()) << n.status().message();
@@ -85,10 +85,10 @@ TEST(VlanNetwork, RejectsWithDockersWording) {
             [](auto& a) { a.gateways = {"10.1.0.1"}; }),
        "invalid gateway 10.1.0.1: parent subnet 10.2.0.0/24 doesn't contain this address"},
       {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "r"),
-            [](auto& a) { a.ip_range = "10.5.0.0/25"; }),
+            [](auto& a) { a.ip_ranges = {"10.5.0.0/25"}; }),
        "invalid ip-range 10.5.0.0/25: no --subnet contains this range"},
       {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "r"),
-            [](auto& a) { a.ip_range = "10.4.0.7/25"; }),
+            [](auto& a) { a.ip_ranges = {"10.4.0.7/25"}; }),
        "invalid ip-range 10.4.0.7/25"},
       {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "x"),
             [](auto& a) { a.aux_addresses = {"gw=10.9.0.1"}; }),
@@ -121,6 +121,108 @@ TEST(VlanNetwork, RejectsWithDockersWording) {
     ASSERT_FALSE(n.ok()) << c.error;
     EXPECT_NE(n.status().message().find(c.error), std::string::npos)
         << n.status().message() << " / want: " << c.error;
+  }
+}
+
+// Several subnets per family, each --ip-range and --gateway on the subnet that contains
+// it whatever the order (Docker's consolidation), IPv6 ranges included.
+TEST(VlanNetwork, SeveralSubnetsWithTheirOwnRangesAndGateways) {
+  NetworkCreateArgs a =
+      Args({"10.20.0.0/24", "10.21.0.0/24", "2001:db8:20::/64"}, {"parent=eth1.20"}, "multi");
+  a.ipv6 = true;
+  a.ip_ranges = {"10.21.0.128/25", "2001:db8:20::8000/113", "10.20.0.64/26"};
+  a.gateways = {"10.21.0.254", "10.20.0.1"};
+  auto n = BuildVlanNetwork(a, {}, HostHas);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  ASSERT_EQ(n->subnets4.size(), 2u);
+  EXPECT_EQ(FormatPrefix4(*n->subnets4[0].ip_range), "10.20.0.64/26");
+  EXPECT_EQ(FormatIp4(n->subnets4[0].gateway), "10.20.0.1");
+  EXPECT_EQ(FormatPrefix4(*n->subnets4[1].ip_range), "10.21.0.128/25");
+  EXPECT_EQ(FormatIp4(n->subnets4[1].gateway), "10.21.0.254");
+  EXPECT_EQ(FormatPrefix6(*n->subnets6[0].ip_range), "2001:db8:20::8000/113");
+  EXPECT_EQ(FormatIp6(n->subnets6[0].gateway), "2001:db8:20::1");  // default
+  auto back = ParseVlanNetwork(SerializeVlanNetwork(*n));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(SerializeVlanNetwork(*back), SerializeVlanNetwork(*n));
+  // A file of an earlier version: one top-level ip_range.
+  auto old = ParseVlanNetwork(R"({"name":"o","driver":"macvlan","mode":"bridge","parent":"eth1.9",
+      "trunk":"eth1","vlan":9,"subnets":[{"subnet":"10.9.0.0/24","gateway":"10.9.0.1"}],
+      "ip_range":"10.9.0.128/25","aux_addresses":{},"ipv6":false,"internal":false})");
+  ASSERT_TRUE(old.ok()) << old.status().message();
+  EXPECT_EQ(FormatPrefix4(*old->subnets4[0].ip_range), "10.9.0.128/25");
+}
+
+TEST(VlanNetwork, Ipv6OnlyL3sAndIpvlanFlags) {
+  NetworkCreateArgs a = Args({"2001:db8:30::/64"}, {"parent=eth1.30"}, "v6only");
+  a.ipv4 = false;
+  a.ipv6 = true;
+  auto n = BuildVlanNetwork(a, {}, HostHas);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_TRUE(n->subnets4.empty());
+  auto back = ParseVlanNetwork(SerializeVlanNetwork(*n));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_FALSE(back->ipv4);
+  NetworkCreateArgs b =
+      Args({"10.31.0.0/24"}, {"parent=eth1.31", "ipvlan_mode=l3s", "ipvlan_flag=private"}, "f");
+  b.driver = "ipvlan";
+  auto f = BuildVlanNetwork(b, {}, HostHas);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ(f->mode, "l3s");
+  EXPECT_EQ(f->flag, "private");
+  back = ParseVlanNetwork(SerializeVlanNetwork(*f));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->flag, "private");
+}
+
+TEST(VlanNetwork, ConsolidationErrorsInDockersWording) {
+  auto with = [](NetworkCreateArgs a, auto f) {
+    f(a);
+    return a;
+  };
+  const std::pair<NetworkCreateArgs, const char*> cases[] = {
+      {with(Args({"10.4.0.0/24", "10.5.0.0/24"}, {"parent=eth1.11"}, "m"),
+            [](auto& a) { a.ip_ranges = {"10.6.0.0/25"}; }),
+       "no matching subnet for range 10.6.0.0/25"},
+      {with(Args({"10.4.0.0/24", "10.5.0.0/24"}, {"parent=eth1.11"}, "m"),
+            [](auto& a) { a.gateways = {"10.6.0.1"}; }),
+       "no matching subnet for gateway 10.6.0.1"},
+      {with(Args({"10.4.0.0/24", "10.5.0.0/24"}, {"parent=eth1.11"}, "m"),
+            [](auto& a) {
+              a.ip_ranges = {"10.4.0.0/25", "10.4.0.128/25"};
+            }),
+       "cannot configure multiple ranges (10.4.0.128/25, 10.4.0.0/25) on the same subnet "
+       "(10.4.0.0/24)"},
+      {with(Args({"10.4.0.0/24", "10.5.0.0/24"}, {"parent=eth1.11"}, "m"),
+            [](auto& a) {
+              a.gateways = {"10.4.0.1", "10.4.0.2"};
+            }),
+       "cannot configure multiple gateways (10.4.0.2, 10.4.0.1) for the same subnet (10.4.0.0/24)"},
+      {Args({"10.4.0.0/24", "10.4.0.128/25"}, {"parent=eth1.11"}, "m"),
+       "multiple overlapping subnet configuration is not allowed"},
+      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "m"),
+            [](auto& a) {
+              a.gateways = {"10.4.0.1", "10.4.0.2"};
+            }),
+       "every ip-range or gateway must have a corresponding subnet"},
+      {with(Args({"2001:db8::/64"}, {"parent=eth1.11"}, "m"), [](auto& a) { a.ipv4 = false; }),
+       "IPv4 or IPv6 must be enabled"},
+      {with(Args({"10.4.0.0/24", "2001:db8::/64"}, {"parent=eth1.11"}, "m"),
+            [](auto& a) {
+              a.ipv4 = false;
+              a.ipv6 = true;
+            }),
+       "IPv4 subnet 10.4.0.0/24 on a network with --ipv4=false"},
+      {with(Args({"10.4.0.0/24"}, {"parent=eth1.11", "ipvlan_flag=loud"}, "m"),
+            [](auto& a) { a.driver = "ipvlan"; }),
+       "requested ipvlan flag 'loud' is not valid, 'bridge' is the ipvlan driver default"},
+      {Args({"10.4.0.0/24"}, {"parent=eth1.11", "ipvlan_flag=private"}, "m"),
+       "unknown option \"ipvlan_flag\" for the macvlan driver"},
+  };
+  for (const auto& [args, error] : cases) {
+    auto n = BuildVlanNetwork(args, {}, HostHas);
+    ASSERT_FALSE(n.ok()) << error;
+    EXPECT_NE(n.status().message().find(error), std::string::npos)
+        << n.status().message() << " / want: " << error;
   }
 }
 
