@@ -42,6 +42,7 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
     /* Routed: endpoints have no neighbours (NOARP); the host resolves next hops. */
     if (bcast || eth->h_proto == bpf_htons(ETH_P_ARP)) return drop(skb, CPPNET_CNT_DROP_VLAN_L3);
     ep = vlan_ep_by_ip(skb, trunk, vid, eth->h_proto, ETH_HLEN);
+    if (!ep && (trunk & CPPNET_VLAN_LOCAL_TRUNK)) return drop(skb, CPPNET_CNT_DROP_VLAN_NO_PARENT);
     if (!ep) {
       net = bpf_map_lookup_elem(&cppnet_vlan_net, &nk);
       if (!net) return drop(skb, CPPNET_CNT_DROP_VLAN_NO_PORT);
@@ -79,6 +80,9 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
     port_count(target, skb->len, 0);
     return bpf_redirect_peer(target, 0);
   }
+  /* A network without parent has no wire: broadcast went to the local endpoints. */
+  if (trunk & CPPNET_VLAN_LOCAL_TRUNK)
+    return bcast ? TC_ACT_SHOT : drop(skb, CPPNET_CNT_DROP_VLAN_NO_PARENT);
   /* To the wire: private and vepa always (vepa's switch may hairpin it back),
    * bridge/l2 for what is not local. */
   if (vid && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), vid))

@@ -46,9 +46,11 @@ void VlanController::Load() {
   for (const VlanNetwork& n : *nets)
     LOG_INFO(
         "VLAN network ", n.name, ": ", n.driver, " ", n.mode,
-        n.flag.empty() || n.flag == "bridge" ? "" : absl::StrCat(" (", n.flag, ")"), " on ",
-        n.trunk, ", VLAN ", n.vlan ? absl::StrCat(n.vlan) : "untagged", ", ",
-        n.subnets4.size() + n.subnets6.size(), " subnet(s)",
+        n.flag.empty() || n.flag == "bridge" ? "" : absl::StrCat(" (", n.flag, ")"),
+        n.parentless()
+            ? " without parent (internal: this host's endpoints only)"
+            : absl::StrCat(" on ", n.trunk, ", VLAN ", n.vlan ? absl::StrCat(n.vlan) : "untagged"),
+        ", ", n.subnets4.size() + n.subnets6.size(), " subnet(s)",
         n.mode == "l3s" ? "; l3s is forwarded as l3: the host's netfilter does not see it" : "");
   if (nets->empty() && !networks_.empty()) LOG_INFO("VLAN networks: none defined in ", dir);
   networks_ = std::move(*nets);
@@ -66,6 +68,7 @@ bool VlanController::UntaggedOnUnderlay() const {
 // without CNI DEL) are removed from the maps.
 void VlanController::Sync() {
   for (const VlanNetwork& n : networks_) {
+    if (n.parentless()) continue;  // no trunk to attach to
     const auto trunk = host_->Find(n.trunk);
     const int ifindex = trunk ? trunk->ifindex : 0;
     if (!ifindex) {  // said once per disappearance, not every second
@@ -117,6 +120,17 @@ void VlanController::Sync() {
   ports_attached_ = true;
 }
 
+// Where a network's endpoints hang: its trunk, or for a network without parent a key and
+// MAC of its own (MTU 1500, as Docker's dummy link).
+absl::StatusOr<VlanController::Trunk> VlanController::TrunkOf(const VlanNetwork& n) const {
+  if (n.parentless()) return Trunk{n.TrunkKey(0), n.LocalMac(), 1500};
+  const auto trunk = host_->Find(n.trunk);
+  if (!trunk)
+    return absl::NotFoundError(absl::StrCat("network ", n.name, ": parent ", n.parent,
+                                            ": interface ", n.trunk, ": no such device"));
+  return Trunk{n.TrunkKey(trunk->ifindex), trunk->mac, trunk->mtu};
+}
+
 const VlanNetwork* VlanController::Find(const std::string& name) const {
   for (const VlanNetwork& n : networks_)
     if (n.name == name) return &n;
@@ -149,8 +163,9 @@ absl::StatusOr<json> VlanController::Delete(const json& p) {
   auto ports = ListVlanPorts(dp_->vlan_maps().port());
   if (!ports.ok()) return ports.status();
   const auto trunk = host_->Find(n->trunk);
+  const uint32_t key = n->TrunkKey(trunk ? trunk->ifindex : 0);
   for (const VlanPortEntry& e : *ports)
-    if (e.port.vlan == n->vlan && trunk && static_cast<int>(e.port.trunk_ifindex) == trunk->ifindex)
+    if (e.port.vlan == n->vlan && key && e.port.trunk_ifindex == key)
       return absl::FailedPreconditionError(
           absl::StrCat("error while removing network: network ", *name, " has active endpoints"));
   const std::string path = absl::StrCat(NetworksDir(config_dir_), "/", *name, ".json");
@@ -169,15 +184,14 @@ absl::StatusOr<json> VlanController::Get(const json& p) {
     return absl::NotFoundError(absl::StrCat(
         "network ", *name, " not found: \"overlay\", or define it with cppnetctl network create"));
   json out = {{"network", json::parse(SerializeVlanNetwork(*n))}};
-  const auto trunk = host_->Find(n->trunk);
-  if (!trunk) {
-    out["trunk_error"] = absl::StrCat("network ", n->name, ": parent ", n->parent, ": interface ",
-                                      n->trunk, ": no such device");
+  auto trunk = TrunkOf(*n);
+  if (!trunk.ok()) {
+    out["trunk_error"] = std::string(trunk.status().message());
     return out;
   }
-  out["trunk"] = {{"ifindex", trunk->ifindex}, {"mac", FormatMac(trunk->mac)}, {"mtu", trunk->mtu}};
-  if (auto st = VlanNetworkHasRoom(dp_->vlan_maps(), n->name, static_cast<uint32_t>(trunk->ifindex),
-                                   n->vlan, VlanModeId(n->driver, n->mode));
+  out["trunk"] = {{"ifindex", trunk->key}, {"mac", FormatMac(trunk->mac)}, {"mtu", trunk->mtu}};
+  if (auto st = VlanNetworkHasRoom(dp_->vlan_maps(), n->name, trunk->key, n->vlan,
+                                   VlanModeId(n->driver, n->mode));
       !st.ok())
     out["room_error"] = std::string(st.message());
   return out;
@@ -193,10 +207,8 @@ absl::StatusOr<json> VlanController::EndpointAdd(const json& p) {
   if (!host_ifindex.ok()) return host_ifindex.status();
   const VlanNetwork* n = Find(*name);
   if (!n) return absl::NotFoundError(absl::StrCat("network ", *name, " not found"));
-  const auto trunk = host_->Find(n->trunk);
-  if (!trunk)
-    return absl::NotFoundError(absl::StrCat("network ", n->name, ": parent ", n->parent,
-                                            ": interface ", n->trunk, ": no such device"));
+  auto trunk = TrunkOf(*n);
+  if (!trunk.ok()) return trunk.status();
   char host[IF_NAMESIZE] = {};
   if (!if_indextoname(*host_ifindex, host))
     return absl::NotFoundError(
@@ -204,7 +216,7 @@ absl::StatusOr<json> VlanController::EndpointAdd(const json& p) {
   auto mac = ParseMac(RequiredString(p, "mac").value_or(""));
   if (!mac.ok()) return absl::InvalidArgumentError(absl::StrCat("mac: ", mac.status().message()));
   VlanEndpointSpec spec{.network = n->name,
-                        .trunk_ifindex = static_cast<uint32_t>(trunk->ifindex),
+                        .trunk_ifindex = trunk->key,
                         .trunk_mac = trunk->mac,
                         .vlan = n->vlan,
                         .mode = VlanModeId(n->driver, n->mode),

@@ -35,7 +35,13 @@ class VlanController {
   absl::StatusOr<nlohmann::json> EndpointGet(const nlohmann::json& p);
 
  private:
+  struct Trunk {
+    uint32_t key;  // the maps' trunk key (VlanNetwork::TrunkKey)
+    Mac mac;
+    int mtu;
+  };
   const VlanNetwork* Find(const std::string& name) const;
+  absl::StatusOr<Trunk> TrunkOf(const VlanNetwork& n) const;
 
   Datapath* dp_;
   const HostWatcher* host_;

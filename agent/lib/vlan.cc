@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cppnet/abi.h"
 #include "cppnet/json_util.h"
 #include "cppnet/subnet_env.h"
 
@@ -72,8 +74,16 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
       return Bad(absl::StrCat("unknown option \"", k, "\" for the ", n.driver, " driver"));
     }
   }
-  if (n.parent.empty())
-    return Bad("-o parent is required (e.g. -o parent=eth1.10 for VLAN 10 on trunk eth1)");
+  if (n.parentless()) {
+    // As Docker: no parent makes an internal network, its endpoints on this host only.
+    n.internal = true;
+    n.local_id = a.local_id;
+    if (!n.local_id) {
+      std::set<uint16_t> used;
+      for (const VlanNetwork& e : existing) used.insert(e.local_id);
+      for (n.local_id = 1; used.count(n.local_id);) n.local_id++;
+    }
+  }
   // "eth1.10": trunk eth1, VLAN 10; no kernel sub-interface is created.
   n.trunk = n.parent;
   if (size_t dot = n.parent.rfind('.'); dot != std::string::npos) {
@@ -86,9 +96,9 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
       return Bad(absl::StrCat("vlan id must be between 1-4094, received: ", vid));
     n.vlan = static_cast<uint16_t>(vid);
   }
-  if (!iface_exists(n.trunk))
+  if (!n.parentless() && !iface_exists(n.trunk))
     return Bad(absl::StrCat("-o parent interface was not found on the host: ", n.trunk));
-  if (n.driver == "ipvlan")
+  if (n.driver == "ipvlan" && !n.parentless())
     for (const VlanNetwork& e : existing)
       if (e.parent == n.parent)
         return Bad(
@@ -217,7 +227,7 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
   // Two networks on one VLAN of one trunk would share a broadcast domain under
   // different definitions; overlapping address space is refused as Docker does.
   for (const VlanNetwork& e : existing) {
-    if (e.trunk == n.trunk && e.vlan == n.vlan)
+    if (!n.parentless() && e.trunk == n.trunk && e.vlan == n.vlan)
       return Bad(absl::StrCat("network ", e.name, " already uses VLAN ",
                               n.vlan ? absl::StrCat(n.vlan) : "untagged", " on ", n.trunk));
     for (const VlanSubnet4& a4 : e.subnets4)
@@ -227,6 +237,21 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
                                   " (", FormatPrefix4(a4.subnet), ")"));
   }
   return n;
+}
+
+uint32_t VlanNetwork::TrunkKey(int trunk_ifindex) const {
+  return parentless() ? CPPNET_VLAN_LOCAL_TRUNK | local_id : static_cast<uint32_t>(trunk_ifindex);
+}
+
+Mac VlanNetwork::LocalMac() const {
+  uint32_t h = 2166136261u;  // FNV-1a of the name
+  for (char ch : name) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
+  return Mac{0x06,
+             0x42,
+             static_cast<uint8_t>(h >> 24),
+             static_cast<uint8_t>(h >> 16),
+             static_cast<uint8_t>(h >> 8),
+             static_cast<uint8_t>(h)};
 }
 
 std::string SerializeVlanNetwork(const VlanNetwork& n) {
@@ -250,6 +275,7 @@ std::string SerializeVlanNetwork(const VlanNetwork& n) {
   nlohmann::ordered_json aux = nlohmann::ordered_json::object();
   for (const auto& [k, v] : n.aux_addresses) aux[k] = FormatIp4(v);
   j["aux_addresses"] = aux;
+  if (n.local_id) j["local_id"] = n.local_id;
   if (!n.ipv4) j["ipv4"] = false;
   j["ipv6"] = n.ipv6;
   j["internal"] = n.internal;
@@ -279,6 +305,7 @@ absl::StatusOr<VlanNetwork> ParseVlanNetwork(const std::string& text) {
     // Files of earlier versions: one IPv4 range for the whole network.
     if (j.contains("ip_range")) a.ip_ranges.push_back(j["ip_range"].get<std::string>());
     if (j.contains("ipv4")) a.ipv4 = j["ipv4"].get<bool>();
+    if (j.contains("local_id")) a.local_id = j["local_id"].get<uint16_t>();
     for (const auto& [k, v] : j.at("aux_addresses").items())
       a.aux_addresses.push_back(absl::StrCat(k, "=", v.get<std::string>()));
     a.ipv6 = j.at("ipv6").get<bool>();

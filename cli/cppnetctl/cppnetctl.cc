@@ -191,6 +191,7 @@ int ShowEndpoints(const Globals& g, const MapFds& m) {
 // Whether an endpoint (from the maps) belongs to a network (from its definition): a
 // network is one VLAN of one trunk on this host.
 bool PortOf(const cppnet_vlan_port& p, const VlanNetwork& n) {
+  if (n.parentless()) return p.trunk_ifindex == n.TrunkKey(0);
   return p.vlan == n.vlan && IfName(p.trunk_ifindex) == n.trunk;
 }
 

@@ -152,6 +152,11 @@ enum cppnet_vlan_mode {
   CPPNET_VLAN_IPVLAN_L3 = 5,
 };
 
+/* The trunk key of a network without parent (Docker's internal network on a dummy link):
+ * CPPNET_VLAN_LOCAL_TRUNK | the network's local id. No interface has such an ifindex; what
+ * its endpoints send stays on the host. */
+#define CPPNET_VLAN_LOCAL_TRUNK 0x80000000u
+
 /* Docker's ipvlan_flag (ipvlan modes only; bridge = none). */
 #define CPPNET_VLAN_F_PRIVATE 0x1 /* endpoints on one host do not reach each other */
 #define CPPNET_VLAN_F_VEPA 0x2    /* everything goes to the switch, which reflects local traffic */
@@ -330,7 +335,9 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 60);
   X(DROP_NO_ROUTE, "no_route",                                                                     \
     "the host sent to an overlay address that no lease or route covers")                           \
   X(DROP_VLAN_PRIVATE, "vlan_private",                                                             \
-    "ipvlan_flag=private: an endpoint sent to another endpoint on the same host")
+    "ipvlan_flag=private: an endpoint sent to another endpoint on the same host")                  \
+  X(DROP_VLAN_NO_PARENT, "vlan_no_parent",                                                         \
+    "network without parent: the destination is no endpoint on this host")
 
 #define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
 enum cppnet_counter_id {

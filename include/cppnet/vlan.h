@@ -39,6 +39,16 @@ struct VlanNetwork {
   bool ipv4 = true;  // false: an IPv6-only network (Docker's --ipv4=false)
   bool ipv6 = false;
   bool internal = false;
+  uint16_t local_id = 0;  // a network without parent: its number on this host (1…)
+
+  // Without -o parent (Docker puts such a network on a dummy link and makes it internal):
+  // its endpoints reach only each other, on this host.
+  bool parentless() const { return parent.empty(); }
+  // What the maps key the network's endpoints by: the trunk's ifindex, or for a network
+  // without parent CPPNET_VLAN_LOCAL_TRUNK | local_id.
+  uint32_t TrunkKey(int trunk_ifindex) const;
+  // The MAC a network without parent stands for (ipvlan endpoints share it): stable, local.
+  Mac LocalMac() const;
 };
 
 // What `cppnetctl network create` was given, Docker's syntax.
@@ -51,6 +61,7 @@ struct NetworkCreateArgs {
   bool ipv4 = true;
   bool ipv6 = false;
   bool internal = false;
+  uint16_t local_id = 0;  // kept in networks.d for a network without parent; 0: pick one
 };
 
 // Validates as Docker does and returns the network; `existing` are the networks

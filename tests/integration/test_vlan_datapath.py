@@ -328,9 +328,29 @@ def docker_options(lab, c, h1, h2):
     c.check("several subnets with their own --ip-range: the address comes from the first subnet's range",
             m.rc == 0 and m.ip4 and m.ip4.startswith("198.18.114.19") and "via 198.18.114.1 " in route,
             (m.result, route))
-    for e in (a, b, r, v1, v2, s1, s2, x1, x2, m):
+    # No -o parent: as Docker, an internal network of this host's endpoints only.
+    create(h1, "-d", "macvlan", "--subnet", "198.18.116.0/24", "lone")
+    create(h1, "-d", "ipvlan", "--subnet", "198.18.117.0/24", "lone2")
+    o1, o2 = Endpoint(lab, h1, "lone", "o1"), Endpoint(lab, h1, "lone", "o2")
+    q1, q2 = Endpoint(lab, h1, "lone2", "q1"), Endpoint(lab, h1, "lone2", "q2")
+    route = o1.run(["ip", "route", "show", "default"]).stdout
+    p, q = o1.ping(o2.ip4), q1.ping(q2.ip4)
+    c.check("network without parent (macvlan and ipvlan): local endpoints reach each other, no default route",
+            o1.rc == 0 and q1.rc == 0 and p.returncode == 0 and q.returncode == 0 and route.strip() == "",
+            (o1.result, p.stdout[-150:], q.stdout[-150:], route))
+    before = json.loads(h1.ctl("show", "stats", "--json").stdout)["drops"]["vlan_no_parent"]["packets"]
+    o1.run(["ip", "neigh", "replace", "198.18.116.99", "lladdr", "02:42:00:00:00:99", "dev", "eth0"])
+    trunk = sw_capture(lab, "t1")
+    p = o1.ping("198.18.116.99", count=1)
+    o1.ping("198.18.116.98", count=1)  # unanswered ARP: flooded to the local endpoints only
+    wire = trunk.stop()
+    after = json.loads(h1.ctl("show", "stats", "--json").stdout)["drops"]["vlan_no_parent"]["packets"]
+    c.check("... nothing they send leaves the host (vlan_no_parent), not even ARP",
+            p.returncode != 0 and after > before and o1.mac not in wire, (before, after, wire[-300:]))
+    for e in (a, b, r, v1, v2, s1, s2, x1, x2, m, o1, o2, q1, q2):
         e.delete()
-    for h, names in ((h1, ("ipvpriv", "v6only", "ipvvepa", "ipvl3s", "multi")), (h2, ("ipvpriv", "v6only"))):
+    for h, names in ((h1, ("ipvpriv", "v6only", "ipvvepa", "ipvl3s", "multi", "lone", "lone2")),
+                     (h2, ("ipvpriv", "v6only"))):
         for name in names:
             h.ctl("network", "delete", name)
 

@@ -100,7 +100,6 @@ TEST(VlanNetwork, RejectsWithDockersWording) {
        "requested ipvlan mode 'l4' is not valid, 'l2' mode is the ipvlan driver default"},
       {with(Args({"10.4.0.0/24"}, {"parent=eth1.11"}, "d"), [](auto& a) { a.driver = "bridge"; }),
        "unknown driver \"bridge\": use macvlan or ipvlan"},
-      {Args({"10.4.0.0/24"}, {}, "p"), "-o parent is required"},
       {Args({}, {"parent=eth1.11"}, "s"), "an IPv4 --subnet is required"},
       {Args({"10.4.0.0/24", "2001:db8::/64"}, {"parent=eth1.11"}, "s6"),
        "IPv6 subnet 2001:db8::/64 needs --ipv6"},
@@ -150,6 +149,22 @@ TEST(VlanNetwork, SeveralSubnetsWithTheirOwnRangesAndGateways) {
       "ip_range":"10.9.0.128/25","aux_addresses":{},"ipv6":false,"internal":false})");
   ASSERT_TRUE(old.ok()) << old.status().message();
   EXPECT_EQ(FormatPrefix4(*old->subnets4[0].ip_range), "10.9.0.128/25");
+}
+
+TEST(VlanNetwork, WithoutParentInternalWithItsOwnKey) {
+  auto a = BuildVlanNetwork(Args({"10.40.0.0/24"}, {}, "lone1"), {}, HostHas);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_TRUE(a->parentless());
+  EXPECT_TRUE(a->internal);  // as Docker makes it
+  EXPECT_EQ(a->local_id, 1);
+  auto b = BuildVlanNetwork(Args({"10.41.0.0/24"}, {}, "lone2"), {*a}, HostHas);
+  ASSERT_TRUE(b.ok()) << b.status().message();  // two of them do not share "a VLAN"
+  EXPECT_EQ(b->local_id, 2);
+  EXPECT_NE(a->TrunkKey(0), b->TrunkKey(0));
+  auto back = ParseVlanNetwork(SerializeVlanNetwork(*b));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->local_id, 2);
+  EXPECT_EQ(back->TrunkKey(0), b->TrunkKey(0));
 }
 
 TEST(VlanNetwork, Ipv6OnlyL3sAndIpvlanFlags) {
