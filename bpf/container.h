@@ -255,23 +255,36 @@ int cppnet_tc_encap(struct __sk_buff* skb) {
   return overlay_send(skb, cfg, rt, 1, 0);
 }
 
+/* The route to an overlay address (LPM), or 0. */
+static __always_inline struct cppnet_route* route_to(__be32 daddr) {
+  struct cppnet_route_key key = {.prefixlen = 32, .addr = daddr};
+  return bpf_map_lookup_elem(&cppnet_routes, &key);
+}
+
+/* The IPv4 header of a frame on CPPNET_HOST_DEV, bounds checked; 0 for anything else. */
+static __always_inline struct iphdr* host_dev_ipv4(struct __sk_buff* skb) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  struct iphdr* ip = (void*)(eth + 1);
+
+  if ((void*)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->version != 4 ||
+      ip->ihl < 5)
+    return 0;
+  return ip;
+}
+
 /* tc ingress of CPPNET_HOST_DEV: what the overlay sends to the host's own overlay address
  * (delivered, see deliver()), and packets for a userspace udp peer, segmented and
  * checksummed by the kernel on their way through CPPNET_SOFT_DEV. Nothing else. */
 SEC("tc")
 int cppnet_tc_soft(struct __sk_buff* skb) {
-  void* data = (void*)(long)skb->data;
-  void* data_end = (void*)(long)skb->data_end;
-  struct ethhdr* eth = data;
-  struct iphdr* ip = (void*)(eth + 1);
   struct cppnet_config* cfg = ready_config();
+  struct iphdr* ip = host_dev_ipv4(skb);
 
-  if (!cfg || (void*)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
-      ip->version != 4 || ip->ihl < 5)
-    return TC_ACT_SHOT; /* the stack's own chatter on the device (none is expected) */
+  if (!cfg || !ip) return TC_ACT_SHOT; /* the stack's own chatter on the device (none expected) */
   if (ip->daddr == cfg->subnet_addr) return TC_ACT_OK; /* for the host */
-  struct cppnet_route_key key = {.prefixlen = 32, .addr = ip->daddr};
-  struct cppnet_route* rt = bpf_map_lookup_elem(&cppnet_routes, &key);
+  struct cppnet_route* rt = route_to(ip->daddr);
   if (!rt || rt->backend != CPPNET_BACKEND_UDP || ip->ttl <= 1)
     return drop(skb, CPPNET_CNT_DROP_BACKEND); /* the route changed meanwhile */
   /* Segments too big only when the container's MTU exceeds subnet.env's. */
@@ -285,17 +298,11 @@ int cppnet_tc_soft(struct __sk_buff* skb) {
  * other hosts. Answers (ICMP frag-needed) go back into the host. */
 SEC("tc")
 int cppnet_tc_host(struct __sk_buff* skb) {
-  void* data = (void*)(long)skb->data;
-  void* data_end = (void*)(long)skb->data_end;
-  struct ethhdr* eth = data;
-  struct iphdr* ip = (void*)(eth + 1);
   struct cppnet_config* cfg = ready_config();
+  struct iphdr* ip = host_dev_ipv4(skb);
 
-  if (!cfg || (void*)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
-      ip->version != 4 || ip->ihl < 5)
-    return TC_ACT_SHOT;
-  struct cppnet_route_key key = {.prefixlen = 32, .addr = ip->daddr};
-  struct cppnet_route* rt = bpf_map_lookup_elem(&cppnet_routes, &key);
+  if (!cfg || !ip) return TC_ACT_SHOT;
+  struct cppnet_route* rt = route_to(ip->daddr);
   if (!rt) return drop(skb, CPPNET_CNT_DROP_NO_ROUTE);
   count(CPPNET_CNT_HOST_TX, skb->len);
   return overlay_send(skb, cfg, rt, 0, BPF_F_INGRESS);

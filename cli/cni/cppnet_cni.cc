@@ -184,9 +184,14 @@ absl::StatusOr<json> OverlayDelegate(const json& conf, const SubnetEnv& env) {
       d[k] = v;
     }
   }
-  d["ipam"] = {{"type", "host-local"},
-               {"ranges", json::array({json::array({{{"subnet", FormatPrefix4(env.subnet)}}})})},
-               {"dataDir", absl::StrCat(kRunDir, "/ipam")}};
+  // The config's own "ipam" is honoured as flannel's plugin does: its keys (dataDir, routes, a
+  // type of its own, …) kept, host-local by default, the leased subnet as the range.
+  json ipam = conf.contains("ipam") && conf["ipam"].is_object() ? conf["ipam"] : json::object();
+  if (!ipam.contains("type")) ipam["type"] = "host-local";
+  if (!ipam.contains("dataDir")) ipam["dataDir"] = absl::StrCat(kRunDir, "/ipam");
+  ipam["ranges"] = json::array({json::array({{{"subnet", FormatPrefix4(env.subnet)}}})});
+  ipam.erase("subnet");
+  d["ipam"] = ipam;
   if (conf.contains("prevResult")) d["prevResult"] = conf["prevResult"];
   PassRuntimeArgs(conf, &d);
   return d;

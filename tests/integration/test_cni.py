@@ -78,6 +78,14 @@ def scenario(lab, c):
             rc == 0 and out.get("cniVersion") == "1.1.0" and out.get("ips"), out)
     ports = h1.sh("bridge -d link show", check=False).stdout
     c.check("\"delegate\" options reach the bridge plugin (hairpinMode false)", "hairpin off" in ports, ports[-300:])
+    _, ns4 = container(lab, h1)
+    rc, out = call(h1, "ADD", ns4, "c4", json.dumps({"cniVersion": "1.0.0", "name": "cbr0", "type": "cppnet",
+                                                    "ipam": {"routes": [{"dst": "203.0.113.0/24"}]}}))
+    route = in_netns(ns4, ["ip", "route", "show", "203.0.113.0/24"]).stdout
+    c.check("the config's own \"ipam\" keys are honoured (a route), the range stays the leased subnet",
+            rc == 0 and "203.0.113.0/24 via" in route and out.get("ips", [{}])[0].get("address", "").startswith(
+                h1.subnet_env()["FLANNEL_SUBNET"].rsplit(".", 1)[0]), (out, route))
+    call(h1, "DEL", ns4, "c4", json.dumps({"cniVersion": "1.0.0", "name": "cbr0", "type": "cppnet"}))
     rc, out = call(h1, "STATUS", "", "", flannel_style)
     c.check("STATUS: ready (subnet leased)", rc == 0, out)
     rc, out = call(h1, "STATUS", "", "", conf(subnetFile="/run/nonexistent.env", cniVersion="1.1.0"))

@@ -6,7 +6,7 @@ checksummed TCP; a userspace peer sees only finished checksums and MTU-sized pac
 while traffic between the cppnet hosts keeps its offloads."""
 import json
 
-from .common import L, run_scenario
+from .common import L, overlay_hosts, run_scenario
 
 
 SOFT = "cppnet.soft"
@@ -27,18 +27,11 @@ def transfer(c, src, dst, what, port):
 def scenario(lab, c):
     lab.start_etcd()
     lab.put_config(dict(L.VXLAN_CONFIG, Backend={"Type": "udp"}))
-    cpp = [lab.add_host(1), lab.add_host(2)]
-    for h in cpp:
-        h.start_agent()
-    for h in cpp:
-        env = h.subnet_env()
-        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
+    cpp = overlay_hosts(lab, 2, containers=1)
     fl, gw = lab.flannel_udp_host(3, "198.19.200.0/24")
     fl.add_bridge_and_containers(gw, 1472, count=1)
     L.wait_for("cppnet hosts route to the flanneld udp subnet",
                lambda: all(h.routes().get("198.19.200.0/24", {}).get("public_ip") == fl.ip for h in cpp))
-    L.wait_for("cppnet hosts route to each other",
-               lambda: all(len(h.routes()) >= 2 for h in cpp))
     proxy = lab.flannel_udp_start(fl)
     h1, h2 = cpp
     r = h1.routes()

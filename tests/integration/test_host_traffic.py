@@ -5,7 +5,7 @@ route to the Network goes through that device, and the datapath delivers answers
 into the host. Also between cppnet hosts and a kernel host set up as flanneld's vxlan."""
 import json
 
-from .common import L, run_scenario
+from .common import L, overlay_hosts, run_scenario
 
 
 def host_side(h):
@@ -40,12 +40,7 @@ def routes_are(hosts, backend):
 def scenario(lab, c):
     lab.start_etcd()
     lab.put_config(L.VXLAN_CONFIG)
-    hosts = [lab.add_host(1), lab.add_host(2)]
-    for h in hosts:
-        h.start_agent()
-    for h in hosts:
-        env = h.subnet_env()
-        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
+    hosts = overlay_hosts(lab, 2, containers=1)
     fl, gw = lab.flannel_host(3, "198.19.200.0/24")
     fl.add_bridge_and_containers(gw, 1450, count=1)
     lab.flannel_sync(fl)
