@@ -8,6 +8,7 @@ PKGS=(
   nlohmann-json3-dev libcli11-dev libsystemd-dev
   etcd-server etcd-client iproute2 iputils-ping iperf3 sockperf tcpdump tshark python3-scapy
   nftables openssl containernetworking-plugins libcpp-httplib-dev socat coreutils util-linux procps curl strace
+  podman crun conmon busybox-static
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -245,6 +245,7 @@ class Lab:
         self.dir = tempfile.mkdtemp(prefix=f"cppnet-{name}-")
         self.sw = f"{self.prefix}-sw"
         self.namespaces = []
+        self.cleanups = []
         self.pids = []
         self.hosts = {}
         self.etcd = None
@@ -265,6 +266,9 @@ class Lab:
         self.close()
 
     def close(self):
+        for fn in reversed(self.cleanups):  # e.g. a runtime's containers, while their hosts exist
+            with contextlib.suppress(Exception):
+                fn()
         for p in reversed(self.pids):  # only processes this lab started
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -474,6 +478,64 @@ class Lab:
 
 
 CNI_PATH = "/usr/lib/cni"
+
+
+class Podman:
+    """podman on a lab host, as an operator runs it with the CNI backend: private storage,
+    containers.conf and network configs under /run/podman (the host's own tmpfs), cgroups
+    mounted into the host's mount namespace, containers from a busybox root filesystem."""
+
+    ROOTFS = "/run/podman/rootfs"
+
+    def __init__(self, host):
+        self.host, self.dir = host, "/run/podman"
+        host.lab.cleanups.append(self.close)
+        hard = int(run(["sh", "-c", "ulimit -Hn"]).stdout.strip() or 1024)
+        self.ulimits = ["--ulimit", f"nofile={min(1024, hard)}:{min(1024, hard)}", "--ulimit", "nproc=1024:1024"]
+        # The netns's fresh sysfs hides the machine's cgroups; crun needs them (v2 or v1).
+        host.sh("mountpoint -q /sys/fs/cgroup || { "
+                "if [ \"$(stat -f -c %T /proc/1/root/sys/fs/cgroup)\" = cgroup2fs ]; then "
+                "mount -t cgroup2 cgroup2 /sys/fs/cgroup; else mount -t tmpfs cgroup /sys/fs/cgroup && "
+                "for c in $(awk 'NR>1 && $4==1 {print $1}' /proc/cgroups); do mkdir -p /sys/fs/cgroup/$c && "
+                "mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done; fi; }")
+        conf = (f'[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["{CNI_PATH}", "{os.path.dirname(CNI)}"]\n'
+                f'network_config_dir = "{self.dir}/net.d"\n[engine]\ncgroup_manager = "cgroupfs"\n'
+                f'events_logger = "file"\nruntime = "crun"\ntmp_dir = "{self.dir}/tmp"\n')
+        host.sh(f"mkdir -p {self.dir}/net.d {self.dir}/tmp {self.ROOTFS}/bin {self.ROOTFS}/tmp && "
+                f"cp /bin/busybox {self.ROOTFS}/bin/ && for x in sh ping sleep ip cat httpd wget sha256sum dd "
+                f"head mkdir; do ln -sf busybox {self.ROOTFS}/bin/$x; done && "
+                f"cat > {self.dir}/containers.conf <<'EOF'\n{conf}EOF")
+
+    def close(self):
+        """Removes the containers (CNI DEL included); conmon and container processes that
+        outlive that (this lab started them through podman) are killed by their pid files."""
+        self("rm", "-f", "-a", "-t", "0", check=False, timeout=120)
+        pids = self.host.sh(f"cat {self.dir}/runroot/vfs-containers/*/userdata/conmon.pid "
+                            f"{self.dir}/runroot/vfs-containers/*/userdata/pidfile 2>/dev/null", check=False)
+        for pid in pids.stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+
+    def network(self, name, plugin):
+        """A CNI network for podman: a conflist with one plugin entry."""
+        text = json.dumps({"cniVersion": "1.0.0", "name": name, "plugins": [plugin]})
+        self.host.sh(f"cat > {self.dir}/net.d/{name}.conflist <<'EOF'\n{text}\nEOF")
+
+    def __call__(self, *args, check=True, timeout=60):
+        return run(self.host.cmd(["env", f"CONTAINERS_CONF={self.dir}/containers.conf", "podman", "--root",
+                                  f"{self.dir}/root", "--runroot", f"{self.dir}/runroot", "--storage-driver", "vfs",
+                                  *args]), check=check, timeout=timeout)
+
+    def run_container(self, name, network, *cmd):
+        self("run", "-d", *self.ulimits, "--name", name, "--network", network, "--rootfs", self.ROOTFS, *cmd)
+        return self.ip(name, network)
+
+    def ip(self, name, network):
+        return self("inspect", name, "--format", f"{{{{.NetworkSettings.Networks.{network}.IPAddress}}}}").stdout.strip()
+
+    def exec(self, name, *cmd, check=False):
+        return self("exec", name, *cmd, check=check)
+
 
 
 def cni_call(host, command, netns, cid, stdin, ifname="eth0", args=""):
