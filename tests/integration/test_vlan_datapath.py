@@ -202,6 +202,19 @@ def runtime_requests(lab, c, h1, remote):
     e.delete()
 
 
+def through_switch(lab, c, h1, network, vid, label):
+    """Two local endpoints of a vepa network: their traffic leaves tagged and the switch's hairpin
+    brings it back."""
+    v1, v2 = Endpoint(lab, h1, network, f"{network}1"), Endpoint(lab, h1, network, f"{network}2")
+    trunk = sw_capture(lab, "t1", ["icmp", "or", "(vlan", "and", "icmp)"])
+    p = v1.ping(v2.ip4)
+    wire = trunk.stop()
+    c.check(f"{label}: local endpoints talk through the switch (hairpin), tagged on the wire",
+            p.returncode == 0 and any(f"vlan {vid}," in ln and v2.ip4 in ln for ln in wire.splitlines()),
+            p.stdout[-200:] + wire[-400:])
+    return v1, v2
+
+
 def modes(lab, c, h1, h2):
     # private: no local switching, and the switch's reflection is not accepted either.
     create(h1, "-d", "macvlan", "--subnet", "198.18.30.0/24", "-o", "parent=eth1.30", "-o", "macvlan_mode=private", "priv")
@@ -220,13 +233,7 @@ def modes(lab, c, h1, h2):
     p = p1.ping(p2.ip4, count=1)
     c.check("macvlan private: local endpoints cannot reach each other", p.returncode != 0 and p1.rc == 0 and p2.rc == 0,
             p.stdout[-200:])
-    v1, v2 = Endpoint(lab, h1, "vepa", "v1"), Endpoint(lab, h1, "vepa", "v2")
-    trunk = sw_capture(lab, "t1", ["icmp", "or", "(vlan", "and", "icmp)"])
-    p = v1.ping(v2.ip4)
-    wire = trunk.stop()
-    c.check("macvlan vepa: local endpoints talk through the switch (hairpin), tagged on the wire",
-            p.returncode == 0 and any("vlan 40," in ln and v2.ip4 in ln for ln in wire.splitlines()),
-            p.stdout[-200:] + wire[-400:])
+    through_switch(lab, c, h1, "vepa", 40, "macvlan vepa")
     t1 = Endpoint(lab, h1, "pt", "t1")
     t2 = Endpoint(lab, h1, "pt", "t2")
     c.check("macvlan passthru: the first endpoint attaches, a second is refused naming the network",
@@ -306,13 +313,7 @@ def docker_options(lab, c, h1, h2):
     c.check("ipvlan_flag=private: local endpoints cannot reach each other (vlan_private), the other host's can",
             p.returncode != 0 and q.returncode == 0 and after > before,
             (p.stdout[-150:], q.stdout[-150:], before, after, a.result, r.result))
-    v1, v2 = Endpoint(lab, h1, "ipvvepa", "iv1"), Endpoint(lab, h1, "ipvvepa", "iv2")
-    trunk = sw_capture(lab, "t1", ["icmp", "or", "(vlan", "and", "icmp)"])
-    p = v1.ping(v2.ip4)
-    wire = trunk.stop()
-    c.check("ipvlan_flag=vepa: local endpoints talk through the switch (hairpin), tagged on the wire",
-            p.returncode == 0 and any("vlan 111," in ln and v2.ip4 in ln for ln in wire.splitlines()),
-            p.stdout[-200:] + wire[-400:])
+    v1, v2 = through_switch(lab, c, h1, "ipvvepa", 111, "ipvlan_flag=vepa")
     s1, s2 = Endpoint(lab, h1, "ipvl3s", "s1"), Endpoint(lab, h1, "ipvl3s", "s2")
     p = s1.ping(s2.ip4)
     c.check("ipvlan_mode=l3s: routed like l3 (the agent logs that netfilter does not see it)",
