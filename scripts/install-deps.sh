@@ -8,7 +8,7 @@ PKGS=(
   nlohmann-json3-dev libcli11-dev libsystemd-dev
   etcd-server etcd-client iproute2 iputils-ping iperf3 sockperf tcpdump tshark python3-scapy
   nftables openssl containernetworking-plugins libcpp-httplib-dev socat coreutils util-linux procps curl strace
-  podman crun conmon busybox-static
+  podman crun conmon busybox-static docker.io
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -26,4 +26,12 @@ echo "install-deps: installing ${missing[*]}"
 apt-get update -qq
 # tshark asks whether non-root users may capture; answer no without prompting.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+# Nothing may start as a service in the root namespace (docker.io would start dockerd there):
+# a policy-rc.d that refuses, for the install only, unless one is in place already.
+cleanup_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  cleanup_policy=1
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ -n "$cleanup_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi

@@ -480,6 +480,53 @@ class Lab:
 CNI_PATH = "/usr/lib/cni"
 
 
+def runtime_host(host, rootfs):
+    """What a container runtime needs on a lab host: the machine's cgroups (the netns's fresh
+    sysfs hides them; v2 or v1) and a busybox root filesystem at `rootfs`."""
+    host.sh("mountpoint -q /sys/fs/cgroup || { "
+            "if [ \"$(stat -f -c %T /proc/1/root/sys/fs/cgroup)\" = cgroup2fs ]; then "
+            "mount -t cgroup2 cgroup2 /sys/fs/cgroup; else mount -t tmpfs cgroup /sys/fs/cgroup && "
+            "for c in $(awk 'NR>1 && $4==1 {print $1}' /proc/cgroups); do mkdir -p /sys/fs/cgroup/$c && "
+            "mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done; fi; }")
+    host.sh(f"mkdir -p {rootfs}/bin {rootfs}/tmp && cp /bin/busybox {rootfs}/bin/ && for x in sh ping sleep ip "
+            f"cat httpd wget sha256sum dd head mkdir; do ln -sf busybox {rootfs}/bin/$x; done")
+
+
+class Docker:
+    """dockerd from Debian on a lab host, as flannel's docs set it up: --bip and --mtu from
+    subnet.env, its own data/exec roots and socket under /run/docker, busybox imported."""
+
+    def __init__(self, host):
+        self.host, self.dir = host, "/run/docker"
+        runtime_host(host, "/run/docker/rootfs")
+        env = host.subnet_env()
+        self.log = open(os.path.join(host.lab.dir, f"dockerd-h{host.index}.log"), "w")
+        p = subprocess.Popen(host.cmd([
+            "dockerd", "--data-root", f"{self.dir}/data", "--exec-root", f"{self.dir}/exec", "--pidfile",
+            f"{self.dir}/docker.pid", "-H", f"unix://{self.dir}/docker.sock", f"--bip={env['FLANNEL_SUBNET']}",
+            f"--mtu={env['FLANNEL_MTU']}", "--storage-driver", "vfs", "--default-ulimit", "nofile=1024:1024",
+            "--userland-proxy=false"]), stdout=self.log, stderr=subprocess.STDOUT)
+        host.lab.pids.append(p)  # stopped after close() removed the containers
+        host.lab.cleanups.append(self.close)
+        wait_for(f"dockerd on h{host.index}", lambda: self("info", check=False).returncode == 0, 60)
+        run(host.cmd(["sh", "-c", f"tar -C {self.dir}/rootfs -c . | docker -H unix://{self.dir}/docker.sock "
+                                  "import - busybox-lab"]))
+
+    def __call__(self, *args, check=True, timeout=60):
+        return run(self.host.cmd(["docker", "-H", f"unix://{self.dir}/docker.sock", *args]), check=check,
+                   timeout=timeout)
+
+    def run_container(self, name, *cmd):
+        self("run", "-d", "--name", name, "busybox-lab", *cmd)
+        return self("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).stdout.strip()
+
+    def exec(self, name, *cmd, check=False):
+        return self("exec", name, *cmd, check=check)
+
+    def close(self):
+        self("rm", "-f", "-v", *self("ps", "-aq", check=False).stdout.split(), check=False, timeout=120)
+
+
 class Podman:
     """podman on a lab host, as an operator runs it with the CNI backend: private storage,
     containers.conf and network configs under /run/podman (the host's own tmpfs), cgroups
@@ -492,19 +539,11 @@ class Podman:
         host.lab.cleanups.append(self.close)
         hard = int(run(["sh", "-c", "ulimit -Hn"]).stdout.strip() or 1024)
         self.ulimits = ["--ulimit", f"nofile={min(1024, hard)}:{min(1024, hard)}", "--ulimit", "nproc=1024:1024"]
-        # The netns's fresh sysfs hides the machine's cgroups; crun needs them (v2 or v1).
-        host.sh("mountpoint -q /sys/fs/cgroup || { "
-                "if [ \"$(stat -f -c %T /proc/1/root/sys/fs/cgroup)\" = cgroup2fs ]; then "
-                "mount -t cgroup2 cgroup2 /sys/fs/cgroup; else mount -t tmpfs cgroup /sys/fs/cgroup && "
-                "for c in $(awk 'NR>1 && $4==1 {print $1}' /proc/cgroups); do mkdir -p /sys/fs/cgroup/$c && "
-                "mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done; fi; }")
+        runtime_host(host, self.ROOTFS)
         conf = (f'[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["{CNI_PATH}", "{os.path.dirname(CNI)}"]\n'
                 f'network_config_dir = "{self.dir}/net.d"\n[engine]\ncgroup_manager = "cgroupfs"\n'
                 f'events_logger = "file"\nruntime = "crun"\ntmp_dir = "{self.dir}/tmp"\n')
-        host.sh(f"mkdir -p {self.dir}/net.d {self.dir}/tmp {self.ROOTFS}/bin {self.ROOTFS}/tmp && "
-                f"cp /bin/busybox {self.ROOTFS}/bin/ && for x in sh ping sleep ip cat httpd wget sha256sum dd "
-                f"head mkdir; do ln -sf busybox {self.ROOTFS}/bin/$x; done && "
-                f"cat > {self.dir}/containers.conf <<'EOF'\n{conf}EOF")
+        host.sh(f"mkdir -p {self.dir}/net.d {self.dir}/tmp && cat > {self.dir}/containers.conf <<'EOF'\n{conf}EOF")
 
     def close(self):
         """Removes the containers (CNI DEL included); conmon and container processes that

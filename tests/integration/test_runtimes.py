@@ -78,6 +78,37 @@ def scenario(lab, c):
             not veths(h1) and not [x for x in held if x[0].isdigit()] and not saved and ip_v1 not in vl,
             (veths(h1), held, saved))
 
+    docker(lab, c, p2, ip_b)
+
+
+def docker(lab, c, podman, podman_ip):
+    """dockerd on two more hosts, started as flannel's docs say: --bip=$FLANNEL_SUBNET
+    --mtu=$FLANNEL_MTU; the agent takes docker0 and its ports."""
+    if not shutil.which("dockerd"):
+        return c.check("dockerd installed (scripts/install-deps.sh)", False)
+    hosts = [lab.add_host(3), lab.add_host(4)]
+    for h in hosts:
+        h.start_agent()
+    L.wait_for("routes to all four hosts", lambda: all(len(h.routes()) == 3 for h in hosts), 20)
+    d3, d4 = L.Docker(hosts[0]), L.Docker(hosts[1])
+    for h in hosts:
+        env = h.subnet_env()
+        link = h.sh("ip -o -4 addr show dev docker0").stdout
+        L.wait_for(f"h{h.index} agent attaches to docker0", lambda h=h: h.config().get("container_iface") == "docker0", 10)
+        c.check(f"dockerd on h{h.index}: docker0 carries FLANNEL_SUBNET {env['FLANNEL_SUBNET']}",
+                f"inet {env['FLANNEL_SUBNET']}" in link, link)
+    ip3 = d3.run_container("d3", "sleep", "600")
+    ip4 = d4.run_container("d4", "sleep", "600")
+    mtu = d3.exec("d3", "cat", "/sys/class/net/eth0/mtu").stdout.strip()
+    c.check("a docker container's MTU is FLANNEL_MTU (--mtu)", mtu == hosts[0].subnet_env()["FLANNEL_MTU"], mtu)
+    p = d3.exec("d3", "ping", "-c", "2", "-W", "2", ip4)
+    c.check("docker containers on two hosts ping each other over the overlay", p.returncode == 0, p.stdout[-200:])
+    blob_transfer(c, d3, "d3", d4, "d4", ip4, "docker")
+    p = d3.exec("d3", "ping", "-c", "2", "-W", "2", podman_ip)
+    q = podman.exec("b", "ping", "-c", "2", "-W", "2", ip3)
+    c.check("a docker container and a podman container on other hosts reach each other",
+            p.returncode == 0 and q.returncode == 0, p.stdout[-150:] + q.stdout[-150:])
+
 
 if __name__ == "__main__":
     raise SystemExit(run_scenario("rt", scenario))
