@@ -71,7 +71,12 @@ def late_join(lab, c, index, known_by, src, what):
     before = len(known_by.routes())
     L.wait_for(f"h{index} known to h{known_by.index}", lambda: len(known_by.routes()) > before or
                h.subnet_env()["FLANNEL_SUBNET"].replace(".1/", ".0/") in known_by.routes(), 20)
-    p = src.ping(h.containers[0].ip)
+    # ... and the other way round: the answer needs the new host's route to known_by.
+    back = known_by.subnet_env()["FLANNEL_SUBNET"].replace(".1/", ".0/")
+    L.wait_for(f"h{index} knows h{known_by.index}", lambda: back in h.routes(), 20)
+    # Two tries: the first packet to a brand-new host waits for neighbour resolution on both
+    # underlays and its bridge (one such ping timed out in 2 s once under CI load).
+    p = src.ping(h.containers[0].ip, count=2)
     c.check(f"a host joining {what} is reachable", p.returncode == 0, p.stdout[-200:])
     return h
 
