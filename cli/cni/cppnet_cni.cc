@@ -274,19 +274,21 @@ int Gc(const json& conf, const std::string& network) {
         unlink(e.path().c_str());
     }
   }
-  // host-local's allocations: one file per address holding "<container ID>\r\n<ifname>",
-  // changed under its own lock.
+  // host-local's allocations: one file per address, named by it and holding
+  // "<container ID>\r\n<ifname>", changed under its own lock. The directory comes from the
+  // (untrusted) configuration: only a host-local store (its lock file exists) is touched, and
+  // in it only files named by an IP address.
   std::string ipam_dir = absl::StrCat(kRunDir, "/ipam");
   if (network != "overlay" && conf.contains("ipam") && conf["ipam"].is_object())
     ipam_dir = conf["ipam"].value("dataDir", ipam_dir);
   const std::string dir = absl::StrCat(ipam_dir, "/", name);
-  if (std::filesystem::is_directory(dir)) {
+  if (std::filesystem::is_regular_file(absl::StrCat(dir, "/lock"))) {
     auto lock = FileLock::Acquire(absl::StrCat(dir, "/lock"));
     if (!lock.ok()) return Error(kIoFailure, std::string(lock.status().message()));
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
       const std::string file = e.path().filename().string();
-      if (file == "lock" || absl::StartsWith(file, "last_reserved_ip")) continue;
+      if (!ParseIp4(file).ok() && !ParseIp6(file).ok()) continue;
       auto text = ReadFileHead(e.path().string(), 512);
       if (!text.ok() || absl::StartsWith(*text, "aux-address")) continue;
       std::vector<std::string> f =

@@ -212,6 +212,18 @@ def garbage_collection(lab, c, h):
     c.check("GC: the unlisted attachment's address is released and its saved configuration removed",
             rc == 0 and addrs["gc2"] in before and addrs["gc2"] not in after and addrs["gc1"] in after
             and "gc2-eth0" not in saved and "gc1-eth0" in saved, (out, before, after, saved))
+    # A hostile configuration pointing GC at files that are no host-local store, or at a store
+    # with a file that is no allocation: nothing of them is removed.
+    h.sh("mkdir -p /run/victim/etc /run/cppnet/ipam/gcnet && printf 'root:x:0:0\\n' > /run/victim/etc/passwd && "
+         "printf 'gcz\\r\\neth0' > /run/cppnet/ipam/gcnet/notes")
+    rc, out = call(h, "GC", "", "", json.dumps({"cniVersion": "1.1.0", "name": "etc", "type": "cppnet",
+                                                 "network": "vlan10", "ipam": {"dataDir": "/run/victim"},
+                                                 "cni.dev/valid-attachments": []}))
+    rc2, _ = call(h, "GC", "", "", json.dumps({**cfg, "cni.dev/valid-attachments": [
+        {"containerID": "gc1", "ifname": "eth0"}]}))
+    c.check("GC from a hostile config touches no file that is not a host-local allocation",
+            h.sh("ls /run/victim/etc", check=False).stdout.split() == ["passwd"] and "notes" in held()
+            and addrs["gc1"] in held(), (rc, out, rc2, held()))
     rc, out = call(h, "GC", "", "", json.dumps({**cfg, "cni.dev/valid-attachments": "x"}))
     c.check("GC with a malformed valid-attachments: error 7, nothing released",
             rc == 1 and out.get("code") == 7 and addrs["gc1"] in held(), out)
