@@ -1,5 +1,8 @@
 #include "cppnet/net.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <arpa/inet.h>
 
 #include <cstdio>
@@ -83,6 +86,14 @@ absl::StatusOr<Mac> ParseMac(absl::string_view s) {
 
 std::string FormatMac(const Mac& m) {
   return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+bool PlainName(absl::string_view n, size_t max_len) {
+  if (n.empty() || n.size() > max_len || !std::isalnum(static_cast<unsigned char>(n[0])))
+    return false;
+  return std::all_of(n.begin(), n.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-';
+  });
 }
 
 Mac VtepMacFor(uint32_t ip) {

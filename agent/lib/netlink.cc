@@ -143,8 +143,19 @@ absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex) {
   return out;
 }
 
-static absl::Status NlErr(const std::string& what, int err) {
+absl::Status NlErr(const std::string& what, int err) {
   return absl::InternalError(absl::StrCat(what, ": ", nl_geterror(err)));
+}
+
+Mac LinkMac(nl_sock* sk, int ifindex) {
+  Mac mac{};
+  rtnl_link* l = nullptr;
+  if (rtnl_link_get_kernel(sk, ifindex, nullptr, &l) == 0) {
+    if (nl_addr* a = rtnl_link_get_addr(l); a && nl_addr_get_len(a) == 6)
+      memcpy(mac.data(), nl_addr_get_binary_addr(a), 6);
+    rtnl_link_put(l);
+  }
+  return mac;
 }
 
 absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name) {
@@ -234,10 +245,7 @@ absl::StatusOr<HostDevices> EnsureHostDevices(int mtu) {
   if (auto st = EthtoolSet(host, ETHTOOL_SGRO, 0, "turn GRO off"); !st.ok()) return st;
   if (auto st = SetUp(sk->get(), d.soft_ifindex, soft); !st.ok()) return st;
   if (auto st = SetUp(sk->get(), d.host_ifindex, host); !st.ok()) return st;
-  auto links = ListInterfaces();
-  if (!links.ok()) return links.status();
-  for (const Interface& i : *links)
-    if (i.ifindex == d.host_ifindex) d.host_mac = i.mac;
+  d.host_mac = LinkMac(sk->get(), d.host_ifindex);
   return d;
 }
 

@@ -19,21 +19,13 @@ namespace {
 
 absl::Status Bad(absl::string_view msg) { return absl::InvalidArgumentError(msg); }
 
-// Network names as Docker accepts them (and safe as file names).
-bool ValidName(const std::string& n) {
-  if (n.empty() || n.size() > 64 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
-  return std::all_of(n.begin(), n.end(), [](char ch) {
-    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-';
-  });
-}
-
 }  // namespace
 
 absl::StatusOr<VlanNetwork> BuildVlanNetwork(
     const NetworkCreateArgs& a, const std::vector<VlanNetwork>& existing,
     const std::function<bool(const std::string&)>& iface_exists) {
   VlanNetwork n;
-  if (!ValidName(a.name))
+  if (!PlainName(a.name, 64))
     return Bad(
         absl::StrCat("invalid network name \"", a.name, "\": use letters, digits, '_', '.', '-'"));
   n.name = a.name;

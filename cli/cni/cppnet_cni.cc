@@ -205,18 +205,12 @@ absl::StatusOr<std::string> SavedConfPath(const json& conf) {
   if (dir.empty() || dir[0] != '/')
     return absl::InvalidArgumentError(
         absl::StrCat("dataDir \"", dir, "\" must be an absolute path"));
-  auto plain = [](const std::string& v) {
-    return !v.empty() && v.size() <= 255 && isalnum(static_cast<unsigned char>(v[0])) &&
-           std::all_of(v.begin(), v.end(), [](char ch) {
-             return isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-';
-           });
-  };
   const std::string id = Env("CNI_CONTAINERID"), ifname = Env("CNI_IFNAME");
-  if (!plain(id))
+  if (!PlainName(id, 255))
     return absl::InvalidArgumentError(
         "CNI_CONTAINERID must be letters, digits, '_', '.' or '-', starting with a letter or "
         "digit");
-  if (!plain(ifname) || ifname.size() > 15)
+  if (!PlainName(ifname, 15))
     return absl::InvalidArgumentError(
         absl::StrCat("CNI_IFNAME \"", ifname, "\" is not an interface name"));
   return absl::StrCat(dir, "/", id, "-", ifname);
@@ -254,7 +248,7 @@ int Gc(const json& conf, const std::string& network) {
     return !valid.count({id, ifname});
   };
   const std::string name = conf.value("name", network == "overlay" ? "cppnet" : network);
-  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+  if (!PlainName(name, 255))
     return Error(kInvalidConfig, absl::StrCat("network name \"", name, "\" is not a plain name"));
   if (network == "overlay") {
     const std::string dir = conf.value("dataDir", "/var/lib/cni/cppnet");
@@ -338,10 +332,6 @@ class NetnsGuard {
   NetnsGuard() = default;
   int host_ = -1;
 };
-
-absl::Status NlErr(const std::string& what, int err) {
-  return absl::InternalError(absl::StrCat(what, ": ", nl_geterror(err)));
-}
 
 absl::Status AddAddress(nl_sock* sk, int ifindex, const std::string& cidr, bool v6) {
   nl_addr* local = nullptr;
@@ -612,15 +602,7 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
   }
   const int host_ifindex = static_cast<int>(if_nametoindex(host.c_str()));
   if (!host_ifindex) return undo(absl::InternalError(absl::StrCat("veth ", host, " vanished")));
-  std::string host_mac;
-  {
-    rtnl_link* l = nullptr;
-    if (rtnl_link_get_kernel(sk->get(), host_ifindex, nullptr, &l) == 0) {
-      char buf[32];
-      if (nl_addr* a = rtnl_link_get_addr(l)) host_mac = nl_addr2str(a, buf, sizeof(buf));
-      rtnl_link_put(l);
-    }
-  }
+  const std::string host_mac = FormatMac(LinkMac(sk->get(), host_ifindex));
   // The host end never talks itself: no IPv6 link-local, no router solicitations.
   (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", host, "/disable_ipv6"), "1");
 

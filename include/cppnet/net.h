@@ -55,4 +55,8 @@ std::string FormatMac(const Mac& m);
 // Stable VtepMAC for a host: locally administered, unicast, derived from its PublicIP.
 Mac VtepMacFor(uint32_t public_ip);
 
+// A name safe as a file name and as CNI and Docker allow them: a letter or digit, then
+// letters, digits, '_', '.', '-'; at most max_len characters.
+bool PlainName(absl::string_view name, size_t max_len);
+
 }  // namespace cppnet

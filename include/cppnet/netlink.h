@@ -41,6 +41,10 @@ absl::StatusOr<Interface> DefaultRouteInterface();
 // Interfaces enslaved to `master_ifindex` (the ports of a bridge), by ifindex.
 absl::StatusOr<std::vector<Interface>> PortsOf(int master_ifindex);
 
+// A libnl error (negative NLE_*) as a status naming `what`.
+absl::Status NlErr(const std::string& what, int err);
+// The interface's MAC address, read from the kernel; zero when it has none.
+Mac LinkMac(nl_sock* sk, int ifindex);
 // Sets the interface up. Errors name the interface.
 absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name);
 // Deletes the interface; one that does not exist is no error.
