@@ -7,6 +7,7 @@
 #include "lib/encap.h"
 #include "lib/helpers.h"
 #include "overlay.h"
+#include "overlay6.h"
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -207,6 +208,8 @@ int cppnet_tc_encap(struct __sk_buff* skb) {
     return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
   if (eth->h_proto == bpf_htons(ETH_P_ARP))
     return port ? container_arp(skb, eth, slot, cfg) : TC_ACT_OK;
+  if (eth->h_proto == bpf_htons(ETH_P_IPV6) && cfg->subnet6_len)
+    return container_ipv6(skb, cfg, port);
   if (eth->h_proto != bpf_htons(ETH_P_IP)) return TC_ACT_OK;
   ip = (void*)(eth + 1);
   if ((void*)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5) {
@@ -277,11 +280,30 @@ static __always_inline struct iphdr* host_dev_ipv4(struct __sk_buff* skb) {
 /* tc ingress of CPPNET_HOST_DEV: what the overlay sends to the host's own overlay address
  * (delivered, see deliver()), and packets for a userspace udp peer, segmented and
  * checksummed by the kernel on their way through CPPNET_SOFT_DEV. Nothing else. */
+/* An IPv6 packet for a peer that checks outer UDP checksums, finished by the soft device. */
+static __always_inline int soft_ipv6(struct __sk_buff* skb, const struct cppnet_config* cfg) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ipv6hdr* ip6 = data + ETH_HLEN;
+
+  if ((void*)(ip6 + 1) > data_end || !cfg->subnet6_len) return TC_ACT_SHOT;
+  struct cppnet_route6* rt = route6_to((__u8*)&ip6->daddr);
+  if (!rt || rt->backend != CPPNET_BACKEND_VXLAN || ip6->hop_limit <= 1)
+    return drop(skb, CPPNET_CNT_DROP_BACKEND);
+  if (skb->len - ETH_HLEN + CPPNET_VXLAN6_OVERHEAD > cfg->mtu)
+    return drop(skb, CPPNET_CNT_DROP_TOO_BIG);
+  return tunnel_send6(skb, cfg, rt, 1, 0, 1);
+}
+
 SEC("tc")
 int cppnet_tc_soft(struct __sk_buff* skb) {
   struct cppnet_config* cfg = ready_config();
   struct iphdr* ip = host_dev_ipv4(skb);
+  struct ethhdr* eth = (void*)(long)skb->data;
 
+  if (cfg && !ip && (void*)(eth + 1) <= (void*)(long)skb->data_end &&
+      eth->h_proto == bpf_htons(ETH_P_IPV6))
+    return soft_ipv6(skb, cfg);
   if (!cfg || !ip) return TC_ACT_SHOT; /* the stack's own chatter on the device (none expected) */
   if (ip->daddr == cfg->subnet_addr) return TC_ACT_OK; /* for the host */
   struct cppnet_route* rt = route_to(ip->daddr);

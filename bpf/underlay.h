@@ -96,9 +96,10 @@ int cppnet_tc_underlay(struct __sk_buff* skb) {
     eth = data;
     ip = (void*)(eth + 1);
   }
-  if ((void*)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || skb->vlan_present ||
-      !cfg)
-    return TC_ACT_OK;
+  if ((void*)(ip + 1) > data_end || skb->vlan_present || !cfg) return TC_ACT_OK;
+  if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+    return cfg->subnet6_len ? underlay_ipv6(skb, cfg) : TC_ACT_OK;
+  if (eth->h_proto != bpf_htons(ETH_P_IP)) return TC_ACT_OK;
   if (to_our_tunnel(ip, cfg)) {
     __u32 strip = 0, reason = 0;
     int vxlan = 0;

@@ -172,9 +172,6 @@ static __always_inline int vlan_source_ok(struct __sk_buff* skb, void* data, voi
   return ep && ep->ifindex == self;
 }
 
-#define IPPROTO_ICMPV6_ 58
-#define ND_NS 135
-#define ND_NA 136
 #define ND_NA_SOLICITED 0x40000000
 
 /* ---- ipvlan l3: the host is the endpoints' router on the VLAN (as the parent is
@@ -283,15 +280,6 @@ static __always_inline int vlan_l3_nd(struct __sk_buff* skb, const struct cppnet
     return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
   count(CPPNET_CNT_VLAN_PROXY, skb->len);
   return bpf_redirect(trunk, 0);
-}
-
-static __always_inline int in_prefix6(const __u8* addr, const __u8* net, __u8 len) {
-  for (int i = 0; i < 16; i++) {
-    int bits = (int)len - 8 * i;
-    __u8 mask = bits >= 8 ? 0xff : bits <= 0 ? 0 : (__u8)(0xff << (8 - bits));
-    if ((addr[i] & mask) != net[i]) return 0;
-  }
-  return 1;
 }
 
 /* An l3 endpoint's packet for somewhere off this host: to the next hop on the VLAN

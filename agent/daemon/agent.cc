@@ -26,17 +26,19 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(5);
 }  // namespace
 
 Agent::Agent(AgentOptions opts, Interface underlay, uint32_t public_ip,
-             std::unique_ptr<EtcdClient> etcd, std::unique_ptr<Datapath> dp, AgentHealth* health)
+             unsigned __int128 public_ip6, std::unique_ptr<EtcdClient> etcd,
+             std::unique_ptr<Datapath> dp, AgentHealth* health)
     : opts_(std::move(opts)),
       underlay_(std::move(underlay)),
       public_ip_(public_ip),
+      public_ip6_(public_ip6),
       vtep_mac_(VtepMacFor(public_ip)),
       etcd_(std::move(etcd)),
       dp_(std::move(dp)),
       health_(health),
       lease_mgr_(etcd_.get(), LeaseManagerOptions{opts_.etcd_prefix + "/subnets/", opts_.lease_ttl,
                                                   opts_.renew_margin}),
-      route_table_(dp_->maps().routes(), dp_->maps().peers()),
+      route_table_(dp_->maps().routes(), dp_->maps().peers(), dp_->maps().routes6()),
       reconciler_(&route_table_) {
   // What the datapath served before this start (pinned config): lets a restart after
   // a PublicIP change recognise its own old lease instead of leasing a second subnet.
@@ -304,6 +306,25 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     SetNotReady("Network changed");
     return;
   }
+  if (parsed->enable_ipv6 && !public_ip6_) {
+    LOG_ERROR("Config ", ConfigKey(), ": EnableIPv6, but interface ", underlay_.name,
+              " has no global IPv6 address (add one or set --public-ipv6); waiting");
+    SetNotReady("EnableIPv6 without a PublicIPv6");
+    return;
+  }
+  if (config_ && lease_mgr_.held() &&
+      (parsed->enable_ipv6 != config_->enable_ipv6 ||
+       parsed->ipv6_network != config_->ipv6_network ||
+       parsed->ipv6_subnet_len != config_->ipv6_subnet_len)) {
+    // The IPv6 subnet is part of the lease's key: it changes with a new lease only.
+    LOG_WARN("Config ", ConfigKey(),
+             ": the IPv6 settings changed; they take effect when the agent restarts");
+    parsed->enable_ipv6 = config_->enable_ipv6;
+    parsed->ipv6_network = config_->ipv6_network;
+    parsed->ipv6_subnet_len = config_->ipv6_subnet_len;
+    parsed->ipv6_subnet_min = config_->ipv6_subnet_min;
+    parsed->ipv6_subnet_max = config_->ipv6_subnet_max;
+  }
   const bool backend_changed =
       config_ && (config_->backend.type != parsed->backend.type ||
                   config_->backend.direct_routing != parsed->backend.direct_routing ||
@@ -314,8 +335,8 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
            config_->subnet_len, ", backend ", BackendName(config_->backend.type), " (VNI ",
            config_->backend.vni, ", port ", config_->backend.port, ")");
   if (config_->enable_ipv6)
-    LOG_WARN("Config: EnableIPv6 with IPv6Network ", FormatPrefix6(*config_->ipv6_network),
-             " is valid, but this version forwards IPv4 only: no IPv6 subnet is leased");
+    LOG_INFO("Network config: IPv6Network ", FormatPrefix6(*config_->ipv6_network),
+             ", IPv6SubnetLen ", config_->ipv6_subnet_len, ", PublicIPv6 ", FormatIp6(public_ip6_));
   if (backend_changed && lease_mgr_.held()) {
     // Peers install only leases of the configured type: publish ours with the new one.
     auto st = RepublishLease();
@@ -337,6 +358,7 @@ void Agent::Tick() {
     AcquireHints hints;
     if (!lease_mgr_.held()) {
       hints.previous_subnet = ReadSubnetFromEnvFile(opts_.subnet_file);
+      hints.previous_subnet6 = ReadSubnet6FromEnvFile(opts_.subnet_file);
       hints.previous_source = opts_.subnet_file;
       hints.previous_public_ip = prev_public_ip_;
     }
@@ -346,8 +368,10 @@ void Agent::Tick() {
       health_->lease_acquisitions++;
       const std::string key = lease_mgr_.key();
       leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, lease_mgr_.published(), 0});
-      const bool moved = subnet_ && *subnet_ != *lease_mgr_.subnet();
+      const std::optional<Prefix6> s6 = config_->enable_ipv6 ? lease_mgr_.subnet6() : std::nullopt;
+      const bool moved = subnet_ && (*subnet_ != *lease_mgr_.subnet() || subnet6_ != s6);
       subnet_ = lease_mgr_.subnet();
+      subnet6_ = s6;
       if (datapath_active_ && moved) st = ActivateDatapath();  // a different subnet this time
     }
     if (st.ok() && lease_mgr_.held() && !datapath_active_) {
@@ -442,16 +466,29 @@ absl::Status Agent::RepublishLease() {
 }
 
 Lease Agent::OwnLease() const {
-  if (config_->backend.type == CPPNET_BACKEND_VXLAN)
-    return Lease{public_ip_, "vxlan", config_->backend.vni, vtep_mac_};
-  return Lease{public_ip_, BackendName(config_->backend.type), 0, std::nullopt,
-               config_->backend.type == CPPNET_BACKEND_UDP};
+  Lease l{public_ip_, BackendName(config_->backend.type)};
+  if (config_->backend.type == CPPNET_BACKEND_VXLAN) {
+    l.vni = config_->backend.vni;
+    l.vtep_mac = vtep_mac_;
+  }
+  l.cppnet_datapath = config_->backend.type == CPPNET_BACKEND_UDP;
+  if (config_->enable_ipv6) {
+    // One VTEP for both families: the same MAC in BackendV6Data.
+    l.public_ip6 = public_ip6_;
+    l.vni6 = l.vni;
+    l.vtep_mac6 = l.vtep_mac;
+  }
+  return l;
 }
 
 absl::Status Agent::ActivateDatapath() {
   const NetworkConfig& cfg = *config_;
   const int mtu = cfg.ContainerMtu(underlay_.mtu);
   SubnetEnv env{cfg.network, *subnet_, mtu, opts_.ip_masq};
+  if (subnet6_) {
+    env.network6 = cfg.ipv6_network;
+    env.subnet6 = subnet6_;
+  }
   if (auto st = WriteFileAtomically(opts_.subnet_file, RenderSubnetEnv(env)); !st.ok())
     return absl::InternalError(absl::StrCat("subnet file ", st.message()));
 
@@ -470,6 +507,13 @@ absl::Status Agent::ActivateDatapath() {
   c.flags = CPPNET_CFG_READY | (vlan_->UntaggedOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
+  if (subnet6_) {
+    memcpy(c.subnet6, ToBytes6(subnet6_->addr).data(), 16);
+    c.subnet6_len = subnet6_->len;
+    memcpy(c.network6, ToBytes6(cfg.ipv6_network->addr).data(), 16);
+    c.network6_len = cfg.ipv6_network->len;
+    memcpy(c.underlay_ip6, ToBytes6(public_ip6_).data(), 16);
+  }
   SyncHostDevices(mtu);
   if (host_devs_) {
     c.host_ifindex = static_cast<uint32_t>(host_devs_->host_ifindex);
@@ -558,8 +602,8 @@ void Agent::SyncMasquerade() {
 
 void Agent::Reconcile() {
   if (!synced_ || !config_ || !datapath_active_) return;
-  DesiredRoutes want =
-      ComputeRoutes(*config_, subnet_, leases_, underlay_.addrs, SubnetsPrefix(), underlay_.name);
+  DesiredRoutes want = ComputeRoutes(*config_, subnet_, leases_, underlay_.addrs, SubnetsPrefix(),
+                                     underlay_.name, subnet6_, underlay_.addrs6);
   // Log each skipped lease once per reason, not on every change of other leases.
   std::map<std::string, std::string> skipped;
   for (const SkippedLease& s : want.skipped) {

@@ -36,6 +36,7 @@ struct AgentOptions {
   std::string etcd_endpoints = "http://127.0.0.1:2379";
   std::string etcd_prefix = "/coreos.com/network";
   std::string public_ip;
+  std::string public_ip6;
   std::string subnet_file = "/run/flannel/subnet.env";
   std::string healthz_ip = "127.0.0.1";
   int healthz_port = 9471;
@@ -72,8 +73,9 @@ struct AgentHealth {
 
 class Agent {
  public:
-  Agent(AgentOptions opts, Interface underlay, uint32_t public_ip, std::unique_ptr<EtcdClient> etcd,
-        std::unique_ptr<Datapath> dp, AgentHealth* health);
+  // public_ip6: our PublicIPv6 (0: none; EnableIPv6 then waits for one).
+  Agent(AgentOptions opts, Interface underlay, uint32_t public_ip, unsigned __int128 public_ip6,
+        std::unique_ptr<EtcdClient> etcd, std::unique_ptr<Datapath> dp, AgentHealth* health);
   ~Agent();
   // Runs until Stop(); returns the exit status.
   int Run();
@@ -116,6 +118,7 @@ class Agent {
   AgentOptions opts_;
   Interface underlay_;
   uint32_t public_ip_;
+  unsigned __int128 public_ip6_;
   uint32_t prev_public_ip_ = 0;  // from the pinned datapath config of the previous run
   Mac vtep_mac_;
   std::unique_ptr<EtcdClient> etcd_;
@@ -149,7 +152,8 @@ class Agent {
   std::optional<std::string> config_text_;           // the config last acted on
   bool waiting_logged_ = false;
   std::optional<NetworkConfig> config_;
-  std::optional<Prefix4> subnet_;  // the subnet the datapath serves (our lease)
+  std::optional<Prefix4> subnet_;   // the subnet the datapath serves (our lease)
+  std::optional<Prefix6> subnet6_;  // its IPv6 subnet (EnableIPv6)
   bool datapath_active_ = false;
   bool xdp_attached_ = false;
   std::optional<HostDevices> host_devs_;  // CPPNET_HOST_DEV / CPPNET_SOFT_DEV, once set up

@@ -61,31 +61,38 @@ void ContainerSide::SyncPorts() {
   const MapFds& m = dp_->maps();
   for (const auto& [ifindex, name] : ports_)
     if (!now.count(ifindex))
-      if (auto st = FreeBindSlot(m.binds(), static_cast<uint32_t>(ifindex)); !st.ok())
-        LOG_WARN(st.message());
+      for (auto st : {FreeBindSlot(m.binds(), static_cast<uint32_t>(ifindex)),
+                      FreeBindSlot6(m.binds6(), static_cast<uint32_t>(ifindex))})
+        if (!st.ok()) LOG_WARN(st.message());
   ports_ = std::move(now);
+  // A binding or endpoint of a veth that is no port: gone, or elsewhere (not in our cache
+  // but alive: a veth just created, its event on the way, keeps it).
+  auto stale = [&](uint32_t ifindex) {
+    char name[IF_NAMESIZE];
+    return !ports_.count(static_cast<int>(ifindex)) &&
+           (host_->FindByIndex(static_cast<int>(ifindex)) || !if_indextoname(ifindex, name));
+  };
   if (!binds_checked_) {
-    if (auto binds = ListBinds(m.binds()); binds.ok()) {
-      char name[IF_NAMESIZE];
+    auto binds = ListBinds(m.binds());
+    auto binds6 = ListBinds6(m.binds6());
+    if (binds.ok() && binds6.ok()) {
       for (const cppnet_bind& b : *binds)
-        if (!ports_.count(static_cast<int>(b.ifindex)) &&
-            (host_->FindByIndex(static_cast<int>(b.ifindex)) || !if_indextoname(b.ifindex, name)))
+        if (stale(b.ifindex))
           if (auto st = FreeBindSlot(m.binds(), b.ifindex); !st.ok()) LOG_WARN(st.message());
+      for (const cppnet_bind6& b : *binds6)
+        if (stale(b.ifindex))
+          if (auto st = FreeBindSlot6(m.binds6(), b.ifindex); !st.ok()) LOG_WARN(st.message());
       binds_checked_ = true;
     } else {
-      LOG_WARN(binds.status().message());
+      LOG_WARN(binds.ok() ? binds6.status().message() : binds.status().message());
     }
   }
-  auto eps = ListEndpoints(m.endpoints());
-  if (!eps.ok()) return;
-  for (const EndpointEntry& e : *eps) {
-    const int ifindex = static_cast<int>(e.endpoint.ifindex);
-    char name[IF_NAMESIZE];
-    if (ports_.count(ifindex)) continue;
-    // Not in our cache but alive: a veth just created (its event is on the way).
-    if (!host_->FindByIndex(ifindex) && if_indextoname(e.endpoint.ifindex, name)) continue;
-    (void)DeleteEndpoint(m.endpoints(), e.addr);
-  }
+  if (auto eps = ListEndpoints(m.endpoints()); eps.ok())
+    for (const EndpointEntry& e : *eps)
+      if (stale(e.endpoint.ifindex)) (void)DeleteEndpoint(m.endpoints(), e.addr);
+  if (auto eps = ListEndpoints6(m.endpoints6()); eps.ok())
+    for (const auto& [addr, ep] : *eps)
+      if (stale(ep.ifindex)) (void)DeleteEndpoint6(m.endpoints6(), addr);
 }
 
 }  // namespace cppnet

@@ -20,7 +20,7 @@ LeaseManager::LeaseManager(SubnetRegistry* registry, LeaseManagerOptions opts, C
     : registry_(registry), opts_(std::move(opts)), now_(std::move(now)) {}
 
 std::string LeaseManager::key() const {
-  return subnet_ ? opts_.subnets_prefix + FormatSubnetKey(*subnet_) : "";
+  return subnet_ ? opts_.subnets_prefix + FormatSubnetKey(*subnet_, subnet6_) : "";
 }
 
 absl::Time LeaseManager::NextDeadline() const {
@@ -68,16 +68,34 @@ void LeaseManager::ScheduleRenewal(absl::Duration ttl) {
   renew_at_ = now_() + std::max(ttl - margin, kMinRenewal);
 }
 
-void LeaseManager::Held(const Prefix4& s, int64_t lease_id, const std::string& value,
-                        const std::string& how) {
+void LeaseManager::Held(const Prefix4& s, std::optional<Prefix6> s6, int64_t lease_id,
+                        const std::string& value, const std::string& how) {
   subnet_ = s;
+  subnet6_ = s6;
   lease_id_ = lease_id;
   value_ = value;
   if (lease_id)
     ScheduleRenewal(opts_.ttl);
   else
     renew_at_ = absl::InfiniteFuture();  // a reservation does not expire
-  LOG_INFO("Lease acquired: ", FormatPrefix4(s), " (", how, ")");
+  LOG_INFO("Lease acquired: ", FormatPrefix4(s), s6 ? " and " + FormatPrefix6(*s6) : "", " (", how,
+           ")");
+}
+
+std::optional<Prefix6> LeaseManager::PickSubnet6(const NetworkConfig& cfg,
+                                                 const std::vector<Prefix6>& taken,
+                                                 std::optional<Prefix6> want) {
+  if (!cfg.enable_ipv6 || !cfg.ipv6_network) return std::nullopt;
+  if (want) {
+    const Prefix6 w{want->addr & Prefix6{0, cfg.ipv6_subnet_len}.mask(), cfg.ipv6_subnet_len};
+    if (w.addr >= cfg.ipv6_subnet_min && w.addr <= cfg.ipv6_subnet_max &&
+        std::none_of(taken.begin(), taken.end(), [&](const Prefix6& t) { return t.overlaps(w); }))
+      return w;
+  }
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::vector<Prefix6> free = FreeSubnets6(cfg, taken, 1, rng);
+  if (free.empty()) return std::nullopt;
+  return free[0];
 }
 
 absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& cfg,
@@ -97,56 +115,95 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
   if (!existing.ok()) return fail(existing.status());
   // 1. A lease that already carries our PublicIP: take it over with our current data.
   //    A reservation (a key written without TTL) stays one: rewritten without a lease.
+  //    With IPv6 enabled, a lease of ours without an IPv6 subnet is replaced by a dual-stack
+  //    key for the same IPv4 subnet (step 2); a reservation is used as it is.
   std::vector<Prefix4> taken;
+  std::vector<Prefix6> taken6;
+  std::optional<Prefix4> previous = hints.previous_subnet;
+  std::string previous_source = hints.previous_source;
   for (const EtcdKV& kv : existing->kvs) {
     absl::string_view name = kv.key;
     if (!absl::ConsumePrefix(&name, prefix)) continue;
     auto s = ParseSubnetKey(name);
     if (!s.ok()) continue;
     taken.push_back(*s);
+    const std::optional<Prefix6> s6 = *ParseSubnetKey6(name);
+    if (s6) taken6.push_back(*s6);
+  }
+  for (const EtcdKV& kv : existing->kvs) {
+    absl::string_view name = kv.key;
+    if (!absl::ConsumePrefix(&name, prefix)) continue;
+    auto s = ParseSubnetKey(name);
+    if (!s.ok()) continue;
+    const std::optional<Prefix6> s6 = *ParseSubnetKey6(name);
     auto l = ParseLease(kv.value);
     if (!l.ok() || l->public_ip != own.public_ip || !cfg.network.contains(*s) ||
         s->len != cfg.subnet_len)
       continue;
     const bool reserved = kv.lease == 0;
+    const bool v6_usable =
+        s6 && cfg.ipv6_network && cfg.ipv6_network->contains(*s6) && s6->len == cfg.ipv6_subnet_len;
+    if (cfg.enable_ipv6 && !v6_usable && !reserved) {
+      // Re-keyed below as a dual-stack lease of the same IPv4 subnet.
+      auto del = registry_->Delete(kv.key);
+      if (!del.ok()) return fail(del.status());
+      taken.erase(std::find(taken.begin(), taken.end(), *s));
+      if (s6) taken6.erase(std::find(taken6.begin(), taken6.end(), *s6));
+      previous = *s;
+      previous_source = absl::StrCat("our IPv4-only lease ", kv.key, " (IPv6 now enabled)");
+      break;
+    }
+    if (cfg.enable_ipv6 && !v6_usable)
+      LOG_WARN("Reservation ", kv.key, " has no IPv6 subnet in IPv6Network: IPv4 only");
     auto ok =
         registry_->ReplaceIfUnchanged(kv.key, value, reserved ? 0 : lease_id, kv.mod_revision);
     if (!ok.ok()) return fail(ok.status());
     if (!*ok) continue;
     if (reserved) {
       (void)registry_->RevokeLease(lease_id);
-      Held(*s, 0, value, "reservation of this PublicIP");
+      Held(*s, s6, 0, value, "reservation of this PublicIP");
     } else {
-      Held(*s, lease_id, value, "reclaimed the lease of this PublicIP");
+      Held(*s, s6, lease_id, value, "reclaimed the lease of this PublicIP");
     }
     return Event::kAcquired;
   }
+  auto v6_or_fail = [&](std::optional<Prefix6>* s6) {
+    *s6 = PickSubnet6(cfg, taken6, hints.previous_subnet6);
+    return !cfg.enable_ipv6 || s6->has_value();
+  };
+  std::optional<Prefix6> s6;
+  if (!v6_or_fail(&s6))
+    return fail(absl::ResourceExhaustedError(
+        absl::StrCat("out of IPv6 subnets in ", FormatPrefix6(*cfg.ipv6_network))));
   // 2. The subnet we had before (subnet.env), when its key is free, or still held by
   //    our own lease under the PublicIP we had before (changed while we were down).
-  if (hints.previous_subnet) {
-    const Prefix4 s{hints.previous_subnet->addr & Prefix4{0, cfg.subnet_len}.mask(),
-                    cfg.subnet_len};
-    const std::string key = prefix + FormatSubnetKey(s);
+  if (previous) {
+    const Prefix4 s{previous->addr & Prefix4{0, cfg.subnet_len}.mask(), cfg.subnet_len};
+    const std::string key = prefix + FormatSubnetKey(s, s6);
     if (cfg.network.contains(s) && s.addr >= cfg.subnet_min && s.addr <= cfg.subnet_max &&
         std::none_of(taken.begin(), taken.end(), [&](const Prefix4& t) { return t.overlaps(s); })) {
       auto ok = registry_->CreateIfAbsent(key, value, lease_id);
       if (!ok.ok()) return fail(ok.status());
       if (*ok) {
-        Held(s, lease_id, value, absl::StrCat("from ", hints.previous_source));
+        Held(s, s6, lease_id, value, absl::StrCat("from ", previous_source));
         return Event::kAcquired;
       }
     }
     const uint32_t prev_ip = hints.previous_public_ip;
     if (prev_ip && prev_ip != own.public_ip) {
+      const std::string v4key = FormatSubnetKey(s);
       for (const EtcdKV& kv : existing->kvs) {
-        if (kv.key != key) continue;
+        absl::string_view name = kv.key;
+        if (!absl::ConsumePrefix(&name, prefix) || name.substr(0, name.find('&')) != v4key)
+          continue;
         auto l = ParseLease(kv.value);
         if (!l.ok() || l->public_ip != prev_ip) break;
-        auto ok = registry_->ReplaceIfUnchanged(key, value, lease_id, kv.mod_revision);
+        const std::optional<Prefix6> old6 = *ParseSubnetKey6(name);
+        auto ok = registry_->ReplaceIfUnchanged(kv.key, value, lease_id, kv.mod_revision);
         if (!ok.ok()) return fail(ok.status());
         if (*ok) {
           if (kv.lease) (void)registry_->RevokeLease(kv.lease);  // nothing left to hold
-          Held(s, lease_id, value,
+          Held(s, old6, lease_id, value,
                absl::StrCat("ours from before the PublicIP change ", FormatIp4(prev_ip), " -> ",
                             FormatIp4(own.public_ip)));
           return Event::kAcquired;
@@ -164,10 +221,10 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
   static std::mt19937_64 rng{std::random_device{}()};
   std::shuffle(free.begin(), free.end(), rng);
   for (size_t i = 0; i < free.size() && i < 8; i++) {
-    auto ok = registry_->CreateIfAbsent(prefix + FormatSubnetKey(free[i]), value, lease_id);
+    auto ok = registry_->CreateIfAbsent(prefix + FormatSubnetKey(free[i], s6), value, lease_id);
     if (!ok.ok()) return fail(ok.status());
     if (*ok) {
-      Held(free[i], lease_id, value, "new");
+      Held(free[i], s6, lease_id, value, "new");
       return Event::kAcquired;
     }
   }
@@ -180,6 +237,7 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Renew() {
   if (*ttl <= absl::ZeroDuration()) {
     LOG_WARN("etcd lease of ", FormatPrefix4(*subnet_), " expired; re-acquiring");
     subnet_.reset();
+    subnet6_.reset();
     lease_id_ = 0;
     retry_at_ = absl::InfinitePast();
     return Event::kExpired;
@@ -204,6 +262,7 @@ absl::StatusOr<std::optional<EtcdKV>> LeaseManager::Confirm() {
   LOG_WARN("Our lease ", FormatPrefix4(*subnet_), " disappeared from etcd; re-acquiring");
   if (lease_id_) (void)registry_->RevokeLease(lease_id_);  // no key is bound to it any more
   subnet_.reset();
+  subnet6_.reset();
   lease_id_ = 0;
   retry_at_ = absl::InfinitePast();
   return std::nullopt;

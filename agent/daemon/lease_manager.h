@@ -26,9 +26,10 @@ struct LeaseManagerOptions {
 
 // What acquisition may reuse from before this start.
 struct AcquireHints {
-  std::optional<Prefix4> previous_subnet;  // from subnet.env
-  uint32_t previous_public_ip = 0;         // the pinned datapath's, if it differs
-  std::string previous_source;             // where previous_subnet came from (for the log)
+  std::optional<Prefix4> previous_subnet;   // from subnet.env
+  std::optional<Prefix6> previous_subnet6;  // from subnet.env (FLANNEL_IPV6_SUBNET)
+  uint32_t previous_public_ip = 0;          // the pinned datapath's, if it differs
+  std::string previous_source;              // where previous_subnet came from (for the log)
 };
 
 class LeaseManager {
@@ -48,6 +49,8 @@ class LeaseManager {
 
   bool held() const { return subnet_.has_value(); }
   std::optional<Prefix4> subnet() const { return subnet_; }
+  // Our IPv6 subnet (dual stack: the key carries both).
+  std::optional<Prefix6> subnet6() const { return subnet_ ? subnet6_ : std::nullopt; }
   std::string key() const;  // our subnet's key, empty when nothing is held
   bool reservation() const { return held() && lease_id_ == 0; }
   int64_t lease_id() const { return lease_id_; }
@@ -65,13 +68,18 @@ class LeaseManager {
   absl::StatusOr<Event> Acquire(const NetworkConfig& cfg, const Lease& own,
                                 const AcquireHints& hints);
   absl::StatusOr<Event> Renew();
-  void Held(const Prefix4& s, int64_t lease_id, const std::string& value, const std::string& how);
+  void Held(const Prefix4& s, std::optional<Prefix6> s6, int64_t lease_id, const std::string& value,
+            const std::string& how);
+  // An IPv6 subnet for a new key: `want` when free and inside the range, else a random free one.
+  std::optional<Prefix6> PickSubnet6(const NetworkConfig& cfg, const std::vector<Prefix6>& taken,
+                                     std::optional<Prefix6> want);
   void ScheduleRenewal(absl::Duration ttl);
 
   SubnetRegistry* registry_;
   LeaseManagerOptions opts_;
   Clock now_;
   std::optional<Prefix4> subnet_;
+  std::optional<Prefix6> subnet6_;
   int64_t lease_id_ = 0;  // 0 with a subnet: a reservation (no TTL, nothing to renew)
   std::string value_;
   absl::Time renew_at_ = absl::InfiniteFuture();

@@ -131,6 +131,10 @@ int main(int argc, char** argv) {
   app.add_option("--public-ip", o.public_ip,
                  "IP published to other hosts; default: the underlay interface's first IPv4")
       ->envname(env("PUBLIC_IP"));
+  app.add_option("--public-ipv6", o.public_ip6,
+                 "IPv6 address published to other hosts (EnableIPv6); default: the underlay "
+                 "interface's first global IPv6 address")
+      ->envname(env("PUBLIC_IPV6"));
   app.add_option("--subnet-file", o.subnet_file, "where to write the subnet environment")
       ->envname(env("SUBNET_FILE"))
       ->capture_default_str();
@@ -234,6 +238,12 @@ int main(int argc, char** argv) {
     if (!ip.ok()) return usage(absl::StrCat("--public-ip: ", ip.status().message()));
     public_ip = *ip;
   }
+  unsigned __int128 public_ip6 = 0;
+  if (!o.public_ip6.empty()) {
+    auto ip = ParseIp6(o.public_ip6);
+    if (!ip.ok()) return usage(absl::StrCat("--public-ipv6: ", ip.status().message()));
+    public_ip6 = *ip;
+  }
   if (std::string w = ScrubPasswordArg(argc, argv); !w.empty()) LOG_WARN(w);
   // Soft fd limit up to the hard one: clients of the health endpoint must never leave
   // the agent without the netlink and BPF fds it needs.
@@ -269,6 +279,16 @@ int main(int argc, char** argv) {
           absl::StrCat("interface ", underlay->name, ": has no IPv4 address (set --public-ip)"));
     public_ip = underlay->addrs[0].addr;
   }
+  // Both families ride the one underlay: its tc program opens IPv6 tunnel packets too.
+  if (public_ip6) {
+    if (std::none_of(underlay->addrs6.begin(), underlay->addrs6.end(),
+                     [&](const Prefix6& a) { return a.addr == public_ip6; }))
+      return Fail(absl::StrCat("--public-ipv6 ", FormatIp6(public_ip6),
+                               " is not an address of the underlay ", underlay->name,
+                               " (cppnet carries IPv4 and IPv6 on one interface)"));
+  } else if (!underlay->addrs6.empty()) {
+    public_ip6 = underlay->addrs6[0].addr;
+  }
   auto dp = Datapath::Load(o.bpffs_dir);
   if (!dp.ok()) {
     auto maps = MapFds::OpenPinned(o.bpffs_dir);  // a clearer cause when bpffs is missing
@@ -283,7 +303,7 @@ int main(int argc, char** argv) {
 
   AgentHealth health;
   const int stats_fd = (*dp)->maps().stats();
-  Agent agent(o, *underlay, public_ip, std::move(*etcd), std::move(*dp), &health);
+  Agent agent(o, *underlay, public_ip, public_ip6, std::move(*etcd), std::move(*dp), &health);
   // Declared after the agent, so it stops before the agent's maps are closed.
   HealthServer hs(&health, stats_fd);
   if (o.healthz_port != 0) {

@@ -13,11 +13,18 @@ namespace cppnet {
 DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own,
                             const std::map<std::string, ParsedLeaseRecord>& leases,
                             const std::vector<Prefix4>& underlay_addrs,
-                            const std::string& subnets_prefix, const std::string& underlay_name) {
+                            const std::string& subnets_prefix, const std::string& underlay_name,
+                            std::optional<Prefix6> own6,
+                            const std::vector<Prefix6>& underlay_addrs6) {
   std::vector<const ParsedLeaseRecord*> records;
   records.reserve(leases.size());
   for (const auto& [key, rec] : leases) records.push_back(&rec);
-  LeaseSet set = SelectPeerLeases(cfg, own, std::move(records));
+  LeaseSet set = SelectPeerLeases(cfg, own, std::move(records), own6);
+  auto onlink6 = [&](unsigned __int128 ip) {
+    return std::any_of(underlay_addrs6.begin(), underlay_addrs6.end(), [&](const Prefix6& a) {
+      return Prefix6{a.addr & a.mask(), a.len}.contains(ip);
+    });
+  };
   auto onlink = [&](uint32_t ip) {
     return std::any_of(underlay_addrs.begin(), underlay_addrs.end(), [&](const Prefix4& a) {
       return Prefix4{a.addr & a.mask(), a.len}.contains(ip);
@@ -51,6 +58,31 @@ DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own
       r.flags |= CPPNET_ROUTE_USERSPACE_PEER;
     r.origin = CPPNET_ORIGIN_LEASE;
     out.routes[subnet] = r;
+    if (!peer.subnet6) continue;
+    // The IPv6 subnet, over the IPv6 underlay, by the same rules.
+    const unsigned __int128 pip6 = peer.lease.public_ip6;
+    if (backend == CPPNET_BACKEND_HOSTGW && !onlink6(pip6)) {
+      out.skipped.push_back(
+          {subnets_prefix + FormatSubnetKey(subnet, peer.subnet6),
+           absl::StrCat("network is unreachable: host-gw peer ", FormatIp6(pip6), " of ",
+                        FormatPrefix6(*peer.subnet6), " is not on the L2 segment of ",
+                        underlay_name, " (routed for IPv4 only)")});
+      continue;
+    }
+    cppnet_route6 r6{};
+    const Ip6Bytes b = ToBytes6(pip6);
+    memcpy(r6.public_ip6, b.data(), 16);
+    r6.backend = backend;
+    if (cfg.backend.direct_routing && backend == CPPNET_BACKEND_VXLAN && onlink6(pip6))
+      r6.backend = CPPNET_BACKEND_HOSTGW;
+    if (r6.backend == CPPNET_BACKEND_VXLAN) {
+      r6.vni = cfg.backend.vni;
+      memcpy(r6.vtep_mac, peer.lease.vtep_mac6->data(), 6);
+      r6.port = cfg.backend.port;
+      if (!peer.lease.cppnet_datapath6) r6.flags |= CPPNET_ROUTE_OUTER_CSUM;
+    }
+    r6.origin = CPPNET_ORIGIN_LEASE;
+    out.routes6[*peer.subnet6] = r6;
   }
   return out;
 }
@@ -64,6 +96,9 @@ absl::Status RouteReconciler::Load() {
   if (!peers.ok()) return peers.status();
   for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
   peers_ = std::move(*peers);
+  auto have6 = table_->List6();
+  if (!have6.ok()) return have6.status();
+  for (const Route6Entry& e : *have6) installed6_[e.subnet] = e.route;
   loaded_ = true;
   return absl::OkStatus();
 }
@@ -133,6 +168,33 @@ absl::StatusOr<int64_t> RouteReconciler::Apply(const DesiredRoutes& want) {
     installed_[subnet] = r;
   }
   SyncPeers();
+  // IPv6: lease routes only (no static ones), by difference.
+  for (auto it = installed6_.begin(); it != installed6_.end();) {
+    if (want.routes6.count(it->first)) {
+      ++it;
+      continue;
+    }
+    if (auto st = table_->Delete6(it->first); !st.ok()) {
+      LOG_ERROR(st.message());
+      ++it;
+      continue;
+    }
+    LOG_INFO("Subnet removed: ", FormatPrefix6(it->first));
+    it = installed6_.erase(it);
+  }
+  for (const auto& [subnet, r] : want.routes6) {
+    n++;
+    auto cur = installed6_.find(subnet);
+    if (cur != installed6_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
+    const bool existed = cur != installed6_.end();
+    if (auto st = table_->Upsert6(subnet, r); !st.ok()) {
+      LOG_ERROR(st.message());
+      continue;
+    }
+    LOG_INFO(existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix6(subnet), " via ",
+             FormatIp6(FromBytes6(r.public_ip6)));
+    installed6_[subnet] = r;
+  }
   return n;
 }
 

@@ -20,6 +20,7 @@ namespace cppnet {
 
 struct DesiredRoutes {
   std::map<Prefix4, cppnet_route> routes;
+  std::map<Prefix6, cppnet_route6> routes6;  // dual stack: the leases' IPv6 subnets
   std::vector<SkippedLease> skipped;
 };
 
@@ -29,7 +30,9 @@ struct DesiredRoutes {
 DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own,
                             const std::map<std::string, ParsedLeaseRecord>& leases,
                             const std::vector<Prefix4>& underlay_addrs,
-                            const std::string& subnets_prefix, const std::string& underlay_name);
+                            const std::string& subnets_prefix, const std::string& underlay_name,
+                            std::optional<Prefix6> own6 = std::nullopt,
+                            const std::vector<Prefix6>& underlay_addrs6 = {});
 
 // The maps the reconciler writes.
 class RouteTable {
@@ -40,12 +43,17 @@ class RouteTable {
   virtual absl::Status Delete(const Prefix4& subnet) = 0;
   virtual absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers() = 0;
   virtual absl::Status SetPeer(uint32_t slot, const cppnet_peer& p) = 0;
+  // The IPv6 routes (dual stack).
+  virtual absl::StatusOr<std::vector<Route6Entry>> List6() = 0;
+  virtual absl::Status Upsert6(const Prefix6& subnet, const cppnet_route6& r) = 0;
+  virtual absl::Status Delete6(const Prefix6& subnet) = 0;
 };
 
 // RouteTable over the pinned maps.
 class BpfRouteTable : public RouteTable {
  public:
-  BpfRouteTable(int routes_fd, int peers_fd) : routes_(routes_fd), peers_(peers_fd) {}
+  BpfRouteTable(int routes_fd, int peers_fd, int routes6_fd)
+      : routes_(routes_fd), peers_(peers_fd), routes6_(routes6_fd) {}
   absl::StatusOr<std::vector<RouteEntry>> List() override { return ListRoutes(routes_); }
   absl::Status Upsert(const Prefix4& s, const cppnet_route& r) override {
     return UpsertRoute(routes_, s, r);
@@ -57,9 +65,14 @@ class BpfRouteTable : public RouteTable {
   absl::Status SetPeer(uint32_t slot, const cppnet_peer& p) override {
     return SetPeerSlot(peers_, slot, p);
   }
+  absl::StatusOr<std::vector<Route6Entry>> List6() override { return ListRoutes6(routes6_); }
+  absl::Status Upsert6(const Prefix6& s, const cppnet_route6& r) override {
+    return UpsertRoute6(routes6_, s, r);
+  }
+  absl::Status Delete6(const Prefix6& s) override { return DeleteRoute6(routes6_, s); }
 
  private:
-  int routes_, peers_;
+  int routes_, peers_, routes6_;
 };
 
 class RouteReconciler {
@@ -67,7 +80,7 @@ class RouteReconciler {
   explicit RouteReconciler(RouteTable* table) : table_(table) {}
   // Makes the lease entries equal `want` (what an earlier run left is read once, then
   // every change is made by difference), and the peers array follow. Returns the
-  // number of lease routes in place.
+  // number of lease routes in place (IPv4 and IPv6).
   absl::StatusOr<int64_t> Apply(const DesiredRoutes& want);
   // A static route: replaces whatever entry the subnet has.
   absl::Status SetStatic(const Prefix4& subnet, const cppnet_route& r);
@@ -84,6 +97,7 @@ class RouteReconciler {
   bool loaded_ = false;
   std::map<Prefix4, cppnet_route> installed_;  // what the table holds
   std::map<uint32_t, cppnet_peer> peers_;      // what the peers array holds, by slot
+  std::map<Prefix6, cppnet_route6> installed6_;
 };
 
 }  // namespace cppnet

@@ -37,7 +37,9 @@ uint16_t DefaultBackendPort(uint8_t b) {
 }
 
 int NetworkConfig::ContainerMtu(int underlay_mtu) const {
-  if (backend.type == CPPNET_BACKEND_VXLAN) return underlay_mtu - CPPNET_VXLAN_OVERHEAD;
+  // Dual stack: IPv6 packets travel in IPv6 (20 bytes more header): one MTU fits both.
+  if (backend.type == CPPNET_BACKEND_VXLAN)
+    return underlay_mtu - (enable_ipv6 ? CPPNET_VXLAN6_OVERHEAD : CPPNET_VXLAN_OVERHEAD);
   if (backend.type == CPPNET_BACKEND_UDP) return underlay_mtu - CPPNET_UDP_OVERHEAD;
   return underlay_mtu;
 }
@@ -197,6 +199,10 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
     }
   }
   if (c.backend.port == 0) c.backend.port = DefaultBackendPort(c.backend.type);
+  // flanneld's udp backend is IPv4 only (its TUN device and proxy know no IPv6).
+  if (c.enable_ipv6 && c.backend.type == CPPNET_BACKEND_UDP)
+    return absl::InvalidArgumentError(
+        "config: EnableIPv6 with the udp backend: udp carries IPv4 only (use vxlan or host-gw)");
   return c;
 }
 

@@ -74,9 +74,10 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
           absl::StrCat("BPF program cppnet_tc_vlan_port: pin ", pin, ": ", Err(err)));
   }
   const auto& m = dp->skel_->maps;
-  dp->maps_ = MapFds({bpf_map__fd(m.cppnet_routes), bpf_map__fd(m.cppnet_config),
-                      bpf_map__fd(m.cppnet_stats), bpf_map__fd(m.cppnet_endpoint),
-                      bpf_map__fd(m.cppnet_peers), bpf_map__fd(m.cppnet_binds)});
+  dp->maps_ = MapFds(
+      {bpf_map__fd(m.cppnet_routes), bpf_map__fd(m.cppnet_config), bpf_map__fd(m.cppnet_stats),
+       bpf_map__fd(m.cppnet_endpoint), bpf_map__fd(m.cppnet_peers), bpf_map__fd(m.cppnet_binds),
+       bpf_map__fd(m.cppnet_routes6), bpf_map__fd(m.cppnet_endpt6), bpf_map__fd(m.cppnet_binds6)});
   return dp;
 }
 

@@ -47,13 +47,45 @@ absl::StatusOr<Lease> ParseLease(absl::string_view text) {
     if (auto st = GetInt(*bd, "CppnetDatapath", &cppnet, "lease: BackendData"); !st.ok()) return st;
     l.cppnet_datapath = cppnet > 0;
   }
+  if (const nlohmann::json* ip6 = FindKey(j, "PublicIPv6"); ip6 && !ip6->is_null()) {
+    if (!ip6->is_string()) return absl::InvalidArgumentError("lease: PublicIPv6 must be a string");
+    auto v = ParseIp6(ip6->get<std::string>());
+    if (!v.ok())
+      return absl::InvalidArgumentError(absl::StrCat("lease: PublicIPv6: ", v.status().message()));
+    const unsigned top = static_cast<unsigned>(*v >> 120);
+    if (*v <= 1 || top == 0xff || (*v >> 118) == (0xfe80 >> 6))
+      return absl::InvalidArgumentError(
+          absl::StrCat("lease: PublicIPv6 ", FormatIp6(*v), " is not a global unicast address"));
+    l.public_ip6 = *v;
+  }
+  if (const nlohmann::json* bd6 = FindKey(j, "BackendV6Data"); bd6 && bd6->is_object()) {
+    int64_t vni = 0, cppnet = 0;
+    if (auto st = GetInt(*bd6, "VNI", &vni, "lease: BackendV6Data"); !st.ok()) return st;
+    if (vni < 0 || vni > 0xffffff)
+      return absl::InvalidArgumentError(
+          absl::StrCat("lease: BackendV6Data: VNI out of range: ", vni));
+    l.vni6 = static_cast<uint32_t>(vni);
+    if (const nlohmann::json* mac = FindKey(*bd6, "VtepMAC"); mac && mac->is_string()) {
+      auto m = ParseMac(mac->get<std::string>());
+      if (!m.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("lease: BackendV6Data: VtepMAC: ", m.status().message()));
+      l.vtep_mac6 = *m;
+    }
+    if (auto st = GetInt(*bd6, "CppnetDatapath", &cppnet, "lease: BackendV6Data"); !st.ok())
+      return st;
+    l.cppnet_datapath6 = cppnet > 0;
+  }
   return l;
 }
 
 std::string SerializeLease(const Lease& l) {
   nlohmann::ordered_json j;
   j["PublicIP"] = FormatIp4(l.public_ip);
-  j["PublicIPv6"] = nullptr;
+  if (l.public_ip6)
+    j["PublicIPv6"] = FormatIp6(l.public_ip6);
+  else
+    j["PublicIPv6"] = nullptr;
   j["BackendType"] = l.backend_type;
   if (l.backend_type == "vxlan") {
     j["BackendData"] = {{"VNI", l.vni}, {"VtepMAC", l.vtep_mac ? FormatMac(*l.vtep_mac) : ""}};
@@ -62,6 +94,10 @@ std::string SerializeLease(const Lease& l) {
   } else {
     j["BackendData"] = nullptr;
   }
+  if (l.public_ip6 && l.backend_type == "vxlan")
+    j["BackendV6Data"] = {{"VNI", l.vni6},
+                          {"VtepMAC", l.vtep_mac6 ? FormatMac(*l.vtep_mac6) : ""},
+                          {"CppnetDatapath", 1}};
   return j.dump();
 }
 
@@ -92,15 +128,46 @@ static const Prefix4* FindOverlap(const std::map<Prefix4, PeerRoute>& accepted, 
   return nullptr;
 }
 
+// Why the lease's IPv6 subnet is not routed ("" when it is).
+static std::string ValidatePeer6(const NetworkConfig& cfg, const Prefix6& subnet, const Lease& l) {
+  if (!cfg.ipv6_network->contains(subnet))
+    return absl::StrCat("IPv6 subnet ", FormatPrefix6(subnet), " is outside the IPv6Network ",
+                        FormatPrefix6(*cfg.ipv6_network));
+  if (!l.public_ip6)
+    return absl::StrCat("IPv6 subnet ", FormatPrefix6(subnet), " without a PublicIPv6");
+  if (cfg.backend.type == CPPNET_BACKEND_VXLAN) {
+    if (!l.vtep_mac6) return "IPv6 part without a VtepMAC in BackendV6Data";
+    if ((*l.vtep_mac6)[0] & 1)
+      return absl::StrCat("BackendV6Data VtepMAC ", FormatMac(*l.vtep_mac6), " is not unicast");
+    if (l.vni6 != 0 && l.vni6 != cfg.backend.vni)
+      return absl::StrCat("BackendV6Data VNI ", l.vni6, " differs from the configured ",
+                          cfg.backend.vni);
+  }
+  return "";
+}
+
+static const Prefix6* FindOverlap6(const std::map<Prefix6, std::string>& accepted,
+                                   const Prefix6& p) {
+  auto it = accepted.upper_bound(Prefix6{p.addr, 128});
+  if (it != accepted.begin() && std::prev(it)->first.overlaps(p)) return &std::prev(it)->first;
+  if (it != accepted.end() && it->first.overlaps(p)) return &it->first;
+  return nullptr;
+}
+
 ParsedLeaseRecord ParseLeaseRecord(absl::string_view prefix, const LeaseRecord& r) {
   absl::string_view name = r.key;
   absl::ConsumePrefix(&name, prefix);
-  return ParsedLeaseRecord{r.key, r.create_revision, ParseSubnetKey(name), ParseLease(r.value)};
+  ParsedLeaseRecord p{r.key, r.create_revision, ParseSubnetKey(name), std::nullopt,
+                      ParseLease(r.value)};
+  if (p.subnet.ok()) p.subnet6 = *ParseSubnetKey6(name);  // well-formed when the key is
+  return p;
 }
 
 LeaseSet SelectPeerLeases(const NetworkConfig& cfg, std::optional<Prefix4> own,
-                          std::vector<const ParsedLeaseRecord*> records) {
+                          std::vector<const ParsedLeaseRecord*> records,
+                          std::optional<Prefix6> own6) {
   LeaseSet out;
+  std::map<Prefix6, std::string> accepted6;  // -> key
   // The older lease wins an overlap, as the one the network already routes to.
   std::sort(
       records.begin(), records.end(), [](const ParsedLeaseRecord* a, const ParsedLeaseRecord* b) {
@@ -131,7 +198,23 @@ LeaseSet SelectPeerLeases(const NetworkConfig& cfg, std::optional<Prefix4> own,
           {r->key, absl::StrCat("overlaps the older lease ", FormatPrefix4(*clash))});
       continue;
     }
-    out.routes[subnet] = PeerRoute{subnet, *r->lease};
+    PeerRoute route{subnet, *r->lease, std::nullopt};
+    if (r->subnet6 && cfg.enable_ipv6 && cfg.ipv6_network) {
+      const Prefix6& s6 = *r->subnet6;
+      std::string why = ValidatePeer6(cfg, s6, *r->lease);
+      if (why.empty() && own6 && s6.overlaps(*own6))
+        why = absl::StrCat("IPv6 subnet overlaps our ", FormatPrefix6(*own6));
+      if (why.empty())
+        if (const Prefix6* clash = FindOverlap6(accepted6, s6))
+          why = absl::StrCat("IPv6 subnet overlaps the older lease ", FormatPrefix6(*clash));
+      if (why.empty()) {
+        route.subnet6 = s6;
+        accepted6[s6] = r->key;
+      } else {
+        out.skipped.push_back({r->key, absl::StrCat(why, " (routed for IPv4 only)")});
+      }
+    }
+    out.routes[subnet] = std::move(route);
   }
   return out;
 }
@@ -164,6 +247,31 @@ std::vector<Prefix4> FreeSubnets(const NetworkConfig& cfg, const std::vector<Pre
           int64_t{sorted[j].addr} + (sorted[j].len ? sorted[j].size() : uint64_t{1} << 32) - 1);
     if (max_end < static_cast<int64_t>(a))
       free.push_back(Prefix4{static_cast<uint32_t>(a), cfg.subnet_len});
+  }
+  return free;
+}
+
+std::vector<Prefix6> FreeSubnets6(const NetworkConfig& cfg, const std::vector<Prefix6>& taken,
+                                  size_t limit, std::mt19937_64& rng) {
+  std::vector<Prefix6> free;
+  if (!cfg.ipv6_network) return free;
+  const int shift = 128 - cfg.ipv6_subnet_len;
+  const unsigned __int128 first = cfg.ipv6_subnet_min >> shift, last = cfg.ipv6_subnet_max >> shift;
+  const unsigned __int128 count = last - first + 1;
+  auto is_free = [&](const Prefix6& c) {
+    return std::none_of(taken.begin(), taken.end(),
+                        [&](const Prefix6& t) { return t.overlaps(c); });
+  };
+  // Random draws, then (a nearly full range) a walk from a random start.
+  for (size_t i = 0; i < 4 * limit && free.size() < limit; i++) {
+    const unsigned __int128 r = (static_cast<unsigned __int128>(rng()) << 64 | rng()) % count;
+    Prefix6 c{(first + r) << shift, cfg.ipv6_subnet_len};
+    if (is_free(c) && std::find(free.begin(), free.end(), c) == free.end()) free.push_back(c);
+  }
+  const unsigned __int128 start = rng() % count;
+  for (unsigned __int128 i = 0; i < count && i < 65536 && free.size() < limit; i++) {
+    Prefix6 c{(first + (start + i) % count) << shift, cfg.ipv6_subnet_len};
+    if (is_free(c) && std::find(free.begin(), free.end(), c) == free.end()) free.push_back(c);
   }
   return free;
 }

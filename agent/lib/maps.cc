@@ -66,7 +66,8 @@ absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
   std::array<int, kCount> fds;
   if (auto st = OpenPinnedMaps(dir,
                                {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS,
-                                CPPNET_MAP_ENDPOINTS, CPPNET_MAP_PEERS, CPPNET_MAP_BINDS},
+                                CPPNET_MAP_ENDPOINTS, CPPNET_MAP_PEERS, CPPNET_MAP_BINDS,
+                                CPPNET_MAP_ROUTES6, CPPNET_MAP_ENDPOINTS6, CPPNET_MAP_BINDS6},
                                fds.data());
       !st.ok())
     return st;
@@ -116,6 +117,50 @@ absl::Status DeleteRoute(int fd, const Prefix4& subnet) {
     return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": delete ",
                                             FormatPrefix4(subnet), ": ", strerror(errno)));
   return absl::OkStatus();
+}
+
+static cppnet_route6_key KeyOf6(const Prefix6& p) {
+  cppnet_route6_key k{};
+  k.prefixlen = p.len;
+  Ip6Bytes b = ToBytes6(p.addr);
+  memcpy(k.addr, b.data(), 16);
+  return k;
+}
+
+absl::StatusOr<std::vector<Route6Entry>> ListRoutes6(int fd) {
+  auto raw = DumpMap<cppnet_route6_key, cppnet_route6>(fd, CPPNET_MAP_ROUTES6);
+  if (!raw.ok()) return raw.status();
+  std::vector<Route6Entry> out;
+  for (const auto& [k, r] : *raw)
+    out.push_back({Prefix6{FromBytes6(k.addr), static_cast<uint8_t>(k.prefixlen)}, r});
+  return out;
+}
+
+absl::Status UpsertRoute6(int fd, const Prefix6& subnet, const cppnet_route6& route) {
+  cppnet_route6_key k = KeyOf6(subnet);
+  if (bpf_map_update_elem(fd, &k, &route, BPF_ANY) != 0)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES6 ": add ",
+                                            FormatPrefix6(subnet), ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::Status DeleteRoute6(int fd, const Prefix6& subnet) {
+  cppnet_route6_key k = KeyOf6(subnet);
+  if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT)
+    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES6 ": delete ",
+                                            FormatPrefix6(subnet), ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<Ip6Bytes, cppnet_endpoint>>> ListEndpoints6(int fd) {
+  return DumpMap<Ip6Bytes, cppnet_endpoint>(fd, CPPNET_MAP_ENDPOINTS6);
+}
+
+absl::Status DeleteEndpoint6(int fd, const Ip6Bytes& addr) {
+  if (bpf_map_delete_elem(fd, addr.data()) == 0 || errno == ENOENT) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ENDPOINTS6 ": delete ",
+                                          FormatIp6(FromBytes6(addr.data())), ": ",
+                                          strerror(errno)));
 }
 
 absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int fd) {
@@ -169,6 +214,26 @@ absl::Status FreeBindSlot(int binds_fd, uint32_t ifindex) {
   if (bpf_map_update_elem(binds_fd, &slot, &free, BPF_ANY) != 0)
     return absl::InternalError(
         absl::StrCat("map " CPPNET_MAP_BINDS ": free ifindex ", ifindex, ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<cppnet_bind6>> ListBinds6(int fd) {
+  auto used = ReadArray<cppnet_bind6>(fd, CPPNET_BINDS_SLOTS, CPPNET_MAP_BINDS6,
+                                      [](const cppnet_bind6& b) { return b.ifindex != 0; });
+  if (!used.ok()) return used.status();
+  std::vector<cppnet_bind6> out;
+  for (const auto& [slot, b] : *used) out.push_back(b);
+  return out;
+}
+
+absl::Status FreeBindSlot6(int fd, uint32_t ifindex) {
+  uint32_t slot = ifindex & (CPPNET_BINDS_SLOTS - 1);
+  cppnet_bind6 b{};
+  if (bpf_map_lookup_elem(fd, &slot, &b) != 0 || b.ifindex != ifindex) return absl::OkStatus();
+  const cppnet_bind6 free{};
+  if (bpf_map_update_elem(fd, &slot, &free, BPF_ANY) != 0)
+    return absl::InternalError(
+        absl::StrCat("map " CPPNET_MAP_BINDS6 ": free ifindex ", ifindex, ": ", strerror(errno)));
   return absl::OkStatus();
 }
 

@@ -49,25 +49,31 @@ absl::StatusOr<Prefix4> ParsePrefix4(absl::string_view s, bool strict) {
 }
 std::string FormatPrefix4(const Prefix4& p) { return absl::StrCat(FormatIp4(p.addr), "/", p.len); }
 
+absl::StatusOr<std::optional<Prefix6>> ParseSubnetKey6(absl::string_view s) {
+  const size_t amp = s.find('&');
+  if (amp == absl::string_view::npos) return std::nullopt;
+  const absl::string_view v6 = s.substr(amp + 1);
+  const size_t dash = v6.rfind('-');
+  auto p = dash == absl::string_view::npos
+               ? absl::StatusOr<Prefix6>(absl::InvalidArgumentError(""))
+               : ParsePrefix6(absl::StrCat(v6.substr(0, dash), "/", v6.substr(dash + 1)));
+  // On the prefix boundary, as flanneld writes keys; a /0 is no subnet.
+  if (!p.ok() || p->len == 0 || ParseIp6(v6.substr(0, dash)).value_or(0) != p->addr)
+    return absl::InvalidArgumentError(absl::StrCat("invalid IPv6 prefix in \"", s, "\""));
+  return std::optional<Prefix6>(*p);
+}
+
 absl::StatusOr<Prefix4> ParseSubnetKey(absl::string_view s) {
-  // flanneld's dual-stack keys carry the IPv6 subnet after '&' ("10.5.3.0-24&fc00:0:0:3::-64"):
-  // the IPv4 subnet is what this version routes; the IPv6 part must still be well-formed.
-  absl::string_view v4 = s;
-  if (const size_t amp = s.find('&'); amp != absl::string_view::npos) {
-    v4 = s.substr(0, amp);
-    const absl::string_view v6 = s.substr(amp + 1);
-    const size_t dash = v6.rfind('-');
-    if (dash == absl::string_view::npos ||
-        !ParsePrefix6(absl::StrCat(v6.substr(0, dash), "/", v6.substr(dash + 1))).ok())
-      return absl::InvalidArgumentError(absl::StrCat("invalid IPv6 prefix in \"", s, "\""));
-  }
-  auto p = ParseWithSep(v4, '-', true);
+  if (auto v6 = ParseSubnetKey6(s); !v6.ok()) return v6.status();
+  auto p = ParseWithSep(s.substr(0, s.find('&')), '-', true);
   if (p.ok() && p->len == 0)
     return absl::InvalidArgumentError(absl::StrCat("invalid prefix \"", s, "\""));
   return p;
 }
-std::string FormatSubnetKey(const Prefix4& p) {
-  return absl::StrCat(FormatIp4(p.addr), "-", p.len);
+std::string FormatSubnetKey(const Prefix4& p, const std::optional<Prefix6>& v6) {
+  std::string k = absl::StrCat(FormatIp4(p.addr), "-", p.len);
+  if (v6) absl::StrAppend(&k, "&", FormatIp6(v6->addr), "-", v6->len);
+  return k;
 }
 
 absl::StatusOr<Mac> ParseMac(absl::string_view s) {
@@ -136,6 +142,18 @@ absl::StatusOr<Prefix6> ParsePrefix6(absl::string_view s) {
   Prefix6 p{0, static_cast<uint8_t>(len)};
   p.addr = *ip & p.mask();
   return p;
+}
+
+Ip6Bytes ToBytes6(unsigned __int128 ip) {
+  Ip6Bytes b{};
+  for (int i = 15; i >= 0; i--, ip >>= 8) b[i] = static_cast<uint8_t>(ip & 0xff);
+  return b;
+}
+
+unsigned __int128 FromBytes6(const uint8_t* b) {
+  unsigned __int128 v = 0;
+  for (int i = 0; i < 16; i++) v = (v << 8) | b[i];
+  return v;
 }
 
 std::string FormatPrefix6(const Prefix6& p) { return absl::StrCat(FormatIp6(p.addr), "/", p.len); }

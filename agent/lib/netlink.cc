@@ -76,8 +76,16 @@ Interface DescribeLink(nl_cache* addrs, rtnl_link* link) {
     memcpy(i.mac.data(), nl_addr_get_binary_addr(a), 6);
   for (nl_object* o = addrs ? nl_cache_get_first(addrs) : nullptr; o; o = nl_cache_get_next(o)) {
     auto* addr = reinterpret_cast<rtnl_addr*>(o);
-    if (rtnl_addr_get_ifindex(addr) != i.ifindex || rtnl_addr_get_family(addr) != AF_INET) continue;
+    if (rtnl_addr_get_ifindex(addr) != i.ifindex) continue;
     nl_addr* local = rtnl_addr_get_local(addr);
+    if (rtnl_addr_get_family(addr) == AF_INET6 && local && nl_addr_get_len(local) == 16 &&
+        rtnl_addr_get_scope(addr) == RT_SCOPE_UNIVERSE) {
+      i.addrs6.push_back(
+          Prefix6{FromBytes6(static_cast<const uint8_t*>(nl_addr_get_binary_addr(local))),
+                  static_cast<uint8_t>(rtnl_addr_get_prefixlen(addr))});
+      continue;
+    }
+    if (rtnl_addr_get_family(addr) != AF_INET) continue;
     if (!local || nl_addr_get_len(local) != 4) continue;
     uint32_t ip;
     memcpy(&ip, nl_addr_get_binary_addr(local), 4);
@@ -103,6 +111,14 @@ absl::StatusOr<Interface> FindInterface(const std::string& name_or_ip) {
       Interface i = Describe(*s, reinterpret_cast<rtnl_link*>(o));
       for (const Prefix4& a : i.addrs)
         if (a.addr == *ip) return i;
+    }
+    return absl::NotFoundError(absl::StrCat("no interface has the address ", name_or_ip));
+  }
+  if (auto ip6 = ParseIp6(name_or_ip); ip6.ok()) {
+    for (nl_object* o = nl_cache_get_first(s->links.get()); o; o = nl_cache_get_next(o)) {
+      Interface i = Describe(*s, reinterpret_cast<rtnl_link*>(o));
+      for (const Prefix6& a : i.addrs6)
+        if (a.addr == *ip6) return i;
     }
     return absl::NotFoundError(absl::StrCat("no interface has the address ", name_or_ip));
   }

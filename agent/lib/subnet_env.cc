@@ -16,10 +16,29 @@
 namespace cppnet {
 
 std::string RenderSubnetEnv(const SubnetEnv& e) {
-  return absl::StrCat("FLANNEL_NETWORK=", FormatPrefix4(e.network), "\n",
-                      "FLANNEL_SUBNET=", FormatIp4(e.subnet.addr + 1), "/", e.subnet.len, "\n",
-                      "FLANNEL_MTU=", e.mtu, "\n", "FLANNEL_IPMASQ=", e.ipmasq ? "true" : "false",
-                      "\n");
+  // flanneld's order: IPv4, IPv6, MTU, IPMASQ.
+  std::string out =
+      absl::StrCat("FLANNEL_NETWORK=", FormatPrefix4(e.network), "\n",
+                   "FLANNEL_SUBNET=", FormatIp4(e.subnet.addr + 1), "/", e.subnet.len, "\n");
+  if (e.network6 && e.subnet6)
+    absl::StrAppend(&out, "FLANNEL_IPV6_NETWORK=", FormatPrefix6(*e.network6), "\n",
+                    "FLANNEL_IPV6_SUBNET=", FormatIp6(e.subnet6->addr + 1), "/", e.subnet6->len,
+                    "\n");
+  absl::StrAppend(&out, "FLANNEL_MTU=", e.mtu, "\n", "FLANNEL_IPMASQ=", e.ipmasq ? "true" : "false",
+                  "\n");
+  return out;
+}
+
+std::optional<Prefix6> ReadSubnet6FromEnvFile(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view v = line;
+    if (!absl::ConsumePrefix(&v, "FLANNEL_IPV6_SUBNET=")) continue;
+    auto p = ParsePrefix6(v);
+    if (p.ok()) return *p;
+  }
+  return std::nullopt;
 }
 
 std::optional<Prefix4> ReadSubnetFromEnvFile(const std::string& path) {
@@ -61,6 +80,18 @@ absl::StatusOr<SubnetEnv> ReadSubnetEnvFile(const std::string& path) {
       if (!mtu)
         return absl::InvalidArgumentError(
             absl::StrCat(path, ": FLANNEL_MTU: \"", v, "\" is not an MTU"));
+    } else if (absl::ConsumePrefix(&v, "FLANNEL_IPV6_NETWORK=")) {
+      auto p = ParsePrefix6(v);
+      if (!p.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": FLANNEL_IPV6_NETWORK: ", p.status().message()));
+      e.network6 = *p;
+    } else if (absl::ConsumePrefix(&v, "FLANNEL_IPV6_SUBNET=")) {
+      auto p = ParsePrefix6(v);
+      if (!p.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": FLANNEL_IPV6_SUBNET: ", p.status().message()));
+      e.subnet6 = *p;
     } else if (absl::ConsumePrefix(&v, "FLANNEL_IPMASQ=")) {
       e.ipmasq = v == "true";
     }

@@ -63,9 +63,7 @@ absl::StatusOr<VlanMaps> VlanMaps::OpenPinned(const std::string& dir) {
 }
 
 // Network byte order, as in packets.
-static void Ip6Bytes(unsigned __int128 ip, uint8_t* out) {
-  for (int i = 0; i < 16; i++) out[i] = static_cast<uint8_t>(ip >> (8 * (15 - i)));
-}
+static void Ip6To(unsigned __int128 ip, uint8_t* out) { memcpy(out, ToBytes6(ip).data(), 16); }
 
 static std::vector<cppnet_vlan_ep_key> AddrKeys(const VlanEndpointSpec& s) {
   std::vector<cppnet_vlan_ep_key> keys;
@@ -91,7 +89,7 @@ static std::vector<cppnet_vlan_ep_key> AddrKeys(const VlanEndpointSpec& s) {
   }
   for (unsigned __int128 ip : s.ipv6) {
     auto k = base(CPPNET_VLAN_ADDR_IPV6);
-    Ip6Bytes(ip, k.addr);
+    Ip6To(ip, k.addr);
     keys.push_back(k);
   }
   return keys;
@@ -150,8 +148,8 @@ absl::Status RegisterVlanEndpoint(const VlanMaps& m, const VlanEndpointSpec& s) 
   net.subnet4_len = s.subnet4.len;
   net.gw4 = htonl(s.gw4);
   net.subnet6_len = s.subnet6.len;
-  Ip6Bytes(s.subnet6.addr, net.subnet6);
-  Ip6Bytes(s.gw6, net.gw6);
+  Ip6To(s.subnet6.addr, net.subnet6);
+  Ip6To(s.gw6, net.gw6);
   bool listed = false;
   for (int i = 0; i < net.nports; i++) listed |= net.ports[i] == s.host_ifindex;
   if (!listed)

@@ -26,6 +26,11 @@
 #define ARPOP_REPLY_ 2
 #define AF_INET_ 2
 #define ETH_P_IPV6 0x86dd
+#define AF_INET6_ 10
+#define IPPROTO_ICMPV6_ 58
+#define ND_NS 135
+#define ND_NA 136
+#define ICMPV6_PKT_TOOBIG_ 2
 #define VXLAN_FLAG_VNI 0x08
 /* Field offsets from the start of an L3 header, for bpf_skb_load/store_bytes. */
 #define IPV4_SADDR_OFF 12 /* saddr, daddr follows */

@@ -19,9 +19,14 @@ static __always_inline __u32 mix32(__u32 h) {
  * is used when the skb carries one (TCP re-rolls it after timeouts, moving a stuck
  * flow to another path); otherwise a mix of the 5-tuple, which costs far less than
  * running the flow dissector (bpf_get_hash_recalc) for every packet. */
+static __always_inline __u16 src_port_of_hash(__u32 hash) {
+  const __u32 lo = 32768, hi = 61000;
+
+  return (__u16)((((__u64)hash * (hi - lo)) >> 32) + lo);
+}
+
 static __always_inline __u16 flow_src_port(struct __sk_buff* skb, struct iphdr* ip,
                                            void* data_end) {
-  const __u32 lo = 32768, hi = 61000;
   __u32 hash = skb->hash;
 
   if (!hash) {
@@ -33,7 +38,7 @@ static __always_inline __u16 flow_src_port(struct __sk_buff* skb, struct iphdr* 
       ports = *l4;
     hash = mix32(ip->saddr ^ mix32(ip->daddr ^ mix32(ports ^ ip->protocol)));
   }
-  return (__u16)((((__u64)hash * (hi - lo)) >> 32) + lo);
+  return src_port_of_hash(hash);
 }
 
 /* Length of the inner L3+L4 headers of a GSO packet, 0 when unknown. */

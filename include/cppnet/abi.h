@@ -31,6 +31,8 @@
 #define CPPNET_UDP_PORT_DEFAULT 8285
 /* outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) */
 #define CPPNET_VXLAN_OVERHEAD 50
+/* outer IPv6 (40) + UDP (8) + VXLAN (8) + inner Ethernet (14) */
+#define CPPNET_VXLAN6_OVERHEAD 70
 /* outer IPv4 (20) + UDP (8); the inner IP packet follows directly (flanneld's udp backend) */
 #define CPPNET_UDP_OVERHEAD 28
 
@@ -50,6 +52,11 @@ enum cppnet_origin {
  * into a TUN device, where the kernel checks inner checksums): its packets are handed
  * to the kernel to finish checksums and segmentation before they are encapsulated. */
 #define CPPNET_ROUTE_USERSPACE_PEER 0x1
+/* IPv6 routes: the peer's kernel checks the outer UDP checksum (a vxlan device such as
+ * flanneld's flannel-v6.1 drops UDP/IPv6 with checksum 0, RFC 6935 aside). Its packets take
+ * the soft device too, and cppnet_tc_soft computes the checksum over the finished packet.
+ * Peers with the cppnet datapath take checksum 0 and whole GSO packets. */
+#define CPPNET_ROUTE_OUTER_CSUM 0x2
 
 /* The veth pair the agent creates (every backend). CPPNET_HOST_DEV holds the host's overlay
  * address (the subnet's .0, as flanneld's flannel.1 does) and the route to the Network: its
@@ -81,6 +88,26 @@ struct cppnet_route {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_route, 20);
 
+/* Dual stack: routes to other hosts' IPv6 subnets (LPM, key address in network order). */
+#define CPPNET_MAP_ROUTES6 "cppnet_routes6"
+struct cppnet_route6_key {
+  __u32 prefixlen;
+  __u8 addr[16];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_route6_key, 20);
+
+struct cppnet_route6 {
+  __u8 public_ip6[16]; /* peer's PublicIPv6 */
+  __u32 vni;           /* host byte order */
+  __u8 vtep_mac[6];    /* inner destination MAC (vxlan): BackendV6Data's VtepMAC */
+  __u16 port;          /* UDP destination port, host byte order */
+  __u8 backend;        /* enum cppnet_backend (vxlan, host-gw) */
+  __u8 origin;         /* enum cppnet_origin */
+  __u8 flags;          /* CPPNET_ROUTE_* */
+  __u8 pad;
+};
+CPPNET_ASSERT_SIZE(struct cppnet_route6, 32);
+
 /* A container on this host, by its IPv4 address (network byte order): where the
  * receive path delivers straight into the container's namespace (bpf_redirect_peer).
  * Learned by the container-side program from the container's own packets. */
@@ -111,6 +138,9 @@ static inline __u32 cppnet_peer_slot(__be32 public_ip) {
   return (public_ip ^ (public_ip >> 16)) & (CPPNET_PEER_SLOTS - 1);
 }
 
+/* Its IPv6 twin: a container by its IPv6 address (same value), for direct delivery. */
+#define CPPNET_MAP_ENDPOINTS6 "cppnet_endpt6"
+
 /* A container veth bound to the one IPv4 address and MAC it sends from, on first
  * sight, in slot (ifindex & (CPPNET_BINDS_SLOTS - 1)) of an array (a lookup costs a
  * few instructions on every packet a container sends). Frames with another source are
@@ -125,6 +155,19 @@ struct cppnet_bind {
   __u8 pad;
 };
 CPPNET_ASSERT_SIZE(struct cppnet_bind, 16);
+
+/* The IPv6 binding of a container veth (global address in our IPv6 subnet), same slots and
+ * rules as cppnet_bind; the MAC is the IPv4 binding's, or bound here when IPv6 comes first.
+ * Link-local and unspecified sources stay on the link (neighbour discovery). */
+#define CPPNET_MAP_BINDS6 "cppnet_binds6"
+struct cppnet_bind6 {
+  __u32 ifindex; /* 0: free */
+  __u8 addr[16];
+  __u8 mac[6];
+  __u8 delivery;
+  __u8 pad;
+};
+CPPNET_ASSERT_SIZE(struct cppnet_bind6, 28);
 
 /* XDP metadata in front of a packet the XDP program decapsulated from a verified
  * peer: the tc program delivers such packets without a second check. */
@@ -281,8 +324,15 @@ struct cppnet_config {
   __u32 host_ifindex; /* CPPNET_HOST_DEV, 0 when absent */
   __u8 host_mac[6];
   __u8 pad[2];
+  /* Dual stack (subnet6_len 0: IPv6 off): addresses in network byte order. */
+  __u8 subnet6[16];
+  __u8 network6[16];
+  __u8 underlay_ip6[16]; /* our PublicIPv6 */
+  __u8 subnet6_len;
+  __u8 network6_len;
+  __u8 pad6[2];
 };
-CPPNET_ASSERT_SIZE(struct cppnet_config, 60);
+CPPNET_ASSERT_SIZE(struct cppnet_config, 112);
 
 /* Counters: X(id, name, help). Traffic counters first, then one per drop reason. */
 #define CPPNET_TRAFFIC_COUNTERS(X)                                                               \
@@ -293,6 +343,7 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 60);
   X(HOSTGW_TX, "hostgw_tx", "packets forwarded to a peer as next hop (host-gw)")                 \
   X(FRAG_NEEDED_TX, "frag_needed_tx",                                                            \
     "ICMP fragmentation-needed sent back for too-big DF packets")                                \
+  X(PKT_TOO_BIG_TX, "packet_too_big_tx", "ICMPv6 packet-too-big sent back for too-big packets")  \
   X(DELIVER_PEER, "deliver_direct",                                                              \
     "overlay packets delivered straight into a container (bpf_redirect_peer)")                   \
   X(DELIVER_BRIDGE, "deliver_bridge",                                                            \
@@ -337,7 +388,8 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 60);
   X(DROP_VLAN_PRIVATE, "vlan_private",                                                             \
     "ipvlan_flag=private: an endpoint sent to another endpoint on the same host")                  \
   X(DROP_VLAN_NO_PARENT, "vlan_no_parent",                                                         \
-    "network without parent: the destination is no endpoint on this host")
+    "network without parent: the destination is no endpoint on this host")                         \
+  X(DROP_INNER_NOT_IPV6, "inner_not_ipv6", "IPv6 tunnel packet whose inner frame is not IPv6")
 
 #define CPPNET_ENUM_ENTRY(id, name, help) CPPNET_CNT_##id,
 enum cppnet_counter_id {

@@ -35,6 +35,11 @@ struct RouteEntry {
   cppnet_route route{};
 };
 
+struct Route6Entry {
+  Prefix6 subnet;
+  cppnet_route6 route{};
+};
+
 struct EndpointEntry {
   uint32_t addr;  // host byte order
   cppnet_endpoint endpoint{};
@@ -73,9 +78,20 @@ class MapGroup {
 absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const char*> names,
                             int* fds);
 
-class MapFds : public MapGroup<6> {
+class MapFds : public MapGroup<9> {
  public:
-  enum Index { kRoutes, kConfig, kStats, kEndpoints, kPeers, kBinds, kCount };
+  enum Index {
+    kRoutes,
+    kConfig,
+    kStats,
+    kEndpoints,
+    kPeers,
+    kBinds,
+    kRoutes6,
+    kEndpoints6,
+    kBinds6,
+    kCount
+  };
   using MapGroup::MapGroup;
   static absl::StatusOr<MapFds> OpenPinned(const std::string& dir);
 
@@ -85,6 +101,9 @@ class MapFds : public MapGroup<6> {
   int endpoints() const { return fd(kEndpoints); }
   int peers() const { return fd(kPeers); }
   int binds() const { return fd(kBinds); }
+  int routes6() const { return fd(kRoutes6); }
+  int endpoints6() const { return fd(kEndpoints6); }
+  int binds6() const { return fd(kBinds6); }
 };
 
 // Every entry of a BPF hash map as Out{key, value}; errors name the map.
@@ -109,6 +128,15 @@ absl::Status WriteConfig(int config_fd, const cppnet_config& cfg);
 absl::StatusOr<std::vector<RouteEntry>> ListRoutes(int routes_fd);
 absl::Status UpsertRoute(int routes_fd, const Prefix4& subnet, const cppnet_route& route);
 absl::Status DeleteRoute(int routes_fd, const Prefix4& subnet);
+// The IPv6 routes (dual stack).
+absl::StatusOr<std::vector<Route6Entry>> ListRoutes6(int routes6_fd);
+absl::Status UpsertRoute6(int routes6_fd, const Prefix6& subnet, const cppnet_route6& route);
+absl::Status DeleteRoute6(int routes6_fd, const Prefix6& subnet);
+// Local containers by IPv6 address: {address, entry}.
+absl::StatusOr<std::vector<std::pair<Ip6Bytes, cppnet_endpoint>>> ListEndpoints6(int fd);
+absl::Status DeleteEndpoint6(int fd, const Ip6Bytes& addr);
+absl::StatusOr<std::vector<cppnet_bind6>> ListBinds6(int binds6_fd);
+absl::Status FreeBindSlot6(int binds6_fd, uint32_t ifindex);
 // Local containers the datapath has learned, by address.
 absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int endpoints_fd);
 absl::Status DeleteEndpoint(int endpoints_fd, uint32_t addr);

@@ -2,6 +2,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include "absl/strings/string_view.h"
 
@@ -32,19 +33,29 @@ struct Prefix6 {
     return len == 0 ? 0 : ~static_cast<unsigned __int128>(0) << (128 - len);
   }
   bool contains(unsigned __int128 ip) const { return (ip & mask()) == addr; }
+  bool contains(const Prefix6& o) const { return o.len >= len && contains(o.addr); }
+  bool overlaps(const Prefix6& o) const { return contains(o) || o.contains(*this); }
   bool operator==(const Prefix6&) const = default;
+  bool operator<(const Prefix6& o) const { return addr != o.addr ? addr < o.addr : len < o.len; }
 };
 
 using Mac = std::array<uint8_t, 6>;
+// An IPv6 address as the maps and the wire hold it (network byte order).
+using Ip6Bytes = std::array<uint8_t, 16>;
+Ip6Bytes ToBytes6(unsigned __int128 ip);
+unsigned __int128 FromBytes6(const uint8_t* b);
 
 absl::StatusOr<uint32_t> ParseIp4(absl::string_view s);
 std::string FormatIp4(uint32_t ip);
 // "a.b.c.d/len"; the address must sit on the prefix boundary when strict.
 absl::StatusOr<Prefix4> ParsePrefix4(absl::string_view s, bool strict = true);
 std::string FormatPrefix4(const Prefix4& p);  // CIDR form
-// flannel's etcd key form "a.b.c.d-len".
+// flannel's etcd key form "a.b.c.d-len"; dual stack appends "&<IPv6 subnet>-len"
+// ("10.5.3.0-24&fc00:0:0:3::-64"). ParseSubnetKey returns the IPv4 subnet and checks the whole
+// key; ParseSubnetKey6 the IPv6 subnet (nullopt: an IPv4-only key).
 absl::StatusOr<Prefix4> ParseSubnetKey(absl::string_view s);
-std::string FormatSubnetKey(const Prefix4& p);
+absl::StatusOr<std::optional<Prefix6>> ParseSubnetKey6(absl::string_view s);
+std::string FormatSubnetKey(const Prefix4& p, const std::optional<Prefix6>& v6 = std::nullopt);
 absl::StatusOr<unsigned __int128> ParseIp6(absl::string_view s);
 std::string FormatIp6(unsigned __int128 ip);
 // "x::/len"; host bits are cleared (flanneld accepts and normalises them).

@@ -30,12 +30,14 @@ struct Interface {
   Mac mac{};
   std::string kind;            // rtnetlink link kind ("veth", "bridge", ...), empty for hardware
   std::vector<Prefix4> addrs;  // IPv4 addresses (addr holds the host address, len its prefix)
+  // Global IPv6 addresses (link-local ones left out), same form.
+  std::vector<Prefix6> addrs6;
 };
 
 // A link as an Interface, with its IPv4 addresses from `addrs` (an address cache, or null).
 Interface DescribeLink(nl_cache* addrs, rtnl_link* link);
 
-// By name, or by an IPv4 address assigned to it.
+// By name, or by an IPv4 or IPv6 address assigned to it.
 absl::StatusOr<Interface> FindInterface(const std::string& name_or_ip);
 absl::StatusOr<Interface> DefaultRouteInterface();
 // Interfaces enslaved to `master_ifindex` (the ports of a bridge), by ifindex.

@@ -14,11 +14,15 @@ struct SubnetEnv {
   Prefix4 subnet;  // the leased subnet; FLANNEL_SUBNET carries its first host address
   int mtu = 0;
   bool ipmasq = false;
+  // Dual stack: FLANNEL_IPV6_NETWORK, FLANNEL_IPV6_SUBNET (its first host address).
+  std::optional<Prefix6> network6;
+  std::optional<Prefix6> subnet6;
 };
 
 std::string RenderSubnetEnv(const SubnetEnv& env);
 // The subnet we had last time, if the file exists and holds one.
 std::optional<Prefix4> ReadSubnetFromEnvFile(const std::string& path);
+std::optional<Prefix6> ReadSubnet6FromEnvFile(const std::string& path);
 // The whole file as RenderSubnetEnv writes it (what the CNI plugin reads); errors name the file.
 absl::StatusOr<SubnetEnv> ReadSubnetEnvFile(const std::string& path);
 // Write to a temporary file in the same directory, fsync, rename: readers never see half a file.

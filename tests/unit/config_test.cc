@@ -51,7 +51,8 @@ struct BadCase {
 
 TEST(Config, DualStackDefaultsAsFlanneld) {
   auto c = ParseNetworkConfig(
-      R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48"})");
+      R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48",
+          "Backend":{"Type":"vxlan"}})");
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_TRUE(c->enable_ipv4);
   EXPECT_TRUE(c->enable_ipv6);
@@ -60,9 +61,17 @@ TEST(Config, DualStackDefaultsAsFlanneld) {
   EXPECT_EQ(FormatIp6(c->ipv6_subnet_min), "2001:db8:0:1::");
   EXPECT_EQ(FormatIp6(c->ipv6_subnet_max), "2001:db8:0:ffff::");
   auto small = ParseNetworkConfig(
-      R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/120"})");
+      R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/120",
+          "Backend":{"Type":"host-gw"}})");
   ASSERT_TRUE(small.ok()) << small.status().message();
   EXPECT_EQ(small->ipv6_subnet_len, 122);
+  // flanneld's udp backend (its default) is IPv4 only.
+  auto udp = ParseNetworkConfig(
+      R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48"})");
+  ASSERT_FALSE(udp.ok());
+  EXPECT_EQ(
+      udp.status().message(),
+      "config: EnableIPv6 with the udp backend: udp carries IPv4 only (use vxlan or host-gw)");
   // IPv6 fields are ignored unless EnableIPv6 is set.
   auto off = ParseNetworkConfig(R"({"Network":"10.5.0.0/16","IPv6Network":"garbage"})");
   ASSERT_TRUE(off.ok());

@@ -19,6 +19,7 @@ class FakeRouteTable : public RouteTable {
  public:
   std::map<Prefix4, cppnet_route> routes;
   std::map<uint32_t, cppnet_peer> peers;
+  std::map<Prefix6, cppnet_route6> routes6;
   int writes = 0;
 
   absl::StatusOr<std::vector<RouteEntry>> List() override {
@@ -43,6 +44,21 @@ class FakeRouteTable : public RouteTable {
       peers.erase(slot);
     else
       peers[slot] = p;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<Route6Entry>> List6() override {
+    std::vector<Route6Entry> v;
+    for (const auto& [s, r] : routes6) v.push_back(Route6Entry{s, r});
+    return v;
+  }
+  absl::Status Upsert6(const Prefix6& s, const cppnet_route6& r) override {
+    writes++;
+    routes6[s] = r;
+    return absl::OkStatus();
+  }
+  absl::Status Delete6(const Prefix6& s) override {
+    writes++;
+    routes6.erase(s);
     return absl::OkStatus();
   }
 };
