@@ -64,6 +64,7 @@ class Host:
     def __init__(self, lab, index, ns):
         self.lab, self.index, self.ns = lab, index, ns
         self.ip = f"198.18.0.{index}"
+        self.ip6 = None  # its underlay IPv6 address (add_host(ipv6=True))
         self.holder = None   # process owning this host's mount namespace
         self.agent = None
         self.log_path = os.path.join(lab.dir, f"agent-h{index}.log")
@@ -113,12 +114,16 @@ class Host:
         p = self.ctl("show", "routes", "--json", check=False)
         return {r["subnet"]: r for r in json.loads(p.stdout)} if p.returncode == 0 else {}
 
-    def add_bridge_and_containers(self, subnet_cidr_gw, mtu, count=2):
-        """As Docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU: bridge cni0 + veths."""
+    def add_bridge_and_containers(self, subnet_cidr_gw, mtu, count=2, subnet6_gw=None):
+        """As Docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU: bridge cni0 + veths.
+        subnet6_gw (FLANNEL_IPV6_SUBNET): dual stack, the containers get ::2, ::3, ... too."""
         iface = ipaddress.ip_interface(subnet_cidr_gw)
         net = iface.network
         self.sh(f"ip link add cni0 type bridge && ip link set cni0 mtu {mtu} && "
                 f"ip addr add {subnet_cidr_gw} dev cni0 && ip link set cni0 up")
+        iface6 = ipaddress.ip_interface(subnet6_gw) if subnet6_gw else None
+        if iface6:
+            self.sh(f"ip -6 addr add {subnet6_gw} dev cni0 nodad")
         for j in range(count):
             cns = f"{self.ns}c{j + 1}"
             run(["ip", "netns", "add", cns])
@@ -130,7 +135,13 @@ class Host:
             for c in (["link", "set", "lo", "up"], ["addr", "add", f"{addr}/{net.prefixlen}", "dev", "eth0"],
                       ["link", "set", "eth0", "up"], ["route", "add", "default", "via", str(iface.ip)]):
                 run(["ip", "-n", cns, *c])
-            self.containers.append(Container(cns, str(addr), self))
+            ctr = Container(cns, str(addr), self)
+            if iface6:
+                ctr.ip6 = str(iface6.network.network_address + 2 + j)
+                for c in (["-6", "addr", "add", f"{ctr.ip6}/{iface6.network.prefixlen}", "dev", "eth0", "nodad"],
+                          ["-6", "route", "add", "default", "via", str(iface6.ip)]):
+                    run(["ip", "-n", cns, *c])
+            self.containers.append(ctr)
         if self.agent is not None:  # what an operator checks: the agent has taken the bridge
             wait_for(f"h{self.index} agent to attach to cni0", lambda: self.config().get("container_iface") == "cni0")
         return self.containers
@@ -143,6 +154,7 @@ class Host:
 class Container:
     def __init__(self, ns, ip, host):
         self.ns, self.ip, self.host = ns, ip, host
+        self.ip6 = None
 
     def exec(self, argv, **kw):
         return run(["ip", "netns", "exec", self.ns] + list(argv), **kw)
@@ -162,8 +174,9 @@ class Container:
 
 SINK = r"""
 import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); s.settimeout(30)
+v6 = len(sys.argv) > 2 and sys.argv[2] == "6"
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::" if v6 else "0.0.0.0", int(sys.argv[1]))); s.listen(1); s.settimeout(30)
 print("listening", flush=True)
 c, _ = s.accept(); c.settimeout(30); h = hashlib.sha256(); n = 0
 while True:
@@ -182,14 +195,16 @@ print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
 """
 
 
-def tcp_transfer(src, dst, size=2 << 20, port=5001):
-    """Send `size` random bytes src→dst over TCP; returns (sent, received) as (len, sha256)."""
-    sink = dst.popen(["python3", "-c", SINK, str(port)])
+def tcp_transfer(src, dst, size=2 << 20, port=5001, ipv6=False):
+    """Send `size` random bytes src→dst over TCP (to dst.ip, or dst.ip6); returns (sent,
+    received) as (len, sha256)."""
+    sink = dst.popen(["python3", "-c", SINK, str(port), "6" if ipv6 else "4"])
     try:
         line = sink.stdout.readline()
         if "listening" not in line:
             raise LabError(f"sink in {dst} did not start: {sink.stderr.read()}")
-        sent = src.exec(["python3", "-c", SOURCE, dst.ip, str(port), str(size)], timeout=60).stdout.split()
+        to = dst.ip6 if ipv6 else dst.ip
+        sent = src.exec(["python3", "-c", SOURCE, to, str(port), str(size)], timeout=60).stdout.split()
         out, _ = sink.communicate(timeout=30)
         return tuple(sent), tuple(out.split())
     finally:
@@ -376,7 +391,8 @@ class Lab:
         out = self.etcdctl("get", "--prefix", f"{PREFIX}/subnets/").stdout.splitlines()
         return {out[i].rsplit("/", 1)[1]: out[i + 1] for i in range(0, len(out) - 1, 2)}
 
-    def add_host(self, index, mtu=1500, ip=None):
+    def add_host(self, index, mtu=1500, ip=None, ipv6=False):
+        """ipv6: the underlay also gets 2001:db8::<index>/64 and the host forwards IPv6."""
         ns = f"{self.prefix}-h{index}"
         run(["ip", "netns", "add", ns])
         self.namespaces.append(ns)
@@ -390,6 +406,10 @@ class Lab:
         # The host routes between underlay and its bridge, as a Docker host does.
         for k in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
             run(["ip", "netns", "exec", ns, "sysctl", "-qw", k])
+        if ipv6:
+            h.ip6 = f"2001:db8::{index}"
+            run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+            run(["ip", "-n", ns, "-6", "addr", "add", f"{h.ip6}/64", "dev", "eth0", "nodad"])
         # Own mount namespace: sysfs of this netns, private bpffs, private /run (subnet.env,
         # agent pid), /etc/cppnet (VLAN networks) and /var/lib/cni (the CNI plugin's saved
         # configurations); the empty mount points are all the machine gets.
@@ -436,6 +456,30 @@ class Lab:
         h.flannel_vni = vni
         return h, f"{net.network_address + 1}/{net.prefixlen}"
 
+    def flannel_host6(self, index, subnet, subnet6, vni=1, port=8472, ttl=600):
+        """A dual-stack host as flanneld's vxlan backend sets one up: flannel.<vni> over IPv4 and
+        flannel-v6.<vni> over IPv6 (each with its subnet's first address), the lease key
+        "v4&v6" with PublicIPv6 and BackendV6Data. Returns (host, IPv4 gateway, IPv6 gateway)."""
+        h = self.add_host(index, ipv6=True)
+        net, net6 = ipaddress.ip_network(subnet), ipaddress.ip_network(subnet6)
+        h.sh(f"ip link add flannel.{vni} type vxlan id {vni} local {h.ip} dev eth0 dstport {port} nolearning && "
+             f"ip link set flannel.{vni} mtu 1450 && ip addr add {net.network_address}/32 dev flannel.{vni} && "
+             f"ip link set flannel.{vni} up && "
+             f"ip link add flannel-v6.{vni} type vxlan id {vni} local {h.ip6} dev eth0 dstport {port} nolearning && "
+             f"ip link set flannel-v6.{vni} mtu 1430 && "
+             f"ip -6 addr add {net6.network_address}/128 dev flannel-v6.{vni} nodad && "
+             f"ip link set flannel-v6.{vni} up")
+        h.vtep_mac = h.sh(f"cat /sys/class/net/flannel.{vni}/address").stdout.strip()
+        h.vtep_mac6 = h.sh(f"cat /sys/class/net/flannel-v6.{vni}/address").stdout.strip()
+        lease_id = self.etcdctl("lease", "grant", str(ttl)).stdout.split()[1]
+        value = json.dumps({"PublicIP": h.ip, "PublicIPv6": h.ip6, "BackendType": "vxlan",
+                            "BackendData": {"VNI": vni, "VtepMAC": h.vtep_mac},
+                            "BackendV6Data": {"VNI": vni, "VtepMAC": h.vtep_mac6}})
+        key = f"{net.network_address}-{net.prefixlen}&{net6.network_address}-{net6.prefixlen}"
+        self.etcdctl("put", f"--lease={lease_id}", f"{PREFIX}/subnets/{key}", value)
+        h.flannel_vni = vni
+        return h, f"{net.network_address + 1}/{net.prefixlen}", f"{net6.network_address + 1}/{net6.prefixlen}"
+
     def flannel_udp_host(self, index, subnet, network="198.19.0.0/16", port=8285, ttl=600):
         """A host set up as flanneld's udp backend does: TUN device flannel0 holding the
         subnet's .0 address with the Network's prefix, MTU underlay - 28, a userspace
@@ -470,11 +514,18 @@ class Lab:
             lease = json.loads(value)
             if lease["PublicIP"] == h.ip:
                 continue
-            net = ipaddress.ip_network(key.replace("-", "/"))
+            net = ipaddress.ip_network(key.split("&")[0].replace("-", "/"))
             mac = lease["BackendData"]["VtepMAC"]
             h.sh(f"ip neigh replace {net.network_address} lladdr {mac} dev {dev} nud permanent && "
                  f"bridge fdb replace {mac} dev {dev} dst {lease['PublicIP']} self permanent && "
                  f"ip route replace {net} via {net.network_address} dev {dev} onlink")
+            if "&" in key and lease.get("PublicIPv6") and h.ip6:  # flannel-v6.<vni>, the same way
+                dev6 = f"flannel-v6.{h.flannel_vni}"
+                net6 = ipaddress.ip_network(key.split("&", 1)[1].rsplit("-", 1)[0] + "/" + key.rsplit("-", 1)[1])
+                mac6 = lease["BackendV6Data"]["VtepMAC"]
+                h.sh(f"ip -6 neigh replace {net6.network_address} lladdr {mac6} dev {dev6} nud permanent && "
+                     f"bridge fdb replace {mac6} dev {dev6} dst {lease['PublicIPv6']} self permanent && "
+                     f"ip -6 route replace {net6} via {net6.network_address} dev {dev6} onlink")
 
 
 CNI_PATH = "/usr/lib/cni"

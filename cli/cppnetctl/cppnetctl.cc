@@ -66,6 +66,8 @@ std::string IfName(uint32_t ifindex) {
 int ShowRoutes(const Globals& g, const MapFds& m) {
   auto routes = ListRoutes(m.routes());
   if (!routes.ok()) return Fail(routes.status());
+  auto routes6 = ListRoutes6(m.routes6());
+  if (!routes6.ok()) return Fail(routes6.status());
   if (g.json) {
     ordered_json arr = ordered_json::array();
     for (const RouteEntry& e : *routes)
@@ -77,6 +79,15 @@ int ShowRoutes(const Globals& g, const MapFds& m) {
                      {"port", e.route.port},
                      {"origin", e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease"},
                      {"userspace_peer", (e.route.flags & CPPNET_ROUTE_USERSPACE_PEER) != 0}});
+    for (const Route6Entry& e : *routes6)
+      arr.push_back({{"subnet", FormatPrefix6(e.subnet)},
+                     {"backend", BackendName(e.route.backend)},
+                     {"public_ip", FormatIp6(FromBytes6(e.route.public_ip6))},
+                     {"vtep_mac", FormatMac(MacOf(e.route.vtep_mac))},
+                     {"vni", e.route.vni},
+                     {"port", e.route.port},
+                     {"origin", "lease"},
+                     {"outer_csum", (e.route.flags & CPPNET_ROUTE_OUTER_CSUM) != 0}});
     printf("%s\n", arr.dump(2).c_str());
     return 0;
   }
@@ -89,6 +100,12 @@ int ShowRoutes(const Globals& g, const MapFds& m) {
            FormatMac(MacOf(e.route.vtep_mac)).c_str(), e.route.vni, e.route.port,
            e.route.origin == CPPNET_ORIGIN_STATIC ? "static" : "lease",
            (e.route.flags & CPPNET_ROUTE_USERSPACE_PEER) ? "+soft" : "");
+  // "+csum": a kernel vxlan peer over IPv6, sent the outer UDP checksum (through the soft device).
+  for (const Route6Entry& e : *routes6)
+    printf("%-18s %-8s %-15s %-17s %-8u %-5u lease%s\n", FormatPrefix6(e.subnet).c_str(),
+           BackendName(e.route.backend), FormatIp6(FromBytes6(e.route.public_ip6)).c_str(),
+           FormatMac(MacOf(e.route.vtep_mac)).c_str(), e.route.vni, e.route.port,
+           (e.route.flags & CPPNET_ROUTE_OUTER_CSUM) ? "+csum" : "");
   return 0;
 }
 
@@ -302,6 +319,11 @@ int ShowConfig(const Globals& g, const MapFds& m) {
                     {"vtep_mac", FormatMac(MacOf(c->vtep_mac))},
                     {"container_ifindex", c->container_ifindex},
                     {"container_iface", IfName(c->container_ifindex)}};
+  if (c->subnet6_len) {
+    j["subnet6"] = FormatPrefix6({FromBytes6(c->subnet6), c->subnet6_len});
+    j["network6"] = FormatPrefix6({FromBytes6(c->network6), c->network6_len});
+    j["public_ipv6"] = FormatIp6(FromBytes6(c->underlay_ip6));
+  }
   if (g.json) {
     printf("%s\n", j.dump(2).c_str());
     return 0;

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Dual stack as flanneld runs it with etcd (EnableIPv6): two cppnet hosts and one host set up
+with kernel tools as flanneld's vxlan backend does (flannel.1 and flannel-v6.1), each underlay
+with an IPv4 and an IPv6 address. Checks the leases and subnet.env a flanneld user knows, IPv6
+and IPv4 between containers of every pair of hosts both ways (ping, checksummed TCP), ICMPv6
+packet-too-big, host-gw over IPv6, and that the IPv6 datapath enforces the same boundaries as
+the IPv4 one (a container's spoofed source, a peer's packet from another peer's subnet)."""
+import json
+
+from .common import L, run_scenario
+
+CONFIG = {"Network": "198.19.0.0/16", "SubnetLen": 24, "EnableIPv6": True,
+          "IPv6Network": "2001:db8:100::/48", "IPv6SubnetLen": 64, "Backend": {"Type": "vxlan"}}
+FL_SUBNET, FL_SUBNET6 = "198.19.3.0/24", "2001:db8:100:3::/64"
+
+
+def stats(h):
+    return json.loads(h.ctl("show", "stats", "--json").stdout)
+
+
+def pings(c, a, b, what):
+    p = a.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", b.ip6], check=False, timeout=15)
+    c.check(f"{what}: ping {a.ip6} -> {b.ip6}", p.returncode == 0, p.stdout[-300:] + p.stderr[-200:])
+    p = a.ping(b.ip)
+    c.check(f"{what}: IPv4 ping {a.ip} -> {b.ip} still works", p.returncode == 0, p.stdout[-200:])
+
+
+def tcp6(c, a, b, what, port):
+    sent, got = L.tcp_transfer(a, b, size=4 << 20, port=port, ipv6=True)
+    c.check(f"{what}: TCP 4 MiB over IPv6 {a.ip6} -> {b.ip6}: sha256 matches", sent == got, f"{sent} {got}")
+
+
+def scenario(lab, c):
+    lab.start_etcd()
+    lab.put_config(CONFIG)
+    cpp = [lab.add_host(1, ipv6=True), lab.add_host(2, ipv6=True)]
+    for h in cpp:
+        h.start_agent()
+    envs = [h.subnet_env() for h in cpp]
+    for h, env in zip(cpp, envs):
+        c.check(f"h{h.index} subnet.env: FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET as flanneld writes them",
+                env.get("FLANNEL_IPV6_NETWORK") == "2001:db8:100::/48"
+                and env.get("FLANNEL_IPV6_SUBNET", "").endswith("::1/64")
+                and env["FLANNEL_IPV6_SUBNET"].startswith("2001:db8:100:"), env)
+        c.check(f"h{h.index} subnet.env: MTU leaves room for VXLAN over IPv6 (1500 - 70)",
+                env.get("FLANNEL_MTU") == "1430", env)
+    leases = lab.leases()
+    mine = {k: json.loads(v) for k, v in leases.items()}
+    c.check("leases: dual-stack keys \"v4&v6\" with PublicIPv6 and BackendV6Data (flanneld's form)",
+            len(mine) == 2 and all("&" in k and v.get("PublicIPv6") in (cpp[0].ip6, cpp[1].ip6)
+                                   and v.get("BackendV6Data", {}).get("VtepMAC") for k, v in mine.items()), mine)
+
+    fl, gw, gw6 = lab.flannel_host6(3, FL_SUBNET, FL_SUBNET6)
+    for h, env in zip(cpp, envs):
+        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=2,
+                                    subnet6_gw=env["FLANNEL_IPV6_SUBNET"])
+    fl.add_bridge_and_containers(gw, 1430, count=1, subnet6_gw=gw6)
+    lab.flannel_sync(fl)
+    L.wait_for("cppnet hosts route to every IPv6 subnet",
+               lambda: all(FL_SUBNET6 in h.routes() and len([s for s in h.routes() if ":" in s]) == 2
+                           for h in cpp))
+    r = cpp[0].routes()[FL_SUBNET6]
+    c.check("route to flanneld's IPv6 subnet: its PublicIPv6 and flannel-v6.1's VtepMAC, outer checksum on",
+            r.get("public_ip") == fl.ip6 and r.get("vtep_mac") == fl.vtep_mac6 and r.get("outer_csum"), r)
+
+    a1, a2 = cpp[0].containers
+    b1 = cpp[1].containers[0]
+    f1 = fl.containers[0]
+    pings(c, a1, b1, "cppnet h1 -> cppnet h2")
+    pings(c, b1, a1, "cppnet h2 -> cppnet h1")
+    pings(c, a1, a2, "same host")
+    tcp6(c, a1, b1, "cppnet -> cppnet", 5001)
+    tcp6(c, b1, a1, "cppnet -> cppnet", 5002)
+    pings(c, a1, f1, "cppnet -> flanneld-style host")
+    pings(c, f1, a1, "flanneld-style host -> cppnet")
+    tcp6(c, a1, f1, "cppnet -> flannel-v6.1", 5003)
+    tcp6(c, f1, a1, "flannel-v6.1 -> cppnet", 5004)
+    link = json.loads(fl.sh("ip -s -j link show dev flannel-v6.1").stdout)[0]["stats64"]
+    c.check("the kernel's flannel-v6.1 carried the IPv6 traffic without errors",
+            link["rx"]["packets"] > 0 and link["tx"]["packets"] > 0 and link["rx"]["errors"] == 0, link)
+    udp6 = fl.sh("cat /proc/net/snmp6").stdout
+    errs = {k: int(v) for k, v in (l.split() for l in udp6.splitlines()) if k in ("Udp6InCsumErrors", "Udp6InErrors")}
+    c.check("flanneld-style host: no UDP6 checksum errors (cppnet filled the outer checksum)",
+            all(v == 0 for v in errs.values()), errs)
+    t = stats(cpp[0])["traffic"]
+    c.check("cppnet counted VXLAN over IPv6 both ways", t["vxlan_tx"]["packets"] > 0 and t["vxlan_rx"]["packets"] > 0, t)
+
+    packet_too_big(lab, c, cpp[0], a2, b1)
+    trust(lab, c, cpp, fl, a1, a2, b1)
+    host_gw(lab, c, cpp, a1, b1)
+
+
+def packet_too_big(lab, c, h, a, b):
+    """A container whose MTU exceeds FLANNEL_MTU learns the path MTU from an ICMPv6 packet-too-big."""
+    veth = "veth2"
+    h.sh(f"ip link set {veth} mtu 1500")
+    a.exec(["ip", "link", "set", "eth0", "mtu", "1500"])
+    before = stats(h)["traffic"]["packet_too_big_tx"]["packets"]
+    p = a.exec(["ping", "-6", "-n", "-c", "1", "-W", "2", "-s", "1440", "-M", "do", b.ip6], check=False, timeout=15)
+    after = stats(h)["traffic"]["packet_too_big_tx"]["packets"]
+    c.check("too-big IPv6 packet answered with ICMPv6 packet-too-big", after > before, (before, after))
+    route = a.exec(["ip", "-6", "route", "get", b.ip6], check=False).stdout
+    c.check("the container's route cache learned mtu 1430", "mtu 1430" in route, route + p.stdout[-200:])
+    p = a.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", "-s", "1440", b.ip6], check=False, timeout=15)
+    c.check("big pings get through after path-MTU discovery", p.returncode == 0, p.stdout[-300:])
+
+
+def trust(lab, c, cpp, fl, a1, a2, b1):
+    h1 = cpp[0]
+    # A container sending from its neighbour's IPv6 address.
+    d0 = stats(h1)["drops"]["bad_source"]["packets"]
+    a1.exec(["ip", "-6", "addr", "add", f"{a2.ip6}/128", "dev", "eth0", "nodad"])
+    p = a1.exec(["ping", "-6", "-n", "-c", "1", "-W", "1", "-I", a2.ip6, b1.ip6], check=False, timeout=10)
+    a1.exec(["ip", "-6", "addr", "del", f"{a2.ip6}/128", "dev", "eth0"])
+    d1 = stats(h1)["drops"]["bad_source"]["packets"]
+    c.check("container sending from another container's IPv6 address: dropped (bad_source)",
+            p.returncode != 0 and d1 > d0, (p.returncode, d0, d1))
+    # A peer (the flanneld-style host) sending VXLAN over IPv6 from another peer's subnet.
+    vtep = h1.config().get("vtep_mac")
+    mac = h1.sh("cat /sys/class/net/eth0/address").stdout.strip()
+    script = (
+        "from scapy.all import *\n"
+        f"p = Ether(dst='{mac}')/IPv6(src='{fl.ip6}', dst='{h1.ip6}')/UDP(sport=40000, dport=8472)/"
+        f"VXLAN(vni=1, flags=8)/Ether(dst='{vtep}')/IPv6(src='{b1.ip6}', dst='{a1.ip6}')/ICMPv6EchoRequest()\n"
+        "sendp(p, iface='eth0', count=3, verbose=False)\n")
+    d0 = stats(h1)["drops"]["bad_inner_source"]["packets"]
+    L.run(fl.cmd(["/usr/bin/python3", "-c", script]), timeout=60)
+    L.wait_for("h1 drops the forged packets",
+               lambda: stats(h1)["drops"]["bad_inner_source"]["packets"] >= d0 + 3, timeout=10)
+    c.check("peer sending from another peer's IPv6 subnet: dropped (bad_inner_source)", True)
+
+
+def host_gw(lab, c, cpp, a1, b1):
+    cfg = dict(CONFIG, Backend={"Type": "host-gw"})
+    lab.put_config(cfg)
+    L.wait_for("h1's IPv6 route to h2 becomes host-gw",
+               lambda: any(":" in s and r.get("backend") == "host-gw" for s, r in cpp[0].routes().items()))
+    pings(c, a1, b1, "host-gw")
+    tcp6(c, a1, b1, "host-gw", 5005)
+    t = stats(cpp[0])["traffic"]
+    c.check("IPv6 routed host-gw (hostgw_tx counted)", t["hostgw_tx"]["packets"] > 0, t)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_scenario("ipv6", scenario))
