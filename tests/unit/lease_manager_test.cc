@@ -147,6 +147,39 @@ TEST_F(LeaseManagerTest, UsesAReservationWithoutPuttingItUnderALease) {
   EXPECT_NE(mgr2.key(), Key("198.19.9.0-24"));
 }
 
+TEST_F(LeaseManagerTest, DualStackLeasesBothSubnetsInOneKeyAndRekeysAnIpv4OnlyLease) {
+  const NetworkConfig dual =
+      Config(R"({"Network":"198.19.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:100::/48",)"
+             R"("Backend":{"Type":"vxlan"}})");
+  Lease own = Own();
+  own.public_ip6 = *ParseIp6("2001:db8::1");
+  own.vtep_mac6 = own.vtep_mac;
+  // Our IPv4-only lease from before IPv6 was enabled: same IPv4 subnet, now with an IPv6 one.
+  Lease old = Own();
+  reg.Put(Key("198.19.42.0-24"), SerializeLease(old), *reg.GrantLease(absl::Hours(1)));
+  auto ev = mgr.Step(dual, own, {.previous_subnet6 = *ParsePrefix6("2001:db8:100:42::/64")});
+  ASSERT_TRUE(ev.ok()) << ev.status();
+  EXPECT_EQ(mgr.key(), Key("198.19.42.0-24&2001:db8:100:42::-64"));
+  EXPECT_EQ(reg.Find(Key("198.19.42.0-24")), nullptr);
+  EXPECT_EQ(FormatPrefix6(*mgr.subnet6()), "2001:db8:100:42::/64");
+  auto l = ParseLease(reg.Find(mgr.key())->value);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->public_ip6, own.public_ip6);
+  // A restart reclaims the dual-stack key as it is.
+  FakeRegistry& r = reg;
+  LeaseManager again{&r, LeaseManagerOptions{kPrefix}, [this] { return clock.Now(); }};
+  ASSERT_TRUE(again.Step(dual, own, {}).ok());
+  EXPECT_EQ(again.key(), mgr.key());
+  // A new host gets a random free IPv6 subnet inside the range.
+  FakeRegistry reg2{&clock};
+  LeaseManager fresh{&reg2, LeaseManagerOptions{kPrefix}, [this] { return clock.Now(); }};
+  ASSERT_TRUE(fresh.Step(dual, own, {}).ok());
+  ASSERT_TRUE(fresh.subnet6().has_value());
+  EXPECT_TRUE(dual.ipv6_network->contains(*fresh.subnet6()));
+  EXPECT_EQ(fresh.subnet6()->len, 64);
+  EXPECT_NE(fresh.key().find('&'), std::string::npos);
+}
+
 TEST_F(LeaseManagerTest, OutOfSubnetsBacksOffToTenSecondsAndLeaksNoLease) {
   const NetworkConfig tiny = Config(
       R"({"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.1.0","SubnetMax":"198.19.2.0"})");

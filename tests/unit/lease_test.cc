@@ -113,6 +113,96 @@ TEST(Lease, DualStackFlanneldLeaseGivesItsIpv4Route) {
   EXPECT_EQ(s.routes.begin()->second.lease.public_ip, 0xc6120005u);
 }
 
+NetworkConfig DualStack() {
+  auto c = ParseNetworkConfig(
+      R"({"Network":"198.19.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:100::/48",)"
+      R"("Backend":{"Type":"vxlan"}})");
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+std::string DualLease(const char* ip, const char* ip6, const char* mac6, bool cppnet = false) {
+  return absl::StrCat(
+      R"({"PublicIP":")", ip, R"(","PublicIPv6":")", ip6,
+      R"(","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:01"},)",
+      R"("BackendV6Data":{"VNI":1,"VtepMAC":")", mac6, "\"", cppnet ? R"(,"CppnetDatapath":1)" : "",
+      "}}");
+}
+
+TEST(Lease, DualStackLeasesRouteBothFamiliesByFlannelsRules) {
+  const std::string p = kPrefix;
+  const std::vector<LeaseRecord> recs = {
+      {p + "198.19.5.0-24&2001:db8:100:5::-64",
+       DualLease("198.18.0.5", "2001:db8::5", "0e:00:00:00:00:06"), 5},
+      // Outside the IPv6Network: IPv4 only.
+      {p + "198.19.6.0-24&2001:db8:999:6::-64",
+       DualLease("198.18.0.6", "2001:db8::6", "0e:00:00:00:00:07"), 6},
+      // IPv6 subnet overlapping the older lease's: IPv4 only.
+      {p + "198.19.7.0-24&2001:db8:100:5::-64",
+       DualLease("198.18.0.7", "2001:db8::7", "0e:00:00:00:00:08"), 7},
+      // A PublicIPv6 that is no global unicast: the lease is invalid.
+      {p + "198.19.8.0-24&2001:db8:100:8::-64",
+       DualLease("198.18.0.8", "fe80::8", "0e:00:00:00:00:09"), 8},
+      // IPv4-only key of an IPv4-only host.
+      {p + "198.19.9.0-24", VxLease("198.18.0.9", "0e:00:00:00:00:0a"), 9},
+  };
+  LeaseSet s = SelectPeerLeases(DualStack(), kPrefix, std::nullopt, recs);
+  ASSERT_EQ(s.routes.size(), 4u);
+  const PeerRoute& r5 = s.routes.at(Prefix4{0xc6130500, 24});
+  ASSERT_TRUE(r5.subnet6.has_value());
+  EXPECT_EQ(FormatPrefix6(*r5.subnet6), "2001:db8:100:5::/64");
+  EXPECT_EQ(FormatIp6(r5.lease.public_ip6), "2001:db8::5");
+  EXPECT_EQ(FormatMac(*r5.lease.vtep_mac6), "0e:00:00:00:00:06");
+  EXPECT_FALSE(r5.lease.cppnet_datapath6);
+  EXPECT_FALSE(s.routes.at(Prefix4{0xc6130600, 24}).subnet6.has_value());
+  EXPECT_FALSE(s.routes.at(Prefix4{0xc6130700, 24}).subnet6.has_value());
+  EXPECT_FALSE(s.routes.at(Prefix4{0xc6130900, 24}).subnet6.has_value());
+  std::map<std::string, std::string> why;
+  for (const auto& k : s.skipped) why[k.key.substr(p.size())] = k.reason;
+  EXPECT_NE(why["198.19.6.0-24&2001:db8:999:6::-64"].find("outside the IPv6Network"),
+            std::string::npos);
+  EXPECT_NE(why["198.19.7.0-24&2001:db8:100:5::-64"].find("overlaps the older lease"),
+            std::string::npos);
+  EXPECT_NE(why["198.19.8.0-24&2001:db8:100:8::-64"].find("not a global unicast"),
+            std::string::npos);
+  // Without EnableIPv6 the same records give IPv4 routes only.
+  LeaseSet v4 = SelectPeerLeases(Vxlan(), kPrefix, std::nullopt, recs);
+  EXPECT_FALSE(v4.routes.at(Prefix4{0xc6130500, 24}).subnet6.has_value());
+}
+
+TEST(Lease, SerializesTheIpv6PartAsFlanneldReadsIt) {
+  Lease l{0xc6120001, "vxlan", 1, VtepMacFor(0xc6120001)};
+  l.public_ip6 = *ParseIp6("2001:db8::1");
+  l.vni6 = 1;
+  l.vtep_mac6 = l.vtep_mac;
+  const std::string json = SerializeLease(l);
+  EXPECT_EQ(json, R"({"PublicIP":"198.18.0.1","PublicIPv6":"2001:db8::1","BackendType":"vxlan",)"
+                  R"("BackendData":{"VNI":1,"VtepMAC":"0e:63:c6:12:00:01"},)"
+                  R"("BackendV6Data":{"VNI":1,"VtepMAC":"0e:63:c6:12:00:01","CppnetDatapath":1}})");
+  auto back = ParseLease(json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->public_ip6, l.public_ip6);
+  EXPECT_TRUE(back->cppnet_datapath6);
+  for (const char* bad : {R"({"PublicIP":"198.18.0.1","PublicIPv6":7})",
+                          R"({"PublicIP":"198.18.0.1","PublicIPv6":"ff02::1"})",
+                          R"({"PublicIP":"198.18.0.1","PublicIPv6":"198.18.0.1"})",
+                          R"({"PublicIP":"198.18.0.1","BackendV6Data":{"VNI":-1}})",
+                          R"({"PublicIP":"198.18.0.1","BackendV6Data":{"VtepMAC":"zz"}})"})
+    EXPECT_FALSE(ParseLease(bad).ok()) << bad;
+}
+
+TEST(Lease, FreeIpv6SubnetsAreInRangeAndFree) {
+  NetworkConfig cfg = DualStack();
+  cfg.ipv6_network = *ParsePrefix6("2001:db8:100::/62");  // four /64s; Min skips the first
+  cfg.ipv6_subnet_min = ParsePrefix6("2001:db8:100:1::/64")->addr;
+  cfg.ipv6_subnet_max = ParsePrefix6("2001:db8:100:3::/64")->addr;
+  std::mt19937_64 rng(1);
+  auto free = FreeSubnets6(cfg, {*ParsePrefix6("2001:db8:100:2::/64")}, 8, rng);
+  std::set<std::string> got;
+  for (const Prefix6& f : free) got.insert(FormatPrefix6(f));
+  EXPECT_EQ(got, (std::set<std::string>{"2001:db8:100:1::/64", "2001:db8:100:3::/64"}));
+}
+
 TEST(Lease, OlderLeaseWinsRegardlessOfListingOrder) {
   std::vector<LeaseRecord> recs = {
       {std::string(kPrefix) + "198.19.2.0-23", VxLease("198.18.0.9", "0e:00:00:00:00:09"), 5},

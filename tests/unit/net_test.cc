@@ -36,6 +36,14 @@ TEST(Net, SubnetKeysUseFlannelsForm) {
   auto d = ParseSubnetKey("198.19.253.0-24&2001:db8:100:fd::-64");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(FormatPrefix4(*d), "198.19.253.0/24");
+  auto d6 = ParseSubnetKey6("198.19.253.0-24&2001:db8:100:fd::-64");
+  ASSERT_TRUE(d6.ok() && d6->has_value());
+  EXPECT_EQ(FormatPrefix6(**d6), "2001:db8:100:fd::/64");
+  EXPECT_EQ(FormatSubnetKey(*d, *d6), "198.19.253.0-24&2001:db8:100:fd::-64");
+  EXPECT_FALSE(ParseSubnetKey6("198.19.253.0-24")->has_value());
+  EXPECT_FALSE(ParseSubnetKey("198.19.253.0-24&2001:db8:100:fd::1-64").ok());  // host bits
+  EXPECT_EQ(ToBytes6(*ParseIp6("2001:db8::1"))[0], 0x20);
+  EXPECT_EQ(FromBytes6(ToBytes6(*ParseIp6("2001:db8::1")).data()), *ParseIp6("2001:db8::1"));
 }
 
 TEST(Net, PrefixArithmetic) {

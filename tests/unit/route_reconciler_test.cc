@@ -83,6 +83,12 @@ std::map<std::string, ParsedLeaseRecord> Leases(std::vector<std::pair<const char
   return out;
 }
 
+Mac MacOfRoute6(const cppnet_route6& r) {
+  Mac m;
+  std::copy(r.vtep_mac, r.vtep_mac + 6, m.begin());
+  return m;
+}
+
 const std::vector<Prefix4> kUnderlay = {Prefix4{0xc6120001, 24}};  // 198.18.0.1/24
 const Prefix4 kOwn{0xc6130100, 24};
 const Prefix4 kS2{0xc6130200, 24}, kS3{0xc6130300, 24}, kS9{0xc6130900, 24};
@@ -218,4 +224,53 @@ TEST(RouteReconcilerTest, UdpPeersWithoutTheCppnetMarkAreUserspacePeers) {
 }
 
 }  // namespace
+
+TEST(RouteReconcilerTest, Ipv6RoutesFollowTheLeasesIpv6Part) {
+  auto cfg = ParseNetworkConfig(
+      R"({"Network":"198.19.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:100::/48",)"
+      R"("Backend":{"Type":"vxlan","DirectRouting":true}})");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  std::map<std::string, ParsedLeaseRecord> leases;
+  auto add = [&](const char* key, uint32_t ip, const char* ip6, bool cppnet) {
+    Lease l{ip, "vxlan", 1, VtepMacFor(ip)};
+    l.public_ip6 = *ParseIp6(ip6);
+    l.vni6 = 1;
+    l.vtep_mac6 = VtepMacFor(ip + 100);
+    std::string json = SerializeLease(l);  // ours carries the mark; flanneld's does not
+    if (!cppnet) json.erase(json.find(R"(,"CppnetDatapath":1)"), 19);
+    const std::string k = std::string(kPrefix) + key;
+    leases[k] = ParseLeaseRecord(kPrefix, LeaseRecord{k, json, 10});
+  };
+  add("198.19.2.0-24&2001:db8:100:2::-64", 0xc6120002, "2001:db8:1::2", true);  // off-link
+  add("198.19.3.0-24&2001:db8:100:3::-64", 0xc6120003, "2001:db8::3", false);   // on-link
+  const std::vector<Prefix6> underlay6 = {*ParsePrefix6("2001:db8::/64")};
+  DesiredRoutes want = ComputeRoutes(*cfg, kOwn, leases, kUnderlay, kPrefix, "eth0",
+                                     *ParsePrefix6("2001:db8:100:1::/64"), underlay6);
+  ASSERT_EQ(want.routes6.size(), 2u);
+  const cppnet_route6& r2 = want.routes6.at(*ParsePrefix6("2001:db8:100:2::/64"));
+  EXPECT_EQ(r2.backend, CPPNET_BACKEND_VXLAN);       // DirectRouting: not on our IPv6 segment
+  EXPECT_EQ(r2.flags & CPPNET_ROUTE_OUTER_CSUM, 0);  // a cppnet peer takes checksum 0
+  EXPECT_EQ(MacOfRoute6(r2), VtepMacFor(0xc6120002 + 100));
+  const cppnet_route6& r3 = want.routes6.at(*ParsePrefix6("2001:db8:100:3::/64"));
+  EXPECT_EQ(r3.backend, CPPNET_BACKEND_HOSTGW);
+  EXPECT_EQ(FromBytes6(r3.public_ip6), *ParseIp6("2001:db8::3"));
+  FakeRouteTable t;
+  RouteReconciler rec(&t);
+  auto n = rec.Apply(want);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 4);
+  EXPECT_EQ(t.routes6.size(), 2u);
+  leases.erase(std::string(kPrefix) + "198.19.3.0-24&2001:db8:100:3::-64");
+  ASSERT_TRUE(rec.Apply(ComputeRoutes(*cfg, kOwn, leases, kUnderlay, kPrefix, "eth0",
+                                      *ParsePrefix6("2001:db8:100:1::/64"), underlay6))
+                  .ok());
+  EXPECT_EQ(t.routes6.size(), 1u);
+  // A kernel vxlan peer (no mark) gets the outer checksum.
+  add("198.19.4.0-24&2001:db8:100:4::-64", 0xc6120004, "2001:db8:1::4", false);
+  want = ComputeRoutes(*cfg, kOwn, leases, kUnderlay, kPrefix, "eth0",
+                       *ParsePrefix6("2001:db8:100:1::/64"), underlay6);
+  EXPECT_NE(want.routes6.at(*ParsePrefix6("2001:db8:100:4::/64")).flags & CPPNET_ROUTE_OUTER_CSUM,
+            0);
+}
+
 }  // namespace cppnet::test

@@ -18,6 +18,25 @@ TEST(SubnetEnv, RendersFlanneldVariables) {
             "24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
 }
 
+TEST(SubnetEnv, RendersTheIpv6VariablesInFlanneldsOrder) {
+  SubnetEnv e{Prefix4{0x0a050000, 16}, Prefix4{0x0a053400, 24}, 1430, true};
+  e.network6 = *ParsePrefix6("2001:db8:100::/48");
+  e.subnet6 = *ParsePrefix6("2001:db8:100:34::/64");
+  const std::string text = RenderSubnetEnv(e);
+  EXPECT_EQ(text,
+            "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.52.1/24\n"
+            "FLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:34::1/64\n"
+            "FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n");
+  auto path = std::filesystem::temp_directory_path() / ("cppnet-env6-" + std::to_string(getpid()));
+  ASSERT_TRUE(WriteFileAtomically(path.string(), text).ok());
+  auto back = ReadSubnetEnvFile(path.string());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(FormatPrefix6(*back->subnet6), "2001:db8:100:34::/64");
+  EXPECT_EQ(FormatPrefix6(*back->network6), "2001:db8:100::/48");
+  EXPECT_EQ(FormatPrefix6(*ReadSubnet6FromEnvFile(path.string())), "2001:db8:100:34::/64");
+  std::filesystem::remove(path);
+}
+
 TEST(SubnetEnv, WritesAtomicallyAndReadsBack) {
   auto dir = std::filesystem::temp_directory_path() / ("cppnet-env-" + std::to_string(getpid()));
   std::string path = (dir / "flannel" / "subnet.env").string();
