@@ -24,6 +24,15 @@ struct ip6_key_ {
 };
 
 struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, CPPNET_ROUTES_MAX);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct ip6_key_);
+  __type(value, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_peers6 SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, CPPNET_ENDPOINTS_MAX);
   __type(key, struct ip6_key_);
@@ -426,7 +435,10 @@ static __always_inline int from_peer6(const __u8* outer_saddr, const __u8* inner
   struct cppnet_route6* rt = route6_to(inner_saddr);
 
   if (rt && ip6_equal(rt->public_ip6, outer_saddr)) return 1;
-  *reason = rt ? CPPNET_CNT_DROP_BAD_INNER_SOURCE : CPPNET_CNT_DROP_UNKNOWN_PEER;
+  struct ip6_key_ k;
+  __builtin_memcpy(k.addr, outer_saddr, 16);
+  *reason = bpf_map_lookup_elem(&cppnet_peers6, &k) ? CPPNET_CNT_DROP_BAD_INNER_SOURCE
+                                                    : CPPNET_CNT_DROP_UNKNOWN_PEER;
   return 0;
 }
 

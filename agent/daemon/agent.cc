@@ -38,7 +38,8 @@ Agent::Agent(AgentOptions opts, Interface underlay, uint32_t public_ip,
       health_(health),
       lease_mgr_(etcd_.get(), LeaseManagerOptions{opts_.etcd_prefix + "/subnets/", opts_.lease_ttl,
                                                   opts_.renew_margin}),
-      route_table_(dp_->maps().routes(), dp_->maps().peers(), dp_->maps().routes6()),
+      route_table_(dp_->maps().routes(), dp_->maps().peers(), dp_->maps().routes6(),
+                   dp_->maps().peers6()),
       reconciler_(&route_table_) {
   // What the datapath served before this start (pinned config): lets a restart after
   // a PublicIP change recognise its own old lease instead of leasing a second subnet.

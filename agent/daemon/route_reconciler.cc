@@ -99,6 +99,9 @@ absl::Status RouteReconciler::Load() {
   auto have6 = table_->List6();
   if (!have6.ok()) return have6.status();
   for (const Route6Entry& e : *have6) installed6_[e.subnet] = e.route;
+  auto peers6 = table_->ListPeers6();
+  if (!peers6.ok()) return peers6.status();
+  peers6_ = std::move(*peers6);
   loaded_ = true;
   return absl::OkStatus();
 }
@@ -195,6 +198,21 @@ absl::StatusOr<int64_t> RouteReconciler::Apply(const DesiredRoutes& want) {
              FormatIp6(FromBytes6(r.public_ip6)));
     installed6_[subnet] = r;
   }
+  std::map<Ip6Bytes, uint32_t> want6;
+  for (const auto& [subnet, r] : installed6_) {
+    Ip6Bytes a;
+    memcpy(a.data(), r.public_ip6, 16);
+    want6[a]++;
+  }
+  for (const auto& [a, count] : peers6_)
+    if (!want6.count(a))
+      if (auto st = table_->SetPeer6(a, 0); !st.ok()) LOG_ERROR(st.message());
+  for (const auto& [a, count] : want6) {
+    auto it = peers6_.find(a);
+    if (it != peers6_.end() && it->second == count) continue;
+    if (auto st = table_->SetPeer6(a, count); !st.ok()) LOG_ERROR(st.message());
+  }
+  peers6_ = std::move(want6);
   return n;
 }
 

@@ -47,13 +47,15 @@ class RouteTable {
   virtual absl::StatusOr<std::vector<Route6Entry>> List6() = 0;
   virtual absl::Status Upsert6(const Prefix6& subnet, const cppnet_route6& r) = 0;
   virtual absl::Status Delete6(const Prefix6& subnet) = 0;
+  virtual absl::StatusOr<std::map<Ip6Bytes, uint32_t>> ListPeers6() = 0;
+  virtual absl::Status SetPeer6(const Ip6Bytes& addr, uint32_t routes) = 0;  // 0: remove
 };
 
 // RouteTable over the pinned maps.
 class BpfRouteTable : public RouteTable {
  public:
-  BpfRouteTable(int routes_fd, int peers_fd, int routes6_fd)
-      : routes_(routes_fd), peers_(peers_fd), routes6_(routes6_fd) {}
+  BpfRouteTable(int routes_fd, int peers_fd, int routes6_fd, int peers6_fd)
+      : routes_(routes_fd), peers_(peers_fd), routes6_(routes6_fd), peers6_(peers6_fd) {}
   absl::StatusOr<std::vector<RouteEntry>> List() override { return ListRoutes(routes_); }
   absl::Status Upsert(const Prefix4& s, const cppnet_route& r) override {
     return UpsertRoute(routes_, s, r);
@@ -70,9 +72,15 @@ class BpfRouteTable : public RouteTable {
     return UpsertRoute6(routes6_, s, r);
   }
   absl::Status Delete6(const Prefix6& s) override { return DeleteRoute6(routes6_, s); }
+  absl::StatusOr<std::map<Ip6Bytes, uint32_t>> ListPeers6() override {
+    return cppnet::ListPeers6(peers6_);
+  }
+  absl::Status SetPeer6(const Ip6Bytes& a, uint32_t n) override {
+    return cppnet::SetPeer6(peers6_, a, n);
+  }
 
  private:
-  int routes_, peers_, routes6_;
+  int routes_, peers_, routes6_, peers6_;
 };
 
 class RouteReconciler {
@@ -98,6 +106,7 @@ class RouteReconciler {
   std::map<Prefix4, cppnet_route> installed_;  // what the table holds
   std::map<uint32_t, cppnet_peer> peers_;      // what the peers array holds, by slot
   std::map<Prefix6, cppnet_route6> installed6_;
+  std::map<Ip6Bytes, uint32_t> peers6_;
 };
 
 }  // namespace cppnet

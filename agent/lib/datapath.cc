@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -74,10 +75,14 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
           absl::StrCat("BPF program cppnet_tc_vlan_port: pin ", pin, ": ", Err(err)));
   }
   const auto& m = dp->skel_->maps;
-  dp->maps_ = MapFds(
-      {bpf_map__fd(m.cppnet_routes), bpf_map__fd(m.cppnet_config), bpf_map__fd(m.cppnet_stats),
-       bpf_map__fd(m.cppnet_endpoint), bpf_map__fd(m.cppnet_peers), bpf_map__fd(m.cppnet_binds),
-       bpf_map__fd(m.cppnet_routes6), bpf_map__fd(m.cppnet_endpt6), bpf_map__fd(m.cppnet_binds6)});
+  const auto fds = std::to_array<int>({bpf_map__fd(m.cppnet_routes), bpf_map__fd(m.cppnet_config),
+                                       bpf_map__fd(m.cppnet_stats), bpf_map__fd(m.cppnet_endpoint),
+                                       bpf_map__fd(m.cppnet_peers), bpf_map__fd(m.cppnet_binds),
+                                       bpf_map__fd(m.cppnet_routes6), bpf_map__fd(m.cppnet_endpt6),
+                                       bpf_map__fd(m.cppnet_binds6), bpf_map__fd(m.cppnet_peers6)});
+  // One fd per MapFds member, in its order (a short list would leave fd 0 in the last ones).
+  static_assert(fds.size() == MapFds::kCount);
+  dp->maps_ = MapFds(fds);
   return dp;
 }
 

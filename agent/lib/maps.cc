@@ -64,11 +64,12 @@ absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const 
 
 absl::StatusOr<MapFds> MapFds::OpenPinned(const std::string& dir) {
   std::array<int, kCount> fds;
-  if (auto st = OpenPinnedMaps(dir,
-                               {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS,
-                                CPPNET_MAP_ENDPOINTS, CPPNET_MAP_PEERS, CPPNET_MAP_BINDS,
-                                CPPNET_MAP_ROUTES6, CPPNET_MAP_ENDPOINTS6, CPPNET_MAP_BINDS6},
-                               fds.data());
+  if (auto st = OpenPinnedMaps(
+          dir,
+          {CPPNET_MAP_ROUTES, CPPNET_MAP_CONFIG, CPPNET_MAP_STATS, CPPNET_MAP_ENDPOINTS,
+           CPPNET_MAP_PEERS, CPPNET_MAP_BINDS, CPPNET_MAP_ROUTES6, CPPNET_MAP_ENDPOINTS6,
+           CPPNET_MAP_BINDS6, CPPNET_MAP_PEERS6},
+          fds.data());
       !st.ok())
     return st;
   return MapFds(fds, /*owned=*/true);
@@ -235,6 +236,20 @@ absl::Status FreeBindSlot6(int fd, uint32_t ifindex) {
     return absl::InternalError(
         absl::StrCat("map " CPPNET_MAP_BINDS6 ": free ifindex ", ifindex, ": ", strerror(errno)));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<Ip6Bytes, uint32_t>> ListPeers6(int fd) {
+  auto raw = DumpMap<Ip6Bytes, uint32_t>(fd, CPPNET_MAP_PEERS6);
+  if (!raw.ok()) return raw.status();
+  return std::map<Ip6Bytes, uint32_t>(raw->begin(), raw->end());
+}
+
+absl::Status SetPeer6(int fd, const Ip6Bytes& addr, uint32_t routes) {
+  const int r = routes ? bpf_map_update_elem(fd, addr.data(), &routes, BPF_ANY)
+                       : bpf_map_delete_elem(fd, addr.data());
+  if (r == 0 || (!routes && errno == ENOENT)) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(
+      "map " CPPNET_MAP_PEERS6 ": ", FormatIp6(FromBytes6(addr.data())), ": ", strerror(errno)));
 }
 
 absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers(int fd) {

@@ -108,6 +108,11 @@ struct cppnet_route6 {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_route6, 32);
 
+/* The IPv6 peers (key: PublicIPv6, value: how many IPv6 routes name it), written by the agent
+ * with the routes. Read only when a tunnel packet fails the route check, to tell a stranger
+ * (unknown_peer) from a peer sending outside its subnet (bad_inner_source). */
+#define CPPNET_MAP_PEERS6 "cppnet_peers6"
+
 /* A container on this host, by its IPv4 address (network byte order): where the
  * receive path delivers straight into the container's namespace (bpf_redirect_peer).
  * Learned by the container-side program from the container's own packets. */

@@ -78,7 +78,7 @@ class MapGroup {
 absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const char*> names,
                             int* fds);
 
-class MapFds : public MapGroup<9> {
+class MapFds : public MapGroup<10> {
  public:
   enum Index {
     kRoutes,
@@ -90,6 +90,7 @@ class MapFds : public MapGroup<9> {
     kRoutes6,
     kEndpoints6,
     kBinds6,
+    kPeers6,
     kCount
   };
   using MapGroup::MapGroup;
@@ -104,6 +105,7 @@ class MapFds : public MapGroup<9> {
   int routes6() const { return fd(kRoutes6); }
   int endpoints6() const { return fd(kEndpoints6); }
   int binds6() const { return fd(kBinds6); }
+  int peers6() const { return fd(kPeers6); }
 };
 
 // Every entry of a BPF hash map as Out{key, value}; errors name the map.
@@ -136,6 +138,9 @@ absl::Status DeleteRoute6(int routes6_fd, const Prefix6& subnet);
 absl::StatusOr<std::vector<std::pair<Ip6Bytes, cppnet_endpoint>>> ListEndpoints6(int fd);
 absl::Status DeleteEndpoint6(int fd, const Ip6Bytes& addr);
 absl::StatusOr<std::vector<cppnet_bind6>> ListBinds6(int binds6_fd);
+// The IPv6 peers: PublicIPv6 -> number of routes naming it; SetPeer6 with 0 removes one.
+absl::StatusOr<std::map<Ip6Bytes, uint32_t>> ListPeers6(int peers6_fd);
+absl::Status SetPeer6(int peers6_fd, const Ip6Bytes& addr, uint32_t routes);
 absl::Status FreeBindSlot6(int binds6_fd, uint32_t ifindex);
 // Local containers the datapath has learned, by address.
 absl::StatusOr<std::vector<EndpointEntry>> ListEndpoints(int endpoints_fd);

@@ -49,6 +49,18 @@ Bytes Ip4(uint32_t src, uint32_t dst, const Bytes& payload, const Ip4Opts& o) {
   return b;
 }
 
+Bytes Ip6(const Ip6Bytes& src, const Ip6Bytes& dst, uint8_t next, const Bytes& payload,
+          uint8_t hop) {
+  Bytes b{0x60, 0, 0, 0};
+  Put16(b, static_cast<uint16_t>(payload.size()));
+  b.push_back(next);
+  b.push_back(hop);
+  b.insert(b.end(), src.begin(), src.end());
+  b.insert(b.end(), dst.begin(), dst.end());
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
 Bytes Udp(uint16_t sport, uint16_t dport, const Bytes& payload) {
   Bytes b;
   Put16(b, sport);

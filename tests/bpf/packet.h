@@ -21,6 +21,9 @@ struct Ip4Opts {
 
 Bytes Eth(const Mac& dst, const Mac& src, uint16_t type);
 Bytes Ip4(uint32_t src, uint32_t dst, const Bytes& payload, const Ip4Opts& o = {});
+// IPv6 header (traffic class 0, flow label 0) in front of `payload`.
+Bytes Ip6(const Ip6Bytes& src, const Ip6Bytes& dst, uint8_t next, const Bytes& payload,
+          uint8_t hop = 64);
 Bytes Udp(uint16_t sport, uint16_t dport, const Bytes& payload);  // checksum 0
 Bytes Tcp(uint16_t sport, uint16_t dport, size_t payload_len);    // fixed pattern payload
 Bytes Vxlan(uint32_t vni, const Bytes& inner_frame, uint8_t flags = 0x08);

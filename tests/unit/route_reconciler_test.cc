@@ -61,6 +61,16 @@ class FakeRouteTable : public RouteTable {
     routes6.erase(s);
     return absl::OkStatus();
   }
+  std::map<Ip6Bytes, uint32_t> peers6;
+  absl::StatusOr<std::map<Ip6Bytes, uint32_t>> ListPeers6() override { return peers6; }
+  absl::Status SetPeer6(const Ip6Bytes& a, uint32_t n) override {
+    writes++;
+    if (n)
+      peers6[a] = n;
+    else
+      peers6.erase(a);
+    return absl::OkStatus();
+  }
 };
 
 NetworkConfig Config(const char* backend) {
@@ -260,11 +270,13 @@ TEST(RouteReconcilerTest, Ipv6RoutesFollowTheLeasesIpv6Part) {
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 4);
   EXPECT_EQ(t.routes6.size(), 2u);
+  EXPECT_EQ(t.peers6.size(), 2u);
   leases.erase(std::string(kPrefix) + "198.19.3.0-24&2001:db8:100:3::-64");
   ASSERT_TRUE(rec.Apply(ComputeRoutes(*cfg, kOwn, leases, kUnderlay, kPrefix, "eth0",
                                       *ParsePrefix6("2001:db8:100:1::/64"), underlay6))
                   .ok());
   EXPECT_EQ(t.routes6.size(), 1u);
+  EXPECT_EQ(t.peers6.size(), 1u);
   // A kernel vxlan peer (no mark) gets the outer checksum.
   add("198.19.4.0-24&2001:db8:100:4::-64", 0xc6120004, "2001:db8:1::4", false);
   want = ComputeRoutes(*cfg, kOwn, leases, kUnderlay, kPrefix, "eth0",
