@@ -132,8 +132,9 @@ int main(int argc, char** argv) {
                  "IP published to other hosts; default: the underlay interface's first IPv4")
       ->envname(env("PUBLIC_IP"));
   app.add_option("--public-ipv6", o.public_ip6,
-                 "IPv6 address published to other hosts (EnableIPv6); default: the underlay "
-                 "interface's first global IPv6 address")
+                 "IPv6 address published to other hosts (EnableIPv6); must be on the underlay, "
+                 "which it picks when neither --iface* nor --public-ip does; default: the "
+                 "underlay's first global IPv6 address")
       ->envname(env("PUBLIC_IPV6"));
   app.add_option("--subnet-file", o.subnet_file, "where to write the subnet environment")
       ->envname(env("SUBNET_FILE"))
@@ -269,8 +270,11 @@ int main(int argc, char** argv) {
     if (public_ip == 0 && pick->addr) public_ip = pick->addr;
     underlay = pick->iface;
   } else {
-    underlay = public_ip ? FindInterface(FormatIp4(public_ip)) : DefaultRouteInterface();
-    if (!underlay.ok() && public_ip) underlay = DefaultRouteInterface();
+    // The interface holding --public-ip, else --public-ipv6, else the default route's.
+    underlay = public_ip    ? FindInterface(FormatIp4(public_ip))
+               : public_ip6 ? FindInterface(FormatIp6(public_ip6))
+                            : DefaultRouteInterface();
+    if (!underlay.ok() && (public_ip || public_ip6)) underlay = DefaultRouteInterface();
   }
   if (!underlay.ok()) return Fail(std::string(underlay.status().message()));
   if (public_ip == 0) {
