@@ -287,12 +287,14 @@ static __always_inline int soft_ipv6(struct __sk_buff* skb, const struct cppnet_
   struct ipv6hdr* ip6 = data + ETH_HLEN;
 
   if ((void*)(ip6 + 1) > data_end || !cfg->subnet6_len) return TC_ACT_SHOT;
+  if (ip6_equal((__u8*)&ip6->daddr, cfg->subnet6)) return TC_ACT_OK; /* for the host */
   struct cppnet_route6* rt = route6_to((__u8*)&ip6->daddr);
   if (!rt || rt->backend != CPPNET_BACKEND_VXLAN || ip6->hop_limit <= 1)
     return drop(skb, CPPNET_CNT_DROP_BACKEND);
   if (skb->len - ETH_HLEN + CPPNET_VXLAN6_OVERHEAD > cfg->mtu)
     return drop(skb, CPPNET_CNT_DROP_TOO_BIG);
-  return tunnel_send6(skb, cfg, rt, 1, 0, 1);
+  /* Forwarded for a container (hop limit - 1), or sent by the host itself. */
+  return tunnel_send6(skb, cfg, rt, !ip6_equal((__u8*)&ip6->saddr, cfg->subnet6), 0, 1);
 }
 
 SEC("tc")
@@ -318,11 +320,31 @@ int cppnet_tc_soft(struct __sk_buff* skb) {
 /* tc egress of CPPNET_HOST_DEV, which holds the host's overlay address (the subnet's .0, as
  * flanneld's flannel.1) and the route to the Network: the host's own traffic to containers on
  * other hosts. Answers (ICMP frag-needed) go back into the host. */
+/* The host's own IPv6 packets on CPPNET_HOST_DEV (dual stack). What is not for the overlay (the
+ * stack's multicast listener reports, say) is dropped without a count. */
+static __always_inline int host_ipv6(struct __sk_buff* skb, const struct cppnet_config* cfg) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ipv6hdr* ip6 = data + ETH_HLEN;
+
+  if ((void*)(ip6 + 1) > data_end || !cfg->subnet6_len ||
+      !in_prefix6((__u8*)&ip6->daddr, cfg->network6, cfg->network6_len))
+    return TC_ACT_SHOT;
+  struct cppnet_route6* rt = route6_to((__u8*)&ip6->daddr);
+  if (!rt) return drop(skb, CPPNET_CNT_DROP_NO_ROUTE);
+  count(CPPNET_CNT_HOST_TX, skb->len);
+  return overlay_send6(skb, cfg, rt, 0, BPF_F_INGRESS);
+}
+
 SEC("tc")
 int cppnet_tc_host(struct __sk_buff* skb) {
   struct cppnet_config* cfg = ready_config();
   struct iphdr* ip = host_dev_ipv4(skb);
+  struct ethhdr* eth = (void*)(long)skb->data;
 
+  if (cfg && !ip && (void*)(eth + 1) <= (void*)(long)skb->data_end &&
+      eth->h_proto == bpf_htons(ETH_P_IPV6))
+    return host_ipv6(skb, cfg);
   if (!cfg || !ip) return TC_ACT_SHOT;
   struct cppnet_route* rt = route_to(ip->daddr);
   if (!rt) return drop(skb, CPPNET_CNT_DROP_NO_ROUTE);

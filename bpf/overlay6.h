@@ -412,7 +412,14 @@ static __always_inline int deliver6(struct __sk_buff* skb, const struct cppnet_c
   struct ethhdr* eth = data;
   struct ipv6hdr* ip6 = (void*)(eth + 1);
 
-  if ((void*)(ip6 + 1) > data_end || ip6->hop_limit <= 1) return TC_ACT_OK;
+  if ((void*)(ip6 + 1) > data_end) return TC_ACT_OK;
+  if (cfg->host_ifindex && ip6_equal((__u8*)&ip6->daddr, cfg->subnet6)) {
+    /* The host's overlay address (::0): into the host through CPPNET_HOST_DEV. */
+    mac_copy(eth->h_dest, cfg->host_mac);
+    count(CPPNET_CNT_DELIVER_HOST, skb->len);
+    return bpf_redirect(cfg->host_ifindex, BPF_F_INGRESS);
+  }
+  if (ip6->hop_limit <= 1) return TC_ACT_OK;
   struct ip6_key_ k;
   __builtin_memcpy(k.addr, &ip6->daddr, 16);
   struct cppnet_endpoint* ep = bpf_map_lookup_elem(&cppnet_endpt6, &k);

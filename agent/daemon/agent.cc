@@ -564,11 +564,16 @@ void Agent::SyncHostDevices(int mtu) {
   if (host_devs_ && host_devs_->host_ifindex != static_cast<int>(if_nametoindex(CPPNET_HOST_DEV)))
     host_devs_.reset();  // removed (or replaced) behind our back
   const uint32_t addr = subnet_->addr;
-  if (host_devs_ && host_addr_ == addr && host_mtu_ == mtu) return;
-  auto devs = EnsureHostDevices(mtu);
+  // Dual stack: the IPv6 subnet's first address (::0), as flanneld's flannel-v6.1 holds it.
+  const std::optional<unsigned __int128> addr6 =
+      subnet6_ ? std::optional(subnet6_->addr) : std::nullopt;
+  if (host_devs_ && host_addr_ == addr && host_addr6_ == addr6 && host_mtu_ == mtu) return;
+  auto devs = EnsureHostDevices(mtu, addr6.has_value());
   absl::Status st =
       devs.ok() ? dp_->AttachHost(devs->host_ifindex, CPPNET_HOST_DEV) : devs.status();
   if (st.ok()) st = SetHostAddress(devs->host_ifindex, CPPNET_HOST_DEV, addr, config_->network);
+  if (st.ok() && addr6)
+    st = SetHostAddress6(devs->host_ifindex, CPPNET_HOST_DEV, *addr6, *config_->ipv6_network);
   if (!st.ok()) {
     LOG_ERROR("the host's own overlay traffic (", CPPNET_HOST_DEV, "): ", st.message());
     host_devs_.reset();
@@ -577,8 +582,12 @@ void Agent::SyncHostDevices(int mtu) {
   if (!host_devs_ || host_addr_ != addr)
     LOG_INFO("Host overlay address ", FormatIp4(addr), " on ", CPPNET_HOST_DEV, ", route ",
              FormatPrefix4(config_->network), " through it (MTU ", mtu, ")");
+  if (addr6 && (!host_devs_ || host_addr6_ != addr6))
+    LOG_INFO("Host overlay address ", FormatIp6(*addr6), " on ", CPPNET_HOST_DEV, ", route ",
+             FormatPrefix6(*config_->ipv6_network), " through it");
   host_devs_ = *devs;
   host_addr_ = addr;
+  host_addr6_ = addr6;
   host_mtu_ = mtu;
 }
 

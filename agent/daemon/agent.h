@@ -156,8 +156,9 @@ class Agent {
   std::optional<Prefix6> subnet6_;  // its IPv6 subnet (EnableIPv6)
   bool datapath_active_ = false;
   bool xdp_attached_ = false;
-  std::optional<HostDevices> host_devs_;  // CPPNET_HOST_DEV / CPPNET_SOFT_DEV, once set up
-  uint32_t host_addr_ = 0;                // the host's overlay address on CPPNET_HOST_DEV
+  std::optional<HostDevices> host_devs_;         // CPPNET_HOST_DEV / CPPNET_SOFT_DEV, once set up
+  uint32_t host_addr_ = 0;                       // the host's overlay address on CPPNET_HOST_DEV
+  std::optional<unsigned __int128> host_addr6_;  // and its IPv6 one (dual stack)
   int host_mtu_ = 0;
   std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
   bool masq_synced_ = false;

@@ -219,7 +219,7 @@ static absl::Status EthtoolSet(const char* ifname, uint32_t cmd, uint32_t value,
   return absl::OkStatus();
 }
 
-absl::StatusOr<HostDevices> EnsureHostDevices(int mtu) {
+absl::StatusOr<HostDevices> EnsureHostDevices(int mtu, bool ipv6) {
   auto sk = NlConnect();
   if (!sk.ok()) return sk.status();
   const char* host = CPPNET_HOST_DEV;
@@ -243,8 +243,16 @@ absl::StatusOr<HostDevices> EnsureHostDevices(int mtu) {
   d.soft_ifindex = static_cast<int>(if_nametoindex(soft));
   if (!d.host_ifindex || !d.soft_ifindex)
     return absl::InternalError(absl::StrCat("veth ", host, "/", soft, " vanished"));
+  if (ipv6) {  // before IPv6 comes up there: no link-local address, nothing sent on its own
+    for (const auto& [key, value] : {std::pair{"addr_gen_mode", "1"},
+                                     {"accept_dad", "0"},
+                                     {"router_solicitations", "0"},
+                                     {"accept_ra", "0"}})
+      (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", host, "/", key), value);
+  }
   for (const auto& [dev, ifindex] : {std::pair{host, d.host_ifindex}, {soft, d.soft_ifindex}}) {
-    (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", dev, "/disable_ipv6"), "1");
+    (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", dev, "/disable_ipv6"),
+                      ipv6 && dev == host ? "0" : "1");
     rtnl_link* orig = rtnl_link_alloc();
     rtnl_link* change = rtnl_link_alloc();
     rtnl_link_set_ifindex(orig, ifindex);
@@ -263,6 +271,65 @@ absl::StatusOr<HostDevices> EnsureHostDevices(int mtu) {
   if (auto st = SetUp(sk->get(), d.host_ifindex, host); !st.ok()) return st;
   d.host_mac = LinkMac(sk->get(), d.host_ifindex);
   return d;
+}
+
+absl::Status SetHostAddress6(int ifindex, const std::string& ifname, unsigned __int128 addr,
+                             const Prefix6& network) {
+  auto links = ListInterfaces();
+  if (!links.ok()) return links.status();
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  bool have = false;
+  for (const Interface& i : *links) {
+    if (i.ifindex != ifindex) continue;
+    for (const Prefix6& a : i.addrs6) {
+      if (a.addr == addr && a.len == 128) {
+        have = true;
+        continue;
+      }
+      rtnl_addr* old = rtnl_addr_alloc();  // an address of an earlier lease
+      nl_addr* local = nl_addr_build(AF_INET6, ToBytes6(a.addr).data(), 16);
+      nl_addr_set_prefixlen(local, a.len);
+      rtnl_addr_set_ifindex(old, ifindex);
+      rtnl_addr_set_local(old, local);
+      (void)rtnl_addr_delete(sk->get(), old, 0);
+      nl_addr_put(local);
+      rtnl_addr_put(old);
+    }
+  }
+  const Ip6Bytes be = ToBytes6(addr);
+  if (!have) {
+    rtnl_addr* a = rtnl_addr_alloc();
+    nl_addr* local = nl_addr_build(AF_INET6, be.data(), 16);
+    nl_addr_set_prefixlen(local, 128);
+    rtnl_addr_set_ifindex(a, ifindex);
+    rtnl_addr_set_local(a, local);
+    rtnl_addr_set_flags(a, IFA_F_NODAD);
+    int err = rtnl_addr_add(sk->get(), a, 0);
+    nl_addr_put(local);
+    rtnl_addr_put(a);
+    if (err < 0 && err != -NLE_EXIST)
+      return NlErr(absl::StrCat("interface ", ifname, ": add address ", FormatIp6(addr)), err);
+  }
+  rtnl_route* r = rtnl_route_alloc();
+  nl_addr* dst = nl_addr_build(AF_INET6, ToBytes6(network.addr).data(), 16);
+  nl_addr_set_prefixlen(dst, network.len);
+  nl_addr* src = nl_addr_build(AF_INET6, be.data(), 16);
+  rtnl_route_set_family(r, AF_INET6);
+  rtnl_route_set_dst(r, dst);
+  rtnl_route_set_pref_src(r, src);
+  rtnl_nexthop* nh = rtnl_route_nh_alloc();
+  rtnl_route_nh_set_ifindex(nh, ifindex);
+  rtnl_route_add_nexthop(r, nh);
+  int err = rtnl_route_add(sk->get(), r, NLM_F_CREATE | NLM_F_REPLACE);
+  rtnl_route_put(r);
+  nl_addr_put(dst);
+  nl_addr_put(src);
+  if (err < 0)
+    return NlErr(
+        absl::StrCat("route ", FormatPrefix6(network), " dev ", ifname, " src ", FormatIp6(addr)),
+        err);
+  return absl::OkStatus();
 }
 
 absl::Status SetHostAddress(int ifindex, const std::string& ifname, uint32_t addr,

@@ -55,16 +55,20 @@ absl::Status WriteSysctl(const std::string& path, const char* value);
 
 // The agent's veth pair (abi.h CPPNET_HOST_DEV, CPPNET_SOFT_DEV), created when missing: the
 // host end without ARP, GRO off, MTU `mtu` (the containers' MTU); the soft end with transmit
-// checksumming (and with it TSO) off; both up, without IPv6.
+// checksumming (and with it TSO) off; both up. IPv6 stays off on both unless `ipv6` (dual
+// stack): then the host end takes IPv6 without link-local address, DAD or router solicitations.
 struct HostDevices {
   int host_ifindex = 0;
   int soft_ifindex = 0;
   Mac host_mac{};
 };
-absl::StatusOr<HostDevices> EnsureHostDevices(int mtu);
+absl::StatusOr<HostDevices> EnsureHostDevices(int mtu, bool ipv6 = false);
 // The host's overlay address `addr`/32 on `ifindex` (other IPv4 addresses there removed) and
 // the route to `network` through it with that source address (replaced).
 absl::Status SetHostAddress(int ifindex, const std::string& ifname, uint32_t addr,
                             const Prefix4& network);
+// The same for IPv6 (dual stack): `addr`/128 without DAD and the route to `network` from it.
+absl::Status SetHostAddress6(int ifindex, const std::string& ifname, unsigned __int128 addr,
+                             const Prefix6& network);
 
 }  // namespace cppnet

@@ -85,9 +85,32 @@ def scenario(lab, c):
     t = stats(cpp[0])["traffic"]
     c.check("cppnet counted VXLAN over IPv6 both ways", t["vxlan_tx"]["packets"] > 0 and t["vxlan_rx"]["packets"] > 0, t)
 
+    host_side(c, cpp, envs, b1, f1)
     packet_too_big(lab, c, cpp[0], a2, b1)
     trust(lab, c, cpp, fl, a1, a2, b1)
     host_gw(lab, c, cpp, a1, b1)
+
+
+def host_side(c, cpp, envs, b1, f1):
+    """The host's own IPv6 traffic: its overlay address is its IPv6 subnet's ::0 on cppnet.host
+    (as flanneld's flannel-v6.1 holds it), with the route to the IPv6Network through it."""
+    h1, env = cpp[0], envs[0]
+    me = L.Container(h1.ns, env["FLANNEL_SUBNET"].replace(".1/", ".0/").split("/")[0], h1)
+    me.ip6 = env["FLANNEL_IPV6_SUBNET"].replace("::1/", "::/").split("/")[0]
+    addrs = h1.sh("ip -6 -br addr show dev cppnet.host").stdout
+    c.check("cppnet.host holds the IPv6 subnet's ::0/128", f"{me.ip6}/128" in addrs, addrs)
+    route = h1.sh(f"ip -6 route get {b1.ip6}").stdout
+    c.check("the host's route to remote IPv6 containers: cppnet.host, source ::0",
+            "dev cppnet.host" in route and f"src {me.ip6}" in route, route)
+    for remote, what in ((b1, "cppnet"), (f1, "flannel-v6.1")):
+        p = me.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", remote.ip6], check=False, timeout=15)
+        c.check(f"host h1 -> {what} container {remote.ip6}: ping", p.returncode == 0, p.stdout[-300:])
+        p = remote.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", me.ip6], check=False, timeout=15)
+        c.check(f"{what} container {remote.ip6} -> host h1 {me.ip6}: ping", p.returncode == 0, p.stdout[-300:])
+        sent, got = L.tcp_transfer(me, remote, size=4 << 20, port=5200, ipv6=True)
+        c.check(f"host h1 -> {what} container: TCP 4 MiB over IPv6, sha256 matches", sent == got, f"{sent} {got}")
+        sent, got = L.tcp_transfer(remote, me, size=4 << 20, port=5201, ipv6=True)
+        c.check(f"{what} container -> host h1: TCP 4 MiB over IPv6, sha256 matches", sent == got, f"{sent} {got}")
 
 
 def packet_too_big(lab, c, h, a, b):
