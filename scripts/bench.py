@@ -13,6 +13,12 @@ with one container each behind the host's bridge. Modes:
   cppnet-macvlan, cppnet-vlan10
                  cppnet VLAN networks (BPF macvlan bridge) on the underlay, untagged and
                  on 802.1Q VLAN 10; containers attached by the CNI plugin
+  underlay6, kernel-vxlan6, cppnet-vxlan6
+                 the same over IPv6 (dual stack, EnableIPv6): host to host over the IPv6
+                 underlay; flanneld's flannel-v6.1; cppnet-agent's VXLAN over IPv6. Their
+                 RR figures come from tests/bench/tcp_rr (Debian's sockperf 3.7 has no
+                 IPv6), which measures as sockperf ping-pong does; IPv6 rows are compared
+                 with IPv6 bases only.
 Every repeat runs all modes back to back, so machine drift cancels in the ratios;
 the median of the per-repeat ratios is reported. Client and server are pinned to
 different CPUs."""
@@ -30,8 +36,12 @@ import time
 from scripts import lab as L
 
 MODES = ["underlay", "kernel-hostgw", "kernel-vxlan", "cppnet-vxlan", "cppnet-udp", "cppnet-hostgw",
-         "kernel-macvlan", "cppnet-macvlan", "cppnet-vlan10"]
-BASES = ("underlay", "kernel-vxlan", "kernel-macvlan")  # ratio tables
+         "kernel-macvlan", "cppnet-macvlan", "cppnet-vlan10", "underlay6", "kernel-vxlan6", "cppnet-vxlan6"]
+BASES = ("underlay", "kernel-vxlan", "kernel-macvlan", "underlay6", "kernel-vxlan6")  # ratio tables
+
+
+def ipv6_mode(mode):
+    return mode.endswith("6")
 NA = {}  # mode -> why it cannot be measured yet
 METRICS = [  # key, label, unit, higher is better
     ("tcp1_gbps", "TCP x1", "Gbit/s", True),
@@ -125,6 +135,28 @@ def build(lab, args):
             ends.append(Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab))
         pairs[mode] = tuple(ends)
     L.wait_for("cppnet VLAN trunk", lambda: all("VLAN trunk eth0" in h.log() for h in (p1, p2)), 10)
+    # IPv6: flannel-v6.1 pairs (their hosts also serve underlay6) and cppnet dual stack.
+    k1, _, gw1 = lab.flannel_host6(15, "198.19.15.0/24", "2001:db8:100:15::/64")
+    k2, _, gw2 = lab.flannel_host6(16, "198.19.16.0/24", "2001:db8:100:16::/64")
+    for h, n, gw6 in ((k1, 15, gw1), (k2, 16, gw2)):
+        h.add_bridge_and_containers(f"198.19.{n}.1/24", 1430, count=1, subnet6_gw=gw6)
+    lab.flannel_sync(k1)
+    lab.flannel_sync(k2)
+    pairs["underlay6"] = (Endpoint(k1.cmd([]), k1.ip6, lab), Endpoint(k2.cmd([]), k2.ip6, lab))
+    pairs["kernel-vxlan6"] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip6, lab)
+                                   for c in (k1.containers[0], k2.containers[0]))
+    prefix = "/bench/vxlan6"
+    lab.put_config(dict(cfg, EnableIPv6=True, IPv6Network="2001:db8:200::/48"), prefix=prefix)
+    d1, d2 = lab.add_host(17, ipv6=True), lab.add_host(18, ipv6=True)
+    for h in (d1, d2):
+        h.start_agent(f"--etcd-prefix={prefix}")
+    for h in (d1, d2):
+        env = h.subnet_env()
+        h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1,
+                                    subnet6_gw=env["FLANNEL_IPV6_SUBNET"])
+    L.wait_for("cppnet-vxlan6 routes", lambda: len(d1.routes()) == 2 and len(d2.routes()) == 2)
+    pairs["cppnet-vxlan6"] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip6, lab)
+                                   for c in (d1.containers[0], d2.containers[0]))
     for mode, (a, b) in pairs.items():  # sanity: the path works before it is measured
         p = L.run(a.prefix + ["ping", "-c", "1", "-W", "2", b.ip], check=False)
         if p.returncode != 0:
@@ -153,6 +185,23 @@ def iperf_udp64(a, b, secs):
     srv.wait(timeout=10)
     s = json.loads(out.stdout)["end"]["sum"]
     return (s["packets"] - s["lost_packets"]) / s["seconds"] / 1e3
+
+
+TCP_RR = os.path.join(L.BUILD, "tests", "tcp_rr")
+
+
+def tcp_rr(a, b, secs):
+    """RR over IPv6: tests/bench/tcp_rr, one-way latency in microseconds as sockperf reports."""
+    srv = b.popen(pinned(0, [TCP_RR, "server", b.ip, "11112"]))
+    try:
+        if "listening" not in srv.stdout.readline():
+            raise L.LabError(f"tcp_rr server on {b.ip}: {srv.stderr.read()}")
+        r = json.loads(a.run(pinned(1, [TCP_RR, "client", b.ip, "11112", str(secs)]), timeout=secs + 30).stdout)
+    finally:
+        if srv.poll() is None:
+            srv.terminate()
+        srv.wait(timeout=10)
+    return r["avg_us"], r["p50_us"], r["p99_us"]
 
 
 def sockperf_rr(a, b, secs):
@@ -196,7 +245,8 @@ def wait_quiet(max_wait=5):
 def measure(pair, secs, rr_secs):
     a, b = pair
     r = {"tcp1_gbps": iperf_tcp(a, b, 1, secs), "tcp4_gbps": iperf_tcp(a, b, 4, secs)}
-    r["rr_avg_us"], r["rr_p50_us"], r["rr_p99_us"] = sockperf_rr(a, b, rr_secs)
+    rr = tcp_rr if ":" in b.ip else sockperf_rr
+    r["rr_avg_us"], r["rr_p50_us"], r["rr_p99_us"] = rr(a, b, rr_secs)
     r["udp64_kpps"] = iperf_udp64(a, b, rr_secs)
     return r
 
@@ -325,7 +375,7 @@ def report(samples, modes):
     for base in [b for b in BASES if b in modes]:
         lines.append(f"\nratio to {base} (median of per-repeat ratios; >1 is better for throughput/rate, <1 for latency)")
         lines.append(hdr)
-        for mode in modes:
+        for mode in (m for m in modes if ipv6_mode(m) == ipv6_mode(base)):
             row = f"{mode:14}"
             for key, *_ in METRICS:
                 row += f"{med([s[mode][key] / s[base][key] for s in samples]):>17.2f}"

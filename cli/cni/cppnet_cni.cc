@@ -185,11 +185,14 @@ absl::StatusOr<json> OverlayDelegate(const json& conf, const SubnetEnv& env) {
     }
   }
   // The config's own "ipam" is honoured as flannel's plugin does: its keys (dataDir, routes, a
-  // type of its own, …) kept, host-local by default, the leased subnet as the range.
+  // type of its own, …) kept, host-local by default, the leased subnet as the range; dual stack
+  // (FLANNEL_IPV6_SUBNET) adds the IPv6 subnet as a second range set, one address of each.
   json ipam = conf.contains("ipam") && conf["ipam"].is_object() ? conf["ipam"] : json::object();
   if (!ipam.contains("type")) ipam["type"] = "host-local";
   if (!ipam.contains("dataDir")) ipam["dataDir"] = absl::StrCat(kRunDir, "/ipam");
   ipam["ranges"] = json::array({json::array({{{"subnet", FormatPrefix4(env.subnet)}}})});
+  if (env.subnet6)
+    ipam["ranges"].push_back(json::array({{{"subnet", FormatPrefix6(*env.subnet6)}}}));
   ipam.erase("subnet");
   d["ipam"] = ipam;
   if (conf.contains("prevResult")) d["prevResult"] = conf["prevResult"];

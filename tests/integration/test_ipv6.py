@@ -86,6 +86,7 @@ def scenario(lab, c):
     c.check("cppnet counted VXLAN over IPv6 both ways", t["vxlan_tx"]["packets"] > 0 and t["vxlan_rx"]["packets"] > 0, t)
 
     host_side(c, cpp, envs, b1, f1)
+    cni(lab, c, a1)
     packet_too_big(lab, c, cpp[0], a2, b1)
     trust(lab, c, cpp, fl, a1, a2, b1)
     host_gw(lab, c, cpp, a1, b1)
@@ -111,6 +112,26 @@ def host_side(c, cpp, envs, b1, f1):
         c.check(f"host h1 -> {what} container: TCP 4 MiB over IPv6, sha256 matches", sent == got, f"{sent} {got}")
         sent, got = L.tcp_transfer(remote, me, size=4 << 20, port=5201, ipv6=True)
         c.check(f"{what} container -> host h1: TCP 4 MiB over IPv6, sha256 matches", sent == got, f"{sent} {got}")
+
+
+def cni(lab, c, remote):
+    """The CNI plugin on a new dual-stack host: one address of each family from the lease
+    (flannel's CNI plugin gives the same), and IPv6 across hosts."""
+    h = lab.add_host(4, ipv6=True)
+    h.start_agent()
+    L.wait_for("h4 routes to the IPv6 subnets", lambda: len([s for s in h.routes() if ":" in s]) == 3)
+    e = L.CniEndpoint(lab, h, "overlay", "ipv6ctr")
+    env = h.subnet_env()
+    c.check("CNI ADD on a dual-stack host: an IPv4 and an IPv6 address from the lease",
+            e.rc == 0 and e.ip4 and e.ip6 and e.ip6.startswith(env["FLANNEL_IPV6_SUBNET"].split("::")[0]),
+            e.result)
+    if e.ip6:
+        p = e.run(["ping", "-6", "-n", "-c", "2", "-W", "2", remote.ip6])
+        c.check("CNI container -> remote container over IPv6: ping", p.returncode == 0, p.stdout[-300:])
+    rc, out = e.delete()
+    left = h.sh("ls /run/cppnet/ipam/overlay", check=False).stdout.split()
+    c.check("CNI DEL releases both addresses", rc == 0 and not any(":" in f or f[0].isdigit() for f in left),
+            (out, left))
 
 
 def packet_too_big(lab, c, h, a, b):
