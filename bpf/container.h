@@ -206,10 +206,11 @@ int cppnet_tc_encap(struct __sk_buff* skb) {
    * container cannot make the bridge learn another's MAC on its port. */
   if (slot && slot->ifindex == skb->ifindex && !mac_equal(slot->mac, eth->h_source))
     return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
-  if (eth->h_proto == bpf_htons(ETH_P_ARP))
-    return port ? container_arp(skb, eth, slot, cfg) : TC_ACT_OK;
   if (eth->h_proto == bpf_htons(ETH_P_IPV6) && cfg->subnet6_len)
     return container_ipv6(skb, cfg, port);
+  if (!cfg->subnet_len) return TC_ACT_OK; /* an IPv6-only network: IPv4 and ARP are the stack's */
+  if (eth->h_proto == bpf_htons(ETH_P_ARP))
+    return port ? container_arp(skb, eth, slot, cfg) : TC_ACT_OK;
   if (eth->h_proto != bpf_htons(ETH_P_IP)) return TC_ACT_OK;
   ip = (void*)(eth + 1);
   if ((void*)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5) {

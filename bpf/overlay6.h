@@ -126,8 +126,10 @@ static __always_inline int na_target_ok(struct __sk_buff* skb, __u32 ifindex,
     __u8 target[16];
   } na;
 
-  if (bpf_skb_load_bytes(skb, ETH_HLEN + IPV6_HLEN, &na, sizeof(na))) return 0;
-  if (na.type != ND_NA || ip6_link_scope(na.target)) return 1;
+  /* Other ICMPv6 messages (router solicitations are shorter than an advertisement) pass. */
+  if (bpf_skb_load_bytes(skb, ETH_HLEN + IPV6_HLEN, &na.type, 1) || na.type != ND_NA) return 1;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN + IPV6_HLEN, &na, sizeof(na))) return 0; /* truncated */
+  if (ip6_link_scope(na.target)) return 1;
   if (b && b->ifindex == ifindex) return ip6_equal(b->addr, na.target);
   struct ip6_key_ k;
   __builtin_memcpy(k.addr, na.target, 16);

@@ -99,7 +99,7 @@ int cppnet_tc_underlay(struct __sk_buff* skb) {
   if ((void*)(ip + 1) > data_end || skb->vlan_present || !cfg) return TC_ACT_OK;
   if (eth->h_proto == bpf_htons(ETH_P_IPV6))
     return cfg->subnet6_len ? underlay_ipv6(skb, cfg) : TC_ACT_OK;
-  if (eth->h_proto != bpf_htons(ETH_P_IP)) return TC_ACT_OK;
+  if (eth->h_proto != bpf_htons(ETH_P_IP) || !cfg->subnet_len) return TC_ACT_OK;
   if (to_our_tunnel(ip, cfg)) {
     __u32 strip = 0, reason = 0;
     int vxlan = 0;

@@ -103,7 +103,7 @@ class Host:
     def subnet_env(self, timeout=30):
         def read():
             p = self.sh("cat /run/flannel/subnet.env 2>/dev/null", check=False)
-            return p.stdout if "FLANNEL_SUBNET=" in p.stdout else None
+            return p.stdout if "FLANNEL_SUBNET=" in p.stdout or "FLANNEL_IPV6_SUBNET=" in p.stdout else None
         text = wait_for(f"subnet.env on h{self.index}", read, timeout)
         return dict(line.split("=", 1) for line in text.split())
 
@@ -116,11 +116,12 @@ class Host:
 
     def add_bridge_and_containers(self, subnet_cidr_gw, mtu, count=2, subnet6_gw=None):
         """As Docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU: bridge cni0 + veths.
-        subnet6_gw (FLANNEL_IPV6_SUBNET): dual stack, the containers get ::2, ::3, ... too."""
-        iface = ipaddress.ip_interface(subnet_cidr_gw)
-        net = iface.network
+        subnet6_gw (FLANNEL_IPV6_SUBNET): dual stack, the containers get ::2, ::3, ... too;
+        subnet_cidr_gw None: IPv6 only."""
+        iface = ipaddress.ip_interface(subnet_cidr_gw) if subnet_cidr_gw else None
+        net = iface.network if iface else None
         self.sh(f"ip link add cni0 type bridge && ip link set cni0 mtu {mtu} && "
-                f"ip addr add {subnet_cidr_gw} dev cni0 && ip link set cni0 up")
+                + (f"ip addr add {subnet_cidr_gw} dev cni0 && " if iface else "") + "ip link set cni0 up")
         iface6 = ipaddress.ip_interface(subnet6_gw) if subnet6_gw else None
         if iface6:
             self.sh(f"ip -6 addr add {subnet6_gw} dev cni0 nodad")
@@ -128,14 +129,17 @@ class Host:
             cns = f"{self.ns}c{j + 1}"
             run(["ip", "netns", "add", cns])
             self.lab.namespaces.append(cns)
-            addr = net.network_address + 2 + j
+            addr = net.network_address + 2 + j if net else None
             run(["ip", "-n", self.ns, "link", "add", f"veth{j + 1}", "mtu", str(mtu), "type", "veth",
                  "peer", "name", "eth0", "mtu", str(mtu), "netns", cns])
             self.sh(f"ip link set veth{j + 1} master cni0 && ip link set veth{j + 1} up")
-            for c in (["link", "set", "lo", "up"], ["addr", "add", f"{addr}/{net.prefixlen}", "dev", "eth0"],
-                      ["link", "set", "eth0", "up"], ["route", "add", "default", "via", str(iface.ip)]):
+            steps = [["link", "set", "lo", "up"], ["link", "set", "eth0", "up"]]
+            if net:
+                steps += [["addr", "add", f"{addr}/{net.prefixlen}", "dev", "eth0"],
+                          ["route", "add", "default", "via", str(iface.ip)]]
+            for c in steps:
                 run(["ip", "-n", cns, *c])
-            ctr = Container(cns, str(addr), self)
+            ctr = Container(cns, str(addr) if addr else None, self)
             if iface6:
                 ctr.ip6 = str(iface6.network.network_address + 2 + j)
                 for c in (["-6", "addr", "add", f"{ctr.ip6}/{iface6.network.prefixlen}", "dev", "eth0", "nodad"],

@@ -32,7 +32,8 @@ Agent::Agent(AgentOptions opts, Interface underlay, uint32_t public_ip,
       underlay_(std::move(underlay)),
       public_ip_(public_ip),
       public_ip6_(public_ip6),
-      vtep_mac_(VtepMacFor(public_ip)),
+      // From the IPv4 PublicIP, else (an IPv6-only host) from the PublicIPv6's low bits.
+      vtep_mac_(VtepMacFor(public_ip ? public_ip : static_cast<uint32_t>(public_ip6))),
       etcd_(std::move(etcd)),
       dp_(std::move(dp)),
       health_(health),
@@ -239,9 +240,9 @@ int Agent::Run() {
   host_.reset();
   if (opts_.release_on_exit && lease_mgr_.held()) {
     if (auto st = lease_mgr_.Release(); st.ok())
-      LOG_INFO("Released lease ", FormatPrefix4(*subnet_));
+      LOG_INFO("Released lease ", lease_mgr_.name());
     else
-      LOG_ERROR("Failed to release lease ", FormatPrefix4(*subnet_), ": ", st.message());
+      LOG_ERROR("Failed to release lease ", lease_mgr_.name(), ": ", st.message());
   }
   LOG_INFO("cppnet-agent stopping; datapath stays attached and the lease stays in etcd");
   return 0;
@@ -307,6 +308,12 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     SetNotReady("Network changed");
     return;
   }
+  if (parsed->enable_ipv4 && !public_ip_) {
+    LOG_ERROR("Config ", ConfigKey(), ": IPv4 is enabled, but interface ", underlay_.name,
+              " has no IPv4 address (add one or set --public-ip); waiting");
+    SetNotReady("IPv4 without a PublicIP");
+    return;
+  }
   if (parsed->enable_ipv6 && !public_ip6_) {
     LOG_ERROR("Config ", ConfigKey(), ": EnableIPv6, but interface ", underlay_.name,
               " has no global IPv6 address (add one or set --public-ipv6); waiting");
@@ -314,12 +321,16 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     return;
   }
   if (config_ && lease_mgr_.held() &&
-      (parsed->enable_ipv6 != config_->enable_ipv6 ||
+      (parsed->enable_ipv6 != config_->enable_ipv6 || parsed->enable_ipv4 != config_->enable_ipv4 ||
        parsed->ipv6_network != config_->ipv6_network ||
        parsed->ipv6_subnet_len != config_->ipv6_subnet_len)) {
     // The IPv6 subnet is part of the lease's key: it changes with a new lease only.
     LOG_WARN("Config ", ConfigKey(),
              ": the IPv6 settings changed; they take effect when the agent restarts");
+    if (parsed->enable_ipv4 != config_->enable_ipv4) {
+      SetNotReady("EnableIPv4 changed: restart the agent to re-lease");
+      return;
+    }
     parsed->enable_ipv6 = config_->enable_ipv6;
     parsed->ipv6_network = config_->ipv6_network;
     parsed->ipv6_subnet_len = config_->ipv6_subnet_len;
@@ -332,9 +343,12 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
                   config_->backend.vni != parsed->backend.vni ||
                   config_->backend.port != parsed->backend.port);
   config_ = *parsed;
-  LOG_INFO("Network config: Network ", FormatPrefix4(config_->network), ", SubnetLen ",
-           config_->subnet_len, ", backend ", BackendName(config_->backend.type), " (VNI ",
-           config_->backend.vni, ", port ", config_->backend.port, ")");
+  LOG_INFO("Network config: ",
+           config_->enable_ipv4 ? absl::StrCat("Network ", FormatPrefix4(config_->network),
+                                               ", SubnetLen ", config_->subnet_len)
+                                : std::string("IPv6 only"),
+           ", backend ", BackendName(config_->backend.type), " (VNI ", config_->backend.vni,
+           ", port ", config_->backend.port, ")");
   if (config_->enable_ipv6)
     LOG_INFO("Network config: IPv6Network ", FormatPrefix6(*config_->ipv6_network),
              ", IPv6SubnetLen ", config_->ipv6_subnet_len, ", PublicIPv6 ", FormatIp6(public_ip6_));
@@ -343,7 +357,7 @@ void Agent::OnConfigText(const std::optional<std::string>& text) {
     auto st = RepublishLease();
     if (st.ok())
       LOG_INFO("Backend changed to ", BackendName(config_->backend.type), ": lease ",
-               FormatPrefix4(*subnet_), " re-published");
+               lease_mgr_.name(), " re-published");
     else
       LOG_ERROR("Backend changed to ", BackendName(config_->backend.type),
                 ": re-publishing the lease failed: ", st.message());
@@ -384,7 +398,7 @@ void Agent::Tick() {
       if (!datapath_active_) SetNotReady(std::string(st.message()));
     }
   }
-  if (datapath_active_ && config_ && subnet_ && lease_mgr_.held()) {
+  if (datapath_active_ && config_ && lease_mgr_.held()) {
     int64_t last = health_->last_etcd_ok_unix.load();
     bool etcd_recent = absl::ToUnixSeconds(now) - last < 60 || last == 0;
     if (etcd_recent && !health_->ready) {
@@ -406,7 +420,7 @@ absl::Time Agent::NextDeadline() const {
 void Agent::OnHostChange(unsigned changes) {
   health_->host_events++;
   health_->netlink_dumps = static_cast<int64_t>(host_->dumps());
-  if (datapath_active_) containers_->Sync(*subnet_);
+  if (datapath_active_) containers_->Sync(subnet_, subnet6_);
   vlan_->Sync();
   if (datapath_active_ && (changes & HostWatcher::kAddrs)) {
     // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
@@ -448,10 +462,10 @@ void Agent::ChangePublicIp(uint32_t ip) {
   etcd_->Reconnect();  // connections from the old address are dead
   if (lease_mgr_.held()) {
     if (auto st = RepublishLease(); st.ok()) {
-      LOG_INFO("Lease ", FormatPrefix4(*subnet_), " re-published with PublicIP ", FormatIp4(ip));
+      LOG_INFO("Lease ", lease_mgr_.name(), " re-published with PublicIP ", FormatIp4(ip));
     } else {
-      LOG_ERROR("Re-publishing lease ", FormatPrefix4(*subnet_), " with PublicIP ", FormatIp4(ip),
-                ": ", st.message());
+      LOG_ERROR("Re-publishing lease ", lease_mgr_.name(), " with PublicIP ", FormatIp4(ip), ": ",
+                st.message());
     }
   }
   if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
@@ -467,7 +481,8 @@ absl::Status Agent::RepublishLease() {
 }
 
 Lease Agent::OwnLease() const {
-  Lease l{public_ip_, BackendName(config_->backend.type)};
+  // An IPv6-only network's lease carries no PublicIP.
+  Lease l{config_->enable_ipv4 ? public_ip_ : 0, BackendName(config_->backend.type)};
   if (config_->backend.type == CPPNET_BACKEND_VXLAN) {
     l.vni = config_->backend.vni;
     l.vtep_mac = vtep_mac_;
@@ -485,7 +500,8 @@ Lease Agent::OwnLease() const {
 absl::Status Agent::ActivateDatapath() {
   const NetworkConfig& cfg = *config_;
   const int mtu = cfg.ContainerMtu(underlay_.mtu);
-  SubnetEnv env{cfg.network, *subnet_, mtu, opts_.ip_masq};
+  // IPv6 only: no IPv4 lines (SubnetEnv's IPv4 subnet of length 0).
+  SubnetEnv env{cfg.network, subnet_.value_or(Prefix4{}), mtu, opts_.ip_masq};
   if (subnet6_) {
     env.network6 = cfg.ipv6_network;
     env.subnet6 = subnet6_;
@@ -494,11 +510,12 @@ absl::Status Agent::ActivateDatapath() {
     return absl::InternalError(absl::StrCat("subnet file ", st.message()));
 
   cppnet_config c{};
-  c.subnet_addr = htonl(subnet_->addr);
-  c.subnet_len = subnet_->len;
+  // IPv6 only: subnet_len 0 turns the programs' IPv4 paths off.
+  c.subnet_addr = subnet_ ? htonl(subnet_->addr) : 0;
+  c.subnet_len = subnet_ ? subnet_->len : 0;
   c.network_addr = htonl(cfg.network.addr);
   c.network_len = cfg.network.len;
-  c.underlay_ip = htonl(public_ip_);
+  c.underlay_ip = subnet_ ? htonl(public_ip_) : 0;
   c.underlay_ifindex = underlay_.ifindex;
   c.container_ifindex = containers_->ifindex();
   c.vni = cfg.backend.vni;
@@ -548,8 +565,8 @@ absl::Status Agent::ActivateDatapath() {
              ", tc encapsulation on the container side; subnet file ", opts_.subnet_file, " (MTU ",
              mtu, ")");
     datapath_active_ = true;
-    containers_->Sync(*subnet_);  // later changes come as host events
-    sd_notify(0, absl::StrCat("READY=1\nSTATUS=Lease ", FormatPrefix4(*subnet_)).c_str());
+    containers_->Sync(subnet_, subnet6_);  // later changes come as host events
+    sd_notify(0, absl::StrCat("READY=1\nSTATUS=Lease ", lease_mgr_.name()).c_str());
   }
   Reconcile();
   return absl::OkStatus();
@@ -562,8 +579,8 @@ absl::Status Agent::ActivateDatapath() {
 // peers get unfinished checksums (logged; containers are unaffected).
 void Agent::SyncHostDevices(int mtu) {
   if (host_devs_ && host_devs_->host_ifindex != static_cast<int>(if_nametoindex(CPPNET_HOST_DEV)))
-    host_devs_.reset();  // removed (or replaced) behind our back
-  const uint32_t addr = subnet_->addr;
+    host_devs_.reset();                               // removed (or replaced) behind our back
+  const uint32_t addr = subnet_ ? subnet_->addr : 0;  // 0: IPv6 only
   // Dual stack: the IPv6 subnet's first address (::0), as flanneld's flannel-v6.1 holds it.
   const std::optional<unsigned __int128> addr6 =
       subnet6_ ? std::optional(subnet6_->addr) : std::nullopt;
@@ -571,7 +588,8 @@ void Agent::SyncHostDevices(int mtu) {
   auto devs = EnsureHostDevices(mtu, addr6.has_value());
   absl::Status st =
       devs.ok() ? dp_->AttachHost(devs->host_ifindex, CPPNET_HOST_DEV) : devs.status();
-  if (st.ok()) st = SetHostAddress(devs->host_ifindex, CPPNET_HOST_DEV, addr, config_->network);
+  if (st.ok() && addr)
+    st = SetHostAddress(devs->host_ifindex, CPPNET_HOST_DEV, addr, config_->network);
   if (st.ok() && addr6)
     st = SetHostAddress6(devs->host_ifindex, CPPNET_HOST_DEV, *addr6, *config_->ipv6_network);
   if (!st.ok()) {
@@ -579,7 +597,7 @@ void Agent::SyncHostDevices(int mtu) {
     host_devs_.reset();
     return;
   }
-  if (!host_devs_ || host_addr_ != addr)
+  if (addr && (!host_devs_ || host_addr_ != addr))
     LOG_INFO("Host overlay address ", FormatIp4(addr), " on ", CPPNET_HOST_DEV, ", route ",
              FormatPrefix4(config_->network), " through it (MTU ", mtu, ")");
   if (addr6 && (!host_devs_ || host_addr6_ != addr6))
@@ -596,7 +614,7 @@ void Agent::SyncHostDevices(int mtu) {
 // retried on the next activation; forwarding does not depend on them.
 void Agent::SyncMasquerade() {
   std::optional<std::pair<Prefix4, Prefix4>> want;
-  if (opts_.ip_masq) want.emplace(config_->network, *subnet_);
+  if (opts_.ip_masq && subnet_) want.emplace(config_->network, *subnet_);
   if (masq_synced_ && want == masq_) return;
   absl::Status st = want ? InstallMasquerade(want->first, want->second) : RemoveMasquerade();
   if (!st.ok()) {

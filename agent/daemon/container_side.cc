@@ -11,12 +11,14 @@ ContainerSide::ContainerSide(Datapath* dp, const HostWatcher* host, std::string 
     : dp_(dp), host_(host), name_(std::move(name)) {}
 
 // The container side appears when Docker/CNI creates the bridge from subnet.env.
-void ContainerSide::Sync(const Prefix4& subnet) {
+void ContainerSide::Sync(std::optional<Prefix4> subnet, std::optional<Prefix6> subnet6) {
   std::optional<Interface> ifc;
   if (!name_.empty()) {
     ifc = host_->Find(name_);
-  } else {
-    ifc = host_->WithAddressIn(subnet);
+  } else if (subnet) {
+    ifc = host_->WithAddressIn(*subnet);
+  } else if (subnet6) {
+    ifc = host_->WithAddressIn(*subnet6);
   }
   if (ifc && ifc->ifindex != ifindex_) {
     if (auto st = dp_->AttachEncap(ifc->ifindex, ifc->name); !st.ok()) {

@@ -16,8 +16,9 @@ class ContainerSide {
  public:
   ContainerSide(Datapath* dp, const HostWatcher* host, std::string name);
   // After host changes (and once the datapath is active): attach to the bridge with an
-  // address in `subnet` (or the named interface) and to its veths.
-  void Sync(const Prefix4& subnet);
+  // address in `subnet` (in `subnet6` in an IPv6-only network), or the named interface, and
+  // to its veths.
+  void Sync(std::optional<Prefix4> subnet, std::optional<Prefix6> subnet6);
   int ifindex() const { return ifindex_; }  // the bridge, 0 until found
 
  private:

@@ -31,6 +31,23 @@ std::optional<Prefix4> Ipv4Of(rtnl_addr* addr) {
   memcpy(&ip, nl_addr_get_binary_addr(local), 4);
   return Prefix4{ntohl(ip), static_cast<uint8_t>(rtnl_addr_get_prefixlen(addr))};
 }
+
+// Global IPv6 addresses only: link-local ones come and go with every interface.
+std::optional<Prefix6> Ipv6Of(rtnl_addr* addr) {
+  nl_addr* local = rtnl_addr_get_local(addr);
+  if (rtnl_addr_get_family(addr) != AF_INET6 || !local || nl_addr_get_len(local) != 16 ||
+      rtnl_addr_get_scope(addr) != RT_SCOPE_UNIVERSE)
+    return std::nullopt;
+  return Prefix6{FromBytes6(static_cast<const uint8_t*>(nl_addr_get_binary_addr(local))),
+                 static_cast<uint8_t>(rtnl_addr_get_prefixlen(addr))};
+}
+
+template <typename P>
+void Apply(std::map<int, std::vector<P>>* m, int ifindex, const P& p, bool add) {
+  std::vector<P>& v = (*m)[ifindex];
+  v.erase(std::remove(v.begin(), v.end(), p), v.end());
+  if (add) v.push_back(p);
+}
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HostWatcher>> HostWatcher::Start(
@@ -63,7 +80,9 @@ absl::Status HostWatcher::Subscribe() {
   nl_socket_modify_cb(sock_, NL_CB_VALID, NL_CB_CUSTOM, &HostWatcher::OnMessage, this);
   if (int err = nl_connect(sock_, NETLINK_ROUTE); err < 0)
     return absl::InternalError(absl::StrCat("netlink: connect: ", nl_geterror(err)));
-  if (int err = nl_socket_add_memberships(sock_, RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, 0); err < 0)
+  if (int err = nl_socket_add_memberships(sock_, RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR,
+                                          RTNLGRP_IPV6_IFADDR, 0);
+      err < 0)
     return absl::InternalError(absl::StrCat("netlink: subscribe: ", nl_geterror(err)));
   (void)nl_socket_set_buffer_size(sock_, kRecvBuffer, 0);
   (void)nl_socket_set_nonblocking(sock_);
@@ -82,6 +101,7 @@ absl::Status HostWatcher::Dump() {
   }
   std::map<int, Link> l;
   std::map<int, std::vector<Prefix4>> a;
+  std::map<int, std::vector<Prefix6>> a6;
   for (nl_object* o = nl_cache_get_first(links); o; o = nl_cache_get_next(o)) {
     auto* link = reinterpret_cast<rtnl_link*>(o);
     l[rtnl_link_get_ifindex(link)] = Link{DescribeLink(nullptr, link), rtnl_link_get_master(link)};
@@ -89,12 +109,14 @@ absl::Status HostWatcher::Dump() {
   for (nl_object* o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
     auto* addr = reinterpret_cast<rtnl_addr*>(o);
     if (auto p = Ipv4Of(addr)) a[rtnl_addr_get_ifindex(addr)].push_back(*p);
+    if (auto p = Ipv6Of(addr)) a6[rtnl_addr_get_ifindex(addr)].push_back(*p);
   }
   nl_cache_free(links);
   nl_cache_free(addrs);
   std::lock_guard<std::mutex> g(mu_);
   links_ = std::move(l);
   addrs_ = std::move(a);
+  addrs6_ = std::move(a6);
   dumps_ += 2;
   return absl::OkStatus();
 }
@@ -126,17 +148,20 @@ void HostWatcher::OnObject(nl_object* obj, void* arg) {
     if (w->msg_type_ == RTM_DELLINK) {
       w->links_.erase(ifindex);
       w->addrs_.erase(ifindex);
+      w->addrs6_.erase(ifindex);
     } else {
       w->links_[ifindex] = Link{DescribeLink(nullptr, link), rtnl_link_get_master(link)};
     }
     w->pending_ |= kLinks;
   } else if (type == "route/addr") {
     auto* addr = reinterpret_cast<rtnl_addr*>(obj);
-    auto p = Ipv4Of(addr);
-    if (!p) return;
-    std::vector<Prefix4>& v = w->addrs_[rtnl_addr_get_ifindex(addr)];
-    v.erase(std::remove(v.begin(), v.end(), *p), v.end());
-    if (w->msg_type_ == RTM_NEWADDR) v.push_back(*p);
+    const bool add = w->msg_type_ == RTM_NEWADDR;
+    if (auto p = Ipv4Of(addr))
+      Apply(&w->addrs_, rtnl_addr_get_ifindex(addr), *p, add);
+    else if (auto p6 = Ipv6Of(addr))
+      Apply(&w->addrs6_, rtnl_addr_get_ifindex(addr), *p6, add);
+    else
+      return;
     w->pending_ |= kAddrs;
   }
 }
@@ -170,6 +195,7 @@ void HostWatcher::Loop() {
 Interface HostWatcher::WithAddrs(const Link& l) const {
   Interface i = l.ifc;
   if (auto it = addrs_.find(i.ifindex); it != addrs_.end()) i.addrs = it->second;
+  if (auto it = addrs6_.find(i.ifindex); it != addrs6_.end()) i.addrs6 = it->second;
   return i;
 }
 
@@ -194,6 +220,17 @@ std::optional<Interface> HostWatcher::WithAddressIn(const Prefix4& subnet) const
     // Our own device holds the subnet's .0 (the host's overlay address): not the bridge.
     if (l == links_.end() || l->second.ifc.name == CPPNET_HOST_DEV) continue;
     for (const Prefix4& a : v)
+      if (subnet.contains(a.addr)) return WithAddrs(l->second);
+  }
+  return std::nullopt;
+}
+
+std::optional<Interface> HostWatcher::WithAddressIn(const Prefix6& subnet) const {
+  std::lock_guard<std::mutex> g(mu_);
+  for (const auto& [ifindex, v] : addrs6_) {
+    auto l = links_.find(ifindex);
+    if (l == links_.end() || l->second.ifc.name == CPPNET_HOST_DEV) continue;
+    for (const Prefix6& a : v)
       if (subnet.contains(a.addr)) return WithAddrs(l->second);
   }
   return std::nullopt;

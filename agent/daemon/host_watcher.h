@@ -37,6 +37,7 @@ class HostWatcher {
   std::optional<Interface> FindByIndex(int ifindex) const;
   // The first interface with an IPv4 address inside `subnet` (a Docker/CNI bridge).
   std::optional<Interface> WithAddressIn(const Prefix4& subnet) const;
+  std::optional<Interface> WithAddressIn(const Prefix6& subnet) const;
   // Interfaces enslaved to `master_ifindex` (the ports of a bridge).
   std::vector<Interface> PortsOf(int master_ifindex) const;
   // Full netlink dumps made since start (links + addresses at start, again per resync).
@@ -58,7 +59,8 @@ class HostWatcher {
   std::function<void(unsigned)> on_change_;
   mutable std::mutex mu_;  // the state below: written by the loop, read by queries
   std::map<int, Link> links_;
-  std::map<int, std::vector<Prefix4>> addrs_;  // IPv4, by ifindex
+  std::map<int, std::vector<Prefix4>> addrs_;   // IPv4, by ifindex
+  std::map<int, std::vector<Prefix6>> addrs6_;  // global IPv6, by ifindex
   nl_sock* sock_ = nullptr;
   int msg_type_ = 0;      // of the message being parsed (loop thread)
   unsigned pending_ = 0;  // changes seen in the current batch (loop thread)

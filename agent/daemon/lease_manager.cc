@@ -20,7 +20,8 @@ LeaseManager::LeaseManager(SubnetRegistry* registry, LeaseManagerOptions opts, C
     : registry_(registry), opts_(std::move(opts)), now_(std::move(now)) {}
 
 std::string LeaseManager::key() const {
-  return subnet_ ? opts_.subnets_prefix + FormatSubnetKey(*subnet_, subnet6_) : "";
+  if (subnet_) return opts_.subnets_prefix + FormatSubnetKey(*subnet_, subnet6_);
+  return subnet6_ ? opts_.subnets_prefix + FormatSubnetKey6(*subnet6_) : "";
 }
 
 absl::Time LeaseManager::NextDeadline() const {
@@ -68,7 +69,14 @@ void LeaseManager::ScheduleRenewal(absl::Duration ttl) {
   renew_at_ = now_() + std::max(ttl - margin, kMinRenewal);
 }
 
-void LeaseManager::Held(const Prefix4& s, std::optional<Prefix6> s6, int64_t lease_id,
+std::string LeaseManager::name() const {
+  if (subnet_ && subnet6_)
+    return absl::StrCat(FormatPrefix4(*subnet_), " and ", FormatPrefix6(*subnet6_));
+  if (subnet_) return FormatPrefix4(*subnet_);
+  return subnet6_ ? FormatPrefix6(*subnet6_) : "";
+}
+
+void LeaseManager::Held(std::optional<Prefix4> s, std::optional<Prefix6> s6, int64_t lease_id,
                         const std::string& value, const std::string& how) {
   subnet_ = s;
   subnet6_ = s6;
@@ -78,8 +86,7 @@ void LeaseManager::Held(const Prefix4& s, std::optional<Prefix6> s6, int64_t lea
     ScheduleRenewal(opts_.ttl);
   else
     renew_at_ = absl::InfiniteFuture();  // a reservation does not expire
-  LOG_INFO("Lease acquired: ", FormatPrefix4(s), s6 ? " and " + FormatPrefix6(*s6) : "", " (", how,
-           ")");
+  LOG_INFO("Lease acquired: ", name(), " (", how, ")");
 }
 
 std::optional<Prefix6> LeaseManager::PickSubnet6(const NetworkConfig& cfg,
@@ -98,6 +105,55 @@ std::optional<Prefix6> LeaseManager::PickSubnet6(const NetworkConfig& cfg,
   return free[0];
 }
 
+// An IPv6-only network: the same order (our PublicIPv6's lease, the previous subnet, a random
+// free one) over IPv6-only keys. The caller revokes `lease_id` on failure or reservation.
+absl::StatusOr<LeaseManager::Event> LeaseManager::AcquireIpv6Only(
+    const NetworkConfig& cfg, const Lease& own, const AcquireHints& hints, int64_t lease_id,
+    const std::string& value, const EtcdRange& existing) {
+  const std::string& prefix = opts_.subnets_prefix;
+  std::vector<Prefix6> taken6;
+  for (const EtcdKV& kv : existing.kvs) {
+    absl::string_view name = kv.key;
+    if (!absl::ConsumePrefix(&name, prefix)) continue;
+    if (auto s6 = ParseSubnetKey6(name); s6.ok() && s6->has_value()) taken6.push_back(**s6);
+  }
+  for (const EtcdKV& kv : existing.kvs) {
+    absl::string_view name = kv.key;
+    if (!absl::ConsumePrefix(&name, prefix) || !IsIpv6OnlyKey(name)) continue;
+    auto s6 = ParseSubnetKey6(name);
+    auto l = ParseLease(kv.value);
+    if (!s6.ok() || !l.ok() || l->public_ip6 != own.public_ip6 ||
+        !cfg.ipv6_network->contains(**s6) || (*s6)->len != cfg.ipv6_subnet_len)
+      continue;
+    const bool reserved = kv.lease == 0;
+    auto ok =
+        registry_->ReplaceIfUnchanged(kv.key, value, reserved ? 0 : lease_id, kv.mod_revision);
+    if (!ok.ok()) return ok.status();
+    if (!*ok) continue;
+    Held(std::nullopt, **s6, reserved ? 0 : lease_id, value,
+         reserved ? "reservation of this PublicIPv6" : "reclaimed the lease of this PublicIPv6");
+    return Event::kAcquired;
+  }
+  LOG_INFO("Picking IPv6 subnet in range ", FormatIp6(cfg.ipv6_subnet_min), " ... ",
+           FormatIp6(cfg.ipv6_subnet_max));
+  std::optional<Prefix6> want = hints.previous_subnet6;
+  for (int i = 0; i < 8; i++, want.reset()) {
+    std::optional<Prefix6> s6 = PickSubnet6(cfg, taken6, want);
+    if (!s6)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("out of IPv6 subnets in ", FormatPrefix6(*cfg.ipv6_network)));
+    auto ok = registry_->CreateIfAbsent(prefix + FormatSubnetKey6(*s6), value, lease_id);
+    if (!ok.ok()) return ok.status();
+    if (*ok) {
+      Held(std::nullopt, s6, lease_id, value,
+           want ? absl::StrCat("from ", hints.previous_source) : "new");
+      return Event::kAcquired;
+    }
+    taken6.push_back(*s6);
+  }
+  return absl::UnavailableError("every IPv6 subnet tried was taken concurrently; retrying");
+}
+
 absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& cfg,
                                                           const Lease& own,
                                                           const AcquireHints& hints) {
@@ -113,6 +169,12 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
   // Fresh from etcd, not the watch cache: our own last write may still be in flight.
   auto existing = registry_->RangePrefix(prefix);
   if (!existing.ok()) return fail(existing.status());
+  if (!cfg.enable_ipv4) {
+    auto ev = AcquireIpv6Only(cfg, own, hints, lease_id, value, *existing);
+    if (!ev.ok()) return fail(ev.status());
+    if (reservation()) (void)registry_->RevokeLease(lease_id);
+    return ev;
+  }
   // 1. A lease that already carries our PublicIP: take it over with our current data.
   //    A reservation (a key written without TTL) stays one: rewritten without a lease.
   //    With IPv6 enabled, a lease of ours without an IPv6 subnet is replaced by a dual-stack
@@ -235,7 +297,7 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Renew() {
   auto ttl = registry_->KeepAliveOnce(lease_id_);
   if (!ttl.ok()) return ttl.status();
   if (*ttl <= absl::ZeroDuration()) {
-    LOG_WARN("etcd lease of ", FormatPrefix4(*subnet_), " expired; re-acquiring");
+    LOG_WARN("etcd lease of ", name(), " expired; re-acquiring");
     subnet_.reset();
     subnet6_.reset();
     lease_id_ = 0;
@@ -259,7 +321,7 @@ absl::StatusOr<std::optional<EtcdKV>> LeaseManager::Confirm() {
   auto cur = registry_->Get(key());
   if (!cur.ok()) return cur.status();
   if (cur->has_value()) return cur;
-  LOG_WARN("Our lease ", FormatPrefix4(*subnet_), " disappeared from etcd; re-acquiring");
+  LOG_WARN("Our lease ", name(), " disappeared from etcd; re-acquiring");
   if (lease_id_) (void)registry_->RevokeLease(lease_id_);  // no key is bound to it any more
   subnet_.reset();
   subnet6_.reset();

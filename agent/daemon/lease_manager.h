@@ -47,11 +47,12 @@ class LeaseManager {
   // datapath could not be activated with the lease).
   void RetryLater(const absl::Status& why);
 
-  bool held() const { return subnet_.has_value(); }
-  std::optional<Prefix4> subnet() const { return subnet_; }
+  bool held() const { return subnet_.has_value() || subnet6_.has_value(); }
+  std::optional<Prefix4> subnet() const { return subnet_; }  // none in an IPv6-only network
   // Our IPv6 subnet (dual stack: the key carries both).
-  std::optional<Prefix6> subnet6() const { return subnet_ ? subnet6_ : std::nullopt; }
-  std::string key() const;  // our subnet's key, empty when nothing is held
+  std::optional<Prefix6> subnet6() const { return subnet6_; }
+  std::string name() const;  // our subnet(s), for logs
+  std::string key() const;   // our subnet's key, empty when nothing is held
   bool reservation() const { return held() && lease_id_ == 0; }
   int64_t lease_id() const { return lease_id_; }
   const std::string& published() const { return value_; }  // our key's value
@@ -68,8 +69,11 @@ class LeaseManager {
   absl::StatusOr<Event> Acquire(const NetworkConfig& cfg, const Lease& own,
                                 const AcquireHints& hints);
   absl::StatusOr<Event> Renew();
-  void Held(const Prefix4& s, std::optional<Prefix6> s6, int64_t lease_id, const std::string& value,
-            const std::string& how);
+  absl::StatusOr<Event> AcquireIpv6Only(const NetworkConfig& cfg, const Lease& own,
+                                        const AcquireHints& hints, int64_t lease_id,
+                                        const std::string& value, const EtcdRange& existing);
+  void Held(std::optional<Prefix4> s, std::optional<Prefix6> s6, int64_t lease_id,
+            const std::string& value, const std::string& how);
   // An IPv6 subnet for a new key: `want` when free and inside the range, else a random free one.
   std::optional<Prefix6> PickSubnet6(const NetworkConfig& cfg, const std::vector<Prefix6>& taken,
                                      std::optional<Prefix6> want);

@@ -277,12 +277,11 @@ int main(int argc, char** argv) {
     if (!underlay.ok() && (public_ip || public_ip6)) underlay = DefaultRouteInterface();
   }
   if (!underlay.ok()) return Fail(std::string(underlay.status().message()));
-  if (public_ip == 0) {
-    if (underlay->addrs.empty())
-      return Fail(
-          absl::StrCat("interface ", underlay->name, ": has no IPv4 address (set --public-ip)"));
-    public_ip = underlay->addrs[0].addr;
-  }
+  // No IPv4 address at all: only an IPv6-only network can be served (the config says).
+  if (public_ip == 0 && !underlay->addrs.empty()) public_ip = underlay->addrs[0].addr;
+  if (public_ip == 0 && underlay->addrs6.empty())
+    return Fail(absl::StrCat("interface ", underlay->name,
+                             ": has no IPv4 or global IPv6 address (set --public-ip)"));
   // Both families ride the one underlay: its tc program opens IPv6 tunnel packets too.
   if (public_ip6) {
     if (std::none_of(underlay->addrs6.begin(), underlay->addrs6.end(),

@@ -33,6 +33,33 @@ DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own
   const uint8_t backend = cfg.backend.type;
   DesiredRoutes out;
   out.skipped = std::move(set.skipped);
+  // A lease's IPv6 subnet, over the IPv6 underlay, by the IPv4 rules; `key` names it in a skip.
+  auto add6 = [&](const PeerRoute& peer, const std::string& key, const char* also) {
+    const unsigned __int128 pip6 = peer.lease.public_ip6;
+    if (backend == CPPNET_BACKEND_HOSTGW && !onlink6(pip6)) {
+      out.skipped.push_back(
+          {key, absl::StrCat("network is unreachable: host-gw peer ", FormatIp6(pip6), " of ",
+                             FormatPrefix6(*peer.subnet6), " is not on the L2 segment of ",
+                             underlay_name, also)});
+      return;
+    }
+    cppnet_route6 r6{};
+    const Ip6Bytes b = ToBytes6(pip6);
+    memcpy(r6.public_ip6, b.data(), 16);
+    r6.backend = backend;
+    if (cfg.backend.direct_routing && backend == CPPNET_BACKEND_VXLAN && onlink6(pip6))
+      r6.backend = CPPNET_BACKEND_HOSTGW;
+    if (r6.backend == CPPNET_BACKEND_VXLAN) {
+      r6.vni = cfg.backend.vni;
+      memcpy(r6.vtep_mac, peer.lease.vtep_mac6->data(), 6);
+      r6.port = cfg.backend.port;
+      if (!peer.lease.cppnet_datapath6) r6.flags |= CPPNET_ROUTE_OUTER_CSUM;
+    }
+    r6.origin = CPPNET_ORIGIN_LEASE;
+    out.routes6[*peer.subnet6] = r6;
+  };
+  for (const auto& [subnet6, peer] : set.routes6only)
+    add6(peer, subnets_prefix + FormatSubnetKey6(subnet6), "");
   for (const auto& [subnet, peer] : set.routes) {
     const uint32_t pip = peer.lease.public_ip;
     // host-gw needs the peer on our L2 segment: its PublicIP inside an underlay prefix.
@@ -58,31 +85,8 @@ DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own
       r.flags |= CPPNET_ROUTE_USERSPACE_PEER;
     r.origin = CPPNET_ORIGIN_LEASE;
     out.routes[subnet] = r;
-    if (!peer.subnet6) continue;
-    // The IPv6 subnet, over the IPv6 underlay, by the same rules.
-    const unsigned __int128 pip6 = peer.lease.public_ip6;
-    if (backend == CPPNET_BACKEND_HOSTGW && !onlink6(pip6)) {
-      out.skipped.push_back(
-          {subnets_prefix + FormatSubnetKey(subnet, peer.subnet6),
-           absl::StrCat("network is unreachable: host-gw peer ", FormatIp6(pip6), " of ",
-                        FormatPrefix6(*peer.subnet6), " is not on the L2 segment of ",
-                        underlay_name, " (routed for IPv4 only)")});
-      continue;
-    }
-    cppnet_route6 r6{};
-    const Ip6Bytes b = ToBytes6(pip6);
-    memcpy(r6.public_ip6, b.data(), 16);
-    r6.backend = backend;
-    if (cfg.backend.direct_routing && backend == CPPNET_BACKEND_VXLAN && onlink6(pip6))
-      r6.backend = CPPNET_BACKEND_HOSTGW;
-    if (r6.backend == CPPNET_BACKEND_VXLAN) {
-      r6.vni = cfg.backend.vni;
-      memcpy(r6.vtep_mac, peer.lease.vtep_mac6->data(), 6);
-      r6.port = cfg.backend.port;
-      if (!peer.lease.cppnet_datapath6) r6.flags |= CPPNET_ROUTE_OUTER_CSUM;
-    }
-    r6.origin = CPPNET_ORIGIN_LEASE;
-    out.routes6[*peer.subnet6] = r6;
+    if (peer.subnet6)
+      add6(peer, subnets_prefix + FormatSubnetKey(subnet, peer.subnet6), " (routed for IPv4 only)");
   }
   return out;
 }

@@ -97,6 +97,59 @@ static absl::Status ParseIpv6Part(const nlohmann::json& j, NetworkConfig* c) {
   return absl::OkStatus();
 }
 
+// Network, SubnetLen (default 24, or prefix + 2 for networks longer than /22), SubnetMin/Max.
+static absl::Status ParseIpv4Part(const nlohmann::json& j, NetworkConfig* c) {
+  const nlohmann::json* net = FindKey(j, "Network");
+  if (!net || !net->is_string() || net->get<std::string>().empty())
+    return absl::InvalidArgumentError(
+        "config: Network is missing (e.g. \"Network\": \"10.5.0.0/16\")");
+  auto np = ParsePrefix4(net->get<std::string>(), /*strict=*/false);
+  if (!np.ok())
+    return absl::InvalidArgumentError(absl::StrCat("config: Network: ", np.status().message()));
+  c->network = *np;
+
+  int64_t sl = 0;
+  if (auto st = GetInt(j, "SubnetLen", &sl, "config"); !st.ok()) return st;
+  if (sl == 0) sl = c->network.len <= 22 ? 24 : c->network.len + 2;
+  if (sl > 30)
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: SubnetLen must be less than /31 (got ", sl, ")"));
+  if (sl < c->network.len + 2)
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: network must be able to accommodate at least four subnets (Network ",
+                     FormatPrefix4(c->network), ", SubnetLen ", sl, ")"));
+  c->subnet_len = static_cast<uint8_t>(sl);
+  const uint32_t step = uint32_t{1} << (32 - c->subnet_len);
+  c->subnet_min = c->network.addr + step;
+  c->subnet_max = c->network.addr + (c->network.size() - step);
+
+  for (auto [field, out] :
+       {std::pair{"SubnetMin", &c->subnet_min}, std::pair{"SubnetMax", &c->subnet_max}}) {
+    const nlohmann::json* v = FindKey(j, field);
+    if (!v || v->is_null()) continue;
+    if (!v->is_string())
+      return absl::InvalidArgumentError(absl::StrCat("config: ", field, " must be a string"));
+    auto ip = ParseIp4(v->get<std::string>());
+    if (!ip.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: ", field, ": ", ip.status().message()));
+    if (!c->network.contains(*ip))
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: ", field, " is not in the range of the Network (", FormatIp4(*ip),
+                       " not in ", FormatPrefix4(c->network), ")"));
+    if (*ip & (step - 1))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config: ", field, " is not on a SubnetLen boundary (", FormatIp4(*ip), ", /", sl, ")"));
+    *out = *ip;
+  }
+  if (c->subnet_min > c->subnet_max)
+    return absl::InvalidArgumentError(absl::StrCat("config: SubnetMin ", FormatIp4(c->subnet_min),
+                                                   " is greater than SubnetMax ",
+                                                   FormatIp4(c->subnet_max)));
+
+  return absl::OkStatus();
+}
+
 absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
   auto parsed = ParseJsonObject(text, "config");
   if (!parsed.ok()) return parsed.status();
@@ -112,57 +165,13 @@ absl::StatusOr<NetworkConfig> ParseNetworkConfig(absl::string_view text) {
       return absl::InvalidArgumentError(absl::StrCat("config: ", field, " must be true or false"));
     *out = v->get<bool>();
   }
-  if (!c.enable_ipv4)
+  if (!c.enable_ipv4 && !c.enable_ipv6)
     return absl::InvalidArgumentError(
-        "config: EnableIPv4 is false: IPv6-only networks are not supported by this version");
-  const nlohmann::json* net = FindKey(j, "Network");
-  if (!net || !net->is_string() || net->get<std::string>().empty())
-    return absl::InvalidArgumentError(
-        "config: Network is missing (e.g. \"Network\": \"10.5.0.0/16\")");
-  auto np = ParsePrefix4(net->get<std::string>(), /*strict=*/false);
-  if (!np.ok())
-    return absl::InvalidArgumentError(absl::StrCat("config: Network: ", np.status().message()));
-  c.network = *np;
-
-  int64_t sl = 0;
-  if (auto st = GetInt(j, "SubnetLen", &sl, "config"); !st.ok()) return st;
-  if (sl == 0) sl = c.network.len <= 22 ? 24 : c.network.len + 2;
-  if (sl > 30)
-    return absl::InvalidArgumentError(
-        absl::StrCat("config: SubnetLen must be less than /31 (got ", sl, ")"));
-  if (sl < c.network.len + 2)
-    return absl::InvalidArgumentError(
-        absl::StrCat("config: network must be able to accommodate at least four subnets (Network ",
-                     FormatPrefix4(c.network), ", SubnetLen ", sl, ")"));
-  c.subnet_len = static_cast<uint8_t>(sl);
-  const uint32_t step = uint32_t{1} << (32 - c.subnet_len);
-  c.subnet_min = c.network.addr + step;
-  c.subnet_max = c.network.addr + (c.network.size() - step);
-
-  for (auto [field, out] :
-       {std::pair{"SubnetMin", &c.subnet_min}, std::pair{"SubnetMax", &c.subnet_max}}) {
-    const nlohmann::json* v = FindKey(j, field);
-    if (!v || v->is_null()) continue;
-    if (!v->is_string())
-      return absl::InvalidArgumentError(absl::StrCat("config: ", field, " must be a string"));
-    auto ip = ParseIp4(v->get<std::string>());
-    if (!ip.ok())
-      return absl::InvalidArgumentError(
-          absl::StrCat("config: ", field, ": ", ip.status().message()));
-    if (!c.network.contains(*ip))
-      return absl::InvalidArgumentError(
-          absl::StrCat("config: ", field, " is not in the range of the Network (", FormatIp4(*ip),
-                       " not in ", FormatPrefix4(c.network), ")"));
-    if (*ip & (step - 1))
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config: ", field, " is not on a SubnetLen boundary (", FormatIp4(*ip), ", /", sl, ")"));
-    *out = *ip;
+        "config: EnableIPv4 is false and EnableIPv6 is not true: nothing to route (an IPv6-only "
+        "network needs \"EnableIPv6\": true and an IPv6Network)");
+  if (c.enable_ipv4) {
+    if (auto st = ParseIpv4Part(j, &c); !st.ok()) return st;
   }
-  if (c.subnet_min > c.subnet_max)
-    return absl::InvalidArgumentError(absl::StrCat("config: SubnetMin ", FormatIp4(c.subnet_min),
-                                                   " is greater than SubnetMax ",
-                                                   FormatIp4(c.subnet_max)));
-
   if (c.enable_ipv6) {
     if (auto st = ParseIpv6Part(j, &c); !st.ok()) return st;
   }

@@ -17,15 +17,22 @@ absl::StatusOr<Lease> ParseLease(absl::string_view text) {
   if (!parsed.ok()) return parsed.status();
   const nlohmann::json& j = *parsed;
   Lease l;
+  // PublicIP may be absent only beside a PublicIPv6 (an IPv6-only network's lease).
   const nlohmann::json* ip = FindKey(j, "PublicIP");
-  if (!ip || !ip->is_string()) return absl::InvalidArgumentError("lease: PublicIP is missing");
-  auto pip = ParseIp4(ip->get<std::string>());
-  if (!pip.ok())
-    return absl::InvalidArgumentError(absl::StrCat("lease: PublicIP: ", pip.status().message()));
-  if (*pip == 0 || *pip == 0xffffffff || (*pip >> 24) == 127 || (*pip >> 28) == 0xe)
-    return absl::InvalidArgumentError(
-        absl::StrCat("lease: PublicIP ", FormatIp4(*pip), " is not a unicast address"));
-  l.public_ip = *pip;
+  const nlohmann::json* ip6 = FindKey(j, "PublicIPv6");
+  const bool has_ip6 = ip6 && ip6->is_string();
+  if ((!ip || ip->is_null()) && !has_ip6)
+    return absl::InvalidArgumentError("lease: PublicIP is missing");
+  if (ip && !ip->is_null()) {
+    if (!ip->is_string()) return absl::InvalidArgumentError("lease: PublicIP must be a string");
+    auto pip = ParseIp4(ip->get<std::string>());
+    if (!pip.ok())
+      return absl::InvalidArgumentError(absl::StrCat("lease: PublicIP: ", pip.status().message()));
+    if (*pip == 0 || *pip == 0xffffffff || (*pip >> 24) == 127 || (*pip >> 28) == 0xe)
+      return absl::InvalidArgumentError(
+          absl::StrCat("lease: PublicIP ", FormatIp4(*pip), " is not a unicast address"));
+    l.public_ip = *pip;
+  }
   if (const nlohmann::json* bt = FindKey(j, "BackendType"); bt && !bt->is_null()) {
     if (!bt->is_string()) return absl::InvalidArgumentError("lease: BackendType must be a string");
     l.backend_type = bt->get<std::string>();
@@ -47,7 +54,7 @@ absl::StatusOr<Lease> ParseLease(absl::string_view text) {
     if (auto st = GetInt(*bd, "CppnetDatapath", &cppnet, "lease: BackendData"); !st.ok()) return st;
     l.cppnet_datapath = cppnet > 0;
   }
-  if (const nlohmann::json* ip6 = FindKey(j, "PublicIPv6"); ip6 && !ip6->is_null()) {
+  if (ip6 && !ip6->is_null()) {
     if (!ip6->is_string()) return absl::InvalidArgumentError("lease: PublicIPv6 must be a string");
     auto v = ParseIp6(ip6->get<std::string>());
     if (!v.ok())
@@ -81,7 +88,7 @@ absl::StatusOr<Lease> ParseLease(absl::string_view text) {
 
 std::string SerializeLease(const Lease& l) {
   nlohmann::ordered_json j;
-  j["PublicIP"] = FormatIp4(l.public_ip);
+  if (l.public_ip || !l.public_ip6) j["PublicIP"] = FormatIp4(l.public_ip);
   if (l.public_ip6)
     j["PublicIPv6"] = FormatIp6(l.public_ip6);
   else
@@ -109,6 +116,7 @@ static std::string ValidatePeer(const NetworkConfig& cfg, const Prefix4& subnet,
   if (type != BackendName(cfg.backend.type))
     return absl::StrCat("backend type \"", type, "\" differs from the configured \"",
                         BackendName(cfg.backend.type), "\"");
+  if (!l.public_ip) return "lease without a PublicIP";
   if (type == "vxlan") {
     if (!l.vtep_mac) return "vxlan lease without a VtepMAC";
     if ((*l.vtep_mac)[0] & 1)
@@ -159,21 +167,68 @@ ParsedLeaseRecord ParseLeaseRecord(absl::string_view prefix, const LeaseRecord& 
   absl::ConsumePrefix(&name, prefix);
   ParsedLeaseRecord p{r.key, r.create_revision, ParseSubnetKey(name), std::nullopt,
                       ParseLease(r.value)};
-  if (p.subnet.ok()) p.subnet6 = *ParseSubnetKey6(name);  // well-formed when the key is
+  if (auto s6 = ParseSubnetKey6(name); s6.ok()) p.subnet6 = *s6;
   return p;
+}
+
+// The older lease wins an overlap, as the one the network already routes to.
+static void OldestFirst(std::vector<const ParsedLeaseRecord*>* records) {
+  std::sort(
+      records->begin(), records->end(), [](const ParsedLeaseRecord* a, const ParsedLeaseRecord* b) {
+        return a->create_revision != b->create_revision ? a->create_revision < b->create_revision
+                                                        : a->key < b->key;
+      });
+}
+
+// An IPv6-only network: IPv6-only keys, by the IPv4 rules applied to IPv6.
+static LeaseSet SelectIpv6Only(const NetworkConfig& cfg, std::optional<Prefix6> own6,
+                               std::vector<const ParsedLeaseRecord*> records) {
+  LeaseSet out;
+  std::map<Prefix6, std::string> accepted6;
+  OldestFirst(&records);
+  for (const ParsedLeaseRecord* r : records) {
+    absl::string_view name = r->key;
+    name.remove_prefix(std::min(name.size(), name.rfind('/') + 1));
+    if (!r->subnet6 || !IsIpv6OnlyKey(name)) {
+      out.skipped.push_back({r->key, r->subnet.ok() || IsIpv6OnlyKey(name)
+                                         ? "not an IPv6-only subnet (the network is IPv6 only)"
+                                         : std::string(r->subnet.status().message())});
+      continue;
+    }
+    const Prefix6& s6 = *r->subnet6;
+    if (own6 && s6 == *own6) continue;  // our own lease
+    if (!r->lease.ok()) {
+      out.skipped.push_back({r->key, std::string(r->lease.status().message())});
+      continue;
+    }
+    const std::string type = r->lease->backend_type.empty() ? "udp" : r->lease->backend_type;
+    std::string why =
+        type != BackendName(cfg.backend.type)
+            ? absl::StrCat("backend type \"", type, "\" differs from the configured \"",
+                           BackendName(cfg.backend.type), "\"")
+            : ValidatePeer6(cfg, s6, *r->lease);
+    if (why.empty() && own6 && s6.overlaps(*own6))
+      why = absl::StrCat("overlaps our subnet ", FormatPrefix6(*own6));
+    if (why.empty())
+      if (const Prefix6* clash = FindOverlap6(accepted6, s6))
+        why = absl::StrCat("overlaps the older lease ", FormatPrefix6(*clash));
+    if (!why.empty()) {
+      out.skipped.push_back({r->key, why});
+      continue;
+    }
+    accepted6[s6] = r->key;
+    out.routes6only[s6] = PeerRoute{Prefix4{}, *r->lease, s6};
+  }
+  return out;
 }
 
 LeaseSet SelectPeerLeases(const NetworkConfig& cfg, std::optional<Prefix4> own,
                           std::vector<const ParsedLeaseRecord*> records,
                           std::optional<Prefix6> own6) {
+  if (!cfg.enable_ipv4) return SelectIpv6Only(cfg, own6, std::move(records));
   LeaseSet out;
   std::map<Prefix6, std::string> accepted6;  // -> key
-  // The older lease wins an overlap, as the one the network already routes to.
-  std::sort(
-      records.begin(), records.end(), [](const ParsedLeaseRecord* a, const ParsedLeaseRecord* b) {
-        return a->create_revision != b->create_revision ? a->create_revision < b->create_revision
-                                                        : a->key < b->key;
-      });
+  OldestFirst(&records);
   for (const ParsedLeaseRecord* r : records) {
     if (!r->subnet.ok()) {
       out.skipped.push_back({r->key, std::string(r->subnet.status().message())});

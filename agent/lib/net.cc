@@ -49,10 +49,14 @@ absl::StatusOr<Prefix4> ParsePrefix4(absl::string_view s, bool strict) {
 }
 std::string FormatPrefix4(const Prefix4& p) { return absl::StrCat(FormatIp4(p.addr), "/", p.len); }
 
+bool IsIpv6OnlyKey(absl::string_view s) {
+  return s.find('&') == absl::string_view::npos && s.find(':') != absl::string_view::npos;
+}
+
 absl::StatusOr<std::optional<Prefix6>> ParseSubnetKey6(absl::string_view s) {
   const size_t amp = s.find('&');
-  if (amp == absl::string_view::npos) return std::nullopt;
-  const absl::string_view v6 = s.substr(amp + 1);
+  if (amp == absl::string_view::npos && !IsIpv6OnlyKey(s)) return std::nullopt;
+  const absl::string_view v6 = amp == absl::string_view::npos ? s : s.substr(amp + 1);
   const size_t dash = v6.rfind('-');
   auto p = dash == absl::string_view::npos
                ? absl::StatusOr<Prefix6>(absl::InvalidArgumentError(""))
@@ -65,11 +69,17 @@ absl::StatusOr<std::optional<Prefix6>> ParseSubnetKey6(absl::string_view s) {
 
 absl::StatusOr<Prefix4> ParseSubnetKey(absl::string_view s) {
   if (auto v6 = ParseSubnetKey6(s); !v6.ok()) return v6.status();
+  if (IsIpv6OnlyKey(s))
+    return absl::InvalidArgumentError(absl::StrCat("\"", s, "\" is an IPv6-only subnet"));
   auto p = ParseWithSep(s.substr(0, s.find('&')), '-', true);
   if (p.ok() && p->len == 0)
     return absl::InvalidArgumentError(absl::StrCat("invalid prefix \"", s, "\""));
   return p;
 }
+std::string FormatSubnetKey6(const Prefix6& p) {
+  return absl::StrCat(FormatIp6(p.addr), "-", p.len);
+}
+
 std::string FormatSubnetKey(const Prefix4& p, const std::optional<Prefix6>& v6) {
   std::string k = absl::StrCat(FormatIp4(p.addr), "-", p.len);
   if (v6) absl::StrAppend(&k, "&", FormatIp6(v6->addr), "-", v6->len);

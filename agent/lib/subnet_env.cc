@@ -16,10 +16,11 @@
 namespace cppnet {
 
 std::string RenderSubnetEnv(const SubnetEnv& e) {
-  // flanneld's order: IPv4, IPv6, MTU, IPMASQ.
-  std::string out =
-      absl::StrCat("FLANNEL_NETWORK=", FormatPrefix4(e.network), "\n",
-                   "FLANNEL_SUBNET=", FormatIp4(e.subnet.addr + 1), "/", e.subnet.len, "\n");
+  // flanneld's order: IPv4 (none in an IPv6-only network), IPv6, MTU, IPMASQ.
+  std::string out;
+  if (e.subnet.len)
+    out = absl::StrCat("FLANNEL_NETWORK=", FormatPrefix4(e.network), "\n",
+                       "FLANNEL_SUBNET=", FormatIp4(e.subnet.addr + 1), "/", e.subnet.len, "\n");
   if (e.network6 && e.subnet6)
     absl::StrAppend(&out, "FLANNEL_IPV6_NETWORK=", FormatPrefix6(*e.network6), "\n",
                     "FLANNEL_IPV6_SUBNET=", FormatIp6(e.subnet6->addr + 1), "/", e.subnet6->len,
@@ -96,9 +97,12 @@ absl::StatusOr<SubnetEnv> ReadSubnetEnvFile(const std::string& path) {
       e.ipmasq = v == "true";
     }
   }
-  if (!net || !sub || !mtu)
+  const bool v6only = !net && !sub && e.network6 && e.subnet6;
+  if ((!(net && sub) && !v6only) || !mtu)
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": FLANNEL_NETWORK, FLANNEL_SUBNET and FLANNEL_MTU are required"));
+        absl::StrCat(path,
+                     ": FLANNEL_NETWORK, FLANNEL_SUBNET (or, IPv6 only, FLANNEL_IPV6_NETWORK and "
+                     "FLANNEL_IPV6_SUBNET) and FLANNEL_MTU are required"));
   return e;
 }
 

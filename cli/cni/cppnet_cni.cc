@@ -190,7 +190,9 @@ absl::StatusOr<json> OverlayDelegate(const json& conf, const SubnetEnv& env) {
   json ipam = conf.contains("ipam") && conf["ipam"].is_object() ? conf["ipam"] : json::object();
   if (!ipam.contains("type")) ipam["type"] = "host-local";
   if (!ipam.contains("dataDir")) ipam["dataDir"] = absl::StrCat(kRunDir, "/ipam");
-  ipam["ranges"] = json::array({json::array({{{"subnet", FormatPrefix4(env.subnet)}}})});
+  ipam["ranges"] = json::array();
+  if (env.subnet.len)
+    ipam["ranges"].push_back(json::array({{{"subnet", FormatPrefix4(env.subnet)}}}));
   if (env.subnet6)
     ipam["ranges"].push_back(json::array({{{"subnet", FormatPrefix6(*env.subnet6)}}}));
   ipam.erase("subnet");

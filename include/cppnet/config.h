@@ -26,9 +26,9 @@ struct NetworkConfig {
   uint32_t subnet_min = 0;
   uint32_t subnet_max = 0;
   BackendConfig backend;
-  bool enable_ipv4 = true;
+  bool enable_ipv4 = true;  // false: IPv6 only (no Network; the IPv4 fields stay zero)
   bool enable_ipv6 = false;
-  // Dual stack (EnableIPv6): validated as flanneld does; this version forwards IPv4 only.
+  // EnableIPv6: validated as flanneld does.
   std::optional<Prefix6> ipv6_network;
   uint8_t ipv6_subnet_len = 0;
   unsigned __int128 ipv6_subnet_min = 0, ipv6_subnet_max = 0;

@@ -17,7 +17,7 @@
 namespace cppnet {
 
 struct Lease {
-  uint32_t public_ip = 0;
+  uint32_t public_ip = 0;    // 0 only in an IPv6-only network's lease (no "PublicIP")
   std::string backend_type;  // empty in old udp leases
   uint32_t vni = 0;
   std::optional<Mac> vtep_mac;
@@ -71,6 +71,8 @@ struct SkippedLease {
 
 struct LeaseSet {
   std::map<Prefix4, PeerRoute> routes;  // accepted peers, by subnet
+  // An IPv6-only network's peers, by IPv6 subnet (their PeerRoute::subnet is empty).
+  std::map<Prefix6, PeerRoute> routes6only;
   std::vector<SkippedLease> skipped;
 };
 
@@ -78,8 +80,8 @@ struct LeaseSet {
 struct ParsedLeaseRecord {
   std::string key;
   int64_t create_revision = 0;
-  absl::StatusOr<Prefix4> subnet;  // from the key
-  std::optional<Prefix6> subnet6;  // from a dual-stack key
+  absl::StatusOr<Prefix4> subnet;  // from the key (an error for an IPv6-only key)
+  std::optional<Prefix6> subnet6;  // from a dual-stack or IPv6-only key
   absl::StatusOr<Lease> lease;     // from the value
 };
 ParsedLeaseRecord ParseLeaseRecord(absl::string_view subnets_prefix, const LeaseRecord& r);
@@ -87,7 +89,8 @@ ParsedLeaseRecord ParseLeaseRecord(absl::string_view subnets_prefix, const Lease
 // Applies DESIGN §2: inside the Network, valid key/PublicIP/VtepMAC, same backend
 // type, no overlap with ours or an older accepted lease. `own` may be empty. The IPv6 part
 // (EnableIPv6) follows the same rules inside IPv6Network; a lease whose IPv6 part fails them
-// is still routed for IPv4 (a skipped entry says why IPv6 is not).
+// is still routed for IPv4 (a skipped entry says why IPv6 is not). An IPv6-only network
+// (EnableIPv4 false) takes IPv6-only keys by the same rules, into routes6only.
 LeaseSet SelectPeerLeases(const NetworkConfig& cfg, std::optional<Prefix4> own,
                           std::vector<const ParsedLeaseRecord*> records,
                           std::optional<Prefix6> own6 = std::nullopt);

@@ -51,11 +51,15 @@ std::string FormatIp4(uint32_t ip);
 absl::StatusOr<Prefix4> ParsePrefix4(absl::string_view s, bool strict = true);
 std::string FormatPrefix4(const Prefix4& p);  // CIDR form
 // flannel's etcd key form "a.b.c.d-len"; dual stack appends "&<IPv6 subnet>-len"
-// ("10.5.3.0-24&fc00:0:0:3::-64"). ParseSubnetKey returns the IPv4 subnet and checks the whole
-// key; ParseSubnetKey6 the IPv6 subnet (nullopt: an IPv4-only key).
+// ("10.5.3.0-24&fc00:0:0:3::-64"); an IPv6-only network (beyond flanneld, which has none with
+// etcd) uses the IPv6 part alone ("fc00:0:0:3::-64"). ParseSubnetKey returns the IPv4 subnet and
+// checks the whole key (an IPv6-only key is an error there); ParseSubnetKey6 the IPv6 subnet
+// (nullopt: an IPv4-only key).
 absl::StatusOr<Prefix4> ParseSubnetKey(absl::string_view s);
 absl::StatusOr<std::optional<Prefix6>> ParseSubnetKey6(absl::string_view s);
+bool IsIpv6OnlyKey(absl::string_view s);
 std::string FormatSubnetKey(const Prefix4& p, const std::optional<Prefix6>& v6 = std::nullopt);
+std::string FormatSubnetKey6(const Prefix6& p);  // an IPv6-only key
 absl::StatusOr<unsigned __int128> ParseIp6(absl::string_view s);
 std::string FormatIp6(unsigned __int128 ip);
 // "x::/len"; host bits are cleared (flanneld accepts and normalises them).

@@ -11,7 +11,8 @@ namespace cppnet {
 
 struct SubnetEnv {
   Prefix4 network;
-  Prefix4 subnet;  // the leased subnet; FLANNEL_SUBNET carries its first host address
+  Prefix4 subnet;  // the leased subnet; FLANNEL_SUBNET carries its first host address (len 0:
+                   // an IPv6-only network, no IPv4 variables)
   int mtu = 0;
   bool ipmasq = false;
   // Dual stack: FLANNEL_IPV6_NETWORK, FLANNEL_IPV6_SUBNET (its first host address).

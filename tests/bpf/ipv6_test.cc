@@ -204,6 +204,11 @@ TEST_F(Ipv6Test, ContainerSendsOnlyFromItsOwnIpv6Address) {
       RunProg(g_dp->encap_prog_fd(), Frame(Ip6(A6("fe80::1"), A6("ff02::1"), 58, na, 255))).retval,
       static_cast<uint32_t>(TC_ACT_SHOT));
   EXPECT_EQ(Counter(CPPNET_CNT_DROP_BAD_SOURCE), before + 2);
+  // A router solicitation (shorter than an advertisement) passes.
+  Bytes rs(8, 0);
+  rs[0] = 133;
+  const Bytes sol = Frame(Ip6(A6("fe80::1"), A6("ff02::2"), 58, rs, 255));
+  EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), sol).retval, static_cast<uint32_t>(TC_ACT_OK));
   // Link-local neighbour discovery for its own address passes to the bridge.
   std::copy(kC1v6.begin(), kC1v6.end(), na.begin() + 8);
   const Bytes ok = Frame(Ip6(A6("fe80::1"), A6("ff02::1"), 58, na, 255));

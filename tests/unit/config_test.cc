@@ -65,6 +65,14 @@ TEST(Config, DualStackDefaultsAsFlanneld) {
           "Backend":{"Type":"host-gw"}})");
   ASSERT_TRUE(small.ok()) << small.status().message();
   EXPECT_EQ(small->ipv6_subnet_len, 122);
+  // IPv6 only: no Network needed, the IPv4 fields stay empty.
+  auto v6only = ParseNetworkConfig(
+      R"({"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48",)"
+      R"("Backend":{"Type":"vxlan"}})");
+  ASSERT_TRUE(v6only.ok()) << v6only.status();
+  EXPECT_FALSE(v6only->enable_ipv4);
+  EXPECT_EQ(v6only->subnet_len, 0);
+  EXPECT_EQ(v6only->ipv6_subnet_len, 64);
   // flanneld's udp backend (its default) is IPv4 only.
   auto udp = ParseNetworkConfig(
       R"({"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48"})");
@@ -95,14 +103,17 @@ TEST(Config, RejectsBadConfigNamingFieldAndValue) {
       {R"({"Network":"10.5.0.0/16","SubnetMin":"10.5.9.0","SubnetMax":"10.5.3.0"})",
        "is greater than SubnetMax"},
       {R"({"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8::/48"})",
-       "IPv6-only networks are not supported"},
+       "udp carries IPv4 only"},
       {R"({"Network":"10.5.0.0/16","Backend":{"Type":"gre"}})", "unknown backend type \"gre\""},
       {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}})",
        "VNI must be between 0 and 16777215"},
       {R"({"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","Port":70000}})",
        "Port must be between 1 and 65535"},
       {R"({"Network":"10.5.0.0/16","Backend":"vxlan"})", "Backend must be an object"},
-      {R"({"Network":"10.5.0.0/16","EnableIPv4":false})", "IPv6-only networks are not supported"},
+      {R"({"Network":"10.5.0.0/16","EnableIPv4":false})",
+       "EnableIPv4 is false and EnableIPv6 is not true"},
+      {R"({"EnableIPv4":false,"EnableIPv6":true,"Backend":{"Type":"vxlan"}})",
+       "EnableIPv6 is true but IPv6Network is missing"},
       {R"({"Network":"10.5.0.0/16","EnableIPv6":"yes"})", "EnableIPv6 must be true or false"},
       {R"({"Network":"10.5.0.0/16","EnableIPv6":true})",
        "EnableIPv6 is true but IPv6Network is missing"},

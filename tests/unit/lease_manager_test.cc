@@ -180,6 +180,36 @@ TEST_F(LeaseManagerTest, DualStackLeasesBothSubnetsInOneKeyAndRekeysAnIpv4OnlyLe
   EXPECT_NE(fresh.key().find('&'), std::string::npos);
 }
 
+TEST_F(LeaseManagerTest, Ipv6OnlyLeasesAnIpv6OnlyKeyAndReclaimsItByPublicIpv6) {
+  const NetworkConfig v6 =
+      Config(R"({"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48",)"
+             R"("Backend":{"Type":"vxlan"}})");
+  Lease own{0, "vxlan", 1, VtepMacFor(1)};
+  own.public_ip6 = *ParseIp6("2001:db8::1");
+  own.vni6 = 1;
+  own.vtep_mac6 = own.vtep_mac;
+  reg.Set(Key("2001:db8:100:7::-64"), R"({"PublicIPv6":"2001:db8::7","BackendType":"vxlan"})");
+  auto ev = mgr.Step(v6, own, {.previous_subnet6 = *ParsePrefix6("2001:db8:100:7::/64")});
+  ASSERT_TRUE(ev.ok()) << ev.status();
+  ASSERT_TRUE(mgr.held());
+  EXPECT_FALSE(mgr.subnet().has_value());
+  ASSERT_TRUE(mgr.subnet6().has_value());
+  EXPECT_NE(FormatPrefix6(*mgr.subnet6()), "2001:db8:100:7::/64");  // taken by another host
+  EXPECT_EQ(mgr.key(), Key(FormatSubnetKey6(*mgr.subnet6()).c_str()));
+  const EtcdKV* kv = reg.Find(mgr.key());
+  ASSERT_NE(kv, nullptr);
+  EXPECT_NE(kv->lease, 0);
+  EXPECT_EQ(kv->value.find("\"PublicIP\""), std::string::npos);  // no IPv4 at all
+  auto l = ParseLease(kv->value);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->public_ip6, own.public_ip6);
+  // A restart finds it by the PublicIPv6.
+  LeaseManager again{&reg, LeaseManagerOptions{kPrefix}, [this] { return clock.Now(); }};
+  ASSERT_TRUE(again.Step(v6, own, {}).ok());
+  EXPECT_EQ(again.key(), mgr.key());
+  EXPECT_EQ(reg.live_leases(), 2u);  // the first manager's and the reclaiming one's
+}
+
 TEST_F(LeaseManagerTest, OutOfSubnetsBacksOffToTenSecondsAndLeaksNoLease) {
   const NetworkConfig tiny = Config(
       R"({"Network":"198.19.0.0/16","SubnetLen":24,"SubnetMin":"198.19.1.0","SubnetMax":"198.19.2.0"})");

@@ -191,6 +191,45 @@ TEST(Lease, SerializesTheIpv6PartAsFlanneldReadsIt) {
     EXPECT_FALSE(ParseLease(bad).ok()) << bad;
 }
 
+TEST(Lease, Ipv6OnlyNetworkRoutesIpv6OnlyKeys) {
+  auto cfg = ParseNetworkConfig(
+      R"({"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48",)"
+      R"("Backend":{"Type":"vxlan"}})");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const std::string p = kPrefix;
+  auto v6lease = [](const char* ip6, const char* mac) {
+    return absl::StrCat(R"({"PublicIPv6":")", ip6, R"(","BackendType":"vxlan",)",
+                        R"("BackendV6Data":{"VNI":1,"VtepMAC":")", mac, R"("}})");
+  };
+  const std::vector<LeaseRecord> recs = {
+      {p + "2001:db8:100:5::-64", v6lease("2001:db8::5", "0e:00:00:00:00:05"), 5},
+      {p + "2001:db8:100:4::-63", v6lease("2001:db8::6", "0e:00:00:00:00:06"), 6},  // overlaps
+      {p + "198.19.7.0-24", VxLease("198.18.0.7", "0e:00:00:00:00:07"), 7},         // IPv4 key
+      {p + "2001:db8:100:8::-64", R"({"PublicIPv6":"2001:db8::8","BackendType":"vxlan"})", 8},
+      {p + "2001:db8:100:1::-64", v6lease("2001:db8::1", "0e:00:00:00:00:01"), 9},  // ours
+  };
+  std::vector<const ParsedLeaseRecord*> ptrs;
+  std::vector<ParsedLeaseRecord> parsed;
+  for (const LeaseRecord& r : recs) parsed.push_back(ParseLeaseRecord(kPrefix, r));
+  for (const auto& r : parsed) ptrs.push_back(&r);
+  LeaseSet s = SelectPeerLeases(*cfg, std::nullopt, ptrs, *ParsePrefix6("2001:db8:100:1::/64"));
+  EXPECT_TRUE(s.routes.empty());
+  ASSERT_EQ(s.routes6only.size(), 1u);
+  const PeerRoute& r = s.routes6only.begin()->second;
+  EXPECT_EQ(FormatPrefix6(*r.subnet6), "2001:db8:100:5::/64");
+  EXPECT_EQ(FormatIp6(r.lease.public_ip6), "2001:db8::5");
+  std::map<std::string, std::string> why;
+  for (const auto& k : s.skipped) why[k.key.substr(p.size())] = k.reason;
+  EXPECT_NE(why["2001:db8:100:4::-63"].find("overlaps the older lease"), std::string::npos);
+  EXPECT_NE(why["198.19.7.0-24"].find("not an IPv6-only subnet"), std::string::npos);
+  EXPECT_NE(why["2001:db8:100:8::-64"].find("without a VtepMAC"), std::string::npos);
+  EXPECT_EQ(why.count("2001:db8:100:1::-64"), 0u);
+  // An IPv6-only key in an IPv4 network is skipped, with why.
+  LeaseSet v4 = SelectPeerLeases(Vxlan(), kPrefix, std::nullopt, recs);
+  EXPECT_TRUE(v4.routes6only.empty());
+  EXPECT_EQ(v4.routes.size(), 1u);
+}
+
 TEST(Lease, FreeIpv6SubnetsAreInRangeAndFree) {
   NetworkConfig cfg = DualStack();
   cfg.ipv6_network = *ParsePrefix6("2001:db8:100::/62");  // four /64s; Min skips the first

@@ -41,6 +41,13 @@ TEST(Net, SubnetKeysUseFlannelsForm) {
   EXPECT_EQ(FormatPrefix6(**d6), "2001:db8:100:fd::/64");
   EXPECT_EQ(FormatSubnetKey(*d, *d6), "198.19.253.0-24&2001:db8:100:fd::-64");
   EXPECT_FALSE(ParseSubnetKey6("198.19.253.0-24")->has_value());
+  // An IPv6-only network's key: the IPv6 part alone.
+  auto o6 = ParseSubnetKey6("2001:db8:100:fd::-64");
+  ASSERT_TRUE(o6.ok() && o6->has_value());
+  EXPECT_EQ(FormatSubnetKey6(**o6), "2001:db8:100:fd::-64");
+  EXPECT_TRUE(IsIpv6OnlyKey("2001:db8:100:fd::-64"));
+  EXPECT_FALSE(ParseSubnetKey("2001:db8:100:fd::-64").ok());
+  EXPECT_FALSE(ParseSubnetKey6("2001:db8:100:fd::1-64").ok());
   EXPECT_FALSE(ParseSubnetKey("198.19.253.0-24&2001:db8:100:fd::1-64").ok());  // host bits
   EXPECT_EQ(ToBytes6(*ParseIp6("2001:db8::1"))[0], 0x20);
   EXPECT_EQ(FromBytes6(ToBytes6(*ParseIp6("2001:db8::1")).data()), *ParseIp6("2001:db8::1"));

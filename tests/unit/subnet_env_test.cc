@@ -37,6 +37,25 @@ TEST(SubnetEnv, RendersTheIpv6VariablesInFlanneldsOrder) {
   std::filesystem::remove(path);
 }
 
+TEST(SubnetEnv, Ipv6OnlyHasNoIpv4Variables) {
+  SubnetEnv e{Prefix4{}, Prefix4{}, 1430, false};
+  e.network6 = *ParsePrefix6("2001:db8:100::/48");
+  e.subnet6 = *ParsePrefix6("2001:db8:100:34::/64");
+  const std::string text = RenderSubnetEnv(e);
+  EXPECT_EQ(text,
+            "FLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:34::1/64\n"
+            "FLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n");
+  auto path = std::filesystem::temp_directory_path() / ("cppnet-env6o-" + std::to_string(getpid()));
+  ASSERT_TRUE(WriteFileAtomically(path.string(), text).ok());
+  auto back = ReadSubnetEnvFile(path.string());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->subnet.len, 0);
+  EXPECT_EQ(FormatPrefix6(*back->subnet6), "2001:db8:100:34::/64");
+  ASSERT_TRUE(WriteFileAtomically(path.string(), "FLANNEL_MTU=1430\n").ok());
+  EXPECT_FALSE(ReadSubnetEnvFile(path.string()).ok());
+  std::filesystem::remove(path);
+}
+
 TEST(SubnetEnv, WritesAtomicallyAndReadsBack) {
   auto dir = std::filesystem::temp_directory_path() / ("cppnet-env-" + std::to_string(getpid()));
   std::string path = (dir / "flannel" / "subnet.env").string();
