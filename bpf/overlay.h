@@ -4,6 +4,7 @@
 #define CPPNET_BPF_OVERLAY_H
 
 #include "lib/stats.h"
+#include "lib/helpers.h"
 
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -21,5 +22,30 @@ struct {
   __type(value, struct cppnet_peer);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } cppnet_peers SEC(".maps");
+
+/* Delivery of an overlay packet for this host (either family), its Ethernet header at `eth`. */
+
+/* The host's overlay address: into the host through CPPNET_HOST_DEV, the device of its route to
+ * the Network, so that strict reverse-path filtering agrees. */
+static __always_inline int deliver_to_host(struct __sk_buff* skb, struct ethhdr* eth,
+                                           const struct cppnet_config* cfg) {
+  mac_copy(eth->h_dest, cfg->host_mac);
+  count(CPPNET_CNT_DELIVER_HOST, skb->len);
+  return bpf_redirect(cfg->host_ifindex, BPF_F_INGRESS);
+}
+
+/* Straight into a learned container's namespace (TTL/hop limit already decremented). */
+static __always_inline int deliver_to_endpoint(struct __sk_buff* skb, struct ethhdr* eth,
+                                               const struct cppnet_endpoint* ep) {
+  mac_copy(eth->h_dest, ep->mac);
+  mac_copy(eth->h_source, ep->gw_mac);
+  count(CPPNET_CNT_DELIVER_PEER, skb->len);
+  return bpf_redirect_peer(ep->ifindex, 0);
+}
+
+/* Bound but its gateway MAC not seen yet (no overlay packet sent): such an entry cannot be used. */
+static __always_inline int endpoint_ready(const struct cppnet_endpoint* ep) {
+  return ep && (*(__u32*)ep->gw_mac | *(__u16*)(ep->gw_mac + 4));
+}
 
 #endif

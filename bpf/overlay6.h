@@ -415,22 +415,15 @@ static __always_inline int deliver6(struct __sk_buff* skb, const struct cppnet_c
   struct ipv6hdr* ip6 = (void*)(eth + 1);
 
   if ((void*)(ip6 + 1) > data_end) return TC_ACT_OK;
-  if (cfg->host_ifindex && ip6_equal((__u8*)&ip6->daddr, cfg->subnet6)) {
-    /* The host's overlay address (::0): into the host through CPPNET_HOST_DEV. */
-    mac_copy(eth->h_dest, cfg->host_mac);
-    count(CPPNET_CNT_DELIVER_HOST, skb->len);
-    return bpf_redirect(cfg->host_ifindex, BPF_F_INGRESS);
-  }
+  if (cfg->host_ifindex && ip6_equal((__u8*)&ip6->daddr, cfg->subnet6))
+    return deliver_to_host(skb, eth, cfg); /* the host's overlay address (::0) */
   if (ip6->hop_limit <= 1) return TC_ACT_OK;
   struct ip6_key_ k;
   __builtin_memcpy(k.addr, &ip6->daddr, 16);
   struct cppnet_endpoint* ep = bpf_map_lookup_elem(&cppnet_endpt6, &k);
-  if (ep && (*(__u32*)ep->gw_mac | *(__u16*)(ep->gw_mac + 4))) {
+  if (endpoint_ready(ep)) {
     ip6->hop_limit--;
-    mac_copy(eth->h_dest, ep->mac);
-    mac_copy(eth->h_source, ep->gw_mac);
-    count(CPPNET_CNT_DELIVER_PEER, skb->len);
-    return bpf_redirect_peer(ep->ifindex, 0);
+    return deliver_to_endpoint(skb, eth, ep);
   }
   if (!cfg->container_ifindex) return TC_ACT_OK;
   ip6->hop_limit--;

@@ -19,22 +19,12 @@ static __always_inline int deliver(struct __sk_buff* skb, const struct cppnet_co
 
   if ((void*)(ip + 1) > data_end) return TC_ACT_OK;
   __be32 daddr = ip->daddr;
-  if (daddr == cfg->subnet_addr && cfg->host_ifindex) {
-    /* The host's overlay address: into the host through CPPNET_HOST_DEV, the device of
-     * its route to the Network, so that strict reverse-path filtering agrees. */
-    mac_copy(eth->h_dest, cfg->host_mac);
-    count(CPPNET_CNT_DELIVER_HOST, skb->len);
-    return bpf_redirect(cfg->host_ifindex, BPF_F_INGRESS);
-  }
+  if (daddr == cfg->subnet_addr && cfg->host_ifindex) return deliver_to_host(skb, eth, cfg);
   if (ip->ttl <= 1) return TC_ACT_OK; /* the stack answers with ICMP time-exceeded */
   struct cppnet_endpoint* ep = bpf_map_lookup_elem(&cppnet_endpoint, &daddr);
-  /* Bound but its gateway MAC not seen yet (no overlay packet sent): the bridge. */
-  if (ep && (*(__u32*)ep->gw_mac | *(__u16*)(ep->gw_mac + 4))) {
+  if (endpoint_ready(ep)) { /* else the bridge */
     ip_decrease_ttl(ip);
-    mac_copy(eth->h_dest, ep->mac);
-    mac_copy(eth->h_source, ep->gw_mac);
-    count(CPPNET_CNT_DELIVER_PEER, skb->len);
-    return bpf_redirect_peer(ep->ifindex, 0);
+    return deliver_to_endpoint(skb, eth, ep);
   }
   if (!cfg->container_ifindex) return TC_ACT_OK;
   ip_decrease_ttl(ip);

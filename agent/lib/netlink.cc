@@ -273,51 +273,61 @@ absl::StatusOr<HostDevices> EnsureHostDevices(int mtu, bool ipv6) {
   return d;
 }
 
-absl::Status SetHostAddress6(int ifindex, const std::string& ifname, unsigned __int128 addr,
-                             const Prefix6& network) {
-  auto links = ListInterfaces();
-  if (!links.ok()) return links.status();
+namespace {
+struct RawPrefix {
+  std::vector<uint8_t> addr;  // network byte order: 4 or 16 bytes
+  int len = 0;
+  bool operator==(const RawPrefix&) const = default;
+};
+
+nl_addr* BuildAddr(int family, const RawPrefix& p) {
+  nl_addr* a = nl_addr_build(family, p.addr.data(), p.addr.size());
+  nl_addr_set_prefixlen(a, p.len);
+  return a;
+}
+
+// `addr` (a host prefix) as the one address of its family on `ifindex` (the others in `current`,
+// an earlier lease's, removed), then the route to `network` through the interface from `addr`.
+// `addr_text` and `route_text` name them in errors.
+absl::Status OneAddressAndRoute(int ifindex, const std::string& ifname, int family,
+                                const RawPrefix& addr, const std::vector<RawPrefix>& current,
+                                const RawPrefix& network, const std::string& addr_text,
+                                const std::string& route_text) {
   auto sk = NlConnect();
   if (!sk.ok()) return sk.status();
   bool have = false;
-  for (const Interface& i : *links) {
-    if (i.ifindex != ifindex) continue;
-    for (const Prefix6& a : i.addrs6) {
-      if (a.addr == addr && a.len == 128) {
-        have = true;
-        continue;
-      }
-      rtnl_addr* old = rtnl_addr_alloc();  // an address of an earlier lease
-      nl_addr* local = nl_addr_build(AF_INET6, ToBytes6(a.addr).data(), 16);
-      nl_addr_set_prefixlen(local, a.len);
-      rtnl_addr_set_ifindex(old, ifindex);
-      rtnl_addr_set_local(old, local);
-      (void)rtnl_addr_delete(sk->get(), old, 0);
-      nl_addr_put(local);
-      rtnl_addr_put(old);
+  for (const RawPrefix& c : current) {
+    if (c == addr) {
+      have = true;
+      continue;
     }
+    rtnl_addr* old = rtnl_addr_alloc();
+    nl_addr* local = BuildAddr(family, c);
+    rtnl_addr_set_ifindex(old, ifindex);
+    rtnl_addr_set_local(old, local);
+    (void)rtnl_addr_delete(sk->get(), old, 0);
+    nl_addr_put(local);
+    rtnl_addr_put(old);
   }
-  const Ip6Bytes be = ToBytes6(addr);
   if (!have) {
     rtnl_addr* a = rtnl_addr_alloc();
-    nl_addr* local = nl_addr_build(AF_INET6, be.data(), 16);
-    nl_addr_set_prefixlen(local, 128);
+    nl_addr* local = BuildAddr(family, addr);
     rtnl_addr_set_ifindex(a, ifindex);
     rtnl_addr_set_local(a, local);
-    rtnl_addr_set_flags(a, IFA_F_NODAD);
+    if (family == AF_INET6) rtnl_addr_set_flags(a, IFA_F_NODAD);
     int err = rtnl_addr_add(sk->get(), a, 0);
     nl_addr_put(local);
     rtnl_addr_put(a);
     if (err < 0 && err != -NLE_EXIST)
-      return NlErr(absl::StrCat("interface ", ifname, ": add address ", FormatIp6(addr)), err);
+      return NlErr(absl::StrCat("interface ", ifname, ": add address ", addr_text), err);
   }
   rtnl_route* r = rtnl_route_alloc();
-  nl_addr* dst = nl_addr_build(AF_INET6, ToBytes6(network.addr).data(), 16);
-  nl_addr_set_prefixlen(dst, network.len);
-  nl_addr* src = nl_addr_build(AF_INET6, be.data(), 16);
-  rtnl_route_set_family(r, AF_INET6);
+  nl_addr* dst = BuildAddr(family, network);
+  nl_addr* src = BuildAddr(family, RawPrefix{addr.addr, static_cast<int>(addr.addr.size() * 8)});
+  rtnl_route_set_family(r, static_cast<uint8_t>(family));
   rtnl_route_set_dst(r, dst);
   rtnl_route_set_pref_src(r, src);
+  if (family == AF_INET) rtnl_route_set_scope(r, RT_SCOPE_LINK);
   rtnl_nexthop* nh = rtnl_route_nh_alloc();
   rtnl_route_nh_set_ifindex(nh, ifindex);
   rtnl_route_add_nexthop(r, nh);
@@ -325,74 +335,55 @@ absl::Status SetHostAddress6(int ifindex, const std::string& ifname, unsigned __
   rtnl_route_put(r);
   nl_addr_put(dst);
   nl_addr_put(src);
-  if (err < 0)
-    return NlErr(
-        absl::StrCat("route ", FormatPrefix6(network), " dev ", ifname, " src ", FormatIp6(addr)),
-        err);
+  if (err < 0) return NlErr(route_text, err);
   return absl::OkStatus();
+}
+
+RawPrefix Raw4(uint32_t addr, int len) {
+  const uint32_t be = htonl(addr);
+  const auto* b = reinterpret_cast<const uint8_t*>(&be);
+  return RawPrefix{{b, b + 4}, len};
+}
+
+RawPrefix Raw6(unsigned __int128 addr, int len) {
+  const Ip6Bytes b = ToBytes6(addr);
+  return RawPrefix{{b.begin(), b.end()}, len};
+}
+
+// The interface's current addresses of one family, as RawPrefix.
+absl::StatusOr<std::vector<RawPrefix>> CurrentAddrs(int ifindex, int family) {
+  auto links = ListInterfaces();
+  if (!links.ok()) return links.status();
+  std::vector<RawPrefix> out;
+  for (const Interface& i : *links) {
+    if (i.ifindex != ifindex) continue;
+    if (family == AF_INET)
+      for (const Prefix4& a : i.addrs) out.push_back(Raw4(a.addr, a.len));
+    else
+      for (const Prefix6& a : i.addrs6) out.push_back(Raw6(a.addr, a.len));
+  }
+  return out;
+}
+}  // namespace
+
+absl::Status SetHostAddress6(int ifindex, const std::string& ifname, unsigned __int128 addr,
+                             const Prefix6& network) {
+  auto current = CurrentAddrs(ifindex, AF_INET6);
+  if (!current.ok()) return current.status();
+  return OneAddressAndRoute(
+      ifindex, ifname, AF_INET6, Raw6(addr, 128), *current, Raw6(network.addr, network.len),
+      FormatIp6(addr),
+      absl::StrCat("route ", FormatPrefix6(network), " dev ", ifname, " src ", FormatIp6(addr)));
 }
 
 absl::Status SetHostAddress(int ifindex, const std::string& ifname, uint32_t addr,
                             const Prefix4& network) {
-  auto links = ListInterfaces();
-  if (!links.ok()) return links.status();
-  auto sk = NlConnect();
-  if (!sk.ok()) return sk.status();
-  bool have = false;
-  for (const Interface& i : *links) {
-    if (i.ifindex != ifindex) continue;
-    for (const Prefix4& a : i.addrs) {
-      if (a.addr == addr && a.len == 32) {
-        have = true;
-        continue;
-      }
-      // An address of an earlier lease.
-      rtnl_addr* old = rtnl_addr_alloc();
-      nl_addr* local = nl_addr_build(AF_INET, nullptr, 4);
-      const uint32_t be = htonl(a.addr);
-      memcpy(nl_addr_get_binary_addr(local), &be, 4);
-      nl_addr_set_prefixlen(local, a.len);
-      rtnl_addr_set_ifindex(old, ifindex);
-      rtnl_addr_set_local(old, local);
-      (void)rtnl_addr_delete(sk->get(), old, 0);
-      nl_addr_put(local);
-      rtnl_addr_put(old);
-    }
-  }
-  const uint32_t be = htonl(addr);
-  if (!have) {
-    rtnl_addr* a = rtnl_addr_alloc();
-    nl_addr* local = nl_addr_build(AF_INET, &be, 4);
-    nl_addr_set_prefixlen(local, 32);
-    rtnl_addr_set_ifindex(a, ifindex);
-    rtnl_addr_set_local(a, local);
-    int err = rtnl_addr_add(sk->get(), a, 0);
-    nl_addr_put(local);
-    rtnl_addr_put(a);
-    if (err < 0 && err != -NLE_EXIST)
-      return NlErr(absl::StrCat("interface ", ifname, ": add address ", FormatIp4(addr)), err);
-  }
-  rtnl_route* r = rtnl_route_alloc();
-  const uint32_t net = htonl(network.addr);
-  nl_addr* dst = nl_addr_build(AF_INET, &net, 4);
-  nl_addr_set_prefixlen(dst, network.len);
-  nl_addr* src = nl_addr_build(AF_INET, &be, 4);
-  rtnl_route_set_family(r, AF_INET);
-  rtnl_route_set_dst(r, dst);
-  rtnl_route_set_pref_src(r, src);
-  rtnl_route_set_scope(r, RT_SCOPE_LINK);
-  rtnl_nexthop* nh = rtnl_route_nh_alloc();
-  rtnl_route_nh_set_ifindex(nh, ifindex);
-  rtnl_route_add_nexthop(r, nh);
-  int err = rtnl_route_add(sk->get(), r, NLM_F_CREATE | NLM_F_REPLACE);
-  rtnl_route_put(r);
-  nl_addr_put(dst);
-  nl_addr_put(src);
-  if (err < 0)
-    return NlErr(
-        absl::StrCat("route ", FormatPrefix4(network), " dev ", ifname, " src ", FormatIp4(addr)),
-        err);
-  return absl::OkStatus();
+  auto current = CurrentAddrs(ifindex, AF_INET);
+  if (!current.ok()) return current.status();
+  return OneAddressAndRoute(
+      ifindex, ifname, AF_INET, Raw4(addr, 32), *current, Raw4(network.addr, network.len),
+      FormatIp4(addr),
+      absl::StrCat("route ", FormatPrefix4(network), " dev ", ifname, " src ", FormatIp4(addr)));
 }
 
 absl::StatusOr<std::vector<Interface>> ListInterfaces() {

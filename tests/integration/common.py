@@ -88,3 +88,21 @@ def cross_pairs(hosts):
 
 # The CNI helpers live in the lab (the demo uses them too).
 cni_call, container, in_netns = L.cni_call, L.container, L.in_netns
+
+
+def ipv6_hosts(lab, config, n=2):
+    """etcd with `config` and n hosts with IPv6 underlays running agents; returns (hosts, their
+    subnet.env)."""
+    lab.start_etcd()
+    lab.put_config(config)
+    hosts = [lab.add_host(i + 1, ipv6=True) for i in range(n)]
+    for h in hosts:
+        h.start_agent()
+    return hosts, [h.subnet_env() for h in hosts]
+
+
+def ping6(c, a, ip6, what):
+    """Two pings from container (or host) `a` to `ip6`, checked."""
+    p = a.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", ip6], check=False, timeout=15)
+    return c.check(f"{what}: ping {ip6}", p.returncode == 0, p.stdout[-300:] + p.stderr[-200:])
+

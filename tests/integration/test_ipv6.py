@@ -7,7 +7,7 @@ packet-too-big, host-gw over IPv6, and that the IPv6 datapath enforces the same 
 the IPv4 one (a container's spoofed source, a peer's packet from another peer's subnet)."""
 import json
 
-from .common import L, run_scenario
+from .common import L, ipv6_hosts, ping6, run_scenario
 
 CONFIG = {"Network": "198.19.0.0/16", "SubnetLen": 24, "EnableIPv6": True,
           "IPv6Network": "2001:db8:100::/48", "IPv6SubnetLen": 64, "Backend": {"Type": "vxlan"}}
@@ -19,8 +19,7 @@ def stats(h):
 
 
 def pings(c, a, b, what):
-    p = a.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", b.ip6], check=False, timeout=15)
-    c.check(f"{what}: ping {a.ip6} -> {b.ip6}", p.returncode == 0, p.stdout[-300:] + p.stderr[-200:])
+    ping6(c, a, b.ip6, f"{what} from {a.ip6}")
     p = a.ping(b.ip)
     c.check(f"{what}: IPv4 ping {a.ip} -> {b.ip} still works", p.returncode == 0, p.stdout[-200:])
 
@@ -31,12 +30,7 @@ def tcp6(c, a, b, what, port):
 
 
 def scenario(lab, c):
-    lab.start_etcd()
-    lab.put_config(CONFIG)
-    cpp = [lab.add_host(1, ipv6=True), lab.add_host(2, ipv6=True)]
-    for h in cpp:
-        h.start_agent()
-    envs = [h.subnet_env() for h in cpp]
+    cpp, envs = ipv6_hosts(lab, CONFIG)
     for h, env in zip(cpp, envs):
         c.check(f"h{h.index} subnet.env: FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET as flanneld writes them",
                 env.get("FLANNEL_IPV6_NETWORK") == "2001:db8:100::/48"
@@ -104,10 +98,8 @@ def host_side(c, cpp, envs, b1, f1):
     c.check("the host's route to remote IPv6 containers: cppnet.host, source ::0",
             "dev cppnet.host" in route and f"src {me.ip6}" in route, route)
     for remote, what in ((b1, "cppnet"), (f1, "flannel-v6.1")):
-        p = me.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", remote.ip6], check=False, timeout=15)
-        c.check(f"host h1 -> {what} container {remote.ip6}: ping", p.returncode == 0, p.stdout[-300:])
-        p = remote.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", me.ip6], check=False, timeout=15)
-        c.check(f"{what} container {remote.ip6} -> host h1 {me.ip6}: ping", p.returncode == 0, p.stdout[-300:])
+        ping6(c, me, remote.ip6, f"host h1 -> {what} container")
+        ping6(c, remote, me.ip6, f"{what} container {remote.ip6} -> host h1")
         sent, got = L.tcp_transfer(me, remote, size=4 << 20, port=5200, ipv6=True)
         c.check(f"host h1 -> {what} container: TCP 4 MiB over IPv6, sha256 matches", sent == got, f"{sent} {got}")
         sent, got = L.tcp_transfer(remote, me, size=4 << 20, port=5201, ipv6=True)

@@ -5,24 +5,14 @@ IPv6 addresses and reach each other and the hosts over VXLAN in IPv6 and host-gw
 gives an IPv6 address only, and the hosts' own IPv4 traffic is left alone."""
 import json
 
-from .common import L, run_scenario
+from .common import L, ipv6_hosts, ping6, run_scenario
 
 CONFIG = {"EnableIPv4": False, "EnableIPv6": True, "IPv6Network": "2001:db8:100::/48",
           "Backend": {"Type": "vxlan"}}
 
 
-def ping6(c, a, ip6, what):
-    p = a.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", ip6], check=False, timeout=15)
-    c.check(f"{what}: ping {ip6}", p.returncode == 0, p.stdout[-300:] + p.stderr[-200:])
-
-
 def scenario(lab, c):
-    lab.start_etcd()
-    lab.put_config(CONFIG)
-    hosts = [lab.add_host(1, ipv6=True), lab.add_host(2, ipv6=True)]
-    for h in hosts:
-        h.start_agent()
-    envs = [h.subnet_env() for h in hosts]
+    hosts, envs = ipv6_hosts(lab, CONFIG)
     for h, env in zip(hosts, envs):
         c.check(f"h{h.index} subnet.env: IPv6 variables only",
                 "FLANNEL_NETWORK" not in env and "FLANNEL_SUBNET" not in env
