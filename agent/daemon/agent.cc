@@ -613,17 +613,21 @@ void Agent::SyncHostDevices(int mtu) {
 // flag, a table left by an earlier run with it is removed. Failures are logged and
 // retried on the next activation; forwarding does not depend on them.
 void Agent::SyncMasquerade() {
-  std::optional<std::pair<Prefix4, Prefix4>> want;
-  if (opts_.ip_masq && subnet_) want.emplace(config_->network, *subnet_);
+  MasqSpec want;
+  if (opts_.ip_masq && subnet_) want.v4.emplace(config_->network, *subnet_);
+  if (opts_.ip_masq && subnet6_) want.v6.emplace(*config_->ipv6_network, *subnet6_);
   if (masq_synced_ && want == masq_) return;
-  absl::Status st = want ? InstallMasquerade(want->first, want->second) : RemoveMasquerade();
+  absl::Status st = InstallMasquerade(want);
   if (!st.ok()) {
     LOG_ERROR("IP masquerading: ", st.message());
     return;
   }
-  if (want)
-    LOG_INFO("IP masquerading: traffic from ", FormatPrefix4(want->first),
+  if (want.v4)
+    LOG_INFO("IP masquerading: traffic from ", FormatPrefix4(want.v4->first),
              " leaving it is masqueraded (nftables table ip cppnet)");
+  if (want.v6)
+    LOG_INFO("IP masquerading: traffic from ", FormatPrefix6(want.v6->first),
+             " leaving it is masqueraded (nftables table ip6 cppnet)");
   masq_ = want;
   masq_synced_ = true;
 }

@@ -26,6 +26,7 @@
 #include "host_watcher.h"
 #include "local_api_server.h"
 #include "lease_manager.h"
+#include "masq.h"
 #include "route_reconciler.h"
 #include "vlan_controller.h"
 #include "vlan_resolver.h"
@@ -160,7 +161,7 @@ class Agent {
   uint32_t host_addr_ = 0;                       // the host's overlay address on CPPNET_HOST_DEV
   std::optional<unsigned __int128> host_addr6_;  // and its IPv6 one (dual stack)
   int host_mtu_ = 0;
-  std::optional<std::pair<Prefix4, Prefix4>> masq_;  // network, subnet masqueraded
+  MasqSpec masq_;  // what is masqueraded
   bool masq_synced_ = false;
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   std::unique_ptr<VlanResolver> resolver_;          // after dp_: stops before the maps go

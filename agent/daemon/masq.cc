@@ -13,40 +13,49 @@ namespace {
 
 // "table ip cppnet {}" before "delete" makes the delete valid when the table is
 // absent, so creating, replacing and removing are each a single transaction.
-constexpr char kReset[] = "table ip cppnet {}\ndelete table ip cppnet\n";
+constexpr char kReset[] =
+    "table ip cppnet {}\ndelete table ip cppnet\ntable ip6 cppnet {}\ndelete table ip6 cppnet\n";
+
+// flanneld's rules for one family (`ip`/`ip6`): overlay-internal traffic is left alone;
+// containers going out are masqueraded (not multicast); outside traffic to our own subnet is
+// left alone; outside traffic (e.g. the host itself) to other subnets is masqueraded.
+std::string Table(const char* family, const std::string& n, const std::string& s,
+                  const char* multicast) {
+  const std::string f = family;
+  return absl::StrCat(
+      "table ", f, " cppnet {\n", "  chain postrouting {\n",
+      "    type nat hook postrouting priority srcnat; policy accept;\n", "    ", f, " saddr ", n,
+      " ", f, " daddr ", n, " return\n", "    ", f, " saddr ", n, " ", f, " daddr != ", multicast,
+      " masquerade fully-random\n", "    ", f, " saddr != ", n, " ", f, " daddr ", s, " return\n",
+      "    ", f, " saddr != ", n, " ", f, " daddr ", n, " masquerade fully-random\n", "  }\n}\n");
+}
 
 absl::Status RunNft(const std::string& script) {
   std::unique_ptr<nft_ctx, void (*)(nft_ctx*)> ctx(nft_ctx_new(NFT_CTX_DEFAULT), nft_ctx_free);
-  if (!ctx)
-    return absl::InternalError("nftables table ip cppnet: cannot create an nftables context");
+  if (!ctx) return absl::InternalError("nftables table cppnet: cannot create an nftables context");
   nft_ctx_buffer_output(ctx.get());
   nft_ctx_buffer_error(ctx.get());
   if (nft_run_cmd_from_buffer(ctx.get(), script.c_str()) != 0) {
     std::string err = absl::StrReplaceAll(nft_ctx_get_error_buffer(ctx.get()), {{"\n", " "}});
     return absl::InternalError(
-        absl::StrCat("nftables table ip cppnet: ", absl::StripTrailingAsciiWhitespace(err)));
+        absl::StrCat("nftables tables ip/ip6 cppnet: ", absl::StripTrailingAsciiWhitespace(err)));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-std::string MasqueradeRules(const Prefix4& network, const Prefix4& subnet) {
-  const std::string n = FormatPrefix4(network), s = FormatPrefix4(subnet);
-  // flanneld's rules: overlay-internal traffic is left alone; containers going out
-  // are masqueraded (not multicast); outside traffic to our own subnet is left alone;
-  // outside traffic (e.g. the host itself) to other subnets is masqueraded.
-  return absl::StrCat(kReset, "table ip cppnet {\n", "  chain postrouting {\n",
-                      "    type nat hook postrouting priority srcnat; policy accept;\n",
-                      "    ip saddr ", n, " ip daddr ", n, " return\n", "    ip saddr ", n,
-                      " ip daddr != 224.0.0.0/4 masquerade fully-random\n", "    ip saddr != ", n,
-                      " ip daddr ", s, " return\n", "    ip saddr != ", n, " ip daddr ", n,
-                      " masquerade fully-random\n", "  }\n}\n");
+std::string MasqueradeRules(const MasqSpec& spec) {
+  std::string out = kReset;
+  if (spec.v4)
+    out +=
+        Table("ip", FormatPrefix4(spec.v4->first), FormatPrefix4(spec.v4->second), "224.0.0.0/4");
+  if (spec.v6)
+    out += Table("ip6", FormatPrefix6(spec.v6->first), FormatPrefix6(spec.v6->second), "ff00::/8");
+  return out;
 }
 
-absl::Status InstallMasquerade(const Prefix4& network, const Prefix4& subnet) {
-  return RunNft(MasqueradeRules(network, subnet));
-}
+absl::Status InstallMasquerade(const MasqSpec& spec) { return RunNft(MasqueradeRules(spec)); }
 
 absl::Status RemoveMasquerade() { return RunNft(kReset); }
 

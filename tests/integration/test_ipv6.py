@@ -84,6 +84,25 @@ def scenario(lab, c):
     packet_too_big(lab, c, cpp[0], a2, b1)
     trust(lab, c, cpp, fl, a1, a2, b1)
     host_gw(lab, c, cpp, a1, b1)
+    masquerade(lab, c, cpp, a1)
+
+
+def masquerade(lab, c, cpp, a1):
+    """--ip-masq on a dual-stack host: flanneld's rules for each family (nftables ip and ip6
+    tables); a container's IPv6 packet to an address outside the overlay leaves from the host."""
+    h1, h2 = cpp
+    h1.stop_agent()
+    h1.start_agent("--ip-masq")
+    L.wait_for("ip6 cppnet table", lambda: h1.sh("nft list table ip6 cppnet", check=False).returncode == 0)
+    rules = h1.sh("nft list table ip6 cppnet").stdout
+    c.check("--ip-masq: nftables table ip6 cppnet with flanneld's rules for the IPv6Network",
+            "2001:db8:100::/48" in rules and "masquerade" in rules and "ff00::/8" in rules
+            and h1.sh("nft list table ip cppnet", check=False).returncode == 0, rules)
+    cap = lab.capture(h2.cmd([]), "eth0", ["icmp6 and ip6[40] == 128"])
+    p = a1.exec(["ping", "-6", "-n", "-c", "1", "-W", "2", h2.ip6], check=False, timeout=10)
+    seen = cap.stop()
+    c.check("a container's IPv6 packet to the underlay leaves masqueraded (source: the host's PublicIPv6)",
+            p.returncode == 0 and f"{h1.ip6} > {h2.ip6}" in seen, seen[-300:])
 
 
 def host_side(c, cpp, envs, b1, f1):
