@@ -435,7 +435,36 @@ void Agent::OnHostChange(unsigned changes) {
         ChangePublicIp(cur->addrs[0].addr);
       Reconcile();
     }
+    // The same for IPv6: host-gw over IPv6 and the PublicIPv6 (when not given as a flag).
+    auto sorted = [](std::vector<Prefix6> v) {
+      std::sort(v.begin(), v.end());
+      return v;
+    };
+    if (cur && sorted(cur->addrs6) != sorted(underlay_.addrs6)) {
+      LOG_INFO("Underlay ", underlay_.name, " IPv6 addresses changed; re-evaluating routes");
+      underlay_.addrs6 = cur->addrs6;
+      const bool still_ours = std::any_of(cur->addrs6.begin(), cur->addrs6.end(),
+                                          [&](const Prefix6& a) { return a.addr == public_ip6_; });
+      if (opts_.public_ip6.empty() && !still_ours && !cur->addrs6.empty())
+        ChangePublicIp6(cur->addrs6[0].addr);
+      Reconcile();
+    }
   }
+}
+
+// The IPv6 twin of ChangePublicIp: the same lease re-published with the new PublicIPv6.
+void Agent::ChangePublicIp6(unsigned __int128 ip) {
+  LOG_INFO("PublicIPv6 changed from ", FormatIp6(public_ip6_), " to ", FormatIp6(ip));
+  public_ip6_ = ip;
+  if (!public_ip_) vtep_mac_ = VtepMacFor(static_cast<uint32_t>(ip));  // derived from it
+  if (lease_mgr_.held() && config_ && config_->enable_ipv6) {
+    if (auto st = RepublishLease(); st.ok())
+      LOG_INFO("Lease ", lease_mgr_.name(), " re-published with PublicIPv6 ", FormatIp6(ip));
+    else
+      LOG_ERROR("Re-publishing lease ", lease_mgr_.name(), " with PublicIPv6 ", FormatIp6(ip), ": ",
+                st.message());
+  }
+  if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
 }
 
 // VLAN networks (VlanController) read again; the underlay program learns whether an

@@ -107,6 +107,7 @@ class Agent {
   void SyncMasquerade();
   void SyncHostDevices(int mtu);
   void ChangePublicIp(uint32_t ip);
+  void ChangePublicIp6(unsigned __int128 ip);
   absl::Status RepublishLease();
   void LoadNetworks();
   void Reconcile();

@@ -85,6 +85,21 @@ def scenario(lab, c):
     trust(lab, c, cpp, fl, a1, a2, b1)
     host_gw(lab, c, cpp, a1, b1)
     masquerade(lab, c, cpp, a1)
+    renumber(lab, c, cpp, a1, b1)
+
+
+def renumber(lab, c, cpp, a1, b1):
+    """The underlay's IPv6 address changes (renumbering): the agent re-publishes its lease with
+    the new PublicIPv6, peers follow, traffic flows again."""
+    h2 = cpp[1]
+    new = "2001:db8::22"
+    h2.sh(f"ip -6 addr add {new}/64 dev eth0 nodad && ip -6 addr del {h2.ip6}/64 dev eth0")
+    L.wait_for("h1 routes h2's IPv6 subnet via the new address",
+               lambda: any(r.get("public_ip") == new for s, r in cpp[0].routes().items() if ":" in s))
+    leases = [json.loads(v) for v in lab.leases().values()]
+    c.check("renumbered underlay: the lease carries the new PublicIPv6",
+            any(l.get("PublicIPv6") == new for l in leases), leases)
+    ping6(c, a1, b1.ip6, "after renumbering h2's underlay")
 
 
 def masquerade(lab, c, cpp, a1):
