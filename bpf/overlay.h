@@ -5,6 +5,7 @@
 
 #include "lib/stats.h"
 #include "lib/helpers.h"
+#include "lib/deliver.h"
 
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -40,7 +41,7 @@ static __always_inline int deliver_to_endpoint(struct __sk_buff* skb, struct eth
   mac_copy(eth->h_dest, ep->mac);
   mac_copy(eth->h_source, ep->gw_mac);
   count(CPPNET_CNT_DELIVER_PEER, skb->len);
-  return bpf_redirect_peer(ep->ifindex, 0);
+  return into_container(ep->ifindex);
 }
 
 /* Bound but its gateway MAC not seen yet (no overlay packet sent): such an entry cannot be used. */

@@ -5,6 +5,7 @@
 #include "lib/csum.h"
 #include "lib/helpers.h"
 #include "lib/stats.h"
+#include "lib/deliver.h"
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);

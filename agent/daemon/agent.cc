@@ -8,6 +8,8 @@
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
+#include <bpf/bpf.h>
+
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -422,6 +424,7 @@ void Agent::OnHostChange(unsigned changes) {
   health_->netlink_dumps = static_cast<int64_t>(host_->dumps());
   if (datapath_active_) containers_->Sync(subnet_, subnet6_);
   vlan_->Sync();
+  if (datapath_active_ && (changes & (HostWatcher::kQdiscs | HostWatcher::kLinks))) SyncQueued();
   if (datapath_active_ && (changes & HostWatcher::kAddrs)) {
     // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
     // and our PublicIP may change under us (DHCP, renumbering).
@@ -465,6 +468,36 @@ void Agent::ChangePublicIp6(unsigned __int128 ip) {
                 st.message());
   }
   if (auto st = ActivateDatapath(); !st.ok()) LOG_ERROR("Datapath: ", st.message());
+}
+
+// Container veths with a queueing root qdisc (the bandwidth CNI plugin's tbf, the container's
+// ingress rate): the datapath delivers to them through the qdisc instead of straight into the
+// namespace, which would bypass it.
+void Agent::SyncQueued() {
+  std::set<int> want;
+  for (int ifindex : host_->Queued())
+    if (auto l = host_->FindByIndex(ifindex); l && l->kind == "veth") want.insert(ifindex);
+  if (queued_synced_ && want == queued_) return;
+  const int fd = dp_->queued_fd();
+  const uint32_t one = 1;
+  for (int i : queued_)
+    if (!want.count(i)) (void)bpf_map_delete_elem(fd, &i);
+  for (int i : want)
+    if (!queued_.count(i) && bpf_map_update_elem(fd, &i, &one, BPF_ANY) != 0)
+      LOG_ERROR("map " CPPNET_MAP_QUEUED ": ifindex ", i, ": ", strerror(errno));
+  for (int i : want)
+    if (!queued_.count(i))
+      LOG_INFO("Container veth ifindex ", i, " has a queueing qdisc: delivered through it");
+  queued_ = std::move(want);
+  queued_synced_ = true;
+  if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {
+    const uint8_t flags = queued_.empty() ? (cfg->flags & ~CPPNET_CFG_QUEUED_PORTS)
+                                          : (cfg->flags | CPPNET_CFG_QUEUED_PORTS);
+    if (flags != cfg->flags) {
+      cfg->flags = flags;
+      (void)WriteConfig(dp_->maps().config(), *cfg);
+    }
+  }
 }
 
 // VLAN networks (VlanController) read again; the underlay program learns whether an
@@ -551,7 +584,8 @@ absl::Status Agent::ActivateDatapath() {
   c.port = cfg.backend.port;
   c.mtu = static_cast<uint16_t>(underlay_.mtu);
   c.backend = cfg.backend.type;
-  c.flags = CPPNET_CFG_READY | (vlan_->UntaggedOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0);
+  c.flags = CPPNET_CFG_READY | (vlan_->UntaggedOnUnderlay() ? CPPNET_CFG_UNTAGGED_VLAN : 0) |
+            (queued_.empty() ? 0 : CPPNET_CFG_QUEUED_PORTS);
   memcpy(c.underlay_mac, underlay_.mac.data(), 6);
   memcpy(c.vtep_mac, vtep_mac_.data(), 6);
   if (subnet6_) {
@@ -595,6 +629,7 @@ absl::Status Agent::ActivateDatapath() {
              mtu, ")");
     datapath_active_ = true;
     containers_->Sync(subnet_, subnet6_);  // later changes come as host events
+    SyncQueued();
     sd_notify(0, absl::StrCat("READY=1\nSTATUS=Lease ", lease_mgr_.name()).c_str());
   }
   Reconcile();

@@ -105,6 +105,7 @@ class Agent {
   absl::Time NextDeadline() const;
   absl::Status ActivateDatapath();
   void SyncMasquerade();
+  void SyncQueued();
   void SyncHostDevices(int mtu);
   void ChangePublicIp(uint32_t ip);
   void ChangePublicIp6(unsigned __int128 ip);
@@ -162,7 +163,9 @@ class Agent {
   uint32_t host_addr_ = 0;                       // the host's overlay address on CPPNET_HOST_DEV
   std::optional<unsigned __int128> host_addr6_;  // and its IPv6 one (dual stack)
   int host_mtu_ = 0;
-  MasqSpec masq_;  // what is masqueraded
+  MasqSpec masq_;         // what is masqueraded
+  std::set<int> queued_;  // veths in CPPNET_MAP_QUEUED
+  bool queued_synced_ = false;
   bool masq_synced_ = false;
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   std::unique_ptr<VlanResolver> resolver_;          // after dp_: stops before the maps go

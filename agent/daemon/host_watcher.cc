@@ -6,6 +6,8 @@
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/tc.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -40,6 +42,13 @@ std::optional<Prefix6> Ipv6Of(rtnl_addr* addr) {
     return std::nullopt;
   return Prefix6{FromBytes6(static_cast<const uint8_t*>(nl_addr_get_binary_addr(local))),
                  static_cast<uint8_t>(rtnl_addr_get_prefixlen(addr))};
+}
+
+// {ifindex, kind} of a root qdisc object, nullopt for any other tc object.
+std::optional<std::pair<int, std::string>> RootQdisc(nl_object* o) {
+  auto* tc = reinterpret_cast<rtnl_tc*>(o);
+  if (rtnl_tc_get_parent(tc) != TC_H_ROOT || !rtnl_tc_get_kind(tc)) return std::nullopt;
+  return std::pair{rtnl_tc_get_ifindex(tc), std::string(rtnl_tc_get_kind(tc))};
 }
 
 template <typename P>
@@ -81,7 +90,7 @@ absl::Status HostWatcher::Subscribe() {
   if (int err = nl_connect(sock_, NETLINK_ROUTE); err < 0)
     return absl::InternalError(absl::StrCat("netlink: connect: ", nl_geterror(err)));
   if (int err = nl_socket_add_memberships(sock_, RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR,
-                                          RTNLGRP_IPV6_IFADDR, 0);
+                                          RTNLGRP_IPV6_IFADDR, RTNLGRP_TC, 0);
       err < 0)
     return absl::InternalError(absl::StrCat("netlink: subscribe: ", nl_geterror(err)));
   (void)nl_socket_set_buffer_size(sock_, kRecvBuffer, 0);
@@ -92,13 +101,22 @@ absl::Status HostWatcher::Subscribe() {
 absl::Status HostWatcher::Dump() {
   auto sk = NlConnect();
   if (!sk.ok()) return sk.status();
-  nl_cache *links = nullptr, *addrs = nullptr;
+  nl_cache *links = nullptr, *addrs = nullptr, *qdiscs = nullptr;
   if (int err = rtnl_link_alloc_cache(sk->get(), AF_UNSPEC, &links); err < 0)
     return absl::InternalError(absl::StrCat("netlink: list links: ", nl_geterror(err)));
   if (int err = rtnl_addr_alloc_cache(sk->get(), &addrs); err < 0) {
     nl_cache_free(links);
     return absl::InternalError(absl::StrCat("netlink: list addresses: ", nl_geterror(err)));
   }
+  if (int err = rtnl_qdisc_alloc_cache(sk->get(), &qdiscs); err < 0) {
+    nl_cache_free(links);
+    nl_cache_free(addrs);
+    return absl::InternalError(absl::StrCat("netlink: list qdiscs: ", nl_geterror(err)));
+  }
+  std::map<int, std::string> roots;
+  for (nl_object* o = nl_cache_get_first(qdiscs); o; o = nl_cache_get_next(o))
+    if (auto r = RootQdisc(o)) roots[r->first] = r->second;
+  nl_cache_free(qdiscs);
   std::map<int, Link> l;
   std::map<int, std::vector<Prefix4>> a;
   std::map<int, std::vector<Prefix6>> a6;
@@ -117,7 +135,8 @@ absl::Status HostWatcher::Dump() {
   links_ = std::move(l);
   addrs_ = std::move(a);
   addrs6_ = std::move(a6);
-  dumps_ += 2;
+  root_qdisc_ = std::move(roots);
+  dumps_ += 3;
   return absl::OkStatus();
 }
 
@@ -149,10 +168,19 @@ void HostWatcher::OnObject(nl_object* obj, void* arg) {
       w->links_.erase(ifindex);
       w->addrs_.erase(ifindex);
       w->addrs6_.erase(ifindex);
+      w->root_qdisc_.erase(ifindex);
     } else {
       w->links_[ifindex] = Link{DescribeLink(nullptr, link), rtnl_link_get_master(link)};
     }
     w->pending_ |= kLinks;
+  } else if (type == "route/qdisc") {
+    auto r = RootQdisc(obj);
+    if (!r) return;
+    if (w->msg_type_ == RTM_DELQDISC)
+      w->root_qdisc_.erase(r->first);
+    else
+      w->root_qdisc_[r->first] = r->second;
+    w->pending_ |= kQdiscs;
   } else if (type == "route/addr") {
     auto* addr = reinterpret_cast<rtnl_addr*>(obj);
     const bool add = w->msg_type_ == RTM_NEWADDR;
@@ -185,7 +213,7 @@ void HostWatcher::Loop() {
         // Notifications were lost (socket overrun): what we hold may be stale. Dump again.
         LOG_WARN("Host watcher: netlink: ", nl_geterror(err), "; re-reading links and addresses");
         if (auto st = Dump(); !st.ok()) LOG_ERROR("Host watcher: ", st.message());
-        pending_ |= kLinks | kAddrs;
+        pending_ |= kLinks | kAddrs | kQdiscs;
       }
     }
     if (pending_) on_change_(pending_);
@@ -234,6 +262,14 @@ std::optional<Interface> HostWatcher::WithAddressIn(const Prefix6& subnet) const
       if (subnet.contains(a.addr)) return WithAddrs(l->second);
   }
   return std::nullopt;
+}
+
+std::vector<int> HostWatcher::Queued() const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<int> out;
+  for (const auto& [ifindex, kind] : root_qdisc_)
+    if (kind != "noqueue") out.push_back(ifindex);
+  return out;
 }
 
 std::vector<Interface> HostWatcher::PortsOf(int master_ifindex) const {

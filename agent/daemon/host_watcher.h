@@ -1,6 +1,6 @@
-// The host as the agent sees it, kept current by events instead of polling: links and
-// IPv4 addresses from rtnetlink notifications (a socket subscribed to the link and
-// IPv4 address groups, messages parsed by libnl; one dump at start, another only when
+// The host as the agent sees it, kept current by events instead of polling: links,
+// addresses and root qdiscs from rtnetlink notifications (a socket subscribed to the link,
+// IPv4/IPv6 address and tc groups, messages parsed by libnl; one dump at start, another only when
 // the kernel reports lost notifications). Queries are answered from that state;
 // `on_change` runs on the watcher's thread after each batch.
 #pragma once
@@ -28,7 +28,7 @@ namespace cppnet {
 
 class HostWatcher {
  public:
-  enum Change : unsigned { kLinks = 1, kAddrs = 2 };
+  enum Change : unsigned { kLinks = 1, kAddrs = 2, kQdiscs = 4 };
   static absl::StatusOr<std::unique_ptr<HostWatcher>> Start(
       std::function<void(unsigned changes)> on_change);
   ~HostWatcher();
@@ -40,6 +40,9 @@ class HostWatcher {
   std::optional<Interface> WithAddressIn(const Prefix6& subnet) const;
   // Interfaces enslaved to `master_ifindex` (the ports of a bridge).
   std::vector<Interface> PortsOf(int master_ifindex) const;
+  // Interfaces whose root qdisc queues (anything but noqueue, e.g. the bandwidth CNI plugin's
+  // tbf): their traffic must pass that qdisc.
+  std::vector<int> Queued() const;
   // Full netlink dumps made since start (links + addresses at start, again per resync).
   uint64_t dumps() const { return dumps_.load(); }
 
@@ -61,6 +64,7 @@ class HostWatcher {
   std::map<int, Link> links_;
   std::map<int, std::vector<Prefix4>> addrs_;   // IPv4, by ifindex
   std::map<int, std::vector<Prefix6>> addrs6_;  // global IPv6, by ifindex
+  std::map<int, std::string> root_qdisc_;       // root qdisc kind, by ifindex
   nl_sock* sock_ = nullptr;
   int msg_type_ = 0;      // of the message being parsed (loop thread)
   unsigned pending_ = 0;  // changes seen in the current batch (loop thread)

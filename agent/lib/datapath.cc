@@ -100,6 +100,7 @@ int Datapath::vlan_port_prog_fd() const {
 }
 int Datapath::vlan_miss_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_miss); }
 int Datapath::vlan_nbr_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_nbr); }
+int Datapath::queued_fd() const { return bpf_map__fd(skel_->maps.cppnet_queued); }
 VlanMaps Datapath::vlan_maps() const {
   return VlanMaps(
       {bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),

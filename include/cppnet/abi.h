@@ -112,6 +112,9 @@ CPPNET_ASSERT_SIZE(struct cppnet_route6, 32);
  * with the routes. Read only when a tunnel packet fails the route check, to tell a stranger
  * (unknown_peer) from a peer sending outside its subnet (bad_inner_source). */
 #define CPPNET_MAP_PEERS6 "cppnet_peers6"
+/* Container (and VLAN endpoint) host veths whose root qdisc queues, e.g. the bandwidth CNI
+ * plugin's tbf (key: ifindex, value: 1): delivery to them passes that qdisc. */
+#define CPPNET_MAP_QUEUED "cppnet_queued"
 
 /* A container on this host, by its IPv4 address (network byte order): where the
  * receive path delivers straight into the container's namespace (bpf_redirect_peer).
@@ -308,6 +311,7 @@ CPPNET_ASSERT_SIZE(struct cppnet_vlan_cnt, 32);
 
 #define CPPNET_CFG_READY 0x1         /* agent has filled the config; programs act only then */
 #define CPPNET_CFG_UNTAGGED_VLAN 0x2 /* an untagged VLAN network uses the underlay as trunk */
+#define CPPNET_CFG_QUEUED_PORTS 0x4  /* some container veth has a queueing qdisc (cppnet_queued) */
 
 /* Local host state, single entry (key 0) of an array map. */
 struct cppnet_config {
@@ -350,7 +354,7 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 112);
     "ICMP fragmentation-needed sent back for too-big DF packets")                                \
   X(PKT_TOO_BIG_TX, "packet_too_big_tx", "ICMPv6 packet-too-big sent back for too-big packets")  \
   X(DELIVER_PEER, "deliver_direct",                                                              \
-    "overlay packets delivered straight into a container (bpf_redirect_peer)")                   \
+    "overlay packets delivered straight into a container (or through its veth's qdisc)")         \
   X(DELIVER_BRIDGE, "deliver_bridge",                                                            \
     "overlay packets handed to the container bridge (endpoint not learned yet)")                 \
   X(DELIVER_HOST, "deliver_host", "overlay packets for the host's own overlay address")          \

@@ -52,6 +52,7 @@ class Datapath {
   VlanMaps vlan_maps() const;  // not owning
   int vlan_miss_fd() const;    // ring buffer: ipvlan l3 next hops to resolve
   int vlan_nbr_fd() const;     // ipvlan l3 next hops (the resolver marks what it asks for)
+  int queued_fd() const;       // host veths with a queueing qdisc (CPPNET_MAP_QUEUED)
   const MapFds& maps() const { return maps_; }
   // Pinned maps from an earlier version whose layout differed, replaced at Load.
   const std::vector<std::string>& replaced_maps() const { return replaced_maps_; }

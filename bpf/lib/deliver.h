@@ -1,0 +1,30 @@
+/* The last hop into a local container (overlay and VLAN endpoints alike). */
+#ifndef CPPNET_BPF_LIB_DELIVER_H
+#define CPPNET_BPF_LIB_DELIVER_H
+
+#include "lib/stats.h"
+
+/* Host veths whose root qdisc queues (the bandwidth CNI plugin's tbf: the container's ingress
+ * rate), written by the agent; CPPNET_CFG_QUEUED_PORTS says whether there are any. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, CPPNET_ENDPOINTS_MAX);
+  __type(key, __u32);
+  __type(value, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_queued SEC(".maps");
+
+/* Into the container behind host veth `host_ifindex`: straight into its namespace
+ * (bpf_redirect_peer), unless that veth has a queueing qdisc, which bpf_redirect_peer would
+ * skip: then out of the veth, through its qdisc. */
+static __always_inline long into_container(__u32 host_ifindex) {
+  __u32 zero = 0;
+  struct cppnet_config* cfg = bpf_map_lookup_elem(&cppnet_config, &zero);
+
+  if (cfg && (cfg->flags & CPPNET_CFG_QUEUED_PORTS) &&
+      bpf_map_lookup_elem(&cppnet_queued, &host_ifindex))
+    return bpf_redirect(host_ifindex, 0);
+  return bpf_redirect_peer(host_ifindex, 0);
+}
+
+#endif
