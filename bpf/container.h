@@ -186,28 +186,26 @@ static __always_inline int overlay_send(struct __sk_buff* skb, const struct cppn
   return tunnel_send(skb, cfg, rt, hop, reply_flags);
 }
 
-SEC("tc")
-int cppnet_tc_encap(struct __sk_buff* skb) {
+/* The container side's checks and fast path (see cppnet_tc_encap). `shaped`: the container has
+ * an egress rate, so overlay packets are not sent from here (TC_ACT_OK: on to the kernel). */
+static __always_inline int container_side(struct __sk_buff* skb, struct cppnet_config* cfg,
+                                          const int port, const int shaped) {
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
   struct ethhdr* eth = data;
-  struct cppnet_config* cfg;
   struct cppnet_route* rt;
   struct iphdr* ip;
 
   if ((void*)(eth + 1) > data_end) return TC_ACT_OK;
-  cfg = ready_config();
-  if (!cfg) return TC_ACT_OK;
   /* On a container's veth (not the bridge, where it is a fallback for ports not
    * attached yet): the container sends only from its own address and MAC. */
-  const int port = skb->ifindex != cfg->container_ifindex;
   struct cppnet_bind* slot = port ? bind_slot(skb->ifindex) : 0;
   /* Every frame of a bound veth (IPv6 and other ethertypes too) carries its MAC: a
    * container cannot make the bridge learn another's MAC on its port. */
   if (slot && slot->ifindex == skb->ifindex && !mac_equal(slot->mac, eth->h_source))
     return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
   if (eth->h_proto == bpf_htons(ETH_P_IPV6) && cfg->subnet6_len)
-    return container_ipv6(skb, cfg, port);
+    return container_ipv6(skb, cfg, port, shaped);
   if (!cfg->subnet_len) return TC_ACT_OK; /* an IPv6-only network: IPv4 and ARP are the stack's */
   if (eth->h_proto == bpf_htons(ETH_P_ARP))
     return port ? container_arp(skb, eth, slot, cfg) : TC_ACT_OK;
@@ -250,13 +248,30 @@ int cppnet_tc_encap(struct __sk_buff* skb) {
       bind->delivery = 1;
     }
   } else {
-    /* The bridge: a port not attached yet. An address bound to a veth never
-     * arrives here legitimately (its overlay packets leave at the veth). */
+    /* The bridge: a port not attached yet. An address bound to a veth arrives here only
+     * from a container with an egress rate: its veth's program checked it and handed it to
+     * the bandwidth plugin's ifb, which brings it back here (cppnet_tc_encap). */
     struct cppnet_endpoint* owner = bpf_map_lookup_elem(&cppnet_endpoint, &ip->saddr);
-    if (owner || !container_address(ip->saddr, cfg)) return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
+    if (owner ? !egress_shaped(owner->ifindex, cfg) : !container_address(ip->saddr, cfg))
+      return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
   }
 
+  if (shaped) return TC_ACT_OK;
   return overlay_send(skb, cfg, rt, 1, 0);
+}
+
+SEC("tc")
+int cppnet_tc_encap(struct __sk_buff* skb) {
+  struct cppnet_config* cfg = ready_config();
+
+  if (!cfg) return TC_ACT_OK;
+  const int port = skb->ifindex != cfg->container_ifindex;
+  const int shaped = port && egress_shaped(skb->ifindex, cfg);
+  const int v = container_side(skb, cfg, port, shaped);
+  /* A container with an egress rate: what passed its checks goes on to the veth's "ingress"
+   * qdisc (the rate), then the kernel forwards it, through cppnet.host onto the overlay. On a
+   * tcx link TC_ACT_OK would skip that qdisc; TC_ACT_UNSPEC goes on to it. */
+  return shaped && v == TC_ACT_OK ? TC_ACT_UNSPEC : v;
 }
 
 /* The route to an overlay address (LPM), or 0. */

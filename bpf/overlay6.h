@@ -356,7 +356,7 @@ static __always_inline int overlay_send6(struct __sk_buff* skb, const struct cpp
  * advertisements checked; everything else passes the IPv6 binding; overlay destinations are
  * sent on their route. */
 static __always_inline int container_ipv6(struct __sk_buff* skb, const struct cppnet_config* cfg,
-                                          int port) {
+                                          int port, int shaped) {
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
   struct ethhdr* eth = data;
@@ -400,8 +400,10 @@ static __always_inline int container_ipv6(struct __sk_buff* skb, const struct cp
     }
   } else {
     struct cppnet_endpoint* owner = bpf_map_lookup_elem(&cppnet_endpt6, &k);
-    if (owner || !container_address6(k.addr, cfg)) return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
+    if (owner ? !egress_shaped(owner->ifindex, cfg) : !container_address6(k.addr, cfg))
+      return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE); /* see container_side() */
   }
+  if (shaped) return TC_ACT_OK; /* an egress rate: the kernel forwards it (cppnet_tc_encap) */
   return overlay_send6(skb, cfg, rt, 1, 0);
 }
 

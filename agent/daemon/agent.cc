@@ -474,20 +474,31 @@ void Agent::ChangePublicIp6(unsigned __int128 ip) {
 // ingress rate): the datapath delivers to them through the qdisc instead of straight into the
 // namespace, which would bypass it.
 void Agent::SyncQueued() {
-  std::set<int> want;
+  std::map<int, uint32_t> want;
+  auto veth = [&](int ifindex) {
+    auto l = host_->FindByIndex(ifindex);
+    return l && l->kind == "veth";
+  };
   for (int ifindex : host_->Queued())
-    if (auto l = host_->FindByIndex(ifindex); l && l->kind == "veth") want.insert(ifindex);
+    if (veth(ifindex)) want[ifindex] |= CPPNET_QUEUED_ROOT;
+  for (int ifindex : host_->WithIngressQdisc())
+    if (veth(ifindex)) want[ifindex] |= CPPNET_QUEUED_INGRESS;
   if (queued_synced_ && want == queued_) return;
   const int fd = dp_->queued_fd();
-  const uint32_t one = 1;
-  for (int i : queued_)
+  for (const auto& [i, flags] : queued_)
     if (!want.count(i)) (void)bpf_map_delete_elem(fd, &i);
-  for (int i : want)
-    if (!queued_.count(i) && bpf_map_update_elem(fd, &i, &one, BPF_ANY) != 0)
+  for (const auto& [i, flags] : want) {
+    auto it = queued_.find(i);
+    if (it != queued_.end() && it->second == flags) continue;
+    if (bpf_map_update_elem(fd, &i, &flags, BPF_ANY) != 0) {
       LOG_ERROR("map " CPPNET_MAP_QUEUED ": ifindex ", i, ": ", strerror(errno));
-  for (int i : want)
-    if (!queued_.count(i))
-      LOG_INFO("Container veth ifindex ", i, " has a queueing qdisc: delivered through it");
+      continue;
+    }
+    LOG_INFO(
+        "Container veth ifindex ", i, " has the bandwidth plugin's qdiscs:",
+        (flags & CPPNET_QUEUED_ROOT) ? " ingress rate (delivered through its qdisc)" : "",
+        (flags & CPPNET_QUEUED_INGRESS) ? " egress rate (its packets go through the kernel)" : "");
+  }
   queued_ = std::move(want);
   queued_synced_ = true;
   if (auto cfg = ReadConfig(dp_->maps().config()); cfg.ok()) {

@@ -163,8 +163,8 @@ class Agent {
   uint32_t host_addr_ = 0;                       // the host's overlay address on CPPNET_HOST_DEV
   std::optional<unsigned __int128> host_addr6_;  // and its IPv6 one (dual stack)
   int host_mtu_ = 0;
-  MasqSpec masq_;         // what is masqueraded
-  std::set<int> queued_;  // veths in CPPNET_MAP_QUEUED
+  MasqSpec masq_;                   // what is masqueraded
+  std::map<int, uint32_t> queued_;  // veths in CPPNET_MAP_QUEUED, with their flags
   bool queued_synced_ = false;
   bool masq_synced_ = false;
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged

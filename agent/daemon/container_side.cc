@@ -50,7 +50,8 @@ void ContainerSide::SyncPorts() {
       now.insert(*it);
       continue;
     }
-    if (auto st = dp_->AttachEncap(p.ifindex, p.name); !st.ok()) {
+    if (auto st = dp_->AttachPort(p.ifindex, p.name, host_->IngressQdisc(p.ifindex) == "clsact");
+        !st.ok()) {
       LOG_WARN("Container port: ", st.message());
       continue;
     }
@@ -61,6 +62,8 @@ void ContainerSide::SyncPorts() {
   // (the address's owner record) with the other endpoints of vanished veths below. Only
   // then may another veth bind the address.
   const MapFds& m = dp_->maps();
+  for (const auto& [ifindex, name] : ports_)
+    if (!now.count(ifindex)) dp_->DetachPort(ifindex);
   for (const auto& [ifindex, name] : ports_)
     if (!now.count(ifindex))
       for (auto st : {FreeBindSlot(m.binds(), static_cast<uint32_t>(ifindex)),

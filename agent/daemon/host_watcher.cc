@@ -44,10 +44,11 @@ std::optional<Prefix6> Ipv6Of(rtnl_addr* addr) {
                  static_cast<uint8_t>(rtnl_addr_get_prefixlen(addr))};
 }
 
-// {ifindex, kind} of a root qdisc object, nullopt for any other tc object.
-std::optional<std::pair<int, std::string>> RootQdisc(nl_object* o) {
+// {ifindex, kind} of a qdisc object with parent `parent` (TC_H_ROOT, TC_H_INGRESS), nullopt
+// for any other tc object.
+std::optional<std::pair<int, std::string>> Qdisc(nl_object* o, uint32_t parent) {
   auto* tc = reinterpret_cast<rtnl_tc*>(o);
-  if (rtnl_tc_get_parent(tc) != TC_H_ROOT || !rtnl_tc_get_kind(tc)) return std::nullopt;
+  if (rtnl_tc_get_parent(tc) != parent || !rtnl_tc_get_kind(tc)) return std::nullopt;
   return std::pair{rtnl_tc_get_ifindex(tc), std::string(rtnl_tc_get_kind(tc))};
 }
 
@@ -113,9 +114,11 @@ absl::Status HostWatcher::Dump() {
     nl_cache_free(addrs);
     return absl::InternalError(absl::StrCat("netlink: list qdiscs: ", nl_geterror(err)));
   }
-  std::map<int, std::string> roots;
-  for (nl_object* o = nl_cache_get_first(qdiscs); o; o = nl_cache_get_next(o))
-    if (auto r = RootQdisc(o)) roots[r->first] = r->second;
+  std::map<int, std::string> roots, ingress;
+  for (nl_object* o = nl_cache_get_first(qdiscs); o; o = nl_cache_get_next(o)) {
+    if (auto r = Qdisc(o, TC_H_ROOT)) roots[r->first] = r->second;
+    if (auto r = Qdisc(o, TC_H_INGRESS)) ingress[r->first] = r->second;
+  }
   nl_cache_free(qdiscs);
   std::map<int, Link> l;
   std::map<int, std::vector<Prefix4>> a;
@@ -136,6 +139,7 @@ absl::Status HostWatcher::Dump() {
   addrs_ = std::move(a);
   addrs6_ = std::move(a6);
   root_qdisc_ = std::move(roots);
+  ingress_qdisc_ = std::move(ingress);
   dumps_ += 3;
   return absl::OkStatus();
 }
@@ -169,18 +173,22 @@ void HostWatcher::OnObject(nl_object* obj, void* arg) {
       w->addrs_.erase(ifindex);
       w->addrs6_.erase(ifindex);
       w->root_qdisc_.erase(ifindex);
+      w->ingress_qdisc_.erase(ifindex);
     } else {
       w->links_[ifindex] = Link{DescribeLink(nullptr, link), rtnl_link_get_master(link)};
     }
     w->pending_ |= kLinks;
   } else if (type == "route/qdisc") {
-    auto r = RootQdisc(obj);
-    if (!r) return;
-    if (w->msg_type_ == RTM_DELQDISC)
-      w->root_qdisc_.erase(r->first);
-    else
-      w->root_qdisc_[r->first] = r->second;
-    w->pending_ |= kQdiscs;
+    for (auto [parent, map] :
+         {std::pair{TC_H_ROOT, &w->root_qdisc_}, std::pair{TC_H_INGRESS, &w->ingress_qdisc_}}) {
+      auto r = Qdisc(obj, parent);
+      if (!r) continue;
+      if (w->msg_type_ == RTM_DELQDISC)
+        map->erase(r->first);
+      else
+        (*map)[r->first] = r->second;
+      w->pending_ |= kQdiscs;
+    }
   } else if (type == "route/addr") {
     auto* addr = reinterpret_cast<rtnl_addr*>(obj);
     const bool add = w->msg_type_ == RTM_NEWADDR;
@@ -269,6 +277,20 @@ std::vector<int> HostWatcher::Queued() const {
   std::vector<int> out;
   for (const auto& [ifindex, kind] : root_qdisc_)
     if (kind != "noqueue") out.push_back(ifindex);
+  return out;
+}
+
+std::string HostWatcher::IngressQdisc(int ifindex) const {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = ingress_qdisc_.find(ifindex);
+  return it == ingress_qdisc_.end() ? "" : it->second;
+}
+
+std::vector<int> HostWatcher::WithIngressQdisc() const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<int> out;
+  for (const auto& [ifindex, kind] : ingress_qdisc_)
+    if (kind == "ingress") out.push_back(ifindex);
   return out;
 }
 

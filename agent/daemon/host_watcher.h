@@ -43,6 +43,10 @@ class HostWatcher {
   // Interfaces whose root qdisc queues (anything but noqueue, e.g. the bandwidth CNI plugin's
   // tbf): their traffic must pass that qdisc.
   std::vector<int> Queued() const;
+  // Interfaces with an "ingress" qdisc (the bandwidth CNI plugin's egress rate).
+  std::vector<int> WithIngressQdisc() const;
+  // The kind of the interface's ingress-side qdisc ("clsact", "ingress"), "" when none.
+  std::string IngressQdisc(int ifindex) const;
   // Full netlink dumps made since start (links + addresses at start, again per resync).
   uint64_t dumps() const { return dumps_.load(); }
 
@@ -65,6 +69,7 @@ class HostWatcher {
   std::map<int, std::vector<Prefix4>> addrs_;   // IPv4, by ifindex
   std::map<int, std::vector<Prefix6>> addrs6_;  // global IPv6, by ifindex
   std::map<int, std::string> root_qdisc_;       // root qdisc kind, by ifindex
+  std::map<int, std::string> ingress_qdisc_;    // ingress/clsact qdisc kind, by ifindex
   nl_sock* sock_ = nullptr;
   int msg_type_ = 0;      // of the message being parsed (loop thread)
   unsigned pending_ = 0;  // changes seen in the current batch (loop thread)

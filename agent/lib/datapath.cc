@@ -83,10 +83,21 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
   // One fd per MapFds member, in its order (a short list would leave fd 0 in the last ones).
   static_assert(fds.size() == MapFds::kCount);
   dp->maps_ = MapFds(fds);
+  // tcx links of container veths deleted while the agent was down: detached already, their
+  // pins are all that is left.
+  if (!pin_dir.empty()) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
+      if (e.path().filename().string().rfind(CPPNET_LINK_TCX_PREFIX, 0) != 0) continue;
+      auto on = TcxLinkIfindex(e.path().string());
+      if (!on.ok() || *on == 0) unlink(e.path().c_str());
+    }
+  }
   return dp;
 }
 
 Datapath::~Datapath() {
+  for (int fd : link_fds_) close(fd);
   if (skel_) cppnet_bpf__destroy(skel_);  // pinned links and tc filters stay
 }
 
@@ -158,6 +169,22 @@ absl::Status Datapath::AttachEncap(int ifindex, const std::string& ifname) {
   return AttachTcIngress(encap_prog_fd(), ifindex, ifname);
 }
 
+static std::string TcxPin(const std::string& dir, int ifindex) {
+  return absl::StrCat(dir, "/" CPPNET_LINK_TCX_PREFIX, ifindex);
+}
+
+absl::Status Datapath::AttachPort(int ifindex, const std::string& ifname, bool old_clsact) {
+  int keep = -1;
+  auto st = AttachTcxIngress(encap_prog_fd(), ifindex, ifname,
+                             pin_dir_.empty() ? "" : TcxPin(pin_dir_, ifindex), old_clsact, &keep);
+  if (keep >= 0) link_fds_.push_back(keep);
+  return st;
+}
+
+void Datapath::DetachPort(int ifindex) {
+  if (!pin_dir_.empty()) unlink(TcxPin(pin_dir_, ifindex).c_str());  // the last reference
+}
+
 absl::Status Datapath::AttachUnderlay(int ifindex, const std::string& ifname) {
   return AttachTcIngress(underlay_prog_fd(), ifindex, ifname);
 }
@@ -213,6 +240,13 @@ absl::StatusOr<std::vector<std::string>> Datapath::Cleanup(const std::string& pi
   if (!std::filesystem::exists(pin_dir, ec)) return done;
   for (const auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
     const std::string name = e.path().filename().string();
+    if (name.rfind(CPPNET_LINK_TCX_PREFIX, 0) == 0) {
+      if (unlink(e.path().c_str()) != 0)  // the last reference: the program leaves the veth
+        return absl::InternalError(absl::StrCat(e.path().string(), ": ", strerror(errno)));
+      done.push_back(
+          absl::StrCat("tcx program on ifindex ", name.substr(strlen(CPPNET_LINK_TCX_PREFIX))));
+      continue;
+    }
     if (name.rfind(CPPNET_LINK_XDP_PREFIX, 0) == 0) {
       if (bpf_link* link = bpf_link__open(e.path().c_str())) {
         bpf_link__unpin(link);

@@ -1,6 +1,8 @@
 #include "cppnet/tc.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -31,6 +33,62 @@ absl::Status AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname
 
 absl::Status AttachTcEgress(int prog_fd, int ifindex, const std::string& ifname) {
   return AttachTc(prog_fd, ifindex, ifname, BPF_TC_EGRESS);
+}
+
+// Bookworm's headers (Linux 6.1 UAPI, libbpf 1.1) predate tcx: the kernel's values.
+constexpr int kBpfTcxIngress = 46;     // enum bpf_attach_type BPF_TCX_INGRESS
+constexpr uint32_t kLinkTypeTcx = 11;  // enum bpf_link_type BPF_LINK_TYPE_TCX
+
+absl::StatusOr<uint32_t> TcxLinkIfindex(const std::string& pin) {
+  int fd = bpf_obj_get(pin.c_str());
+  if (fd < 0) return absl::NotFoundError(absl::StrCat(pin, ": ", strerror(errno)));
+  bpf_link_info info{};
+  uint32_t len = sizeof(info);
+  const int err = bpf_obj_get_info_by_fd(fd, &info, &len) ? errno : 0;
+  close(fd);
+  if (err) return absl::InternalError(absl::StrCat(pin, ": link info: ", strerror(err)));
+  if (info.type != kLinkTypeTcx)
+    return absl::InvalidArgumentError(absl::StrCat(pin, ": not a tcx link"));
+  // The tcx part of the info union starts with the ifindex, where the xdp part has its own.
+  return info.xdp.ifindex;
+}
+
+absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifname,
+                              const std::string& pin, bool old_clsact, int* keep_fd) {
+  *keep_fd = -1;
+  if (!pin.empty()) {
+    auto on = TcxLinkIfindex(pin);
+    if (on.ok() && *on == static_cast<uint32_t>(ifindex)) {
+      int fd = bpf_obj_get(pin.c_str());
+      const int err = fd < 0 || bpf_link_update(fd, prog_fd, nullptr) ? errno : 0;
+      if (fd >= 0) close(fd);
+      if (!err) return absl::OkStatus();
+    }
+    unlink(pin.c_str());  // stale: its interface is gone (or another has its index now)
+  }
+  int fd = bpf_link_create(prog_fd, ifindex, static_cast<bpf_attach_type>(kBpfTcxIngress), nullptr);
+  if (fd < 0)
+    return absl::InternalError(
+        absl::StrCat("interface ", ifname, ": attach tcx ingress: ", strerror(errno)));
+  // An earlier version's clsact with our filter (ours alone on a container veth): the program
+  // would run twice, and the qdisc blocks others' "ingress" qdisc.
+  LIBBPF_OPTS(bpf_tc_hook, ingress, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, ours, .handle = kTcHandle, .priority = kTcPriority);
+  if (old_clsact && bpf_tc_query(&ingress, &ours) == 0) {
+    LIBBPF_OPTS(bpf_tc_hook, both, .ifindex = ifindex,
+                .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+    (void)bpf_tc_hook_destroy(&both);
+  }
+  if (pin.empty()) {
+    *keep_fd = fd;
+    return absl::OkStatus();
+  }
+  const int err = bpf_obj_pin(fd, pin.c_str()) ? errno : 0;
+  close(fd);  // the pin holds the link
+  if (err)
+    return absl::InternalError(
+        absl::StrCat("interface ", ifname, ": pin tcx link ", pin, ": ", strerror(err)));
+  return absl::OkStatus();
 }
 
 }  // namespace cppnet

@@ -15,6 +15,7 @@
 #define IP_MF_OFFSET 0x3fff
 #define IPPROTO_UDP_ 17
 #define IPPROTO_TCP_ 6
+#define TC_ACT_UNSPEC (-1) /* tcx: on to the next program, or the interface's qdisc */
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 #define PACKET_HOST 0

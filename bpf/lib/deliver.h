@@ -21,10 +21,19 @@ static __always_inline long into_container(__u32 host_ifindex) {
   __u32 zero = 0;
   struct cppnet_config* cfg = bpf_map_lookup_elem(&cppnet_config, &zero);
 
-  if (cfg && (cfg->flags & CPPNET_CFG_QUEUED_PORTS) &&
-      bpf_map_lookup_elem(&cppnet_queued, &host_ifindex))
-    return bpf_redirect(host_ifindex, 0);
+  if (cfg && (cfg->flags & CPPNET_CFG_QUEUED_PORTS)) {
+    __u32* q = bpf_map_lookup_elem(&cppnet_queued, &host_ifindex);
+    if (q && (*q & CPPNET_QUEUED_ROOT)) return bpf_redirect(host_ifindex, 0);
+  }
   return bpf_redirect_peer(host_ifindex, 0);
+}
+
+/* Does the container behind this host veth have an egress rate (the bandwidth plugin's
+ * "ingress" qdisc on the veth)? */
+static __always_inline int egress_shaped(__u32 host_ifindex, const struct cppnet_config* cfg) {
+  if (!(cfg->flags & CPPNET_CFG_QUEUED_PORTS)) return 0;
+  __u32* q = bpf_map_lookup_elem(&cppnet_queued, &host_ifindex);
+  return q && (*q & CPPNET_QUEUED_INGRESS);
 }
 
 #endif

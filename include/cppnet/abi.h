@@ -23,6 +23,7 @@
 #define CPPNET_MAP_PEERS "cppnet_peers"
 #define CPPNET_MAP_BINDS "cppnet_binds"
 #define CPPNET_LINK_XDP_PREFIX "link_xdp_"
+#define CPPNET_LINK_TCX_PREFIX "link_tcx_" /* + ifindex: a container veth's tcx link */
 #define CPPNET_ROUTES_MAX 65536
 #define CPPNET_ENDPOINTS_MAX 16384
 
@@ -112,9 +113,14 @@ CPPNET_ASSERT_SIZE(struct cppnet_route6, 32);
  * with the routes. Read only when a tunnel packet fails the route check, to tell a stranger
  * (unknown_peer) from a peer sending outside its subnet (bad_inner_source). */
 #define CPPNET_MAP_PEERS6 "cppnet_peers6"
-/* Container (and VLAN endpoint) host veths whose root qdisc queues, e.g. the bandwidth CNI
- * plugin's tbf (key: ifindex, value: 1): delivery to them passes that qdisc. */
+/* Container (and VLAN endpoint) host veths with qdiscs of the bandwidth CNI plugin (key:
+ * ifindex, value: CPPNET_QUEUED_*): a queueing root qdisc (tbf, the container's ingress rate) —
+ * delivery passes it; an "ingress" qdisc (its egress rate, through an ifb) — the veth's program
+ * checks the container's packets and hands them on to that qdisc instead of sending them
+ * itself (the kernel then forwards them, through cppnet.host onto the overlay). */
 #define CPPNET_MAP_QUEUED "cppnet_queued"
+#define CPPNET_QUEUED_ROOT 0x1
+#define CPPNET_QUEUED_INGRESS 0x2
 
 /* A container on this host, by its IPv4 address (network byte order): where the
  * receive path delivers straight into the container's namespace (bpf_redirect_peer).

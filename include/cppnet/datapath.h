@@ -24,9 +24,13 @@ class Datapath {
   absl::Status AttachXdp(int ifindex, const std::string& ifname);
   // Removes our XDP program (the pinned link) from the interface, if there is one.
   void DetachXdp(const std::string& ifname);
-  // tc ingress encapsulation on a container-facing interface: the bridge and each
-  // container veth (replaces ours in place).
+  // tc ingress encapsulation on the container bridge (replaces ours in place).
   absl::Status AttachEncap(int ifindex, const std::string& ifname);
+  // The same program on a container veth, as a pinned tcx link (no qdisc: the bandwidth CNI
+  // plugin may put its "ingress" qdisc there); DetachPort removes the link of a veth that left.
+  // `old_clsact`: the veth has a clsact qdisc (an earlier version's filter is removed with it).
+  absl::Status AttachPort(int ifindex, const std::string& ifname, bool old_clsact);
+  void DetachPort(int ifindex);
   // tc ingress on the underlay: decapsulation and delivery into containers.
   absl::Status AttachUnderlay(int ifindex, const std::string& ifname);
   // CPPNET_HOST_DEV: tc egress (the host's own overlay traffic) and ingress (delivery to the
@@ -63,6 +67,7 @@ class Datapath {
   std::string pin_dir_;
   MapFds maps_;
   std::vector<std::string> replaced_maps_;
+  std::vector<int> link_fds_;  // tcx links without a pin dir (packet tests)
 };
 
 }  // namespace cppnet

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace cppnet {
 
@@ -14,5 +15,17 @@ inline constexpr uint32_t kTcPriority = 1;
 
 absl::Status AttachTcIngress(int prog_fd, int ifindex, const std::string& ifname);
 absl::Status AttachTcEgress(int prog_fd, int ifindex, const std::string& ifname);
+
+// tcx (kernel >= 6.6): the program as a bpf_link on the interface's ingress, no qdisc, so the
+// interface's qdiscs stay free for others (the bandwidth CNI plugin's "ingress" qdisc, which
+// the kernel refuses next to a clsact). The link is pinned at `pin`, so it outlives the agent;
+// a pinned link of the same interface is updated in place (no gap). `old_clsact`: the interface
+// has a clsact (an earlier version's): it goes once the link is in place. With `pin` empty,
+// *keep_fd holds the link (closing it detaches).
+absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifname,
+                              const std::string& pin, bool old_clsact, int* keep_fd);
+// The pinned tcx link's interface (0: detached, its interface gone), or an error when `pin` is
+// no tcx link.
+absl::StatusOr<uint32_t> TcxLinkIfindex(const std::string& pin);
 
 }  // namespace cppnet

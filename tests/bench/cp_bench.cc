@@ -4,8 +4,8 @@
 //                              CLOCK_MONOTONIC time (ns) at which it did
 //   cp_bench latency N FIRST   N times: write lease FIRST+i, time until its route is in the
 //                              map; then delete it, time until the route is gone. JSON out.
-//   cp_bench attach N BRIDGE   N times: a new veth joins BRIDGE; time until the agent's tc
-//                              filter is on it. JSON out.
+//   cp_bench attach N BRIDGE   N times: a new veth joins BRIDGE; time until the agent's tcx
+//                              program (tcx) is on it. JSON out.
 //   cp_bench republish N NETNS IFACE IP1 IP2
 //                              N times: IFACE's address in network namespace NETNS flips
 //                              between IP1 and IP2 (/24); time until the lease in etcd
@@ -88,10 +88,12 @@ int Report(const char* what, const char* count_key, uint32_t n, const std::vecto
 
 bool Sh(const std::string& cmd) { return system(cmd.c_str()) == 0; }
 
-bool HasOurFilter(int ifindex) {
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
-  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
-  return bpf_tc_query(&hook, &opts) == 0;
+// The agent's program on a container veth: a tcx link (BPF_TCX_INGRESS, 46: newer than
+// bookworm's headers), found by a program query on the interface.
+bool HasOurProgram(int ifindex) {
+  uint32_t ids[4], count = 4, flags = 0;
+  return bpf_prog_query(ifindex, static_cast<bpf_attach_type>(46), 0, &flags, ids, &count) == 0 &&
+         count > 0;
 }
 
 int Attach(uint32_t n, const std::string& bridge) {
@@ -102,7 +104,7 @@ int Attach(uint32_t n, const std::string& bridge) {
     const int64_t t0 = NowNs();
     if (!Sh("ip link set " + name + " master " + bridge + " up")) return 1;
     const int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
-    const int64_t t = Poll(t0, 5, 100, [&] { return HasOurFilter(ifindex); });
+    const int64_t t = Poll(t0, 5, 100, [&] { return HasOurProgram(ifindex); });
     lat.push_back(t);
     Sh("ip link del " + name);
   }

@@ -99,7 +99,7 @@ def scenario(lab, c):
 
     runtime_requests(lab, c, h1)
     saved_config(lab, c, h1)
-    chaining(lab, c, h1, results[2][0])
+    chaining(lab, c, h1, results[2][0], results[2][1])
     garbage_collection(lab, c, h1)
 
 
@@ -169,10 +169,10 @@ def timed_transfer(lab, src_ns, dst_ns, dst_ip, size, port):
     t0 = time.monotonic()
     sent = in_netns(src_ns, ["python3", "-c", L.SOURCE, dst_ip, str(port), str(size)], timeout=60).stdout.split()
     got, _ = sink.communicate(timeout=60)
-    return time.monotonic() - t0, sent == got.split()
+    return time.monotonic() - t0, len(sent) == 2 and sent == got.split()
 
 
-def chaining(lab, c, h, remote_ns):
+def chaining(lab, c, h, remote_ns, remote_ip):
     """portmap and bandwidth after cppnet, as in flannel's conflist; `remote_ns` is a container on
     another host."""
     proc, ns = container(lab, h)
@@ -198,16 +198,24 @@ def chaining(lab, c, h, remote_ns):
     c.check(f"a client outside the cluster reaches the container through {h.ip}:18080 (DNAT)",
             f"hello from {ip}" in p.stdout, p.stdout + p.stderr)
     bw = {"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "bandwidth", "capabilities": {"bandwidth": True},
-          "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 80000}}, "prevResult": res}
+          "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 80000,
+                                          "egressRate": 8000000, "egressBurst": 80000}}, "prevResult": res}
     rc, out = plugin(h, "bandwidth", "ADD", ns, "chain1", json.dumps(bw))
     qdisc = h.sh(f"tc qdisc show dev {host_if[0]['name'] if host_if else 'none'}", check=False).stdout
-    c.check("bandwidth chained after cppnet (ingress rate): tbf on the host veth, cppnet's clsact kept",
-            rc == 0 and "tbf" in qdisc and "clsact" in qdisc, (out, qdisc))
+    c.check("bandwidth chained after cppnet (ingress and egress rate): tbf and the ingress qdisc on the host "
+            "veth (cppnet's program there is a tcx link, no clsact in the way)",
+            rc == 0 and "tbf" in qdisc and "qdisc ingress" in qdisc and "clsact" not in qdisc, (out, qdisc))
     # The rate holds for overlay traffic too: the datapath delivers through the tbf (straight
     # into the namespace would skip it). 2 MiB at 8 Mbit/s take 2.1 s; unshaped, a few ms.
-    L.wait_for("the agent sees the tbf", lambda: "has a queueing qdisc" in h.log(), 10)
+    L.wait_for("the agent sees the tbf", lambda: "ingress rate (delivered" in h.log(), 10)
     secs, ok = timed_transfer(lab, remote_ns, ns, ip, 2 << 20, 5301)
     c.check(f"ingress rate enforced for traffic from another host (2 MiB in {secs:.2f} s, >= 1.5 s)",
+            ok and secs >= 1.5, secs)
+    # The egress rate: the container's packets, checked, go on to the plugin's ifb, then the
+    # kernel forwards them through cppnet.host onto the overlay.
+    L.wait_for("the agent sees the ingress qdisc", lambda: "egress rate (its packets" in h.log(), 10)
+    secs, ok = timed_transfer(lab, ns, remote_ns, remote_ip, 2 << 20, 5302)
+    c.check(f"egress rate enforced for traffic to another host (2 MiB in {secs:.2f} s, >= 1.5 s, sha256 matches)",
             ok and secs >= 1.5, secs)
     for t, stdin in (("bandwidth", bw), ("portmap", pm)):
         plugin(h, t, "DEL", ns, "chain1", json.dumps(stdin))

@@ -124,7 +124,7 @@ def scenario(lab, c):
     h1.agent.wait(timeout=10)
     p = L.run(h1.cmd([L.AGENT, "--cleanup"]), check=False, timeout=30)
     c.check("--cleanup: exit 0, lists what it removed", p.returncode == 0 and "tc ingress filter on eth0" in p.stdout
-            and "tc ingress filter on cni0" in p.stdout and "tc ingress filter on veth1" in p.stdout
+            and "tc ingress filter on cni0" in p.stdout and "tcx program on ifindex" in p.stdout
             and "XDP program on eth0" in p.stdout and "cppnet_routes" in p.stdout, p.stdout + p.stderr)
     left = {
         "tc filters": h1.sh("for d in eth0 cni0 veth1; do tc filter show dev $d ingress; done").stdout.strip(),
