@@ -37,11 +37,12 @@ static __always_inline int deliver_to_host(struct __sk_buff* skb, struct ethhdr*
 
 /* Straight into a learned container's namespace (TTL/hop limit already decremented). */
 static __always_inline int deliver_to_endpoint(struct __sk_buff* skb, struct ethhdr* eth,
-                                               const struct cppnet_endpoint* ep) {
+                                               const struct cppnet_endpoint* ep,
+                                               const struct cppnet_config* cfg) {
   mac_copy(eth->h_dest, ep->mac);
   mac_copy(eth->h_source, ep->gw_mac);
   count(CPPNET_CNT_DELIVER_PEER, skb->len);
-  return into_container(ep->ifindex);
+  return into_container(ep->ifindex, cfg);
 }
 
 /* Bound but its gateway MAC not seen yet (no overlay packet sent): such an entry cannot be used. */

@@ -425,7 +425,7 @@ static __always_inline int deliver6(struct __sk_buff* skb, const struct cppnet_c
   struct cppnet_endpoint* ep = bpf_map_lookup_elem(&cppnet_endpt6, &k);
   if (endpoint_ready(ep)) {
     ip6->hop_limit--;
-    return deliver_to_endpoint(skb, eth, ep);
+    return deliver_to_endpoint(skb, eth, ep, cfg);
   }
   if (!cfg->container_ifindex) return TC_ACT_OK;
   ip6->hop_limit--;

@@ -24,7 +24,7 @@ static __always_inline int deliver(struct __sk_buff* skb, const struct cppnet_co
   struct cppnet_endpoint* ep = bpf_map_lookup_elem(&cppnet_endpoint, &daddr);
   if (endpoint_ready(ep)) { /* else the bridge */
     ip_decrease_ttl(ip);
-    return deliver_to_endpoint(skb, eth, ep);
+    return deliver_to_endpoint(skb, eth, ep, cfg);
   }
   if (!cfg->container_ifindex) return TC_ACT_OK;
   ip_decrease_ttl(ip);

@@ -87,7 +87,7 @@ static __always_inline int vlan_from_trunk(struct __sk_buff* skb) {
   if (vid && bpf_skb_vlan_pop(skb)) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
   count(CPPNET_CNT_VLAN_RX, skb->len);
   port_count(target, skb->len, 0);
-  return into_container(target);
+  return into_container(target, config_entry());
 }
 
 #endif

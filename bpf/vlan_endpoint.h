@@ -78,7 +78,7 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
     const __u32 target = ep->ifindex;
     count(CPPNET_CNT_VLAN_LOCAL, skb->len);
     port_count(target, skb->len, 0);
-    return into_container(target);
+    return into_container(target, config_entry());
   }
   /* A network without parent has no wire: broadcast went to the local endpoints. */
   if (trunk & CPPNET_VLAN_LOCAL_TRUNK)

@@ -62,13 +62,13 @@ void ContainerSide::SyncPorts() {
   // (the address's owner record) with the other endpoints of vanished veths below. Only
   // then may another veth bind the address.
   const MapFds& m = dp_->maps();
-  for (const auto& [ifindex, name] : ports_)
-    if (!now.count(ifindex)) dp_->DetachPort(ifindex);
-  for (const auto& [ifindex, name] : ports_)
-    if (!now.count(ifindex))
-      for (auto st : {FreeBindSlot(m.binds(), static_cast<uint32_t>(ifindex)),
-                      FreeBindSlot6(m.binds6(), static_cast<uint32_t>(ifindex))})
-        if (!st.ok()) LOG_WARN(st.message());
+  for (const auto& [ifindex, name] : ports_) {
+    if (now.count(ifindex)) continue;
+    dp_->DetachPort(ifindex);
+    for (auto st : {FreeBindSlot(m.binds(), static_cast<uint32_t>(ifindex)),
+                    FreeBindSlot6(m.binds6(), static_cast<uint32_t>(ifindex))})
+      if (!st.ok()) LOG_WARN(st.message());
+  }
   ports_ = std::move(now);
   // A binding or endpoint of a veth that is no port: gone, or elsewhere (not in our cache
   // but alive: a veth just created, its event on the way, keeps it).

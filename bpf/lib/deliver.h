@@ -16,11 +16,8 @@ struct {
 
 /* Into the container behind host veth `host_ifindex`: straight into its namespace
  * (bpf_redirect_peer), unless that veth has a queueing qdisc, which bpf_redirect_peer would
- * skip: then out of the veth, through its qdisc. */
-static __always_inline long into_container(__u32 host_ifindex) {
-  __u32 zero = 0;
-  struct cppnet_config* cfg = bpf_map_lookup_elem(&cppnet_config, &zero);
-
+ * skip: then out of the veth, through its qdisc. `cfg`: the caller's config entry (may be 0). */
+static __always_inline long into_container(__u32 host_ifindex, const struct cppnet_config* cfg) {
   if (cfg && (cfg->flags & CPPNET_CFG_QUEUED_PORTS)) {
     __u32* q = bpf_map_lookup_elem(&cppnet_queued, &host_ifindex);
     if (q && (*q & CPPNET_QUEUED_ROOT)) return bpf_redirect(host_ifindex, 0);

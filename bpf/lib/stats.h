@@ -29,9 +29,15 @@ static __always_inline void count(__u32 id, __u64 bytes) {
   }
 }
 
-static __always_inline struct cppnet_config* ready_config(void) {
+/* The config entry, filled or not (VLAN networks work before the overlay is ready). */
+static __always_inline struct cppnet_config* config_entry(void) {
   __u32 zero = 0;
-  struct cppnet_config* cfg = bpf_map_lookup_elem(&cppnet_config, &zero);
+
+  return bpf_map_lookup_elem(&cppnet_config, &zero);
+}
+
+static __always_inline struct cppnet_config* ready_config(void) {
+  struct cppnet_config* cfg = config_entry();
 
   return (cfg && (cfg->flags & CPPNET_CFG_READY)) ? cfg : 0;
 }
