@@ -179,6 +179,12 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
   //    A reservation (a key written without TTL) stays one: rewritten without a lease.
   //    With IPv6 enabled, a lease of ours without an IPv6 subnet is replaced by a dual-stack
   //    key for the same IPv4 subnet (step 2); a reservation is used as it is.
+  struct Keyed {  // an existing key with its subnets, parsed once
+    const EtcdKV* kv;
+    Prefix4 s;
+    std::optional<Prefix6> s6;
+  };
+  std::vector<Keyed> keys;
   std::vector<Prefix4> taken;
   std::vector<Prefix6> taken6;
   std::optional<Prefix4> previous = hints.previous_subnet;
@@ -188,19 +194,15 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
     if (!absl::ConsumePrefix(&name, prefix)) continue;
     auto s = ParseSubnetKey(name);
     if (!s.ok()) continue;
+    keys.push_back({&kv, *s, *ParseSubnetKey6(name)});
     taken.push_back(*s);
-    const std::optional<Prefix6> s6 = *ParseSubnetKey6(name);
-    if (s6) taken6.push_back(*s6);
+    if (keys.back().s6) taken6.push_back(*keys.back().s6);
   }
-  for (const EtcdKV& kv : existing->kvs) {
-    absl::string_view name = kv.key;
-    if (!absl::ConsumePrefix(&name, prefix)) continue;
-    auto s = ParseSubnetKey(name);
-    if (!s.ok()) continue;
-    const std::optional<Prefix6> s6 = *ParseSubnetKey6(name);
+  for (const auto& [kvp, s, s6] : keys) {
+    const EtcdKV& kv = *kvp;
     auto l = ParseLease(kv.value);
-    if (!l.ok() || l->public_ip != own.public_ip || !cfg.network.contains(*s) ||
-        s->len != cfg.subnet_len)
+    if (!l.ok() || l->public_ip != own.public_ip || !cfg.network.contains(s) ||
+        s.len != cfg.subnet_len)
       continue;
     const bool reserved = kv.lease == 0;
     const bool v6_usable =
@@ -209,9 +211,9 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
       // Re-keyed below as a dual-stack lease of the same IPv4 subnet.
       auto del = registry_->Delete(kv.key);
       if (!del.ok()) return fail(del.status());
-      taken.erase(std::find(taken.begin(), taken.end(), *s));
+      taken.erase(std::find(taken.begin(), taken.end(), s));
       if (s6) taken6.erase(std::find(taken6.begin(), taken6.end(), *s6));
-      previous = *s;
+      previous = s;
       previous_source = absl::StrCat("our IPv4-only lease ", kv.key, " (IPv6 now enabled)");
       break;
     }
@@ -223,9 +225,9 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
     if (!*ok) continue;
     if (reserved) {
       (void)registry_->RevokeLease(lease_id);
-      Held(*s, s6, 0, value, "reservation of this PublicIP");
+      Held(s, s6, 0, value, "reservation of this PublicIP");
     } else {
-      Held(*s, s6, lease_id, value, "reclaimed the lease of this PublicIP");
+      Held(s, s6, lease_id, value, "reclaimed the lease of this PublicIP");
     }
     return Event::kAcquired;
   }
