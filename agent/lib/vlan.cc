@@ -19,6 +19,26 @@ namespace {
 
 absl::Status Bad(absl::string_view msg) { return absl::InvalidArgumentError(msg); }
 
+// A --gateway goes to the subnet of its family that contains it, one per subnet (Docker's
+// rules and wording, for VlanSubnet4 and VlanSubnet6 alike).
+template <typename Subnet, typename Addr, typename FormatAddr, typename FormatSubnet>
+absl::Status AssignGateway(std::vector<Subnet>* subnets, Addr ip, const std::string& g,
+                           FormatAddr format_addr, FormatSubnet format_subnet) {
+  auto s = std::find_if(subnets->begin(), subnets->end(),
+                        [&](const Subnet& x) { return x.subnet.contains(ip); });
+  if (s == subnets->end())
+    return Bad(subnets->size() == 1 ? absl::StrCat("invalid gateway ", g, ": parent subnet ",
+                                                   format_subnet((*subnets)[0].subnet),
+                                                   " doesn't contain this address")
+                                    : absl::StrCat("no matching subnet for gateway ", g));
+  if (s->gateway)
+    return Bad(absl::StrCat("cannot configure multiple gateways (", g, ", ",
+                            format_addr(s->gateway), ") for the same subnet (",
+                            format_subnet(s->subnet), ")"));
+  s->gateway = ip;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<VlanNetwork> BuildVlanNetwork(
@@ -161,31 +181,11 @@ absl::StatusOr<VlanNetwork> BuildVlanNetwork(
   }
   for (const std::string& g : a.gateways) {
     if (auto ip = ParseIp4(g); ip.ok()) {
-      auto s = std::find_if(n.subnets4.begin(), n.subnets4.end(),
-                            [&](const VlanSubnet4& x) { return x.subnet.contains(*ip); });
-      if (s == n.subnets4.end())
-        return Bad(n.subnets4.size() == 1 ? absl::StrCat("invalid gateway ", g, ": parent subnet ",
-                                                         FormatPrefix4(n.subnets4[0].subnet),
-                                                         " doesn't contain this address")
-                                          : absl::StrCat("no matching subnet for gateway ", g));
-      if (s->gateway)
-        return Bad(absl::StrCat("cannot configure multiple gateways (", g, ", ",
-                                FormatIp4(s->gateway), ") for the same subnet (",
-                                FormatPrefix4(s->subnet), ")"));
-      s->gateway = *ip;
+      if (auto st = AssignGateway(&n.subnets4, *ip, g, FormatIp4, FormatPrefix4); !st.ok())
+        return st;
     } else if (auto ip6 = ParseIp6(g); ip6.ok()) {
-      auto s = std::find_if(n.subnets6.begin(), n.subnets6.end(),
-                            [&](const VlanSubnet6& x) { return x.subnet.contains(*ip6); });
-      if (s == n.subnets6.end())
-        return Bad(n.subnets6.size() == 1 ? absl::StrCat("invalid gateway ", g, ": parent subnet ",
-                                                         FormatPrefix6(n.subnets6[0].subnet),
-                                                         " doesn't contain this address")
-                                          : absl::StrCat("no matching subnet for gateway ", g));
-      if (s->gateway)
-        return Bad(absl::StrCat("cannot configure multiple gateways (", g, ", ",
-                                FormatIp6(s->gateway), ") for the same subnet (",
-                                FormatPrefix6(s->subnet), ")"));
-      s->gateway = *ip6;
+      if (auto st = AssignGateway(&n.subnets6, *ip6, g, FormatIp6, FormatPrefix6); !st.ok())
+        return st;
     } else {
       return Bad(absl::StrCat("invalid gateway ", g, ": not an IP address"));
     }
