@@ -236,6 +236,8 @@ static __always_inline int container_side(struct __sk_buff* skb, struct cppnet_c
   if (!rt) return TC_ACT_OK;
   /* TTL would expire: the stack answers with ICMP time-exceeded. */
   if (ip->ttl <= 1) return TC_ACT_OK;
+  /* An answer in a flow the kernel translated goes back to the kernel (nat.h). */
+  const int nat = nat_answer4(ip, data_end);
 
   if (bind) {
     /* Its overlay packets go to the gateway's MAC: the delivery entry learns it
@@ -249,13 +251,17 @@ static __always_inline int container_side(struct __sk_buff* skb, struct cppnet_c
     }
   } else {
     /* The bridge: a port not attached yet. An address bound to a veth arrives here only
-     * from a container with an egress rate: its veth's program checked it and handed it to
-     * the bandwidth plugin's ifb, which brings it back here (cppnet_tc_encap). */
+     * from a container with an egress rate (its veth's program checked it and handed it to
+     * the bandwidth plugin's ifb, which brings it back here: cppnet_tc_encap), or as an
+     * answer in a translated flow, which the veth's program handed to the kernel. */
     struct cppnet_endpoint* owner = bpf_map_lookup_elem(&cppnet_endpoint, &ip->saddr);
-    if (owner ? !egress_shaped(owner->ifindex, cfg) : !container_address(ip->saddr, cfg))
+    if (owner ? !(nat || egress_shaped(owner->ifindex, cfg)) : !container_address(ip->saddr, cfg))
       return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
   }
-
+  if (nat) {
+    if (port) count(CPPNET_CNT_NAT_REPLY, skb->len);
+    return TC_ACT_OK;
+  }
   if (shaped) return TC_ACT_OK;
   return overlay_send(skb, cfg, rt, 1, 0);
 }

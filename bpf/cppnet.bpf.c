@@ -12,6 +12,8 @@
  *   and its route to the Network): the host's own traffic to other hosts' containers.
  * - cppnet_tc_soft, tc ingress of cppnet.host: udp packets for a userspace peer (flanneld),
  *   encapsulated after the kernel finished their checksums and segments in cppnet.soft.
+ * - cppnet_tc_bridge_out, tc egress of the container bridge: records the flows the kernel
+ *   translated to containers (hostPort), whose answers must go back through conntrack (nat.h).
  * - cppnet_tc_trunk (tc ingress of a VLAN trunk) and cppnet_tc_vlan_port (tc ingress
  *   of a VLAN endpoint's host veth): VLAN networks, see vlan.h.
  * Anything that is not overlay or VLAN network traffic returns to the stack untouched.

@@ -11,14 +11,17 @@ enum decap_verdict { DECAP_DROP, DECAP_OK }; /* or NOT_OURS */
 
 /* The trust boundary of the receive path: an overlay packet is the peer's when the
  * route to its inner source (the lease of that subnet, or a static route) names the
- * host it came from. Otherwise *reason says whether the sender is no peer at all or
- * a peer sending from outside its subnet. */
+ * host it came from, or when the peer sends from its own address. Otherwise *reason says whether
+ * the sender is no peer at all or a peer sending from outside its subnet. */
 static __always_inline int from_peer(__be32 outer_saddr, __be32 inner_saddr, __u32* reason) {
   /* Most peers hold one lease: its subnet is in the peer's slot. */
   __u32 slot = cppnet_peer_slot(outer_saddr);
   struct cppnet_peer* p = bpf_map_lookup_elem(&cppnet_peers, &slot);
   const int known = p && p->public_ip == outer_saddr;
   if (known && p->routes == 1 && in_prefix(inner_saddr, p->subnet, p->subnet_len)) return 1;
+  /* The peer host itself, from its PublicIP: the kernel's answer in a flow it translated
+   * (a hostPort; see nat.h), as a flanneld host sends it through flannel.1 too. */
+  if (known && inner_saddr == outer_saddr) return 1;
   struct cppnet_route_key k = {.prefixlen = 32, .addr = inner_saddr};
   struct cppnet_route* rt = bpf_map_lookup_elem(&cppnet_routes, &k);
 

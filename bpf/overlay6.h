@@ -9,6 +9,7 @@
 #include "lib/encap.h"
 #include "lib/helpers.h"
 #include "overlay.h"
+#include "nat.h"
 
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -390,6 +391,8 @@ static __always_inline int container_ipv6(struct __sk_buff* skb, const struct cp
   if (!rt || ip6->hop_limit <= 1) return TC_ACT_OK; /* local, or the stack says time exceeded */
   struct ip6_key_ k;
   __builtin_memcpy(k.addr, &ip6->saddr, 16);
+  /* An answer in a flow the kernel translated goes back to the kernel (nat.h). */
+  const int nat = nat_answer6(ip6, data_end);
   if (bind) {
     if (!bind->delivery) {
       struct cppnet_endpoint e = {.ifindex = skb->ifindex};
@@ -400,8 +403,12 @@ static __always_inline int container_ipv6(struct __sk_buff* skb, const struct cp
     }
   } else {
     struct cppnet_endpoint* owner = bpf_map_lookup_elem(&cppnet_endpt6, &k);
-    if (owner ? !egress_shaped(owner->ifindex, cfg) : !container_address6(k.addr, cfg))
+    if (owner ? !(nat || egress_shaped(owner->ifindex, cfg)) : !container_address6(k.addr, cfg))
       return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE); /* see container_side() */
+  }
+  if (nat) {
+    if (port) count(CPPNET_CNT_NAT_REPLY, skb->len);
+    return TC_ACT_OK;
   }
   if (shaped) return TC_ACT_OK; /* an egress rate: the kernel forwards it (cppnet_tc_encap) */
   return overlay_send6(skb, cfg, rt, 1, 0);
@@ -441,8 +448,9 @@ static __always_inline int from_peer6(const __u8* outer_saddr, const __u8* inner
   if (rt && ip6_equal(rt->public_ip6, outer_saddr)) return 1;
   struct ip6_key_ k;
   __builtin_memcpy(k.addr, outer_saddr, 16);
-  *reason = bpf_map_lookup_elem(&cppnet_peers6, &k) ? CPPNET_CNT_DROP_BAD_INNER_SOURCE
-                                                    : CPPNET_CNT_DROP_UNKNOWN_PEER;
+  const int known = bpf_map_lookup_elem(&cppnet_peers6, &k) != 0;
+  if (known && ip6_equal(inner_saddr, outer_saddr)) return 1; /* the peer itself (from_peer) */
+  *reason = known ? CPPNET_CNT_DROP_BAD_INNER_SOURCE : CPPNET_CNT_DROP_UNKNOWN_PEER;
   return 0;
 }
 

@@ -32,7 +32,7 @@ void ContainerSide::Sync(std::optional<Prefix4> subnet, std::optional<Prefix6> s
       cfg->container_ifindex = ifindex_;
       (void)WriteConfig(dp_->maps().config(), *cfg);
     }
-    LOG_INFO("Container side: tc ingress on ", ifc->name, " (ifindex ", ifc->ifindex,
+    LOG_INFO("Container side: tc ingress and egress on ", ifc->name, " (ifindex ", ifc->ifindex,
              ") and its ports");
   }
   if (ifindex_) SyncPorts();

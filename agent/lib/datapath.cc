@@ -102,6 +102,9 @@ Datapath::~Datapath() {
 }
 
 int Datapath::encap_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_encap); }
+int Datapath::bridge_out_prog_fd() const {
+  return bpf_program__fd(skel_->progs.cppnet_tc_bridge_out);
+}
 int Datapath::underlay_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_underlay); }
 int Datapath::soft_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_soft); }
 int Datapath::host_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet_tc_host); }
@@ -166,7 +169,8 @@ void Datapath::DetachXdp(const std::string& ifname) {
 }
 
 absl::Status Datapath::AttachEncap(int ifindex, const std::string& ifname) {
-  return AttachTcIngress(encap_prog_fd(), ifindex, ifname);
+  if (auto st = AttachTcIngress(encap_prog_fd(), ifindex, ifname); !st.ok()) return st;
+  return AttachTcEgress(bridge_out_prog_fd(), ifindex, ifname);
 }
 
 static std::string TcxPin(const std::string& dir, int ifindex) {

@@ -13,6 +13,7 @@
 #define ETH_P_IP 0x0800
 #define IP_DF 0x4000
 #define IP_MF_OFFSET 0x3fff
+#define IP_FRAG_OFFSET 0x1fff /* nonzero: not the first fragment */
 #define IPPROTO_UDP_ 17
 #define IPPROTO_TCP_ 6
 #define TC_ACT_UNSPEC (-1) /* tcx: on to the next program, or the interface's qdisc */

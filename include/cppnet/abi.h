@@ -122,6 +122,28 @@ CPPNET_ASSERT_SIZE(struct cppnet_route6, 32);
 #define CPPNET_QUEUED_ROOT 0x1
 #define CPPNET_QUEUED_INGRESS 0x2
 
+/* Flows the kernel's conntrack translated to one of our containers (DNAT: a portmap hostPort),
+ * keyed as the container answers them; written by the bridge's tc egress program, which sees
+ * the kernel deliver them. A container's answer in such a flow must meet that conntrack entry
+ * again (to get the host's address back as its source), so the container side hands it to the
+ * kernel instead of sending it itself. LRU: an entry outliving its flow only costs the slow
+ * path. Addresses in network byte order (IPv4: the first 4 bytes). */
+#define CPPNET_MAP_NAT_FLOWS "cppnet_natflows"
+#define CPPNET_NAT_FLOWS_MAX 65536
+struct cppnet_nat_flow {
+  __u8 local[16];  /* the container's address */
+  __u8 remote[16]; /* the address it answers (a container on another host, say) */
+  __be16 local_port;
+  __be16 remote_port;
+  __u8 proto;  /* TCP or UDP */
+  __u8 family; /* 4 or 6 */
+  __u8 pad[2];
+};
+CPPNET_ASSERT_SIZE(struct cppnet_nat_flow, 40);
+/* One entry (key 0): nonzero once cppnet_natflows got an entry, so that containers pay for
+ * the flow lookup only on hosts where the kernel translated flows to them. */
+#define CPPNET_MAP_NAT_SEEN "cppnet_natseen"
+
 /* A container on this host, by its IPv4 address (network byte order): where the
  * receive path delivers straight into the container's namespace (bpf_redirect_peer).
  * Learned by the container-side program from the container's own packets. */
@@ -369,7 +391,9 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 112);
   X(VLAN_TX, "vlan_tx", "endpoint frames tagged and sent out of the trunk")                      \
   X(VLAN_LOCAL, "vlan_local", "frames switched between endpoints on this host (bridge, ipvlan)") \
   X(VLAN_PROXY, "vlan_proxy",                                                                    \
-    "ARP/neighbour solicitations for ipvlan l3 endpoints answered on the trunk")
+    "ARP/neighbour solicitations for ipvlan l3 endpoints answered on the trunk")                 \
+  X(NAT_REPLY, "nat_reply",                                                                      \
+    "container answers in flows the kernel translated (hostPort), handed to the kernel")
 
 #define CPPNET_DROP_REASONS(X)                                                                     \
   X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                                \

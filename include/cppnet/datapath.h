@@ -24,7 +24,8 @@ class Datapath {
   absl::Status AttachXdp(int ifindex, const std::string& ifname);
   // Removes our XDP program (the pinned link) from the interface, if there is one.
   void DetachXdp(const std::string& ifname);
-  // tc ingress encapsulation on the container bridge (replaces ours in place).
+  // The container bridge (replaces ours in place): tc ingress encapsulation, and tc egress,
+  // which records the flows the kernel translated to containers (bpf/nat.h).
   absl::Status AttachEncap(int ifindex, const std::string& ifname);
   // The same program on a container veth, as a pinned tcx link (no qdisc: the bandwidth CNI
   // plugin may put its "ingress" qdisc there); DetachPort removes the link of a veth that left.
@@ -43,6 +44,7 @@ class Datapath {
   static absl::StatusOr<std::vector<std::string>> Cleanup(const std::string& pin_dir);
 
   int encap_prog_fd() const;
+  int bridge_out_prog_fd() const;
   int underlay_prog_fd() const;
   int decap_prog_fd() const;
   int soft_prog_fd() const;

@@ -191,6 +191,26 @@ struct DecapCase {
   int drop_counter;  // -1: passed untouched
 };
 
+// A map of the loaded object that MapFds has no accessor for, found by name among the maps
+// program `prog_fd` uses; -1 when it has none of that name.
+inline int MapOfProg(int prog_fd, const char* name) {
+  uint32_t ids[64] = {};
+  bpf_prog_info info{};
+  info.nr_map_ids = 64;
+  info.map_ids = reinterpret_cast<uint64_t>(ids);
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0) return -1;
+  for (uint32_t i = 0; i < info.nr_map_ids && i < 64; i++) {
+    int fd = bpf_map_get_fd_by_id(ids[i]);
+    bpf_map_info mi{};
+    uint32_t mlen = sizeof(mi);
+    if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &mi, &mlen) == 0 && strcmp(mi.name, name) == 0)
+      return fd;
+    if (fd >= 0) close(fd);
+  }
+  return -1;
+}
+
 // Each case through XDP decapsulation and through the underlay tc program: the
 // verdict (given as XDP's; tc's equivalent for the tc run), and either the drop
 // counter moving by one or the frame passing untouched.

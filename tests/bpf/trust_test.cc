@@ -54,6 +54,64 @@ TEST_F(DatapathTest, DecapDeliversOnlyPeersFromTheirOwnSubnets) {
   EXPECT_EQ(Counter(CPPNET_CNT_DROP_BAD_INNER_SOURCE), bad + 1);
 }
 
+// A flow the kernel translated to a container (a hostPort): the container's answers go to the
+// kernel, whose conntrack gives them the host's address; the peer then sends them from its own
+// PublicIP, which the receiving side accepts from that peer only.
+TEST_F(DatapathTest, AnswersInTranslatedFlowsGoBackThroughTheKernel) {
+  const int flows = MapOfProg(g_dp->encap_prog_fd(), CPPNET_MAP_NAT_FLOWS);
+  const int seen = MapOfProg(g_dp->encap_prog_fd(), CPPNET_MAP_NAT_SEEN);
+  ASSERT_GE(flows, 0);
+  ASSERT_GE(seen, 0);
+  const Bytes answer = ContainerFrame(Ip4(kC1, kC2, Tcp(81, 40000, 10)));
+  const Bytes other = ContainerFrame(Ip4(kC1, kC2, Tcp(81, 40001, 10)));
+  ASSERT_EQ(RunProg(g_dp->encap_prog_fd(), answer).retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  cppnet_nat_flow k{};  // as cppnet_tc_bridge_out records the flow delivered to C1:81
+  const uint32_t c1 = htonl(kC1), c2 = htonl(kC2), zero = 0, one = 1;
+  memcpy(k.local, &c1, 4);
+  memcpy(k.remote, &c2, 4);
+  k.local_port = htons(81);
+  k.remote_port = htons(40000);
+  k.proto = 6;
+  k.family = 4;
+  ASSERT_EQ(bpf_map_update_elem(flows, &k, &one, BPF_ANY), 0);
+  // Until a translated flow was seen on this host, nothing is looked up.
+  EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), answer).retval, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  ASSERT_EQ(bpf_map_update_elem(seen, &zero, &one, BPF_ANY), 0);
+  const uint64_t before = Counter(CPPNET_CNT_NAT_REPLY);
+  RunResult r = RunProg(g_dp->encap_prog_fd(), answer);
+  EXPECT_EQ(r.retval, static_cast<uint32_t>(TC_ACT_OK));
+  EXPECT_EQ(r.out, answer);  // untouched: the kernel forwards it
+  EXPECT_EQ(Counter(CPPNET_CNT_NAT_REPLY), before + 1);
+  EXPECT_EQ(RunProg(g_dp->encap_prog_fd(), other).retval, static_cast<uint32_t>(TC_ACT_REDIRECT))
+      << "another flow of the same container";
+  bpf_map_delete_elem(flows, &k);
+  const uint32_t off = 0;
+  bpf_map_update_elem(seen, &zero, &off, BPF_ANY);
+  close(flows);
+  close(seen);
+
+  const uint32_t kStranger = 0xc6120009;
+  auto from = [](uint32_t outer_src, const Bytes& inner_ip) {
+    return Cat({Eth(kUnderMacA, kUnderMacB, 0x0800),
+                Ip4(outer_src, kUnderA,
+                    Udp(51000, 8472, Vxlan(kVni, Cat({Eth(kVtepA, kVtepB, 0x0800), inner_ip}))),
+                    {.proto = 17})});
+  };
+  EXPECT_EQ(
+      RunProg(g_dp->decap_prog_fd(), from(kUnderB, Ip4(kUnderB, kC1, Tcp(18081, 40000, 5)))).retval,
+      static_cast<uint32_t>(XDP_PASS))
+      << "peer B from its own PublicIP";
+  const uint64_t unknown = Counter(CPPNET_CNT_DROP_UNKNOWN_PEER);
+  EXPECT_EQ(
+      RunProg(g_dp->decap_prog_fd(), from(kStranger, Ip4(kStranger, kC1, Tcp(1, 2, 5)))).retval,
+      static_cast<uint32_t>(XDP_DROP))
+      << "a stranger from its own address";
+  EXPECT_EQ(Counter(CPPNET_CNT_DROP_UNKNOWN_PEER), unknown + 1);
+  EXPECT_EQ(RunProg(g_dp->decap_prog_fd(), from(kUnderB, Ip4(kUnderC, kC1, Tcp(1, 2, 5)))).retval,
+            static_cast<uint32_t>(XDP_DROP))
+      << "peer B as peer C's address";
+}
+
 TEST_F(DatapathTest, UdpDecapDeliversOnlyPeers) {
   cppnet_config c = ConfigFor(kUnderA, kUnderMacA, 0xc6130100);
   c.backend = CPPNET_BACKEND_UDP;

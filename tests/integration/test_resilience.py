@@ -111,7 +111,7 @@ def scenario(lab, c):
     L.wait_for("new bridge attached", lambda: h2.config().get("container_ifindex") not in (old, None, 0), 5)
     L.wait_for("ping through the new bridge", lambda: b.ping(a.ip).returncode == 0, 10, 0.2)
     c.check("bridge recreated: the agent attached to it within seconds and traffic flows",
-            "Container side: tc ingress on cni0" in h2.log().split("cppnet-agent starting")[-1])
+            "Container side: tc ingress and egress on cni0" in h2.log().split("cppnet-agent starting")[-1])
 
     # 6. PublicIP changes: the same subnet is re-published under the new address, never
     #    a second lease. While the agent runs, and while it is down.
