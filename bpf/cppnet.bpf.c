@@ -15,7 +15,8 @@
  * - cppnet_tc_bridge_out, tc egress of the container bridge: records the flows the kernel
  *   translated to containers (hostPort), whose answers must go back through conntrack (nat.h).
  * - cppnet_tc_trunk (tc ingress of a VLAN trunk) and cppnet_tc_vlan_port (tc ingress
- *   of a VLAN endpoint's host veth): VLAN networks, see vlan.h.
+ *   of a VLAN endpoint's host veth): VLAN networks, see vlan.h; cppnet_tc_paced (tc ingress of
+ *   cppnet.paced): rated endpoints' frames after cppnet.pace's htb, on to trunk or endpoint.
  * Anything that is not overlay or VLAN network traffic returns to the stack untouched.
  *
  * One object (one skeleton, maps shared by name), its programs by attach point:

@@ -5,6 +5,54 @@
 
 #include "vlan.h"
 
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, CPPNET_ENDPOINTS_MAX);
+  __type(key, __u32);
+  __type(value, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_rates SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} cppnet_pacing SEC(".maps");
+
+/* The pacing device when the endpoint on host veth `ifindex` has an egress rate (its class in
+ * *classid), else 0. One array read while no endpoint has a rate. */
+static __always_inline __u32 pace_dev(__u32 ifindex, __u32* classid) {
+  __u32 zero = 0;
+  __u32* dev = bpf_map_lookup_elem(&cppnet_pacing, &zero);
+  if (!dev || !*dev) return 0;
+  __u32* c = bpf_map_lookup_elem(&cppnet_rates, &ifindex);
+  if (!c) return 0;
+  *classid = *c;
+  return *dev;
+}
+
+/* Hands a rated endpoint's frame to the pacing device (see CPPNET_PACE_DEV); `next`: where
+ * cppnet_tc_paced sends it. */
+static __always_inline long paced(struct __sk_buff* skb, __u32 dev, __u32 classid, __u32 next) {
+  skb->priority = classid;
+  skb->mark = next;
+  count(CPPNET_CNT_VLAN_PACED, skb->len);
+  return bpf_redirect(dev, 0);
+}
+
+/* tc ingress of CPPNET_PACED_DEV: frames the htb let through, on to where skb->mark says. */
+SEC("tc")
+int cppnet_tc_paced(struct __sk_buff* skb) {
+  const __u32 next = skb->mark;
+  skb->mark = 0;
+  skb->priority = 0;
+  if (!next) return TC_ACT_SHOT;
+  if (next & CPPNET_PACED_LOCAL) return into_container(next & ~CPPNET_PACED_LOCAL, config_entry());
+  return bpf_redirect(next, 0);
+}
+
 /* tc ingress of an endpoint's host veth: the endpoint's frames. Nothing an endpoint
  * sends reaches the host's stack (as with Linux macvlan/ipvlan, endpoints cannot talk
  * to the parent host): each frame is switched, sent out of the trunk, or dropped. */
@@ -34,6 +82,8 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
   if (!mac_equal(eth->h_source, port->mac) ||
       !vlan_source_ok(skb, data, data_end, trunk, vid, self, eth->h_proto, port->mac))
     return drop(skb, CPPNET_CNT_DROP_VLAN_SOURCE);
+  __u32 classid = 0;
+  const __u32 pace = pace_dev(self, &classid);
   port_count(self, skb->len, 1);
   const int bcast = eth->h_dest[0] & 1;
   struct cppnet_vlan_ep* ep = 0;
@@ -78,6 +128,7 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
     const __u32 target = ep->ifindex;
     count(CPPNET_CNT_VLAN_LOCAL, skb->len);
     port_count(target, skb->len, 0);
+    if (pace) return paced(skb, pace, classid, target | CPPNET_PACED_LOCAL);
     return into_container(target, config_entry());
   }
   /* A network without parent has no wire: broadcast went to the local endpoints. */
@@ -88,6 +139,7 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
   if (vid && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), vid))
     return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
   count(CPPNET_CNT_VLAN_TX, skb->len);
+  if (pace) return paced(skb, pace, classid, trunk);
   return bpf_redirect(trunk, 0);
 }
 

@@ -176,6 +176,8 @@ class Container:
         return f"{self.ns}({self.ip})"
 
 
+PACE_DEV = "cppnet.pace"  # abi.h CPPNET_PACE_DEV
+
 SINK = r"""
 import hashlib, socket, sys
 v6 = len(sys.argv) > 2 and sys.argv[2] == "6"

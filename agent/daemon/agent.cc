@@ -425,6 +425,7 @@ void Agent::OnHostChange(unsigned changes) {
   if (datapath_active_) containers_->Sync(subnet_, subnet6_);
   vlan_->Sync();
   if (datapath_active_ && (changes & (HostWatcher::kQdiscs | HostWatcher::kLinks))) SyncQueued();
+  if (changes & (HostWatcher::kQdiscs | HostWatcher::kLinks)) SyncRates();
   if (datapath_active_ && (changes & HostWatcher::kAddrs)) {
     // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
     // and our PublicIP may change under us (DHCP, renumbering).
@@ -509,6 +510,84 @@ void Agent::SyncQueued() {
       (void)WriteConfig(dp_->maps().config(), *cfg);
     }
   }
+}
+
+// VLAN endpoints with the bandwidth plugin's egress rate (an "ingress" qdisc on the host veth):
+// their rate, burst and queue, read from the plugin's tbf, as an htb class of the pacing device
+// (abi.h CPPNET_PACE_DEV) that the endpoint program hands their frames to.
+void Agent::SyncRates() {
+  std::map<int, MirroredRate> want;
+  for (int ifindex : host_->WithIngressQdisc()) {
+    cppnet_vlan_port port;
+    if (bpf_map_lookup_elem(dp_->vlan_maps().port(), &ifindex, &port) != 0) continue;
+    auto r = MirroredTbfRate(ifindex);
+    if (!r.ok()) {
+      LOG_WARN("VLAN endpoint veth ifindex ", ifindex, ": egress rate: ", r.status().message());
+      continue;
+    }
+    if (*r) want[ifindex] = **r;
+  }
+  if (want.empty() && rates_.empty()) return;
+  if (!want.empty() && !pace_) {
+    auto devs = EnsurePaceDevices();
+    if (!devs.ok()) {
+      LOG_ERROR("Egress rates of VLAN endpoints: ", devs.status().message());
+      return;
+    }
+    if (auto st = dp_->AttachPaced(devs->second, CPPNET_PACED_DEV); !st.ok()) {
+      LOG_ERROR("Egress rates of VLAN endpoints: ", st.message());
+      return;
+    }
+    pace_ = *devs;
+  }
+  const int fd = dp_->rates_fd();
+  for (auto it = rates_.begin(); it != rates_.end();) {
+    if (want.count(it->first)) {
+      ++it;
+      continue;
+    }
+    (void)bpf_map_delete_elem(fd, &it->first);
+    if (auto st = DeletePaceClass(pace_->first, pace_class_[it->first]); !st.ok())
+      LOG_WARN(st.message());
+    LOG_INFO("VLAN endpoint veth ifindex ", it->first, ": egress rate removed");
+    pace_class_.erase(it->first);
+    it = rates_.erase(it);
+  }
+  for (const auto& [i, r] : want) {
+    auto it = rates_.find(i);
+    if (it != rates_.end() && it->second.rate == r.rate && it->second.burst == r.burst &&
+        it->second.limit == r.limit)
+      continue;
+    uint32_t minor = pace_class_.count(i) ? pace_class_[i] : 0;
+    // A class per endpoint, 1:1 … 1:7fff (the bfifo under it takes major minor + 1).
+    for (uint32_t n = 0; !minor && n < 0x7fff; n++) {
+      const uint32_t m = (static_cast<uint32_t>(i) + n) % 0x7fff + 1;
+      bool taken = false;
+      for (const auto& [other, om] : pace_class_) taken |= om == m;
+      if (!taken) minor = m;
+    }
+    if (!minor) {
+      LOG_ERROR("VLAN endpoint veth ifindex ", i, ": egress rate: no htb class left");
+      continue;
+    }
+    if (auto st = SetPaceClass(pace_->first, minor, r); !st.ok()) {
+      LOG_ERROR("VLAN endpoint veth ifindex ", i, ": egress rate: ", st.message());
+      continue;
+    }
+    const uint32_t classid = CPPNET_PACE_HTB | minor;
+    if (bpf_map_update_elem(fd, &i, &classid, BPF_ANY) != 0) {
+      LOG_ERROR("map " CPPNET_MAP_RATES ": ifindex ", i, ": ", strerror(errno));
+      continue;
+    }
+    pace_class_[i] = minor;
+    rates_[i] = r;
+    LOG_INFO("VLAN endpoint veth ifindex ", i, ": egress rate ", r.rate * 8, " bit/s, burst ",
+             r.burst, " bytes, limit ", r.limit, " bytes (the bandwidth plugin's tbf): paced by ",
+             CPPNET_PACE_DEV, " class 1:", absl::Hex(minor));
+  }
+  const uint32_t zero = 0, dev = rates_.empty() ? 0 : static_cast<uint32_t>(pace_->first);
+  if (bpf_map_update_elem(dp_->pacing_fd(), &zero, &dev, BPF_ANY) != 0)
+    LOG_ERROR("map " CPPNET_MAP_PACING ": ", strerror(errno));
 }
 
 // VLAN networks (VlanController) read again; the underlay program learns whether an

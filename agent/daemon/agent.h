@@ -106,6 +106,7 @@ class Agent {
   absl::Status ActivateDatapath();
   void SyncMasquerade();
   void SyncQueued();
+  void SyncRates();
   void SyncHostDevices(int mtu);
   void ChangePublicIp(uint32_t ip);
   void ChangePublicIp6(unsigned __int128 ip);
@@ -166,6 +167,9 @@ class Agent {
   MasqSpec masq_;                   // what is masqueraded
   std::map<int, uint32_t> queued_;  // veths in CPPNET_MAP_QUEUED, with their flags
   bool queued_synced_ = false;
+  std::map<int, MirroredRate> rates_;        // VLAN endpoints in CPPNET_MAP_RATES
+  std::map<int, uint32_t> pace_class_;       // their htb class minors
+  std::optional<std::pair<int, int>> pace_;  // CPPNET_PACE_DEV, CPPNET_PACED_DEV ifindexes
   bool masq_synced_ = false;
   std::map<std::string, std::string> skip_logged_;  // key → reason last logged
   std::unique_ptr<VlanResolver> resolver_;          // after dp_: stops before the maps go

@@ -215,11 +215,14 @@ int main(int argc, char** argv) {
     auto removed = Datapath::Cleanup(o.bpffs_dir);
     if (!removed.ok()) return Fail(std::string(removed.status().message()));
     for (const std::string& r : *removed) printf("removed %s\n", r.c_str());
-    if (if_nametoindex(CPPNET_HOST_DEV)) {  // its peer CPPNET_SOFT_DEV goes with it
+    // The agent's veth pairs: each peer goes with its first end.
+    for (const auto& [dev, peer] : {std::pair{CPPNET_HOST_DEV, CPPNET_SOFT_DEV},
+                                    std::pair{CPPNET_PACE_DEV, CPPNET_PACED_DEV}}) {
+      if (!if_nametoindex(dev)) continue;
       auto sk = NlConnect();
-      absl::Status st = sk.ok() ? DeleteLink(sk->get(), CPPNET_HOST_DEV) : sk.status();
+      absl::Status st = sk.ok() ? DeleteLink(sk->get(), dev) : sk.status();
       if (!st.ok()) return Fail(std::string(st.message()));
-      printf("removed interface %s (and %s)\n", CPPNET_HOST_DEV, CPPNET_SOFT_DEV);
+      printf("removed interface %s (and %s)\n", dev, peer);
     }
     if (auto st = RemoveMasquerade(); !st.ok())
       fprintf(stderr, "cppnet-agent: %s\n", std::string(st.message()).c_str());

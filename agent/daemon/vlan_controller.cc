@@ -110,14 +110,25 @@ void VlanController::Sync() {
     if (!host_->FindByIndex(static_cast<int>(p.ifindex)) && !if_indextoname(p.ifindex, name)) {
       if (auto st = UnregisterVlanEndpoint(maps, p.ifindex); st.ok())
         LOG_INFO("VLAN endpoint on ifindex ", p.ifindex, " is gone; removed from the maps");
+      dp_->DetachPort(static_cast<int>(p.ifindex));
       continue;
     }
     if (!ports_attached_ && if_indextoname(p.ifindex, name)) {
-      if (auto st = dp_->AttachVlanPort(static_cast<int>(p.ifindex), name); !st.ok())
+      const int i = static_cast<int>(p.ifindex);
+      if (auto st = dp_->AttachVlanPort(i, name, host_->IngressQdisc(i) == "clsact"); !st.ok())
         LOG_WARN("VLAN endpoint: ", st.message());
     }
   }
   ports_attached_ = true;
+  for (auto it = departed_.begin(); it != departed_.end();) {
+    char name[IF_NAMESIZE] = {};
+    if (if_indextoname(*it, name)) {
+      ++it;
+      continue;
+    }
+    dp_->DetachPort(*it);
+    it = departed_.erase(it);
+  }
 }
 
 // Where a network's endpoints hang: its trunk, or for a network without parent a key and
@@ -245,7 +256,8 @@ absl::StatusOr<json> VlanController::EndpointAdd(const json& p) {
   // caller's configuration problem: FailedPrecondition.
   if (auto st = RegisterVlanEndpoint(dp_->vlan_maps(), spec); !st.ok())
     return absl::FailedPreconditionError(st.message());
-  if (auto st = dp_->AttachVlanPort(static_cast<int>(*host_ifindex), host); !st.ok()) {
+  // A fresh veth of the CNI plugin: no clsact of an earlier version to remove.
+  if (auto st = dp_->AttachVlanPort(static_cast<int>(*host_ifindex), host, false); !st.ok()) {
     (void)UnregisterVlanEndpoint(dp_->vlan_maps(), *host_ifindex);
     return st;
   }
@@ -256,6 +268,9 @@ absl::StatusOr<json> VlanController::EndpointDel(const json& p) {
   auto host_ifindex = Ifindex(p);
   if (!host_ifindex.ok()) return host_ifindex.status();
   if (auto st = UnregisterVlanEndpoint(dp_->vlan_maps(), *host_ifindex); !st.ok()) return st;
+  // The program stays on the veth (dropping: no port) until the plugin deletes it; its link's
+  // pin goes at the first sweep after that.
+  departed_.insert(static_cast<int>(*host_ifindex));
   return json::object();
 }
 

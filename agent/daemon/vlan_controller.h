@@ -49,6 +49,7 @@ class VlanController {
   std::vector<VlanNetwork> networks_;
   std::map<std::string, int> trunks_;  // trunk name → ifindex our program is attached to
   std::set<std::string> missing_;      // trunks reported missing (logged once)
+  std::set<int> departed_;             // endpoints deleted while their veth lived: pins to remove
   bool ports_attached_ = false;        // endpoints re-attached to this agent's program
 };
 

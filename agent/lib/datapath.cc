@@ -115,6 +115,8 @@ int Datapath::vlan_port_prog_fd() const {
 int Datapath::vlan_miss_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_miss); }
 int Datapath::vlan_nbr_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_nbr); }
 int Datapath::queued_fd() const { return bpf_map__fd(skel_->maps.cppnet_queued); }
+int Datapath::rates_fd() const { return bpf_map__fd(skel_->maps.cppnet_rates); }
+int Datapath::pacing_fd() const { return bpf_map__fd(skel_->maps.cppnet_pacing); }
 VlanMaps Datapath::vlan_maps() const {
   return VlanMaps(
       {bpf_map__fd(skel_->maps.cppnet_vlan_ep), bpf_map__fd(skel_->maps.cppnet_vlan_net),
@@ -198,12 +200,20 @@ absl::Status Datapath::AttachHost(int ifindex, const std::string& ifname) {
   return AttachTcIngress(soft_prog_fd(), ifindex, ifname);
 }
 
+absl::Status Datapath::AttachPaced(int ifindex, const std::string& ifname) {
+  return AttachTcIngress(bpf_program__fd(skel_->progs.cppnet_tc_paced), ifindex, ifname);
+}
+
 absl::Status Datapath::AttachTrunk(int ifindex, const std::string& ifname) {
   return AttachTcIngress(trunk_prog_fd(), ifindex, ifname);
 }
 
-absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname) {
-  return AttachTcIngress(vlan_port_prog_fd(), ifindex, ifname);
+absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname, bool old_clsact) {
+  int keep = -1;
+  auto st = AttachTcxIngress(vlan_port_prog_fd(), ifindex, ifname,
+                             pin_dir_.empty() ? "" : TcxPin(pin_dir_, ifindex), old_clsact, &keep);
+  if (keep >= 0) link_fds_.push_back(keep);
+  return st;
 }
 
 // The name of the program behind a tc filter, "" when it cannot be read.

@@ -8,6 +8,17 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/route.h>
+#include <netlink/route/act/mirred.h>
+#include <netlink/route/action.h>
+#include <netlink/route/classifier.h>
+#include <netlink/route/cls/matchall.h>
+#include <netlink/route/cls/u32.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/class.h>
+#include <netlink/route/qdisc/fifo.h>
+#include <netlink/route/qdisc/htb.h>
+#include <netlink/route/qdisc/tbf.h>
+#include <netlink/route/tc.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <net/if.h>
@@ -15,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -448,6 +460,139 @@ absl::StatusOr<UnderlayPick> InterfaceToReach(uint32_t ip) {
   for (const Interface& i : *links)
     if (i.ifindex == ifindex) return UnderlayPick{i, src, what};
   return absl::NotFoundError(absl::StrCat(what, ": the route names no interface"));
+}
+
+absl::StatusOr<std::optional<MirroredRate>> MirroredTbfRate(int ifindex) {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  nl_cache* c = nullptr;
+  if (int err = rtnl_cls_alloc_cache(sk->get(), ifindex, TC_H_MAKE(TC_H_INGRESS, 0), &c); err < 0)
+    return NlErr(absl::StrCat("ifindex ", ifindex, ": list ingress filters"), err);
+  Cache filters(c);
+  int ifb = 0;
+  for (nl_object* o = nl_cache_get_first(c); o && !ifb; o = nl_cache_get_next(o)) {
+    auto* cls = reinterpret_cast<rtnl_cls*>(o);
+    const char* kind = rtnl_tc_get_kind(TC_CAST(cls));
+    rtnl_act* act = !kind                           ? nullptr
+                    : strcmp(kind, "u32") == 0      ? rtnl_u32_get_action(cls)
+                    : strcmp(kind, "matchall") == 0 ? rtnl_mall_get_first_action(cls)
+                                                    : nullptr;
+    for (rtnl_act* a = act; a && !ifb; a = rtnl_act_next(a)) {
+      const char* ak = rtnl_tc_get_kind(TC_CAST(a));
+      if (ak && strcmp(ak, "mirred") == 0) ifb = static_cast<int>(rtnl_mirred_get_ifindex(a));
+    }
+  }
+  if (!ifb) return std::nullopt;
+  if (int err = rtnl_qdisc_alloc_cache(sk->get(), &c); err < 0) return NlErr("list qdiscs", err);
+  Cache qdiscs(c);
+  rtnl_qdisc* q = rtnl_qdisc_get_by_parent(c, ifb, TC_H_ROOT);
+  if (!q) return std::nullopt;
+  std::optional<MirroredRate> out;
+  const char* kind = rtnl_tc_get_kind(TC_CAST(q));
+  if (kind && strcmp(kind, "tbf") == 0) {
+    const int rate = rtnl_qdisc_tbf_get_rate(q), burst = rtnl_qdisc_tbf_get_rate_bucket(q);
+    const int limit = rtnl_qdisc_tbf_get_limit(q);
+    if (rate > 0 && burst > 0)
+      out = MirroredRate{static_cast<uint64_t>(rate), static_cast<uint64_t>(burst),
+                         static_cast<uint64_t>(std::max(limit, burst))};
+  }
+  rtnl_qdisc_put(q);
+  return out;
+}
+
+absl::StatusOr<std::pair<int, int>> EnsurePaceDevices() {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  const char* pace = CPPNET_PACE_DEV;
+  const char* paced = CPPNET_PACED_DEV;
+  const unsigned mtu = 65000;  // any frame an endpoint may send, GSO aside
+  if (!if_nametoindex(pace) || !if_nametoindex(paced)) {
+    (void)DeleteLink(sk->get(), pace);  // half a pair: start over
+    rtnl_link* veth = rtnl_link_veth_alloc();
+    rtnl_link* peer = rtnl_link_veth_get_peer(veth);
+    rtnl_link_set_name(veth, pace);
+    rtnl_link_set_name(peer, paced);
+    rtnl_link_set_flags(veth, IFF_NOARP);
+    rtnl_link_set_flags(peer, IFF_NOARP);
+    rtnl_link_set_mtu(veth, mtu);
+    rtnl_link_set_mtu(peer, mtu);
+    int err = rtnl_link_add(sk->get(), veth, NLM_F_CREATE | NLM_F_EXCL);
+    rtnl_link_put(peer);
+    rtnl_link_put(veth);
+    if (err < 0) return NlErr(absl::StrCat("veth ", pace, "/", paced, ": create"), err);
+  }
+  const int a = static_cast<int>(if_nametoindex(pace)), b = static_cast<int>(if_nametoindex(paced));
+  if (!a || !b) return absl::InternalError(absl::StrCat("veth ", pace, "/", paced, " vanished"));
+  for (const char* dev : {pace, paced})
+    (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", dev, "/disable_ipv6"), "1");
+  nl_cache* c = nullptr;
+  if (int err = rtnl_qdisc_alloc_cache(sk->get(), &c); err < 0) return NlErr("list qdiscs", err);
+  Cache qdiscs(c);
+  rtnl_qdisc* root = rtnl_qdisc_get_by_parent(c, a, TC_H_ROOT);
+  const bool have = root && rtnl_tc_get_handle(TC_CAST(root)) == CPPNET_PACE_HTB &&
+                    rtnl_tc_get_kind(TC_CAST(root)) &&
+                    strcmp(rtnl_tc_get_kind(TC_CAST(root)), "htb") == 0;
+  if (root) rtnl_qdisc_put(root);
+  if (!have) {  // (htb cannot be changed in place: only added)
+    rtnl_qdisc* q = rtnl_qdisc_alloc();
+    rtnl_tc_set_ifindex(TC_CAST(q), a);
+    rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
+    rtnl_tc_set_handle(TC_CAST(q), CPPNET_PACE_HTB);
+    rtnl_tc_set_kind(TC_CAST(q), "htb");
+    rtnl_htb_set_defcls(q, 0);
+    int err = rtnl_qdisc_add(sk->get(), q, NLM_F_CREATE | NLM_F_REPLACE);
+    rtnl_qdisc_put(q);
+    if (err < 0) return NlErr(absl::StrCat("interface ", pace, ": add htb qdisc"), err);
+  }
+  if (auto st = SetUp(sk->get(), b, paced); !st.ok()) return st;
+  if (auto st = SetUp(sk->get(), a, pace); !st.ok()) return st;
+  return std::pair{a, b};
+}
+
+absl::Status SetPaceClass(int ifindex, uint32_t minor, const MirroredRate& r) {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  const uint32_t id = CPPNET_PACE_HTB | minor;
+  const std::string what = absl::StrCat("interface " CPPNET_PACE_DEV ": htb class 1:", minor);
+  rtnl_class* cl = rtnl_class_alloc();
+  rtnl_tc_set_ifindex(TC_CAST(cl), ifindex);
+  rtnl_tc_set_parent(TC_CAST(cl), CPPNET_PACE_HTB);
+  rtnl_tc_set_handle(TC_CAST(cl), id);
+  rtnl_tc_set_kind(TC_CAST(cl), "htb");
+  rtnl_htb_set_rate64(cl, r.rate);
+  rtnl_htb_set_ceil64(cl, r.rate);
+  rtnl_htb_set_rbuffer(cl, static_cast<uint32_t>(r.burst));
+  rtnl_htb_set_cbuffer(cl, static_cast<uint32_t>(r.burst));
+  int err = rtnl_class_add(sk->get(), cl, NLM_F_CREATE | NLM_F_REPLACE);
+  rtnl_class_put(cl);
+  if (err < 0) return NlErr(what, err);
+  // tbf segments GSO packets bigger than its bucket; htb does not, so the queue holds at least
+  // one of the largest.
+  const uint64_t queue = std::max<uint64_t>(r.limit - std::min(r.limit, r.burst), 65536 + 1514);
+  rtnl_qdisc* q = rtnl_qdisc_alloc();
+  rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
+  rtnl_tc_set_parent(TC_CAST(q), id);
+  rtnl_tc_set_handle(TC_CAST(q), TC_H_MAKE((minor + 1) << 16, 0));
+  rtnl_tc_set_kind(TC_CAST(q), "bfifo");
+  rtnl_qdisc_fifo_set_limit(q, static_cast<int>(std::min<uint64_t>(queue, INT32_MAX)));
+  err = rtnl_qdisc_add(sk->get(), q, NLM_F_CREATE | NLM_F_REPLACE);
+  rtnl_qdisc_put(q);
+  if (err < 0) return NlErr(absl::StrCat(what, ": add bfifo"), err);
+  return absl::OkStatus();
+}
+
+absl::Status DeletePaceClass(int ifindex, uint32_t minor) {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  rtnl_class* cl = rtnl_class_alloc();
+  rtnl_tc_set_ifindex(TC_CAST(cl), ifindex);
+  rtnl_tc_set_parent(TC_CAST(cl), CPPNET_PACE_HTB);
+  rtnl_tc_set_handle(TC_CAST(cl), CPPNET_PACE_HTB | minor);
+  int err = rtnl_class_delete(sk->get(), cl);
+  rtnl_class_put(cl);
+  if (err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NODEV)
+    return NlErr(absl::StrCat("interface " CPPNET_PACE_DEV ": delete htb class 1:", minor), err);
+  return absl::OkStatus();
 }
 
 }  // namespace cppnet

@@ -330,6 +330,24 @@ struct cppnet_vlan_port {
 };
 CPPNET_ASSERT_SIZE(struct cppnet_vlan_port, 16);
 
+/* Egress rates of VLAN endpoints: the bandwidth CNI plugin's egressRate, egressBurst and tbf
+ * limit, which the agent reads from the plugin's tbf (on the ifb its "ingress" filter on the
+ * endpoint's veth mirrors to). The plugin's own path cannot carry them: the ifb hands a frame
+ * back to the veth's receive path past tc, where no program sends it on. So the endpoint program
+ * hands a rated endpoint's frames (tagged for the wire, or for a local endpoint) to
+ * CPPNET_PACE_DEV, whose root htb has a class per rated endpoint with the plugin's rate and burst
+ * and a bfifo of tbf's queue under it: skb->priority names the class, skb->mark where the frame
+ * goes next (a trunk's ifindex, or CPPNET_PACED_LOCAL | a local endpoint's veth), and
+ * cppnet_tc_paced on the pair's other end, CPPNET_PACED_DEV, sends it there. */
+#define CPPNET_PACE_DEV "cppnet.pace"
+#define CPPNET_PACED_DEV "cppnet.paced"
+#define CPPNET_PACE_HTB 0x10000u        /* the htb's handle (1:); a class is 1:<n> */
+#define CPPNET_PACED_LOCAL 0x80000000u  /* skb->mark: to a local endpoint (else a trunk) */
+#define CPPNET_MAP_RATES "cppnet_rates" /* key: host veth ifindex, value: __u32 htb class id */
+/* One entry (key 0): CPPNET_PACE_DEV's ifindex while some endpoint is rated, else 0 (the
+ * endpoint program then skips the rates lookup). */
+#define CPPNET_MAP_PACING "cppnet_pacing"
+
 /* Per-CPU traffic of an endpoint (key: its host veth's ifindex), created with it. */
 #define CPPNET_MAP_VLAN_CNT "cppnet_vlan_cnt"
 struct cppnet_vlan_cnt {
@@ -393,7 +411,9 @@ CPPNET_ASSERT_SIZE(struct cppnet_config, 112);
   X(VLAN_PROXY, "vlan_proxy",                                                                    \
     "ARP/neighbour solicitations for ipvlan l3 endpoints answered on the trunk")                 \
   X(NAT_REPLY, "nat_reply",                                                                      \
-    "container answers in flows the kernel translated (hostPort), handed to the kernel")
+    "container answers in flows the kernel translated (hostPort), handed to the kernel")         \
+  X(VLAN_PACED, "vlan_paced",                                                                    \
+    "frames of VLAN endpoints with an egress rate handed to " CPPNET_PACE_DEV "'s htb")
 
 #define CPPNET_DROP_REASONS(X)                                                                     \
   X(DROP_TRUNCATED, "truncated", "headers shorter than they claim")                                \

@@ -50,15 +50,20 @@ class Datapath {
   int soft_prog_fd() const;
   int host_prog_fd() const;
   // VLAN networks: the trunk demultiplexer (on trunks that are not the underlay; the
-  // underlay program has it built in) and the endpoint program on host veths.
+  // underlay program has it built in) and the endpoint program on host veths, a pinned tcx
+  // link as AttachPort's (DetachPort removes it), so the bandwidth plugin's "ingress" qdisc fits.
   absl::Status AttachTrunk(int ifindex, const std::string& ifname);
-  absl::Status AttachVlanPort(int ifindex, const std::string& ifname);
+  absl::Status AttachVlanPort(int ifindex, const std::string& ifname, bool old_clsact);
+  // tc ingress of CPPNET_PACED_DEV: rated endpoints' frames, paced, on to trunk or endpoint.
+  absl::Status AttachPaced(int ifindex, const std::string& ifname);
   int trunk_prog_fd() const;
   int vlan_port_prog_fd() const;
   VlanMaps vlan_maps() const;  // not owning
   int vlan_miss_fd() const;    // ring buffer: ipvlan l3 next hops to resolve
   int vlan_nbr_fd() const;     // ipvlan l3 next hops (the resolver marks what it asks for)
   int queued_fd() const;       // host veths with a queueing qdisc (CPPNET_MAP_QUEUED)
+  int rates_fd() const;        // VLAN endpoints' egress rates (CPPNET_MAP_RATES)
+  int pacing_fd() const;       // the pacing device, when in use (CPPNET_MAP_PACING)
   const MapFds& maps() const { return maps_; }
   // Pinned maps from an earlier version whose layout differed, replaced at Load.
   const std::vector<std::string>& replaced_maps() const { return replaced_maps_; }

@@ -71,4 +71,24 @@ absl::Status SetHostAddress(int ifindex, const std::string& ifname, uint32_t add
 absl::Status SetHostAddress6(int ifindex, const std::string& ifname, unsigned __int128 addr,
                              const Prefix6& network);
 
+// The rate the bandwidth CNI plugin gave what a veth receives from its container (the
+// container's egress rate): the veth's "ingress" qdisc has a filter (u32 or matchall) mirroring
+// to an ifb whose root tbf holds rate and burst. nullopt while that chain is incomplete.
+struct MirroredRate {
+  uint64_t rate = 0;   // bytes per second
+  uint64_t burst = 0;  // bytes
+  uint64_t limit = 0;  // bytes: the burst and tbf's queue
+};
+absl::StatusOr<std::optional<MirroredRate>> MirroredTbfRate(int ifindex);
+
+// The pacing veth pair (abi.h CPPNET_PACE_DEV, CPPNET_PACED_DEV), created when missing: up, IPv6
+// off, no ARP, the largest MTU, and an htb (handle CPPNET_PACE_HTB, unclassified frames sent
+// unshaped) at CPPNET_PACE_DEV's root. Returns the two ifindexes.
+absl::StatusOr<std::pair<int, int>> EnsurePaceDevices();
+// htb class CPPNET_PACE_HTB | `minor` on `ifindex` with rate and burst `r`, and under it a bfifo
+// of tbf's queue (r.limit - r.burst, at least one largest GSO packet); replaced when present.
+absl::Status SetPaceClass(int ifindex, uint32_t minor, const MirroredRate& r);
+// Removes that class (and its bfifo); one that is gone is no error.
+absl::Status DeletePaceClass(int ifindex, uint32_t minor);
+
 }  // namespace cppnet

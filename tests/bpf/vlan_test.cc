@@ -1,5 +1,7 @@
 // VLAN networks: trunk demultiplexing, endpoint egress per mode, ipvlan l3 proxying
 // and next-hop learning, registry conflicts.
+#include <tuple>
+
 #include "fixture.h"
 
 namespace cppnet::test {
@@ -364,6 +366,50 @@ TEST_F(VlanTest, L3ProxiesArpAndNdAndResolvesNextHops) {
 }
 
 // The registry refuses what the datapath cannot serve, and changes nothing then.
+// An endpoint with an egress rate: its frames go to the pacing device with the class in
+// skb->priority and where they go next in skb->mark; cppnet_tc_paced sends them on from there.
+TEST_F(VlanTest, RatedEndpointFramesArePacedThroughTheHtb) {
+  const int prog = g_dp->vlan_port_prog_fd();
+  const int rates = MapOfProg(prog, CPPNET_MAP_RATES), pacing = MapOfProg(prog, CPPNET_MAP_PACING);
+  ASSERT_GE(rates, 0);
+  ASSERT_GE(pacing, 0);
+  Add(10, CPPNET_VLAN_MACVLAN_BRIDGE, 1, kEp, {kV1});
+  Add(10, CPPNET_VLAN_MACVLAN_BRIDGE, kFakePort, kEp2, {kV2});
+  const uint32_t port = 1, classid = CPPNET_PACE_HTB | 0x11, zero = 0, pace_dev = 77;
+  auto run = [&](const Bytes& in) {
+    Bytes out(in.size() + 64);
+    __sk_buff ctx{};
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = out.data(),
+                .data_size_in = static_cast<uint32_t>(in.size()),
+                .data_size_out = static_cast<uint32_t>(out.size()), .ctx_in = &ctx, .ctx_out = &ctx,
+                .ctx_size_in = sizeof(ctx), .ctx_size_out = sizeof(ctx));
+    EXPECT_EQ(bpf_prog_test_run_opts(prog, &opts), 0) << strerror(errno);
+    return std::tuple{opts.retval, ctx.priority, ctx.mark};
+  };
+  const Bytes wire = Cat({Eth(kWire, kEp, 0x0800), Ip4(kV1, kV9, Tcp(1, 2, 20))});
+  const Bytes local = Cat({Eth(kEp2, kEp, 0x0800), Ip4(kV1, kV2, Tcp(1, 2, 20))});
+  ASSERT_EQ(bpf_map_update_elem(rates, &port, &classid, BPF_ANY), 0);
+  // While no pacing device is set, nothing is looked up: straight to the trunk.
+  auto [v, prio, mark] = run(wire);
+  EXPECT_EQ(v, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  EXPECT_EQ(prio, 0u);
+  ASSERT_EQ(bpf_map_update_elem(pacing, &zero, &pace_dev, BPF_ANY), 0);
+  const uint64_t paced = Counter(CPPNET_CNT_VLAN_PACED);
+  std::tie(v, prio, mark) = run(wire);
+  EXPECT_EQ(v, static_cast<uint32_t>(TC_ACT_REDIRECT));
+  EXPECT_EQ(prio, classid) << "the endpoint's htb class";
+  EXPECT_EQ(mark, 1u) << "then the trunk";
+  std::tie(v, prio, mark) = run(local);
+  EXPECT_EQ(prio, classid);
+  EXPECT_EQ(mark, CPPNET_PACED_LOCAL | kFakePort) << "then the local endpoint";
+  EXPECT_EQ(Counter(CPPNET_CNT_VLAN_PACED), paced + 2);
+  const uint32_t off = 0;
+  bpf_map_update_elem(pacing, &zero, &off, BPF_ANY);
+  bpf_map_delete_elem(rates, &port);
+  close(rates);
+  close(pacing);
+}
+
 TEST_F(VlanTest, RegistryRefusesConflicts) {
   Add(40, CPPNET_VLAN_MACVLAN_PASSTHRU, kFakePort, kEp);
   VlanEndpointSpec s{.network = "pt",

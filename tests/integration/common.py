@@ -1,7 +1,9 @@
 """Shared helpers for the namespace-lab integration tests: a checker that prints
 one line per assertion and a summary, and dumps agent logs when something fails."""
 import os
+import subprocess
 import sys
+import time
 import traceback
 
 from scripts import lab as L
@@ -106,3 +108,14 @@ def ping6(c, a, ip6, what):
     p = a.exec(["ping", "-6", "-n", "-c", "2", "-W", "2", ip6], check=False, timeout=15)
     return c.check(f"{what}: ping {ip6}", p.returncode == 0, p.stdout[-300:] + p.stderr[-200:])
 
+
+def timed_transfer(lab, src_ns, dst_ns, dst_ip, size, port):
+    """`size` bytes over TCP from one network namespace to another: (seconds, sha256 matches)."""
+    sink = subprocess.Popen(["nsenter", f"--net={dst_ns}", "--", "python3", "-c", L.SINK, str(port), "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lab.pids.append(sink)
+    sink.stdout.readline()  # listening
+    t0 = time.monotonic()
+    sent = in_netns(src_ns, ["python3", "-c", L.SOURCE, dst_ip, str(port), str(size)], timeout=60).stdout.split()
+    got, _ = sink.communicate(timeout=60)
+    return time.monotonic() - t0, len(sent) == 2 and sent == got.split()

@@ -7,7 +7,7 @@ import json
 import subprocess
 import time
 
-from .common import L, cni_call as call, container, in_netns, overlay_hosts, run_scenario
+from .common import L, cni_call as call, container, in_netns, overlay_hosts, run_scenario, timed_transfer
 
 def conf(**extra):
     return json.dumps({"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "cppnet", "network": "overlay", **extra})
@@ -159,18 +159,6 @@ def plugin(h, type_, command, netns, cid, stdin):
            f"CNI_PATH={L.CNI_PATH}"]
     p = L.run(h.cmd(["env", *env, f"{L.CNI_PATH}/{type_}"]), check=False, input=stdin)
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip().startswith("{") else {"raw": p.stdout + p.stderr})
-
-
-def timed_transfer(lab, src_ns, dst_ns, dst_ip, size, port):
-    """`size` bytes over TCP from one network namespace to another: (seconds, sha256 matches)."""
-    sink = subprocess.Popen(["nsenter", f"--net={dst_ns}", "--", "python3", "-c", L.SINK, str(port), "4"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lab.pids.append(sink)
-    sink.stdout.readline()  # listening
-    t0 = time.monotonic()
-    sent = in_netns(src_ns, ["python3", "-c", L.SOURCE, dst_ip, str(port), str(size)], timeout=60).stdout.split()
-    got, _ = sink.communicate(timeout=60)
-    return time.monotonic() - t0, len(sent) == 2 and sent == got.split()
 
 
 def chaining(lab, c, h, remote_ns, remote_ip):

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from .common import L, cni_call, container, in_netns, run_scenario
+from .common import L, cni_call, container, in_netns, run_scenario, timed_transfer
 
 SW = None  # argv prefix entering the switch namespace
 
@@ -185,17 +185,37 @@ def runtime_requests(lab, c, h1, remote):
             host_if and host_if[0]["name"].startswith("cv") and e.result["ips"][0]["interface"] == 1
             and e.result["interfaces"][1].get("sandbox") == e.netns, e.result)
     bw = {"cniVersion": "1.0.0", "name": "vlan10", "type": "bandwidth", "capabilities": {"bandwidth": True},
-          "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 80000}}, "prevResult": e.result}
+          "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 80000,
+                                          "egressRate": 8000000, "egressBurst": 80000}}, "prevResult": e.result}
     env = [f"CNI_COMMAND=ADD", "CNI_CONTAINERID=st1", f"CNI_NETNS={e.netns}", "CNI_IFNAME=eth0",
            f"CNI_PATH={L.CNI_PATH}"]
     p = L.run(h1.cmd(["env", *env, f"{L.CNI_PATH}/bandwidth"]), check=False, input=json.dumps(bw))
     qdisc = h1.sh(f"tc qdisc show dev {host_if[0]['name'] if host_if else 'none'}", check=False).stdout
-    c.check("bandwidth chained after a VLAN endpoint (ingress rate): tbf on its host veth, clsact kept",
-            p.returncode == 0 and "tbf" in qdisc and "clsact" in qdisc, p.stdout + qdisc)
+    c.check("bandwidth chained after a VLAN endpoint (ingress and egress rate): tbf and the plugin's ingress "
+            "qdisc on its host veth (the endpoint program is a tcx link, no clsact)",
+            p.returncode == 0 and "tbf" in qdisc and "qdisc ingress" in qdisc and "clsact" not in qdisc,
+            p.stdout + qdisc)
     pg = e.ping(remote.ip4)
     c.check("... and the shaped endpoint still reaches the other host", pg.returncode == 0, pg.stdout[-200:])
+    # Both rates hold: 2 MiB at 8 Mbit/s take 2.1 s or more; unshaped, a few ms.
+    secs, ok = timed_transfer(lab, remote.netns, e.netns, e.ip4, 2 << 20, 5401)
+    c.check(f"ingress rate enforced for traffic from the other host (2 MiB in {secs:.2f} s, >= 1.5 s)",
+            ok and secs >= 1.5, secs)
+    L.wait_for("the agent reads the egress rate", lambda: "egress rate 8000000 bit/s" in h1.log(), 10)
+    paced = lambda: json.loads(h1.ctl("show", "stats", "--json").stdout)["traffic"]["vlan_paced"]["packets"]  # noqa
+    before = paced()
+    secs, ok = timed_transfer(lab, e.netns, remote.netns, remote.ip4, 2 << 20, 5402)
+    sent = h1.sh(f"tc -s class show dev {L.PACE_DEV}", check=False).stdout
+    c.check(f"egress rate enforced for traffic to the other host: the endpoint's frames paced by an htb class "
+            f"with the plugin's rate (2 MiB in {secs:.2f} s, >= 1.5 s, sha256 matches; {paced() - before} frames "
+            "through " + L.PACE_DEV + ")", ok and secs >= 1.5 and paced() > before and "rate 8Mbit" in sent,
+            (secs, sent[-400:]))
     L.run(h1.cmd(["env", *[v.replace("ADD", "DEL") for v in env], f"{L.CNI_PATH}/bandwidth"]), check=False,
           input=json.dumps(bw))
+    L.wait_for("the rate goes with the plugin's qdiscs", lambda: "egress rate removed" in h1.log(), 10)
+    secs, ok = timed_transfer(lab, e.netns, remote.netns, remote.ip4, 2 << 20, 5403)
+    c.check(f"without the plugin's qdiscs the endpoint sends unshaped again (2 MiB in {secs:.2f} s, < 1 s)",
+            ok and secs < 1.0, secs)
     e.delete()
     e = Endpoint(lab, h1, "vlan10", "st2", args={"cni": {"ips": ["198.18.10.98"]}})
     c.check("args.cni.ips on a VLAN network: the requested address", e.rc == 0 and e.ip4 == "198.18.10.98", e.result)
