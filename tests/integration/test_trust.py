@@ -326,7 +326,7 @@ def call(raw):
         out += b
     return out.decode()
 answers = [call(b"{not json\n"), call(b"[" * 200000 + b"\n"), call(b"x" * (2 << 20)),
-           call(json.dumps({"method": "route.add", "params": {"subnet": "198.19.77.0/24", "public_ip": 5}}).encode() + b"\n"),
+           call(json.dumps({"method": "route.add", "params": {"subnet": "198.19.250.0/24", "public_ip": 5}}).encode() + b"\n"),
            call(json.dumps({"method": "endpoint.add", "params": {"network": "x", "host_ifindex": -1}}).encode() + b"\n")]
 print(json.dumps(answers))
 """
@@ -347,7 +347,7 @@ def local_api(lab, c, h):
             answers)
     q = h.ctl("route", "list", "--json", check=False)
     c.check("local API: the agent still serves and installed nothing from the junk",
-            h.agent.poll() is None and "198.19.77.0/24" not in q.stdout and "cppnet-agent starting" in h.log(),
+            h.agent.poll() is None and "198.19.250.0/24" not in q.stdout and "cppnet-agent starting" in h.log(),
             q.stdout[-300:])
 
 
