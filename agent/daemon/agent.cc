@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "cppnet/paths.h"
+#include "cppnet/version.h"
 #include "cppnet/subnet_env.h"
 #include "cppnet/vlan.h"
 #include "log.h"
@@ -152,9 +153,10 @@ void Agent::WatchLoop() {
 }
 
 int Agent::Run() {
-  LOG_INFO("cppnet-agent starting: underlay ", underlay_.name, " (", FormatIp4(public_ip_),
-           ", MTU ", underlay_.mtu, "), VtepMAC ", FormatMac(vtep_mac_), ", etcd ",
-           etcd_->endpoints(), " prefix ", opts_.etcd_prefix);
+  LOG_INFO("cppnet-agent starting: version " CPPNET_VERSION " (commit " CPPNET_COMMIT
+           "), underlay ",
+           underlay_.name, " (", FormatIp4(public_ip_), ", MTU ", underlay_.mtu, "), VtepMAC ",
+           FormatMac(vtep_mac_), ", etcd ", etcd_->endpoints(), " prefix ", opts_.etcd_prefix);
   // Host changes arrive as rtnetlink events; the loop sleeps until one
   // comes, an etcd change arrives, or a lease timer or the watchdog is due.
   auto host = HostWatcher::Start([this](unsigned changes) {

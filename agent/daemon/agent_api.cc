@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent.h"
+
+#include "cppnet/version.h"
 #include "cppnet/json_util.h"
 #include "cppnet/local_api.h"
 #include "cppnet/subnet_env.h"
@@ -39,6 +41,9 @@ absl::StatusOr<json> Agent::Dispatch(const std::string& method, const json& para
 
 absl::StatusOr<json> Agent::Handle(const std::string& method, const json& p) {
   try {
+    if (method == "version")
+      return json{
+          {"version", CPPNET_VERSION}, {"commit", CPPNET_COMMIT}, {"abi", CPPNET_ABI_VERSION}};
     if (method == "route.add") return ApiRouteAdd(p);
     if (method == "route.del") return ApiRouteDel(p);
     if (method == "network.create" || method == "network.delete") {

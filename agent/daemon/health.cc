@@ -1,5 +1,8 @@
 #include "health.h"
 
+#include "cppnet/abi.h"
+#include "cppnet/version.h"
+
 #include <httplib.h>
 
 #include <cerrno>
@@ -103,6 +106,10 @@ absl::Status HealthServer::Start(const std::string& ip, int port) {
   });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     std::string out = absl::StrCat(
+        "# HELP cppnet_build_info The agent's version and commit (value 1).\n# TYPE "
+        "cppnet_build_info gauge\ncppnet_build_info{version=\"" CPPNET_VERSION
+        "\",commit=\"" CPPNET_COMMIT "\",abi=\"",
+        CPPNET_ABI_VERSION, "\"} 1\n",
         "# HELP cppnet_ready 1 when the lease is held and the datapath attached.\n# TYPE "
         "cppnet_ready gauge\n",
         "cppnet_ready ", health_->ready ? 1 : 0, "\n",

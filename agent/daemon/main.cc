@@ -27,6 +27,7 @@
 #include "cppnet/credentials.h"
 #include "cppnet/netlink.h"
 #include "cppnet/underlay.h"
+#include "cppnet/version.h"
 #include "log.h"
 
 #include <sys/resource.h>
@@ -85,12 +86,15 @@ int main(int argc, char** argv) {
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   libbpf_set_print(LibbpfLog);
+  SetLogToJournal(StderrIsJournal());
   AgentOptions o;
   EtcdOptions etcd_opts;
   std::string ttl = "24h";
   int renew_minutes = 60;
   CLI::App app{"cppnet-agent: Flannel-compatible overlay network agent with an eBPF datapath"};
-  app.set_version_flag("--version", "cppnet-agent 0.1.0");
+  app.set_version_flag("--version", "cppnet-agent " CPPNET_VERSION " (commit " CPPNET_COMMIT
+                                    ", datapath ABI " +
+                                        std::to_string(CPPNET_ABI_VERSION) + ")");
   auto env = [](const char* name) { return std::string("CPPNET_") + name; };
   app.add_option("--etcd-endpoints", o.etcd_endpoints, "etcd endpoints, comma separated")
       ->envname(env("ETCD_ENDPOINTS"))
@@ -172,6 +176,16 @@ int main(int argc, char** argv) {
       ->envname(env("DECAP"))
       ->check(CLI::IsMember({"auto", "xdp", "tc"}))
       ->capture_default_str();
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "error, warn, info or debug")
+      ->envname(env("LOG_LEVEL"))
+      ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}))
+      ->capture_default_str();
+  int verbosity = 0;
+  app.add_option("-v", verbosity,
+                 "flanneld's verbosity: 0 keeps --log-level, 1 or more logs debug messages too")
+      ->envname(env("V"))
+      ->check(CLI::Range(0, 10));
   bool cleanup = false;
   app.add_flag("--cleanup", cleanup,
                "uninstall: remove cppnet's tc/XDP programs, pinned maps, nftables table and subnet "
@@ -211,6 +225,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cppnet-agent: %s\n", msg.c_str());
     return 2;
   };
+  SetLogLevel(verbosity > 0 ? LogLevel::kDebug : *ParseLogLevel(log_level));
   if (cleanup) {
     auto removed = Datapath::Cleanup(o.bpffs_dir);
     if (!removed.ok()) return Fail(std::string(removed.status().message()));

@@ -65,8 +65,13 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const std::string& pin_
   if (int err = cppnet_bpf__load(dp->skel_); err)
     return absl::InternalError(absl::StrCat("BPF object cppnet: load: ", Err(err),
                                             err == -EPERM ? " (needs CAP_BPF/CAP_NET_ADMIN)" : ""));
-  // The CNI plugin attaches this program to the endpoints it creates: pinned, it is
-  // the one this agent loaded (a restarted agent replaces the pin).
+  {
+    const uint32_t zero = 0, abi = CPPNET_ABI_VERSION;
+    if (bpf_map_update_elem(bpf_map__fd(dp->skel_->maps.cppnet_abi), &zero, &abi, BPF_ANY) != 0)
+      return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ABI ": ", Err(errno)));
+  }
+  // The VLAN endpoint program, pinned as the one this agent loaded (a restarted agent
+  // replaces the pin), for inspection with bpftool.
   if (!pin_dir.empty()) {
     const std::string pin = absl::StrCat(pin_dir, "/" CPPNET_PIN_PROG_VLAN_PORT);
     unlink(pin.c_str());

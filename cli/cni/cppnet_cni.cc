@@ -41,6 +41,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cppnet/cni_config.h"
@@ -50,6 +51,7 @@
 #include "cppnet/vlan.h"
 #include "cppnet/json_util.h"
 #include "cppnet/local_api.h"
+#include "cppnet/version.h"
 #include "cppnet/vlan_maps.h"
 #include "cppnet/netlink.h"
 
@@ -690,8 +692,17 @@ int AgentError(const absl::Status& st, int config_code) {
 
 }  // namespace
 
-int Run() {
+// What the plugin says when run without CNI_COMMAND (as the reference plugins' skel does):
+// its version and the spec versions it speaks, on stderr.
+constexpr const char* kAbout = "CNI cppnet plugin " CPPNET_VERSION " (commit " CPPNET_COMMIT ")";
+
+int Run(bool version_flag) {
   const std::string cmd = Env("CNI_COMMAND");
+  if (version_flag || (cmd.empty() && !getenv("CNI_COMMAND"))) {
+    std::cerr << kAbout << "\nCNI protocol versions supported: " << absl::StrJoin(kVersions, ", ")
+              << std::endl;
+    return 0;
+  }
   if (cmd == "VERSION") {
     std::cout << json{{"cniVersion", "1.1.0"}, {"supportedVersions", kVersions}}.dump()
               << std::endl;
@@ -789,10 +800,10 @@ int Run() {
   return VlanAdd(conf, *n, *info);
 }
 
-int main() {
+int main(int argc, char** argv) {
   // Whatever a runtime sends, the answer is CNI error JSON, never an abort.
   try {
-    return Run();
+    return Run(argc == 2 && std::string(argv[1]) == "--version");
   } catch (const nlohmann::json::exception& e) {
     return Error(kInvalidConfig,
                  absl::StrCat("network configuration: a field has the wrong type or is missing: ",

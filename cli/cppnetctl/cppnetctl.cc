@@ -26,6 +26,7 @@
 #include "cppnet/maps.h"
 #include "cppnet/lease.h"
 #include "cppnet/local_api.h"
+#include "cppnet/version.h"
 #include "cppnet/net.h"
 #include "cppnet/paths.h"
 #include "cppnet/subnet_env.h"
@@ -515,6 +516,46 @@ int RouteDel(const std::vector<std::string>& a) {
 }  // namespace
 
 // What the parsed command line holds for a handler.
+// cppnetctl's version, the running agent's (local API) and the layout of the pinned maps.
+int Version(const Globals& g) {
+  ordered_json out = {
+      {"cppnetctl",
+       {{"version", CPPNET_VERSION}, {"commit", CPPNET_COMMIT}, {"abi", CPPNET_ABI_VERSION}}}};
+  auto agent = CallAgent("version", nlohmann::json::object());
+  if (agent.ok())
+    out["agent"] = *agent;
+  else
+    out["agent"] = {{"error", std::string(agent.status().message())}};
+  const std::string pin = g.bpffs_dir + "/" CPPNET_MAP_ABI;
+  const int fd = bpf_obj_get(pin.c_str());
+  uint32_t zero = 0, abi = 0;
+  if (fd >= 0 && bpf_map_lookup_elem(fd, &zero, &abi) == 0 && abi)
+    out["pinned_maps"] = {{"dir", g.bpffs_dir}, {"abi", abi}};
+  else
+    out["pinned_maps"] = {
+        {"dir", g.bpffs_dir},
+        {"error", fd < 0 ? absl::StrCat(pin, ": ", strerror(errno))
+                         : absl::StrCat(pin, ": no ABI recorded (an agent before 0.2.0)")}};
+  if (fd >= 0) close(fd);
+  if (g.json) {
+    printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  printf("cppnetctl     %s (commit %s, datapath ABI %d)\n", CPPNET_VERSION, CPPNET_COMMIT,
+         CPPNET_ABI_VERSION);
+  if (agent.ok())
+    printf("cppnet-agent  %s (commit %s, datapath ABI %d)\n",
+           out["agent"].value("version", "?").c_str(), out["agent"].value("commit", "?").c_str(),
+           out["agent"].value("abi", 0));
+  else
+    printf("cppnet-agent  not reachable: %s\n", std::string(agent.status().message()).c_str());
+  if (out["pinned_maps"].contains("abi"))
+    printf("pinned maps   %s: datapath ABI %u\n", g.bpffs_dir.c_str(), abi);
+  else
+    printf("pinned maps   %s\n", out["pinned_maps"]["error"].get<std::string>().c_str());
+  return 0;
+}
+
 struct Ctx {
   Globals g;
   std::vector<std::string> args;  // route add/del
@@ -640,6 +681,9 @@ int main(int argc, char** argv) {
       "cppnetctl: inspect the cppnet datapath (pinned BPF maps); change static routes and VLAN "
       "networks through cppnet-agent"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "cppnetctl " CPPNET_VERSION " (commit " CPPNET_COMMIT
+                                    ", datapath ABI " +
+                                        std::to_string(CPPNET_ABI_VERSION) + ")");
   app.add_option("--bpffs-dir", ctx.g.bpffs_dir, "where cppnet-agent pins its maps")
       ->envname("CPPNET_BPFFS_DIR")
       ->capture_default_str();
@@ -657,6 +701,11 @@ int main(int argc, char** argv) {
     group_apps[name] = app.add_subcommand(name, help);
     group_apps[name]->require_subcommand(1);
   }
+  bool version = false;
+  CLI::App* ver = app.add_subcommand(
+      "version", "versions of cppnetctl, the running cppnet-agent and the pinned maps' layout");
+  ver->add_flag("--json", ctx.g.json, "machine-readable output");
+  ver->callback([&version] { version = true; });
   const Command* chosen = nullptr;
   for (const Command& cmd : Commands()) {
     CLI::App* sub = group_apps[cmd.group]->add_subcommand(cmd.name, cmd.help);
@@ -669,12 +718,15 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
     fprintf(stderr, "cppnetctl: %s\nRun cppnetctl --help for the commands.\n", e.what());
     return 2;
   }
   if (std::string w = ScrubPasswordArg(argc, argv); !w.empty())
     fprintf(stderr, "cppnetctl: warning: %s\n", w.c_str());
+  if (version) return Version(ctx.g);
   if (!chosen) return 2;
   if (!chosen->maps) return chosen->run(ctx, nullptr);
   auto maps = MapFds::OpenPinned(ctx.g.bpffs_dir);

@@ -15,6 +15,11 @@
 #endif
 
 #define CPPNET_PIN_DIR_DEFAULT "/sys/fs/bpf/cppnet"
+/* The layout of maps and programs this header describes: raised with every change of a map's
+ * key or value, a counter, a flag or a pin. The agent records it in CPPNET_MAP_ABI (one __u32,
+ * key 0) when it loads the datapath, so tools can tell which layout the pinned maps have. */
+#define CPPNET_ABI_VERSION 2
+#define CPPNET_MAP_ABI "cppnet_abi"
 /* Map names are also the pin file names (libbpf LIBBPF_PIN_BY_NAME); max 15 chars. */
 #define CPPNET_MAP_ROUTES "cppnet_routes"
 #define CPPNET_MAP_CONFIG "cppnet_config"
