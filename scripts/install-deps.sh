@@ -5,7 +5,7 @@ PKGS=(
   build-essential cmake pkg-config clang clang-format llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev
   libnl-3-dev libnl-route-3-dev libnftables-dev libabsl-dev libgtest-dev libgmock-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  nlohmann-json3-dev libcli11-dev libsystemd-dev
+  nlohmann-json3-dev libcli11-dev libsystemd-dev prometheus-cpp-dev
   etcd-server etcd-client iproute2 iputils-ping iperf3 sockperf tcpdump tshark python3-scapy
   nftables openssl containernetworking-plugins libcpp-httplib-dev socat coreutils util-linux procps curl strace
   podman crun conmon busybox-static docker.io

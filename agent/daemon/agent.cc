@@ -49,6 +49,7 @@ Agent::Agent(AgentOptions opts, Interface underlay, uint32_t public_ip,
   // a PublicIP change recognise its own old lease instead of leasing a second subnet.
   if (auto prev = ReadConfig(dp_->maps().config()); prev.ok() && (prev->flags & CPPNET_CFG_READY))
     prev_public_ip_ = ntohl(prev->underlay_ip);
+  health_->etcd_connected = [etcd = etcd_.get()] { return etcd->Connected(); };
 }
 
 Agent::~Agent() {
@@ -221,8 +222,7 @@ int Agent::Run() {
     if (!batch.empty()) {
       const absl::Time t0 = absl::Now();
       for (Change& c : batch) Apply(std::move(c));
-      health_->syncs++;
-      health_->sync_micros += absl::ToInt64Microseconds(absl::Now() - t0);
+      health_->sync_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - t0));
       health_->leases = static_cast<int64_t>(leases_.size());
     }
     Tick();
@@ -382,6 +382,11 @@ void Agent::Tick() {
       hints.previous_public_ip = prev_public_ip_;
     }
     auto ev = lease_mgr_.Step(*config_, OwnLease(), hints);
+    const absl::Time expires = lease_mgr_.expires_at();
+    health_->lease_expires_unix =
+        expires == absl::InfiniteFuture() ? std::numeric_limits<double>::infinity()
+        : expires == absl::InfinitePast() ? std::numeric_limits<double>::quiet_NaN()
+                                          : absl::ToDoubleSeconds(expires - absl::UnixEpoch());
     absl::Status st = ev.status();
     if (ev.ok() && *ev == LeaseManager::Event::kAcquired) {
       health_->lease_acquisitions++;

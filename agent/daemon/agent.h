@@ -2,6 +2,10 @@
 // route map equal to the other hosts' leases, and attaches the datapath.
 #pragma once
 #include <atomic>
+#include <functional>
+#include <limits>
+
+#include <prometheus/histogram.h>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -64,10 +68,16 @@ struct AgentHealth {
   std::atomic<int64_t> leases{0};           // keys under <prefix>/subnets/
   std::atomic<int64_t> etcd_errors{0};      // failed etcd operations
   std::atomic<int64_t> etcd_reconnects{0};  // watch re-established after a break
-  std::atomic<int64_t> syncs{0};            // etcd change batches applied to the datapath
-  std::atomic<int64_t> sync_micros{0};      // total time spent applying them
-  std::atomic<int64_t> host_events{0};      // batches of host changes handled
-  std::atomic<int64_t> netlink_dumps{0};    // full link/address dumps made
+  // Time to apply each batch of etcd changes to the datapath maps, in seconds.
+  prometheus::Histogram sync_seconds{prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5}};
+  // When our lease expires unless renewed (Unix seconds): +inf for a reservation, NaN while
+  // nothing is held.
+  std::atomic<double> lease_expires_unix{std::numeric_limits<double>::quiet_NaN()};
+  // Whether the connection to etcd is up (set by the agent, which owns the client).
+  std::function<bool()> etcd_connected;
+  std::atomic<int64_t> host_events{0};    // batches of host changes handled
+  std::atomic<int64_t> netlink_dumps{0};  // full link/address dumps made
   std::mutex mu;
   std::string not_ready_reason = "starting";
 };

@@ -3,6 +3,11 @@
 #include "cppnet/abi.h"
 #include "cppnet/version.h"
 
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <cmath>
+
 #include <httplib.h>
 
 #include <cerrno>
@@ -91,6 +96,103 @@ HealthServer::~HealthServer() {
     (void)server_.release();
 }
 
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Family(const char* name, const char* help, MetricType type) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+// One sample; `labels` as name/value pairs.
+void Sample(MetricFamily& f, double value, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (f.type == MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::vector<MetricFamily> HealthServer::Collect() const {
+  std::vector<MetricFamily> out;
+  auto gauge = [&](const char* name, const char* help, double v) {
+    out.push_back(Family(name, help, MetricType::Gauge));
+    Sample(out.back(), v);
+  };
+  auto counter = [&](const char* name, const char* help, double v) {
+    out.push_back(Family(name, help, MetricType::Counter));
+    Sample(out.back(), v);
+  };
+  out.push_back(Family("cppnet_build_info", "The agent's version and commit, and the datapath ABI.",
+                       MetricType::Gauge));
+  Sample(out.back(), 1,
+         {{"version", CPPNET_VERSION},
+          {"commit", CPPNET_COMMIT},
+          {"abi", std::to_string(CPPNET_ABI_VERSION)}});
+  gauge("cppnet_ready", "1 when the lease is held and the datapath attached.",
+        health_->ready ? 1 : 0);
+  const double expires = health_->lease_expires_unix.load();
+  if (!std::isnan(expires))
+    gauge("cppnet_lease_expiry_seconds",
+          "Seconds until etcd drops our subnet lease unless it is renewed (+Inf: a reservation).",
+          expires - absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  gauge("cppnet_routes", "Routes to other hosts' subnets installed from leases.",
+        health_->routes.load());
+  gauge("cppnet_leases", "Subnet leases in etcd under the prefix (all hosts).",
+        health_->leases.load());
+  gauge("cppnet_leases_skipped", "Leases in etcd skipped as malformed, foreign or overlapping.",
+        health_->leases_skipped.load());
+  counter("cppnet_lease_acquisitions_total", "Subnet leases acquired by this agent.",
+          health_->lease_acquisitions.load());
+  gauge("cppnet_etcd_up", "1 while the connection to etcd is up.",
+        health_->etcd_connected && health_->etcd_connected() ? 1 : 0);
+  gauge("cppnet_etcd_last_contact_timestamp_seconds",
+        "When etcd last answered the agent (a list, or a watch event).",
+        health_->last_etcd_ok_unix.load());
+  counter("cppnet_etcd_errors_total", "Failed etcd operations (list, watch, lease, put).",
+          health_->etcd_errors.load());
+  counter("cppnet_etcd_reconnects_total", "Watches re-established (with a relist) after a break.",
+          health_->etcd_reconnects.load());
+  out.push_back(Family("cppnet_sync_duration_seconds",
+                       "Time to apply a batch of etcd changes to the datapath maps.",
+                       MetricType::Histogram));
+  out.back().metric.push_back(health_->sync_seconds.Collect());
+  counter("cppnet_host_events_total", "Batches of link, address and networks.d changes handled.",
+          health_->host_events.load());
+  counter("cppnet_netlink_dumps_total",
+          "Full netlink dumps (at start and after lost notifications).",
+          health_->netlink_dumps.load());
+  if (auto stats = ReadStats(stats_fd_); stats.ok()) {
+    // Traffic by counter (packets and bytes); drops by reason in families of their own.
+    MetricFamily packets = Family("cppnet_packets_total", "Datapath packets by counter.",
+                                  MetricType::Counter),
+                 bytes = Family("cppnet_bytes_total", "Datapath bytes by counter.",
+                                MetricType::Counter),
+                 drops = Family("cppnet_drops_total", "Packets the datapath dropped, by reason.",
+                                MetricType::Counter),
+                 drop_bytes = Family("cppnet_dropped_bytes_total",
+                                     "Bytes the datapath dropped, by reason.", MetricType::Counter);
+    for (size_t i = 0; i < stats->size(); i++) {
+      const CounterInfo& c = Counters()[i];
+      const std::vector<ClientMetric::Label> l = {{c.is_drop ? "reason" : "counter", c.name}};
+      Sample(c.is_drop ? drops : packets, static_cast<double>((*stats)[i].packets), l);
+      Sample(c.is_drop ? drop_bytes : bytes, static_cast<double>((*stats)[i].bytes), l);
+    }
+    for (MetricFamily* f : {&packets, &bytes, &drops, &drop_bytes}) out.push_back(std::move(*f));
+  }
+  return out;
+}
+
 absl::Status HealthServer::Start(const std::string& ip, int port) {
   server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
@@ -105,64 +207,7 @@ absl::Status HealthServer::Start(const std::string& ip, int port) {
     res.set_content(absl::StrCat("not ready: ", health_->not_ready_reason, "\n"), "text/plain");
   });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    std::string out = absl::StrCat(
-        "# HELP cppnet_build_info The agent's version and commit (value 1).\n# TYPE "
-        "cppnet_build_info gauge\ncppnet_build_info{version=\"" CPPNET_VERSION
-        "\",commit=\"" CPPNET_COMMIT "\",abi=\"",
-        CPPNET_ABI_VERSION, "\"} 1\n",
-        "# HELP cppnet_ready 1 when the lease is held and the datapath attached.\n# TYPE "
-        "cppnet_ready gauge\n",
-        "cppnet_ready ", health_->ready ? 1 : 0, "\n",
-        "# HELP cppnet_routes Routes to other hosts' subnets installed from leases.\n# TYPE "
-        "cppnet_routes gauge\n",
-        "cppnet_routes ", health_->routes.load(), "\n",
-        "# HELP cppnet_leases_skipped Leases in etcd skipped as malformed, foreign or "
-        "overlapping.\n",
-        "# TYPE cppnet_leases_skipped gauge\ncppnet_leases_skipped ",
-        health_->leases_skipped.load(), "\n",
-        "# HELP cppnet_lease_acquisitions_total Subnet leases acquired by this agent.\n",
-        "# TYPE cppnet_lease_acquisitions_total counter\ncppnet_lease_acquisitions_total ",
-        health_->lease_acquisitions.load(), "\n",
-        "# HELP cppnet_leases Subnet leases in etcd under the prefix (all hosts).\n# TYPE "
-        "cppnet_leases gauge\n",
-        "cppnet_leases ", health_->leases.load(), "\n",
-        "# HELP cppnet_etcd_errors_total Failed etcd operations (list, watch, lease, put).\n",
-        "# TYPE cppnet_etcd_errors_total counter\ncppnet_etcd_errors_total ",
-        health_->etcd_errors.load(), "\n",
-        "# HELP cppnet_etcd_reconnects_total Watches re-established (with a relist) after a "
-        "break.\n",
-        "# TYPE cppnet_etcd_reconnects_total counter\ncppnet_etcd_reconnects_total ",
-        health_->etcd_reconnects.load(), "\n",
-        "# HELP cppnet_etcd_last_ok_timestamp_seconds When etcd last answered.\n",
-        "# TYPE cppnet_etcd_last_ok_timestamp_seconds "
-        "gauge\ncppnet_etcd_last_ok_timestamp_seconds ",
-        health_->last_etcd_ok_unix.load(), "\n",
-        "# HELP cppnet_sync_duration_seconds Time to apply etcd changes to the datapath maps.\n",
-        "# TYPE cppnet_sync_duration_seconds summary\n", "cppnet_sync_duration_seconds_sum ",
-        absl::StrFormat("%.6f", health_->sync_micros.load() / 1e6), "\n",
-        "cppnet_sync_duration_seconds_count ", health_->syncs.load(), "\n",
-        "# HELP cppnet_host_events_total Batches of link, address and networks.d changes "
-        "handled.\n",
-        "# TYPE cppnet_host_events_total counter\ncppnet_host_events_total ",
-        health_->host_events.load(), "\n",
-        "# HELP cppnet_netlink_dumps_total Full netlink dumps (at start and after lost "
-        "notifications).\n",
-        "# TYPE cppnet_netlink_dumps_total counter\ncppnet_netlink_dumps_total ",
-        health_->netlink_dumps.load(), "\n");
-    if (auto stats = ReadStats(stats_fd_); stats.ok()) {
-      // Same labels for both families: counter=… for traffic, reason=… for drops.
-      for (bool bytes : {false, true}) {
-        const char* metric = bytes ? "cppnet_bytes_total" : "cppnet_packets_total";
-        absl::StrAppend(&out, "# HELP ", metric, " Datapath ", bytes ? "bytes" : "packets",
-                        " by counter (drops carry a reason).\n# TYPE ", metric, " counter\n");
-        for (size_t i = 0; i < stats->size(); i++) {
-          const CounterInfo& c = Counters()[i];
-          absl::StrAppend(&out, metric, "{", c.is_drop ? "reason" : "counter", "=\"", c.name,
-                          "\"} ", bytes ? (*stats)[i].bytes : (*stats)[i].packets, "\n");
-        }
-      }
-    }
-    res.set_content(out, "text/plain; version=0.0.4");
+    res.set_content(prometheus::TextSerializer().Serialize(Collect()), "text/plain; version=0.0.4");
   });
   if (!server_->bind_to_port(ip.c_str(), port))
     return absl::UnavailableError(

@@ -3,6 +3,9 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include <prometheus/metric_family.h>
 
 #include "absl/status/status.h"
 #include "agent.h"
@@ -19,6 +22,8 @@ class HealthServer {
   HealthServer(AgentHealth* health, int stats_fd);
   ~HealthServer();
   absl::Status Start(const std::string& ip, int port);
+  // What /metrics serves: the agent's state and the datapath's counters.
+  std::vector<prometheus::MetricFamily> Collect() const;
 
  private:
   AgentHealth* health_;

@@ -66,6 +66,7 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Step(const NetworkConfig& cfg,
 
 void LeaseManager::ScheduleRenewal(absl::Duration ttl) {
   const absl::Duration margin = opts_.renew_margin < ttl ? opts_.renew_margin : ttl * 2 / 3;
+  expires_at_ = now_() + ttl;
   renew_at_ = now_() + std::max(ttl - margin, kMinRenewal);
 }
 

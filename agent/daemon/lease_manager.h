@@ -54,6 +54,11 @@ class LeaseManager {
   std::string name() const;  // our subnet(s), for logs
   std::string key() const;   // our subnet's key, empty when nothing is held
   bool reservation() const { return held() && lease_id_ == 0; }
+  // When etcd drops our key unless renewed: InfiniteFuture for a reservation, InfinitePast
+  // while nothing is held.
+  absl::Time expires_at() const {
+    return !held() ? absl::InfinitePast() : lease_id_ ? expires_at_ : absl::InfiniteFuture();
+  }
   int64_t lease_id() const { return lease_id_; }
   const std::string& published() const { return value_; }  // our key's value
 
@@ -87,6 +92,7 @@ class LeaseManager {
   int64_t lease_id_ = 0;  // 0 with a subnet: a reservation (no TTL, nothing to renew)
   std::string value_;
   absl::Time renew_at_ = absl::InfiniteFuture();
+  absl::Time expires_at_ = absl::InfinitePast();
   absl::Time retry_at_ = absl::InfinitePast();
   absl::Duration backoff_ = absl::Milliseconds(100);
   absl::Time last_retry_log_ = absl::InfinitePast();

@@ -201,6 +201,10 @@ std::shared_ptr<EtcdClient::Stubs> EtcdClient::Connect(
 
 std::shared_ptr<EtcdClient::Stubs> EtcdClient::stubs() const { return std::atomic_load(&stubs_); }
 
+bool EtcdClient::Connected() const {
+  return stubs()->channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+}
+
 void EtcdClient::Reconnect() {
   auto old = stubs();
   std::atomic_store(&stubs_, Connect(old->target, old->creds, old->args));

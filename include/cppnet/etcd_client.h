@@ -83,6 +83,9 @@ class EtcdClient : public SubnetRegistry {
   void Reconnect();
 
   const std::string& endpoints() const { return endpoints_; }
+  // Whether the connection to etcd is up now (gRPC's channel state; keepalive pings notice a
+  // silent etcd within about 40 s).
+  bool Connected() const;
   // What the caller should log about how the client was configured (e.g. credentials
   // over plain http).
   const std::vector<std::string>& warnings() const { return warnings_; }

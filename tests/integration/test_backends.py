@@ -148,7 +148,7 @@ def scenario(lab, c):
             metrics[:300])
     c.check("/metrics exports the datapath counters by name",
             'cppnet_packets_total{counter="hostgw_tx"}' in metrics
-            and 'cppnet_packets_total{reason="too_big"}' in metrics, metrics[-400:])
+            and 'cppnet_drops_total{reason="too_big"}' in metrics, metrics[-400:])
     traffic(c, a, b, "host-gw after the off-segment peer")
 
     # vxlan with DirectRouting: the same-segment peer host-gw style, the other by vxlan.

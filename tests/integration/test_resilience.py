@@ -54,6 +54,8 @@ def scenario(lab, c):
     c.check(f"etcd down 20 s: agents used {cpu[0]:.2f} s / {cpu[1]:.2f} s of CPU (no busy loop)",
             max(cpu) < 1.0, cpu)
     c.check("etcd down: agents keep running", all(h.agent.poll() is None for h in (h1, h2)))
+    up = h1.sh("curl -s http://127.0.0.1:9471/metrics | grep '^cppnet_etcd_up '", check=False).stdout.split()
+    c.check("etcd down: /metrics says cppnet_etcd_up 0", up == ["cppnet_etcd_up", "0"], up)
     lab.start_etcd()
     out, _ = pinger.communicate(timeout=60)
     sent, got = ping_loss(out)
@@ -62,9 +64,13 @@ def scenario(lab, c):
     c.check("agents reconnect and say so", True)
     m = dict(line.rsplit(" ", 1) for line in h1.sh("curl -s http://127.0.0.1:9471/metrics").stdout.splitlines()
              if line and not line.startswith("#"))
-    c.check("/metrics after the outage: etcd errors and reconnects counted, leases and sync latency reported",
+    c.check("/metrics after the outage: etcd errors and reconnects counted, etcd up again, leases, the "
+            "lease's expiry and sync latency (histogram) reported, the build named",
             float(m["cppnet_etcd_errors_total"]) > 0 and float(m["cppnet_etcd_reconnects_total"]) > 0
+            and m["cppnet_etcd_up"] == "1" and 0 < float(m["cppnet_lease_expiry_seconds"]) <= 86400
+            and any(k.startswith("cppnet_build_info{version=") for k in m)
             and m["cppnet_leases"] == "2" and float(m["cppnet_sync_duration_seconds_count"]) > 0
+            and 'cppnet_sync_duration_seconds_bucket{le="+Inf"}' in m
             and m["cppnet_routes"] == "1" and float(m['cppnet_bytes_total{counter="vxlan_tx"}']) > 0,
             {k: v for k, v in m.items() if "packets" not in k and "bytes" not in k})
     late_join(lab, c, 3, h1, a, "after the outage")
