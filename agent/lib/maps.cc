@@ -34,14 +34,21 @@ absl::Status OpenPinnedMaps(const std::string& dir, std::initializer_list<const 
                             int* fds) {
   std::filesystem::path d(dir);
   if (!IsBpffs(dir)) {
-    std::string parent = d.parent_path().string();
-    if (!IsBpffs(parent) && !std::filesystem::exists(d))
-      return absl::FailedPreconditionError(
-          absl::StrCat("bpffs is not mounted at ", parent, " (mount -t bpf bpf ", parent, ")"));
-    if (!std::filesystem::exists(d))
+    const std::string parent = d.parent_path().string();
+    const std::string bpffs = std::filesystem::path(CPPNET_PIN_DIR_DEFAULT).parent_path().string();
+    if (std::filesystem::exists(d))
+      return absl::FailedPreconditionError(absl::StrCat(dir, " is not on a bpffs mount"));
+    if (IsBpffs(parent))
       return absl::NotFoundError(
           absl::StrCat("no cppnet maps in ", dir, ": cppnet-agent has not run on this host"));
-    return absl::FailedPreconditionError(absl::StrCat(dir, " is not on a bpffs mount"));
+    // Only the standard place gets the mount hint; another path is more likely a typo.
+    if (parent == bpffs)
+      return absl::FailedPreconditionError(
+          absl::StrCat("bpffs is not mounted at ", bpffs, " (mount -t bpf bpf ", bpffs, ")"));
+    return absl::NotFoundError(absl::StrCat(dir,
+                                            ": no such directory on a bpffs (cppnet-agent pins "
+                                            "its maps in " CPPNET_PIN_DIR_DEFAULT
+                                            " unless its --bpffs-dir says otherwise)"));
   }
   int i = 0;
   for (const char* name : names) {

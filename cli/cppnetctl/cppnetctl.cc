@@ -17,6 +17,7 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
@@ -378,6 +379,10 @@ ordered_json NetworkJson(const VlanNetwork& n) {
 // Network changes go through the agent, which validates, keeps the definition in
 // networks.d and serves it (refused when no agent runs on this host).
 int NetworkCreate(const Globals& g, const NetworkCreateArgs& args) {
+  // The arguments on their own (driver, subnets, options), checked here first with the agent's
+  // rules; conflicts with other networks and the parent interface are the agent's to judge.
+  if (auto n = BuildVlanNetwork(args, {}, [](const std::string&) { return true; }); !n.ok())
+    return Fail(n.status());
   auto r = CallAgent("network.create", NetworkArgsToJson(args));
   if (!r.ok()) return Fail(r.status());
   printf("%s\n", r->value("name", args.name).c_str());
@@ -439,15 +444,46 @@ int Usage(const std::string& msg) {
 const char* kRouteAddUsage =
     "usage: route add CIDR via IP [backend vxlan|udp|host-gw] [vtep-mac MAC] [vni N] [port P]";
 
-// Static route: kept in the routes map with origin "static", never touched by the agent.
-int RouteAdd(const MapFds& m, const std::vector<std::string>& a) {
+// Static route: kept in the routes map with origin "static", never touched by the agent. The
+// arguments are checked before anything else; the defaults (backend, VNI, port) come from this
+// host's config in the pinned maps.
+int RouteAdd(const Globals& g, const std::vector<std::string>& a) {
   if (a.size() < 3 || a[1] != "via" || a.size() % 2 == 0)
     return Usage(std::string("route add: ") + kRouteAddUsage);
   auto subnet = ParsePrefix4(a[0]);
   if (!subnet.ok()) return Usage(absl::StrCat("route add: ", subnet.status().message()));
   auto via = ParseIp4(a[2]);
   if (!via.ok()) return Usage(absl::StrCat("route add: via: ", via.status().message()));
-  auto cfg = ReadConfig(m.config());
+  std::optional<uint8_t> backend;
+  std::optional<uint32_t> vni;
+  std::optional<uint16_t> port;
+  Mac vtep = VtepMacFor(*via);  // what a cppnet peer publishes; name another with vtep-mac
+  for (size_t i = 3; i + 1 < a.size(); i += 2) {
+    const std::string &k = a[i], &v = a[i + 1];
+    if (k == "backend") {
+      backend = BackendFromName(v);
+      if (!backend)
+        return Usage(absl::StrCat("route add: unknown backend \"", v, "\" (vxlan, udp, host-gw)"));
+    } else if (k == "vtep-mac") {
+      auto mac = ParseMac(v);
+      if (!mac.ok()) return Usage(absl::StrCat("route add: vtep-mac: ", mac.status().message()));
+      vtep = *mac;
+    } else if (k == "vni" || k == "port") {
+      int n = 0;
+      if (!absl::SimpleAtoi(v, &n) || n < (k == "vni" ? 0 : 1) ||
+          n > (k == "vni" ? 0xffffff : 65535))
+        return Usage(absl::StrCat("route add: invalid ", k, " \"", v, "\""));
+      if (k == "vni")
+        vni = static_cast<uint32_t>(n);
+      else
+        port = static_cast<uint16_t>(n);
+    } else {
+      return Usage(absl::StrCat("route add: unknown option \"", k, "\"; ", kRouteAddUsage));
+    }
+  }
+  auto m = MapFds::OpenPinned(g.bpffs_dir);
+  if (!m.ok()) return Fail(m.status());
+  auto cfg = ReadConfig(m->config());
   if (!cfg.ok()) return Fail(cfg.status());
   if (!(cfg->flags & CPPNET_CFG_READY))
     return Fail(absl::FailedPreconditionError(
@@ -464,36 +500,9 @@ int RouteAdd(const MapFds& m, const std::vector<std::string>& a) {
         absl::StrCat(what, "overlaps this host's subnet ", FormatPrefix4(own))));
   cppnet_route r{};
   r.public_ip = htonl(*via);
-  r.backend = cfg->backend;
-  r.vni = cfg->vni;
-  r.port = cfg->port;
-  Mac vtep = VtepMacFor(*via);  // what a cppnet peer publishes; name another with vtep-mac
-  bool port_given = false;
-  for (size_t i = 3; i + 1 < a.size(); i += 2) {
-    const std::string &k = a[i], &v = a[i + 1];
-    if (k == "backend") {
-      auto b = BackendFromName(v);
-      if (!b)
-        return Usage(absl::StrCat("route add: unknown backend \"", v, "\" (vxlan, udp, host-gw)"));
-      r.backend = *b;
-    } else if (k == "vtep-mac") {
-      auto mac = ParseMac(v);
-      if (!mac.ok()) return Usage(absl::StrCat("route add: vtep-mac: ", mac.status().message()));
-      vtep = *mac;
-    } else if (k == "vni" || k == "port") {
-      int n = 0;
-      if (!absl::SimpleAtoi(v, &n) || n < (k == "vni" ? 0 : 1) ||
-          n > (k == "vni" ? 0xffffff : 65535))
-        return Usage(absl::StrCat("route add: invalid ", k, " \"", v, "\""));
-      if (k == "vni")
-        r.vni = static_cast<uint32_t>(n);
-      else
-        r.port = static_cast<uint16_t>(n), port_given = true;
-    } else {
-      return Usage(absl::StrCat("route add: unknown option \"", k, "\"; ", kRouteAddUsage));
-    }
-  }
-  if (!port_given && r.backend != cfg->backend) r.port = DefaultBackendPort(r.backend);
+  r.backend = backend.value_or(cfg->backend);
+  r.vni = vni.value_or(cfg->vni);
+  r.port = port.value_or(r.backend != cfg->backend ? DefaultBackendPort(r.backend) : cfg->port);
   if (r.backend == CPPNET_BACKEND_VXLAN) memcpy(r.vtep_mac, vtep.data(), 6);
   r.origin = CPPNET_ORIGIN_STATIC;
   if (auto res = CallAgent("route.add", RouteToJson(*subnet, r)); !res.ok())
@@ -575,6 +584,7 @@ struct Command {
   bool maps;
   std::function<void(CLI::App*, Ctx&)> options;
   std::function<int(Ctx&, const MapFds*)> run;
+  const char* example = nullptr;  // shown under --help
 };
 
 void EtcdFlags(CLI::App* sub, Ctx& c) {
@@ -630,47 +640,69 @@ const std::vector<Command>& Commands() {
          if (!c.g.etcd.endpoints.empty()) return ShowLeases(c.g, nullptr);  // no maps needed
          auto m = MapFds::OpenPinned(c.g.bpffs_dir);
          return m.ok() ? ShowLeases(c.g, &*m) : Fail(m.status());
-       }},
+       },
+       "cppnetctl show leases --etcd-endpoints http://10.0.0.10:2379"},
       {"show", "routes", nullptr, "routes to other hosts' subnets", true, nullptr,
-       [](Ctx& c, const MapFds* m) { return ShowRoutes(c.g, *m); }},
+       [](Ctx& c, const MapFds* m) { return ShowRoutes(c.g, *m); },
+       "cppnetctl show routes -o json"},
       {"show", "endpoints", nullptr,
        "local containers learned for direct delivery (IP, MAC, host veth)", true, nullptr,
-       [](Ctx& c, const MapFds* m) { return ShowEndpoints(c.g, *m); }},
+       [](Ctx& c, const MapFds* m) { return ShowEndpoints(c.g, *m); }, "cppnetctl show endpoints"},
       {"show", "vlans", nullptr,
        "VLAN networks: endpoints on this host, their MACs, IPs and counters", true, nullptr,
-       [](Ctx& c, const MapFds* m) { return ShowVlans(c.g, *m); }},
+       [](Ctx& c, const MapFds* m) { return ShowVlans(c.g, *m); }, "cppnetctl show vlans"},
       {"show", "config", nullptr,
        "this host's lease, underlay and backend as the datapath sees them", true, nullptr,
-       [](Ctx& c, const MapFds* m) { return ShowConfig(c.g, *m); }},
+       [](Ctx& c, const MapFds* m) { return ShowConfig(c.g, *m); },
+       "cppnetctl show config -o json"},
       {"show", "stats", nullptr, "packet counters, drops by reason (summed over CPUs)", true,
-       nullptr, [](Ctx& c, const MapFds* m) { return ShowStats(c.g, *m); }},
+       nullptr, [](Ctx& c, const MapFds* m) { return ShowStats(c.g, *m); },
+       "cppnetctl show stats   # every drop reason: watch vxlan_wrong_mac, bad_inner_source"},
       {"route", "list", nullptr, "all routes, lease and static", true, nullptr,
-       [](Ctx& c, const MapFds* m) { return ShowRoutes(c.g, *m); }},
+       [](Ctx& c, const MapFds* m) { return ShowRoutes(c.g, *m); }, "cppnetctl route list"},
       {"route", "add", nullptr,
        "route add CIDR via IP [backend B] [vtep-mac MAC] [vni N] [port P] (through the agent)",
-       true,
+       false,
        [](CLI::App* sub, Ctx& c) {
-         sub->add_option("args", c.args, "CIDR via IP [backend B] [vtep-mac MAC] [vni N] [port P]")
-             ->required();
+         sub->add_option("route", c.args,
+                         "the subnet, the host that takes it (its PublicIP), then any of: backend "
+                         "vxlan|udp|host-gw (default: the Network's), vtep-mac MAC (default: the "
+                         "one a cppnet host derives from IP), vni N, port P")
+             ->required()
+             ->type_name("CIDR via IP [OPTION VALUE]...");
+         sub->footer(
+             "Examples:\n"
+             "  cppnetctl route add 10.5.202.0/24 via 10.0.0.4\n"
+             "  cppnetctl route add 10.5.203.0/24 via 10.0.0.5 backend host-gw\n"
+             "  cppnetctl route add 10.5.204.0/24 via 10.0.0.6 vtep-mac 7a:1b:2c:3d:4e:5f vni 1\n");
        },
-       [](Ctx& c, const MapFds* m) { return RouteAdd(*m, c.args); }},
+       [](Ctx& c, const MapFds*) { return RouteAdd(c.g, c.args); }},
       {"route", "del", nullptr, "route del CIDR (static routes only; through the agent)", false,
-       [](CLI::App* sub, Ctx& c) { sub->add_option("args", c.args, "CIDR")->required(); },
+       [](CLI::App* sub, Ctx& c) {
+         sub->add_option("subnet", c.args, "a static route's subnet")
+             ->required()
+             ->type_name("CIDR");
+         sub->footer("Example:\n  cppnetctl route del 10.5.202.0/24\n");
+       },
        [](Ctx& c, const MapFds*) { return RouteDel(c.args); }},
       {"network", "create", nullptr,
        "network create -d macvlan|ipvlan --subnet CIDR ... -o parent=eth1.10 NAME (through the "
        "agent)",
-       false, CreateOptions, [](Ctx& c, const MapFds*) { return NetworkCreate(c.g, c.create); }},
+       false, CreateOptions, [](Ctx& c, const MapFds*) { return NetworkCreate(c.g, c.create); },
+       "cppnetctl network create -d macvlan --subnet 192.168.10.0/24 --gateway 192.168.10.1 "
+       "-o parent=eth1.10 vlan10"},
       {"network", "delete", "rm", "network delete NAME... (through the agent)", false,
        [](CLI::App* sub, Ctx& c) {
          sub->add_option("names", c.names, "network names")->required();
        },
-       [](Ctx& c, const MapFds*) { return NetworkDelete(c.g, c.names); }},
+       [](Ctx& c, const MapFds*) { return NetworkDelete(c.g, c.names); },
+       "cppnetctl network rm vlan10"},
       {"network", "list", "ls", "all VLAN networks on this host", false, nullptr,
-       [](Ctx& c, const MapFds*) { return NetworkList(c.g, ""); }},
+       [](Ctx& c, const MapFds*) { return NetworkList(c.g, ""); }, "cppnetctl network ls -o json"},
       {"network", "show", "inspect", "network show NAME", false,
        [](CLI::App* sub, Ctx& c) { sub->add_option("name", c.name, "network name")->required(); },
-       [](Ctx& c, const MapFds*) { return NetworkList(c.g, c.name); }},
+       [](Ctx& c, const MapFds*) { return NetworkList(c.g, c.name); },
+       "cppnetctl network inspect vlan10"},
   };
   return kCommands;
 }
@@ -691,7 +723,16 @@ int main(int argc, char** argv) {
                  "host configuration (VLAN networks in networks.d/)")
       ->envname("CPPNET_CONFIG_DIR")
       ->capture_default_str();
-  app.add_flag("--json", ctx.g.json, "machine-readable output");
+  // -o json|table everywhere; on network create, -o is Docker's --opt, so only --output there.
+  auto output = [&ctx](CLI::App* a, bool short_flag = true) {
+    a->add_flag("--json", ctx.g.json, "machine-readable output (as -o json)");
+    a->add_option_function<std::string>(
+         short_flag ? "-o,--output" : "--output",
+         [&ctx](const std::string& v) { ctx.g.json = v == "json"; },
+         "output format: table (default) or json")
+        ->check(CLI::IsMember({"json", "table"}));
+  };
+  output(&app);
   const std::map<std::string, const char*> groups = {
       {"show", "show datapath state"},
       {"route", "static routes in the datapath (kept apart from lease routes)"},
@@ -704,14 +745,15 @@ int main(int argc, char** argv) {
   bool version = false;
   CLI::App* ver = app.add_subcommand(
       "version", "versions of cppnetctl, the running cppnet-agent and the pinned maps' layout");
-  ver->add_flag("--json", ctx.g.json, "machine-readable output");
+  output(ver);
   ver->callback([&version] { version = true; });
   const Command* chosen = nullptr;
   for (const Command& cmd : Commands()) {
     CLI::App* sub = group_apps[cmd.group]->add_subcommand(cmd.name, cmd.help);
     if (cmd.alias) sub->alias(cmd.alias);
-    sub->add_flag("--json", ctx.g.json, "machine-readable output");
+    output(sub, !(std::string(cmd.group) == "network" && std::string(cmd.name) == "create"));
     if (cmd.options) cmd.options(sub, ctx);
+    if (cmd.example) sub->footer(absl::StrCat("Example:\n  ", cmd.example, "\n"));
     sub->callback([&chosen, &cmd] { chosen = &cmd; });
   }
   try {

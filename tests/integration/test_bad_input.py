@@ -42,7 +42,25 @@ def scenario(lab, c):
     c.check("cppnetctl before the agent ever ran: says so, exit 1", p.returncode == 1 and
             "cppnet-agent has not run on this host" in p.stderr, p.stderr)
     p = h.ctl("--bpffs-dir=/run/nothere/cppnet", "show", "routes", check=False)
-    c.check("cppnetctl without bpffs: says how to mount it", p.returncode == 1 and "bpffs is not mounted" in p.stderr,
+    c.check("cppnetctl with a mistyped --bpffs-dir: names it, suggests no mount over it",
+            p.returncode == 1 and "/run/nothere/cppnet: no such directory" in p.stderr
+            and "mount -t bpf" not in p.stderr, p.stderr)
+    p = h.ctl("network", "create", "-d", "bridge", "--subnet", "198.18.10.0/24", "-o", "parent=eth0", "x",
+              check=False)
+    c.check("cppnetctl network create with a bad driver: the argument is refused before the agent is asked",
+            p.returncode == 1 and "bridge" in p.stderr and "not running" not in p.stderr, p.stderr)
+    p = h.ctl("route", "add", "198.19.9.0/24", "via", "198.18.0.9", "backend", "ipip", check=False)
+    c.check("cppnetctl route add with a bad backend: usage error before maps or agent", p.returncode == 2
+            and "unknown backend \"ipip\"" in p.stderr, p.stderr)
+    p = h.ctl("route", "add", "--help", check=False)
+    c.check("cppnetctl route add --help: the syntax and examples", p.returncode == 0
+            and "CIDR via IP [OPTION VALUE]..." in p.stdout and "Examples:" in p.stdout
+            and "backend host-gw" in p.stdout, p.stdout)
+    h.sh("umount /sys/fs/bpf")  # this lab host's own bpffs (its mount namespace)
+    p = h.ctl("show", "routes", check=False)
+    h.sh("mount -t bpf bpf /sys/fs/bpf")
+    c.check("cppnetctl without bpffs: says how to mount it",
+            p.returncode == 1 and "bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)" in p.stderr,
             p.stderr)
     p = L.run(h.cmd([L.AGENT, "--iface=eth9", f"--etcd-endpoints={L.ETCD}"]), check=False, timeout=20)
     c.check("missing interface: exit 1 naming it", p.returncode == 1 and "(--iface eth9: no such device)" in p.stderr,
