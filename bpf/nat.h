@@ -19,13 +19,7 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } cppnet_natflows SEC(".maps");
 
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, __u32);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} cppnet_natseen SEC(".maps");
+CPPNET_U32_CELL(cppnet_natseen);
 
 /* Conntrack's status bit for a destination-translated connection, and the ctinfo values of its
  * original direction (IP_CT_ESTABLISHED, IP_CT_RELATED, IP_CT_NEW), kept in skb->_nfct's low
@@ -53,10 +47,7 @@ static __always_inline int nat_flow_ports(struct cppnet_nat_flow* k, const void*
 /* Is this IPv4 packet from a container its answer in a translated flow? Costs an array
  * lookup on hosts where none was ever seen. Fragments after the first pass as they are. */
 static __always_inline int nat_answer4(const struct iphdr* ip, const void* data_end) {
-  __u32 zero = 0;
-  __u32* seen = bpf_map_lookup_elem(&cppnet_natseen, &zero);
-
-  if (!seen || !*seen || (ip->frag_off & bpf_htons(IP_FRAG_OFFSET))) return 0;
+  if (!cell_value(&cppnet_natseen) || (ip->frag_off & bpf_htons(IP_FRAG_OFFSET))) return 0;
   struct cppnet_nat_flow k = {.family = 4};
   if (!nat_flow_ports(&k, (void*)ip + ((ip->ihl * 4) & 0x3c), data_end, ip->protocol, 1)) return 0;
   __builtin_memcpy(k.local, &ip->saddr, 4);
@@ -67,10 +58,7 @@ static __always_inline int nat_answer4(const struct iphdr* ip, const void* data_
 /* The same for IPv6 (TCP or UDP right after the fixed header; extension headers: not looked
  * into). */
 static __always_inline int nat_answer6(const struct ipv6hdr* ip6, const void* data_end) {
-  __u32 zero = 0;
-  __u32* seen = bpf_map_lookup_elem(&cppnet_natseen, &zero);
-
-  if (!seen || !*seen) return 0;
+  if (!cell_value(&cppnet_natseen)) return 0;
   struct cppnet_nat_flow k = {.family = 6};
   if (!nat_flow_ports(&k, ip6 + 1, data_end, ip6->nexthdr, 1)) return 0;
   __builtin_memcpy(k.local, &ip6->saddr, 16);

@@ -5,32 +5,18 @@
 
 #include "vlan.h"
 
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, CPPNET_ENDPOINTS_MAX);
-  __type(key, __u32);
-  __type(value, __u32);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} cppnet_rates SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, __u32);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} cppnet_pacing SEC(".maps");
+CPPNET_IFINDEX_U32_HASH(cppnet_rates);
+CPPNET_U32_CELL(cppnet_pacing);
 
 /* The pacing device when the endpoint on host veth `ifindex` has an egress rate (its class in
  * *classid), else 0. One array read while no endpoint has a rate. */
 static __always_inline __u32 pace_dev(__u32 ifindex, __u32* classid) {
-  __u32 zero = 0;
-  __u32* dev = bpf_map_lookup_elem(&cppnet_pacing, &zero);
-  if (!dev || !*dev) return 0;
+  const __u32 dev = cell_value(&cppnet_pacing);
+  if (!dev) return 0;
   __u32* c = bpf_map_lookup_elem(&cppnet_rates, &ifindex);
   if (!c) return 0;
   *classid = *c;
-  return *dev;
+  return dev;
 }
 
 /* Hands a rated endpoint's frame to the pacing device (see CPPNET_PACE_DEV); `next`: where

@@ -184,12 +184,17 @@ static std::string TcxPin(const std::string& dir, int ifindex) {
   return absl::StrCat(dir, "/" CPPNET_LINK_TCX_PREFIX, ifindex);
 }
 
-absl::Status Datapath::AttachPort(int ifindex, const std::string& ifname, bool old_clsact) {
+absl::Status Datapath::AttachTcxPinned(int prog_fd, int ifindex, const std::string& ifname,
+                                       bool old_clsact) {
   int keep = -1;
-  auto st = AttachTcxIngress(encap_prog_fd(), ifindex, ifname,
+  auto st = AttachTcxIngress(prog_fd, ifindex, ifname,
                              pin_dir_.empty() ? "" : TcxPin(pin_dir_, ifindex), old_clsact, &keep);
   if (keep >= 0) link_fds_.push_back(keep);
   return st;
+}
+
+absl::Status Datapath::AttachPort(int ifindex, const std::string& ifname, bool old_clsact) {
+  return AttachTcxPinned(encap_prog_fd(), ifindex, ifname, old_clsact);
 }
 
 void Datapath::DetachPort(int ifindex) {
@@ -214,11 +219,7 @@ absl::Status Datapath::AttachTrunk(int ifindex, const std::string& ifname) {
 }
 
 absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname, bool old_clsact) {
-  int keep = -1;
-  auto st = AttachTcxIngress(vlan_port_prog_fd(), ifindex, ifname,
-                             pin_dir_.empty() ? "" : TcxPin(pin_dir_, ifindex), old_clsact, &keep);
-  if (keep >= 0) link_fds_.push_back(keep);
-  return st;
+  return AttachTcxPinned(vlan_port_prog_fd(), ifindex, ifname, old_clsact);
 }
 
 // The name of the program behind a tc filter, "" when it cannot be read.

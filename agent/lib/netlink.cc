@@ -231,25 +231,34 @@ static absl::Status EthtoolSet(const char* ifname, uint32_t cmd, uint32_t value,
   return absl::OkStatus();
 }
 
+// Creates the veth pair `a`/`b` (both NOARP when `noarp_both`, else only `a`) with MTU `mtu`
+// unless both exist; half a pair is deleted first.
+static absl::Status EnsureVethPair(nl_sock* sk, const char* a, const char* b, unsigned mtu,
+                                   bool noarp_both) {
+  if (if_nametoindex(a) && if_nametoindex(b)) return absl::OkStatus();
+  (void)DeleteLink(sk, a);  // half a pair: start over
+  rtnl_link* veth = rtnl_link_veth_alloc();
+  rtnl_link* peer = rtnl_link_veth_get_peer(veth);
+  rtnl_link_set_name(veth, a);
+  rtnl_link_set_name(peer, b);
+  rtnl_link_set_flags(veth, IFF_NOARP);  // on-link destinations need no neighbours
+  if (noarp_both) rtnl_link_set_flags(peer, IFF_NOARP);
+  rtnl_link_set_mtu(veth, mtu);
+  rtnl_link_set_mtu(peer, mtu);
+  int err = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
+  rtnl_link_put(peer);
+  rtnl_link_put(veth);
+  if (err < 0) return NlErr(absl::StrCat("veth ", a, "/", b, ": create"), err);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<HostDevices> EnsureHostDevices(int mtu, bool ipv6) {
   auto sk = NlConnect();
   if (!sk.ok()) return sk.status();
   const char* host = CPPNET_HOST_DEV;
   const char* soft = CPPNET_SOFT_DEV;
-  if (!if_nametoindex(host) || !if_nametoindex(soft)) {
-    (void)DeleteLink(sk->get(), host);  // half a pair: start over
-    rtnl_link* veth = rtnl_link_veth_alloc();
-    rtnl_link* peer = rtnl_link_veth_get_peer(veth);
-    rtnl_link_set_name(veth, host);
-    rtnl_link_set_name(peer, soft);
-    rtnl_link_set_flags(veth, IFF_NOARP);  // on-link destinations need no neighbours
-    rtnl_link_set_mtu(veth, static_cast<unsigned>(mtu));
-    rtnl_link_set_mtu(peer, static_cast<unsigned>(mtu));
-    int err = rtnl_link_add(sk->get(), veth, NLM_F_CREATE | NLM_F_EXCL);
-    rtnl_link_put(peer);
-    rtnl_link_put(veth);
-    if (err < 0) return NlErr(absl::StrCat("veth ", host, "/", soft, ": create"), err);
-  }
+  if (auto st = EnsureVethPair(sk->get(), host, soft, static_cast<unsigned>(mtu), false); !st.ok())
+    return st;
   HostDevices d;
   d.host_ifindex = static_cast<int>(if_nametoindex(host));
   d.soft_ifindex = static_cast<int>(if_nametoindex(soft));
@@ -506,21 +515,7 @@ absl::StatusOr<std::pair<int, int>> EnsurePaceDevices() {
   const char* pace = CPPNET_PACE_DEV;
   const char* paced = CPPNET_PACED_DEV;
   const unsigned mtu = 65000;  // any frame an endpoint may send, GSO aside
-  if (!if_nametoindex(pace) || !if_nametoindex(paced)) {
-    (void)DeleteLink(sk->get(), pace);  // half a pair: start over
-    rtnl_link* veth = rtnl_link_veth_alloc();
-    rtnl_link* peer = rtnl_link_veth_get_peer(veth);
-    rtnl_link_set_name(veth, pace);
-    rtnl_link_set_name(peer, paced);
-    rtnl_link_set_flags(veth, IFF_NOARP);
-    rtnl_link_set_flags(peer, IFF_NOARP);
-    rtnl_link_set_mtu(veth, mtu);
-    rtnl_link_set_mtu(peer, mtu);
-    int err = rtnl_link_add(sk->get(), veth, NLM_F_CREATE | NLM_F_EXCL);
-    rtnl_link_put(peer);
-    rtnl_link_put(veth);
-    if (err < 0) return NlErr(absl::StrCat("veth ", pace, "/", paced, ": create"), err);
-  }
+  if (auto st = EnsureVethPair(sk->get(), pace, paced, mtu, true); !st.ok()) return st;
   const int a = static_cast<int>(if_nametoindex(pace)), b = static_cast<int>(if_nametoindex(paced));
   if (!a || !b) return absl::InternalError(absl::StrCat("veth ", pace, "/", paced, " vanished"));
   for (const char* dev : {pace, paced})

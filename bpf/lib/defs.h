@@ -57,6 +57,32 @@
 /* A feature's helper answers NOT_OURS for a packet that is not its business: the caller
  * goes on with it (every other answer is a verdict or a feature's own result). */
 #define NOT_OURS (-1)
+/* Pinned map shapes used more than once: a one-entry __u32 array (a flag or a number set by the
+ * agent or a program), and a hash from an interface's ifindex to a __u32. */
+#define CPPNET_U32_CELL(name)            \
+  struct {                               \
+    __uint(type, BPF_MAP_TYPE_ARRAY);    \
+    __uint(max_entries, 1);              \
+    __type(key, __u32);                  \
+    __type(value, __u32);                \
+    __uint(pinning, LIBBPF_PIN_BY_NAME); \
+  } name SEC(".maps")
+#define CPPNET_IFINDEX_U32_HASH(name)          \
+  struct {                                     \
+    __uint(type, BPF_MAP_TYPE_HASH);           \
+    __uint(max_entries, CPPNET_ENDPOINTS_MAX); \
+    __type(key, __u32);                        \
+    __type(value, __u32);                      \
+    __uint(pinning, LIBBPF_PIN_BY_NAME);       \
+  } name SEC(".maps")
+
+/* The value of a CPPNET_U32_CELL (0 when unreadable). */
+static __always_inline __u32 cell_value(void* cell) {
+  __u32 zero = 0;
+  __u32* v = bpf_map_lookup_elem(cell, &zero);
+  return v ? *v : 0;
+}
+
 #define ADJ_ROOM_ENCAP_L2(len) \
   (((__u64)(len)&BPF_ADJ_ROOM_ENCAP_L2_MASK) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
 

@@ -6,13 +6,7 @@
 
 /* Host veths whose root qdisc queues (the bandwidth CNI plugin's tbf: the container's ingress
  * rate), written by the agent; CPPNET_CFG_QUEUED_PORTS says whether there are any. */
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, CPPNET_ENDPOINTS_MAX);
-  __type(key, __u32);
-  __type(value, __u32);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} cppnet_queued SEC(".maps");
+CPPNET_IFINDEX_U32_HASH(cppnet_queued);
 
 /* Into the container behind host veth `host_ifindex`: straight into its namespace
  * (bpf_redirect_peer), unless that veth has a queueing qdisc, which bpf_redirect_peer would

@@ -21,13 +21,7 @@ struct {
 } cppnet_stats SEC(".maps");
 
 /* CPPNET_ABI_VERSION of the agent that loaded these maps (read by tools, not by programs). */
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, __u32);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} cppnet_abi SEC(".maps");
+CPPNET_U32_CELL(cppnet_abi);
 
 static __always_inline void count(__u32 id, __u64 bytes) {
   struct cppnet_counter* c = bpf_map_lookup_elem(&cppnet_stats, &id);

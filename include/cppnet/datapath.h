@@ -69,6 +69,9 @@ class Datapath {
   const std::vector<std::string>& replaced_maps() const { return replaced_maps_; }
 
  private:
+  // A container veth's tcx link, pinned as <pin dir>/link_tcx_<ifindex> (kept open in tests).
+  absl::Status AttachTcxPinned(int prog_fd, int ifindex, const std::string& ifname,
+                               bool old_clsact);
   Datapath() = default;
   cppnet_bpf* skel_ = nullptr;
   std::string pin_dir_;
