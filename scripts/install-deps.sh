@@ -9,7 +9,7 @@ PKGS=(
   etcd-server etcd-client iproute2 iputils-ping iperf3 sockperf tcpdump tshark python3-scapy
   nftables openssl containernetworking-plugins libcpp-httplib-dev socat coreutils util-linux procps curl strace
   podman crun conmon busybox-static docker.io
-  systemd man-db init-system-helpers dpkg-dev gzip
+  systemd man-db init-system-helpers dpkg-dev gzip debootstrap
 )
 missing=()
 for p in "${PKGS[@]}"; do
