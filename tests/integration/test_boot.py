@@ -6,10 +6,12 @@ for net, as systemd-nspawn does) with a link to the lab's switch and etcd. There
 unit starts through READY=1, the agent leases a subnet and forwards, `systemctl restart` keeps
 the lease and loses nothing under a 10 ms ping, the watchdog restarts a stalled agent, and
 `apt purge` leaves nothing. Needs the Debian mirror (CPPNET_DEBIAN_MIRROR overrides it)."""
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 
@@ -63,6 +65,43 @@ def build_root(root, deb):
          f"apt-get install -y -qq /tmp/cppnet.deb'"], capture_output=True, text=True, timeout=900)
 
 
+def own_cgroups(name):
+    """A fresh child of this process's cgroup in every hierarchy (v1 controllers, name=systemd,
+    the v2 tree): the booted systemd gets it as its cgroup namespace's root, so everything it
+    creates stays below it. Returns the directories."""
+    mounts = {}
+    for line in open("/proc/self/mountinfo"):
+        f = line.split()
+        sep = f.index("-")
+        if f[sep + 1] in ("cgroup", "cgroup2"):
+            opts = set(f[sep + 3].split(","))
+            mounts[f[4]] = (f[sep + 1], opts)
+    dirs = []
+    for line in open("/proc/self/cgroup"):
+        _, ctrls, path = line.strip().split(":", 2)
+        want = set(ctrls.split(",")) if ctrls else None
+        for mnt, (fstype, opts) in mounts.items():
+            if (want is None and fstype == "cgroup2") or (want and want <= opts and fstype == "cgroup"):
+                d = os.path.join(mnt + path, name)
+                os.makedirs(d, exist_ok=True)
+                for knob in ("cpuset.cpus", "cpuset.mems"):  # v1 cpuset: empty until copied
+                    if os.path.exists(f"{d}/{knob}") and not open(f"{d}/{knob}").read().strip():
+                        with open(f"{d}/{knob}", "w") as f:
+                            f.write(open(f"{os.path.dirname(d)}/{knob}").read())
+                dirs.append(d)
+                break
+    return dirs
+
+
+def remove_cgroups(dirs):
+    for top in dirs:
+        for d, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
 class Booted:
     """The booted system: commands run inside all its namespaces and its root."""
 
@@ -71,11 +110,29 @@ class Booted:
         script = os.path.join(lab.dir, "boot.sh")
         with open(script, "w") as f:
             f.write(BOOT)
-        self.unshare = subprocess.Popen(["unshare", "--pid", "--mount", "--net", "--uts", "--ipc", "--fork",
-                                         "sh", script, root], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.cgroups = own_cgroups(f"{lab.prefix}-boot")
+        join = " && ".join(f"echo $$ > {d}/cgroup.procs" for d in self.cgroups)
+        self.unshare = subprocess.Popen(
+            ["sh", "-c", f"{join} && exec unshare --cgroup --pid --mount --net --uts --ipc --fork sh {script} {root}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         lab.pids.append(self.unshare)
         self.pid = None
+        lab.cleanups.append(self.stop)  # also when a check fails
         L.wait_for("systemd as PID 1", self._find_pid, 20)
+
+    def stop(self):
+        """Ends the booted system: SIGKILL to PID 1 of its pid namespace ends every process in it
+        (all started by this test); then its cgroups go."""
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while os.path.exists(f"/proc/{self.pid}") and time.monotonic() < deadline:
+                time.sleep(0.1)  # the kernel reaping the namespace (no event to wait on)
+            self.pid = None
+        with contextlib.suppress(Exception):
+            self.unshare.wait(timeout=10)
+        remove_cgroups(self.cgroups)
 
     def _find_pid(self):
         kids = subprocess.run(["pgrep", "-P", str(self.unshare.pid)], capture_output=True, text=True).stdout.split()
@@ -190,11 +247,9 @@ def scenario(lab, c):
                   "/sys/fs/bpf/cppnet /run/flannel/subnet.env 2>/dev/null; dpkg -l cppnet 2>/dev/null | grep ^ii").stdout
     c.check("apt purge: the agent stopped, its datapath and files gone",
             p.returncode == 0 and "cppnet.host" not in links and not left.strip(), (p.stderr[-300:], links, left))
-    box.sh("systemctl poweroff", timeout=30)
-    try:
-        box.unshare.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        box.unshare.kill()
+    box.stop()
+    left = [d for d in box.cgroups if os.path.exists(d)]
+    c.check("the booted system ended, its cgroups removed", not left, left)
 
 
 if __name__ == "__main__":
