@@ -158,9 +158,13 @@ def build(lab, args):
     pairs["cppnet-vxlan6"] = tuple(Endpoint(["ip", "netns", "exec", c.ns], c.ip6, lab)
                                    for c in (d1.containers[0], d2.containers[0]))
     for mode, (a, b) in pairs.items():  # sanity: the path works before it is measured
-        p = L.run(a.prefix + ["ping", "-c", "1", "-W", "2", b.ip], check=False)
-        if p.returncode != 0:
-            raise L.LabError(f"{mode}: {a.ip} cannot reach {b.ip}")
+        # Polled with a deadline: a fresh IPv6 address may still be tentative (DAD), a
+        # neighbour unresolved, on a loaded machine.
+        try:
+            L.wait_for(f"{mode}: {a.ip} reaches {b.ip}", lambda: L.run(
+                a.prefix + ["ping", "-c", "1", "-W", "1", b.ip], check=False).returncode == 0, 15)
+        except Exception as e:
+            raise L.LabError(f"{mode}: {a.ip} cannot reach {b.ip}") from e
     return pairs
 
 
