@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 
-from .common import L, run_scenario
+from .common import L, overlay_hosts, run_scenario
 from .test_package import build_deb
 
 MIRROR = os.environ.get("CPPNET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -168,10 +168,7 @@ def scenario(lab, c):
             p.returncode == 0, p.stdout[-500:] + p.stderr[-800:])
     lab.start_etcd()
     lab.put_config(L.VXLAN_CONFIG)
-    h1 = lab.add_host(1)
-    h1.start_agent()
-    env = h1.subnet_env()
-    h1.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
+    h1, = overlay_hosts(lab, n=1)
     a = h1.containers[0]
 
     box = Booted(lab, root)

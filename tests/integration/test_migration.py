@@ -8,7 +8,7 @@ import ipaddress
 import json
 import re
 
-from .common import L, run_scenario
+from .common import L, overlay_hosts, run_scenario
 
 PINGS = 1000  # 10 s at 10 ms
 LOSS_MAX_S = 1.0
@@ -17,10 +17,8 @@ LOSS_MAX_S = 1.0
 def scenario(lab, c):
     lab.start_etcd()
     lab.put_config(L.VXLAN_CONFIG)
-    h1 = lab.add_host(1)
-    h1.start_agent()
+    h1, = overlay_hosts(lab, n=1)
     env = h1.subnet_env()
-    h1.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
     fl, gw = lab.flannel_host(3, "198.19.200.0/24")
     fl.add_bridge_and_containers(gw, 1450, count=1)
     lab.flannel_sync(fl)
