@@ -424,6 +424,25 @@ absl::Time Agent::NextDeadline() const {
   return lease_mgr_.NextDeadline();
 }
 
+// One family of the underlay's addresses (`what`, for the log): when the set in `now` differs
+// from `*had` (order aside), `*had` takes it and true is returned; if our published address
+// `own` is gone and was not given as a flag (`follow`), `change` gets the first of the new ones.
+template <typename P, typename A, typename F>
+static bool FollowAddresses(const std::string& underlay, const char* what, std::vector<P>* had,
+                            const std::vector<P>& now, A own, bool follow, F change) {
+  auto sorted = [](std::vector<P> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  if (sorted(now) == sorted(*had)) return false;
+  LOG_INFO("Underlay ", underlay, " ", what, " changed; re-evaluating routes");
+  *had = now;
+  const bool still_ours =
+      std::any_of(now.begin(), now.end(), [&](const P& a) { return a.addr == own; });
+  if (follow && !still_ours && !now.empty()) change(now[0].addr);
+  return true;
+}
+
 // Links, addresses or networks.d changed (and once at start): everything that depends
 // on the host's interfaces is brought up to date from the watcher's caches.
 void Agent::OnHostChange(unsigned changes) {
@@ -437,29 +456,15 @@ void Agent::OnHostChange(unsigned changes) {
     // Follow the underlay's addresses: host-gw reachability depends on its prefixes,
     // and our PublicIP may change under us (DHCP, renumbering).
     auto cur = host_->Find(underlay_.name);
-    if (cur && cur->addrs != underlay_.addrs) {
-      LOG_INFO("Underlay ", underlay_.name, " addresses changed; re-evaluating routes");
-      underlay_.addrs = cur->addrs;
-      const bool still_ours = std::any_of(cur->addrs.begin(), cur->addrs.end(),
-                                          [&](const Prefix4& a) { return a.addr == public_ip_; });
-      if (opts_.public_ip.empty() && !still_ours && !cur->addrs.empty())
-        ChangePublicIp(cur->addrs[0].addr);
+    if (!cur) return;
+    if (FollowAddresses(underlay_.name, "addresses", &underlay_.addrs, cur->addrs, public_ip_,
+                        opts_.public_ip.empty(), [this](uint32_t ip) { ChangePublicIp(ip); }))
       Reconcile();
-    }
     // The same for IPv6: host-gw over IPv6 and the PublicIPv6 (when not given as a flag).
-    auto sorted = [](std::vector<Prefix6> v) {
-      std::sort(v.begin(), v.end());
-      return v;
-    };
-    if (cur && sorted(cur->addrs6) != sorted(underlay_.addrs6)) {
-      LOG_INFO("Underlay ", underlay_.name, " IPv6 addresses changed; re-evaluating routes");
-      underlay_.addrs6 = cur->addrs6;
-      const bool still_ours = std::any_of(cur->addrs6.begin(), cur->addrs6.end(),
-                                          [&](const Prefix6& a) { return a.addr == public_ip6_; });
-      if (opts_.public_ip6.empty() && !still_ours && !cur->addrs6.empty())
-        ChangePublicIp6(cur->addrs6[0].addr);
+    if (FollowAddresses(underlay_.name, "IPv6 addresses", &underlay_.addrs6, cur->addrs6,
+                        public_ip6_, opts_.public_ip6.empty(),
+                        [this](unsigned __int128 ip) { ChangePublicIp6(ip); }))
       Reconcile();
-    }
   }
 }
 
