@@ -267,16 +267,20 @@ def proc_stat(pid):
     return int(fields[11]) + int(fields[12]), rss_kb
 
 
-def control_plane(leases, changes, idle_window=10):
-    """Start-up sync of `leases` existing leases, RSS and idle CPU, then lease→map latency."""
+def control_plane(leases, changes, rate, idle_window=10):
+    """Start-up sync of `leases` existing leases, RSS and idle CPU, then lease→map latency of
+    `changes` lease writes and deletions at `rate` per second."""
     with L.Lab("cpbench") as lab:
         lab.start_etcd()
-        # cp_bench writes subnets from 198.19.0.4 up; the agent leases above them.
-        lab.put_config({"Network": "198.19.0.0/16", "SubnetLen": 30, "SubnetMin": "198.19.200.0",
+        # cp_bench writes /26 subnets from 10.0.0.64 up (data only: no packet goes to them);
+        # the agent leases above them.
+        lab.put_config({"Network": "10.0.0.0/8", "SubnetLen": 26, "SubnetMin": "10.200.0.0",
                         "Backend": {"Type": "vxlan"}})
         h = lab.add_host(1)
         env = {**os.environ, "CPPNET_ETCD_ENDPOINTS": L.ETCD}
-        subprocess.run(h.cmd([CP_BENCH, "fill", str(leases)]), check=True, env=env, timeout=600)
+        t_fill = time.monotonic()
+        subprocess.run(h.cmd([CP_BENCH, "fill", str(leases)]), check=True, env=env, timeout=1200)
+        print(f"  {leases} leases written in {time.monotonic() - t_fill:.0f} s", flush=True)
         t0 = time.monotonic_ns()
         h.start_agent()
         done = subprocess.run(h.cmd([CP_BENCH, "wait-count", str(leases), "60"]), check=True, env=env,
@@ -287,7 +291,7 @@ def control_plane(leases, changes, idle_window=10):
         time.sleep(idle_window)  # a measurement window, not synchronisation
         cpu1, rss_kb = proc_stat(h.agent.pid)
         idle_cpu_pct = 100.0 * (cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / idle_window
-        lat = subprocess.run(h.cmd([CP_BENCH, "latency", str(changes), str(leases + 1)]), env=env,
+        lat = subprocess.run(h.cmd([CP_BENCH, "latency", str(changes), str(leases + 1), str(rate)]), env=env,
                              capture_output=True, text=True, timeout=900)
         if lat.returncode != 0:
             raise L.LabError(f"cp_bench latency: {lat.stderr or lat.stdout}")
@@ -396,8 +400,9 @@ def main():
     ap.add_argument("--parts", default="datapath,micro,control",
                     help="comma list of: datapath (the mode table), micro (BPF_PROG_TEST_RUN), control")
     ap.add_argument("--modes", default=",".join(MODES), help="comma list of modes to measure (default: all)")
-    ap.add_argument("--leases", type=int, default=10000)
-    ap.add_argument("--changes", type=int, default=1000)
+    ap.add_argument("--leases", type=int, default=100000)
+    ap.add_argument("--changes", type=int, default=2000)
+    ap.add_argument("--rate", type=float, default=100, help="lease changes per second in the latency run")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run (ctest bench.quick): every part and mode once, about a second each")
     args = ap.parse_args()
@@ -412,7 +417,7 @@ def main():
         result["micro"] = json.loads(out)
         print("BPF_PROG_TEST_RUN ns/packet:", json.dumps(result["micro"]["ns_per_packet"]), flush=True)
     if "control" in parts:
-        result["control_plane"] = control_plane(args.leases, args.changes, 1 if args.quick else 10)
+        result["control_plane"] = control_plane(args.leases, args.changes, args.rate, 1 if args.quick else 10)
         print("control plane:", json.dumps(result["control_plane"]), flush=True)
         result["reaction"] = reaction(args.quick)
         print("reaction:", json.dumps(result["reaction"]), flush=True)

@@ -252,35 +252,74 @@ int Agent::Run() {
   return 0;
 }
 
+void Agent::SetLease(const std::string& key, std::optional<ParsedLeaseRecord> r) {
+  if (auto it = leases_.find(key); it != leases_.end()) {
+    index_.Remove(it->second);
+    leases_.erase(it);
+  }
+  if (!r) return;
+  index_.Add(*r);
+  leases_.emplace(key, std::move(*r));
+}
+
 void Agent::Apply(Change c) {
   const std::string cfg_key = ConfigKey(), prefix = SubnetsPrefix();
+  const std::string own_key = lease_mgr_.key();
+  // A watch event of leases that overlap no other lease (nor ours) costs what it touches: their
+  // routes are computed alone. Anything else (the first list, the config, our own lease,
+  // overlapping leases) is computed from all leases.
+  bool full = c.snapshot;
   if (c.snapshot) {
     leases_.clear();
+    index_.Clear();
     config_in_store_.reset();
     synced_ = true;
   }
+  std::vector<std::string> changed;
+  std::vector<Prefix4> gone;
+  std::vector<Prefix6> gone6;
+  auto change = [&](const std::string& key, std::optional<ParsedLeaseRecord> now) {
+    full = full || key == own_key;
+    if (auto it = leases_.find(key); it != leases_.end()) {
+      const ParsedLeaseRecord old = it->second;
+      SetLease(key, std::nullopt);
+      full = full || index_.Overlaps(old);
+      if (old.subnet.ok()) gone.push_back(*old.subnet);
+      if (old.subnet6) gone6.push_back(*old.subnet6);
+    }
+    if (now) {
+      full = full || index_.Overlaps(*now);
+      SetLease(key, std::move(now));
+    }
+    changed.push_back(key);
+  };
   for (EtcdKV& kv : c.puts) {
     if (kv.key == cfg_key)
       config_in_store_ = std::move(kv.value);
     else if (absl::StartsWith(kv.key, prefix))
-      leases_[kv.key] = ParseLeaseRecord(prefix, LeaseRecord{kv.key, kv.value, kv.create_revision});
+      change(kv.key, ParseLeaseRecord(prefix, LeaseRecord{kv.key, kv.value, kv.create_revision}));
   }
   for (const std::string& k : c.deletes) {
     if (k == cfg_key)
       config_in_store_.reset();
-    else
-      leases_.erase(k);
+    else if (leases_.count(k))
+      change(k, std::nullopt);
   }
+  full = full || config_in_store_ != config_text_;
   OnConfigText(config_in_store_);
-  const std::string own_key = lease_mgr_.key();
   if (!own_key.empty() && !leases_.count(own_key)) {
     // Confirm with etcd: a relist read just before our own write would look the same.
     auto cur = lease_mgr_.Confirm();
-    if (cur.ok() && cur->has_value())
-      leases_[own_key] =
-          ParseLeaseRecord(prefix, LeaseRecord{own_key, (*cur)->value, (*cur)->create_revision});
+    if (cur.ok() && cur->has_value()) {
+      SetLease(own_key, ParseLeaseRecord(
+                            prefix, LeaseRecord{own_key, (*cur)->value, (*cur)->create_revision}));
+      full = true;
+    }
   }
-  Reconcile();
+  if (full)
+    Reconcile();
+  else if (!changed.empty())
+    ReconcileLeases(changed, gone, gone6);
 }
 
 void Agent::OnConfigText(const std::optional<std::string>& text) {
@@ -391,7 +430,7 @@ void Agent::Tick() {
     if (ev.ok() && *ev == LeaseManager::Event::kAcquired) {
       health_->lease_acquisitions++;
       const std::string key = lease_mgr_.key();
-      leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, lease_mgr_.published(), 0});
+      SetLease(key, ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, lease_mgr_.published(), 0}));
       const std::optional<Prefix6> s6 = config_->enable_ipv6 ? lease_mgr_.subnet6() : std::nullopt;
       const bool moved = subnet_ && (*subnet_ != *lease_mgr_.subnet() || subnet6_ != s6);
       subnet_ = lease_mgr_.subnet();
@@ -640,7 +679,7 @@ void Agent::ChangePublicIp(uint32_t ip) {
 absl::Status Agent::RepublishLease() {
   if (auto st = lease_mgr_.Republish(OwnLease()); !st.ok()) return st;
   const std::string key = lease_mgr_.key();
-  leases_[key] = ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, lease_mgr_.published(), 0});
+  SetLease(key, ParseLeaseRecord(SubnetsPrefix(), LeaseRecord{key, lease_mgr_.published(), 0}));
   return absl::OkStatus();
 }
 
@@ -811,13 +850,38 @@ void Agent::Reconcile() {
     skipped[s.key] = s.reason;
   }
   skip_logged_.swap(skipped);
-  health_->leases_skipped = static_cast<int64_t>(want.skipped.size());
+  health_->leases_skipped = static_cast<int64_t>(skip_logged_.size());
   auto n = reconciler_.Apply(want);
   if (!n.ok()) {
     LOG_ERROR(n.status().message());
     return;
   }
   health_->routes = *n;
+}
+
+void Agent::ReconcileLeases(const std::vector<std::string>& keys, const std::vector<Prefix4>& gone,
+                            const std::vector<Prefix6>& gone6) {
+  if (!synced_ || !config_ || !datapath_active_) return;
+  std::map<std::string, ParsedLeaseRecord> some;
+  std::map<std::string, std::string> logged;
+  for (const std::string& k : keys) {
+    if (auto it = leases_.find(k); it != leases_.end()) some.emplace(k, it->second);
+    if (auto it = skip_logged_.find(k); it != skip_logged_.end()) {
+      logged[k] = it->second;
+      skip_logged_.erase(it);
+    }
+  }
+  DesiredRoutes want = ComputeRoutes(*config_, subnet_, some, underlay_.addrs, SubnetsPrefix(),
+                                     underlay_.name, subnet6_, underlay_.addrs6);
+  for (const SkippedLease& s : want.skipped) {
+    auto it = logged.find(s.key);
+    if (it == logged.end() || it->second != s.reason)
+      LOG_WARN("Skipping lease ", s.key, ": ", s.reason);
+    skip_logged_[s.key] = s.reason;
+  }
+  health_->leases_skipped = static_cast<int64_t>(skip_logged_.size());
+  reconciler_.ApplyLeases(gone, gone6, want);
+  health_->routes = reconciler_.lease_routes();
 }
 
 }  // namespace cppnet

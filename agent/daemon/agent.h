@@ -123,6 +123,12 @@ class Agent {
   absl::Status RepublishLease();
   void LoadNetworks();
   void Reconcile();
+  // Routes of the leases `keys` only (each overlapping no other lease); `gone`, `gone6`: the
+  // subnets they had before.
+  void ReconcileLeases(const std::vector<std::string>& keys, const std::vector<Prefix4>& gone,
+                       const std::vector<Prefix6>& gone6);
+  // leases_[key] = r (nullopt: erased), with index_ in step.
+  void SetLease(const std::string& key, std::optional<ParsedLeaseRecord> r);
   void SetNotReady(const std::string& why);
   Lease OwnLease() const;  // what we publish for the current config
   void MarkEtcdOk();
@@ -162,6 +168,7 @@ class Agent {
   // Loop state (agent thread only).
   bool synced_ = false;
   std::map<std::string, ParsedLeaseRecord> leases_;  // <prefix>/subnets/*, parsed on arrival
+  SubnetIndex index_;                                // their subnets
   std::optional<std::string> config_in_store_;       // <prefix>/config as etcd has it
   std::optional<std::string> config_text_;           // the config last acted on
   bool waiting_logged_ = false;

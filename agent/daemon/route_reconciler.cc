@@ -98,15 +98,103 @@ absl::Status RouteReconciler::Load() {
   if (!have.ok()) return have.status();
   auto peers = table_->ListPeers();
   if (!peers.ok()) return peers.status();
-  for (const RouteEntry& e : *have) installed_[e.subnet] = e.route;
+  for (const RouteEntry& e : *have) {
+    installed_[e.subnet] = e.route;
+    if (e.route.origin == CPPNET_ORIGIN_LEASE) lease_routes_++;
+    Track(e.subnet, ntohl(e.route.public_ip), true);
+  }
   peers_ = std::move(*peers);
   auto have6 = table_->List6();
   if (!have6.ok()) return have6.status();
-  for (const Route6Entry& e : *have6) installed6_[e.subnet] = e.route;
+  for (const Route6Entry& e : *have6) {
+    installed6_[e.subnet] = e.route;
+    Ip6Bytes a;
+    memcpy(a.data(), e.route.public_ip6, 16);
+    Track6(a, true);
+  }
   auto peers6 = table_->ListPeers6();
   if (!peers6.ok()) return peers6.status();
   peers6_ = std::move(*peers6);
+  // The first flush compares every slot and IPv6 peer the maps hold with the routes.
+  for (const auto& [slot, p] : peers_) dirty_slots_.insert(slot);
+  for (const auto& [a, n] : peers6_) dirty6_.insert(a);
   loaded_ = true;
+  return absl::OkStatus();
+}
+
+void RouteReconciler::Track(const Prefix4& subnet, uint32_t ip, bool add) {
+  if (ip == 0) return;  // no peer slot
+  const uint32_t slot = cppnet_peer_slot(htonl(ip));
+  dirty_slots_.insert(slot);
+  if (add) {
+    by_peer_[ip].insert(subnet);
+    slot_ips_[slot].insert(ip);
+    return;
+  }
+  auto it = by_peer_.find(ip);
+  if (it == by_peer_.end()) return;
+  it->second.erase(subnet);
+  if (!it->second.empty()) return;
+  by_peer_.erase(it);
+  if (auto s = slot_ips_.find(slot);
+      s != slot_ips_.end() && s->second.erase(ip) && s->second.empty())
+    slot_ips_.erase(s);
+}
+
+void RouteReconciler::Track6(const Ip6Bytes& a, bool add) {
+  dirty6_.insert(a);
+  if (add) {
+    count6_[a]++;
+  } else if (auto it = count6_.find(a); it != count6_.end() && --it->second == 0) {
+    count6_.erase(it);
+  }
+}
+
+absl::Status RouteReconciler::Install(const Prefix4& subnet, const cppnet_route& r) {
+  if (auto st = table_->Upsert(subnet, r); !st.ok()) return st;
+  auto [it, fresh] = installed_.try_emplace(subnet, r);
+  if (!fresh) {
+    if (it->second.origin == CPPNET_ORIGIN_LEASE) lease_routes_--;
+    Track(subnet, ntohl(it->second.public_ip), false);
+    it->second = r;
+  }
+  if (r.origin == CPPNET_ORIGIN_LEASE) lease_routes_++;
+  Track(subnet, ntohl(r.public_ip), true);
+  return absl::OkStatus();
+}
+
+absl::Status RouteReconciler::Remove(const Prefix4& subnet) {
+  auto it = installed_.find(subnet);
+  if (it == installed_.end()) return absl::OkStatus();
+  if (auto st = table_->Delete(subnet); !st.ok()) return st;
+  if (it->second.origin == CPPNET_ORIGIN_LEASE) lease_routes_--;
+  Track(subnet, ntohl(it->second.public_ip), false);
+  installed_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status RouteReconciler::Install6(const Prefix6& subnet, const cppnet_route6& r) {
+  if (auto st = table_->Upsert6(subnet, r); !st.ok()) return st;
+  auto [it, fresh] = installed6_.try_emplace(subnet, r);
+  Ip6Bytes a;
+  if (!fresh) {
+    memcpy(a.data(), it->second.public_ip6, 16);
+    Track6(a, false);
+    it->second = r;
+  }
+  memcpy(a.data(), r.public_ip6, 16);
+  Track6(a, true);
+  return absl::OkStatus();
+}
+
+absl::Status RouteReconciler::Remove6(const Prefix6& subnet) {
+  auto it = installed6_.find(subnet);
+  if (it == installed6_.end()) return absl::OkStatus();
+  if (auto st = table_->Delete6(subnet); !st.ok()) return st;
+  Ip6Bytes a;
+  memcpy(a.data(), it->second.public_ip6, 16);
+  Track6(a, false);
+  installed6_.erase(it);
   return absl::OkStatus();
 }
 
@@ -115,11 +203,9 @@ absl::Status RouteReconciler::SetStatic(const Prefix4& subnet, const cppnet_rout
   cppnet_route s = r;
   s.origin = CPPNET_ORIGIN_STATIC;
   auto cur = installed_.find(subnet);
-  if (cur == installed_.end() || memcmp(&cur->second, &s, sizeof(s)) != 0) {
-    if (auto st = table_->Upsert(subnet, s); !st.ok()) return st;
-    installed_[subnet] = s;
-  }
-  SyncPeers();
+  if (cur == installed_.end() || memcmp(&cur->second, &s, sizeof(s)) != 0)
+    if (auto st = Install(subnet, s); !st.ok()) return st;
+  FlushPeers();
   return absl::OkStatus();
 }
 
@@ -130,9 +216,8 @@ absl::Status RouteReconciler::RemoveStatic(const Prefix4& subnet) {
   if (cur->second.origin != CPPNET_ORIGIN_STATIC)
     return absl::FailedPreconditionError(
         "a lease route; it goes when its lease is deleted from etcd");
-  if (auto st = table_->Delete(subnet); !st.ok()) return st;
-  installed_.erase(cur);
-  SyncPeers();
+  if (auto st = Remove(subnet); !st.ok()) return st;
+  FlushPeers();
   return absl::OkStatus();
 }
 
@@ -145,96 +230,161 @@ std::vector<RouteEntry> RouteReconciler::Statics() const {
 
 absl::StatusOr<int64_t> RouteReconciler::Apply(const DesiredRoutes& want) {
   if (auto st = Load(); !st.ok()) return st;
-  for (auto it = installed_.begin(); it != installed_.end();) {
-    const Prefix4 subnet = it->first;
-    if (it->second.origin != CPPNET_ORIGIN_LEASE || want.routes.count(subnet)) {
-      ++it;
+  std::vector<Prefix4> gone;
+  for (const auto& [subnet, r] : installed_)
+    if (r.origin == CPPNET_ORIGIN_LEASE && !want.routes.count(subnet)) gone.push_back(subnet);
+  std::vector<Prefix6> gone6;
+  for (const auto& [subnet, r] : installed6_)
+    if (!want.routes6.count(subnet)) gone6.push_back(subnet);
+  ApplyLeases(gone, gone6, want);
+  return lease_routes();
+}
+
+void RouteReconciler::ApplyLeases(const std::vector<Prefix4>& gone,
+                                  const std::vector<Prefix6>& gone6, const DesiredRoutes& want) {
+  if (auto st = Load(); !st.ok()) {
+    LOG_ERROR(st.message());
+    return;
+  }
+  for (const Prefix4& subnet : gone) {
+    auto cur = installed_.find(subnet);
+    if (cur == installed_.end() || cur->second.origin != CPPNET_ORIGIN_LEASE ||
+        want.routes.count(subnet))
       continue;
-    }
-    if (auto st = table_->Delete(subnet); !st.ok()) {
+    if (auto st = Remove(subnet); !st.ok()) {
       LOG_ERROR(st.message());
-      ++it;
       continue;
     }
     LOG_INFO("Subnet removed: ", FormatPrefix4(subnet));
-    it = installed_.erase(it);
   }
-  int64_t n = 0;
   for (const auto& [subnet, r] : want.routes) {
     auto cur = installed_.find(subnet);
     if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;
-    n++;
     if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
     const bool existed = cur != installed_.end();
-    if (auto st = table_->Upsert(subnet, r); !st.ok()) {
+    if (auto st = Install(subnet, r); !st.ok()) {
       LOG_ERROR(st.message());
       continue;
     }
     LOG_INFO(existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix4(subnet), " via ",
              FormatIp4(ntohl(r.public_ip)));
-    installed_[subnet] = r;
   }
-  SyncPeers();
-  // IPv6: lease routes only (no static ones), by difference.
-  for (auto it = installed6_.begin(); it != installed6_.end();) {
-    if (want.routes6.count(it->first)) {
-      ++it;
-      continue;
-    }
-    if (auto st = table_->Delete6(it->first); !st.ok()) {
+  // IPv6: lease routes only (no static ones).
+  for (const Prefix6& subnet : gone6) {
+    if (!installed6_.count(subnet) || want.routes6.count(subnet)) continue;
+    if (auto st = Remove6(subnet); !st.ok()) {
       LOG_ERROR(st.message());
-      ++it;
       continue;
     }
-    LOG_INFO("Subnet removed: ", FormatPrefix6(it->first));
-    it = installed6_.erase(it);
+    LOG_INFO("Subnet removed: ", FormatPrefix6(subnet));
   }
   for (const auto& [subnet, r] : want.routes6) {
-    n++;
     auto cur = installed6_.find(subnet);
     if (cur != installed6_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
     const bool existed = cur != installed6_.end();
-    if (auto st = table_->Upsert6(subnet, r); !st.ok()) {
+    if (auto st = Install6(subnet, r); !st.ok()) {
       LOG_ERROR(st.message());
       continue;
     }
     LOG_INFO(existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix6(subnet), " via ",
              FormatIp6(FromBytes6(r.public_ip6)));
-    installed6_[subnet] = r;
   }
-  std::map<Ip6Bytes, uint32_t> want6;
-  for (const auto& [subnet, r] : installed6_) {
-    Ip6Bytes a;
-    memcpy(a.data(), r.public_ip6, 16);
-    want6[a]++;
-  }
-  for (const auto& [a, count] : peers6_)
-    if (!want6.count(a))
-      if (auto st = table_->SetPeer6(a, 0); !st.ok()) LOG_ERROR(st.message());
-  for (const auto& [a, count] : want6) {
-    auto it = peers6_.find(a);
-    if (it != peers6_.end() && it->second == count) continue;
-    if (auto st = table_->SetPeer6(a, count); !st.ok()) LOG_ERROR(st.message());
-  }
-  peers6_ = std::move(want6);
-  return n;
+  FlushPeers();
 }
 
-// The peers array follows the route entries we know (lease and static), by
-// difference: only changed slots are written.
-void RouteReconciler::SyncPeers() {
-  std::map<uint32_t, std::vector<Prefix4>> by_peer;
-  for (const auto& [subnet, r] : installed_) by_peer[ntohl(r.public_ip)].push_back(subnet);
-  std::map<uint32_t, cppnet_peer> want = PeerSlots(by_peer);
-  for (const auto& [slot, p] : peers_)
-    if (!want.count(slot))
-      if (auto st = table_->SetPeer(slot, cppnet_peer{}); !st.ok()) LOG_ERROR(st.message());
-  for (const auto& [slot, p] : want) {
+// The peers array and the IPv6 peers follow the routes (lease and static) by difference:
+// only slots and addresses whose routes changed are looked at.
+void RouteReconciler::FlushPeers() {
+  for (uint32_t slot : dirty_slots_) {
+    cppnet_peer want{};
+    // The lowest PublicIP of the slot keeps it (the data path checks the others' packets
+    // against the route of their inner source).
+    if (auto s = slot_ips_.find(slot); s != slot_ips_.end() && !s->second.empty()) {
+      const uint32_t ip = *s->second.begin();
+      const std::set<Prefix4>& subnets = by_peer_.at(ip);
+      want.public_ip = htonl(ip);
+      want.routes = static_cast<uint32_t>(subnets.size());
+      if (subnets.size() == 1) {
+        want.subnet = htonl(subnets.begin()->addr);
+        want.subnet_len = subnets.begin()->len;
+      }
+    }
     auto it = peers_.find(slot);
-    if (it != peers_.end() && memcmp(&it->second, &p, sizeof(p)) == 0) continue;
-    if (auto st = table_->SetPeer(slot, p); !st.ok()) LOG_ERROR(st.message());
+    const bool have = it != peers_.end();
+    if (!want.public_ip && !have) continue;
+    if (have && memcmp(&it->second, &want, sizeof(want)) == 0) continue;
+    if (auto st = table_->SetPeer(slot, want); !st.ok()) {
+      LOG_ERROR(st.message());
+      continue;
+    }
+    if (want.public_ip)
+      peers_[slot] = want;
+    else
+      peers_.erase(slot);
   }
-  peers_ = std::move(want);
+  dirty_slots_.clear();
+  for (const Ip6Bytes& a : dirty6_) {
+    auto c = count6_.find(a);
+    const uint32_t want = c == count6_.end() ? 0 : c->second;
+    auto it = peers6_.find(a);
+    if ((it == peers6_.end() ? 0 : it->second) == want) continue;
+    if (auto st = table_->SetPeer6(a, want); !st.ok()) {
+      LOG_ERROR(st.message());
+      continue;
+    }
+    if (want)
+      peers6_[a] = want;
+    else
+      peers6_.erase(a);
+  }
+  dirty6_.clear();
+}
+
+void SubnetIndex::Add(const ParsedLeaseRecord& r) {
+  if (r.subnet.ok()) v4_[*r.subnet]++;
+  if (r.subnet6) v6_[*r.subnet6]++;
+}
+
+void SubnetIndex::Remove(const ParsedLeaseRecord& r) {
+  if (r.subnet.ok())
+    if (auto it = v4_.find(*r.subnet); it != v4_.end() && --it->second == 0) v4_.erase(it);
+  if (r.subnet6)
+    if (auto it = v6_.find(*r.subnet6); it != v6_.end() && --it->second == 0) v6_.erase(it);
+}
+
+void SubnetIndex::Clear() {
+  v4_.clear();
+  v6_.clear();
+}
+
+bool SubnetIndex::Overlaps(const ParsedLeaseRecord& r) const {
+  if (r.subnet.ok()) {
+    const Prefix4 s = *r.subnet;
+    if ((s.addr & s.mask()) != s.addr) return true;
+    // Prefixes that start inside s (s itself, its sub-prefixes, longer ones at its address)...
+    const uint64_t last = uint64_t{s.addr} + (s.len ? s.size() : uint64_t{1} << 32) - 1;
+    if (auto it = v4_.lower_bound(Prefix4{s.addr, 0}); it != v4_.end() && it->first.addr <= last)
+      return true;
+    // ...and those that contain it from below its address.
+    for (int len = 0; len < s.len; len++) {
+      const Prefix4 up{s.addr & Prefix4{0, static_cast<uint8_t>(len)}.mask(),
+                       static_cast<uint8_t>(len)};
+      if (up.addr < s.addr && v4_.count(up)) return true;
+    }
+  }
+  if (r.subnet6) {
+    const Prefix6 s = *r.subnet6;
+    if ((s.addr & s.mask()) != s.addr) return true;
+    const unsigned __int128 last = s.addr | ~s.mask();
+    if (auto it = v6_.lower_bound(Prefix6{s.addr, 0}); it != v6_.end() && it->first.addr <= last)
+      return true;
+    for (int len = 0; len < s.len; len++) {
+      const Prefix6 up{s.addr & Prefix6{0, static_cast<uint8_t>(len)}.mask(),
+                       static_cast<uint8_t>(len)};
+      if (up.addr < s.addr && v6_.count(up)) return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace cppnet

@@ -6,6 +6,7 @@
 #pragma once
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,13 @@ class RouteReconciler {
   // every change is made by difference), and the peers array follow. Returns the
   // number of lease routes in place (IPv4 and IPv6).
   absl::StatusOr<int64_t> Apply(const DesiredRoutes& want);
+  // The same for a few leases only (their overlap with no other lease checked by the caller,
+  // see SubnetIndex): the lease routes of `gone` and `gone6` are removed unless `want` has
+  // them, `want`'s are installed. Costs what the change touches, not the number of leases.
+  void ApplyLeases(const std::vector<Prefix4>& gone, const std::vector<Prefix6>& gone6,
+                   const DesiredRoutes& want);
+  // Lease routes in place (IPv4 and IPv6).
+  int64_t lease_routes() const { return lease_routes_ + static_cast<int64_t>(installed6_.size()); }
   // A static route: replaces whatever entry the subnet has.
   absl::Status SetStatic(const Prefix4& subnet, const cppnet_route& r);
   // Removes a static route (NotFound: none; FailedPrecondition: the entry is a lease's).
@@ -99,14 +107,47 @@ class RouteReconciler {
 
  private:
   absl::Status Load();
-  void SyncPeers();
+  // Every write goes through these: they keep the peers' bookkeeping below in step.
+  absl::Status Install(const Prefix4& subnet, const cppnet_route& r);
+  absl::Status Remove(const Prefix4& subnet);
+  absl::Status Install6(const Prefix6& subnet, const cppnet_route6& r);
+  absl::Status Remove6(const Prefix6& subnet);
+  void Track(const Prefix4& subnet, uint32_t public_ip, bool add);  // host order
+  void Track6(const Ip6Bytes& public_ip6, bool add);
+  // Writes the peer slots and IPv6 peers whose routes changed.
+  void FlushPeers();
 
   RouteTable* table_;
   bool loaded_ = false;
   std::map<Prefix4, cppnet_route> installed_;  // what the table holds
+  int64_t lease_routes_ = 0;                   // of them, origin lease
   std::map<uint32_t, cppnet_peer> peers_;      // what the peers array holds, by slot
   std::map<Prefix6, cppnet_route6> installed6_;
-  std::map<Ip6Bytes, uint32_t> peers6_;
+  std::map<Ip6Bytes, uint32_t> peers6_;  // what the IPv6 peers map holds
+  // installed_ by PublicIP, PublicIPs by peer slot, installed6_'s routes per PublicIPv6, and
+  // what changed since the last FlushPeers.
+  std::map<uint32_t, std::set<Prefix4>> by_peer_;
+  std::map<uint32_t, std::set<uint32_t>> slot_ips_;
+  std::map<Ip6Bytes, uint32_t> count6_;
+  std::set<uint32_t> dirty_slots_;
+  std::set<Ip6Bytes> dirty6_;
+};
+
+// Which leases' subnets overlap: the condition under which one lease's routes can be
+// computed alone (flannel's rules order overlapping leases by age; a lease that overlaps no
+// other is accepted or skipped on its own merits).
+class SubnetIndex {
+ public:
+  void Add(const ParsedLeaseRecord& r);
+  void Remove(const ParsedLeaseRecord& r);
+  void Clear();
+  // Does any indexed lease's IPv4 or IPv6 subnet overlap r's? (A subnet with host bits set
+  // counts as overlapping: it is left to the full computation.)
+  bool Overlaps(const ParsedLeaseRecord& r) const;
+
+ private:
+  std::map<Prefix4, int> v4_;
+  std::map<Prefix6, int> v6_;
 };
 
 }  // namespace cppnet

@@ -215,6 +215,65 @@ absl::Status WriteSysctl(const std::string& path, const char* value) {
                         : absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
 }
 
+// linux/if_link.h of Linux 6.7+ (bookworm's UAPI headers predate netkit).
+namespace netkit {
+constexpr int kInfoPeerInfo = 1, kInfoPolicy = 3, kInfoPeerPolicy = 4, kInfoMode = 5;
+constexpr uint32_t kPass = 0, kDrop = 2;
+constexpr uint32_t kModeL2 = 0;
+}  // namespace netkit
+
+absl::Status CreateNetkitPair(nl_sock* sk, const NetkitSpec& s) {
+  const std::string what = absl::StrCat("netkit ", s.primary, "/", s.peer);
+  struct MsgDeleter {
+    void operator()(nl_msg* m) const { nlmsg_free(m); }
+  };
+  std::unique_ptr<nl_msg, MsgDeleter> msg(
+      nlmsg_alloc_simple(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL));
+  if (!msg) return absl::ResourceExhaustedError(absl::StrCat(what, ": no memory"));
+  nl_msg* m = msg.get();
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifinfomsg peer_ifi{};
+  peer_ifi.ifi_family = AF_UNSPEC;
+  if (s.peer_noarp) {
+    peer_ifi.ifi_flags = IFF_NOARP;
+    peer_ifi.ifi_change = IFF_NOARP;
+  }
+  bool ok = nlmsg_append(m, &ifi, sizeof(ifi), NLMSG_ALIGNTO) == 0 &&
+            nla_put_string(m, IFLA_IFNAME, s.primary.c_str()) == 0 &&
+            nla_put_u32(m, IFLA_MTU, s.mtu) == 0;
+  nlattr* info = ok ? nla_nest_start(m, IFLA_LINKINFO) : nullptr;
+  ok = info && nla_put_string(m, IFLA_INFO_KIND, "netkit") == 0;
+  nlattr* data = ok ? nla_nest_start(m, IFLA_INFO_DATA) : nullptr;
+  ok = data && nla_put_u32(m, netkit::kInfoMode, netkit::kModeL2) == 0 &&
+       nla_put_u32(m, netkit::kInfoPolicy, netkit::kPass) == 0 &&
+       nla_put_u32(m, netkit::kInfoPeerPolicy, netkit::kDrop) == 0;
+  // The peer's settings: an ifinfomsg and its attributes, nested (as a veth's peer).
+  nlattr* peer = ok ? nla_nest_start(m, netkit::kInfoPeerInfo) : nullptr;
+  ok = peer && nlmsg_append(m, &peer_ifi, sizeof(peer_ifi), NLMSG_ALIGNTO) == 0 &&
+       nla_put_string(m, IFLA_IFNAME, s.peer.c_str()) == 0 && nla_put_u32(m, IFLA_MTU, s.mtu) == 0;
+  if (ok && s.peer_mac != Mac{}) ok = nla_put(m, IFLA_ADDRESS, 6, s.peer_mac.data()) == 0;
+  if (ok && s.peer_netns_fd >= 0) ok = nla_put_u32(m, IFLA_NET_NS_FD, s.peer_netns_fd) == 0;
+  if (!ok) return absl::ResourceExhaustedError(absl::StrCat(what, ": request too large"));
+  nla_nest_end(m, peer);
+  nla_nest_end(m, data);
+  nla_nest_end(m, info);
+  int err = nl_send_auto(sk, m);
+  if (err >= 0) err = nl_wait_for_ack(sk);
+  return err < 0 ? NlErr(absl::StrCat(what, ": create"), err) : absl::OkStatus();
+}
+
+absl::Status NetkitSupported() {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  // Names no container or agent uses; a pair left by an interrupted probe is replaced.
+  const NetkitSpec probe{.primary = "cppnet.nkprobe", .peer = "cppnet.nkpeer"};
+  (void)DeleteLink(sk->get(), probe.primary);
+  auto st = CreateNetkitPair(sk->get(), probe);
+  (void)DeleteLink(sk->get(), probe.primary);
+  return st;
+}
+
 // One legacy ethtool feature switch (ETHTOOL_S*), as `ethtool -K` sends it.
 static absl::Status EthtoolSet(const char* ifname, uint32_t cmd, uint32_t value, const char* what) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

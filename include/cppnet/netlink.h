@@ -53,6 +53,23 @@ absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name);
 absl::Status DeleteLink(nl_sock* sk, const std::string& name);
 absl::Status WriteSysctl(const std::string& path, const char* value);
 
+// A netkit pair (kernel >= 6.7; bookworm's libnl and iproute2 predate it, so the request is
+// built here): `primary` in this namespace, forwarding what the host sends it; `peer` (the
+// container's end) in the namespace `peer_netns_fd` with MAC `peer_mac` (zero: the kernel's),
+// dropping what the container sends until a program attached as BPF_NETKIT_PEER decides. L2
+// mode: Ethernet frames and ARP, as on a veth. MTU `mtu` on both.
+struct NetkitSpec {
+  std::string primary, peer;
+  unsigned mtu = 1500;
+  Mac peer_mac{};
+  bool peer_noarp = false;
+  int peer_netns_fd = -1;  // -1: this namespace
+};
+absl::Status CreateNetkitPair(nl_sock* sk, const NetkitSpec& spec);
+// Can this kernel create netkit devices? (A pair is made and deleted again.) The error says
+// why not.
+absl::Status NetkitSupported();
+
 // The agent's veth pair (abi.h CPPNET_HOST_DEV, CPPNET_SOFT_DEV), created when missing: the
 // host end without ARP, GRO off, MTU `mtu` (the containers' MTU); the soft end with transmit
 // checksumming (and with it TSO) off; both up. IPv6 stays off on both unless `ipv6` (dual

@@ -1,9 +1,13 @@
 // Control-plane benchmark helper, run inside a lab host next to cppnet-agent:
-//   cp_bench fill N            write N vxlan leases (198.19.0.0/16, /30 subnets) to etcd
+//   cp_bench fill N            write N vxlan leases (10.0.0.0/8, /26 subnets, each with its own
+//                              PublicIP in 198.18.1.0 and up: data only, nothing is sent there)
 //   cp_bench wait-count N S    wait (≤ S s) until the routes map holds N entries; prints the
 //                              CLOCK_MONOTONIC time (ns) at which it did
-//   cp_bench latency N FIRST   N times: write lease FIRST+i, time until its route is in the
-//                              map; then delete it, time until the route is gone. JSON out.
+//   cp_bench latency N FIRST RATE
+//                              N changes at RATE per second: new leases FIRST, FIRST+1, ...
+//                              and, every other change, the deletion of one written 20
+//                              changes before; each timed from its etcd write until the
+//                              routes map shows it (polled every 100 us). JSON out.
 //   cp_bench attach N BRIDGE   N times: a new veth joins BRIDGE; time until the agent's tcx
 //                              program (tcx) is on it. JSON out.
 //   cp_bench republish N NETNS IFACE IP1 IP2
@@ -41,10 +45,12 @@ int64_t NowNs() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-Prefix4 SubnetFor(uint32_t i) { return Prefix4{0xc6130000 + i * 4, 30}; }
+// 10.0.0.0/8 holds 262,144 /26 subnets, room for the 100,000-lease run (198.18.0.0/15, the
+// lab's range, has 32,768 /30s); the agent leases its own from 10.200.0.0 up.
+Prefix4 SubnetFor(uint32_t i) { return Prefix4{0x0a000000 + i * 64, 26}; }
 
 std::string LeaseFor(uint32_t i) {
-  uint32_t ip = 0xc6120000 + 0x100 + (i % 250);  // 198.18.1.x: never used for traffic here
+  uint32_t ip = 0xc6120000 + 0x100 + (i % 0x1fe00);  // 198.18.1.0 and up: never sent to here
   return SerializeLease(Lease{ip, "vxlan", 1, VtepMacFor(ip)});
 }
 
@@ -69,10 +75,6 @@ int64_t Poll(int64_t start, int budget_s, useconds_t step_us, const std::functio
   return -1;
 }
 
-int64_t WaitRoute(int fd, const Prefix4& p, bool want, int64_t start) {
-  return Poll(start, 5, 20, [&] { return InMap(fd, p) == want; });
-}
-
 double Pct(std::vector<int64_t> v, double q) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))] / 1e6;
@@ -83,6 +85,60 @@ int Report(const char* what, const char* count_key, uint32_t n, const std::vecto
   const size_t lost = std::count(lat.begin(), lat.end(), -1);
   printf("{\"%s\": %u, \"%s_timeouts\": %zu, \"%s_p50_ms\": %.2f, \"%s_p99_ms\": %.2f}\n",
          count_key, n, what, lost, what, Pct(lat, 0.5), what, Pct(lat, 0.99));
+  return lost ? 1 : 0;
+}
+
+// Paced changes (see the usage above). A change not visible within 5 s counts as a timeout.
+int Latency(EtcdClient* etcd, int routes_fd, uint32_t n, uint32_t first, double rate) {
+  struct Pending {
+    Prefix4 subnet;
+    bool add;
+    int64_t t0;
+  };
+  std::vector<Pending> pending;
+  std::vector<int64_t> add, del;
+  const int64_t start = NowNs();
+  const int64_t step = static_cast<int64_t>(1e9 / rate);
+  uint32_t next_new = first, next_del = first;
+  auto poll = [&] {
+    for (size_t i = 0; i < pending.size();) {
+      Pending& p = pending[i];
+      const int64_t now = NowNs();
+      const bool done = InMap(routes_fd, p.subnet) == p.add;
+      if (!done && now - p.t0 < 5'000'000'000) {
+        i++;
+        continue;
+      }
+      (p.add ? add : del).push_back(done ? now - p.t0 : -1);
+      pending[i] = pending.back();
+      pending.pop_back();
+    }
+  };
+  for (uint32_t c = 0; c < n; c++) {
+    while (NowNs() < start + int64_t{c} * step) {
+      poll();
+      usleep(100);
+    }
+    const bool is_add = c % 2 == 0 || next_del + 10 > next_new;
+    const uint32_t i = is_add ? next_new++ : next_del++;
+    const std::string key = kPrefix + FormatSubnetKey(SubnetFor(i));
+    const int64_t t0 = NowNs();
+    const bool written = is_add ? etcd->Put(key, LeaseFor(i)).ok() : etcd->Delete(key).ok();
+    if (!written) return 1;
+    pending.push_back({SubnetFor(i), is_add, t0});
+  }
+  while (!pending.empty()) {
+    poll();
+    usleep(100);
+  }
+  for (uint32_t i = next_del; i < next_new; i++)  // leave the store as it was
+    (void)etcd->Delete(kPrefix + FormatSubnetKey(SubnetFor(i)));
+  const size_t lost =
+      std::count(add.begin(), add.end(), -1) + std::count(del.begin(), del.end(), -1);
+  printf(
+      "{\"changes\": %u, \"changes_per_s\": %.0f, \"timeouts\": %zu, \"add_p50_ms\": %.2f, "
+      "\"add_p99_ms\": %.2f, \"del_p50_ms\": %.2f, \"del_p99_ms\": %.2f}\n",
+      n, rate, lost, Pct(add, 0.5), Pct(add, 0.99), Pct(del, 0.5), Pct(del, 0.99));
   return lost ? 1 : 0;
 }
 
@@ -155,9 +211,10 @@ int Republish(EtcdClient* etcd, uint32_t n, const std::string& netns, const std:
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr,
-            "usage: cp_bench fill N | wait-count N SECONDS | latency N FIRST | attach N BRIDGE | "
-            "republish N NETNS IFACE IP1 IP2\n");
+    fprintf(
+        stderr,
+        "usage: cp_bench fill N | wait-count N SECONDS | latency N FIRST RATE | attach N BRIDGE | "
+        "republish N NETNS IFACE IP1 IP2\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -195,24 +252,10 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cp_bench: routes map did not reach %u entries\n", n);
     return 1;
   }
-  if (cmd == "latency" && argc >= 4 && maps.ok()) {
+  if (cmd == "latency" && argc >= 5 && maps.ok()) {
     const uint32_t first = static_cast<uint32_t>(std::stoul(argv[3]));
-    std::vector<int64_t> add, del;
-    for (uint32_t i = first; i < first + n; i++) {
-      const std::string key = kPrefix + FormatSubnetKey(SubnetFor(i));
-      int64_t t0 = NowNs();
-      if (!(*etcd)->Put(key, LeaseFor(i)).ok()) return 1;
-      add.push_back(WaitRoute(maps->routes(), SubnetFor(i), true, t0));
-      t0 = NowNs();
-      if (!(*etcd)->Delete(key).ok()) return 1;
-      del.push_back(WaitRoute(maps->routes(), SubnetFor(i), false, t0));
-    }
-    size_t lost = std::count(add.begin(), add.end(), -1) + std::count(del.begin(), del.end(), -1);
-    printf(
-        "{\"changes\": %u, \"timeouts\": %zu, \"add_p50_ms\": %.2f, \"add_p99_ms\": %.2f, "
-        "\"del_p50_ms\": %.2f, \"del_p99_ms\": %.2f}\n",
-        n, lost, Pct(add, 0.5), Pct(add, 0.99), Pct(del, 0.5), Pct(del, 0.99));
-    return lost ? 1 : 0;
+    const double rate = std::stod(argv[4]);
+    return Latency((*etcd).get(), maps->routes(), n, first, rate);
   }
   fprintf(stderr, "cp_bench: %s\n",
           maps.ok() ? "bad command" : std::string(maps.status().message()).c_str());

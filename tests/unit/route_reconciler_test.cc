@@ -233,6 +233,65 @@ TEST(RouteReconcilerTest, UdpPeersWithoutTheCppnetMarkAreUserspacePeers) {
   EXPECT_EQ(want.routes[kS3].port, 8285);
 }
 
+ParsedLeaseRecord Record(const std::string& subnet_key, uint32_t ip, int64_t rev) {
+  const std::string key = std::string(kPrefix) + subnet_key;
+  return ParseLeaseRecord(
+      kPrefix, LeaseRecord{key, SerializeLease(Lease{ip, "vxlan", 1, VtepMacFor(ip)}), rev});
+}
+
+TEST(SubnetIndexTest, FindsEveryOverlapAndNothingElse) {
+  SubnetIndex idx;
+  idx.Add(Record("198.19.2.0-24", 1, 1));
+  idx.Add(Record("198.19.8.0-21", 2, 2));
+  EXPECT_TRUE(idx.Overlaps(Record("198.19.2.0-24", 3, 3)));    // the same subnet
+  EXPECT_TRUE(idx.Overlaps(Record("198.19.2.128-25", 3, 3)));  // inside one
+  EXPECT_TRUE(idx.Overlaps(Record("198.19.0.0-16", 3, 3)));    // around both
+  EXPECT_TRUE(idx.Overlaps(Record("198.19.12.0-24", 3, 3)));   // inside the /21, above its start
+  EXPECT_FALSE(idx.Overlaps(Record("198.19.3.0-24", 3, 3)));
+  EXPECT_FALSE(idx.Overlaps(Record("198.19.16.0-24", 3, 3)));
+  EXPECT_FALSE(idx.Overlaps(Record("198.19.1.0-24", 3, 3)));
+  idx.Remove(Record("198.19.8.0-21", 2, 2));
+  EXPECT_FALSE(idx.Overlaps(Record("198.19.12.0-24", 3, 3)));
+  // Keys that are no subnet have nothing to overlap with.
+  EXPECT_FALSE(idx.Overlaps(Record("junk", 3, 3)));
+}
+
+// Lease by lease through ApplyLeases (what the agent does for a lease that overlaps no other)
+// ends in the same maps as Apply over all leases.
+TEST(RouteReconcilerTest, LeaseByLeaseEqualsTheWhole) {
+  const NetworkConfig cfg = Config(R"({"Type":"vxlan"})");
+  FakeRouteTable inc, whole;
+  RouteReconciler a(&inc), b(&whole);
+  std::map<std::string, ParsedLeaseRecord> leases;
+  uint32_t seed = 7;
+  auto rnd = [&] { return seed = seed * 1103515245 + 12345, (seed >> 8) % 64; };
+  for (int step = 0; step < 400; step++) {
+    // 64 subnets, 8 PublicIPs: peers with one route and with several, shared slots.
+    const uint32_t n = rnd(), ip = 0xc6120000 + 2 + rnd() % 8 * 0x10001;
+    const std::string subnet = absl::StrCat("198.19.", 10 + n, ".0-24");
+    const std::string key = std::string(kPrefix) + subnet;
+    std::vector<Prefix4> gone;
+    if (auto it = leases.find(key); it != leases.end()) {
+      gone.push_back(*it->second.subnet);
+      leases.erase(it);
+    }
+    std::map<std::string, ParsedLeaseRecord> one;
+    if (step % 3 != 2) {
+      leases[key] = Record(subnet, ip, step);
+      one[key] = leases[key];
+    }
+    a.ApplyLeases(gone, {}, Want(cfg, one));
+    ASSERT_TRUE(b.Apply(Want(cfg, leases)).ok());
+    ASSERT_EQ(inc.routes.size(), whole.routes.size()) << step;
+    for (const auto& [s, r] : whole.routes)
+      ASSERT_EQ(0, memcmp(&inc.routes[s], &r, sizeof(r))) << step;
+    ASSERT_EQ(inc.peers.size(), whole.peers.size()) << step;
+    for (const auto& [slot, p] : whole.peers)
+      ASSERT_EQ(0, memcmp(&inc.peers[slot], &p, sizeof(p))) << step;
+    ASSERT_EQ(a.lease_routes(), static_cast<int64_t>(leases.size()));
+  }
+}
+
 }  // namespace
 
 TEST(RouteReconcilerTest, Ipv6RoutesFollowTheLeasesIpv6Part) {
