@@ -295,8 +295,10 @@ def control_plane(leases, changes, rate, idle_window=10):
                              capture_output=True, text=True, timeout=900)
         if lat.returncode != 0:
             raise L.LabError(f"cp_bench latency: {lat.stderr or lat.stdout}")
+        _, rss_after_kb = proc_stat(h.agent.pid)
         return {"leases": leases, "startup_sync_s": round(sync_s, 3), "rss_mb": round(rss_kb / 1024, 1),
-                "idle_cpu_percent": round(idle_cpu_pct, 2), **json.loads(lat.stdout)}
+                "idle_cpu_percent": round(idle_cpu_pct, 2), **json.loads(lat.stdout),
+                "rss_after_changes_mb": round(rss_after_kb / 1024, 1)}
 
 
 def reaction(quick):

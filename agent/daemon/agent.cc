@@ -5,6 +5,7 @@
 #include "masq.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
@@ -254,12 +255,12 @@ int Agent::Run() {
 
 void Agent::SetLease(const std::string& key, std::optional<ParsedLeaseRecord> r) {
   if (auto it = leases_.find(key); it != leases_.end()) {
-    index_.Remove(it->second);
+    index_.Remove(*it);
     leases_.erase(it);
   }
   if (!r) return;
   index_.Add(*r);
-  leases_.emplace(key, std::move(*r));
+  leases_.insert(std::move(*r));
 }
 
 void Agent::Apply(Change c) {
@@ -281,7 +282,7 @@ void Agent::Apply(Change c) {
   auto change = [&](const std::string& key, std::optional<ParsedLeaseRecord> now) {
     full = full || key == own_key;
     if (auto it = leases_.find(key); it != leases_.end()) {
-      const ParsedLeaseRecord old = it->second;
+      const ParsedLeaseRecord old = *it;
       SetLease(key, std::nullopt);
       full = full || index_.Overlaps(old);
       if (old.subnet.ok()) gone.push_back(*old.subnet);
@@ -295,10 +296,11 @@ void Agent::Apply(Change c) {
   };
   for (EtcdKV& kv : c.puts) {
     if (kv.key == cfg_key)
-      config_in_store_ = std::move(kv.value);
+      config_in_store_ = kv.value;
     else if (absl::StartsWith(kv.key, prefix))
       change(kv.key, ParseLeaseRecord(prefix, LeaseRecord{kv.key, kv.value, kv.create_revision}));
   }
+  if (c.snapshot && !lease_mgr_.held() && first_list_acceptable_) first_list_ = std::move(c.puts);
   for (const std::string& k : c.deletes) {
     if (k == cfg_key)
       config_in_store_.reset();
@@ -419,8 +421,15 @@ void Agent::Tick() {
       hints.previous_subnet6 = ReadSubnet6FromEnvFile(opts_.subnet_file);
       hints.previous_source = opts_.subnet_file;
       hints.previous_public_ip = prev_public_ip_;
+      if (first_list_) hints.listed = &*first_list_;
     }
     auto ev = lease_mgr_.Step(*config_, OwnLease(), hints);
+    if (first_list_) {
+      // Used once (a retry reads afresh); the memory of the list goes back to the system.
+      first_list_.reset();
+      first_list_acceptable_ = false;
+      malloc_trim(0);
+    }
     const absl::Time expires = lease_mgr_.expires_at();
     health_->lease_expires_unix =
         expires == absl::InfiniteFuture() ? std::numeric_limits<double>::infinity()
@@ -839,8 +848,11 @@ void Agent::SyncMasquerade() {
 
 void Agent::Reconcile() {
   if (!synced_ || !config_ || !datapath_active_) return;
-  DesiredRoutes want = ComputeRoutes(*config_, subnet_, leases_, underlay_.addrs, SubnetsPrefix(),
-                                     underlay_.name, subnet6_, underlay_.addrs6);
+  std::vector<const ParsedLeaseRecord*> all;
+  all.reserve(leases_.size());
+  for (const ParsedLeaseRecord& r : leases_) all.push_back(&r);
+  DesiredRoutes want = ComputeRoutes(*config_, subnet_, std::move(all), underlay_.addrs,
+                                     SubnetsPrefix(), underlay_.name, subnet6_, underlay_.addrs6);
   // Log each skipped lease once per reason, not on every change of other leases.
   std::map<std::string, std::string> skipped;
   for (const SkippedLease& s : want.skipped) {
@@ -857,22 +869,27 @@ void Agent::Reconcile() {
     return;
   }
   health_->routes = *n;
+  health_->routes_pending = reconciler_.pending();
+  // The full computation's temporaries (a copy of every route) go back to the system: with
+  // 100,000 leases they would otherwise stay in the agent's resident memory.
+  want = DesiredRoutes{};
+  malloc_trim(0);
 }
 
 void Agent::ReconcileLeases(const std::vector<std::string>& keys, const std::vector<Prefix4>& gone,
                             const std::vector<Prefix6>& gone6) {
   if (!synced_ || !config_ || !datapath_active_) return;
-  std::map<std::string, ParsedLeaseRecord> some;
+  std::vector<const ParsedLeaseRecord*> some;
   std::map<std::string, std::string> logged;
   for (const std::string& k : keys) {
-    if (auto it = leases_.find(k); it != leases_.end()) some.emplace(k, it->second);
+    if (auto it = leases_.find(k); it != leases_.end()) some.push_back(&*it);
     if (auto it = skip_logged_.find(k); it != skip_logged_.end()) {
       logged[k] = it->second;
       skip_logged_.erase(it);
     }
   }
-  DesiredRoutes want = ComputeRoutes(*config_, subnet_, some, underlay_.addrs, SubnetsPrefix(),
-                                     underlay_.name, subnet6_, underlay_.addrs6);
+  DesiredRoutes want = ComputeRoutes(*config_, subnet_, std::move(some), underlay_.addrs,
+                                     SubnetsPrefix(), underlay_.name, subnet6_, underlay_.addrs6);
   for (const SkippedLease& s : want.skipped) {
     auto it = logged.find(s.key);
     if (it == logged.end() || it->second != s.reason)
@@ -882,6 +899,7 @@ void Agent::ReconcileLeases(const std::vector<std::string>& keys, const std::vec
   health_->leases_skipped = static_cast<int64_t>(skip_logged_.size());
   reconciler_.ApplyLeases(gone, gone6, want);
   health_->routes = reconciler_.lease_routes();
+  health_->routes_pending = reconciler_.pending();
 }
 
 }  // namespace cppnet

@@ -63,6 +63,7 @@ struct AgentHealth {
   std::atomic<bool> ready{false};
   std::atomic<int64_t> last_etcd_ok_unix{0};
   std::atomic<int64_t> routes{0};
+  std::atomic<int64_t> routes_pending{0};  // lease routes a full map has no room for
   std::atomic<int64_t> leases_skipped{0};
   std::atomic<int64_t> lease_acquisitions{0};
   std::atomic<int64_t> leases{0};           // keys under <prefix>/subnets/
@@ -167,10 +168,13 @@ class Agent {
 
   // Loop state (agent thread only).
   bool synced_ = false;
-  std::map<std::string, ParsedLeaseRecord> leases_;  // <prefix>/subnets/*, parsed on arrival
-  SubnetIndex index_;                                // their subnets
-  std::optional<std::string> config_in_store_;       // <prefix>/config as etcd has it
-  std::optional<std::string> config_text_;           // the config last acted on
+  LeaseRecords leases_;  // <prefix>/subnets/*, parsed on arrival
+  SubnetIndex index_;    // their subnets
+  // The first list, raw, until the first lease is acquired from it (AcquireHints::listed).
+  std::optional<std::vector<EtcdKV>> first_list_;
+  bool first_list_acceptable_ = true;           // no acquisition tried yet
+  std::optional<std::string> config_in_store_;  // <prefix>/config as etcd has it
+  std::optional<std::string> config_text_;      // the config last acted on
   bool waiting_logged_ = false;
   std::optional<NetworkConfig> config_;
   std::optional<Prefix4> subnet_;   // the subnet the datapath serves (our lease)

@@ -148,6 +148,9 @@ std::vector<MetricFamily> HealthServer::Collect() const {
           expires - absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
   gauge("cppnet_routes", "Routes to other hosts' subnets installed from leases.",
         health_->routes.load());
+  gauge("cppnet_routes_pending",
+        "Lease routes not installed because their route map is full (installed when room frees).",
+        health_->routes_pending.load());
   gauge("cppnet_leases", "Subnet leases in etcd under the prefix (all hosts).",
         health_->leases.load());
   gauge("cppnet_leases_skipped", "Leases in etcd skipped as malformed, foreign or overlapping.",

@@ -110,15 +110,15 @@ std::optional<Prefix6> LeaseManager::PickSubnet6(const NetworkConfig& cfg,
 // free one) over IPv6-only keys. The caller revokes `lease_id` on failure or reservation.
 absl::StatusOr<LeaseManager::Event> LeaseManager::AcquireIpv6Only(
     const NetworkConfig& cfg, const Lease& own, const AcquireHints& hints, int64_t lease_id,
-    const std::string& value, const EtcdRange& existing) {
+    const std::string& value, const std::vector<EtcdKV>& existing) {
   const std::string& prefix = opts_.subnets_prefix;
   std::vector<Prefix6> taken6;
-  for (const EtcdKV& kv : existing.kvs) {
+  for (const EtcdKV& kv : existing) {
     absl::string_view name = kv.key;
     if (!absl::ConsumePrefix(&name, prefix)) continue;
     if (auto s6 = ParseSubnetKey6(name); s6.ok() && s6->has_value()) taken6.push_back(**s6);
   }
-  for (const EtcdKV& kv : existing.kvs) {
+  for (const EtcdKV& kv : existing) {
     absl::string_view name = kv.key;
     if (!absl::ConsumePrefix(&name, prefix) || !IsIpv6OnlyKey(name)) continue;
     auto s6 = ParseSubnetKey6(name);
@@ -168,8 +168,13 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
     return st;
   };
   // Fresh from etcd, not the watch cache: our own last write may still be in flight.
-  auto existing = registry_->RangePrefix(prefix);
-  if (!existing.ok()) return fail(existing.status());
+  const std::vector<EtcdKV>* existing = hints.listed;
+  absl::StatusOr<EtcdRange> fresh;
+  if (!existing) {
+    fresh = registry_->RangePrefix(prefix);
+    if (!fresh.ok()) return fail(fresh.status());
+    existing = &fresh->kvs;
+  }
   if (!cfg.enable_ipv4) {
     auto ev = AcquireIpv6Only(cfg, own, hints, lease_id, value, *existing);
     if (!ev.ok()) return fail(ev.status());
@@ -190,7 +195,7 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
   std::vector<Prefix6> taken6;
   std::optional<Prefix4> previous = hints.previous_subnet;
   std::string previous_source = hints.previous_source;
-  for (const EtcdKV& kv : existing->kvs) {
+  for (const EtcdKV& kv : *existing) {
     absl::string_view name = kv.key;
     if (!absl::ConsumePrefix(&name, prefix)) continue;
     auto s = ParseSubnetKey(name);
@@ -199,8 +204,11 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
     taken.push_back(*s);
     if (keys.back().s6) taken6.push_back(*keys.back().s6);
   }
+  const std::string own_ip = FormatIp4(own.public_ip);
   for (const auto& [kvp, s, s6] : keys) {
     const EtcdKV& kv = *kvp;
+    // Most leases are other hosts': a value without our address text is none of ours.
+    if (kv.value.find(own_ip) == std::string::npos) continue;
     auto l = ParseLease(kv.value);
     if (!l.ok() || l->public_ip != own.public_ip || !cfg.network.contains(s) ||
         s.len != cfg.subnet_len)
@@ -257,7 +265,7 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
     const uint32_t prev_ip = hints.previous_public_ip;
     if (prev_ip && prev_ip != own.public_ip) {
       const std::string v4key = FormatSubnetKey(s);
-      for (const EtcdKV& kv : existing->kvs) {
+      for (const EtcdKV& kv : *existing) {
         absl::string_view name = kv.key;
         if (!absl::ConsumePrefix(&name, prefix) || name.substr(0, name.find('&')) != v4key)
           continue;

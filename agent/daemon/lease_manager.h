@@ -30,6 +30,10 @@ struct AcquireHints {
   std::optional<Prefix6> previous_subnet6;  // from subnet.env (FLANNEL_IPV6_SUBNET)
   uint32_t previous_public_ip = 0;          // the pinned datapath's, if it differs
   std::string previous_source;              // where previous_subnet came from (for the log)
+  // The keys under the prefix as listed after this process started and before it wrote any:
+  // fresh enough for a first acquisition (every write is conditional), and one read of
+  // 100,000 leases fewer for etcd at start-up. Null: read them now.
+  const std::vector<EtcdKV>* listed = nullptr;
 };
 
 class LeaseManager {
@@ -76,7 +80,8 @@ class LeaseManager {
   absl::StatusOr<Event> Renew();
   absl::StatusOr<Event> AcquireIpv6Only(const NetworkConfig& cfg, const Lease& own,
                                         const AcquireHints& hints, int64_t lease_id,
-                                        const std::string& value, const EtcdRange& existing);
+                                        const std::string& value,
+                                        const std::vector<EtcdKV>& existing);
   void Held(std::optional<Prefix4> s, std::optional<Prefix6> s6, int64_t lease_id,
             const std::string& value, const std::string& how);
   // An IPv6 subnet for a new key: `want` when free and inside the range, else a random free one.

@@ -11,14 +11,11 @@
 namespace cppnet {
 
 DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own,
-                            const std::map<std::string, ParsedLeaseRecord>& leases,
+                            std::vector<const ParsedLeaseRecord*> records,
                             const std::vector<Prefix4>& underlay_addrs,
                             const std::string& subnets_prefix, const std::string& underlay_name,
                             std::optional<Prefix6> own6,
                             const std::vector<Prefix6>& underlay_addrs6) {
-  std::vector<const ParsedLeaseRecord*> records;
-  records.reserve(leases.size());
-  for (const auto& [key, rec] : leases) records.push_back(&rec);
   LeaseSet set = SelectPeerLeases(cfg, own, std::move(records), own6);
   auto onlink6 = [&](unsigned __int128 ip) {
     return std::any_of(underlay_addrs6.begin(), underlay_addrs6.end(), [&](const Prefix6& a) {
@@ -122,23 +119,27 @@ absl::Status RouteReconciler::Load() {
   return absl::OkStatus();
 }
 
+static uint64_t SubnetBits(const Prefix4& s) { return uint64_t{s.addr} << 8 | s.len; }
+
 void RouteReconciler::Track(const Prefix4& subnet, uint32_t ip, bool add) {
   if (ip == 0) return;  // no peer slot
   const uint32_t slot = cppnet_peer_slot(htonl(ip));
   dirty_slots_.insert(slot);
+  std::vector<uint32_t>& ips = slot_ips_[slot];
+  auto pos = std::lower_bound(ips.begin(), ips.end(), ip);
   if (add) {
-    by_peer_[ip].insert(subnet);
-    slot_ips_[slot].insert(ip);
+    PeerRoutes& p = by_peer_[ip];
+    p.count++;
+    p.subnets_xor ^= SubnetBits(subnet);
+    if (pos == ips.end() || *pos != ip) ips.insert(pos, ip);
     return;
   }
   auto it = by_peer_.find(ip);
   if (it == by_peer_.end()) return;
-  it->second.erase(subnet);
-  if (!it->second.empty()) return;
+  it->second.subnets_xor ^= SubnetBits(subnet);
+  if (--it->second.count > 0) return;
   by_peer_.erase(it);
-  if (auto s = slot_ips_.find(slot);
-      s != slot_ips_.end() && s->second.erase(ip) && s->second.empty())
-    slot_ips_.erase(s);
+  if (pos != ips.end() && *pos == ip) ips.erase(pos);
 }
 
 void RouteReconciler::Track6(const Ip6Bytes& a, bool add) {
@@ -236,6 +237,8 @@ absl::StatusOr<int64_t> RouteReconciler::Apply(const DesiredRoutes& want) {
   std::vector<Prefix6> gone6;
   for (const auto& [subnet, r] : installed6_)
     if (!want.routes6.count(subnet)) gone6.push_back(subnet);
+  std::erase_if(pending_, [&](const auto& p) { return !want.routes.count(p.first); });
+  std::erase_if(pending6_, [&](const auto& p) { return !want.routes6.count(p.first); });
   ApplyLeases(gone, gone6, want);
   return lease_routes();
 }
@@ -246,7 +249,25 @@ void RouteReconciler::ApplyLeases(const std::vector<Prefix4>& gone,
     LOG_ERROR(st.message());
     return;
   }
+  // Each change is logged while there are few (a lease coming or going); a start-up sync
+  // of thousands says how many.
+  constexpr int kLogEach = 20;
+  int added = 0, updated = 0, removed = 0;
+  auto note = [&](int* count, const char* what, const std::string& subnet, const std::string& via) {
+    if (++*count <= kLogEach) LOG_INFO(what, subnet, via.empty() ? "" : " via ", via);
+  };
+  // A route that cannot be written because its map is full waits (pending_), said once.
+  auto failed = [&](const absl::Status& st) {
+    if (!absl::IsResourceExhausted(st)) {
+      LOG_ERROR(st.message());
+      return;
+    }
+    if (!full_logged_)
+      LOG_ERROR(st.message(), "; lease routes wait for room (cppnet_routes_pending counts them)");
+    full_logged_ = true;
+  };
   for (const Prefix4& subnet : gone) {
+    if (!want.routes.count(subnet)) pending_.erase(subnet);
     auto cur = installed_.find(subnet);
     if (cur == installed_.end() || cur->second.origin != CPPNET_ORIGIN_LEASE ||
         want.routes.count(subnet))
@@ -255,39 +276,65 @@ void RouteReconciler::ApplyLeases(const std::vector<Prefix4>& gone,
       LOG_ERROR(st.message());
       continue;
     }
-    LOG_INFO("Subnet removed: ", FormatPrefix4(subnet));
+    note(&removed, "Subnet removed: ", FormatPrefix4(subnet), "");
   }
-  for (const auto& [subnet, r] : want.routes) {
-    auto cur = installed_.find(subnet);
-    if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) continue;
-    if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
-    const bool existed = cur != installed_.end();
-    if (auto st = Install(subnet, r); !st.ok()) {
-      LOG_ERROR(st.message());
-      continue;
-    }
-    LOG_INFO(existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix4(subnet), " via ",
-             FormatIp4(ntohl(r.public_ip)));
-  }
-  // IPv6: lease routes only (no static ones).
   for (const Prefix6& subnet : gone6) {
+    if (!want.routes6.count(subnet)) pending6_.erase(subnet);
     if (!installed6_.count(subnet) || want.routes6.count(subnet)) continue;
     if (auto st = Remove6(subnet); !st.ok()) {
       LOG_ERROR(st.message());
       continue;
     }
-    LOG_INFO("Subnet removed: ", FormatPrefix6(subnet));
+    note(&removed, "Subnet removed: ", FormatPrefix6(subnet), "");
   }
-  for (const auto& [subnet, r] : want.routes6) {
+  auto install = [&](const Prefix4& subnet, const cppnet_route& r) {
+    auto cur = installed_.find(subnet);
+    if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) return true;
+    if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) return true;
+    const bool existed = cur != installed_.end();
+    if (auto st = Install(subnet, r); !st.ok()) {
+      failed(st);
+      if (absl::IsResourceExhausted(st)) pending_[subnet] = r;
+      return false;
+    }
+    pending_.erase(subnet);
+    note(existed ? &updated : &added,
+         existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix4(subnet),
+         FormatIp4(ntohl(r.public_ip)));
+    return true;
+  };
+  auto install6 = [&](const Prefix6& subnet, const cppnet_route6& r) {
     auto cur = installed6_.find(subnet);
-    if (cur != installed6_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) continue;
+    if (cur != installed6_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) return true;
     const bool existed = cur != installed6_.end();
     if (auto st = Install6(subnet, r); !st.ok()) {
-      LOG_ERROR(st.message());
-      continue;
+      failed(st);
+      if (absl::IsResourceExhausted(st)) pending6_[subnet] = r;
+      return false;
     }
-    LOG_INFO(existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix6(subnet), " via ",
-             FormatIp6(FromBytes6(r.public_ip6)));
+    pending6_.erase(subnet);
+    note(existed ? &updated : &added,
+         existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix6(subnet),
+         FormatIp6(FromBytes6(r.public_ip6)));
+    return true;
+  };
+  // Waiting routes first (they are older), until the map is full again.
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    const auto [subnet, r] = *it++;
+    if (!install(subnet, r)) break;
+  }
+  for (auto it = pending6_.begin(); it != pending6_.end();) {
+    const auto [subnet, r] = *it++;
+    if (!install6(subnet, r)) break;
+  }
+  for (const auto& [subnet, r] : want.routes) install(subnet, r);
+  for (const auto& [subnet, r] : want.routes6) install6(subnet, r);
+  if (added > kLogEach || updated > kLogEach || removed > kLogEach)
+    LOG_INFO("Subnets: ", added, " added, ", updated, " updated, ", removed, " removed (the first ",
+             kLogEach, " of each logged)");
+  if (full_logged_ && pending_.empty() && pending6_.empty()) {
+    LOG_INFO("The route maps have room again: every lease route is installed");
+    full_logged_ = false;
   }
   FlushPeers();
 }
@@ -299,14 +346,13 @@ void RouteReconciler::FlushPeers() {
     cppnet_peer want{};
     // The lowest PublicIP of the slot keeps it (the data path checks the others' packets
     // against the route of their inner source).
-    if (auto s = slot_ips_.find(slot); s != slot_ips_.end() && !s->second.empty()) {
-      const uint32_t ip = *s->second.begin();
-      const std::set<Prefix4>& subnets = by_peer_.at(ip);
-      want.public_ip = htonl(ip);
-      want.routes = static_cast<uint32_t>(subnets.size());
-      if (subnets.size() == 1) {
-        want.subnet = htonl(subnets.begin()->addr);
-        want.subnet_len = subnets.begin()->len;
+    if (const std::vector<uint32_t>& ips = slot_ips_[slot]; !ips.empty()) {
+      const PeerRoutes& p = by_peer_.at(ips.front());
+      want.public_ip = htonl(ips.front());
+      want.routes = p.count;
+      if (p.count == 1) {
+        want.subnet = htonl(static_cast<uint32_t>(p.subnets_xor >> 8));
+        want.subnet_len = static_cast<uint8_t>(p.subnets_xor & 0xff);
       }
     }
     auto it = peers_.find(slot);

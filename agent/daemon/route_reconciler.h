@@ -7,6 +7,10 @@
 #include <map>
 #include <optional>
 #include <set>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
 #include <string>
 #include <vector>
 
@@ -29,11 +33,23 @@ struct DesiredRoutes {
 // (SelectPeerLeases), host-gw only for peers on the underlay's L2 segment (the others
 // skipped as unreachable), vxlan DirectRouting as host-gw for those peers.
 DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own,
-                            const std::map<std::string, ParsedLeaseRecord>& leases,
+                            std::vector<const ParsedLeaseRecord*> leases,
                             const std::vector<Prefix4>& underlay_addrs,
                             const std::string& subnets_prefix, const std::string& underlay_name,
                             std::optional<Prefix6> own6 = std::nullopt,
                             const std::vector<Prefix6>& underlay_addrs6 = {});
+
+// The leases an agent follows, ordered and found by their etcd key (ParsedLeaseRecord::key,
+// stored once): 100,000 of them take tens of megabytes.
+struct LeaseKeyLess {
+  using is_transparent = void;
+  bool operator()(const ParsedLeaseRecord& a, const ParsedLeaseRecord& b) const {
+    return a.key < b.key;
+  }
+  bool operator()(const ParsedLeaseRecord& a, absl::string_view b) const { return a.key < b; }
+  bool operator()(absl::string_view a, const ParsedLeaseRecord& b) const { return a < b.key; }
+};
+using LeaseRecords = absl::btree_set<ParsedLeaseRecord, LeaseKeyLess>;
 
 // The maps the reconciler writes.
 class RouteTable {
@@ -98,6 +114,8 @@ class RouteReconciler {
                    const DesiredRoutes& want);
   // Lease routes in place (IPv4 and IPv6).
   int64_t lease_routes() const { return lease_routes_ + static_cast<int64_t>(installed6_.size()); }
+  // Lease routes waiting for room in a full route map (retried whenever routes go).
+  int64_t pending() const { return static_cast<int64_t>(pending_.size() + pending6_.size()); }
   // A static route: replaces whatever entry the subnet has.
   absl::Status SetStatic(const Prefix4& subnet, const cppnet_route& r);
   // Removes a static route (NotFound: none; FailedPrecondition: the entry is a lease's).
@@ -119,18 +137,27 @@ class RouteReconciler {
 
   RouteTable* table_;
   bool loaded_ = false;
-  std::map<Prefix4, cppnet_route> installed_;  // what the table holds
-  int64_t lease_routes_ = 0;                   // of them, origin lease
-  std::map<uint32_t, cppnet_peer> peers_;      // what the peers array holds, by slot
+  absl::btree_map<Prefix4, cppnet_route> installed_;  // what the table holds
+  int64_t lease_routes_ = 0;                          // of them, origin lease
+  std::map<uint32_t, cppnet_peer> peers_;             // what the peers array holds, by slot
   std::map<Prefix6, cppnet_route6> installed6_;
   std::map<Ip6Bytes, uint32_t> peers6_;  // what the IPv6 peers map holds
-  // installed_ by PublicIP, PublicIPs by peer slot, installed6_'s routes per PublicIPv6, and
-  // what changed since the last FlushPeers.
-  std::map<uint32_t, std::set<Prefix4>> by_peer_;
-  std::map<uint32_t, std::set<uint32_t>> slot_ips_;
+  // installed_ by PublicIP: how many routes, and the XOR of their subnets (which is the
+  // subnet itself when there is one); PublicIPs by peer slot (sorted); installed6_'s routes
+  // per PublicIPv6; and what changed since the last FlushPeers. Compact: 100,000 leases.
+  struct PeerRoutes {
+    uint32_t count = 0;
+    uint64_t subnets_xor = 0;
+  };
+  absl::flat_hash_map<uint32_t, PeerRoutes> by_peer_;
+  std::vector<std::vector<uint32_t>> slot_ips_ =
+      std::vector<std::vector<uint32_t>>(CPPNET_PEER_SLOTS);
   std::map<Ip6Bytes, uint32_t> count6_;
   std::set<uint32_t> dirty_slots_;
   std::set<Ip6Bytes> dirty6_;
+  std::map<Prefix4, cppnet_route> pending_;  // see pending()
+  std::map<Prefix6, cppnet_route6> pending6_;
+  bool full_logged_ = false;  // "map ... is full" said, "room again" not yet
 };
 
 // Which leases' subnets overlap: the condition under which one lease's routes can be
@@ -146,8 +173,8 @@ class SubnetIndex {
   bool Overlaps(const ParsedLeaseRecord& r) const;
 
  private:
-  std::map<Prefix4, int> v4_;
-  std::map<Prefix6, int> v6_;
+  absl::btree_map<Prefix4, int> v4_;
+  absl::btree_map<Prefix6, int> v6_;
 };
 
 }  // namespace cppnet

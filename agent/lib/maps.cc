@@ -111,11 +111,20 @@ absl::StatusOr<std::vector<RouteEntry>> ListRoutes(int fd) {
   return out;
 }
 
+// A failed map write (errno set): a full map is ResourceExhausted, so callers can tell it
+// from a broken one.
+static absl::Status MapWriteError(const char* map, uint32_t max, const std::string& what) {
+  const int err = errno;
+  if (err == ENOSPC || err == E2BIG)
+    return absl::ResourceExhaustedError(
+        absl::StrCat("map ", map, " is full (", max, " entries): cannot add ", what));
+  return absl::InternalError(absl::StrCat("map ", map, ": add ", what, ": ", strerror(err)));
+}
+
 absl::Status UpsertRoute(int fd, const Prefix4& subnet, const cppnet_route& route) {
   cppnet_route_key k = KeyOf(subnet);
   if (bpf_map_update_elem(fd, &k, &route, BPF_ANY) != 0)
-    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES ": add ",
-                                            FormatPrefix4(subnet), ": ", strerror(errno)));
+    return MapWriteError(CPPNET_MAP_ROUTES, CPPNET_ROUTES_MAX, FormatPrefix4(subnet));
   return absl::OkStatus();
 }
 
@@ -147,8 +156,7 @@ absl::StatusOr<std::vector<Route6Entry>> ListRoutes6(int fd) {
 absl::Status UpsertRoute6(int fd, const Prefix6& subnet, const cppnet_route6& route) {
   cppnet_route6_key k = KeyOf6(subnet);
   if (bpf_map_update_elem(fd, &k, &route, BPF_ANY) != 0)
-    return absl::InternalError(absl::StrCat("map " CPPNET_MAP_ROUTES6 ": add ",
-                                            FormatPrefix6(subnet), ": ", strerror(errno)));
+    return MapWriteError(CPPNET_MAP_ROUTES6, CPPNET_ROUTES_MAX, FormatPrefix6(subnet));
   return absl::OkStatus();
 }
 

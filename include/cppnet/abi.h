@@ -29,7 +29,9 @@
 #define CPPNET_MAP_BINDS "cppnet_binds"
 #define CPPNET_LINK_XDP_PREFIX "link_xdp_"
 #define CPPNET_LINK_TCX_PREFIX "link_tcx_" /* + ifindex: a container veth's tcx link */
-#define CPPNET_ROUTES_MAX 65536
+/* Routes per family: 100,000 leases with room (a /8 of /26 subnets); LPM tries without
+ * preallocation, so an entry costs memory only when it exists. */
+#define CPPNET_ROUTES_MAX 262144
 #define CPPNET_ENDPOINTS_MAX 16384
 
 #define CPPNET_VXLAN_PORT_DEFAULT 8472

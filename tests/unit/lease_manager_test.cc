@@ -156,7 +156,8 @@ TEST_F(LeaseManagerTest, DualStackLeasesBothSubnetsInOneKeyAndRekeysAnIpv4OnlyLe
   own.vtep_mac6 = own.vtep_mac;
   // Our IPv4-only lease from before IPv6 was enabled: same IPv4 subnet, now with an IPv6 one.
   Lease old = Own();
-  reg.Put(Key("198.19.42.0-24"), SerializeLease(old), *reg.GrantLease(absl::Hours(1)));
+  ASSERT_TRUE(
+      reg.Put(Key("198.19.42.0-24"), SerializeLease(old), *reg.GrantLease(absl::Hours(1))).ok());
   auto ev = mgr.Step(dual, own, {.previous_subnet6 = *ParsePrefix6("2001:db8:100:42::/64")});
   ASSERT_TRUE(ev.ok()) << ev.status();
   EXPECT_EQ(mgr.key(), Key("198.19.42.0-24&2001:db8:100:42::-64"));

@@ -21,6 +21,7 @@ class FakeRouteTable : public RouteTable {
   std::map<uint32_t, cppnet_peer> peers;
   std::map<Prefix6, cppnet_route6> routes6;
   int writes = 0;
+  size_t capacity = SIZE_MAX;  // of routes, as a map's max_entries
 
   absl::StatusOr<std::vector<RouteEntry>> List() override {
     std::vector<RouteEntry> v;
@@ -28,6 +29,8 @@ class FakeRouteTable : public RouteTable {
     return v;
   }
   absl::Status Upsert(const Prefix4& s, const cppnet_route& r) override {
+    if (!routes.count(s) && routes.size() >= capacity)
+      return absl::ResourceExhaustedError("map cppnet_routes is full");
     writes++;
     routes[s] = r;
     return absl::OkStatus();
@@ -93,6 +96,12 @@ std::map<std::string, ParsedLeaseRecord> Leases(std::vector<std::pair<const char
   return out;
 }
 
+std::vector<const ParsedLeaseRecord*> Records(const std::map<std::string, ParsedLeaseRecord>& m) {
+  std::vector<const ParsedLeaseRecord*> v;
+  for (const auto& [key, r] : m) v.push_back(&r);
+  return v;
+}
+
 Mac MacOfRoute6(const cppnet_route6& r) {
   Mac m;
   std::copy(r.vtep_mac, r.vtep_mac + 6, m.begin());
@@ -104,7 +113,7 @@ const Prefix4 kOwn{0xc6130100, 24};
 const Prefix4 kS2{0xc6130200, 24}, kS3{0xc6130300, 24}, kS9{0xc6130900, 24};
 
 DesiredRoutes Want(const NetworkConfig& cfg, const std::map<std::string, ParsedLeaseRecord>& l) {
-  return ComputeRoutes(cfg, kOwn, l, kUnderlay, kPrefix, "eth0");
+  return ComputeRoutes(cfg, kOwn, Records(l), kUnderlay, kPrefix, "eth0");
 }
 
 cppnet_route Static(uint32_t via) {
@@ -292,6 +301,39 @@ TEST(RouteReconcilerTest, LeaseByLeaseEqualsTheWhole) {
   }
 }
 
+// A full route map: what does not fit waits (counted), nothing else breaks; room made by a
+// deleted lease goes to the waiting routes.
+TEST(RouteReconcilerTest, RoutesWaitForRoomInAFullMap) {
+  const NetworkConfig cfg = Config(R"({"Type":"vxlan"})");
+  FakeRouteTable t;
+  t.capacity = 3;
+  RouteReconciler rec(&t);
+  auto leases = Leases({{"198.19.2.0-24", 0xc6120002},
+                        {"198.19.3.0-24", 0xc6120003},
+                        {"198.19.4.0-24", 0xc6120004},
+                        {"198.19.5.0-24", 0xc6120005},
+                        {"198.19.6.0-24", 0xc6120006}});
+  auto n = rec.Apply(Want(cfg, leases));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3);
+  EXPECT_EQ(rec.pending(), 2);
+  EXPECT_EQ(t.routes.size(), 3u);
+  EXPECT_EQ(t.peers.size(), 3u);  // peers only of installed routes
+  // One lease goes (lease by lease): a waiting route takes its place.
+  const std::string gone_key = std::string(kPrefix) + "198.19.2.0-24";
+  leases.erase(gone_key);
+  rec.ApplyLeases({kS2}, {}, DesiredRoutes{});
+  EXPECT_EQ(rec.pending(), 1);
+  EXPECT_EQ(t.routes.size(), 3u);
+  EXPECT_EQ(t.routes.count(kS2), 0u);
+  // A waiting lease deleted stops waiting; with room, everything is in.
+  t.capacity = 10;
+  ASSERT_TRUE(rec.Apply(Want(cfg, leases)).ok());
+  EXPECT_EQ(rec.pending(), 0);
+  EXPECT_EQ(t.routes.size(), 4u);
+  EXPECT_EQ(t.peers.size(), 4u);
+}
+
 }  // namespace
 
 TEST(RouteReconcilerTest, Ipv6RoutesFollowTheLeasesIpv6Part) {
@@ -313,7 +355,7 @@ TEST(RouteReconcilerTest, Ipv6RoutesFollowTheLeasesIpv6Part) {
   add("198.19.2.0-24&2001:db8:100:2::-64", 0xc6120002, "2001:db8:1::2", true);  // off-link
   add("198.19.3.0-24&2001:db8:100:3::-64", 0xc6120003, "2001:db8::3", false);   // on-link
   const std::vector<Prefix6> underlay6 = {*ParsePrefix6("2001:db8::/64")};
-  DesiredRoutes want = ComputeRoutes(*cfg, kOwn, leases, kUnderlay, kPrefix, "eth0",
+  DesiredRoutes want = ComputeRoutes(*cfg, kOwn, Records(leases), kUnderlay, kPrefix, "eth0",
                                      *ParsePrefix6("2001:db8:100:1::/64"), underlay6);
   ASSERT_EQ(want.routes6.size(), 2u);
   const cppnet_route6& r2 = want.routes6.at(*ParsePrefix6("2001:db8:100:2::/64"));
@@ -331,14 +373,14 @@ TEST(RouteReconcilerTest, Ipv6RoutesFollowTheLeasesIpv6Part) {
   EXPECT_EQ(t.routes6.size(), 2u);
   EXPECT_EQ(t.peers6.size(), 2u);
   leases.erase(std::string(kPrefix) + "198.19.3.0-24&2001:db8:100:3::-64");
-  ASSERT_TRUE(rec.Apply(ComputeRoutes(*cfg, kOwn, leases, kUnderlay, kPrefix, "eth0",
+  ASSERT_TRUE(rec.Apply(ComputeRoutes(*cfg, kOwn, Records(leases), kUnderlay, kPrefix, "eth0",
                                       *ParsePrefix6("2001:db8:100:1::/64"), underlay6))
                   .ok());
   EXPECT_EQ(t.routes6.size(), 1u);
   EXPECT_EQ(t.peers6.size(), 1u);
   // A kernel vxlan peer (no mark) gets the outer checksum.
   add("198.19.4.0-24&2001:db8:100:4::-64", 0xc6120004, "2001:db8:1::4", false);
-  want = ComputeRoutes(*cfg, kOwn, leases, kUnderlay, kPrefix, "eth0",
+  want = ComputeRoutes(*cfg, kOwn, Records(leases), kUnderlay, kPrefix, "eth0",
                        *ParsePrefix6("2001:db8:100:1::/64"), underlay6);
   EXPECT_NE(want.routes6.at(*ParsePrefix6("2001:db8:100:4::/64")).flags & CPPNET_ROUTE_OUTER_CSUM,
             0);
