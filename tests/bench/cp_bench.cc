@@ -1,9 +1,10 @@
 // Control-plane benchmark helper, run inside a lab host next to cppnet-agent:
-//   cp_bench fill N            write N vxlan leases (10.0.0.0/8, /26 subnets, each with its own
-//                              PublicIP in 198.18.1.0 and up: data only, nothing is sent there)
+//   cp_bench fill N [BASE]     write N vxlan leases: subnets BASE+1, BASE+2, ... (BASE: a
+//                              prefix, default 10.0.0.0/26), each with its own PublicIP in
+//                              198.18.1.0 and up (data only: nothing is sent to any of them)
 //   cp_bench wait-count N S    wait (≤ S s) until the routes map holds N entries; prints the
 //                              CLOCK_MONOTONIC time (ns) at which it did
-//   cp_bench latency N FIRST RATE
+//   cp_bench latency N FIRST RATE [BASE]
 //                              N changes at RATE per second: new leases FIRST, FIRST+1, ...
 //                              and, every other change, the deletion of one written 20
 //                              changes before; each timed from its etcd write until the
@@ -45,9 +46,10 @@ int64_t NowNs() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-// 10.0.0.0/8 holds 262,144 /26 subnets, room for the 100,000-lease run (198.18.0.0/15, the
-// lab's range, has 32,768 /30s); the agent leases its own from 10.200.0.0 up.
-Prefix4 SubnetFor(uint32_t i) { return Prefix4{0x0a000000 + i * 64, 26}; }
+// Subnet i: the i-th prefix after g_base. By default in 10.0.0.0/8, which holds 262,144 /26
+// subnets, room for the 100,000-lease run (198.18.0.0/15, the lab's range, has 32,768 /30s).
+Prefix4 g_base{0x0a000000, 26};
+Prefix4 SubnetFor(uint32_t i) { return Prefix4{g_base.addr + i * g_base.size(), g_base.len}; }
 
 std::string LeaseFor(uint32_t i) {
   uint32_t ip = 0xc6120000 + 0x100 + (i % 0x1fe00);  // 198.18.1.0 and up: never sent to here
@@ -226,6 +228,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (cmd == "attach" && argc >= 4) return Attach(n, argv[3]);
+  // The optional BASE of fill and latency.
+  if (const int at = cmd == "fill" ? 3 : cmd == "latency" ? 5 : 0; at && argc > at) {
+    auto base = ParsePrefix4(argv[at]);
+    if (!base.ok()) {
+      fprintf(stderr, "cp_bench: %s\n", std::string(base.status().message()).c_str());
+      return 2;
+    }
+    g_base = *base;
+  }
   if (cmd == "republish" && argc >= 7)
     return Republish(etcd->get(), n, argv[3], argv[4], argv[5], argv[6]);
   if (cmd == "fill") {

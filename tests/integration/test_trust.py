@@ -234,7 +234,8 @@ def hostile_etcd(lab, c, hosts):
     # 30,000 /30 leases from 198.19.0.4 up: the /16 holds 16,383 of them, the rest lie
     # beyond the Network (loaded, then skipped). One /24 is freed for h3.
     fill = L.run(hosts[0].cmd(["env", f"CPPNET_ETCD_ENDPOINTS={lab.etcd_url}",
-                               os.path.join(L.BUILD, "tests", "cp_bench"), "fill", "30000"]), timeout=300)
+                               os.path.join(L.BUILD, "tests", "cp_bench"), "fill", "30000",
+                               "198.19.0.0/30"]), timeout=300)
     lab.etcdctl("del", "--prefix", SUBNETS + "198.19.196.")
     c.check("30,000 leases written (cp_bench fill)", fill.returncode == 0, fill.stderr[-200:])
     h3 = lab.add_host(3)
