@@ -115,6 +115,23 @@ def scenario(lab, c):
             h1.subnet in all_ and "note" in all_["198.19.250.0/24"] and "note" in all_["198.19.252.7-24"], all_)
     for k in bad:
         lab.etcdctl("del", SUBNETS + k)
+    # Overlapping leases: the older one is routed, the newer skipped; the older gone, the newer
+    # takes its place (a lease that overlaps no other is routed on its own, these are not).
+    stranger = json.dumps({"PublicIP": "198.18.0.9", "BackendType": "vxlan",
+                           "BackendData": {"VNI": 1, "VtepMAC": "0e:00:00:00:00:09"}})
+    lab.etcdctl("put", SUBNETS + "198.19.253.0-24", stranger)
+    L.wait_for("older lease routed", lambda: "198.19.253.0/24" in h1.routes())
+    lab.etcdctl("put", SUBNETS + "198.19.253.0-25", stranger)
+    L.wait_for("newer lease skipped", lambda: f"Skipping lease {SUBNETS}198.19.253.0-25: overlaps the older "
+               "lease 198.19.253.0/24" in h1.log())
+    c.check("an overlapping newer lease is skipped, the older keeps its route",
+            "198.19.253.0/24" in h1.routes() and "198.19.253.0/25" not in h1.routes(), h1.routes())
+    lab.etcdctl("del", SUBNETS + "198.19.253.0-24")
+    L.wait_for("newer lease routed", lambda: "198.19.253.0/25" in h1.routes()
+               and "198.19.253.0/24" not in h1.routes())
+    c.check("the older lease deleted: the newer one is routed in its place", True)
+    lab.etcdctl("del", SUBNETS + "198.19.253.0-25")
+    L.wait_for("overlap test routes gone", lambda: not any(r.startswith("198.19.253.") for r in h1.routes()))
 
     # Agent stopped: lease stays in etcd and forwarding continues (pinned datapath).
     h3.stop_agent()
