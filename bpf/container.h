@@ -124,6 +124,7 @@ static __always_inline int tunnel_send(struct __sk_buff* skb, const struct cppne
   __u16 dport = rt->port;
   __u8 peer_mac[6];
   mac_copy(peer_mac, rt->vtep_mac);
+  const int onlink = rt->flags & CPPNET_ROUTE_ONLINK;
 
   if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags))
     return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
@@ -147,7 +148,12 @@ static __always_inline int tunnel_send(struct __sk_buff* skb, const struct cppne
     ieth->h_proto = bpf_htons(ETH_P_IP);
   }
   count(vxlan ? CPPNET_CNT_VXLAN_TX : CPPNET_CNT_UDP_TX, skb->len);
-  /* The neighbour subsystem fills the outer Ethernet header (resolving ARP if needed). */
+  /* The neighbour subsystem fills the outer Ethernet header (resolving ARP if needed); an
+   * on-link peer is its own next hop, without a route lookup. */
+  if (onlink) {
+    struct bpf_redir_neigh nh = {.nh_family = AF_INET_, .ipv4_nh = daddr};
+    return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
+  }
   return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
 }
 

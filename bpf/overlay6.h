@@ -287,6 +287,7 @@ static __always_inline int tunnel_send6(struct __sk_buff* skb, const struct cppn
   mac_copy(peer_mac, rt->vtep_mac);
   __u32 vni = rt->vni;
   __u16 dport = rt->port;
+  const int onlink = rt->flags & CPPNET_ROUTE_ONLINK;
 
   if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags))
     return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
@@ -320,6 +321,11 @@ static __always_inline int tunnel_send6(struct __sk_buff* skb, const struct cppn
   ieth->h_proto = bpf_htons(ETH_P_IPV6);
   if (csum && set_udp6_csum(skb)) return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);
   count(CPPNET_CNT_VXLAN_TX, skb->len);
+  if (onlink) { /* its own next hop (see CPPNET_ROUTE_ONLINK) */
+    struct bpf_redir_neigh nh = {.nh_family = AF_INET6_};
+    __builtin_memcpy(nh.ipv6_nh, daddr, 16);
+    return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
+  }
   return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
 }
 

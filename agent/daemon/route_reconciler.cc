@@ -47,6 +47,7 @@ DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own
     if (cfg.backend.direct_routing && backend == CPPNET_BACKEND_VXLAN && onlink6(pip6))
       r6.backend = CPPNET_BACKEND_HOSTGW;
     if (r6.backend == CPPNET_BACKEND_VXLAN) {
+      if (onlink6(pip6)) r6.flags |= CPPNET_ROUTE_ONLINK;
       r6.vni = cfg.backend.vni;
       memcpy(r6.vtep_mac, peer.lease.vtep_mac6->data(), 6);
       r6.port = cfg.backend.port;
@@ -78,6 +79,7 @@ DesiredRoutes ComputeRoutes(const NetworkConfig& cfg, std::optional<Prefix4> own
       memcpy(r.vtep_mac, peer.lease.vtep_mac->data(), 6);
     }
     r.port = r.backend == CPPNET_BACKEND_HOSTGW ? 0 : cfg.backend.port;
+    if (r.backend != CPPNET_BACKEND_HOSTGW && onlink(pip)) r.flags |= CPPNET_ROUTE_ONLINK;
     if (r.backend == CPPNET_BACKEND_UDP && !peer.lease.cppnet_datapath)
       r.flags |= CPPNET_ROUTE_USERSPACE_PEER;
     r.origin = CPPNET_ORIGIN_LEASE;

@@ -65,6 +65,10 @@ enum cppnet_origin {
  * the soft device too, and cppnet_tc_soft computes the checksum over the finished packet.
  * Peers with the cppnet datapath take checksum 0 and whole GSO packets. */
 #define CPPNET_ROUTE_OUTER_CSUM 0x2
+/* The peer's PublicIP lies in one of the underlay's prefixes: tunnel packets to it name it as
+ * the next hop (bpf_redirect_neigh without a route lookup per packet). Set by the agent, which
+ * follows the underlay's addresses. */
+#define CPPNET_ROUTE_ONLINK 0x4
 
 /* The veth pair the agent creates (every backend). CPPNET_HOST_DEV holds the host's overlay
  * address (the subnet's .0, as flanneld's flannel.1 does) and the route to the Network: its

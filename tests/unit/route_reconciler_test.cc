@@ -237,9 +237,22 @@ TEST(RouteReconcilerTest, UdpPeersWithoutTheCppnetMarkAreUserspacePeers) {
   leases[key] = ParseLeaseRecord(kPrefix, LeaseRecord{key, SerializeLease(cpp), 20});
   auto want = Want(cfg, leases);
   ASSERT_EQ(want.routes.size(), 2u);
-  EXPECT_EQ(want.routes[kS2].flags, CPPNET_ROUTE_USERSPACE_PEER);
-  EXPECT_EQ(want.routes[kS3].flags, 0);
+  EXPECT_EQ(want.routes[kS2].flags & CPPNET_ROUTE_USERSPACE_PEER, CPPNET_ROUTE_USERSPACE_PEER);
+  EXPECT_EQ(want.routes[kS3].flags & CPPNET_ROUTE_USERSPACE_PEER, 0);
   EXPECT_EQ(want.routes[kS3].port, 8285);
+}
+
+// A tunnel peer on the underlay's segment is its own next hop (no route lookup per packet);
+// one beyond it goes where the underlay's routes say.
+TEST(RouteReconcilerTest, OnLinkTunnelPeersAreMarkedAsTheirOwnNextHop) {
+  const NetworkConfig cfg = Config(R"({"Type":"vxlan"})");
+  auto want = Want(cfg, Leases({{"198.19.2.0-24", 0xc6120002}, {"198.19.3.0-24", 0xc6121003}}));
+  ASSERT_EQ(want.routes.size(), 2u);
+  EXPECT_EQ(want.routes[kS2].flags, CPPNET_ROUTE_ONLINK);
+  EXPECT_EQ(want.routes[kS3].flags, 0);
+  const NetworkConfig gw = Config(R"({"Type":"host-gw"})");
+  want = Want(gw, Leases({{"198.19.2.0-24", 0xc6120002}}, "host-gw"));
+  EXPECT_EQ(want.routes[kS2].flags, 0);  // host-gw names its next hop anyway
 }
 
 ParsedLeaseRecord Record(const std::string& subnet_key, uint32_t ip, int64_t rev) {
