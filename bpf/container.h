@@ -124,7 +124,7 @@ static __always_inline int tunnel_send(struct __sk_buff* skb, const struct cppne
   __u16 dport = rt->port;
   __u8 peer_mac[6];
   mac_copy(peer_mac, rt->vtep_mac);
-  const int onlink = rt->flags & CPPNET_ROUTE_ONLINK;
+  const int onlink = (rt->flags & CPPNET_ROUTE_ONLINK) && !host_routed(reply_flags);
 
   if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags))
     return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);

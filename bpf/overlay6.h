@@ -287,7 +287,7 @@ static __always_inline int tunnel_send6(struct __sk_buff* skb, const struct cppn
   mac_copy(peer_mac, rt->vtep_mac);
   __u32 vni = rt->vni;
   __u16 dport = rt->port;
-  const int onlink = rt->flags & CPPNET_ROUTE_ONLINK;
+  const int onlink = (rt->flags & CPPNET_ROUTE_ONLINK) && !host_routed(reply_flags);
 
   if (bpf_skb_adjust_room(skb, overhead, BPF_ADJ_ROOM_MAC, flags))
     return drop(skb, CPPNET_CNT_DROP_ENCAP_FAILED);

@@ -112,6 +112,14 @@ static __always_inline int too_big(struct __sk_buff* skb, const struct cppnet_co
   return bpf_redirect(skb->ifindex, reply_flags);
 }
 
+/* Is this the host's own packet, at tc egress of CPPNET_HOST_DEV (its answers go back into the
+ * host: BPF_F_INGRESS)? It carries the host's route to the inner destination, through that
+ * device: a tunnel packet must get the route to the peer from bpf_redirect_neigh's lookup, or
+ * one queued while the peer's MAC is resolved would follow the old route back into the device. */
+static __always_inline int host_routed(__u64 reply_flags) {
+  return !!(reply_flags & BPF_F_INGRESS);
+}
+
 /* Outer IPv4 + UDP header in front of an encapsulated packet of `outer_len` bytes
  * (from the outer IP header on). UDP checksum 0, as flanneld's vxlan and udp send. */
 static __always_inline void write_outer(struct iphdr* oip, struct udphdr* udp,
