@@ -39,11 +39,12 @@ int cppnet_tc_paced(struct __sk_buff* skb) {
   return bpf_redirect(next, 0);
 }
 
-/* tc ingress of an endpoint's host veth: the endpoint's frames. Nothing an endpoint
- * sends reaches the host's stack (as with Linux macvlan/ipvlan, endpoints cannot talk
- * to the parent host): each frame is switched, sent out of the trunk, or dropped. */
-SEC("tc")
-int cppnet_tc_vlan_port(struct __sk_buff* skb) {
+/* The endpoint's frames: on a veth at tc ingress of its host end, on a netkit device inside
+ * the endpoint's own transmit (`xmit`: bpf_redirect_peer works at ingress only, so local
+ * delivery leaves through the other endpoint's host end instead). Nothing an endpoint sends
+ * reaches the host's stack (as with Linux macvlan/ipvlan, endpoints cannot talk to the parent
+ * host): each frame is switched, sent out of the trunk, or dropped. */
+static __always_inline int vlan_port(struct __sk_buff* skb, const int xmit) {
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
   struct ethhdr* eth = data;
@@ -115,6 +116,7 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
     count(CPPNET_CNT_VLAN_LOCAL, skb->len);
     port_count(target, skb->len, 0);
     if (pace) return paced(skb, pace, classid, target | CPPNET_PACED_LOCAL);
+    if (xmit) return bpf_redirect(target, 0);
     return into_container(target, config_entry());
   }
   /* A network without parent has no wire: broadcast went to the local endpoints. */
@@ -128,5 +130,15 @@ int cppnet_tc_vlan_port(struct __sk_buff* skb) {
   if (pace) return paced(skb, pace, classid, trunk);
   return bpf_redirect(trunk, 0);
 }
+
+/* tc ingress (tcx) of an endpoint's host veth. */
+SEC("tc")
+int cppnet_tc_vlan_port(struct __sk_buff* skb) { return vlan_port(skb, 0); }
+
+/* An endpoint on netkit: attached as BPF_NETKIT_PEER through the host end (the primary), it
+ * runs when the endpoint transmits, skb->ifindex being the host end's. Its verdicts are
+ * netkit's: TC_ACT_SHOT = NETKIT_DROP, TC_ACT_REDIRECT = NETKIT_REDIRECT. */
+SEC("tc")
+int cppnet_nk_vlan_port(struct __sk_buff* skb) { return vlan_port(skb, 1); }
 
 #endif

@@ -173,8 +173,23 @@ int Agent::Run() {
     return 1;
   }
   host_ = std::move(*host);
-  vlan_ =
-      std::make_unique<VlanController>(dp_.get(), host_.get(), opts_.config_dir, underlay_.name);
+  // VLAN endpoints on netkit where the kernel has it (tried once: a pair made and deleted).
+  std::string device = opts_.endpoint_device;
+  if (device != "veth") {
+    if (absl::Status nk = NetkitSupported(); nk.ok()) {
+      device = "netkit";
+    } else if (device == "netkit") {
+      LOG_ERROR("--endpoint-device=netkit: ", nk.message(), " (needs a kernel with CONFIG_NETKIT)");
+      return 1;
+    } else {
+      LOG_INFO("netkit is not available (", nk.message(),
+               "; a kernel without CONFIG_NETKIT): VLAN endpoints get veth pairs");
+      device = "veth";
+    }
+  }
+  LOG_INFO("VLAN endpoints: ", device, " devices");
+  vlan_ = std::make_unique<VlanController>(dp_.get(), host_.get(), opts_.config_dir, underlay_.name,
+                                           device);
   containers_ = std::make_unique<ContainerSide>(dp_.get(), host_.get(), opts_.container_iface);
   host_changes_ = HostWatcher::kLinks | HostWatcher::kAddrs;
   LoadNetworks();

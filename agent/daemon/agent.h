@@ -54,6 +54,7 @@ struct AgentOptions {
   // Where tunnel packets are opened: "xdp", "tc", or "auto" (tc on a veth underlay,
   // where an XDP program would take segmentation offload away from the peer; else xdp).
   std::string decap = "auto";
+  std::string endpoint_device = "auto";    // auto, netkit, veth
   std::string config_dir = "/etc/cppnet";  // VLAN networks in networks.d/, routes.json
   std::string api_socket = kAgentSocket;
 };

@@ -176,6 +176,12 @@ int main(int argc, char** argv) {
       ->envname(env("DECAP"))
       ->check(CLI::IsMember({"auto", "xdp", "tc"}))
       ->capture_default_str();
+  app.add_option("--endpoint-device", o.endpoint_device,
+                 "what the CNI plugin gives VLAN endpoints: netkit (kernel >= 6.7), veth, or auto "
+                 "(netkit where the kernel has it)")
+      ->envname(env("ENDPOINT_DEVICE"))
+      ->check(CLI::IsMember({"auto", "netkit", "veth"}))
+      ->capture_default_str();
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->envname(env("LOG_LEVEL"))

@@ -31,8 +31,20 @@ absl::StatusOr<uint32_t> Ifindex(const json& p) {
 }  // namespace
 
 VlanController::VlanController(Datapath* dp, const HostWatcher* host, std::string config_dir,
-                               std::string underlay)
-    : dp_(dp), host_(host), config_dir_(std::move(config_dir)), underlay_(std::move(underlay)) {}
+                               std::string underlay, std::string endpoint_device)
+    : dp_(dp),
+      host_(host),
+      config_dir_(std::move(config_dir)),
+      underlay_(std::move(underlay)),
+      endpoint_device_(std::move(endpoint_device)) {}
+
+absl::Status VlanController::AttachPort(int ifindex, const std::string& name, bool old_clsact) {
+  // The host end's kind from the kernel (our cache may not have a link the plugin just made).
+  std::optional<Interface> link = host_->FindByIndex(ifindex);
+  if (!link)
+    if (auto l = FindInterface(name); l.ok() && l->ifindex == ifindex) link = *l;
+  return dp_->AttachVlanPort(ifindex, name, old_clsact, link && link->kind == "netkit");
+}
 
 // VLAN networks defined with `cppnetctl network create` (networks.d/*.json, written by
 // this controller for the local API), read at start and after each change.
@@ -115,7 +127,7 @@ void VlanController::Sync() {
     }
     if (!ports_attached_ && if_indextoname(p.ifindex, name)) {
       const int i = static_cast<int>(p.ifindex);
-      if (auto st = dp_->AttachVlanPort(i, name, host_->IngressQdisc(i) == "clsact"); !st.ok())
+      if (auto st = AttachPort(i, name, host_->IngressQdisc(i) == "clsact"); !st.ok())
         LOG_WARN("VLAN endpoint: ", st.message());
     }
   }
@@ -201,6 +213,7 @@ absl::StatusOr<json> VlanController::Get(const json& p) {
     return out;
   }
   out["trunk"] = {{"ifindex", trunk->key}, {"mac", FormatMac(trunk->mac)}, {"mtu", trunk->mtu}};
+  out["endpoint_device"] = endpoint_device_;
   if (auto st = VlanNetworkHasRoom(dp_->vlan_maps(), n->name, trunk->key, n->vlan,
                                    VlanModeId(n->driver, n->mode));
       !st.ok())
@@ -256,8 +269,8 @@ absl::StatusOr<json> VlanController::EndpointAdd(const json& p) {
   // caller's configuration problem: FailedPrecondition.
   if (auto st = RegisterVlanEndpoint(dp_->vlan_maps(), spec); !st.ok())
     return absl::FailedPreconditionError(st.message());
-  // A fresh veth of the CNI plugin: no clsact of an earlier version to remove.
-  if (auto st = dp_->AttachVlanPort(static_cast<int>(*host_ifindex), host, false); !st.ok()) {
+  // A fresh veth or netkit of the CNI plugin: no clsact of an earlier version to remove.
+  if (auto st = AttachPort(static_cast<int>(*host_ifindex), host, false); !st.ok()) {
     (void)UnregisterVlanEndpoint(dp_->vlan_maps(), *host_ifindex);
     return st;
   }

@@ -18,8 +18,9 @@ namespace cppnet {
 
 class VlanController {
  public:
+  // `endpoint_device`: what the CNI plugin is told to give endpoints, "netkit" or "veth".
   VlanController(Datapath* dp, const HostWatcher* host, std::string config_dir,
-                 std::string underlay);
+                 std::string underlay, std::string endpoint_device);
   void Load();  // networks.d → definitions
   void Sync();  // after host changes: trunks, moved trunks, vanished endpoints
   // An untagged network on the overlay's underlay (its program then passes broadcast up).
@@ -35,6 +36,8 @@ class VlanController {
   absl::StatusOr<nlohmann::json> EndpointGet(const nlohmann::json& p);
 
  private:
+  // The endpoint program on host end `ifindex` (`name`), as its device kind wants it.
+  absl::Status AttachPort(int ifindex, const std::string& name, bool old_clsact);
   struct Trunk {
     uint32_t key;  // the maps' trunk key (VlanNetwork::TrunkKey)
     Mac mac;
@@ -46,6 +49,7 @@ class VlanController {
   Datapath* dp_;
   const HostWatcher* host_;
   std::string config_dir_, underlay_;
+  std::string endpoint_device_;  // "netkit" or "veth"
   std::vector<VlanNetwork> networks_;
   std::map<std::string, int> trunks_;  // trunk name → ifindex our program is attached to
   std::set<std::string> missing_;      // trunks reported missing (logged once)

@@ -117,6 +117,9 @@ int Datapath::trunk_prog_fd() const { return bpf_program__fd(skel_->progs.cppnet
 int Datapath::vlan_port_prog_fd() const {
   return bpf_program__fd(skel_->progs.cppnet_tc_vlan_port);
 }
+int Datapath::vlan_port_netkit_prog_fd() const {
+  return bpf_program__fd(skel_->progs.cppnet_nk_vlan_port);
+}
 int Datapath::vlan_miss_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_miss); }
 int Datapath::vlan_nbr_fd() const { return bpf_map__fd(skel_->maps.cppnet_vlan_nbr); }
 int Datapath::queued_fd() const { return bpf_map__fd(skel_->maps.cppnet_queued); }
@@ -218,8 +221,14 @@ absl::Status Datapath::AttachTrunk(int ifindex, const std::string& ifname) {
   return AttachTcIngress(trunk_prog_fd(), ifindex, ifname);
 }
 
-absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname, bool old_clsact) {
-  return AttachTcxPinned(vlan_port_prog_fd(), ifindex, ifname, old_clsact);
+absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname, bool old_clsact,
+                                      bool netkit) {
+  if (!netkit) return AttachTcxPinned(vlan_port_prog_fd(), ifindex, ifname, old_clsact);
+  int keep = -1;
+  auto st = AttachNetkitPeer(vlan_port_netkit_prog_fd(), ifindex, ifname,
+                             pin_dir_.empty() ? "" : TcxPin(pin_dir_, ifindex), &keep);
+  if (keep >= 0) link_fds_.push_back(keep);
+  return st;
 }
 
 // The name of the program behind a tc filter, "" when it cannot be read.

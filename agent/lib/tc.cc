@@ -35,9 +35,11 @@ absl::Status AttachTcEgress(int prog_fd, int ifindex, const std::string& ifname)
   return AttachTc(prog_fd, ifindex, ifname, BPF_TC_EGRESS);
 }
 
-// Bookworm's headers (Linux 6.1 UAPI, libbpf 1.1) predate tcx: the kernel's values.
-constexpr int kBpfTcxIngress = 46;     // enum bpf_attach_type BPF_TCX_INGRESS
-constexpr uint32_t kLinkTypeTcx = 11;  // enum bpf_link_type BPF_LINK_TYPE_TCX
+// Bookworm's headers (Linux 6.1 UAPI, libbpf 1.1) predate tcx and netkit: the kernel's values.
+constexpr int kBpfTcxIngress = 46;        // enum bpf_attach_type BPF_TCX_INGRESS
+constexpr int kBpfNetkitPeer = 55;        // enum bpf_attach_type BPF_NETKIT_PEER
+constexpr uint32_t kLinkTypeTcx = 11;     // enum bpf_link_type BPF_LINK_TYPE_TCX
+constexpr uint32_t kLinkTypeNetkit = 13;  // enum bpf_link_type BPF_LINK_TYPE_NETKIT
 
 absl::StatusOr<uint32_t> TcxLinkIfindex(const std::string& pin) {
   int fd = bpf_obj_get(pin.c_str());
@@ -47,14 +49,17 @@ absl::StatusOr<uint32_t> TcxLinkIfindex(const std::string& pin) {
   const int err = bpf_obj_get_info_by_fd(fd, &info, &len) ? errno : 0;
   close(fd);
   if (err) return absl::InternalError(absl::StrCat(pin, ": link info: ", strerror(err)));
-  if (info.type != kLinkTypeTcx)
-    return absl::InvalidArgumentError(absl::StrCat(pin, ": not a tcx link"));
-  // The tcx part of the info union starts with the ifindex, where the xdp part has its own.
+  if (info.type != kLinkTypeTcx && info.type != kLinkTypeNetkit)
+    return absl::InvalidArgumentError(absl::StrCat(pin, ": not a tcx or netkit link"));
+  // The tcx and netkit parts of the info union start with the ifindex, where the xdp part has
+  // its own.
   return info.xdp.ifindex;
 }
 
-absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifname,
-                              const std::string& pin, bool old_clsact, int* keep_fd) {
+// A pinned link of `attach_type` on `ifindex` (see AttachTcxIngress); `what` names the hook.
+static absl::Status AttachPinned(int prog_fd, int ifindex, const std::string& ifname,
+                                 const std::string& pin, int attach_type, const char* what,
+                                 bool old_clsact, int* keep_fd) {
   *keep_fd = -1;
   if (!pin.empty()) {
     auto on = TcxLinkIfindex(pin);
@@ -66,10 +71,10 @@ absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifnam
     }
     unlink(pin.c_str());  // stale: its interface is gone (or another has its index now)
   }
-  int fd = bpf_link_create(prog_fd, ifindex, static_cast<bpf_attach_type>(kBpfTcxIngress), nullptr);
+  int fd = bpf_link_create(prog_fd, ifindex, static_cast<bpf_attach_type>(attach_type), nullptr);
   if (fd < 0)
     return absl::InternalError(
-        absl::StrCat("interface ", ifname, ": attach tcx ingress: ", strerror(errno)));
+        absl::StrCat("interface ", ifname, ": attach ", what, ": ", strerror(errno)));
   // An earlier version's clsact with our filter (ours alone on a container veth): the program
   // would run twice, and the qdisc blocks others' "ingress" qdisc.
   LIBBPF_OPTS(bpf_tc_hook, ingress, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
@@ -87,8 +92,19 @@ absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifnam
   close(fd);  // the pin holds the link
   if (err)
     return absl::InternalError(
-        absl::StrCat("interface ", ifname, ": pin tcx link ", pin, ": ", strerror(err)));
+        absl::StrCat("interface ", ifname, ": pin ", what, " link ", pin, ": ", strerror(err)));
   return absl::OkStatus();
+}
+
+absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifname,
+                              const std::string& pin, bool old_clsact, int* keep_fd) {
+  return AttachPinned(prog_fd, ifindex, ifname, pin, kBpfTcxIngress, "tcx ingress", old_clsact,
+                      keep_fd);
+}
+
+absl::Status AttachNetkitPeer(int prog_fd, int ifindex, const std::string& ifname,
+                              const std::string& pin, int* keep_fd) {
+  return AttachPinned(prog_fd, ifindex, ifname, pin, kBpfNetkitPeer, "netkit peer", false, keep_fd);
 }
 
 }  // namespace cppnet

@@ -587,7 +587,21 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
   if (nsfd < 0)
     return undo(absl::NotFoundError(absl::StrCat("netns ", netns, ": ", strerror(errno))),
                 kInvalidEnv);
-  {
+  // The agent says which device: netkit (the endpoint's frames switched inside its own
+  // transmit) where the kernel has it, else a veth pair.
+  const bool netkit = info.value("endpoint_device", "veth") == "netkit";
+  if (netkit) {
+    const NetkitSpec spec{.primary = host,
+                          .peer = ifname,
+                          .mtu = static_cast<unsigned>(trunk_mtu),
+                          .peer_mac = mac,
+                          .peer_noarp = mode == CPPNET_VLAN_IPVLAN_L3,  // routed: no neighbours
+                          .peer_netns_fd = nsfd};
+    const absl::Status st = CreateNetkitPair(sk->get(), spec);
+    close(nsfd);
+    if (!st.ok()) return undo(st);
+    created = true;
+  } else {
     rtnl_link* veth = rtnl_link_veth_alloc();
     rtnl_link* peer = rtnl_link_veth_get_peer(veth);
     rtnl_link_set_name(veth, host.c_str());

@@ -28,7 +28,9 @@
 #define CPPNET_MAP_PEERS "cppnet_peers"
 #define CPPNET_MAP_BINDS "cppnet_binds"
 #define CPPNET_LINK_XDP_PREFIX "link_xdp_"
-#define CPPNET_LINK_TCX_PREFIX "link_tcx_" /* + ifindex: a container veth's tcx link */
+/* + ifindex: a container endpoint's link: tcx on a veth's host end, BPF_NETKIT_PEER on a
+ * netkit pair's primary */
+#define CPPNET_LINK_TCX_PREFIX "link_tcx_"
 /* Routes per family: 100,000 leases with room (a /8 of /26 subnets); LPM tries without
  * preallocation, so an entry costs memory only when it exists. */
 #define CPPNET_ROUTES_MAX 262144

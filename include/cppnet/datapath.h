@@ -50,14 +50,17 @@ class Datapath {
   int soft_prog_fd() const;
   int host_prog_fd() const;
   // VLAN networks: the trunk demultiplexer (on trunks that are not the underlay; the
-  // underlay program has it built in) and the endpoint program on host veths, a pinned tcx
-  // link as AttachPort's (DetachPort removes it), so the bandwidth plugin's "ingress" qdisc fits.
+  // underlay program has it built in) and the endpoint program on host ends: on a veth a pinned
+  // tcx link as AttachPort's (DetachPort removes it), so the bandwidth plugin's "ingress" qdisc
+  // fits; on a netkit primary (`netkit`) a pinned BPF_NETKIT_PEER link, at the same pin.
   absl::Status AttachTrunk(int ifindex, const std::string& ifname);
-  absl::Status AttachVlanPort(int ifindex, const std::string& ifname, bool old_clsact);
+  absl::Status AttachVlanPort(int ifindex, const std::string& ifname, bool old_clsact,
+                              bool netkit = false);
   // tc ingress of CPPNET_PACED_DEV: rated endpoints' frames, paced, on to trunk or endpoint.
   absl::Status AttachPaced(int ifindex, const std::string& ifname);
   int trunk_prog_fd() const;
   int vlan_port_prog_fd() const;
+  int vlan_port_netkit_prog_fd() const;
   VlanMaps vlan_maps() const;  // not owning
   int vlan_miss_fd() const;    // ring buffer: ipvlan l3 next hops to resolve
   int vlan_nbr_fd() const;     // ipvlan l3 next hops (the resolver marks what it asks for)

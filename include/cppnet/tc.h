@@ -24,8 +24,13 @@ absl::Status AttachTcEgress(int prog_fd, int ifindex, const std::string& ifname)
 // *keep_fd holds the link (closing it detaches).
 absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifname,
                               const std::string& pin, bool old_clsact, int* keep_fd);
-// The pinned tcx link's interface (0: detached, its interface gone), or an error when `pin` is
-// no tcx link.
+// netkit (kernel >= 6.7): the program as a bpf_link BPF_NETKIT_PEER through the pair's primary
+// `ifindex` (the host end), so it runs inside the peer's (the container's) transmit. Pinned and
+// updated in place as AttachTcxIngress.
+absl::Status AttachNetkitPeer(int prog_fd, int ifindex, const std::string& ifname,
+                              const std::string& pin, int* keep_fd);
+// The pinned tcx or netkit link's interface (0: detached, its interface gone), or an error when
+// `pin` is neither.
 absl::StatusOr<uint32_t> TcxLinkIfindex(const std::string& pin);
 
 }  // namespace cppnet

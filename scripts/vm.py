@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Runs a command on a newer kernel: a guest (qemu, emulated) booting Debian trixie's kernel with this
+machine's own files as its root (9p, read-only, under a tmpfs overlay), for what this kernel
+lacks (netkit: CONFIG_NETKIT is not set here). The guest sees the same /work, build and tools;
+what it writes stays in the guest. Output and exit status come back through a shared directory.
+
+  python3 -m scripts.vm [--modules m1,m2] -- COMMAND...     (exit status 77: no qemu or no mirror)
+
+The kernel package is downloaded once into build/vm (CPPNET_DEBIAN_MIRROR overrides the mirror)."""
+import argparse
+import glob
+import lzma
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+VM_DIR = os.path.join(BUILD, "vm")
+MIRROR = os.environ.get("CPPNET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SUITE = "trixie"
+# Loaded before the root is mounted (9p over virtio); the rest come from the kernel's own
+# module tree, shared with the guest.
+EARLY = ["netfs", "9pnet", "9pnet_virtio", "9p", "overlay"]
+# What the project's labs use (built into this machine's kernel, modules in Debian's).
+DEFAULT_MODULES = ["veth", "bridge", "vxlan", "macvlan", "tun", "sch_ingress", "cls_bpf", "sch_htb",
+                   "sch_tbf", "act_mirred", "cls_u32", "cls_matchall", "ifb", "nf_tables",
+                   "nft_chain_nat", "nft_masq", "nf_conntrack", "br_netfilter"]
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in {early}; do insmod /m/$m.ko || echo "cppnet-vm: insmod $m failed"; done
+mkdir -p /lower /upper /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=1048576,cache=loose hostroot /lower
+mount -t tmpfs -o size=75% tmpfs /upper; mkdir -p /upper/u /upper/w
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /newroot
+mkdir -p /newroot/lib/modules/{kver} /newroot/run/cppnet-vm
+mount -t 9p -o trans=virtio,version=9p2000.L,ro kmods /newroot/lib/modules/{kver}
+mount -t 9p -o trans=virtio,version=9p2000.L results /newroot/run/cppnet-vm
+exec switch_root /newroot /bin/sh /run/cppnet-vm/run.sh
+"""
+
+RUN = r"""#!/bin/sh
+# In the guest, as PID 1: the host's root with the guest's own /proc, /sys, /dev, /tmp, /run.
+exec > /run/cppnet-vm/out 2>&1
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
+[ -e /proc/self ] || mount -t proc proc /proc
+mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /var/tmp
+for d in /run/netns /run/cppnet /run/flannel; do mkdir -p $d; done
+mount -t bpf bpf /sys/fs/bpf; mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+ip link set lo up
+export HOME=/root PATH={path}:/usr/sbin:/sbin
+for m in {modules}; do modprobe $m || echo "cppnet-vm: modprobe $m failed" >&2; done
+cd {cwd}
+echo "cppnet-vm: kernel $(uname -r)" >&2
+( {command} )
+echo $? > /run/cppnet-vm/rc
+sync
+poweroff -f
+"""
+
+
+def skip(why):
+    print(f"cppnet-vm: skipped: {why}", file=sys.stderr)
+    sys.exit(77)
+
+
+def kernel():
+    """vmlinuz and module tree of the newest trixie amd64 kernel, downloaded once."""
+    have = sorted(glob.glob(os.path.join(VM_DIR, "kernel", "boot", "vmlinuz-*")))
+    if have:
+        kver = os.path.basename(have[-1])[len("vmlinuz-"):]
+        return have[-1], os.path.join(VM_DIR, "kernel", "usr", "lib", "modules", kver), kver
+    os.makedirs(VM_DIR, exist_ok=True)
+    try:
+        with urllib.request.urlopen(f"{MIRROR}/dists/{SUITE}/main/binary-amd64/Packages.xz", timeout=60) as r:
+            index = lzma.decompress(r.read()).decode()
+    except OSError as e:
+        skip(f"cannot read {MIRROR} ({e})")
+    best = None
+    for stanza in index.split("\n\n"):
+        f = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line.startswith(" "))
+        p = f.get("Package", "")
+        if p.startswith("linux-image-") and p.endswith("-amd64-unsigned") and "cloud" not in p and "-rt-" not in p:
+            key = [int(x) if x.isdigit() else x for x in f["Version"].replace("-", ".").split(".")]
+            if best is None or key > best[0]:
+                best = (key, f["Filename"])
+    if not best:
+        skip(f"no amd64 kernel package in {SUITE}")
+    deb = os.path.join(VM_DIR, os.path.basename(best[1]))
+    print(f"cppnet-vm: downloading {best[1]}", file=sys.stderr)
+    urllib.request.urlretrieve(f"{MIRROR}/{best[1]}", deb)
+    subprocess.run(["dpkg-deb", "-x", deb, os.path.join(VM_DIR, "kernel")], check=True)
+    os.unlink(deb)
+    vmlinuz, modules, kver = kernel()
+    # The package leaves modules.dep to its postinst: made here, for the guest's modprobe.
+    subprocess.run(["depmod", "-b", os.path.join(VM_DIR, "kernel", "usr"), kver], check=True)
+    return vmlinuz, modules, kver
+
+
+def initrd(modules_dir, kver, work):
+    """busybox, the early modules (decompressed) and /init, as a newc cpio."""
+    d = os.path.join(work, "initrd")
+    for sub in ("bin", "m", "proc", "sys", "dev"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    shutil.copy("/bin/busybox", os.path.join(d, "bin", "busybox"))
+    for m in EARLY:
+        found = glob.glob(os.path.join(modules_dir, "kernel", "**", f"{m}.ko*"), recursive=True)
+        if not found:
+            skip(f"module {m} not in {modules_dir}")
+        data = open(found[0], "rb").read()
+        if found[0].endswith(".xz"):
+            data = lzma.decompress(data)
+        open(os.path.join(d, "m", f"{m}.ko"), "wb").write(data)
+    init = os.path.join(d, "init")
+    open(init, "w").write(INIT.replace("{early}", " ".join(EARLY)).replace("{kver}", kver))
+    os.chmod(init, 0o755)
+    out = os.path.join(work, "initrd.cpio")
+    files = subprocess.run(["find", "."], cwd=d, capture_output=True, text=True, check=True).stdout
+    with open(out, "wb") as f:
+        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=d, input=files.encode(), stdout=f, check=True)
+    return out
+
+
+def run(command, modules=DEFAULT_MODULES, cwd=ROOT, memory_mb=6144, timeout=3600):
+    """(exit status, output) of `command` (a shell string) in the guest."""
+    if not shutil.which("qemu-system-x86_64"):
+        skip("qemu-system-x86_64 is not installed (scripts/install-deps.sh)")
+    vmlinuz, modules_dir, kver = kernel()
+    with tempfile.TemporaryDirectory(prefix="cppnet-vm-") as work:
+        results = os.path.join(work, "results")
+        os.makedirs(results)
+        path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        script = (RUN.replace("{modules}", " ".join(modules)).replace("{path}", shlex.quote(path))
+                  .replace("{cwd}", shlex.quote(cwd)).replace("{command}", command))
+        open(os.path.join(results, "run.sh"), "w").write(script)
+        rd = initrd(modules_dir, kver, work)
+        console = os.path.join(work, "console.log")
+        # TCG, not KVM: this machine's nested KVM stops the guest kernel early (an instruction
+        # its emulator lacks); functional tests only, nothing is measured in the guest.
+        argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", str(os.cpu_count() or 2),
+                "-m", str(memory_mb), "-nographic", "-no-reboot", "-kernel", vmlinuz, "-initrd", rd,
+                "-append", "console=ttyS0 panic=-1 quiet",
+                "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+                "-virtfs", f"local,path={modules_dir},mount_tag=kmods,security_model=none,readonly=on",
+                "-virtfs", f"local,path={results},mount_tag=results,security_model=none",
+                "-nic", "none", "-serial", f"file:{console}", "-monitor", "none", "-display", "none"]
+        try:
+            q = subprocess.run(argv, timeout=timeout, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, check=False)
+        except subprocess.TimeoutExpired:
+            return 124, "cppnet-vm: the guest did not finish in time\n" + open(console).read()[-4000:]
+        rc_file = os.path.join(results, "rc")
+        out = open(os.path.join(results, "out")).read() if os.path.exists(os.path.join(results, "out")) else ""
+        if not os.path.exists(rc_file):
+            con = open(console).read()[-4000:] if os.path.exists(console) else ""
+            return 125, f"{out}\ncppnet-vm: the guest ended without a result: {q.stderr[-2000:]}\n{con}"
+        return int(open(rc_file).read().strip() or 1), out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--modules", default=",".join(DEFAULT_MODULES))
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not cmd:
+        ap.error("no command")
+    rc, out = run(" ".join(shlex.quote(c) for c in cmd), modules=[m for m in a.modules.split(",") if m],
+                  timeout=int(os.environ.get("CPPNET_VM_TIMEOUT", "3600")))
+    sys.stdout.write(out)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
