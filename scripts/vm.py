@@ -46,12 +46,12 @@ exec switch_root /newroot /bin/sh /run/cppnet-vm/run.sh
 """
 
 RUN = r"""#!/bin/sh
-# In the guest, as PID 1: the host's root with the guest's own /proc, /sys, /dev, /tmp, /run.
+# In the guest, as PID 1: the host's root (writes go to the guest's memory) with the guest's own
+# /proc, /sys and /dev.
 exec > /run/cppnet-vm/out 2>&1
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 [ -e /proc/self ] || mount -t proc proc /proc
 mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /var/tmp
 for d in /run/netns /run/cppnet /run/flannel; do mkdir -p $d; done
 mount -t bpf bpf /sys/fs/bpf; mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null

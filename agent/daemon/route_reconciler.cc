@@ -291,8 +291,11 @@ void RouteReconciler::ApplyLeases(const std::vector<Prefix4>& gone,
   }
   auto install = [&](const Prefix4& subnet, const cppnet_route& r) {
     auto cur = installed_.find(subnet);
-    if (cur != installed_.end() && cur->second.origin == CPPNET_ORIGIN_STATIC) return true;
-    if (cur != installed_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) return true;
+    if (cur != installed_.end() &&
+        (cur->second.origin == CPPNET_ORIGIN_STATIC || memcmp(&cur->second, &r, sizeof(r)) == 0)) {
+      pending_.erase(subnet);  // a static route holds the subnet, or the route is in place
+      return true;
+    }
     const bool existed = cur != installed_.end();
     if (auto st = Install(subnet, r); !st.ok()) {
       failed(st);
@@ -307,7 +310,10 @@ void RouteReconciler::ApplyLeases(const std::vector<Prefix4>& gone,
   };
   auto install6 = [&](const Prefix6& subnet, const cppnet_route6& r) {
     auto cur = installed6_.find(subnet);
-    if (cur != installed6_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) return true;
+    if (cur != installed6_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) {
+      pending6_.erase(subnet);
+      return true;
+    }
     const bool existed = cur != installed6_.end();
     if (auto st = Install6(subnet, r); !st.ok()) {
       failed(st);
