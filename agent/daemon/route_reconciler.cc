@@ -289,42 +289,38 @@ void RouteReconciler::ApplyLeases(const std::vector<Prefix4>& gone,
     }
     note(&removed, "Subnet removed: ", FormatPrefix6(subnet), "");
   }
-  auto install = [&](const Prefix4& subnet, const cppnet_route& r) {
-    auto cur = installed_.find(subnet);
-    if (cur != installed_.end() &&
+  // One lease route into its family's map (`write`: Install or Install6); a subnet an IPv4
+  // static route holds is left to it. `via`: the route's peer, for the log.
+  auto install_in = [&](auto& installed, auto& pending, const auto& subnet, const auto& r,
+                        auto write, auto format_subnet, auto via) {
+    auto cur = installed.find(subnet);
+    if (cur != installed.end() &&
         (cur->second.origin == CPPNET_ORIGIN_STATIC || memcmp(&cur->second, &r, sizeof(r)) == 0)) {
-      pending_.erase(subnet);  // a static route holds the subnet, or the route is in place
+      pending.erase(subnet);  // held by a static route, or in place already
       return true;
     }
-    const bool existed = cur != installed_.end();
-    if (auto st = Install(subnet, r); !st.ok()) {
+    const bool existed = cur != installed.end();
+    if (auto st = write(subnet, r); !st.ok()) {
       failed(st);
-      if (absl::IsResourceExhausted(st)) pending_[subnet] = r;
+      if (absl::IsResourceExhausted(st)) pending[subnet] = r;
       return false;
     }
-    pending_.erase(subnet);
+    pending.erase(subnet);
     note(existed ? &updated : &added,
-         existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix4(subnet),
-         FormatIp4(ntohl(r.public_ip)));
+         existed ? "Subnet updated: " : "Subnet added: ", format_subnet(subnet), via(r));
     return true;
   };
+  auto install = [&](const Prefix4& subnet, const cppnet_route& r) {
+    return install_in(
+        installed_, pending_, subnet, r,
+        [this](const Prefix4& s, const cppnet_route& v) { return Install(s, v); }, FormatPrefix4,
+        [](const cppnet_route& v) { return FormatIp4(ntohl(v.public_ip)); });
+  };
   auto install6 = [&](const Prefix6& subnet, const cppnet_route6& r) {
-    auto cur = installed6_.find(subnet);
-    if (cur != installed6_.end() && memcmp(&cur->second, &r, sizeof(r)) == 0) {
-      pending6_.erase(subnet);
-      return true;
-    }
-    const bool existed = cur != installed6_.end();
-    if (auto st = Install6(subnet, r); !st.ok()) {
-      failed(st);
-      if (absl::IsResourceExhausted(st)) pending6_[subnet] = r;
-      return false;
-    }
-    pending6_.erase(subnet);
-    note(existed ? &updated : &added,
-         existed ? "Subnet updated: " : "Subnet added: ", FormatPrefix6(subnet),
-         FormatIp6(FromBytes6(r.public_ip6)));
-    return true;
+    return install_in(
+        installed6_, pending6_, subnet, r,
+        [this](const Prefix6& s, const cppnet_route6& v) { return Install6(s, v); }, FormatPrefix6,
+        [](const cppnet_route6& v) { return FormatIp6(FromBytes6(v.public_ip6)); });
   };
   // Waiting routes first (they are older), until the map is full again.
   for (auto it = pending_.begin(); it != pending_.end();) {
@@ -411,34 +407,26 @@ void SubnetIndex::Clear() {
   v6_.clear();
 }
 
-bool SubnetIndex::Overlaps(const ParsedLeaseRecord& r) const {
-  if (r.subnet.ok()) {
-    const Prefix4 s = *r.subnet;
-    if ((s.addr & s.mask()) != s.addr) return true;
-    // Prefixes that start inside s (s itself, its sub-prefixes, longer ones at its address)...
-    const uint64_t last = uint64_t{s.addr} + (s.len ? s.size() : uint64_t{1} << 32) - 1;
-    if (auto it = v4_.lower_bound(Prefix4{s.addr, 0}); it != v4_.end() && it->first.addr <= last)
-      return true;
-    // ...and those that contain it from below its address.
-    for (int len = 0; len < s.len; len++) {
-      const Prefix4 up{s.addr & Prefix4{0, static_cast<uint8_t>(len)}.mask(),
-                       static_cast<uint8_t>(len)};
-      if (up.addr < s.addr && v4_.count(up)) return true;
-    }
-  }
-  if (r.subnet6) {
-    const Prefix6 s = *r.subnet6;
-    if ((s.addr & s.mask()) != s.addr) return true;
-    const unsigned __int128 last = s.addr | ~s.mask();
-    if (auto it = v6_.lower_bound(Prefix6{s.addr, 0}); it != v6_.end() && it->first.addr <= last)
-      return true;
-    for (int len = 0; len < s.len; len++) {
-      const Prefix6 up{s.addr & Prefix6{0, static_cast<uint8_t>(len)}.mask(),
-                       static_cast<uint8_t>(len)};
-      if (up.addr < s.addr && v6_.count(up)) return true;
-    }
+// Does a prefix in `index` overlap s? One with host bits set counts as overlapping (it is left to
+// the full computation).
+template <typename P, typename Index>
+static bool OverlapsAny(const Index& index, const P& s) {
+  if ((s.addr & s.mask()) != s.addr) return true;
+  // Prefixes that start inside s (s itself, its sub-prefixes, shorter ones at its address)...
+  const auto last = s.addr | ~s.mask();
+  if (auto it = index.lower_bound(P{s.addr, 0}); it != index.end() && it->first.addr <= last)
+    return true;
+  // ...and those that contain it from below its address.
+  for (int len = 0; len < s.len; len++) {
+    const P up{s.addr & P{0, static_cast<uint8_t>(len)}.mask(), static_cast<uint8_t>(len)};
+    if (up.addr < s.addr && index.count(up)) return true;
   }
   return false;
+}
+
+bool SubnetIndex::Overlaps(const ParsedLeaseRecord& r) const {
+  return (r.subnet.ok() && OverlapsAny(v4_, *r.subnet)) ||
+         (r.subnet6 && OverlapsAny(v6_, *r.subnet6));
 }
 
 }  // namespace cppnet
