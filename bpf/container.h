@@ -175,8 +175,12 @@ static __always_inline int overlay_send(struct __sk_buff* skb, const struct cppn
     if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size)
       return too_big(skb, cfg, cfg->mtu, reply_flags);
     if (hop) ip_decrease_ttl(ip);
-    struct bpf_redir_neigh nh = {.nh_family = AF_INET_, .ipv4_nh = daddr};
     count(CPPNET_CNT_HOSTGW_TX, skb->len);
+    if (host_routed(reply_flags)) {
+      struct bpf_fib_lookup fib = {.family = AF_INET_, .ipv4_dst = daddr};
+      return host_to_peer(skb, cfg, &fib);
+    }
+    struct bpf_redir_neigh nh = {.nh_family = AF_INET_, .ipv4_nh = daddr};
     return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
   }
   if (backend != CPPNET_BACKEND_VXLAN && backend != CPPNET_BACKEND_UDP)
@@ -317,6 +321,8 @@ static __always_inline int soft_ipv6(struct __sk_buff* skb, const struct cppnet_
   if ((void*)(ip6 + 1) > data_end || !cfg->subnet6_len) return TC_ACT_SHOT;
   if (ip6_equal((__u8*)&ip6->daddr, cfg->subnet6)) return TC_ACT_OK; /* for the host */
   struct cppnet_route6* rt = route6_to((__u8*)&ip6->daddr);
+  if (rt && rt->backend == CPPNET_BACKEND_HOSTGW && ip6->hop_limit > 1) /* as for IPv4 */
+    return overlay_send6(skb, cfg, rt, !ip6_equal((__u8*)&ip6->saddr, cfg->subnet6), 0);
   if (!rt || rt->backend != CPPNET_BACKEND_VXLAN || ip6->hop_limit <= 1)
     return drop(skb, CPPNET_CNT_DROP_BACKEND);
   if (skb->len - ETH_HLEN + CPPNET_VXLAN6_OVERHEAD > cfg->mtu)
@@ -337,6 +343,9 @@ int cppnet_tc_soft(struct __sk_buff* skb) {
   if (!cfg || !ip) return TC_ACT_SHOT; /* the stack's own chatter on the device (none expected) */
   if (ip->daddr == cfg->subnet_addr) return TC_ACT_OK; /* for the host */
   struct cppnet_route* rt = route_to(ip->daddr);
+  /* The host's own packet to a host-gw peer whose MAC was not known yet (host_to_peer). */
+  if (rt && rt->backend == CPPNET_BACKEND_HOSTGW && ip->ttl > 1)
+    return overlay_send(skb, cfg, rt, ip->saddr != cfg->subnet_addr, 0);
   if (!rt || rt->backend != CPPNET_BACKEND_UDP || ip->ttl <= 1)
     return drop(skb, CPPNET_CNT_DROP_BACKEND); /* the route changed meanwhile */
   /* Segments too big only when the container's MTU exceeds subnet.env's. */

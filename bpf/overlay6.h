@@ -344,9 +344,14 @@ static __always_inline int overlay_send6(struct __sk_buff* skb, const struct cpp
     if (skb->len - ETH_HLEN > cfg->mtu && !skb->gso_size)
       return too_big6(skb, cfg, cfg->mtu, reply_flags);
     if (hop) ip6->hop_limit--;
+    count(CPPNET_CNT_HOSTGW_TX, skb->len);
+    if (host_routed(reply_flags)) {
+      struct bpf_fib_lookup fib = {.family = AF_INET6_};
+      __builtin_memcpy(fib.ipv6_dst, rt->public_ip6, 16);
+      return host_to_peer(skb, cfg, &fib);
+    }
     struct bpf_redir_neigh nh = {.nh_family = AF_INET6_};
     __builtin_memcpy(nh.ipv6_nh, rt->public_ip6, 16);
-    count(CPPNET_CNT_HOSTGW_TX, skb->len);
     return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
   }
   if (rt->backend != CPPNET_BACKEND_VXLAN) return drop(skb, CPPNET_CNT_DROP_BACKEND);

@@ -120,6 +120,26 @@ static __always_inline int host_routed(__u64 reply_flags) {
   return !!(reply_flags & BPF_F_INGRESS);
 }
 
+/* The host's own packet to a host-gw peer (see host_routed, the route it carries): held while the
+ * peer's MAC is resolved, the neighbour layer would send it by that route, out of the underlay
+ * with CPPNET_HOST_DEV's MAC. With the peer's MAC known (bpf_fib_lookup) it leaves straight to
+ * the peer; otherwise once through CPPNET_SOFT_DEV, whose veth drops the route, and cppnet_tc_soft
+ * sends it on. `fib`: family and destination (the peer) set. */
+static __always_inline int host_to_peer(struct __sk_buff* skb, const struct cppnet_config* cfg,
+                                        struct bpf_fib_lookup* fib) {
+  fib->ifindex = cfg->underlay_ifindex;
+  const long r = bpf_fib_lookup(skb, fib, sizeof(*fib), BPF_FIB_LOOKUP_OUTPUT);
+  if (r == BPF_FIB_LKUP_RET_SUCCESS && fib->ifindex == cfg->underlay_ifindex) {
+    __u8 macs[12]
+        __attribute__((aligned(4))); /* destination, source: the Ethernet header's order */
+    __builtin_memcpy(macs, fib->dmac, 6);
+    __builtin_memcpy(macs + 6, fib->smac, 6);
+    if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0)) return TC_ACT_SHOT;
+    return bpf_redirect(cfg->underlay_ifindex, 0);
+  }
+  return cfg->soft_ifindex ? bpf_redirect(cfg->soft_ifindex, 0) : TC_ACT_SHOT;
+}
+
 /* Outer IPv4 + UDP header in front of an encapsulated packet of `outer_len` bytes
  * (from the outer IP header on). UDP checksum 0, as flanneld's vxlan and udp send. */
 static __always_inline void write_outer(struct iphdr* oip, struct udphdr* udp,
