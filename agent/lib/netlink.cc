@@ -186,15 +186,25 @@ Mac LinkMac(nl_sock* sk, int ifindex) {
   return mac;
 }
 
-absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name) {
+// Sets interface flag `flag` (IFF_UP, IFF_NOARP, ...); `what` names the change in errors.
+static absl::Status SetFlag(nl_sock* sk, int ifindex, const std::string& name, unsigned flag,
+                            const char* what) {
   rtnl_link* orig = rtnl_link_alloc();
   rtnl_link* change = rtnl_link_alloc();
   rtnl_link_set_ifindex(orig, ifindex);
-  rtnl_link_set_flags(change, IFF_UP);
+  rtnl_link_set_flags(change, flag);
   int err = rtnl_link_change(sk, orig, change, 0);
   rtnl_link_put(orig);
   rtnl_link_put(change);
-  return err < 0 ? NlErr(absl::StrCat("interface ", name, ": set up"), err) : absl::OkStatus();
+  return err < 0 ? NlErr(absl::StrCat("interface ", name, ": ", what), err) : absl::OkStatus();
+}
+
+absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name) {
+  return SetFlag(sk, ifindex, name, IFF_UP, "set up");
+}
+
+absl::Status SetNoArp(nl_sock* sk, int ifindex, const std::string& name) {
+  return SetFlag(sk, ifindex, name, IFF_NOARP, "turn ARP off");
 }
 
 absl::Status DeleteLink(nl_sock* sk, const std::string& name) {
@@ -235,10 +245,6 @@ absl::Status CreateNetkitPair(nl_sock* sk, const NetkitSpec& s) {
   ifi.ifi_family = AF_UNSPEC;
   ifinfomsg peer_ifi{};
   peer_ifi.ifi_family = AF_UNSPEC;
-  if (s.peer_noarp) {
-    peer_ifi.ifi_flags = IFF_NOARP;
-    peer_ifi.ifi_change = IFF_NOARP;
-  }
   bool ok = nlmsg_append(m, &ifi, sizeof(ifi), NLMSG_ALIGNTO) == 0 &&
             nla_put_string(m, IFLA_IFNAME, s.primary.c_str()) == 0 &&
             nla_put_u32(m, IFLA_MTU, s.mtu) == 0;

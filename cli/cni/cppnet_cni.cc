@@ -595,8 +595,7 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
                           .peer = ifname,
                           .mtu = static_cast<unsigned>(trunk_mtu),
                           .peer_mac = mac,
-                          .peer_noarp = mode == CPPNET_VLAN_IPVLAN_L3,  // routed: no neighbours
-                          .peer_netns_fd = nsfd};
+                          .peer_netns_fd = nsfd};  // NOARP (l3) is set inside, below
     const absl::Status st = CreateNetkitPair(sk->get(), spec);
     close(nsfd);
     if (!st.ok()) return undo(st);
@@ -639,6 +638,8 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
       return absl::InternalError(absl::StrCat("interface ", ifname, " not found in ", netns));
     if (!v6.empty())
       (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", ifname, "/accept_dad"), "0");
+    if (mode == CPPNET_VLAN_IPVLAN_L3 && netkit)  // routed: no neighbours (a veth has it already)
+      if (auto st = SetNoArp(csk->get(), inner, ifname); !st.ok()) return st;
     if (auto st = SetUp(csk->get(), inner, ifname); !st.ok()) return st;
     json ips = json::array();
     for (auto& ip : ipam["ips"]) {

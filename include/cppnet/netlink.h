@@ -49,6 +49,8 @@ absl::Status NlErr(const std::string& what, int err);
 Mac LinkMac(nl_sock* sk, int ifindex);
 // Sets the interface up. Errors name the interface.
 absl::Status SetUp(nl_sock* sk, int ifindex, const std::string& name);
+// Turns ARP off on the interface (IFF_NOARP). Errors name the interface.
+absl::Status SetNoArp(nl_sock* sk, int ifindex, const std::string& name);
 // Deletes the interface; one that does not exist is no error.
 absl::Status DeleteLink(nl_sock* sk, const std::string& name);
 absl::Status WriteSysctl(const std::string& path, const char* value);
@@ -57,12 +59,12 @@ absl::Status WriteSysctl(const std::string& path, const char* value);
 // built here): `primary` in this namespace, forwarding what the host sends it; `peer` (the
 // container's end) in the namespace `peer_netns_fd` with MAC `peer_mac` (zero: the kernel's),
 // dropping what the container sends until a program attached as BPF_NETKIT_PEER decides. L2
-// mode: Ethernet frames and ARP, as on a veth. MTU `mtu` on both.
+// mode: Ethernet frames and ARP, as on a veth. MTU `mtu` on both. (netkit applies no interface
+// flags given for the peer, unlike veth: set NOARP on it afterwards where it is wanted.)
 struct NetkitSpec {
   std::string primary, peer;
   unsigned mtu = 1500;
   Mac peer_mac{};
-  bool peer_noarp = false;
   int peer_netns_fd = -1;  // -1: this namespace
 };
 absl::Status CreateNetkitPair(nl_sock* sk, const NetkitSpec& spec);
