@@ -352,12 +352,9 @@ void RouteReconciler::FlushPeers() {
     // against the route of their inner source).
     if (const std::vector<uint32_t>& ips = slot_ips_[slot]; !ips.empty()) {
       const PeerRoutes& p = by_peer_.at(ips.front());
-      want.public_ip = htonl(ips.front());
-      want.routes = p.count;
-      if (p.count == 1) {
-        want.subnet = htonl(static_cast<uint32_t>(p.subnets_xor >> 8));
-        want.subnet_len = static_cast<uint8_t>(p.subnets_xor & 0xff);
-      }
+      const Prefix4 only{static_cast<uint32_t>(p.subnets_xor >> 8),
+                         static_cast<uint8_t>(p.subnets_xor & 0xff)};  // see SubnetBits
+      want = PeerEntry(ips.front(), p.count, only);
     }
     auto it = peers_.find(slot);
     const bool have = it != peers_.end();

@@ -280,20 +280,24 @@ absl::Status SetPeerSlot(int fd, uint32_t slot, const cppnet_peer& peer) {
       absl::StrCat("map " CPPNET_MAP_PEERS ": slot ", slot, ": ", strerror(errno)));
 }
 
+cppnet_peer PeerEntry(uint32_t ip, uint32_t routes, const Prefix4& only) {
+  cppnet_peer p{};
+  p.public_ip = htonl(ip);
+  p.routes = routes;
+  if (routes == 1) {
+    p.subnet = htonl(only.addr);
+    p.subnet_len = only.len;
+  }
+  return p;
+}
+
 std::map<uint32_t, cppnet_peer> PeerSlots(const std::map<uint32_t, std::vector<Prefix4>>& peers) {
   std::map<uint32_t, cppnet_peer> out;
   for (const auto& [ip, subnets] : peers) {  // ascending: the lowest address keeps a shared slot
     if (ip == 0 || subnets.empty()) continue;
     const uint32_t slot = cppnet_peer_slot(htonl(ip));
     if (out.count(slot)) continue;
-    cppnet_peer p{};
-    p.public_ip = htonl(ip);
-    p.routes = static_cast<uint32_t>(subnets.size());
-    if (subnets.size() == 1) {
-      p.subnet = htonl(subnets[0].addr);
-      p.subnet_len = subnets[0].len;
-    }
-    out[slot] = p;
+    out[slot] = PeerEntry(ip, static_cast<uint32_t>(subnets.size()), subnets[0]);
   }
   return out;
 }

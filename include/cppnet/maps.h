@@ -154,6 +154,9 @@ absl::Status FreeBindSlot(int binds_fd, uint32_t ifindex);
 absl::StatusOr<std::map<uint32_t, cppnet_peer>> ListPeers(int peers_fd);
 // Writes a slot (a zero entry frees it).
 absl::Status SetPeerSlot(int peers_fd, uint32_t slot, const cppnet_peer& peer);
+// The peers array's entry for PublicIP `ip` (host byte order) named by `routes` routes; `only`:
+// the subnet when there is one route.
+cppnet_peer PeerEntry(uint32_t ip, uint32_t routes, const Prefix4& only);
 // The entries the peers array should hold for these peers (PublicIP in host byte order
 // -> the subnets of the routes naming it), by slot: in a shared slot, the lowest address.
 std::map<uint32_t, cppnet_peer> PeerSlots(const std::map<uint32_t, std::vector<Prefix4>>& peers);
