@@ -197,9 +197,10 @@ static __always_inline int overlay_send(struct __sk_buff* skb, const struct cppn
 }
 
 /* The container side's checks and fast path (see cppnet_tc_encap). `shaped`: the container has
- * an egress rate, so overlay packets are not sent from here (TC_ACT_OK: on to the kernel). */
+ * an egress rate, so overlay packets are not sent from here (TC_ACT_OK: on to the kernel).
+ * `xmit`: on a netkit endpoint, inside the container's own transmit. */
 static __always_inline int container_side(struct __sk_buff* skb, struct cppnet_config* cfg,
-                                          const int port, const int shaped) {
+                                          const int port, const int shaped, const int xmit) {
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
   struct ethhdr* eth = data;
@@ -215,7 +216,7 @@ static __always_inline int container_side(struct __sk_buff* skb, struct cppnet_c
   if (slot && slot->ifindex == skb->ifindex && !mac_equal(slot->mac, eth->h_source))
     return drop(skb, CPPNET_CNT_DROP_BAD_SOURCE);
   if (eth->h_proto == bpf_htons(ETH_P_IPV6) && cfg->subnet6_len)
-    return container_ipv6(skb, cfg, port, shaped);
+    return container_ipv6(skb, cfg, port, shaped, xmit);
   if (!cfg->subnet_len) return TC_ACT_OK; /* an IPv6-only network: IPv4 and ARP are the stack's */
   if (eth->h_proto == bpf_htons(ETH_P_ARP))
     return port ? container_arp(skb, eth, slot, cfg) : TC_ACT_OK;
@@ -243,7 +244,9 @@ static __always_inline int container_side(struct __sk_buff* skb, struct cppnet_c
 
   struct cppnet_route_key key = {.prefixlen = 32, .addr = ip->daddr};
   rt = bpf_map_lookup_elem(&cppnet_routes, &key);
-  if (!rt) return TC_ACT_OK;
+  /* Behind netkit no bridge switches our own subnet: the program does (deliver_local). */
+  const int local = xmit && in_prefix(ip->daddr, cfg->subnet_addr, cfg->subnet_len);
+  if (!rt && !local) return TC_ACT_OK;
   /* TTL would expire: the stack answers with ICMP time-exceeded. */
   if (ip->ttl <= 1) return TC_ACT_OK;
   /* An answer in a flow the kernel translated goes back to the kernel (nat.h). */
@@ -273,6 +276,13 @@ static __always_inline int container_side(struct __sk_buff* skb, struct cppnet_c
     return TC_ACT_OK;
   }
   if (shaped) return TC_ACT_OK;
+  if (local) {
+    struct cppnet_endpoint* ep = bpf_map_lookup_elem(&cppnet_endpoint, &ip->daddr);
+    if (!local_target(skb, ep)) return TC_ACT_OK;
+    ip_decrease_ttl(ip);
+    return deliver_local(skb, eth, ep);
+  }
+  if (!rt) return TC_ACT_OK;
   return overlay_send(skb, cfg, rt, 1, 0);
 }
 
@@ -283,10 +293,24 @@ int cppnet_tc_encap(struct __sk_buff* skb) {
   if (!cfg) return TC_ACT_OK;
   const int port = skb->ifindex != cfg->container_ifindex;
   const int shaped = port && egress_shaped(skb->ifindex, cfg);
-  const int v = container_side(skb, cfg, port, shaped);
+  const int v = container_side(skb, cfg, port, shaped, 0);
   /* A container with an egress rate: what passed its checks goes on to the veth's "ingress"
    * qdisc (the rate), then the kernel forwards it, through cppnet.host onto the overlay. On a
    * tcx link TC_ACT_OK would skip that qdisc; TC_ACT_UNSPEC goes on to it. */
+  return shaped && v == TC_ACT_OK ? TC_ACT_UNSPEC : v;
+}
+
+/* The same on an overlay container's netkit pair (BPF_NETKIT_PEER, run inside the container's
+ * transmit; skb->ifindex is the host end). Its verdicts mean the same there: NETKIT_PASS (0)
+ * hands the packet to the host end's receive path (its "ingress" qdisc too), NETKIT_DROP (2),
+ * NETKIT_REDIRECT (7). */
+SEC("tc")
+int cppnet_nk_encap(struct __sk_buff* skb) {
+  struct cppnet_config* cfg = ready_config();
+
+  if (!cfg) return TC_ACT_OK;
+  const int shaped = egress_shaped(skb->ifindex, cfg);
+  const int v = container_side(skb, cfg, 1, shaped, 1);
   return shaped && v == TC_ACT_OK ? TC_ACT_UNSPEC : v;
 }
 

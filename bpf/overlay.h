@@ -50,4 +50,23 @@ static __always_inline int endpoint_ready(const struct cppnet_endpoint* ep) {
   return ep && (*(__u32*)ep->gw_mac | *(__u16*)(ep->gw_mac + 4));
 }
 
+/* A netkit endpoint's packet for another container of our subnet, ready to deliver (`ep`, TTL
+ * or hop limit already decremented): the host is its router (no bridge behind netkit), so it
+ * goes straight out of that container's host end (bpf_redirect: its qdisc, then its transmit
+ * into the container). A container not learned yet, or the host's own overlay address, is the
+ * kernel's (the CNI plugin's host route to the container). */
+static __always_inline int deliver_local(struct __sk_buff* skb, struct ethhdr* eth,
+                                         const struct cppnet_endpoint* ep) {
+  mac_copy(eth->h_dest, ep->mac);
+  mac_copy(eth->h_source, ep->gw_mac);
+  count(CPPNET_CNT_DELIVER_PEER, skb->len);
+  return bpf_redirect(ep->ifindex, 0);
+}
+
+/* Another container's delivery entry, when it can be used from this one's transmit. */
+static __always_inline int local_target(const struct __sk_buff* skb,
+                                        const struct cppnet_endpoint* ep) {
+  return endpoint_ready(ep) && ep->ifindex != skb->ifindex;
+}
+
 #endif

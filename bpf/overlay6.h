@@ -368,7 +368,7 @@ static __always_inline int overlay_send6(struct __sk_buff* skb, const struct cpp
  * advertisements checked; everything else passes the IPv6 binding; overlay destinations are
  * sent on their route. */
 static __always_inline int container_ipv6(struct __sk_buff* skb, const struct cppnet_config* cfg,
-                                          int port, int shaped) {
+                                          int port, int shaped, int xmit) {
   void* data = (void*)(long)skb->data;
   void* data_end = (void*)(long)skb->data_end;
   struct ethhdr* eth = data;
@@ -399,7 +399,9 @@ static __always_inline int container_ipv6(struct __sk_buff* skb, const struct cp
     return TC_ACT_OK;
   }
   struct cppnet_route6* rt = route6_to((__u8*)&ip6->daddr);
-  if (!rt || ip6->hop_limit <= 1) return TC_ACT_OK; /* local, or the stack says time exceeded */
+  const int local = xmit && in_prefix6((__u8*)&ip6->daddr, cfg->subnet6, cfg->subnet6_len);
+  /* Not ours to route, or the stack says time exceeded. */
+  if ((!rt && !local) || ip6->hop_limit <= 1) return TC_ACT_OK;
   struct ip6_key_ k;
   __builtin_memcpy(k.addr, &ip6->saddr, 16);
   /* An answer in a flow the kernel translated goes back to the kernel (nat.h). */
@@ -422,6 +424,14 @@ static __always_inline int container_ipv6(struct __sk_buff* skb, const struct cp
     return TC_ACT_OK;
   }
   if (shaped) return TC_ACT_OK; /* an egress rate: the kernel forwards it (cppnet_tc_encap) */
+  if (local) {                  /* behind netkit (see container_side()) */
+    __builtin_memcpy(k.addr, &ip6->daddr, 16);
+    struct cppnet_endpoint* ep = bpf_map_lookup_elem(&cppnet_endpt6, &k);
+    if (!local_target(skb, ep)) return TC_ACT_OK;
+    ip6->hop_limit--;
+    return deliver_local(skb, eth, ep);
+  }
+  if (!rt) return TC_ACT_OK;
   return overlay_send6(skb, cfg, rt, 1, 0);
 }
 

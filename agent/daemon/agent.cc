@@ -188,6 +188,9 @@ int Agent::Run() {
     }
   }
   LOG_INFO("VLAN endpoints: ", device, " devices");
+  LOG_INFO("Overlay containers (CNI): ",
+           device == "netkit" ? "netkit devices" : "veth on the bridge");
+  endpoint_device_ = device;
   vlan_ = std::make_unique<VlanController>(dp_.get(), host_.get(), opts_.config_dir, underlay_.name,
                                            device);
   containers_ = std::make_unique<ContainerSide>(dp_.get(), host_.get(), opts_.container_iface);

@@ -111,6 +111,10 @@ class Agent {
   absl::StatusOr<nlohmann::json> Handle(const std::string& method, const nlohmann::json& params);
   absl::StatusOr<nlohmann::json> ApiRouteAdd(const nlohmann::json& p);
   absl::StatusOr<nlohmann::json> ApiRouteDel(const nlohmann::json& p);
+  // The overlay's answers to the CNI plugin: the device its containers get, and the programs
+  // of a netkit pair it made (see ContainerSide::AttachNetkit).
+  absl::StatusOr<nlohmann::json> ApiOverlayGet();
+  absl::StatusOr<nlohmann::json> ApiOverlayAttach(const nlohmann::json& p);
   absl::Status SaveStaticRoutes();
   void RestoreStaticRoutes();
   void OnHostChange(unsigned changes);  // links, addresses or networks.d changed
@@ -164,6 +168,7 @@ class Agent {
   std::thread watcher_;
   std::unique_ptr<HostWatcher> host_;
   std::unique_ptr<VlanController> vlan_;       // after host_: uses it
+  std::string endpoint_device_ = "veth";       // what the CNI plugin gives containers
   std::unique_ptr<ContainerSide> containers_;  // after host_: uses it
   std::unique_ptr<LocalApiServer> api_;
 

@@ -58,6 +58,8 @@ absl::StatusOr<json> Agent::Handle(const std::string& method, const json& p) {
     if (method == "endpoint.add") return vlan_->EndpointAdd(p);
     if (method == "endpoint.del") return vlan_->EndpointDel(p);
     if (method == "endpoint.get") return vlan_->EndpointGet(p);
+    if (method == "overlay.get") return ApiOverlayGet();
+    if (method == "overlay.attach") return ApiOverlayAttach(p);
   } catch (const json::exception& e) {  // a field of the wrong type
     return absl::InvalidArgumentError(absl::StrCat(method, ": malformed request: ", e.what()));
   }
@@ -127,6 +129,23 @@ absl::StatusOr<json> Agent::ApiRouteDel(const json& p) {
   LOG_INFO("Static route removed: ", FormatPrefix4(*subnet));
   if (auto st = SaveStaticRoutes(); !st.ok()) LOG_ERROR("Static routes: ", st.message());
   Reconcile();  // a lease for the subnet gets its route back
+  return json::object();
+}
+
+// ---- Overlay containers made by the CNI plugin.
+
+absl::StatusOr<json> Agent::ApiOverlayGet() {
+  return json{{"endpoint_device", endpoint_device_}, {"ready", datapath_active_}};
+}
+
+absl::StatusOr<json> Agent::ApiOverlayAttach(const json& p) {
+  if (!datapath_active_)
+    return absl::UnavailableError("cppnet-agent has not leased its subnet yet");
+  int64_t ifindex = 0;
+  if (auto st = GetInt(p, "host_ifindex", &ifindex, "request"); !st.ok()) return st;
+  if (ifindex <= 0 || ifindex > INT32_MAX)
+    return absl::InvalidArgumentError("\"host_ifindex\" is required");
+  if (auto st = containers_->AttachNetkit(static_cast<int>(ifindex)); !st.ok()) return st;
   return json::object();
 }
 

@@ -2,6 +2,11 @@
 
 #include <net/if.h>
 
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "cppnet/cni_config.h"
 #include "cppnet/maps.h"
 #include "log.h"
 
@@ -35,7 +40,22 @@ void ContainerSide::Sync(std::optional<Prefix4> subnet, std::optional<Prefix6> s
     LOG_INFO("Container side: tc ingress and egress on ", ifc->name, " (ifindex ", ifc->ifindex,
              ") and its ports");
   }
-  if (ifindex_) SyncPorts();
+  SyncPorts();
+}
+
+absl::Status ContainerSide::AttachNetkit(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (!if_indextoname(static_cast<unsigned>(ifindex), name))
+    return absl::NotFoundError(absl::StrCat("interface ", ifindex, ": ", strerror(errno)));
+  if (std::string(name).rfind(kOverlayNetkitPrefix, 0) != 0)
+    return absl::InvalidArgumentError(absl::StrCat("interface ", name,
+                                                   " is no overlay container's netkit device (",
+                                                   kOverlayNetkitPrefix, "…)"));
+  if (auto it = ports_.find(ifindex); it != ports_.end() && it->second == name)
+    return absl::OkStatus();
+  if (auto st = dp_->AttachNetkitPort(ifindex, name); !st.ok()) return st;
+  ports_[ifindex] = name;
+  return absl::OkStatus();
 }
 
 // Each container veth on the bridge gets the encapsulation program too, so overlay
@@ -43,20 +63,33 @@ void ContainerSide::Sync(std::optional<Prefix4> subnet, std::optional<Prefix6> s
 // for direct delivery. Endpoints of veths that are gone are forgotten.
 void ContainerSide::SyncPorts() {
   std::map<int, std::string> now;
-  for (const Interface& p : host_->PortsOf(ifindex_)) {
-    if (p.kind != "veth") continue;
+  std::vector<Interface> ports = host_->OfKind("netkit", kOverlayNetkitPrefix);
+  if (ifindex_)
+    for (const Interface& p : host_->PortsOf(ifindex_))
+      if (p.kind == "veth") ports.push_back(p);
+  for (const Interface& p : ports) {
     auto it = ports_.find(p.ifindex);
     if (it != ports_.end() && it->second == p.name) {
       now.insert(*it);
       continue;
     }
-    if (auto st = dp_->AttachPort(p.ifindex, p.name, host_->IngressQdisc(p.ifindex) == "clsact");
-        !st.ok()) {
+    auto st = p.kind == "netkit"
+                  ? dp_->AttachNetkitPort(p.ifindex, p.name)
+                  : dp_->AttachPort(p.ifindex, p.name, host_->IngressQdisc(p.ifindex) == "clsact");
+    if (!st.ok()) {
       LOG_WARN("Container port: ", st.message());
       continue;
     }
     now.emplace(p.ifindex, p.name);
   }
+  // A netkit primary attached through the local API whose event is still on the way.
+  for (const auto& [ifindex, name] : ports_)
+    if (!now.count(ifindex) && name.rfind(kOverlayNetkitPrefix, 0) == 0 &&
+        !host_->FindByIndex(ifindex)) {
+      char current[IF_NAMESIZE];
+      if (if_indextoname(static_cast<unsigned>(ifindex), current) && name == current)
+        now.emplace(ifindex, name);
+    }
   // A veth that left the bridge (gone, or moved) releases its address: its binding slot
   // here (by difference; once after start, every binding is checked), its delivery entry
   // (the address's owner record) with the other endpoints of vanished veths below. Only

@@ -1,6 +1,7 @@
 // The overlay's container side: the bridge that carries our subnet (Docker's --bip
 // bridge or a CNI bridge; --container-iface names it) and each container veth on it get
-// the encapsulation program; bindings and delivery entries of veths that left are freed.
+// the encapsulation program, as does each overlay container's netkit pair (the CNI plugin's
+// "cn…" primaries, no bridge); bindings and delivery entries of ports that left are freed.
 // Driven by host events (HostWatcher), never by polling.
 #pragma once
 #include <map>
@@ -20,6 +21,9 @@ class ContainerSide {
   // to its veths.
   void Sync(std::optional<Prefix4> subnet, std::optional<Prefix6> subnet6);
   int ifindex() const { return ifindex_; }  // the bridge, 0 until found
+  // The CNI plugin's new netkit primary `ifindex`: its programs attached now, before the
+  // container sends (its end drops everything until then). Errors name the interface.
+  absl::Status AttachNetkit(int ifindex);
 
  private:
   void SyncPorts();
@@ -28,7 +32,7 @@ class ContainerSide {
   const HostWatcher* host_;
   std::string name_;  // --container-iface, empty: detected
   int ifindex_ = 0;
-  std::map<int, std::string> ports_;  // container veths with our tc program, by ifindex
+  std::map<int, std::string> ports_;  // container veths and netkit primaries with our programs
   bool binds_checked_ = false;        // bindings of veths gone while we were down freed
 };
 

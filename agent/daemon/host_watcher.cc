@@ -302,4 +302,13 @@ std::vector<Interface> HostWatcher::PortsOf(int master_ifindex) const {
   return out;
 }
 
+std::vector<Interface> HostWatcher::OfKind(const std::string& kind,
+                                           const std::string& prefix) const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<Interface> out;
+  for (const auto& [ifindex, l] : links_)
+    if (l.ifc.kind == kind && l.ifc.name.rfind(prefix, 0) == 0) out.push_back(l.ifc);
+  return out;
+}
+
 }  // namespace cppnet

@@ -40,6 +40,8 @@ class HostWatcher {
   std::optional<Interface> WithAddressIn(const Prefix6& subnet) const;
   // Interfaces enslaved to `master_ifindex` (the ports of a bridge).
   std::vector<Interface> PortsOf(int master_ifindex) const;
+  // Interfaces of rtnetlink kind `kind` ("netkit") whose name starts with `prefix`.
+  std::vector<Interface> OfKind(const std::string& kind, const std::string& prefix) const;
   // Interfaces whose root qdisc queues (anything but noqueue, e.g. the bandwidth CNI plugin's
   // tbf): their traffic must pass that qdisc.
   std::vector<int> Queued() const;

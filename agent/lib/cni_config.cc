@@ -100,4 +100,11 @@ absl::Status CheckRuntimeRanges(const json& ipam, const VlanNetwork& n) {
   return absl::OkStatus();
 }
 
+std::string HostEndName(absl::string_view prefix, const std::string& container,
+                        const std::string& ifname) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (char c : container + "/" + ifname) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
+  return absl::StrCat(prefix, absl::Hex(h & 0xfffffffffffULL, absl::kZeroPad11));
+}
+
 }  // namespace cppnet

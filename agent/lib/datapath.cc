@@ -187,6 +187,10 @@ static std::string TcxPin(const std::string& dir, int ifindex) {
   return absl::StrCat(dir, "/" CPPNET_LINK_TCX_PREFIX, ifindex);
 }
 
+static std::string TcxOutPin(const std::string& dir, int ifindex) {
+  return absl::StrCat(dir, "/" CPPNET_LINK_TCX_OUT_PREFIX, ifindex);
+}
+
 absl::Status Datapath::AttachTcxPinned(int prog_fd, int ifindex, const std::string& ifname,
                                        bool old_clsact) {
   int keep = -1;
@@ -200,8 +204,24 @@ absl::Status Datapath::AttachPort(int ifindex, const std::string& ifname, bool o
   return AttachTcxPinned(encap_prog_fd(), ifindex, ifname, old_clsact);
 }
 
+absl::Status Datapath::AttachNetkitPort(int ifindex, const std::string& ifname) {
+  const bool pinned = !pin_dir_.empty();
+  int keep = -1;
+  auto st = AttachNetkitPeer(bpf_program__fd(skel_->progs.cppnet_nk_encap), ifindex, ifname,
+                             pinned ? TcxPin(pin_dir_, ifindex) : "", &keep);
+  if (keep >= 0) link_fds_.push_back(keep);
+  if (!st.ok()) return st;
+  keep = -1;
+  st = AttachTcxEgress(bridge_out_prog_fd(), ifindex, ifname,
+                       pinned ? TcxOutPin(pin_dir_, ifindex) : "", &keep);
+  if (keep >= 0) link_fds_.push_back(keep);
+  return st;
+}
+
 void Datapath::DetachPort(int ifindex) {
-  if (!pin_dir_.empty()) unlink(TcxPin(pin_dir_, ifindex).c_str());  // the last reference
+  if (pin_dir_.empty()) return;
+  unlink(TcxPin(pin_dir_, ifindex).c_str());  // the last reference
+  unlink(TcxOutPin(pin_dir_, ifindex).c_str());
 }
 
 absl::Status Datapath::AttachUnderlay(int ifindex, const std::string& ifname) {

@@ -37,6 +37,7 @@ absl::Status AttachTcEgress(int prog_fd, int ifindex, const std::string& ifname)
 
 // Bookworm's headers (Linux 6.1 UAPI, libbpf 1.1) predate tcx and netkit: the kernel's values.
 constexpr int kBpfTcxIngress = 46;        // enum bpf_attach_type BPF_TCX_INGRESS
+constexpr int kBpfTcxEgress = 47;         // enum bpf_attach_type BPF_TCX_EGRESS
 constexpr int kBpfNetkitPeer = 55;        // enum bpf_attach_type BPF_NETKIT_PEER
 constexpr uint32_t kLinkTypeTcx = 11;     // enum bpf_link_type BPF_LINK_TYPE_TCX
 constexpr uint32_t kLinkTypeNetkit = 13;  // enum bpf_link_type BPF_LINK_TYPE_NETKIT
@@ -100,6 +101,11 @@ absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifnam
                               const std::string& pin, bool old_clsact, int* keep_fd) {
   return AttachPinned(prog_fd, ifindex, ifname, pin, kBpfTcxIngress, "tcx ingress", old_clsact,
                       keep_fd);
+}
+
+absl::Status AttachTcxEgress(int prog_fd, int ifindex, const std::string& ifname,
+                             const std::string& pin, int* keep_fd) {
+  return AttachPinned(prog_fd, ifindex, ifname, pin, kBpfTcxEgress, "tcx egress", false, keep_fd);
 }
 
 absl::Status AttachNetkitPeer(int prog_fd, int ifindex, const std::string& ifname,

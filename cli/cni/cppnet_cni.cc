@@ -18,6 +18,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
+#include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
 #include <sched.h>
 #include <sys/wait.h>
@@ -80,6 +81,9 @@ constexpr absl::Duration kAgentWait = absl::Seconds(10);  // an agent restart ta
 
 // An answer from the agent, or the CNI error for its failure.
 int AgentError(const absl::Status& st, int config_code = kInvalidConfig);
+// What a netkit ADD made for (container `id`, `ifname`), removed (see below).
+absl::Status OverlayNetkitRelease(const nlohmann::json& d, const std::string& id,
+                                  const std::string& ifname);
 
 int Error(int code, const std::string& msg, const std::string& details = "") {
   json e = {{"cniVersion", g_version}, {"code", code}, {"msg", msg}};
@@ -270,9 +274,12 @@ int Gc(const json& conf, const std::string& network) {
       const std::string ifname = d["cppnet.attachment"].value("ifname", "");
       if (!stale(id, ifname)) continue;
       std::string ignored;
-      if (Delegate("bridge", d, &ignored, "DEL",
-                   {{"CNI_CONTAINERID", id}, {"CNI_IFNAME", ifname}, {"CNI_NETNS", ""}}) == 0)
-        unlink(e.path().c_str());
+      const bool released =
+          d.value("cppnet.device", "") == "netkit"
+              ? OverlayNetkitRelease(d, id, ifname).ok()
+              : Delegate("bridge", d, &ignored, "DEL",
+                         {{"CNI_CONTAINERID", id}, {"CNI_IFNAME", ifname}, {"CNI_NETNS", ""}}) == 0;
+      if (released) unlink(e.path().c_str());
     }
   }
   // host-local's allocations: one file per address, named by it and holding
@@ -308,9 +315,7 @@ int Gc(const json& conf, const std::string& network) {
 
 // Host end of the endpoint's veth: stable for (container, interface), so DEL finds it.
 std::string HostVethName(const std::string& container, const std::string& ifname) {
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a
-  for (char c : container + "/" + ifname) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
-  return absl::StrCat("cv", absl::Hex(h & 0xfffffffffffULL, absl::kZeroPad11));
+  return HostEndName(kVlanEndPrefix, container, ifname);
 }
 
 // Enters a network namespace for the lifetime of the object (the plugin is single-threaded).
@@ -340,25 +345,32 @@ class NetnsGuard {
   int host_ = -1;
 };
 
-absl::Status AddAddress(nl_sock* sk, int ifindex, const std::string& cidr, bool v6) {
+// `no_prefix_route`: without the kernel's route to the address's prefix (a netkit container
+// reaches its subnet through the gateway, as everything else).
+absl::Status AddAddress(nl_sock* sk, int ifindex, const std::string& cidr, bool v6,
+                        bool no_prefix_route = false) {
   nl_addr* local = nullptr;
   if (int err = nl_addr_parse(cidr.c_str(), v6 ? AF_INET6 : AF_INET, &local); err < 0)
     return NlErr(cidr, err);
   rtnl_addr* a = rtnl_addr_alloc();
   rtnl_addr_set_ifindex(a, ifindex);
   rtnl_addr_set_local(a, local);
-  if (v6) rtnl_addr_set_flags(a, IFA_F_NODAD);  // the address is ours by IPAM
+  unsigned flags = no_prefix_route ? IFA_F_NOPREFIXROUTE : 0;
+  if (v6) flags |= IFA_F_NODAD;  // the address is ours by IPAM
+  if (flags) rtnl_addr_set_flags(a, flags);
   int err = rtnl_addr_add(sk, a, 0);
   rtnl_addr_put(a);
   nl_addr_put(local);
   return err < 0 ? NlErr(absl::StrCat("address ", cidr), err) : absl::OkStatus();
 }
 
-// Default route via `gw` ("" = through the device, ipvlan l3).
-absl::Status AddDefaultRoute(nl_sock* sk, int ifindex, const std::string& gw, bool v6) {
+// Route to `dst` ("default" or a prefix) on `ifindex`, via `gw` ("": on the link).
+absl::Status AddRoute(nl_sock* sk, int ifindex, const std::string& dst_text, const std::string& gw,
+                      bool v6) {
   const int family = v6 ? AF_INET6 : AF_INET;
+  const std::string what = absl::StrCat("route ", dst_text, gw.empty() ? "" : " via " + gw);
   nl_addr* dst = nullptr;
-  if (int err = nl_addr_parse("default", family, &dst); err < 0) return NlErr("default route", err);
+  if (int err = nl_addr_parse(dst_text.c_str(), family, &dst); err < 0) return NlErr(what, err);
   rtnl_route* r = rtnl_route_alloc();
   rtnl_route_set_family(r, family);
   rtnl_route_set_dst(r, dst);
@@ -366,7 +378,12 @@ absl::Status AddDefaultRoute(nl_sock* sk, int ifindex, const std::string& gw, bo
   rtnl_route_nh_set_ifindex(nh, ifindex);
   nl_addr* via = nullptr;
   if (!gw.empty()) {
-    if (int err = nl_addr_parse(gw.c_str(), family, &via); err < 0) return NlErr(gw, err);
+    if (int err = nl_addr_parse(gw.c_str(), family, &via); err < 0) {
+      rtnl_route_nh_free(nh);
+      rtnl_route_put(r);
+      nl_addr_put(dst);
+      return NlErr(gw, err);
+    }
     rtnl_route_nh_set_gateway(nh, via);
   } else {
     rtnl_route_set_scope(r, RT_SCOPE_LINK);
@@ -376,7 +393,31 @@ absl::Status AddDefaultRoute(nl_sock* sk, int ifindex, const std::string& gw, bo
   rtnl_route_put(r);
   nl_addr_put(dst);
   if (via) nl_addr_put(via);
-  return err < 0 ? NlErr(absl::StrCat("default route", gw.empty() ? "" : " via " + gw), err)
+  return err < 0 ? NlErr(what, err) : absl::OkStatus();
+}
+
+// Default route via `gw` ("" = through the device, ipvlan l3).
+absl::Status AddDefaultRoute(nl_sock* sk, int ifindex, const std::string& gw, bool v6) {
+  return AddRoute(sk, ifindex, "default", gw, v6);
+}
+
+// A permanent neighbour entry: `ip` is at `mac` on `ifindex` (no ARP or neighbour discovery).
+absl::Status AddNeighbour(nl_sock* sk, int ifindex, const std::string& ip, const Mac& mac,
+                          bool v6) {
+  nl_addr* dst = nullptr;
+  if (int err = nl_addr_parse(ip.c_str(), v6 ? AF_INET6 : AF_INET, &dst); err < 0)
+    return NlErr(ip, err);
+  nl_addr* ll = nl_addr_build(AF_LLC, mac.data(), 6);
+  rtnl_neigh* n = rtnl_neigh_alloc();
+  rtnl_neigh_set_ifindex(n, ifindex);
+  rtnl_neigh_set_dst(n, dst);
+  rtnl_neigh_set_lladdr(n, ll);
+  rtnl_neigh_set_state(n, NUD_PERMANENT);
+  int err = rtnl_neigh_add(sk, n, NLM_F_CREATE | NLM_F_REPLACE);
+  rtnl_neigh_put(n);
+  nl_addr_put(ll);
+  nl_addr_put(dst);
+  return err < 0 ? NlErr(absl::StrCat("neighbour ", ip, " at ", FormatMac(mac)), err)
                  : absl::OkStatus();
 }
 
@@ -480,29 +521,19 @@ int VlanDel(const json& conf, const VlanNetwork* n) {
   return 0;
 }
 
-int VlanCheck(const json& conf, const VlanNetwork& n) {
-  const std::string host = HostVethName(Env("CNI_CONTAINERID"), Env("CNI_IFNAME"));
-  const unsigned ifindex = if_nametoindex(host.c_str());
-  if (!ifindex)
-    return Error(kIoFailure,
-                 absl::StrCat("network ", n.name, ": endpoint veth ", host, " is missing"));
-  auto reg = CallAgent("endpoint.get", {{"host_ifindex", ifindex}}, kAgentWait);
-  if (!reg.ok()) return AgentError(reg.status());
-  if (!reg->value("registered", false))
-    return Error(kIoFailure, absl::StrCat("network ", n.name, ": endpoint ", host,
-                                          " is not in map " CPPNET_MAP_VLAN_PORT));
-  if (!conf.contains("prevResult")) return 0;
+// CHECK inside the container: CNI_IFNAME exists and holds every address of prevResult.
+absl::Status CheckContainerAddresses(const json& conf) {
+  if (!conf.contains("prevResult")) return absl::OkStatus();
   auto ns = NetnsGuard::Enter(Env("CNI_NETNS"));
-  if (!ns.ok()) return Error(kIoFailure, std::string(ns.status().message()));
-  const unsigned inner = if_nametoindex(Env("CNI_IFNAME").c_str());
-  if (!inner)
-    return Error(kIoFailure,
-                 absl::StrCat("interface ", Env("CNI_IFNAME"), " is missing in the container"));
+  if (!ns.ok()) return ns.status();
+  const std::string ifname = Env("CNI_IFNAME");
+  if (!if_nametoindex(ifname.c_str()))
+    return absl::NotFoundError(absl::StrCat("interface ", ifname, " is missing in the container"));
   std::set<std::string> have;
   ifaddrs* ifa = nullptr;
   if (getifaddrs(&ifa) == 0) {
     for (ifaddrs* i = ifa; i; i = i->ifa_next) {
-      if (!i->ifa_addr || Env("CNI_IFNAME") != i->ifa_name) continue;
+      if (!i->ifa_addr || ifname != i->ifa_name) continue;
       char buf[INET6_ADDRSTRLEN] = {};
       const int fam = i->ifa_addr->sa_family;
       if (fam == AF_INET)
@@ -517,9 +548,25 @@ int VlanCheck(const json& conf, const VlanNetwork& n) {
     std::string addr = ip.value("address", "");
     addr = addr.substr(0, addr.find('/'));
     if (!have.count(addr))
-      return Error(kIoFailure,
-                   absl::StrCat("interface ", Env("CNI_IFNAME"), " does not have address ", addr));
+      return absl::NotFoundError(
+          absl::StrCat("interface ", ifname, " does not have address ", addr));
   }
+  return absl::OkStatus();
+}
+
+int VlanCheck(const json& conf, const VlanNetwork& n) {
+  const std::string host = HostVethName(Env("CNI_CONTAINERID"), Env("CNI_IFNAME"));
+  const unsigned ifindex = if_nametoindex(host.c_str());
+  if (!ifindex)
+    return Error(kIoFailure,
+                 absl::StrCat("network ", n.name, ": endpoint veth ", host, " is missing"));
+  auto reg = CallAgent("endpoint.get", {{"host_ifindex", ifindex}}, kAgentWait);
+  if (!reg.ok()) return AgentError(reg.status());
+  if (!reg->value("registered", false))
+    return Error(kIoFailure, absl::StrCat("network ", n.name, ": endpoint ", host,
+                                          " is not in map " CPPNET_MAP_VLAN_PORT));
+  if (auto st = CheckContainerAddresses(conf); !st.ok())
+    return Error(kIoFailure, std::string(st.message()));
   return 0;
 }
 
@@ -697,6 +744,170 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
   return 0;
 }
 
+// ---- Overlay containers on netkit ----
+// Where the agent says netkit (a kernel that has it), an overlay container gets a netkit pair
+// instead of a veth on cni0: the host end "cn…" (HostEndName) carries the agent's programs, so
+// the container's packets are encapsulated, routed or delivered inside its own transmit. No
+// bridge: the container has its address without the prefix route, the gateway (the subnet's
+// first address, as on cni0) as a permanent neighbour at the host end's MAC and as its only
+// next hop; the host reaches it by a /32 (/128) route and a permanent neighbour entry on the
+// host end. host-local over the leased subnet, as with the bridge.
+
+// The bridge plugin's configuration `d` (OverlayDelegate) says what IPAM to run.
+std::string IpamType(const json& d) { return d["ipam"].value("type", "host-local"); }
+
+// Removes what a netkit ADD made for (container `id`, `ifname`): the pair (its routes and
+// neighbour entries go with it) and the address (IPAM DEL with the saved configuration `d`).
+absl::Status OverlayNetkitRelease(const json& d, const std::string& id, const std::string& ifname) {
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  if (auto st = DeleteLink(sk->get(), HostEndName(kOverlayNetkitPrefix, id, ifname)); !st.ok())
+    return st;
+  std::string out;
+  if (Delegate(IpamType(d), d, &out, "DEL", {{"CNI_CONTAINERID", id}, {"CNI_IFNAME", ifname}}))
+    return absl::InternalError(absl::StrCat("IPAM plugin ", IpamType(d), " DEL: ", out));
+  return absl::OkStatus();
+}
+
+int OverlayNetkitCheck(const json& conf) {
+  const std::string host =
+      HostEndName(kOverlayNetkitPrefix, Env("CNI_CONTAINERID"), Env("CNI_IFNAME"));
+  if (!if_nametoindex(host.c_str()))
+    return Error(kIoFailure,
+                 absl::StrCat("overlay: the container's netkit device ", host, " is missing"));
+  if (auto st = CheckContainerAddresses(conf); !st.ok())
+    return Error(kIoFailure, std::string(st.message()));
+  return 0;
+}
+
+// ADD with the bridge plugin's configuration `d` (its "ipam", "mtu" and name are used).
+int OverlayNetkitAdd(const json& d) {
+  const std::string ifname = Env("CNI_IFNAME"), netns = Env("CNI_NETNS");
+  const std::string host = HostEndName(kOverlayNetkitPrefix, Env("CNI_CONTAINERID"), ifname);
+  auto lock = CniLock();
+  if (!lock.ok()) return Error(kTryAgainLater, std::string(lock.status().message()));
+  if (if_nametoindex(host.c_str()))
+    return Error(kIoFailure,
+                 absl::StrCat("overlay: container ", Env("CNI_CONTAINERID"), " interface ", ifname,
+                              " is already attached (netkit ", host, "); DEL it first"));
+  std::string ipam_out;
+  if (Delegate(IpamType(d), d, &ipam_out, "ADD") != 0) {
+    std::cout << ipam_out;
+    return 1;
+  }
+  json ipam = json::parse(ipam_out, nullptr, false);
+  if (!ipam.is_object() || !ipam.contains("ips") || !ipam["ips"].is_array())
+    return Error(kIoFailure, absl::StrCat("IPAM plugin returned no addresses: ", ipam_out));
+  struct Addr {
+    std::string cidr, ip, gw;
+    bool v6;
+  };
+  std::vector<Addr> addrs;
+  for (const json& ip : ipam["ips"]) {
+    const std::string cidr = ip.value("address", "");
+    const std::string a = cidr.substr(0, cidr.find('/'));
+    const bool v6 = a.find(':') != std::string::npos;
+    std::string gw = ip.value("gateway", "");
+    if (v6 ? !ParseIp6(a).ok() : !ParseIp4(a).ok())
+      return Error(kIoFailure, absl::StrCat("IPAM plugin returned a bad address: ", cidr));
+    addrs.push_back({cidr, a, gw, v6});
+  }
+
+  bool created = false;  // undo removes only what this ADD made
+  auto undo = [&](const absl::Status& st, int code = kIoFailure) {
+    if (auto sk = NlConnect(); sk.ok() && created) (void)DeleteLink(sk->get(), host);
+    std::string ignored;
+    (void)Delegate(IpamType(d), d, &ignored, "DEL");
+    return Error(code, std::string(st.message()));
+  };
+  auto sk = NlConnect();
+  if (!sk.ok()) return undo(sk.status());
+  const int nsfd = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0)
+    return undo(absl::NotFoundError(absl::StrCat("netns ", netns, ": ", strerror(errno))),
+                kInvalidEnv);
+  const NetkitSpec spec{.primary = host,
+                        .peer = ifname,
+                        .mtu = static_cast<unsigned>(d.value("mtu", 1500)),
+                        .peer_netns_fd = nsfd};
+  absl::Status made = CreateNetkitPair(sk->get(), spec);
+  close(nsfd);
+  if (!made.ok()) return undo(made);
+  created = true;
+  const int host_ifindex = static_cast<int>(if_nametoindex(host.c_str()));
+  if (!host_ifindex) return undo(absl::InternalError(absl::StrCat("netkit ", host, " vanished")));
+  const Mac host_mac = LinkMac(sk->get(), host_ifindex);
+  const bool any6 = std::any_of(addrs.begin(), addrs.end(), [](const Addr& a) { return a.v6; });
+  // The host end holds no address; IPv6 stays on it only for the routes to an IPv6 container.
+  if (!any6)
+    (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", host, "/disable_ipv6"), "1");
+
+  Mac mac{};
+  json result = {{"cniVersion", g_version}};
+  auto configure = [&]() -> absl::Status {
+    auto ns = NetnsGuard::Enter(netns);
+    if (!ns.ok()) return ns.status();
+    auto csk = NlConnect();
+    if (!csk.ok()) return csk.status();
+    const int inner = static_cast<int>(if_nametoindex(ifname.c_str()));
+    if (!inner)
+      return absl::InternalError(absl::StrCat("interface ", ifname, " not found in ", netns));
+    mac = LinkMac(csk->get(), inner);
+    if (any6)
+      (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", ifname, "/accept_dad"), "0");
+    if (auto st = SetUp(csk->get(), inner, ifname); !st.ok()) return st;
+    json ips = json::array(), routes = json::array();
+    for (const Addr& a : addrs) {
+      if (auto st = AddAddress(csk->get(), inner, a.cidr, a.v6, true); !st.ok()) return st;
+      json r = {{"address", a.cidr}, {"interface", 1}};
+      if (!a.gw.empty()) r["gateway"] = a.gw;
+      ips.push_back(r);
+      if (a.gw.empty()) continue;
+      // The gateway is the host end: known without asking, the next hop for everything.
+      if (auto st = AddNeighbour(csk->get(), inner, a.gw, host_mac, a.v6); !st.ok()) return st;
+      if (auto st = AddRoute(csk->get(), inner, a.gw + (a.v6 ? "/128" : "/32"), "", a.v6); !st.ok())
+        return st;
+      const std::string any = a.v6 ? "::/0" : "0.0.0.0/0";
+      if (std::any_of(routes.begin(), routes.end(), [&](const json& r) { return r["dst"] == any; }))
+        continue;
+      if (auto st = AddDefaultRoute(csk->get(), inner, a.gw, a.v6); !st.ok()) return st;
+      routes.push_back({{"dst", any}, {"gw", a.gw}});
+    }
+    // Routes the IPAM configuration asks for, through the gateway of their family.
+    for (const json& r : ipam.value("routes", json::array())) {
+      const std::string dst = r.value("dst", "");
+      const bool v6 = dst.find(':') != std::string::npos;
+      std::string gw = r.value("gw", "");
+      for (const Addr& a : addrs)
+        if (gw.empty() && a.v6 == v6) gw = a.gw;
+      if (dst.empty() || gw.empty() || dst == (v6 ? "::/0" : "0.0.0.0/0")) continue;
+      if (auto st = AddRoute(csk->get(), inner, dst, gw, v6); !st.ok()) return st;
+      routes.push_back({{"dst", dst}, {"gw", gw}});
+    }
+    result["interfaces"] =
+        json::array({{{"name", host}, {"mac", FormatMac(host_mac)}},
+                     {{"name", ifname}, {"mac", FormatMac(mac)}, {"sandbox", netns}}});
+    result["ips"] = ips;
+    if (!routes.empty()) result["routes"] = routes;
+    if (ipam.contains("dns")) result["dns"] = ipam["dns"];
+    return absl::OkStatus();
+  };
+  if (auto st = configure(); !st.ok()) return undo(st);
+  // The host's way to the container: its address on the host end, its MAC known.
+  if (auto st = SetUp(sk->get(), host_ifindex, host); !st.ok()) return undo(st);
+  for (const Addr& a : addrs) {
+    if (auto st = AddRoute(sk->get(), host_ifindex, a.ip + (a.v6 ? "/128" : "/32"), "", a.v6);
+        !st.ok())
+      return undo(st);
+    if (auto st = AddNeighbour(sk->get(), host_ifindex, a.ip, mac, a.v6); !st.ok()) return undo(st);
+  }
+  // The container's end drops what it sends until the agent's program is attached.
+  if (auto r = CallAgent("overlay.attach", {{"host_ifindex", host_ifindex}}, kAgentWait); !r.ok())
+    return undo(r.status(), absl::IsUnavailable(r.status()) ? kTryAgainLater : kIoFailure);
+  std::cout << result.dump() << std::endl;
+  return 0;
+}
+
 int AgentError(const absl::Status& st, int config_code) {
   const std::string msg(st.message());
   if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) return Error(kTryAgainLater, msg);
@@ -767,16 +978,24 @@ int Run(bool version_flag) {
     // DEL releases what ADD took whatever happened to subnet.env since.
     auto saved = SavedConfPath(conf);
     if (!saved.ok()) return Error(kInvalidEnv, std::string(saved.status().message()));
-    if (cmd == "DEL") {
-      if (auto text = ReadFileHead(*saved, kMaxCniConfigBytes); text.ok()) {
-        json d = json::parse(*text, nullptr, false);
-        if (d.is_object()) {
-          const int rc = RunBridge(d, cmd);
-          if (rc == 0) unlink(saved->c_str());
-          return rc;
-        }
+    json saved_conf;
+    if (auto text = ReadFileHead(*saved, kMaxCniConfigBytes); text.ok())
+      saved_conf = json::parse(*text, nullptr, false);
+    const bool saved_netkit =
+        saved_conf.is_object() && saved_conf.value("cppnet.device", "") == "netkit";
+    if (cmd == "DEL" && saved_conf.is_object()) {
+      int rc = 0;
+      if (!saved_netkit) {
+        rc = RunBridge(saved_conf, cmd);
+      } else if (auto st =
+                     OverlayNetkitRelease(saved_conf, Env("CNI_CONTAINERID"), Env("CNI_IFNAME"));
+                 !st.ok()) {
+        rc = Error(kIoFailure, std::string(st.message()));
       }
+      if (rc == 0) unlink(saved->c_str());
+      return rc;
     }
+    if (cmd == "CHECK" && saved_netkit) return OverlayNetkitCheck(conf);
     const std::string file = conf.value("subnetFile", "/run/flannel/subnet.env");
     auto env = ReadSubnetEnvFile(file);
     if (!env.ok()) {
@@ -787,9 +1006,16 @@ int Run(bool version_flag) {
     }
     auto del = OverlayDelegate(conf, *env);
     if (!del.ok()) return Error(kInvalidConfig, std::string(del.status().message()));
+    // netkit where the agent says so; veth on the bridge where it says veth or does not answer
+    // (the bridge needs no agent: its veths get their programs once the agent runs).
+    bool netkit = false;
+    if (cmd == "ADD")
+      if (auto info = CallAgent("overlay.get", json::object()); info.ok())
+        netkit = info->value("endpoint_device", "") == "netkit";
     if (cmd == "ADD") {
       json keep = *del;
       keep.erase("prevResult");
+      if (netkit) keep["cppnet.device"] = "netkit";
       // Which attachment it belongs to, for GC (the bridge plugin ignores the key).
       keep["cppnet.attachment"] = {{"containerID", Env("CNI_CONTAINERID")},
                                    {"ifname", Env("CNI_IFNAME")}};
@@ -797,7 +1023,7 @@ int Run(bool version_flag) {
         return Error(kIoFailure,
                      absl::StrCat("saving the delegated configuration: ", st.message()));
     }
-    const int rc = RunBridge(*del, cmd);
+    const int rc = netkit ? OverlayNetkitAdd(*del) : RunBridge(*del, cmd);
     if ((cmd == "ADD" && rc != 0) || (cmd == "DEL" && rc == 0)) unlink(saved->c_str());
     return rc;
   }

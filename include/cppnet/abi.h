@@ -31,6 +31,8 @@
 /* + ifindex: a container endpoint's link: tcx on a veth's host end, BPF_NETKIT_PEER on a
  * netkit pair's primary */
 #define CPPNET_LINK_TCX_PREFIX "link_tcx_"
+/* + ifindex: an overlay container's netkit primary: its tcx egress link (flow recording) */
+#define CPPNET_LINK_TCX_OUT_PREFIX CPPNET_LINK_TCX_PREFIX "out_"
 /* Routes per family: 100,000 leases with room (a /8 of /26 subnets); LPM tries without
  * preallocation, so an entry costs memory only when it exists. */
 #define CPPNET_ROUTES_MAX 262144

@@ -24,4 +24,13 @@ absl::StatusOr<nlohmann::json> ParseCniConfig(absl::string_view text);
 // "gateway"): an endpoint must never get an address the network does not route to it.
 absl::Status CheckRuntimeRanges(const nlohmann::json& ipam, const VlanNetwork& n);
 
+// The host end of a container's pair, named by the plugin: stable for (container ID, interface
+// name), so DEL finds it without saved state. "cv…": a VLAN endpoint (veth or netkit); "cn…":
+// an overlay container's netkit primary, which the agent recognises by that prefix (and kind)
+// to give it the overlay's programs, also after a restart.
+inline constexpr char kVlanEndPrefix[] = "cv";
+inline constexpr char kOverlayNetkitPrefix[] = "cn";
+std::string HostEndName(absl::string_view prefix, const std::string& container,
+                        const std::string& ifname);
+
 }  // namespace cppnet

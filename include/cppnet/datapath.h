@@ -31,6 +31,10 @@ class Datapath {
   // plugin may put its "ingress" qdisc there); DetachPort removes the link of a veth that left.
   // `old_clsact`: the veth has a clsact qdisc (an earlier version's filter is removed with it).
   absl::Status AttachPort(int ifindex, const std::string& ifname, bool old_clsact);
+  // An overlay container on a netkit pair (primary `ifindex`): the same checks and fast path as
+  // a BPF_NETKIT_PEER link (cppnet_nk_encap) and the bridge's flow recording as a tcx egress
+  // link, both pinned.
+  absl::Status AttachNetkitPort(int ifindex, const std::string& ifname);
   void DetachPort(int ifindex);
   // tc ingress on the underlay: decapsulation and delivery into containers.
   absl::Status AttachUnderlay(int ifindex, const std::string& ifname);

@@ -29,6 +29,11 @@ absl::Status AttachTcxIngress(int prog_fd, int ifindex, const std::string& ifnam
 // updated in place as AttachTcxIngress.
 absl::Status AttachNetkitPeer(int prog_fd, int ifindex, const std::string& ifname,
                               const std::string& pin, int* keep_fd);
+// tcx egress as a pinned link (as AttachTcxIngress, without the clsact clean-up): on a netkit
+// primary, where conntrack's state is still on what the host sends to the container (netkit
+// drops it before its own programs run).
+absl::Status AttachTcxEgress(int prog_fd, int ifindex, const std::string& ifname,
+                             const std::string& pin, int* keep_fd);
 // The pinned tcx or netkit link's interface (0: detached, its interface gone), or an error when
 // `pin` is neither.
 absl::StatusOr<uint32_t> TcxLinkIfindex(const std::string& pin);

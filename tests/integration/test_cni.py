@@ -2,12 +2,18 @@
 """The cppnet CNI plugin, called the way a container runtime calls it (CNI_* environment,
 network configuration on stdin): ADD attaches a container to the overlay through the
 standard bridge plugin and host-local IPAM over the leased subnet, traffic crosses hosts,
-CHECK passes, DEL removes every trace and is idempotent; VERSION; errors in CNI's format."""
+CHECK passes, DEL removes every trace and is idempotent; VERSION; errors in CNI's format.
+On a kernel with netkit (the guest of integration.netkit: CPPNET_IN_VM=1) the same scenario
+runs with the agent giving overlay containers netkit pairs instead of veths on cni0, plus the
+checks only netkit has (no bridge, local delivery by the program, the host's /32 routes)."""
 import json
+import os
 import subprocess
 import time
 
 from .common import L, cni_call as call, container, in_netns, overlay_hosts, run_scenario, timed_transfer
+
+NETKIT = os.environ.get("CPPNET_IN_VM") == "1"  # the agent finds netkit there (checked below)
 
 def conf(**extra):
     return json.dumps({"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "cppnet", "network": "overlay", **extra})
@@ -33,7 +39,10 @@ def scenario(lab, c):
     link = in_netns(results[1][0], ["ip", "-o", "link", "show", "eth0"]).stdout.split()
     mtu = link[link.index("mtu") + 1] if "mtu" in link else link
     c.check("the container's MTU is FLANNEL_MTU", mtu == h1.subnet_env()["FLANNEL_MTU"], mtu)
-    L.wait_for("agent attached to cni0", lambda: h1.config().get("container_iface") == "cni0", 10)
+    if NETKIT:
+        netkit_overlay(lab, c, h1, h2, results)
+    else:
+        L.wait_for("agent attached to cni0", lambda: h1.config().get("container_iface") == "cni0", 10)
     p = in_netns(results[1][0], ["ping", "-n", "-c", "2", "-W", "2", results[2][1]], timeout=15)
     c.check("containers made by the CNI plugin reach each other across hosts", p.returncode == 0, p.stdout[-200:])
 
@@ -77,8 +86,10 @@ def scenario(lab, c):
     rc, out = call(h1, "ADD", ns3, "c3", flannel_style)
     c.check("a flannel-style config without \"network\" (cniVersion 1.1.0): ADD on the overlay",
             rc == 0 and out.get("cniVersion") == "1.1.0" and out.get("ips"), out)
-    ports = h1.sh("bridge -d link show", check=False).stdout
-    c.check("\"delegate\" options reach the bridge plugin (hairpinMode false)", "hairpin off" in ports, ports[-300:])
+    if not NETKIT:  # no bridge behind netkit: its options have nothing to act on
+        ports = h1.sh("bridge -d link show", check=False).stdout
+        c.check("\"delegate\" options reach the bridge plugin (hairpinMode false)", "hairpin off" in ports,
+                ports[-300:])
     _, ns4 = container(lab, h1)
     rc, out = call(h1, "ADD", ns4, "c4", json.dumps({"cniVersion": "1.0.0", "name": "cbr0", "type": "cppnet",
                                                     "ipam": {"routes": [{"dst": "203.0.113.0/24"}]}}))
@@ -102,6 +113,64 @@ def scenario(lab, c):
     chaining(lab, c, h1, results[2][0], results[2][1])
     garbage_collection(lab, c, h1)
     hostport_across_hosts(lab, c, h2)
+
+
+def netkit_overlay(lab, c, h1, h2, results):
+    """What only netkit overlay containers have: the pair itself, no bridge, the container's
+    routes through the gateway at the host end's MAC, the host's route to the container, and
+    containers of one host delivered to each other by the program (no bridge to switch them)."""
+    ns1, ip1, res1 = results[1]
+    ns2, ip2, _ = results[2]
+    c.check("the agent gives overlay containers netkit devices",
+            "Overlay containers (CNI): netkit devices" in h1.log(), h1.log()[-600:])
+    info = json.loads(in_netns(ns1, ["ip", "-d", "-j", "link", "show", "eth0"]).stdout or "[{}]")[0]
+    host_end = next((i["name"] for i in res1.get("interfaces", []) if not i.get("sandbox")), "")
+    c.check("the container's interface is netkit, its host end cn…, and there is no cni0",
+            info.get("linkinfo", {}).get("info_kind") == "netkit" and host_end.startswith("cn")
+            and h1.sh("ip link show cni0", check=False).returncode != 0, (info.get("linkinfo"), host_end))
+    gw = res1.get("ips", [{}])[0].get("gateway", "")
+    routes = in_netns(ns1, ["ip", "route"]).stdout
+    neigh = in_netns(ns1, ["ip", "neigh", "show", gw]).stdout
+    host_mac = next((i["mac"] for i in res1.get("interfaces", []) if not i.get("sandbox")), "?")
+    c.check(f"in the container: default via {gw} (a permanent neighbour at the host end's MAC), no subnet route",
+            f"default via {gw}" in routes and "PERMANENT" in neigh and host_mac in neigh
+            and "proto kernel" not in routes, (routes, neigh, host_mac))
+    c.check("on the host: a /32 route to the container through its netkit end",
+            f"{ip1} dev {host_end}" in h1.sh(f"ip route show {ip1}").stdout, h1.sh("ip route").stdout[-400:])
+    p = h1.sh(f"ping -n -c 2 -W 2 {ip1}", check=False)
+    c.check("the host reaches its netkit container", p.returncode == 0, p.stdout[-200:])
+    p = in_netns(ns1, ["ping", "-n", "-c", "2", "-W", "2", h2.ip], timeout=15)
+    c.check("a netkit container reaches another host's underlay address (through the kernel)",
+            p.returncode == 0, p.stdout[-200:])
+    # Two containers on one host: the first exchange goes through the kernel (not learned yet),
+    # then the program delivers straight out of the other's netkit end.
+    _, ns3 = container(lab, h1)
+    rc, res3 = call(h1, "ADD", ns3, "c1b", conf())
+    ip3 = res3.get("ips", [{}])[0].get("address", "").split("/")[0]
+    in_netns(ns3, ["ping", "-n", "-c", "1", "-W", "2", ip2], timeout=15)  # learned: it sent overlay traffic
+    direct = lambda: json.loads(h1.ctl("show", "stats", "--json").stdout)["traffic"]["deliver_direct"]["packets"]  # noqa: E731
+    before = direct()
+    p = in_netns(ns1, ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", ip3], timeout=15)
+    c.check(f"two netkit containers on one host: ping {ip1} -> {ip3}, delivered by the program "
+            f"({direct() - before} deliver_direct)", rc == 0 and p.returncode == 0 and direct() - before >= 3,
+            p.stdout[-200:])
+    secs, ok = timed_transfer(lab, ns1, ns3, ip3, 1 << 20, 5311)
+    c.check("TCP between netkit containers on one host (1 MiB, sha256 matches)", ok, secs)
+    secs, ok = timed_transfer(lab, ns1, ns2, ip2, 1 << 20, 5312)
+    c.check("TCP from a netkit container to another host's (1 MiB, sha256 matches)", ok, secs)
+    # The source check holds on netkit: another address of the subnet is dropped as bad_source.
+    spoof = ip3.rsplit(".", 1)[0] + ".250"
+    bad = lambda: json.loads(h1.ctl("show", "stats", "--json").stdout)["drops"]["bad_source"]["packets"]  # noqa: E731
+    before = bad()
+    in_netns(ns1, ["ip", "addr", "add", f"{spoof}/32", "dev", "eth0"])
+    p = in_netns(ns1, ["ping", "-n", "-c", "2", "-W", "1", "-I", spoof, ip2], timeout=15)
+    in_netns(ns1, ["ip", "addr", "del", f"{spoof}/32", "dev", "eth0"])
+    c.check("a netkit container sending from another address is dropped (bad_source)",
+            p.returncode != 0 and bad() >= before + 2, (before, bad()))
+    rc, out = call(h1, "DEL", ns3, "c1b", conf())
+    c.check("DEL removes the netkit pair and the host's route to it",
+            rc == 0 and h1.sh(f"ip link show {res3['interfaces'][0]['name']}", check=False).returncode != 0
+            and ip3 not in h1.sh("ip route").stdout, out)
 
 
 def runtime_requests(lab, c, h):
@@ -167,8 +236,10 @@ def chaining(lab, c, h, remote_ns, remote_ip):
     proc, ns = container(lab, h)
     rc, res = call(h, "ADD", ns, "chain1", conf())
     ip = res.get("ips", [{}])[0].get("address", "").split("/")[0]
-    host_if = [i for i in res.get("interfaces", []) if not i.get("sandbox") and i.get("name", "").startswith("veth")]
-    c.check("overlay result lists the host veth (for chained plugins)", rc == 0 and host_if, res)
+    host_if = [i for i in res.get("interfaces", []) if not i.get("sandbox") and
+               i.get("name", "").startswith("cn" if NETKIT else "veth")]
+    c.check(f"overlay result lists the host {'netkit end' if NETKIT else 'veth'} (for chained plugins)",
+            rc == 0 and host_if, res)
     pm = {"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "portmap", "capabilities": {"portMappings": True},
           "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
           "prevResult": res}
@@ -186,6 +257,18 @@ def chaining(lab, c, h, remote_ns, remote_ip):
               check=False)
     c.check(f"a client outside the cluster reaches the container through {h.ip}:18080 (DNAT)",
             f"hello from {ip}" in p.stdout, p.stdout + p.stderr)
+    if NETKIT:
+        # The bandwidth plugin finds the host end as the container interface's veth peer: it
+        # refuses netkit (README: rates need --endpoint-device veth).
+        bw = {"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "bandwidth",
+              "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 80000}}, "prevResult": res}
+        rc, out = plugin(h, "bandwidth", "ADD", ns, "chain1", json.dumps(bw))
+        c.check("the bandwidth plugin refuses a netkit container (it needs a veth), nothing half-made",
+                rc != 0 and "veth" in json.dumps(out), out)
+        plugin(h, "portmap", "DEL", ns, "chain1", json.dumps(pm))
+        rc, out = call(h, "DEL", ns, "chain1", conf())
+        c.check("DEL of the chain", rc == 0, out)
+        return
     bw = {"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "bandwidth", "capabilities": {"bandwidth": True},
           "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 80000,
                                           "egressRate": 8000000, "egressBurst": 80000}}, "prevResult": res}

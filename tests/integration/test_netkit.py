@@ -3,7 +3,8 @@
 plugin, which gives each endpoint a netkit pair (the container's end dropping everything until
 the agent's program is attached as BPF_NETKIT_PEER through the host end); between endpoints on
 one host, to an endpoint on another host over the trunk (untagged and VLAN 10, tags seen on the
-wire), the source check, CNI DEL; and on a kernel without netkit the agent falls back to veth.
+wire), the source check, CNI DEL; overlay containers on netkit (integration.cni's scenario run
+on the netkit kernel); and on a kernel without netkit the agent falls back to veth.
 This machine's kernel has no netkit (CONFIG_NETKIT is not set): the scenario then runs in a
 guest with Debian trixie's kernel (scripts/vm.py, emulated), and the fallback runs here."""
 import json
@@ -127,8 +128,11 @@ def main():
     sys.stdout.flush()
     try:
         build = os.environ.get("CPPNET_BUILD_DIR", L.BUILD)
-        inner, out = vm.run(f"CPPNET_IN_VM=1 CPPNET_BUILD_DIR={build} {sys.executable} -m "
-                            "tests.integration.test_netkit", timeout=1700)
+        # The VLAN scenario, then the CNI plugin's overlay scenario (test_cni) on netkit.
+        env = f"CPPNET_IN_VM=1 CPPNET_BUILD_DIR={build}"
+        inner, out = vm.run(f"{env} {sys.executable} -m tests.integration.test_netkit; a=$?; "
+                            f"{env} {sys.executable} -m tests.integration.test_cni; b=$?; "
+                            "[ $a -eq 0 ] && [ $b -eq 0 ]", timeout=1700)
     except SystemExit as e:  # no qemu, or the kernel could not be fetched: the fallback's result stands
         print(f"netkit scenario not run (exit {e.code}): see the line above", flush=True)
         return rc
