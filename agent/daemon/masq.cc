@@ -1,12 +1,7 @@
 #include "masq.h"
 
-#include <nftables/libnftables.h>
-
-#include <memory>
-
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
-#include "absl/strings/strip.h"
+#include "cppnet/nft.h"
 
 namespace cppnet {
 namespace {
@@ -30,19 +25,6 @@ std::string Table(const char* family, const std::string& n, const std::string& s
       "    ", f, " saddr != ", n, " ", f, " daddr ", n, " masquerade fully-random\n", "  }\n}\n");
 }
 
-absl::Status RunNft(const std::string& script) {
-  std::unique_ptr<nft_ctx, void (*)(nft_ctx*)> ctx(nft_ctx_new(NFT_CTX_DEFAULT), nft_ctx_free);
-  if (!ctx) return absl::InternalError("nftables table cppnet: cannot create an nftables context");
-  nft_ctx_buffer_output(ctx.get());
-  nft_ctx_buffer_error(ctx.get());
-  if (nft_run_cmd_from_buffer(ctx.get(), script.c_str()) != 0) {
-    std::string err = absl::StrReplaceAll(nft_ctx_get_error_buffer(ctx.get()), {{"\n", " "}});
-    return absl::InternalError(
-        absl::StrCat("nftables tables ip/ip6 cppnet: ", absl::StripTrailingAsciiWhitespace(err)));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 std::string MasqueradeRules(const MasqSpec& spec) {
@@ -55,8 +37,12 @@ std::string MasqueradeRules(const MasqSpec& spec) {
   return out;
 }
 
-absl::Status InstallMasquerade(const MasqSpec& spec) { return RunNft(MasqueradeRules(spec)); }
+constexpr char kTables[] = "nftables tables ip/ip6 cppnet";
 
-absl::Status RemoveMasquerade() { return RunNft(kReset); }
+absl::Status InstallMasquerade(const MasqSpec& spec) {
+  return RunNft(MasqueradeRules(spec), kTables);
+}
+
+absl::Status RemoveMasquerade() { return RunNft(kReset, kTables); }
 
 }  // namespace cppnet

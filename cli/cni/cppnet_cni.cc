@@ -55,6 +55,7 @@
 #include "cppnet/version.h"
 #include "cppnet/vlan_maps.h"
 #include "cppnet/netlink.h"
+#include "cppnet/nft.h"
 
 using nlohmann::json;
 using namespace cppnet;
@@ -756,6 +757,42 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
 // The bridge plugin's configuration `d` (OverlayDelegate) says what IPAM to run.
 std::string IpamType(const json& d) { return d["ipam"].value("type", "host-local"); }
 
+// The bridge plugin's "ipMasq" for netkit containers: what a container sends outside its subnet
+// through the kernel (not multicast) leaves with the host's address. One nftables table per
+// family ("cppnet_cni"), its rule for the host's subnet, the masqueraded containers in a set.
+constexpr char kCniTables[] = "nftables tables ip/ip6 cppnet_cni";
+
+std::string CniMasqTable(bool v6, const std::string& subnet) {
+  const std::string f = v6 ? "ip6" : "ip";
+  return absl::StrCat(
+      "table ", f, " cppnet_cni {\n  set masq { type ", v6 ? "ipv6_addr" : "ipv4_addr",
+      "; }\n  chain postrouting { type nat hook postrouting priority srcnat; }\n}\n",
+      "flush chain ", f, " cppnet_cni postrouting\n", "add rule ", f, " cppnet_cni postrouting ", f,
+      " saddr @masq ", f, " daddr != ", subnet, " ", f,
+      " daddr != ", v6 ? "ff00::/8" : "224.0.0.0/4", " masquerade\n");
+}
+
+// The container's addresses `ips` in (add) or out of the set; an address not in it is no error.
+absl::Status CniMasq(const std::vector<std::string>& ips, bool add, const std::string& subnet4 = "",
+                     const std::string& subnet6 = "") {
+  std::string script;
+  for (const std::string& ip : ips) {
+    const bool v6 = ip.find(':') != std::string::npos;
+    const std::string f = v6 ? "ip6" : "ip";
+    if (add) {
+      script += CniMasqTable(v6, v6 ? subnet6 : subnet4);
+      absl::StrAppend(&script, "add element ", f, " cppnet_cni masq { ", ip, " }\n");
+    } else {
+      // Declared first (no-op when present), so the delete cannot fail on a missing table.
+      absl::StrAppend(&script, "table ", f, " cppnet_cni {\n  set masq { type ",
+                      v6 ? "ipv6_addr" : "ipv4_addr", "; }\n}\n", "add element ", f,
+                      " cppnet_cni masq { ", ip, " }\ndelete element ", f, " cppnet_cni masq { ",
+                      ip, " }\n");
+    }
+  }
+  return script.empty() ? absl::OkStatus() : RunNft(script, kCniTables);
+}
+
 // Removes what a netkit ADD made for (container `id`, `ifname`): the pair (its routes and
 // neighbour entries go with it) and the address (IPAM DEL with the saved configuration `d`).
 absl::Status OverlayNetkitRelease(const json& d, const std::string& id, const std::string& ifname) {
@@ -763,6 +800,14 @@ absl::Status OverlayNetkitRelease(const json& d, const std::string& id, const st
   if (!sk.ok()) return sk.status();
   if (auto st = DeleteLink(sk->get(), HostEndName(kOverlayNetkitPrefix, id, ifname)); !st.ok())
     return st;
+  if (d.contains("cppnet.masq") && d["cppnet.masq"].is_array()) {
+    std::vector<std::string> ips;
+    for (const json& ip : d["cppnet.masq"])
+      if (ip.is_string() &&
+          (ParseIp4(ip.get<std::string>()).ok() || ParseIp6(ip.get<std::string>()).ok()))
+        ips.push_back(ip.get<std::string>());
+    if (auto st = CniMasq(ips, false); !st.ok()) return st;
+  }
   std::string out;
   if (Delegate(IpamType(d), d, &out, "DEL", {{"CNI_CONTAINERID", id}, {"CNI_IFNAME", ifname}}))
     return absl::InternalError(absl::StrCat("IPAM plugin ", IpamType(d), " DEL: ", out));
@@ -780,8 +825,9 @@ int OverlayNetkitCheck(const json& conf) {
   return 0;
 }
 
-// ADD with the bridge plugin's configuration `d` (its "ipam", "mtu" and name are used).
-int OverlayNetkitAdd(const json& d) {
+// ADD with the bridge plugin's configuration `d` (its "ipam", "mtu", "ipMasq" and name are
+// used); `keep` is saved at `saved` with what DEL needs beyond it.
+int OverlayNetkitAdd(const json& d, json keep, const std::string& saved) {
   const std::string ifname = Env("CNI_IFNAME"), netns = Env("CNI_NETNS");
   const std::string host = HostEndName(kOverlayNetkitPrefix, Env("CNI_CONTAINERID"), ifname);
   auto lock = CniLock();
@@ -803,18 +849,29 @@ int OverlayNetkitAdd(const json& d) {
     bool v6;
   };
   std::vector<Addr> addrs;
+  std::vector<std::string> ips_only;
+  std::string subnet4, subnet6;  // of the addresses (the leased subnets)
   for (const json& ip : ipam["ips"]) {
     const std::string cidr = ip.value("address", "");
     const std::string a = cidr.substr(0, cidr.find('/'));
     const bool v6 = a.find(':') != std::string::npos;
     std::string gw = ip.value("gateway", "");
-    if (v6 ? !ParseIp6(a).ok() : !ParseIp4(a).ok())
+    auto p4 = v6 ? absl::InvalidArgumentError("") : ParsePrefix4(cidr, false);
+    auto p6 = v6 ? ParsePrefix6(cidr) : absl::InvalidArgumentError("");
+    if (v6 ? !ParseIp6(a).ok() || !p6.ok() : !ParseIp4(a).ok() || !p4.ok())
       return Error(kIoFailure, absl::StrCat("IPAM plugin returned a bad address: ", cidr));
+    if (v6)
+      subnet6 = FormatPrefix6(*p6);
+    else
+      subnet4 = FormatPrefix4({p4->addr & p4->mask(), p4->len});
     addrs.push_back({cidr, a, gw, v6});
+    ips_only.push_back(a);
   }
+  const bool masq = d.value("ipMasq", false);
 
-  bool created = false;  // undo removes only what this ADD made
+  bool created = false, masqueraded = false;  // undo removes only what this ADD made
   auto undo = [&](const absl::Status& st, int code = kIoFailure) {
+    if (masqueraded) (void)CniMasq(ips_only, false);
     if (auto sk = NlConnect(); sk.ok() && created) (void)DeleteLink(sk->get(), host);
     std::string ignored;
     (void)Delegate(IpamType(d), d, &ignored, "DEL");
@@ -900,6 +957,14 @@ int OverlayNetkitAdd(const json& d) {
         !st.ok())
       return undo(st);
     if (auto st = AddNeighbour(sk->get(), host_ifindex, a.ip, mac, a.v6); !st.ok()) return undo(st);
+  }
+  if (masq) {
+    if (auto st = CniMasq(ips_only, true, subnet4, subnet6); !st.ok()) return undo(st);
+    masqueraded = true;
+    keep["cppnet.masq"] = ips_only;  // for DEL, which has no addresses to go by
+    if (auto st = WriteFileAtomically(saved, keep.dump()); !st.ok())
+      return undo(
+          absl::InternalError(absl::StrCat("saving the delegated configuration: ", st.message())));
   }
   // The container's end drops what it sends until the agent's program is attached.
   if (auto r = CallAgent("overlay.attach", {{"host_ifindex", host_ifindex}}, kAgentWait); !r.ok())
@@ -1012,8 +1077,9 @@ int Run(bool version_flag) {
     if (cmd == "ADD")
       if (auto info = CallAgent("overlay.get", json::object()); info.ok())
         netkit = info->value("endpoint_device", "") == "netkit";
+    json keep;
     if (cmd == "ADD") {
-      json keep = *del;
+      keep = *del;
       keep.erase("prevResult");
       if (netkit) keep["cppnet.device"] = "netkit";
       // Which attachment it belongs to, for GC (the bridge plugin ignores the key).
@@ -1023,7 +1089,7 @@ int Run(bool version_flag) {
         return Error(kIoFailure,
                      absl::StrCat("saving the delegated configuration: ", st.message()));
     }
-    const int rc = netkit ? OverlayNetkitAdd(*del) : RunBridge(*del, cmd);
+    const int rc = netkit ? OverlayNetkitAdd(*del, keep, *saved) : RunBridge(*del, cmd);
     if ((cmd == "ADD" && rc != 0) || (cmd == "DEL" && rc == 0)) unlink(saved->c_str());
     return rc;
   }

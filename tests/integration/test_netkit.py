@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from .common import L, run_scenario
+from .common import L, ipv6_hosts, run_scenario
 
 
 def netkit_kernel():
@@ -107,6 +107,37 @@ def scenario(lab, c):
     c.check("CNI DEL removes the netkit pair", rc == 0 and netkits() == before - 1, (before, netkits()))
 
 
+def overlay_dual_stack(lab, c):
+    """Dual-stack overlay containers on netkit: an IPv4 and an IPv6 address each, IPv6 across
+    hosts both ways and between containers of one host (delivered by the program), the host's
+    /128 route to its container."""
+    from .test_ipv6 import CONFIG
+    hosts, _ = ipv6_hosts(lab, CONFIG)
+    h1, h2 = hosts
+    L.wait_for("IPv6 routes", lambda: all(len([s for s in h.routes() if ":" in s]) == 1 for h in hosts), 30)
+    a, b = L.CniEndpoint(lab, h1, "overlay", "d1"), L.CniEndpoint(lab, h1, "overlay", "d2")
+    r = L.CniEndpoint(lab, h2, "overlay", "d3")
+    c.check("dual-stack CNI ADD on netkit: an IPv4 and an IPv6 address each",
+            all(e.rc == 0 and e.ip4 and e.ip6 for e in (a, b, r)), [e.result for e in (a, b, r)])
+    kind = a.run(["ip", "-d", "link", "show", "eth0"]).stdout
+    c.check("the container's interface is netkit", " netkit " in kind, kind[:300])
+    for src, dst, what in ((a, r, "across hosts"), (r, a, "from another host"), (b, r, "across hosts")):
+        p = src.run(["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", dst.ip6])
+        c.check(f"netkit, IPv6 {what}: {src.ip6} -> {dst.ip6}", p.returncode == 0, p.stdout[-200:])
+    direct = lambda: json.loads(h1.ctl("show", "stats", "--json").stdout)["traffic"]["deliver_direct"]["packets"]  # noqa: E731
+    before = direct()
+    p = a.run(["ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", b.ip6])
+    c.check(f"netkit, IPv6 on one host: {a.ip6} -> {b.ip6}, delivered by the program ({direct() - before} "
+            "deliver_direct)", p.returncode == 0 and direct() - before >= 3, p.stdout[-200:])
+    p = a.ping(r.ip4)
+    c.check("netkit, dual stack: IPv4 across hosts too", p.returncode == 0, p.stdout[-200:])
+    host_end = a.result["interfaces"][0]["name"]
+    route = h1.sh(f"ip -6 route show {a.ip6}").stdout
+    p = h1.sh(f"ping -6 -n -c 2 -W 2 {a.ip6}", check=False)
+    c.check("the host reaches its container over IPv6 (a /128 route through the netkit end)",
+            host_end in route and p.returncode == 0, (route, p.stdout[-200:]))
+
+
 def fallback(lab, c):
     hosts = vlan_pair(lab)
     h1, h2 = hosts
@@ -122,7 +153,7 @@ def fallback(lab, c):
 
 def main():
     if netkit_kernel():
-        return run_scenario("netkit", scenario)
+        return run_scenario("netkit", scenario) | run_scenario("nk6", overlay_dual_stack)
     rc = run_scenario("nkfallback", fallback)
     from scripts import vm
     sys.stdout.flush()
