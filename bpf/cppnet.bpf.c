@@ -2,7 +2,9 @@
 /* cppnet datapath.
  * - cppnet_tc_encap, tc ingress of the container veths (and of the bridge, for ports
  *   not attached yet): encapsulates (vxlan/udp) or routes (host-gw) overlay traffic
- *   straight out of the underlay, and learns where each local container lives.
+ *   straight out of the underlay, and learns where each local container lives;
+ *   cppnet_nk_encap, the same inside a netkit overlay container's transmit (BPF_NETKIT_PEER),
+ *   also delivering to the host's other containers (no bridge behind netkit).
  * - cppnet_tc_underlay, tc ingress of the underlay: decapsulates, and delivers overlay
  *   packets for our subnet straight into the container (bpf_redirect_peer), skipping
  *   IP forwarding, the bridge and a backlog queue. GSO packets stay whole.
@@ -12,8 +14,9 @@
  *   and its route to the Network): the host's own traffic to other hosts' containers.
  * - cppnet_tc_soft, tc ingress of cppnet.host: udp packets for a userspace peer (flanneld),
  *   encapsulated after the kernel finished their checksums and segments in cppnet.soft.
- * - cppnet_tc_bridge_out, tc egress of the container bridge: records the flows the kernel
- *   translated to containers (hostPort), whose answers must go back through conntrack (nat.h).
+ * - cppnet_tc_bridge_out, tc egress of the container bridge (and tcx egress of each netkit
+ *   overlay container's host end): records the flows the kernel translated to containers
+ *   (hostPort), whose answers must go back through conntrack (nat.h).
  * - cppnet_tc_trunk (tc ingress of a VLAN trunk) and cppnet_tc_vlan_port (tc ingress
  *   of a VLAN endpoint's host veth): VLAN networks, see vlan.h; cppnet_tc_paced (tc ingress of
  *   cppnet.paced): rated endpoints' frames after cppnet.pace's htb, on to trunk or endpoint.

@@ -13,6 +13,10 @@ with one container each behind the host's bridge. Modes:
   cppnet-macvlan, cppnet-vlan10
                  cppnet VLAN networks (BPF macvlan bridge) on the underlay, untagged and
                  on 802.1Q VLAN 10; containers attached by the CNI plugin
+  cppnet-vxlan-nk, cppnet-hostgw-nk, cppnet-macvlan-nk, cppnet-vlan10-nk
+                 the same cppnet modes with containers on netkit pairs (the CNI plugin, agent
+                 --endpoint-device=netkit); n/a, with the agent's reason, on a kernel without
+                 CONFIG_NETKIT. The rows above run with --endpoint-device=veth.
   underlay6, kernel-vxlan6, cppnet-vxlan6
                  the same over IPv6 (dual stack, EnableIPv6): host to host over the IPv6
                  underlay; flanneld's flannel-v6.1; cppnet-agent's VXLAN over IPv6. Their
@@ -35,8 +39,11 @@ import time
 
 from scripts import lab as L
 
+NETKIT_MODES = ["cppnet-vxlan-nk", "cppnet-hostgw-nk", "cppnet-macvlan-nk", "cppnet-vlan10-nk"]
 MODES = ["underlay", "kernel-hostgw", "kernel-vxlan", "cppnet-vxlan", "cppnet-udp", "cppnet-hostgw",
-         "kernel-macvlan", "cppnet-macvlan", "cppnet-vlan10", "underlay6", "kernel-vxlan6", "cppnet-vxlan6"]
+         "kernel-macvlan", "cppnet-macvlan", "cppnet-vlan10", *NETKIT_MODES, "underlay6", "kernel-vxlan6",
+         "cppnet-vxlan6"]
+VETH = "--endpoint-device=veth"  # the veth rows stay veth on a kernel with netkit
 BASES = ("underlay", "kernel-vxlan", "kernel-macvlan", "underlay6", "kernel-vxlan6")  # ratio tables
 
 
@@ -98,7 +105,7 @@ def build(lab, args):
         lab.put_config(dict(cfg, Backend={"Type": backend}), prefix=prefix)
         c1, c2 = lab.add_host(5 + 2 * n), lab.add_host(6 + 2 * n)
         for h in (c1, c2):
-            h.start_agent(f"--etcd-prefix={prefix}")
+            h.start_agent(f"--etcd-prefix={prefix}", VETH)
         for h in (c1, c2):
             env = h.subnet_env()
             h.add_bridge_and_containers(env["FLANNEL_SUBNET"], env["FLANNEL_MTU"], count=1)
@@ -122,7 +129,7 @@ def build(lab, args):
     lab.put_config(cfg, prefix="/bench/vlan")
     p1, p2 = lab.add_host(13), lab.add_host(14)
     for h in (p1, p2):
-        h.start_agent("--etcd-prefix=/bench/vlan")
+        h.start_agent("--etcd-prefix=/bench/vlan", VETH)
         h.subnet_env()
     for mode, parent, third in (("cppnet-macvlan", "eth0", 111), ("cppnet-vlan10", "eth0.10", 100)):
         ends = []
@@ -135,6 +142,8 @@ def build(lab, args):
             ends.append(Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab))
         pairs[mode] = tuple(ends)
     L.wait_for("cppnet VLAN trunk", lambda: all("VLAN trunk eth0" in h.log() for h in (p1, p2)), 10)
+    if any(m in args.modes.split(",") for m in NETKIT_MODES):
+        build_netkit(lab, cfg, pairs)
     # IPv6: flannel-v6.1 pairs (their hosts also serve underlay6) and cppnet dual stack.
     k1, _, gw1 = lab.flannel_host6(15, "198.19.15.0/24", "2001:db8:100:15::/64")
     k2, _, gw2 = lab.flannel_host6(16, "198.19.16.0/24", "2001:db8:100:16::/64")
@@ -166,6 +175,52 @@ def build(lab, args):
         except Exception as e:
             raise L.LabError(f"{mode}: {a.ip} cannot reach {b.ip}") from e
     return pairs
+
+
+def build_netkit(lab, cfg, pairs):
+    """The netkit rows: a host pair per overlay backend with containers from the CNI plugin, the
+    VLAN networks on the vxlan pair. An agent told --endpoint-device=netkit exits on a kernel
+    without netkit: its reason marks the rows n/a."""
+    hosts = {}
+    for n, (mode, backend) in enumerate((("cppnet-vxlan-nk", "vxlan"), ("cppnet-hostgw-nk", "host-gw"))):
+        prefix = f"/bench/nk-{backend}"
+        lab.put_config(dict(cfg, Backend={"Type": backend}), prefix=prefix)
+        c1, c2 = lab.add_host(19 + 2 * n), lab.add_host(20 + 2 * n)
+        for h in (c1, c2):
+            h.start_agent(f"--etcd-prefix={prefix}", "--endpoint-device=netkit")
+        try:
+            L.wait_for("netkit agents", lambda: all(h.agent.poll() is not None or "VLAN endpoints:" in h.log()
+                                                    for h in (c1, c2)), 30)
+        except L.LabError as e:
+            raise L.LabError(f"{e}; agent logs: {c1.log()[-800:]} {c2.log()[-800:]}") from e
+        if c1.agent.poll() is not None:
+            why = next((ln.split(" E ", 1)[-1] for ln in c1.log().splitlines() if "netkit" in ln),
+                       f"the agent exited ({c1.agent.returncode})")
+            for m in NETKIT_MODES:
+                NA[m] = why
+            return
+        for h in (c1, c2):
+            h.subnet_env()
+        L.wait_for(f"{mode} routes", lambda: len(c1.routes()) == 1 and len(c2.routes()) == 1)
+        ends = []
+        for h in (c1, c2):
+            e = L.CniEndpoint(lab, h, "overlay", f"bench{mode}")
+            if e.rc != 0:
+                raise L.LabError(f"{mode}: CNI ADD: {e.result}")
+            ends.append(Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab))
+        pairs[mode] = tuple(ends)
+        hosts[backend] = (c1, c2)
+    p1, p2 = hosts["vxlan"]
+    for mode, parent, third in (("cppnet-macvlan-nk", "eth0", 112), ("cppnet-vlan10-nk", "eth0.10", 101)):
+        ends = []
+        for h, rng in ((p1, 0), (p2, 128)):
+            h.ctl("network", "create", "-d", "macvlan", "--subnet", f"198.18.{third}.0/24", "--ip-range",
+                  f"198.18.{third}.{rng}/25", "-o", f"parent={parent}", f"n{third}")
+            e = L.CniEndpoint(lab, h, f"n{third}", f"bench{third}")
+            if e.rc != 0:
+                raise L.LabError(f"{mode}: CNI ADD: {e.result}")
+            ends.append(Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab))
+        pairs[mode] = tuple(ends)
 
 
 def pinned(cpu, argv):
@@ -370,15 +425,15 @@ def reaction(quick):
 def report(samples, modes):
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     lines = []
-    hdr = f"{'mode':14}" + "".join(f"{label + ' (' + unit + ')':>17}" for _, label, unit, _ in METRICS)
+    hdr = f"{'mode':17}" + "".join(f"{label + ' (' + unit + ')':>17}" for _, label, unit, _ in METRICS)
     lines.append(hdr)
     for mode in MODES:
         if mode in NA:
-            lines.append(f"{mode:14}  n/a: {NA[mode]}")
+            lines.append(f"{mode:17}  n/a: {NA[mode]}")
             continue
         if mode not in modes:
             continue
-        row = f"{mode:14}"
+        row = f"{mode:17}"
         for key, *_ in METRICS:
             row += f"{med([s[mode][key] for s in samples]):>17.2f}"
         lines.append(row)
@@ -386,7 +441,7 @@ def report(samples, modes):
         lines.append(f"\nratio to {base} (median of per-repeat ratios; >1 is better for throughput/rate, <1 for latency)")
         lines.append(hdr)
         for mode in (m for m in modes if ipv6_mode(m) == ipv6_mode(base)):
-            row = f"{mode:14}"
+            row = f"{mode:17}"
             for key, *_ in METRICS:
                 row += f"{med([s[mode][key] / s[base][key] for s in samples]):>17.2f}"
             lines.append(row)
@@ -438,10 +493,10 @@ def main():
 
 def datapath(args, result):
     wanted = args.modes.split(",")
-    modes = [m for m in MODES if m not in NA and m in wanted]
     samples, loads = [], []
     with L.Lab("bench") as lab:
         pairs = build(lab, args)
+        modes = [m for m in MODES if m not in NA and m in wanted]  # netkit rows: known after build
         for rep in range(args.repeats):
             busy, load = wait_quiet()
             loads.append({"cpu_busy": round(busy, 3), "loadavg_1m": load})
@@ -449,7 +504,7 @@ def datapath(args, result):
             s = {}
             for mode in modes:
                 s[mode] = measure(pairs[mode], args.seconds, args.rr_seconds)
-                print(f"  {mode:14} " + "  ".join(f"{k}={v:.2f}" for k, v in s[mode].items()), flush=True)
+                print(f"  {mode:17} " + "  ".join(f"{k}={v:.2f}" for k, v in s[mode].items()), flush=True)
             samples.append(s)
     text = report(samples, modes)
     print("\n" + text, flush=True)

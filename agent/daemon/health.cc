@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <thread>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -88,6 +89,11 @@ HealthServer::HealthServer(AgentHealth* health, int stats_fd)
 HealthServer::~HealthServer() {
   auto* guarded = static_cast<GuardedHttpServer*>(server_.get());
   guarded->StopAccepting();
+  // httplib's stop() acts only on a running server: stopped before its thread got there (an
+  // agent failing early at start), it would accept forever and the join below never return.
+  // The thread gets there at once, or fails and ends: bounded either way.
+  for (int i = 0; thread_.joinable() && !server_->is_running() && i < 2000; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   server_->stop();
   if (thread_.joinable()) thread_.join();
   // A connection thread still inside the server (a client trickling bytes) would use it

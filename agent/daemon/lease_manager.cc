@@ -207,8 +207,10 @@ absl::StatusOr<LeaseManager::Event> LeaseManager::Acquire(const NetworkConfig& c
   const std::string own_ip = FormatIp4(own.public_ip);
   for (const auto& [kvp, s, s6] : keys) {
     const EtcdKV& kv = *kvp;
-    // Most leases are other hosts': a value without our address text is none of ours.
-    if (kv.value.find(own_ip) == std::string::npos) continue;
+    // Most leases are other hosts': a value without our address text is none of ours (unless
+    // its JSON spells characters as \u escapes, which flanneld and cppnet never write).
+    if (kv.value.find(own_ip) == std::string::npos && kv.value.find("\\u") == std::string::npos)
+      continue;
     auto l = ParseLease(kv.value);
     if (!l.ok() || l->public_ip != own.public_ip || !cfg.network.contains(s) ||
         s.len != cfg.subnet_len)

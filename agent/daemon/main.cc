@@ -177,8 +177,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "xdp", "tc"}))
       ->capture_default_str();
   app.add_option("--endpoint-device", o.endpoint_device,
-                 "what the CNI plugin gives VLAN endpoints: netkit (kernel >= 6.7), veth, or auto "
-                 "(netkit where the kernel has it)")
+                 "what the CNI plugin gives containers (overlay and VLAN networks): netkit (kernel "
+                 ">= 6.7), veth, or auto (netkit where the kernel has it)")
       ->envname(env("ENDPOINT_DEVICE"))
       ->check(CLI::IsMember({"auto", "netkit", "veth"}))
       ->capture_default_str();
@@ -245,8 +245,8 @@ int main(int argc, char** argv) {
       if (!st.ok()) return Fail(std::string(st.message()));
       printf("removed interface %s (and %s)\n", dev, peer);
     }
-    if (auto st = RemoveMasquerade(); !st.ok())
-      fprintf(stderr, "cppnet-agent: %s\n", std::string(st.message()).c_str());
+    for (auto st : {RemoveMasquerade(), RemoveCniMasquerade()})
+      if (!st.ok()) fprintf(stderr, "cppnet-agent: %s\n", std::string(st.message()).c_str());
     if (unlink(o.subnet_file.c_str()) == 0) printf("removed %s\n", o.subnet_file.c_str());
     printf(
         "cppnet datapath removed; the lease stays in etcd until its TTL (or delete it with "

@@ -45,4 +45,11 @@ absl::Status InstallMasquerade(const MasqSpec& spec) {
 
 absl::Status RemoveMasquerade() { return RunNft(kReset, kTables); }
 
+absl::Status RemoveCniMasquerade() {
+  return RunNft(
+      "table ip cppnet_cni {}\ndelete table ip cppnet_cni\ntable ip6 cppnet_cni {}\n"
+      "delete table ip6 cppnet_cni\n",
+      "nftables tables ip/ip6 cppnet_cni");
+}
+
 }  // namespace cppnet

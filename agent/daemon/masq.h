@@ -26,5 +26,8 @@ std::string MasqueradeRules(const MasqSpec& spec);
 absl::Status InstallMasquerade(const MasqSpec& spec);
 // Removes the tables if they exist (an earlier run with --ip-masq).
 absl::Status RemoveMasquerade();
+// Removes the CNI plugin's tables for netkit containers' ipMasq ("ip cppnet_cni", "ip6
+// cppnet_cni"), for --cleanup.
+absl::Status RemoveCniMasquerade();
 
 }  // namespace cppnet

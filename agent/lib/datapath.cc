@@ -292,8 +292,10 @@ absl::StatusOr<std::vector<std::string>> Datapath::Cleanup(const std::string& pi
     if (name.rfind(CPPNET_LINK_TCX_PREFIX, 0) == 0) {
       if (unlink(e.path().c_str()) != 0)  // the last reference: the program leaves the veth
         return absl::InternalError(absl::StrCat(e.path().string(), ": ", strerror(errno)));
-      done.push_back(
-          absl::StrCat("tcx program on ifindex ", name.substr(strlen(CPPNET_LINK_TCX_PREFIX))));
+      const bool out = name.rfind(CPPNET_LINK_TCX_OUT_PREFIX, 0) == 0;
+      done.push_back(absl::StrCat(
+          out ? "tcx egress program on ifindex " : "tcx program on ifindex ",
+          name.substr(strlen(out ? CPPNET_LINK_TCX_OUT_PREFIX : CPPNET_LINK_TCX_PREFIX))));
       continue;
     }
     if (name.rfind(CPPNET_LINK_XDP_PREFIX, 0) == 0) {

@@ -2,7 +2,9 @@
 // {"network":"overlay"} does what flannel's CNI plugin does: it reads the agent's
 // subnet.env and delegates to the standard bridge plugin (bridge cni0, gateway = the
 // subnet's first address, host-local IPAM over the leased subnet). The agent then
-// finds the bridge and attaches its programs to it and to every container veth.
+// finds the bridge and attaches its programs to it and to every container veth. Where the
+// agent uses netkit, the plugin makes a netkit pair itself instead (no bridge; see "Overlay
+// containers on netkit") and asks the agent to attach it.
 // A VLAN network (cppnetctl network create) gets a veth endpoint on its trunk and VLAN
 // and addresses from host-local IPAM; the agent, asked through its local API, puts it in
 // the VLAN datapath's maps and attaches its program (the plugin writes no map and
@@ -932,6 +934,10 @@ int OverlayNetkitAdd(const json& d, json keep, const std::string& saved) {
     }
     // Routes the IPAM configuration asks for, through the gateway of their family.
     for (const json& r : ipam.value("routes", json::array())) {
+      if (!r.is_object() || !r.contains("dst") || !r["dst"].is_string() ||
+          (r.contains("gw") && !r["gw"].is_string()))
+        return absl::InvalidArgumentError(
+            absl::StrCat("IPAM plugin returned a malformed route: ", DescribeJson(r)));
       const std::string dst = r.value("dst", "");
       const bool v6 = dst.find(':') != std::string::npos;
       std::string gw = r.value("gw", "");

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_format.h"
+
 #include "cppnet/subnet_env.h"
 #include "fake_registry.h"
 
@@ -64,6 +66,20 @@ TEST_F(LeaseManagerTest, ReclaimsTheLeaseCarryingOurPublicIpFirst) {
   ASSERT_EQ(Step({.previous_subnet = Prefix4{0xc6130901, 24}}), LeaseManager::Event::kAcquired);
   EXPECT_EQ(mgr.key(), Key("198.19.7.0-24"));
   EXPECT_EQ(reg.Find(mgr.key())->lease, mgr.lease_id());  // now under our lease
+}
+
+TEST_F(LeaseManagerTest, ReclaimsOurLeaseAlsoWhenItsJsonUsesUnicodeEscapes) {
+  // The text search that skips other hosts' leases must not skip ours written as valid JSON
+  // with escaped characters ("\u0031" is "1").
+  std::string v = SerializeLease(Own());
+  const std::string ip = FormatIp4(kOurIp);
+  const size_t at = v.find(ip);
+  ASSERT_NE(at, std::string::npos);
+  v.replace(at, 1, absl::StrFormat("\\u%04x", ip[0]));
+  ASSERT_TRUE(ParseLease(v).ok());
+  reg.Set(Key("198.19.7.0-24"), v, 0x77);
+  ASSERT_EQ(Step({.previous_subnet = Prefix4{0xc6130901, 24}}), LeaseManager::Event::kAcquired);
+  EXPECT_EQ(mgr.key(), Key("198.19.7.0-24"));
 }
 
 TEST_F(LeaseManagerTest, TakesThePreviousSubnetWhenFreeElseAnother) {
