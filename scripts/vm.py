@@ -6,7 +6,11 @@ what it writes stays in the guest. Output and exit status come back through a sh
 
   python3 -m scripts.vm [--modules m1,m2] -- COMMAND...     (exit status 77: no qemu or no mirror)
 
-The kernel package is downloaded once into build/vm (CPPNET_DEBIAN_MIRROR overrides the mirror)."""
+The kernel package is downloaded once into build/vm (CPPNET_DEBIAN_MIRROR overrides the mirror).
+CPPNET_VM_ACCEL, CPPNET_VM_CPU and CPPNET_VM_APPEND override qemu's -accel (tcg), -cpu (max) and the
+kernel command line: on a machine whose /dev/kvm runs stock kernels, "kvm" would make the guest
+fast enough to measure. This machine's /dev/kvm is kvm-pvm (PVM: guests must be PVM kernels; a
+stock kernel stops in its decompressor, "kvm-pvm: INTERNAL_ERROR in batch emul" in dmesg)."""
 import argparse
 import glob
 import lzma
@@ -145,9 +149,11 @@ def run(command, modules=DEFAULT_MODULES, cwd=ROOT, memory_mb=6144, timeout=3600
         console = os.path.join(work, "console.log")
         # TCG, not KVM: this machine's nested KVM stops the guest kernel early (an instruction
         # its emulator lacks); functional tests only, nothing is measured in the guest.
-        argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", str(os.cpu_count() or 2),
+        accel = os.environ.get("CPPNET_VM_ACCEL", "tcg,thread=multi")
+        cpu = os.environ.get("CPPNET_VM_CPU", "max")
+        argv = ["qemu-system-x86_64", "-accel", accel, "-cpu", cpu, "-smp", str(os.cpu_count() or 2),
                 "-m", str(memory_mb), "-nographic", "-no-reboot", "-kernel", vmlinuz, "-initrd", rd,
-                "-append", "console=ttyS0 panic=-1 quiet",
+                "-append", os.environ.get("CPPNET_VM_APPEND", "console=ttyS0 panic=-1 quiet"),
                 "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
                 "-virtfs", f"local,path={modules_dir},mount_tag=kmods,security_model=none,readonly=on",
                 "-virtfs", f"local,path={results},mount_tag=results,security_model=none",
