@@ -131,16 +131,7 @@ def build(lab, args):
     for h in (p1, p2):
         h.start_agent("--etcd-prefix=/bench/vlan", VETH)
         h.subnet_env()
-    for mode, parent, third in (("cppnet-macvlan", "eth0", 111), ("cppnet-vlan10", "eth0.10", 100)):
-        ends = []
-        for h, rng in ((p1, 0), (p2, 128)):
-            h.ctl("network", "create", "-d", "macvlan", "--subnet", f"198.18.{third}.0/24", "--ip-range",
-                  f"198.18.{third}.{rng}/25", "-o", f"parent={parent}", f"n{third}")
-            e = L.CniEndpoint(lab, h, f"n{third}", f"bench{third}")
-            if e.rc != 0:
-                raise L.LabError(f"{mode}: CNI ADD: {e.result}")
-            ends.append(Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab))
-        pairs[mode] = tuple(ends)
+    vlan_pairs(lab, pairs, p1, p2, (("cppnet-macvlan", "eth0", 111), ("cppnet-vlan10", "eth0.10", 100)))
     L.wait_for("cppnet VLAN trunk", lambda: all("VLAN trunk eth0" in h.log() for h in (p1, p2)), 10)
     if any(m in args.modes.split(",") for m in NETKIT_MODES):
         build_netkit(lab, cfg, pairs)
@@ -177,6 +168,24 @@ def build(lab, args):
     return pairs
 
 
+def cni_endpoint(lab, h, mode, network, cid):
+    """A container attached to `network` on host h by the CNI plugin, as an Endpoint."""
+    e = L.CniEndpoint(lab, h, network, cid)
+    if e.rc != 0:
+        raise L.LabError(f"{mode}: CNI ADD: {e.result}")
+    return Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab)
+
+
+def vlan_pairs(lab, pairs, p1, p2, modes):
+    """For each (mode, parent, third octet): a macvlan VLAN network on both hosts (198.18.<third>.0/24,
+    each host its half) with one container each."""
+    for mode, parent, third in modes:
+        for h, rng in ((p1, 0), (p2, 128)):
+            h.ctl("network", "create", "-d", "macvlan", "--subnet", f"198.18.{third}.0/24", "--ip-range",
+                  f"198.18.{third}.{rng}/25", "-o", f"parent={parent}", f"n{third}")
+        pairs[mode] = tuple(cni_endpoint(lab, h, mode, f"n{third}", f"bench{third}") for h in (p1, p2))
+
+
 def build_netkit(lab, cfg, pairs):
     """The netkit rows: a host pair per overlay backend with containers from the CNI plugin, the
     VLAN networks on the vxlan pair. An agent told --endpoint-device=netkit exits on a kernel
@@ -202,25 +211,10 @@ def build_netkit(lab, cfg, pairs):
         for h in (c1, c2):
             h.subnet_env()
         L.wait_for(f"{mode} routes", lambda: len(c1.routes()) == 1 and len(c2.routes()) == 1)
-        ends = []
-        for h in (c1, c2):
-            e = L.CniEndpoint(lab, h, "overlay", f"bench{mode}")
-            if e.rc != 0:
-                raise L.LabError(f"{mode}: CNI ADD: {e.result}")
-            ends.append(Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab))
-        pairs[mode] = tuple(ends)
+        pairs[mode] = tuple(cni_endpoint(lab, h, mode, "overlay", f"bench{mode}") for h in (c1, c2))
         hosts[backend] = (c1, c2)
-    p1, p2 = hosts["vxlan"]
-    for mode, parent, third in (("cppnet-macvlan-nk", "eth0", 112), ("cppnet-vlan10-nk", "eth0.10", 101)):
-        ends = []
-        for h, rng in ((p1, 0), (p2, 128)):
-            h.ctl("network", "create", "-d", "macvlan", "--subnet", f"198.18.{third}.0/24", "--ip-range",
-                  f"198.18.{third}.{rng}/25", "-o", f"parent={parent}", f"n{third}")
-            e = L.CniEndpoint(lab, h, f"n{third}", f"bench{third}")
-            if e.rc != 0:
-                raise L.LabError(f"{mode}: CNI ADD: {e.result}")
-            ends.append(Endpoint(["nsenter", f"--net={e.netns}", "--"], e.ip4, lab))
-        pairs[mode] = tuple(ends)
+    vlan_pairs(lab, pairs, *hosts["vxlan"], (("cppnet-macvlan-nk", "eth0", 112),
+                                              ("cppnet-vlan10-nk", "eth0.10", 101)))
 
 
 def pinned(cpu, argv):

@@ -348,6 +348,36 @@ class NetnsGuard {
   int host_ = -1;
 };
 
+// The container's namespace as an fd (where a pair's peer goes; the caller closes it).
+absl::StatusOr<int> OpenNetns(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat("netns ", path, ": ", strerror(errno)));
+  return fd;
+}
+
+// The container's side of a new pair, for the lifetime of this object: inside its namespace, a
+// netlink socket there and CNI_IFNAME's index. `ipv6`: DAD off (the addresses are ours by IPAM).
+struct InContainer {
+  std::unique_ptr<NetnsGuard> ns;
+  NlSock sk;
+  int ifindex = 0;
+};
+absl::StatusOr<InContainer> EnterContainer(const std::string& netns, const std::string& ifname,
+                                           bool ipv6) {
+  InContainer c;
+  auto ns = NetnsGuard::Enter(netns);
+  if (!ns.ok()) return ns.status();
+  c.ns = std::move(*ns);
+  auto sk = NlConnect();
+  if (!sk.ok()) return sk.status();
+  c.sk = std::move(*sk);
+  c.ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
+  if (!c.ifindex)
+    return absl::InternalError(absl::StrCat("interface ", ifname, " not found in ", netns));
+  if (ipv6) (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", ifname, "/accept_dad"), "0");
+  return c;
+}
+
 // `no_prefix_route`: without the kernel's route to the address's prefix (a netkit container
 // reaches its subnet through the gateway, as everything else).
 absl::Status AddAddress(nl_sock* sk, int ifindex, const std::string& cidr, bool v6,
@@ -633,10 +663,9 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
   };
   auto sk = NlConnect();
   if (!sk.ok()) return undo(sk.status());
-  const int nsfd = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
-  if (nsfd < 0)
-    return undo(absl::NotFoundError(absl::StrCat("netns ", netns, ": ", strerror(errno))),
-                kInvalidEnv);
+  auto ns_fd = OpenNetns(netns);
+  if (!ns_fd.ok()) return undo(ns_fd.status(), kInvalidEnv);
+  const int nsfd = *ns_fd;
   // The agent says which device: netkit (the endpoint's frames switched inside its own
   // transmit) where the kernel has it, else a veth pair.
   const bool netkit = info.value("endpoint_device", "veth") == "netkit";
@@ -679,23 +708,18 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
   json result = {{"cniVersion", g_version}};
   // Inside the container's namespace; errors are undone after leaving it.
   auto configure = [&]() -> absl::Status {
-    auto ns = NetnsGuard::Enter(netns);
-    if (!ns.ok()) return ns.status();
-    auto csk = NlConnect();
-    if (!csk.ok()) return csk.status();
-    const int inner = static_cast<int>(if_nametoindex(ifname.c_str()));
-    if (!inner)
-      return absl::InternalError(absl::StrCat("interface ", ifname, " not found in ", netns));
-    if (!v6.empty())
-      (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", ifname, "/accept_dad"), "0");
+    auto c = EnterContainer(netns, ifname, !v6.empty());
+    if (!c.ok()) return c.status();
+    nl_sock* const csk = c->sk.get();
+    const int inner = c->ifindex;
     if (mode == CPPNET_VLAN_IPVLAN_L3 && netkit)  // routed: no neighbours (a veth has it already)
-      if (auto st = SetNoArp(csk->get(), inner, ifname); !st.ok()) return st;
-    if (auto st = SetUp(csk->get(), inner, ifname); !st.ok()) return st;
+      if (auto st = SetNoArp(csk, inner, ifname); !st.ok()) return st;
+    if (auto st = SetUp(csk, inner, ifname); !st.ok()) return st;
     json ips = json::array();
     for (auto& ip : ipam["ips"]) {
       const std::string a = ip.value("address", "");
       const bool is6 = a.find(':') != std::string::npos;
-      if (auto st = AddAddress(csk->get(), inner, a, is6); !st.ok()) return st;
+      if (auto st = AddAddress(csk, inner, a, is6); !st.ok()) return st;
       json r = ip;
       r["interface"] = 1;
       if (mode == CPPNET_VLAN_IPVLAN_L3) r.erase("gateway");  // routed through the device
@@ -711,7 +735,7 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
         if (std::any_of(routes.begin(), routes.end(),
                         [&](const json& r) { return r["dst"] == (is6 ? "::/0" : "0.0.0.0/0"); }))
           continue;
-        if (auto st = AddDefaultRoute(csk->get(), inner, gw, is6); !st.ok()) return st;
+        if (auto st = AddDefaultRoute(csk, inner, gw, is6); !st.ok()) return st;
         json r = {{"dst", is6 ? "::/0" : "0.0.0.0/0"}};
         if (!gw.empty()) r["gw"] = gw;
         routes.push_back(r);
@@ -881,10 +905,9 @@ int OverlayNetkitAdd(const json& d, json keep, const std::string& saved) {
   };
   auto sk = NlConnect();
   if (!sk.ok()) return undo(sk.status());
-  const int nsfd = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
-  if (nsfd < 0)
-    return undo(absl::NotFoundError(absl::StrCat("netns ", netns, ": ", strerror(errno))),
-                kInvalidEnv);
+  auto ns_fd = OpenNetns(netns);
+  if (!ns_fd.ok()) return undo(ns_fd.status(), kInvalidEnv);
+  const int nsfd = *ns_fd;
   const NetkitSpec spec{.primary = host,
                         .peer = ifname,
                         .mtu = static_cast<unsigned>(d.value("mtu", 1500)),
@@ -904,32 +927,27 @@ int OverlayNetkitAdd(const json& d, json keep, const std::string& saved) {
   Mac mac{};
   json result = {{"cniVersion", g_version}};
   auto configure = [&]() -> absl::Status {
-    auto ns = NetnsGuard::Enter(netns);
-    if (!ns.ok()) return ns.status();
-    auto csk = NlConnect();
-    if (!csk.ok()) return csk.status();
-    const int inner = static_cast<int>(if_nametoindex(ifname.c_str()));
-    if (!inner)
-      return absl::InternalError(absl::StrCat("interface ", ifname, " not found in ", netns));
-    mac = LinkMac(csk->get(), inner);
-    if (any6)
-      (void)WriteSysctl(absl::StrCat("/proc/sys/net/ipv6/conf/", ifname, "/accept_dad"), "0");
-    if (auto st = SetUp(csk->get(), inner, ifname); !st.ok()) return st;
+    auto c = EnterContainer(netns, ifname, any6);
+    if (!c.ok()) return c.status();
+    nl_sock* const csk = c->sk.get();
+    const int inner = c->ifindex;
+    mac = LinkMac(csk, inner);
+    if (auto st = SetUp(csk, inner, ifname); !st.ok()) return st;
     json ips = json::array(), routes = json::array();
     for (const Addr& a : addrs) {
-      if (auto st = AddAddress(csk->get(), inner, a.cidr, a.v6, true); !st.ok()) return st;
+      if (auto st = AddAddress(csk, inner, a.cidr, a.v6, true); !st.ok()) return st;
       json r = {{"address", a.cidr}, {"interface", 1}};
       if (!a.gw.empty()) r["gateway"] = a.gw;
       ips.push_back(r);
       if (a.gw.empty()) continue;
       // The gateway is the host end: known without asking, the next hop for everything.
-      if (auto st = AddNeighbour(csk->get(), inner, a.gw, host_mac, a.v6); !st.ok()) return st;
-      if (auto st = AddRoute(csk->get(), inner, a.gw + (a.v6 ? "/128" : "/32"), "", a.v6); !st.ok())
+      if (auto st = AddNeighbour(csk, inner, a.gw, host_mac, a.v6); !st.ok()) return st;
+      if (auto st = AddRoute(csk, inner, a.gw + (a.v6 ? "/128" : "/32"), "", a.v6); !st.ok())
         return st;
       const std::string any = a.v6 ? "::/0" : "0.0.0.0/0";
       if (std::any_of(routes.begin(), routes.end(), [&](const json& r) { return r["dst"] == any; }))
         continue;
-      if (auto st = AddDefaultRoute(csk->get(), inner, a.gw, a.v6); !st.ok()) return st;
+      if (auto st = AddDefaultRoute(csk, inner, a.gw, a.v6); !st.ok()) return st;
       routes.push_back({{"dst", any}, {"gw", a.gw}});
     }
     // Routes the IPAM configuration asks for, through the gateway of their family.
@@ -944,7 +962,7 @@ int OverlayNetkitAdd(const json& d, json keep, const std::string& saved) {
       for (const Addr& a : addrs)
         if (gw.empty() && a.v6 == v6) gw = a.gw;
       if (dst.empty() || gw.empty() || dst == (v6 ? "::/0" : "0.0.0.0/0")) continue;
-      if (auto st = AddRoute(csk->get(), inner, dst, gw, v6); !st.ok()) return st;
+      if (auto st = AddRoute(csk, inner, dst, gw, v6); !st.ok()) return st;
       routes.push_back({{"dst", dst}, {"gw", gw}});
     }
     result["interfaces"] =
