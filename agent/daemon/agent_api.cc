@@ -135,7 +135,16 @@ absl::StatusOr<json> Agent::ApiRouteDel(const json& p) {
 // ---- Overlay containers made by the CNI plugin.
 
 absl::StatusOr<json> Agent::ApiOverlayGet() {
-  return json{{"endpoint_device", endpoint_device_}, {"ready", datapath_active_}};
+  // One kind per host: a veth container on the bridge and a netkit container of the same host
+  // would not reach each other (the veth one asks ARP on the bridge, where the netkit one is
+  // not). While containers sit on the bridge (made before netkit was used here), new ones join
+  // them there.
+  json j = {{"endpoint_device", endpoint_device_}, {"ready", datapath_active_}};
+  if (endpoint_device_ == "netkit" && containers_->ifindex() && containers_->veth_ports()) {
+    j["endpoint_device"] = "veth";
+    j["why"] = absl::StrCat(containers_->veth_ports(), " containers are on the bridge");
+  }
+  return j;
 }
 
 absl::StatusOr<json> Agent::ApiOverlayAttach(const json& p) {

@@ -43,6 +43,12 @@ void ContainerSide::Sync(std::optional<Prefix4> subnet, std::optional<Prefix6> s
   SyncPorts();
 }
 
+size_t ContainerSide::veth_ports() const {
+  size_t n = 0;
+  for (const auto& [ifindex, name] : ports_) n += name.rfind(kOverlayNetkitPrefix, 0) != 0;
+  return n;
+}
+
 absl::Status ContainerSide::AttachNetkit(int ifindex) {
   char name[IF_NAMESIZE] = {};
   if (!if_indextoname(static_cast<unsigned>(ifindex), name))

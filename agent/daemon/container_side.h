@@ -24,6 +24,8 @@ class ContainerSide {
   // The CNI plugin's new netkit primary `ifindex`: its programs attached now, before the
   // container sends (its end drops everything until then). Errors name the interface.
   absl::Status AttachNetkit(int ifindex);
+  // Container veths on the bridge that carry our programs now.
+  size_t veth_ports() const;
 
  private:
   void SyncPorts();

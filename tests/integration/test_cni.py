@@ -178,6 +178,22 @@ def netkit_overlay(lab, c, h1, h2, results):
     in_netns(ns1, ["ip", "addr", "del", f"{spoof}/32", "dev", "eth0"])
     c.check("a netkit container sending from another address is dropped (bad_source)",
             p.returncode != 0 and bad() >= before + 2, (before, bad()))
+    # A host whose bridge already has containers (from before netkit) keeps giving new ones veths
+    # there: the two kinds of one host would not reach each other.
+    h4 = lab.add_host(4)
+    h4.start_agent()
+    env4 = h4.subnet_env()
+    (old,) = h4.add_bridge_and_containers(env4["FLANNEL_SUBNET"], env4["FLANNEL_MTU"], count=1)
+    _, ns4 = container(lab, h4)
+    prefix4 = env4["FLANNEL_SUBNET"].rsplit(".", 1)[0]
+    rc, res4 = call(h4, "ADD", ns4, "mixed", conf(capabilities={"ips": True},
+                                                    runtimeConfig={"ips": [f"{prefix4}.77/24"]}))
+    ends = [i.get("name", "") for i in res4.get("interfaces", []) if not i.get("sandbox") and i.get("name") != "cni0"]
+    p = in_netns(ns4, ["ping", "-n", "-c", "2", "-W", "2", old.ip], timeout=15)
+    c.check("a host with containers on its bridge gives new ones veths there (one kind per host), and they "
+            "reach each other", rc == 0 and ends and ends[0].startswith("veth") and p.returncode == 0,
+            (rc, ends, p.returncode, res4, p.stdout[-200:]))
+    call(h4, "DEL", ns4, "mixed", conf())
     # Without its program the container's end drops what it sends (netkit's peer policy); a
     # restarted agent finds the pair by its name and kind and attaches it again.
     ifindex = h1.sh(f"cat /sys/class/net/{host_end}/ifindex").stdout.strip()
@@ -329,7 +345,7 @@ def hostport_across_hosts(lab, c, h2):
     the translated flow; the container side hands its answers to the kernel (nat_reply)."""
     h3 = lab.add_host(3)
     h3.start_agent()
-    L.wait_for("h3 routes", lambda: len(h3.routes()) == 2)
+    L.wait_for("h3 routes", lambda: len(h3.routes()) >= 2)  # h1, h2 (and h4 on netkit)
     _, ns = container(lab, h3)
     rc, res = call(h3, "ADD", ns, "hp1", conf())
     pm = {"cniVersion": "1.0.0", "name": "cppnet-overlay", "type": "portmap", "capabilities": {"portMappings": True},
