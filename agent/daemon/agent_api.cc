@@ -140,9 +140,10 @@ absl::StatusOr<json> Agent::ApiOverlayGet() {
   // not). While containers sit on the bridge (made before netkit was used here), new ones join
   // them there.
   json j = {{"endpoint_device", endpoint_device_}, {"ready", datapath_active_}};
-  if (endpoint_device_ == "netkit" && containers_->ifindex() && containers_->veth_ports()) {
+  const size_t on_bridge = containers_->ifindex() ? containers_->veth_ports() : 0;
+  if (endpoint_device_ == "netkit" && on_bridge) {
     j["endpoint_device"] = "veth";
-    j["why"] = absl::StrCat(containers_->veth_ports(), " containers are on the bridge");
+    j["why"] = absl::StrCat(on_bridge, " containers are on the bridge");
   }
   return j;
 }

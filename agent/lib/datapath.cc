@@ -204,16 +204,21 @@ absl::Status Datapath::AttachPort(int ifindex, const std::string& ifname, bool o
   return AttachTcxPinned(encap_prog_fd(), ifindex, ifname, old_clsact);
 }
 
-absl::Status Datapath::AttachNetkitPort(int ifindex, const std::string& ifname) {
-  const bool pinned = !pin_dir_.empty();
+absl::Status Datapath::AttachNetkitPinned(int prog_fd, int ifindex, const std::string& ifname) {
   int keep = -1;
-  auto st = AttachNetkitPeer(bpf_program__fd(skel_->progs.cppnet_nk_encap), ifindex, ifname,
-                             pinned ? TcxPin(pin_dir_, ifindex) : "", &keep);
+  auto st = AttachNetkitPeer(prog_fd, ifindex, ifname,
+                             pin_dir_.empty() ? "" : TcxPin(pin_dir_, ifindex), &keep);
   if (keep >= 0) link_fds_.push_back(keep);
-  if (!st.ok()) return st;
-  keep = -1;
-  st = AttachTcxEgress(bridge_out_prog_fd(), ifindex, ifname,
-                       pinned ? TcxOutPin(pin_dir_, ifindex) : "", &keep);
+  return st;
+}
+
+absl::Status Datapath::AttachNetkitPort(int ifindex, const std::string& ifname) {
+  if (auto st = AttachNetkitPinned(bpf_program__fd(skel_->progs.cppnet_nk_encap), ifindex, ifname);
+      !st.ok())
+    return st;
+  int keep = -1;
+  auto st = AttachTcxEgress(bridge_out_prog_fd(), ifindex, ifname,
+                            pin_dir_.empty() ? "" : TcxOutPin(pin_dir_, ifindex), &keep);
   if (keep >= 0) link_fds_.push_back(keep);
   return st;
 }
@@ -244,11 +249,7 @@ absl::Status Datapath::AttachTrunk(int ifindex, const std::string& ifname) {
 absl::Status Datapath::AttachVlanPort(int ifindex, const std::string& ifname, bool old_clsact,
                                       bool netkit) {
   if (!netkit) return AttachTcxPinned(vlan_port_prog_fd(), ifindex, ifname, old_clsact);
-  int keep = -1;
-  auto st = AttachNetkitPeer(vlan_port_netkit_prog_fd(), ifindex, ifname,
-                             pin_dir_.empty() ? "" : TcxPin(pin_dir_, ifindex), &keep);
-  if (keep >= 0) link_fds_.push_back(keep);
-  return st;
+  return AttachNetkitPinned(vlan_port_netkit_prog_fd(), ifindex, ifname);
 }
 
 // The name of the program behind a tc filter, "" when it cannot be read.

@@ -1067,9 +1067,10 @@ int Run(bool version_flag) {
     // DEL releases what ADD took whatever happened to subnet.env since.
     auto saved = SavedConfPath(conf);
     if (!saved.ok()) return Error(kInvalidEnv, std::string(saved.status().message()));
-    json saved_conf;
-    if (auto text = ReadFileHead(*saved, kMaxCniConfigBytes); text.ok())
-      saved_conf = json::parse(*text, nullptr, false);
+    json saved_conf;  // what ADD saved: DEL and CHECK act on it
+    if (cmd != "ADD")
+      if (auto text = ReadFileHead(*saved, kMaxCniConfigBytes); text.ok())
+        saved_conf = json::parse(*text, nullptr, false);
     const bool saved_netkit =
         saved_conf.is_object() && saved_conf.value("cppnet.device", "") == "netkit";
     if (cmd == "DEL" && saved_conf.is_object()) {

@@ -79,6 +79,8 @@ class Datapath {
   // A container veth's tcx link, pinned as <pin dir>/link_tcx_<ifindex> (kept open in tests).
   absl::Status AttachTcxPinned(int prog_fd, int ifindex, const std::string& ifname,
                                bool old_clsact);
+  // A netkit primary's BPF_NETKIT_PEER link, pinned at the same path (kept open in tests).
+  absl::Status AttachNetkitPinned(int prog_fd, int ifindex, const std::string& ifname);
   Datapath() = default;
   cppnet_bpf* skel_ = nullptr;
   std::string pin_dir_;
