@@ -178,6 +178,7 @@ def netkit_overlay(lab, c, h1, h2, results):
     in_netns(ns1, ["ip", "addr", "del", f"{spoof}/32", "dev", "eth0"])
     c.check("a netkit container sending from another address is dropped (bad_source)",
             p.returncode != 0 and bad() >= before + 2, (before, bad()))
+    netkit_attacks(c, h1, ns1, ip1, ns3, ip3, gw, host_mac, ip2)
     # A host whose bridge already has containers (from before netkit) keeps giving new ones veths
     # there: the two kinds of one host would not reach each other.
     h4 = lab.add_host(4)
@@ -212,6 +213,43 @@ def netkit_overlay(lab, c, h1, h2, results):
             rc == 0 and h1.sh(f"ip link show {res3['interfaces'][0]['name']}", check=False).returncode != 0
             and ip3 not in h1.sh("ip route").stdout
             and ip3 not in h1.sh("nft list set ip cppnet_cni masq", check=False).stdout, out)
+
+
+# Frames a hostile netkit container writes on its own eth0 (scapy, one send each: a frame the
+# program drops fails the sender's transmit with ENOBUFS on netkit).
+NETKIT_ATTACK = """
+import sys
+from scapy.all import ARP, IP, UDP, Ether, Raw, get_if_hwaddr, sendp
+me, victim, gw, gw_mac, dst = sys.argv[1:6]
+mac = get_if_hwaddr("eth0")
+frames = 3 * [Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=mac, psrc=victim, pdst=gw)]
+frames += 3 * [Ether(src="02:00:00:00:66:66", dst=gw_mac) / IP(src=me, dst=dst) / UDP(sport=7, dport=9) / Raw(b"x")]
+frames += 3 * [Raw(bytes(Ether(src=mac, dst=gw_mac) / IP(src=me, dst=dst) / UDP(sport=7, dport=9))[:20])]
+refused = 0
+for f in frames:
+    try:
+        sendp(f, iface="eth0", verbose=False)
+    except OSError:
+        refused += 1
+print(refused)
+"""
+
+
+def netkit_attacks(c, h1, ns1, ip1, ns3, ip3, gw, host_mac, dst):
+    """A netkit container claiming its neighbour's address by ARP, sending with a forged source
+    MAC, and sending truncated IPv4 frames: dropped inside its own transmit, counted, and the
+    neighbour keeps working."""
+    drops = lambda: json.loads(h1.ctl("show", "stats", "--json").stdout)["drops"]  # noqa: E731
+    before = drops()
+    p = in_netns(ns1, ["/usr/bin/python3", "-c", NETKIT_ATTACK, ip1, ip3, gw, host_mac, dst], timeout=60)
+    after = drops()
+    grew = {k: after[k]["packets"] - before[k]["packets"] for k in ("bad_source", "truncated")}
+    c.check(f"netkit: 3 ARP replies claiming the neighbour {ip3} and 3 packets from a forged MAC are dropped as "
+            f"bad_source, 3 truncated frames as truncated ({grew}; sends refused: {p.stdout.strip()})",
+            p.returncode == 0 and grew["bad_source"] >= 6 and grew["truncated"] >= 3, (p.stderr[-400:], grew))
+    q = in_netns(ns3, ["ping", "-n", "-c", "2", "-W", "2", dst], timeout=15)
+    c.check("netkit: after the attack the neighbour still reaches the other host and the agent runs",
+            q.returncode == 0 and h1.agent.poll() is None, q.stdout[-200:])
 
 
 def runtime_requests(lab, c, h):
