@@ -295,12 +295,72 @@ def wait_quiet(max_wait=5):
             return busy, float(open("/proc/loadavg").read().split()[0])
 
 
-def measure(pair, secs, rr_secs):
+class Profile:
+    """A system-wide CPU profile (perf record -a -g, cpu-clock) around one measurement, saved as
+    DIR/<name>.data with a per-CPU summary DIR/<name>.txt: the busy share of each CPU and its
+    top symbols (self time). The client runs on CPU 1, the server on CPU 0; on veth the sender's
+    CPU also does the softirq work of every hop up to the receiving socket."""
+
+    IDLE = ("pv_native_safe_halt", "default_idle", "native_safe_halt", "cpuidle", "acpi_idle", "mwait_idle",
+            "do_idle", "poll_idle", "arch_cpu_idle", "default_idle_call")
+
+    def __init__(self, directory, name):
+        self.dir, self.name = directory, name
+
+    def __enter__(self):
+        if not self.dir:
+            return self
+        os.makedirs(self.dir, exist_ok=True)
+        self.data = os.path.join(self.dir, self.name + ".data")
+        self.proc = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-a", "-g",
+                                      "-o", self.data], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        # perf has opened its events once it created the file's header
+        L.wait_for("perf record", lambda: self.proc.poll() is not None or os.path.exists(self.data), 10, 0.05)
+        if self.proc.poll() is not None:
+            raise L.LabError(f"perf record: {self.proc.stderr.read().strip()}")
+        return self
+
+    # Where a packet's time goes, inclusive (with what they call), as a share of each CPU.
+    STAGES = ("tcp_sendmsg", "tcp_recvmsg", "udp_sendmsg", "net_rx_action", "process_backlog", "veth_xmit",
+              "tcf_classify", "tcx_run", "skb_do_redirect", "bpf_skb_adjust_room", "pskb_expand_head",
+              "__skb_gso_segment", "br_handle_frame", "vxlan_xmit", "vxlan_rcv", "ip_forward", "sock_def_readable",
+              "_copy_from_iter", "_copy_to_iter")
+
+    def _report(self, cpu, *how):
+        out = L.run(["perf", "report", "-i", self.data, "--stdio", "-g", "none", "--cpu", str(cpu), "--sort", "sym",
+                     "--percent-limit", "0.2", *how], timeout=300).stdout
+        return [(float(m.group(1)), m.group(2)) for m in re.finditer(r"^\s+([\d.]+)%.*?\[.\]\s+(\S+)", out, re.M)]
+
+    def __exit__(self, *exc):
+        if not self.dir:
+            return False
+        self.proc.send_signal(2)  # SIGINT: perf writes its data and exits
+        self.proc.wait(timeout=60)
+        lines = []
+        for cpu in range(os.cpu_count()):
+            own = self._report(cpu, "--no-children")
+            idle = sum(p for p, sym in own if sym.startswith(self.IDLE))
+            lines.append(f"CPU {cpu}: busy {100 - idle:.1f} %; self time, top symbols:")
+            lines += [f"  {p:5.1f} %  {sym}" for p, sym in own if not sym.startswith(self.IDLE)][:20]
+            incl = dict((sym, p) for p, sym in self._report(cpu, "--children"))
+            lines.append(f"CPU {cpu}: inclusive, by stage:")
+            lines += [f"  {incl[s]:5.1f} %  {s}" for s in self.STAGES if s in incl]
+            lines += [f"  {p:5.1f} %  {sym}" for sym, p in incl.items() if sym.startswith("bpf_prog_")]
+        with open(os.path.join(self.dir, self.name + ".txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return False
+
+
+def measure(pair, secs, rr_secs, profile=None, name=""):
     a, b = pair
-    r = {"tcp1_gbps": iperf_tcp(a, b, 1, secs), "tcp4_gbps": iperf_tcp(a, b, 4, secs)}
+    with Profile(profile, f"{name}-tcp1"):
+        r = {"tcp1_gbps": iperf_tcp(a, b, 1, secs)}
+    r["tcp4_gbps"] = iperf_tcp(a, b, 4, secs)
     rr = tcp_rr if ":" in b.ip else sockperf_rr
     r["rr_avg_us"], r["rr_p50_us"], r["rr_p99_us"] = rr(a, b, rr_secs)
-    r["udp64_kpps"] = iperf_udp64(a, b, rr_secs)
+    with Profile(profile, f"{name}-udp64"):
+        r["udp64_kpps"] = iperf_udp64(a, b, rr_secs)
     return r
 
 
@@ -454,6 +514,9 @@ def main():
     ap.add_argument("--leases", type=int, default=100000)
     ap.add_argument("--changes", type=int, default=2000)
     ap.add_argument("--rate", type=float, default=100, help="lease changes per second in the latency run")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="record a CPU profile (perf record -a -g) of each mode's single-stream TCP and 64-byte UDP "
+                         "runs into DIR, with a per-CPU top-symbol summary (<mode>-<test>-r<repeat>.txt)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run (ctest bench.quick): every part and mode once, about a second each")
     args = ap.parse_args()
@@ -497,7 +560,7 @@ def datapath(args, result):
             print(f"repeat {rep + 1}/{args.repeats} (CPU busy {busy * 100:.0f} %, load {load:.2f})", flush=True)
             s = {}
             for mode in modes:
-                s[mode] = measure(pairs[mode], args.seconds, args.rr_seconds)
+                s[mode] = measure(pairs[mode], args.seconds, args.rr_seconds, args.profile, f"{mode}-r{rep + 1}")
                 print(f"  {mode:17} " + "  ".join(f"{k}={v:.2f}" for k, v in s[mode].items()), flush=True)
             samples.append(s)
     text = report(samples, modes)

@@ -10,7 +10,7 @@ PKGS=(
   nftables openssl containernetworking-plugins libcpp-httplib-dev socat coreutils util-linux procps curl strace
   podman crun conmon busybox-static docker.io
   systemd man-db init-system-helpers dpkg-dev gzip debootstrap
-  qemu-system-x86 cpio kmod xz-utils
+  qemu-system-x86 cpio kmod xz-utils linux-perf
 )
 missing=()
 for p in "${PKGS[@]}"; do
