@@ -6,7 +6,8 @@ what it writes stays in the guest. Output and exit status come back through a sh
 
   python3 -m scripts.vm [--modules m1,m2] -- COMMAND...     (exit status 77: no qemu or no mirror)
 
-The kernel package is downloaded once into build/vm (CPPNET_DEBIAN_MIRROR overrides the mirror).
+The kernel package is downloaded once into build/vm (CPPNET_DEBIAN_MIRROR overrides the mirror,
+CPPNET_VM_SUITE the suite: "trixie-backports" has newer kernels).
 CPPNET_VM_ACCEL, CPPNET_VM_CPU and CPPNET_VM_APPEND override qemu's -accel (tcg,thread=multi),
 -cpu (qemu64) and the
 kernel command line: on a machine whose /dev/kvm runs stock kernels, "kvm" would make the guest
@@ -27,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 VM_DIR = os.path.join(BUILD, "vm")
 MIRROR = os.environ.get("CPPNET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-SUITE = "trixie"
+SUITE = os.environ.get("CPPNET_VM_SUITE", "trixie")
 # Loaded before the root is mounted (9p over virtio); the rest come from the kernel's own
 # module tree, shared with the guest.
 EARLY = ["netfs", "9pnet", "9pnet_virtio", "9p", "overlay"]
@@ -77,36 +78,51 @@ def skip(why):
     sys.exit(77)
 
 
-def kernel():
-    """vmlinuz and module tree of the newest trixie amd64 kernel, downloaded once."""
-    have = sorted(glob.glob(os.path.join(VM_DIR, "kernel", "boot", "vmlinuz-*")))
+def kernel(suite=SUITE):
+    """vmlinuz and module tree of the suite's newest amd64 kernel, downloaded once."""
+    kdir = os.path.join(VM_DIR, "kernel" if suite == "trixie" else f"kernel-{suite}")
+    have = sorted(glob.glob(os.path.join(kdir, "boot", "vmlinuz-*")))
     if have:
         kver = os.path.basename(have[-1])[len("vmlinuz-"):]
-        return have[-1], os.path.join(VM_DIR, "kernel", "usr", "lib", "modules", kver), kver
+        return have[-1], os.path.join(kdir, "usr", "lib", "modules", kver), kver
+    have = sorted(glob.glob(os.path.join(kdir, "usr", "lib", "modules", "*", "vmlinuz")))
+    if have:  # the newer layout: vmlinuz beside the modules
+        return have[-1], os.path.dirname(have[-1]), os.path.basename(os.path.dirname(have[-1]))
     os.makedirs(VM_DIR, exist_ok=True)
     try:
-        with urllib.request.urlopen(f"{MIRROR}/dists/{SUITE}/main/binary-amd64/Packages.xz", timeout=60) as r:
+        with urllib.request.urlopen(f"{MIRROR}/dists/{suite}/main/binary-amd64/Packages.xz", timeout=60) as r:
             index = lzma.decompress(r.read()).decode()
     except OSError as e:
         skip(f"cannot read {MIRROR} ({e})")
-    best = None
+    pkgs = {}
     for stanza in index.split("\n\n"):
         f = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line.startswith(" "))
-        p = f.get("Package", "")
-        if p.startswith("linux-image-") and p.endswith("-amd64-unsigned") and "cloud" not in p and "-rt-" not in p:
+        if "Package" in f:
+            pkgs[f["Package"]] = f
+    best = None
+    for p, f in pkgs.items():
+        if (p.startswith("linux-image-") and p.endswith(("-amd64-unsigned", "-amd64")) and p[12].isdigit()
+                and "cloud" not in p and "-rt-" not in p):
             key = [int(x) if x.isdigit() else x for x in f["Version"].replace("-", ".").split(".")]
             if best is None or key > best[0]:
-                best = (key, f["Filename"])
+                best = (key, p)
     if not best:
-        skip(f"no amd64 kernel package in {SUITE}")
-    deb = os.path.join(VM_DIR, os.path.basename(best[1]))
-    print(f"cppnet-vm: downloading {best[1]}", file=sys.stderr)
-    urllib.request.urlretrieve(f"{MIRROR}/{best[1]}", deb)
-    subprocess.run(["dpkg-deb", "-x", deb, os.path.join(VM_DIR, "kernel")], check=True)
-    os.unlink(deb)
-    vmlinuz, modules, kver = kernel()
+        skip(f"no amd64 kernel package in {suite}")
+    # Newer Debian kernels split the image package: vmlinuz in linux-binary-*, modules in
+    # linux-modules-*, both named in its Depends.
+    deps = [alt.split()[0] for dep in pkgs[best[1]].get("Depends", "").split(",") for alt in dep.split("|")]
+    for p in [best[1]] + [d for d in deps if d.startswith(("linux-binary-", "linux-modules-")) and d in pkgs]:
+        deb = os.path.join(VM_DIR, os.path.basename(pkgs[p]["Filename"]))
+        print(f"cppnet-vm: downloading {pkgs[p]['Filename']}", file=sys.stderr)
+        urllib.request.urlretrieve(f"{MIRROR}/{pkgs[p]['Filename']}", deb)
+        subprocess.run(["dpkg-deb", "-x", deb, kdir], check=True)
+        os.unlink(deb)
+    if not (glob.glob(os.path.join(kdir, "boot", "vmlinuz-*"))
+            or glob.glob(os.path.join(kdir, "usr", "lib", "modules", "*", "vmlinuz"))):
+        skip(f"{best[1]} brought no vmlinuz")
+    vmlinuz, modules, kver = kernel(suite)
     # The package leaves modules.dep to its postinst: made here, for the guest's modprobe.
-    subprocess.run(["depmod", "-b", os.path.join(VM_DIR, "kernel", "usr"), kver], check=True)
+    subprocess.run(["depmod", "-b", os.path.join(kdir, "usr"), kver], check=True)
     return vmlinuz, modules, kver
 
 
@@ -134,12 +150,12 @@ def initrd(modules_dir, kver, work):
     return out
 
 
-def run(command, modules=DEFAULT_MODULES, cwd=ROOT, memory_mb=6144, timeout=3600, attempts=2):
+def run(command, modules=DEFAULT_MODULES, cwd=ROOT, memory_mb=6144, timeout=3600, attempts=2, suite=SUITE):
     """(exit status, output) of `command` (a shell string) in the guest. A guest whose kernel
     died before the command began (emulated SMP now and then trips the kernel's own code
     patching at boot: "Oops: int3") is booted again, up to `attempts` times."""
     for attempt in range(attempts):
-        rc, out = run_once(command, modules, cwd, memory_mb, timeout)
+        rc, out = run_once(command, modules, cwd, memory_mb, timeout, suite)
         never_ran = rc == 125 and out.startswith(NO_RESULT)  # no output of the command at all
         if not never_ran or attempt + 1 == attempts:
             return rc, out
@@ -150,11 +166,11 @@ def run(command, modules=DEFAULT_MODULES, cwd=ROOT, memory_mb=6144, timeout=3600
 NO_RESULT = "\ncppnet-vm: the guest ended without a result"
 
 
-def run_once(command, modules, cwd, memory_mb, timeout):
+def run_once(command, modules, cwd, memory_mb, timeout, suite):
     """One guest boot: (exit status, output); 125 when the guest ended without a result."""
     if not shutil.which("qemu-system-x86_64"):
         skip("qemu-system-x86_64 is not installed (scripts/install-deps.sh)")
-    vmlinuz, modules_dir, kver = kernel()
+    vmlinuz, modules_dir, kver = kernel(suite)
     with tempfile.TemporaryDirectory(prefix="cppnet-vm-") as work:
         results = os.path.join(work, "results")
         os.makedirs(results)

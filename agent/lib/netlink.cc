@@ -228,6 +228,8 @@ absl::Status WriteSysctl(const std::string& path, const char* value) {
 // linux/if_link.h of Linux 6.7+ (bookworm's UAPI headers predate netkit).
 namespace netkit {
 constexpr int kInfoPeerInfo = 1, kInfoPolicy = 3, kInfoPeerPolicy = 4, kInfoMode = 5;
+constexpr int kInfoHeadroom =
+    8;  // Linux 6.14+; before, the kernel skips attributes it does not know
 constexpr uint32_t kPass = 0, kDrop = 2;
 constexpr uint32_t kModeL2 = 0;
 }  // namespace netkit
@@ -254,6 +256,7 @@ absl::Status CreateNetkitPair(nl_sock* sk, const NetkitSpec& s) {
   ok = data && nla_put_u32(m, netkit::kInfoMode, netkit::kModeL2) == 0 &&
        nla_put_u32(m, netkit::kInfoPolicy, netkit::kPass) == 0 &&
        nla_put_u32(m, netkit::kInfoPeerPolicy, netkit::kDrop) == 0;
+  if (ok && s.headroom) ok = nla_put_u16(m, netkit::kInfoHeadroom, s.headroom) == 0;
   // The peer's settings: an ifinfomsg and its attributes, nested (as a veth's peer).
   nlattr* peer = ok ? nla_nest_start(m, netkit::kInfoPeerInfo) : nullptr;
   ok = peer && nlmsg_append(m, &peer_ifi, sizeof(peer_ifi), NLMSG_ALIGNTO) == 0 &&

@@ -47,6 +47,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cppnet/abi.h"
 #include "cppnet/cni_config.h"
 #include "cppnet/file_lock.h"
 #include "cppnet/paths.h"
@@ -81,6 +82,8 @@ enum {
 
 std::string g_version = "1.0.0";
 constexpr absl::Duration kAgentWait = absl::Seconds(10);  // an agent restart takes less
+// Room a VLAN endpoint's packets need for the 802.1Q tag the program pushes (netkit headroom).
+constexpr uint16_t kVlanTagRoom = 4;
 
 // An answer from the agent, or the CNI error for its failure.
 int AgentError(const absl::Status& st, int config_code = kInvalidConfig);
@@ -674,7 +677,8 @@ int VlanAdd(const json& conf, const VlanNetwork& n, const json& info) {
                           .peer = ifname,
                           .mtu = static_cast<unsigned>(trunk_mtu),
                           .peer_mac = mac,
-                          .peer_netns_fd = nsfd};  // NOARP (l3) is set inside, below
+                          .peer_netns_fd = nsfd,  // NOARP (l3) is set inside, below
+                          .headroom = kVlanTagRoom};
     const absl::Status st = CreateNetkitPair(sk->get(), spec);
     close(nsfd);
     if (!st.ok()) return undo(st);
@@ -911,7 +915,8 @@ int OverlayNetkitAdd(const json& d, json keep, const std::string& saved) {
   const NetkitSpec spec{.primary = host,
                         .peer = ifname,
                         .mtu = static_cast<unsigned>(d.value("mtu", 1500)),
-                        .peer_netns_fd = nsfd};
+                        .peer_netns_fd = nsfd,
+                        .headroom = CPPNET_VXLAN6_OVERHEAD};  // the largest encapsulation
   absl::Status made = CreateNetkitPair(sk->get(), spec);
   close(nsfd);
   if (!made.ok()) return undo(made);

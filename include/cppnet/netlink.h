@@ -61,11 +61,15 @@ absl::Status WriteSysctl(const std::string& path, const char* value);
 // dropping what the container sends until a program attached as BPF_NETKIT_PEER decides. L2
 // mode: Ethernet frames and ARP, as on a veth. MTU `mtu` on both. (netkit applies no interface
 // flags given for the peer, unlike veth: set NOARP on it afterwards where it is wanted.)
+// `headroom`: bytes both devices ask senders to reserve in front of the Ethernet header, so the
+// program's encapsulation or VLAN tag fits without reallocating the packet (kernel >= 6.14;
+// older kernels ignore it).
 struct NetkitSpec {
   std::string primary, peer;
   unsigned mtu = 1500;
   Mac peer_mac{};
   int peer_netns_fd = -1;  // -1: this namespace
+  uint16_t headroom = 0;   // 0: the kernel's default
 };
 absl::Status CreateNetkitPair(nl_sock* sk, const NetkitSpec& spec);
 // Can this kernel create netkit devices? (A pair is made and deleted again.) The error says

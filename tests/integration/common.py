@@ -119,3 +119,38 @@ def timed_transfer(lab, src_ns, dst_ns, dst_ip, size, port):
     sent = in_netns(src_ns, ["python3", "-c", L.SOURCE, dst_ip, str(port), str(size)], timeout=60).stdout.split()
     got, _ = sink.communicate(timeout=60)
     return time.monotonic() - t0, len(sent) == 2 and sent == got.split()
+
+
+# Prints a netkit device's IFLA_NETKIT_HEADROOM (Linux 6.14+ reports it; "none" before), read
+# from an RTM_GETLINK answer: bookworm's iproute2 does not decode netkit.
+NETKIT_HEADROOM = r"""
+import socket, struct, sys
+def attrs(b):
+    i = 0
+    while i + 4 <= len(b):
+        n, t = struct.unpack_from("HH", b, i)
+        if n < 4:
+            return
+        yield t & 0x3FFF, b[i + 4:i + n]
+        i += (n + 3) & ~3
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+ifi = struct.pack("BxHiII", 0, 0, socket.if_nametoindex(sys.argv[1]), 0, 0)
+s.send(struct.pack("=LHHLL", 16 + len(ifi), 18, 1, 1, 0) + ifi)  # RTM_GETLINK, NLM_F_REQUEST
+msg = s.recv(65536)
+found = [struct.unpack("H", v3[:2])[0] for t, v in attrs(msg[32:struct.unpack_from("=L", msg)[0]]) if t == 18
+         for t2, v2 in attrs(v) if t2 == 2 for t3, v3 in attrs(v2) if t3 == 8]
+print(found[0] if found else "none")
+"""
+
+
+def netkit_headroom_check(c, run, ifname, want, what):
+    """On Linux 6.14+ the netkit pair carries the headroom the plugin asked for; before, the
+    kernel ignores the request and creation works all the same."""
+    got = run(["python3", "-c", NETKIT_HEADROOM, ifname]).stdout.strip()
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    if (major, minor) >= (6, 14):
+        c.check(f"netkit {what}: headroom {want} bytes for the program's header (IFLA_NETKIT_HEADROOM)",
+                got == str(want), got)
+    else:
+        c.check(f"netkit {what}: kernel {os.uname().release} predates netkit headroom; the pair works without it",
+                got == "none", got)
