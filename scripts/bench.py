@@ -376,9 +376,28 @@ def proc_stat(pid):
     return int(fields[11]) + int(fields[12]), rss_kb
 
 
+# Writes one lease overlapping another (10.0.0.0/25 over cp_bench's 10.0.0.64/26) n times at `rate`
+# per second with a new PublicIP each time, through etcd's JSON gateway on one connection.
+FLOOD = r"""
+import base64, http.client, json, sys, time, urllib.parse
+n, rate, url = int(sys.argv[1]), float(sys.argv[2]), urllib.parse.urlparse(sys.argv[3])
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+key = base64.b64encode(b"/coreos.com/network/subnets/10.0.0.0-25").decode()
+t0 = time.monotonic()
+for i in range(n):
+    time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+    v = json.dumps({"PublicIP": f"198.18.9.{i % 200 + 1}", "BackendType": "vxlan"}).encode()
+    conn.request("POST", "/v3/kv/put", json.dumps({"key": key, "value": base64.b64encode(v).decode()}))
+    conn.getresponse().read()
+conn.request("POST", "/v3/kv/deleterange", json.dumps({"key": key}))
+conn.getresponse().read()
+"""
+
+
 def control_plane(leases, changes, rate, idle_window=10):
     """Start-up sync of `leases` existing leases, RSS and idle CPU, then lease→map latency of
-    `changes` lease writes and deletions at `rate` per second."""
+    `changes` lease writes and deletions at `rate` per second, and that latency (20 changes/s)
+    while another writer floods an overlapping lease at 200 writes/s."""
     with L.Lab("cpbench") as lab:
         lab.start_etcd()
         # cp_bench writes /26 subnets from 10.0.0.64 up (data only: no packet goes to them);
@@ -405,9 +424,22 @@ def control_plane(leases, changes, rate, idle_window=10):
         if lat.returncode != 0:
             raise L.LabError(f"cp_bench latency: {lat.stderr or lat.stdout}")
         _, rss_after_kb = proc_stat(h.agent.pid)
+        # The same latency while an etcd writer floods a lease that overlaps another (each of its
+        # writes changes which lease wins, so routes are computed from all leases).
+        lat_n, flood_rate = max(20, changes // 10), 200
+        flood_n = lat_n * flood_rate // 20  # as long as the latency run (20 changes/s)
+        fl = subprocess.Popen(h.cmd([sys.executable, "-c", FLOOD, str(flood_n), str(flood_rate), L.ETCD]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lab.pids.append(fl)
+        under = subprocess.run(h.cmd([CP_BENCH, "latency", str(lat_n), str(leases + changes + 1),
+                                      "20"]), env=env, capture_output=True, text=True, timeout=900)
+        out, err = fl.communicate(timeout=300)
+        if fl.returncode != 0 or not under.stdout.strip():
+            raise L.LabError(f"flood: {err[-300:]} {under.stderr[-300:]}")
+        flood = {f"flood_{k}": v for k, v in json.loads(under.stdout).items()}
         return {"leases": leases, "startup_sync_s": round(sync_s, 3), "rss_mb": round(rss_kb / 1024, 1),
                 "idle_cpu_percent": round(idle_cpu_pct, 2), **json.loads(lat.stdout),
-                "rss_after_changes_mb": round(rss_after_kb / 1024, 1)}
+                "rss_after_changes_mb": round(rss_after_kb / 1024, 1), "flood_puts_per_s": flood_rate, **flood}
 
 
 def reaction(quick):

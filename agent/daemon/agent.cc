@@ -240,7 +240,7 @@ int Agent::Run() {
     for (Call& c : calls) c.done->set_value(Handle(c.method, c.params));
     if (!batch.empty()) {
       const absl::Time t0 = absl::Now();
-      for (Change& c : batch) Apply(std::move(c));
+      Apply(std::move(batch));
       health_->sync_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - t0));
       health_->leases = static_cast<int64_t>(leases_.size());
     }
@@ -281,49 +281,55 @@ void Agent::SetLease(const std::string& key, std::optional<ParsedLeaseRecord> r)
   leases_.insert(std::move(*r));
 }
 
-void Agent::Apply(Change c) {
+void Agent::Apply(std::deque<Change> batch) {
   const std::string cfg_key = ConfigKey(), prefix = SubnetsPrefix();
   const std::string own_key = lease_mgr_.key();
-  // A watch event of leases that overlap no other lease (nor ours) costs what it touches: their
-  // routes are computed alone. Anything else (the first list, the config, our own lease,
-  // overlapping leases) is computed from all leases.
-  bool full = c.snapshot;
-  if (c.snapshot) {
-    leases_.clear();
-    index_.Clear();
-    config_in_store_.reset();
-    synced_ = true;
-  }
-  std::vector<std::string> changed;
+  // A batch of watch events whose leases overlap no other lease (nor ours) costs what it
+  // touches: their routes are computed alone. Anything else (the first list, the config, our
+  // own lease, overlapping leases) is computed from all leases — once for the whole batch, so a
+  // writer flooding overlapping leases costs one full computation per loop turn, not per event.
+  bool full = false;
+  std::set<std::string> changed;
   std::vector<Prefix4> gone;
   std::vector<Prefix6> gone6;
+  // What a partial computation needs is collected only while it is still one (a first list of
+  // 100,000 leases would otherwise leave their keys' memory behind in the allocator).
   auto change = [&](const std::string& key, std::optional<ParsedLeaseRecord> now) {
     full = full || key == own_key;
     if (auto it = leases_.find(key); it != leases_.end()) {
       const ParsedLeaseRecord old = *it;
       SetLease(key, std::nullopt);
       full = full || index_.Overlaps(old);
-      if (old.subnet.ok()) gone.push_back(*old.subnet);
-      if (old.subnet6) gone6.push_back(*old.subnet6);
+      if (old.subnet.ok() && !full) gone.push_back(*old.subnet);
+      if (old.subnet6 && !full) gone6.push_back(*old.subnet6);
     }
     if (now) {
       full = full || index_.Overlaps(*now);
       SetLease(key, std::move(now));
     }
-    changed.push_back(key);
+    if (!full) changed.insert(key);
   };
-  for (EtcdKV& kv : c.puts) {
-    if (kv.key == cfg_key)
-      config_in_store_ = kv.value;
-    else if (absl::StartsWith(kv.key, prefix))
-      change(kv.key, ParseLeaseRecord(prefix, LeaseRecord{kv.key, kv.value, kv.create_revision}));
-  }
-  if (c.snapshot && !lease_mgr_.held() && first_list_acceptable_) first_list_ = std::move(c.puts);
-  for (const std::string& k : c.deletes) {
-    if (k == cfg_key)
+  for (Change& c : batch) {
+    if (c.snapshot) {
+      leases_.clear();
+      index_.Clear();
       config_in_store_.reset();
-    else if (leases_.count(k))
-      change(k, std::nullopt);
+      synced_ = true;
+      full = true;
+    }
+    for (EtcdKV& kv : c.puts) {
+      if (kv.key == cfg_key)
+        config_in_store_ = kv.value;
+      else if (absl::StartsWith(kv.key, prefix))
+        change(kv.key, ParseLeaseRecord(prefix, LeaseRecord{kv.key, kv.value, kv.create_revision}));
+    }
+    if (c.snapshot && !lease_mgr_.held() && first_list_acceptable_) first_list_ = std::move(c.puts);
+    for (const std::string& k : c.deletes) {
+      if (k == cfg_key)
+        config_in_store_.reset();
+      else if (leases_.count(k))
+        change(k, std::nullopt);
+    }
   }
   full = full || config_in_store_ != config_text_;
   OnConfigText(config_in_store_);
@@ -339,7 +345,7 @@ void Agent::Apply(Change c) {
   if (full)
     Reconcile();
   else if (!changed.empty())
-    ReconcileLeases(changed, gone, gone6);
+    ReconcileLeases({changed.begin(), changed.end()}, gone, gone6);
 }
 
 void Agent::OnConfigText(const std::optional<std::string>& text) {

@@ -102,7 +102,7 @@ class Agent {
   };
 
   void WatchLoop();
-  void Apply(Change c);
+  void Apply(std::deque<Change> batch);  // the changes the loop found waiting, in order
   void OnConfigText(const std::optional<std::string>& text);
   void Tick();
   // The local API (local_api_server.h): Dispatch runs on the server's thread and hands
