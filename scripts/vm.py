@@ -78,16 +78,24 @@ def skip(why):
     sys.exit(77)
 
 
-def kernel(suite=SUITE):
-    """vmlinuz and module tree of the suite's newest amd64 kernel, downloaded once."""
-    kdir = os.path.join(VM_DIR, "kernel" if suite == "trixie" else f"kernel-{suite}")
+def installed(kdir):
+    """(vmlinuz, module tree, version) of the kernel unpacked in kdir, or None: /boot/vmlinuz-*
+    or, in Debian's newer layout, vmlinuz beside the modules."""
     have = sorted(glob.glob(os.path.join(kdir, "boot", "vmlinuz-*")))
     if have:
         kver = os.path.basename(have[-1])[len("vmlinuz-"):]
         return have[-1], os.path.join(kdir, "usr", "lib", "modules", kver), kver
     have = sorted(glob.glob(os.path.join(kdir, "usr", "lib", "modules", "*", "vmlinuz")))
-    if have:  # the newer layout: vmlinuz beside the modules
+    if have:
         return have[-1], os.path.dirname(have[-1]), os.path.basename(os.path.dirname(have[-1]))
+    return None
+
+
+def kernel(suite=SUITE):
+    """vmlinuz and module tree of the suite's newest amd64 kernel, downloaded once."""
+    kdir = os.path.join(VM_DIR, "kernel" if suite == "trixie" else f"kernel-{suite}")
+    if found := installed(kdir):
+        return found
     os.makedirs(VM_DIR, exist_ok=True)
     try:
         with urllib.request.urlopen(f"{MIRROR}/dists/{suite}/main/binary-amd64/Packages.xz", timeout=60) as r:
@@ -117,10 +125,10 @@ def kernel(suite=SUITE):
         urllib.request.urlretrieve(f"{MIRROR}/{pkgs[p]['Filename']}", deb)
         subprocess.run(["dpkg-deb", "-x", deb, kdir], check=True)
         os.unlink(deb)
-    if not (glob.glob(os.path.join(kdir, "boot", "vmlinuz-*"))
-            or glob.glob(os.path.join(kdir, "usr", "lib", "modules", "*", "vmlinuz"))):
+    found = installed(kdir)
+    if not found:
         skip(f"{best[1]} brought no vmlinuz")
-    vmlinuz, modules, kver = kernel(suite)
+    vmlinuz, modules, kver = found
     # The package leaves modules.dep to its postinst: made here, for the guest's modprobe.
     subprocess.run(["depmod", "-b", os.path.join(kdir, "usr"), kver], check=True)
     return vmlinuz, modules, kver

@@ -228,8 +228,8 @@ absl::Status WriteSysctl(const std::string& path, const char* value) {
 // linux/if_link.h of Linux 6.7+ (bookworm's UAPI headers predate netkit).
 namespace netkit {
 constexpr int kInfoPeerInfo = 1, kInfoPolicy = 3, kInfoPeerPolicy = 4, kInfoMode = 5;
-constexpr int kInfoHeadroom =
-    8;  // Linux 6.14+; before, the kernel skips attributes it does not know
+// Linux 6.14+; older kernels skip attributes they do not know.
+constexpr int kInfoHeadroom = 8;
 constexpr uint32_t kPass = 0, kDrop = 2;
 constexpr uint32_t kModeL2 = 0;
 }  // namespace netkit
